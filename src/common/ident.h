@@ -1,0 +1,21 @@
+/*
+ * ident: the identifiers keyfleet accepts for devices, registrations and enrollments.
+ *
+ * An id is 1 to 128 characters: a lower-case letter or digit, then lower-case letters, digits and
+ * `.`, `_`, `:` or `-` (`[a-z0-9][a-z0-9._:-]{0,127}`).
+ */
+#ifndef KF_COMMON_IDENT_H
+#define KF_COMMON_IDENT_H
+
+#include "common/err.h"
+
+#define KF_ID_MAX 128
+
+/*
+ * Returns KF_OK when `id` is a valid id; otherwise KF_E_INVALID with a message that quotes the id
+ * (escaped, shortened) under the name `what` ("device id", "enrollment name") and says which rule
+ * it breaks.
+ */
+enum kf_err kf_id_check(const char *what, const char *id);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * ossl: the OpenSSL side of pki, for the few callers that need OpenSSL types (TLS set-up in
+ * keyfleetd and libkeyfleet, and the pki modules themselves). Everyone else uses the pki_*
+ * headers, which hide these types.
+ */
+#ifndef KF_COMMON_OSSL_H
+#define KF_COMMON_OSSL_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "common/err.h"
+#include "common/pki_cert.h"
+#include "common/pki_crl.h"
+#include "common/pki_csr.h"
+#include "common/pki_key.h"
+
+/* The property query that keeps digests out of the TPM and routes key operations to it. */
+#define KF_TPM2_PROPQ "?provider=tpm2,tpm2.digest!=yes"
+
+enum kf_key_loc {
+    KF_KEYLOC_NONE = 0, /* public key only */
+    KF_KEYLOC_MEMORY,   /* generated here, not yet saved */
+    KF_KEYLOC_FILE,
+    KF_KEYLOC_PKCS11,
+    KF_KEYLOC_TPM2,
+};
+
+struct kf_key {
+    EVP_PKEY *pkey; /* owned */
+    enum kf_key_loc loc;
+    OSSL_LIB_CTX *libctx; /* borrowed (process-wide); NULL = OpenSSL's default */
+    const char *propq;    /* static; NULL = none */
+};
+
+struct kf_cert {
+    X509 *x509; /* owned reference */
+};
+
+struct kf_csr {
+    X509_REQ *req; /* owned */
+};
+
+struct kf_crl {
+    X509_CRL *crl; /* owned reference */
+};
+
+/*
+ * Records `rc` with the formatted sentence followed by the reasons OpenSSL queued (": reason;
+ * reason"), and empties OpenSSL's error queue. Returns `rc`.
+ */
+enum kf_err kf_ossl_fail(enum kf_err rc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Empties OpenSSL's error queue without reporting it. */
+void kf_ossl_clear(void);
+
+/*
+ * The library context with the tpm2 and default providers loaded, created on first use and kept
+ * until exit. Returns NULL (with kf_fail) when the tpm2 provider cannot be loaded.
+ */
+OSSL_LIB_CTX *kf_ossl_tpm2_libctx(void);
+
+/*
+ * The libp11 "pkcs11" engine for `module_path`, initialised on first use and kept until exit.
+ * Returns NULL (with kf_fail) when the engine or the module cannot be loaded, or when another
+ * module is already in use (one PKCS#11 module per process).
+ */
+struct engine_st *kf_ossl_pkcs11_engine(const char *module_path);
+
+/* Wraps `pkey` (taken) as a key at `loc`; NULL on allocation failure (pkey is freed). */
+struct kf_key *kf_key_wrap(EVP_PKEY *pkey, enum kf_key_loc loc, OSSL_LIB_CTX *libctx,
+                           const char *propq);
+
+/* Wraps `x509` (taken) as a certificate; NULL on allocation failure (x509 is freed). */
+struct kf_cert *kf_cert_wrap(X509 *x509);
+
+/* Wraps `crl` (taken); NULL on allocation failure (crl is freed). */
+struct kf_crl *kf_crl_wrap(X509_CRL *crl);
+
+/*
+ * A digest-sign context for `key`, ready for X509_sign_ctx / X509_CRL_sign_ctx /
+ * X509_REQ_sign_ctx, with the digest keyfleet uses for the key's type. Owned by the caller.
+ */
+EVP_MD_CTX *kf_key_sign_ctx(const struct kf_key *key);
+
+/* The digest name for `key`'s type ("SHA256", "SHA384", or NULL for Ed25519). */
+const char *kf_key_digest_name(const struct kf_key *key);
+
+/* The classification behind kf_key_type(), for a bare EVP_PKEY. */
+enum kf_key_type kf_pkey_type(const EVP_PKEY *pkey);
+
+/* Parses a 128-bit-or-shorter hex serial into a new ASN1_INTEGER; NULL (with kf_fail) if bad. */
+ASN1_INTEGER *kf_serial_from_hex(const char *hex);
+
+/* Formats an ASN1_INTEGER as lower-case hex without leading zeros (KF_SERIAL_HEX_MAX). */
+void kf_serial_to_hex(const ASN1_INTEGER *serial, char *out);
+
+/* Converts an ASN1_TIME to time_t (0 when it cannot). */
+time_t kf_asn1_time(const ASN1_TIME *t);
+
+#endif

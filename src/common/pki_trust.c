@@ -1,0 +1,196 @@
+/* Chain verification against a trust set, saying why a chain fails. */
+#include "common/pki_trust.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include "common/ossl.h"
+#include "common/timefmt.h"
+
+struct kf_trust {
+    X509_STORE *store;
+    size_t n_crls;
+};
+
+const char *kf_verify_reason_name(enum kf_verify_reason reason)
+{
+    switch (reason) {
+    case KF_VERIFY_OK: return "ok";
+    case KF_VERIFY_EXPIRED: return "expired";
+    case KF_VERIFY_NOT_YET_VALID: return "not_yet_valid";
+    case KF_VERIFY_UNKNOWN_ISSUER: return "unknown_issuer";
+    case KF_VERIFY_REVOKED: return "revoked";
+    case KF_VERIFY_WRONG_PURPOSE: return "wrong_purpose";
+    case KF_VERIFY_BAD_SIGNATURE: return "bad_signature";
+    case KF_VERIFY_NOT_CA: return "not_ca";
+    case KF_VERIFY_CRL_INVALID: return "crl_invalid";
+    case KF_VERIFY_OTHER: break;
+    }
+    return "other";
+}
+
+enum kf_err kf_trust_new(struct kf_trust **out)
+{
+    struct kf_trust *t = calloc(1, sizeof(*t));
+    if (!t) return kf_fail(KF_E_NOMEM, "out of memory");
+    t->store = X509_STORE_new();
+    if (!t->store) {
+        free(t);
+        return kf_ossl_fail(KF_E_NOMEM, "out of memory");
+    }
+    *out = t;
+    return KF_OK;
+}
+
+void kf_trust_free(struct kf_trust *trust)
+{
+    if (!trust) return;
+    X509_STORE_free(trust->store);
+    free(trust);
+}
+
+enum kf_err kf_trust_add_cert(struct kf_trust *trust, const struct kf_cert *anchor)
+{
+    if (!X509_STORE_add_cert(trust->store, anchor->x509)) {
+        unsigned long e = ERR_peek_last_error();
+        /* The same anchor twice is harmless. */
+        if (ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+            ERR_clear_error();
+            return KF_OK;
+        }
+        return kf_ossl_fail(KF_E_CRYPTO, "cannot add a trust anchor");
+    }
+    return KF_OK;
+}
+
+enum kf_err kf_trust_add_crl(struct kf_trust *trust, const struct kf_crl *crl)
+{
+    if (!X509_STORE_add_crl(trust->store, crl->crl))
+        return kf_ossl_fail(KF_E_CRYPTO, "cannot add a CRL to the trust set");
+    trust->n_crls++;
+    return KF_OK;
+}
+
+/* CRLs apply where they exist: an issuer without one is not an error. */
+static int verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+    if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL) return 1;
+    return ok;
+}
+
+static enum kf_verify_reason classify(int err)
+{
+    switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED: return KF_VERIFY_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID: return KF_VERIFY_NOT_YET_VALID;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: return KF_VERIFY_UNKNOWN_ISSUER;
+    case X509_V_ERR_CERT_REVOKED: return KF_VERIFY_REVOKED;
+    case X509_V_ERR_INVALID_PURPOSE: return KF_VERIFY_WRONG_PURPOSE;
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return KF_VERIFY_BAD_SIGNATURE;
+    case X509_V_ERR_INVALID_CA:
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED: return KF_VERIFY_NOT_CA;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE: return KF_VERIFY_CRL_INVALID;
+    default: return KF_VERIFY_OTHER;
+    }
+}
+
+static enum kf_err reason_err(enum kf_verify_reason r)
+{
+    switch (r) {
+    case KF_VERIFY_OK: return KF_OK;
+    case KF_VERIFY_EXPIRED: return KF_E_EXPIRED;
+    case KF_VERIFY_NOT_YET_VALID: return KF_E_NOT_YET_VALID;
+    case KF_VERIFY_UNKNOWN_ISSUER: return KF_E_UNKNOWN_ISSUER;
+    case KF_VERIFY_REVOKED: return KF_E_REVOKED;
+    case KF_VERIFY_WRONG_PURPOSE: return KF_E_WRONG_PURPOSE;
+    case KF_VERIFY_BAD_SIGNATURE: return KF_E_BAD_SIGNATURE;
+    default: return KF_E_DENIED;
+    }
+}
+
+enum kf_err kf_trust_verify(const struct kf_trust *trust, const struct kf_cert *leaf,
+                            struct kf_cert *const *untrusted, size_t n, time_t at,
+                            enum kf_purpose purpose, struct kf_verify_result *res)
+{
+    struct kf_verify_result local;
+    STACK_OF(X509) *chain = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    X509_VERIFY_PARAM *param;
+    unsigned long flags = X509_V_FLAG_PARTIAL_CHAIN;
+    enum kf_err rc = KF_OK;
+    int err, depth;
+    X509 *bad;
+
+    if (!res) res = &local;
+    memset(res, 0, sizeof(*res));
+    chain = sk_X509_new_null();
+    ctx = X509_STORE_CTX_new();
+    if (!chain || !ctx) {
+        rc = kf_ossl_fail(KF_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!sk_X509_push(chain, untrusted[i]->x509)) {
+            rc = kf_ossl_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if (!X509_STORE_CTX_init(ctx, trust->store, leaf->x509, chain)) {
+        rc = kf_ossl_fail(KF_E_CRYPTO, "cannot start chain verification");
+        goto out;
+    }
+    param = X509_STORE_CTX_get0_param(ctx);
+    if (trust->n_crls) flags |= X509_V_FLAG_CRL_CHECK;
+    X509_VERIFY_PARAM_set_flags(param, flags);
+    X509_VERIFY_PARAM_set_time(param, at);
+    if (purpose == KF_PURPOSE_CLIENT)
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    else if (purpose == KF_PURPOSE_SERVER)
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
+
+    if (X509_verify_cert(ctx) == 1) {
+        res->reason = KF_VERIFY_OK;
+        goto out;
+    }
+    err = X509_STORE_CTX_get_error(ctx);
+    depth = X509_STORE_CTX_get_error_depth(ctx);
+    bad = X509_STORE_CTX_get_current_cert(ctx);
+    res->reason = classify(err);
+    res->depth = depth;
+    if (!bad) bad = leaf->x509;
+    {
+        struct kf_cert view = {bad};
+        char when[KF_TIME_TEXT_MAX];
+        kf_cert_subject(&view, res->subject, sizeof(res->subject));
+        rc = reason_err(res->reason);
+        if (res->reason == KF_VERIFY_EXPIRED) {
+            kf_time_rfc3339(kf_cert_not_after(&view), when, sizeof(when));
+            kf_fail(rc, "certificate \"%s\" expired on %s", res->subject, when);
+        } else if (res->reason == KF_VERIFY_NOT_YET_VALID) {
+            kf_time_rfc3339(kf_cert_not_before(&view), when, sizeof(when));
+            kf_fail(rc, "certificate \"%s\" is not valid before %s", res->subject, when);
+        } else {
+            kf_fail(rc, "certificate \"%s\": %s (%s)", res->subject,
+                    kf_verify_reason_name(res->reason), X509_verify_cert_error_string(err));
+        }
+    }
+    ERR_clear_error();
+out:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(chain);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* ident: the id syntax [a-z0-9][a-z0-9._:-]{0,127}. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "common/ident.h"
+
+static void test_valid_ids(void **state)
+{
+    char max[KF_ID_MAX + 1];
+    KF_OK_OR_FAIL(kf_id_check("device id", "a"));
+    KF_OK_OR_FAIL(kf_id_check("device id", "0"));
+    KF_OK_OR_FAIL(kf_id_check("device id", "sensor-01.factory_a:line-3"));
+    memset(max, 'x', KF_ID_MAX);
+    max[KF_ID_MAX] = '\0';
+    KF_OK_OR_FAIL(kf_id_check("device id", max));
+}
+
+static void test_invalid_ids(void **state)
+{
+    char long_id[KF_ID_MAX + 2];
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", ""));
+    KF_EXPECT_MSG("device id is empty");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", NULL));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", "Sensor"));
+    KF_EXPECT_MSG("must start with a lower-case letter or a digit");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", "-x"));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", "ab/c"));
+    KF_EXPECT_MSG("holds '/' at position 3");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", "abC"));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", "a b"));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("enrollment name", "a\nb"));
+    KF_EXPECT_MSG("enrollment name \"a\\x0ab\" holds 0x0a at position 2");
+    memset(long_id, 'x', KF_ID_MAX + 1);
+    long_id[KF_ID_MAX + 1] = '\0';
+    KF_EXPECT_ERR(KF_E_INVALID, kf_id_check("device id", long_id));
+    KF_EXPECT_MSG("is 129 characters long; the limit is 128");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_ids),
+        cmocka_unit_test(test_invalid_ids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

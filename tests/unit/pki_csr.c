@@ -1,0 +1,166 @@
+/* pki_csr: parse, create, and each rule that can fail. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/pem.h"
+#include "common/pki_csr.h"
+
+static struct kf_csr *csr_from_openssl(const char *keyopt, const char *subj)
+{
+    const char *key = kf_test_path("csr.key"), *req = kf_test_path("csr.pem");
+    struct kf_csr *csr = NULL;
+    char *text;
+    kf_test_sh("rm -f '%s' '%s'", key, req);
+    assert_int_equal(kf_test_sh("openssl req -new %s -nodes -keyout '%s' -out '%s' -subj '%s' "
+                                "2>/dev/null",
+                                keyopt, key, req, subj),
+                     0);
+    text = kf_test_read(req);
+    KF_OK_OR_FAIL(kf_csr_parse(text, strlen(text), &csr));
+    free(text);
+    return csr;
+}
+
+static void expect_rule(struct kf_csr *csr, const struct kf_csr_policy *p, enum kf_err rc,
+                        enum kf_csr_rule rule, const char *msg)
+{
+    enum kf_csr_rule failed = KF_CSR_RULE_NONE;
+    KF_EXPECT_ERR(rc, kf_csr_check(csr, p, &failed));
+    assert_int_equal(failed, rule);
+    KF_EXPECT_MSG(kf_csr_rule_name(rule));
+    KF_EXPECT_MSG(msg);
+}
+
+static void test_create_parse_check(void **state)
+{
+    struct kf_key *k = NULL, *pub = NULL;
+    struct kf_buf pem;
+    struct kf_csr *csr = NULL;
+    struct kf_csr_policy p;
+    enum kf_csr_rule failed;
+    char cn[64];
+    const char *path = kf_test_path("ours.csr");
+
+    KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
+    kf_buf_init(&pem, 10000);
+    KF_OK_OR_FAIL(kf_csr_create(k, "dev-42", &pem));
+    kf_test_write(path, kf_buf_str(&pem));
+    assert_int_equal(kf_test_sh("openssl req -in '%s' -verify -noout 2>/dev/null", path), 0);
+    KF_OK_OR_FAIL(kf_csr_parse(pem.data, pem.len, &csr));
+    KF_OK_OR_FAIL(kf_csr_subject_cn(csr, cn, sizeof(cn)));
+    assert_string_equal(cn, "dev-42");
+    KF_OK_OR_FAIL(kf_csr_public_key(csr, &pub));
+    assert_true(kf_key_public_equal(k, pub));
+    kf_csr_policy_default(&p);
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, &failed));
+    assert_int_equal(failed, KF_CSR_RULE_NONE);
+    p.expected_cn = "dev-42";
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    p.expected_cn = "dev-43";
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_SUBJECT_MATCH, "is not the expected \"dev-43\"");
+    p.expected_cn = NULL;
+    p.allowed_key_types = KF_KEY_BIT(KF_KEY_ED25519);
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_KEY_TYPE, "EC P-256, which is not an allowed");
+    kf_csr_free(csr);
+    kf_key_free(pub);
+    kf_key_free(k);
+    kf_buf_free(&pem);
+}
+
+static void test_broken_self_signature(void **state)
+{
+    struct kf_key *k = NULL;
+    struct kf_buf pem, der;
+    struct kf_csr *csr = NULL, *bad = NULL;
+    struct kf_csr_policy p;
+
+    KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
+    kf_buf_init(&pem, 10000);
+    kf_buf_init(&der, 10000);
+    KF_OK_OR_FAIL(kf_csr_create(k, "dev-1", &pem));
+    KF_OK_OR_FAIL(kf_csr_parse(pem.data, pem.len, &csr));
+    KF_OK_OR_FAIL(kf_csr_der(csr, &der));
+    /* Flip a bit inside the CN: the signature no longer covers what is there. */
+    for (size_t i = 0; i + 5 <= der.len; i++)
+        if (memcmp(der.data + i, "dev-1", 5) == 0) der.data[i + 4] = '2';
+    KF_OK_OR_FAIL(kf_csr_parse(der.data, der.len, &bad));
+    kf_csr_policy_default(&p);
+    expect_rule(bad, &p, KF_E_BAD_SIGNATURE, KF_CSR_RULE_SIGNATURE, "self-signature");
+    kf_csr_free(bad);
+    kf_csr_free(csr);
+    kf_key_free(k);
+    kf_buf_free(&pem);
+    kf_buf_free(&der);
+}
+
+static void test_rules_with_openssl_csrs(void **state)
+{
+    struct kf_csr_policy p;
+    struct kf_csr *csr;
+    kf_csr_policy_default(&p);
+
+    csr = csr_from_openssl("-newkey rsa:1024", "/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_KEY_SIZE, "RSA 1024");
+    kf_csr_free(csr);
+
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-521", "/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_KEY_TYPE, "not an allowed key type");
+    kf_csr_free(csr);
+
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/O=Acme/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_SUBJECT_EXTRA, "holds O");
+    p.allow_org_units = 1;
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    p.allow_org_units = 0;
+    kf_csr_free(csr);
+
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=a/CN=b");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_SUBJECT_CN, "exactly one CN (it holds 2)");
+    kf_csr_free(csr);
+
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=Not An Id");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_SUBJECT_ID, "must start with a lower-case");
+    kf_csr_free(csr);
+
+    csr = csr_from_openssl("-newkey ed25519", "/CN=dev-ed");
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    kf_csr_free(csr);
+}
+
+static void test_parse_errors(void **state)
+{
+    struct kf_csr *csr = NULL;
+    struct kf_test_pki pki;
+    struct kf_buf pem, big;
+    const char *trunc = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n";
+
+    kf_buf_init(&pem, 100000);
+    kf_test_pki_make(&pki, KF_KEY_EC_P256);
+    KF_OK_OR_FAIL(kf_cert_pem(pki.root, &pem));
+    KF_EXPECT_ERR(KF_E_WRONG_TYPE, kf_csr_parse(pem.data, pem.len, &csr));
+    KF_EXPECT_MSG("holds a CERTIFICATE, not a CERTIFICATE REQUEST");
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_csr_parse(trunc, strlen(trunc), &csr));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_csr_parse("\x30\x00", 2, &csr));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_csr_parse("", 0, &csr));
+    kf_buf_init(&big, KF_CSR_MAX + 10);
+    for (int i = 0; i < KF_CSR_MAX + 1; i++)
+        KF_OK_OR_FAIL(kf_buf_append(&big, "A", 1));
+    KF_EXPECT_ERR(KF_E_OVERSIZE, kf_csr_parse(big.data, big.len, &csr));
+    assert_null(csr);
+    kf_buf_free(&big);
+    kf_buf_free(&pem);
+    kf_test_pki_free(&pki);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_parse_check),
+        cmocka_unit_test(test_broken_self_signature),
+        cmocka_unit_test(test_rules_with_openssl_csrs),
+        cmocka_unit_test(test_parse_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
