@@ -1,0 +1,335 @@
+/*
+ * store: the registry: CAs, enrollments, devices, certificates, registrations, hubs, security
+ * events and the audit log, behind an interface with no SQL and no back-end types.
+ *
+ * Everything happens inside a transaction (`struct kf_txn`):
+ *   - reads:  kf_store_read() begins a read-only transaction on a consistent snapshot; many
+ *             readers run at once; kf_txn_end() ends it.
+ *   - writes: kf_store_write() runs a callback inside a write transaction. Writers are serialized,
+ *             and writers that arrive together share one commit (group commit): each callback
+ *             runs under its own savepoint, so one failing callback rolls back only its own
+ *             changes; kf_store_write() returns only after the commit is durable.
+ * Write calls (insert/update/delete/append) on a read transaction fail with KF_E_INVALID.
+ *
+ * Back ends: SQLite (default; WAL; synchronous=FULL; foreign keys on; schema migrations run at
+ * open). The interface is shaped so that a PostgreSQL back end can be added behind the same calls.
+ *
+ * Strings in records: fixed arrays are bounded by the syntax of what they hold (ids, serials,
+ * fingerprints); `char *` fields are heap strings owned by the record and freed by its _clear().
+ * Records handed to list callbacks are borrowed for the duration of the call.
+ */
+#ifndef KF_SERVER_STORE_H
+#define KF_SERVER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/ident.h"
+#include "common/pki_cert.h"
+#include "common/pki_key.h"
+
+struct kf_store;
+struct kf_txn;
+
+#define KF_STORE_SCHEMA_VERSION 1
+#define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
+#define KF_CODE_MAX             65 /* a verification code, with the NUL */
+#define KF_IP_MAX               64 /* an IP address as text, with the NUL */
+#define KF_ACTOR_MAX            128
+#define KF_ACTION_MAX           64
+#define KF_OBJECT_MAX           256
+#define KF_EVENT_TYPE_MAX       64
+#define KF_ENDPOINT_MAX         256
+#define KF_LIST_ALL             0 /* `limit` meaning no limit */
+
+enum kf_store_flags {
+    KF_STORE_CREATE = 1, /* create the store when it does not exist (default: KF_E_NOT_FOUND) */
+};
+
+/*
+ * Opens the store at `url`: a file path or "sqlite:PATH" (SQLite). Runs pending migrations.
+ * Fails with KF_E_NOT_FOUND when there is no store and KF_STORE_CREATE is not given, with
+ * KF_E_UNSUPPORTED for an unknown scheme or a schema newer than this program, KF_E_STORE for a
+ * corrupt file. `*out` is owned by the caller (kf_store_close).
+ */
+enum kf_err kf_store_open(const char *url, int flags, struct kf_store **out);
+
+/* Closes the store. No transaction may be open. NULL is fine. */
+void kf_store_close(struct kf_store *store);
+
+/* The schema version the store is at. */
+int kf_store_schema_version(struct kf_store *store);
+
+/* Begins a read-only transaction on a consistent snapshot. `*out` ends with kf_txn_end(). */
+enum kf_err kf_store_read(struct kf_store *store, struct kf_txn **out);
+
+/* Ends a read transaction. NULL is fine. */
+void kf_txn_end(struct kf_txn *txn);
+
+/*
+ * Write callback: makes its changes through `txn` and returns KF_OK to keep them or an error to
+ * roll them back (the error is what kf_store_write returns). It must not keep `txn`, and must
+ * have no effects outside the transaction that would be wrong if the transaction were lost.
+ * It may run on another writer's thread (the leader of its group), so it must not rely on
+ * thread-local state of the caller; its error message is carried back to the caller's thread.
+ */
+typedef enum kf_err (*kf_store_write_cb)(struct kf_txn *txn, void *arg);
+
+/*
+ * Runs `cb(txn, arg)` in a write transaction, possibly shared with other threads' callbacks
+ * (group commit), and returns once the transaction is durable: the callback's error, or
+ * KF_E_BUSY / KF_E_STORE when the transaction could not begin or commit (then nothing of it
+ * was kept). Thread-safe.
+ */
+enum kf_err kf_store_write(struct kf_store *store, kf_store_write_cb cb, void *arg);
+
+/* Statistics of group commit, for benchmarks and metrics. */
+struct kf_store_stats {
+    uint64_t writes;  /* callbacks run */
+    uint64_t commits; /* transactions committed */
+};
+void kf_store_stats(struct kf_store *store, struct kf_store_stats *out);
+
+/* ---- CAs ---- */
+
+struct kf_ca_rec {
+    char name[32];                  /* "root" or "issuing" */
+    char serial[KF_SERIAL_HEX_MAX]; /* of the CA certificate */
+    char *subject;
+    char *cert_pem;
+    char *key_uri;                 /* where its private key is; NULL when offline */
+    int64_t not_before, not_after; /* seconds since the epoch */
+    int64_t crl_number;            /* the last CRL number used (0: none yet) */
+    int64_t created;
+};
+void kf_ca_rec_clear(struct kf_ca_rec *r);
+
+/* KF_E_EXISTS when a CA of that name exists. */
+enum kf_err kf_txn_ca_insert(struct kf_txn *txn, const struct kf_ca_rec *r);
+/* KF_E_NOT_FOUND when there is none. */
+enum kf_err kf_txn_ca_get(struct kf_txn *txn, const char *name, struct kf_ca_rec *out);
+/* Increments the CA's CRL number and returns the new value. */
+enum kf_err kf_txn_ca_next_crl_number(struct kf_txn *txn, const char *name, int64_t *out);
+
+/* ---- enrollments ---- */
+
+enum kf_enroll_kind {
+    KF_ENROLL_INDIVIDUAL = 1,
+    KF_ENROLL_GROUP = 2,
+};
+
+struct kf_enrollment {
+    char id[KF_ID_MAX + 1]; /* registration id, or group name: one namespace */
+    enum kf_enroll_kind kind;
+    int enabled;
+    int verified;                        /* group: proof of possession done; individual: 1 */
+    char *cert_pem;                      /* individual: factory certificate; group: its CA */
+    char *pubkey_pem;                    /* individual enrolled by public key */
+    char key_fingerprint[KF_HASH_HEX];   /* SHA-256 of the SPKI of that certificate or key */
+    char *subject;                       /* subject of cert_pem, for display */
+    char verification_code[KF_CODE_MAX]; /* group, until verified; "" otherwise */
+    int64_t code_expires;                /* seconds since the epoch; 0 when no code */
+    char allocation[16];                 /* "hashed" (default) or "static" */
+    char hub[KF_ID_MAX + 1];             /* static allocation: the hub's name */
+    char *networks; /* allowed source networks, comma-separated CIDRs; NULL: any */
+    char *settings; /* initial device settings, JSON object; NULL: none */
+    int64_t created, updated;
+};
+void kf_enrollment_clear(struct kf_enrollment *e);
+
+/* KF_E_EXISTS when an enrollment with that id exists (of either kind). */
+enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment *e);
+enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_enrollment *out);
+/* Replaces every field of the enrollment `e->id`; KF_E_NOT_FOUND when there is none. */
+enum kf_err kf_txn_enrollment_update(struct kf_txn *txn, const struct kf_enrollment *e);
+/* KF_E_NOT_FOUND when there is none. Devices keep existing; their enrollment becomes "". */
+enum kf_err kf_txn_enrollment_delete(struct kf_txn *txn, const char *id);
+/* Lists in id order; `kind` 0 for both kinds. A non-zero return from `cb` stops and is returned. */
+enum kf_err kf_txn_enrollment_list(struct kf_txn *txn, int kind,
+                                   enum kf_err (*cb)(const struct kf_enrollment *e, void *arg),
+                                   void *arg);
+
+/* ---- devices ---- */
+
+enum kf_device_status {
+    KF_DEVICE_ACTIVE = 1,
+    KF_DEVICE_DISABLED = 2,
+    KF_DEVICE_REVOKED = 3,
+};
+/* "active", "disabled", "revoked"; and back (-1 when unknown). */
+const char *kf_device_status_name(enum kf_device_status s);
+int kf_device_status_parse(const char *name);
+
+struct kf_device {
+    char id[KF_ID_MAX + 1];
+    char enrollment[KF_ID_MAX + 1]; /* "" when enrolled by an operator or the enrollment is gone */
+    enum kf_device_status status;
+    char hub[KF_ID_MAX + 1]; /* "" until assigned */
+    int64_t created, updated;
+};
+
+enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d);
+enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device *out);
+enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device *d);
+/* Lists in id order; `status` 0 for all; `enrollment` NULL for all. */
+enum kf_err kf_txn_device_list(struct kf_txn *txn, int status, const char *enrollment,
+                               enum kf_err (*cb)(const struct kf_device *d, void *arg), void *arg);
+/* Counts devices; `status` 0 for all. */
+enum kf_err kf_txn_device_count(struct kf_txn *txn, int status, int64_t *out);
+
+/* ---- certificates ---- */
+
+enum kf_cert_status {
+    KF_CERT_VALID = 1,
+    KF_CERT_REVOKED = 2,
+};
+const char *kf_cert_status_name(enum kf_cert_status s);
+
+struct kf_cert_rec {
+    char serial[KF_SERIAL_HEX_MAX];
+    char device_id[KF_ID_MAX + 1]; /* "" for CA, server and service certificates */
+    char profile[16];              /* kf_profile_name() */
+    char issuer[32];               /* the issuing CA's name ("issuing", "root") */
+    char *subject;
+    int64_t not_before, not_after;
+    enum kf_cert_status status;
+    int64_t revoked_at;            /* 0 unless revoked */
+    int reason;                    /* enum kf_crl_reason, when revoked */
+    char fingerprint[KF_HASH_HEX]; /* SHA-256 of the DER certificate */
+    char *pem;
+    int64_t created;
+};
+void kf_cert_rec_clear(struct kf_cert_rec *r);
+
+/* KF_E_EXISTS when the serial is taken. */
+enum kf_err kf_txn_cert_insert(struct kf_txn *txn, const struct kf_cert_rec *r);
+enum kf_err kf_txn_cert_get(struct kf_txn *txn, const char *serial, struct kf_cert_rec *out);
+/* Marks a valid certificate revoked; KF_E_CONFLICT when it already is, KF_E_NOT_FOUND. */
+enum kf_err kf_txn_cert_revoke(struct kf_txn *txn, const char *serial, int64_t when, int reason);
+/*
+ * Lists certificates, newest first; `device_id` NULL for all, `status` 0 for all, `limit`
+ * KF_LIST_ALL for no limit.
+ */
+enum kf_err kf_txn_cert_list(struct kf_txn *txn, const char *device_id, int status, int64_t limit,
+                             enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg), void *arg);
+/* Lists the revoked certificates issued by CA `issuer` that have not expired at `now`. */
+enum kf_err kf_txn_cert_revoked(struct kf_txn *txn, const char *issuer, int64_t now,
+                                enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
+                                void *arg);
+
+/* ---- registrations ---- */
+
+struct kf_registration {
+    char device_id[KF_ID_MAX + 1];
+    char enrollment[KF_ID_MAX + 1];
+    char hub[KF_ID_MAX + 1];
+    char cert_serial[KF_SERIAL_HEX_MAX]; /* the last certificate issued */
+    char source_ip[KF_IP_MAX];
+    int64_t first_at, last_at, renew_after;
+    int64_t count; /* how many times it registered */
+};
+
+/* Inserts or replaces the registration of `r->device_id`. */
+enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r);
+enum kf_err kf_txn_registration_get(struct kf_txn *txn, const char *device_id,
+                                    struct kf_registration *out);
+
+/* ---- hubs ---- */
+
+struct kf_hub {
+    char name[KF_ID_MAX + 1];
+    char endpoint[KF_ENDPOINT_MAX]; /* host:port */
+    int weight;
+    int enabled;
+    int64_t created;
+};
+
+enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub *h);
+enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub *out);
+enum kf_err kf_txn_hub_update(struct kf_txn *txn, const struct kf_hub *h);
+enum kf_err kf_txn_hub_delete(struct kf_txn *txn, const char *name);
+enum kf_err kf_txn_hub_list(struct kf_txn *txn,
+                            enum kf_err (*cb)(const struct kf_hub *h, void *arg), void *arg);
+
+/* ---- security events ---- */
+
+struct kf_event {
+    int64_t id; /* assigned on insert */
+    int64_t time_ms;
+    char type[KF_EVENT_TYPE_MAX]; /* "provisioning.denied", "hub.acl_denied", ... */
+    char severity[16];            /* "info", "warning", "critical" */
+    char device[KF_ID_MAX + 1];   /* "" when none */
+    char source[32];              /* "server", "device" */
+    char ip[KF_IP_MAX];           /* "" when none */
+    char *detail;                 /* JSON object; NULL: {} */
+};
+void kf_event_clear(struct kf_event *e);
+
+/* Inserts `e` and sets `*id` (may be NULL) to its id. */
+enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, int64_t *id);
+/* Lists events at or after `since_ms`, oldest first; `type`/`device` NULL for all. */
+enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *type,
+                              const char *device, int64_t limit,
+                              enum kf_err (*cb)(const struct kf_event *e, void *arg), void *arg);
+
+/* ---- audit log ---- */
+
+struct kf_audit_rec {
+    int64_t seq; /* 1, 2, 3, ... */
+    int64_t time_ms;
+    char actor[KF_ACTOR_MAX];    /* "operator:alice", "keyfleetd" */
+    char action[KF_ACTION_MAX];  /* "enrollment.add", "cert.issue", ... */
+    char object[KF_OBJECT_MAX];  /* what it acted on: "enrollment:dev-1", "cert:3fa2..." */
+    char *detail;                /* JSON object */
+    char prev_hash[KF_HASH_HEX]; /* hash of the record before ("0"*64 for the first) */
+    char hash[KF_HASH_HEX];      /* SHA-256 over this record's fields and prev_hash */
+};
+void kf_audit_rec_clear(struct kf_audit_rec *r);
+
+/*
+ * Appends an audit record in this write transaction: seq and prev_hash follow the last record
+ * (including those appended earlier in the same transaction), time is now, hash is computed with
+ * kf_audit_hash(). `detail_json` must be a JSON object (NULL: "{}").
+ */
+enum kf_err kf_txn_audit_append(struct kf_txn *txn, const char *actor, const char *action,
+                                const char *object, const char *detail_json);
+
+/* Lists records with time at or after `since_ms`, in seq order. */
+enum kf_err kf_txn_audit_list(struct kf_txn *txn, int64_t since_ms,
+                              enum kf_err (*cb)(const struct kf_audit_rec *r, void *arg),
+                              void *arg);
+
+/*
+ * The hash of `r`: SHA-256 over a domain tag and each of seq, time_ms, actor, action, object,
+ * detail and prev_hash, length-prefixed, as lower-case hex into `hex` (KF_HASH_HEX).
+ */
+void kf_audit_hash(const struct kf_audit_rec *r, char *hex);
+
+enum kf_audit_fault {
+    KF_AUDIT_INTACT = 0,
+    KF_AUDIT_ALTERED,   /* a record's contents no longer match its hash */
+    KF_AUDIT_DELETED,   /* a record is missing (a gap in the sequence) */
+    KF_AUDIT_REORDERED, /* a record's link points at a record other than the one before it */
+    KF_AUDIT_BROKEN,    /* a record's link matches no record: its predecessor was replaced */
+    KF_AUDIT_HEAD,      /* the log ends before the expected head: records were cut off */
+};
+const char *kf_audit_fault_name(enum kf_audit_fault f);
+
+struct kf_audit_verdict {
+    enum kf_audit_fault fault;
+    int64_t seq;            /* the first record found wrong (fault != INTACT) */
+    int64_t records;        /* records checked */
+    char head[KF_HASH_HEX]; /* hash of the last record ("" when the log is empty) */
+    char message[256];      /* a sentence for the operator */
+};
+
+/*
+ * Walks the whole chain in `txn` and reports the first fault. When `expected_head` is given (a
+ * hash recorded earlier), a log that no longer contains it is reported as cut off. Returns KF_OK
+ * when the chain is intact, KF_E_TAMPERED with the verdict filled in otherwise.
+ */
+enum kf_err kf_txn_audit_verify(struct kf_txn *txn, const char *expected_head,
+                                struct kf_audit_verdict *out);
+
+#endif

@@ -1,0 +1,1254 @@
+/* store: opening, schema, every entity's operations, transactions, group commit, isolation. */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/pki_crl.h"
+#include "server/store.h"
+
+/* ---- helpers ---- */
+
+static struct kf_store *open_new(const char *name)
+{
+    struct kf_store *s = NULL;
+    KF_OK_OR_FAIL(kf_store_open(kf_test_path(name), KF_STORE_CREATE, &s));
+    return s;
+}
+
+/* Runs SQL on the file directly, as an operator (or an attacker) with the sqlite3 tool would. */
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        fail_msg("cannot open %s: %s", path, sqlite3_errmsg(db));
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s on %s: %s", sql, path, err);
+    sqlite3_close(db);
+}
+
+/* The first column of the first row of `sql`, as text, into `out`. */
+static void sql_text(const char *path, const char *sql, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK) fail_msg("cannot open %s", path);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("%s on %s: %s", sql, path, sqlite3_errmsg(db));
+    snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static int64_t sql_int(const char *path, const char *sql)
+{
+    char buf[64];
+    sql_text(path, sql, buf, sizeof(buf));
+    return strtoll(buf, NULL, 10);
+}
+
+static struct kf_txn *rd(struct kf_store *s)
+{
+    struct kf_txn *t = NULL;
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    return t;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- record makers and write callbacks ---- */
+
+static struct kf_hub hub(const char *name)
+{
+    struct kf_hub h;
+    memset(&h, 0, sizeof(h));
+    snprintf(h.name, sizeof(h.name), "%s", name);
+    snprintf(h.endpoint, sizeof(h.endpoint), "%s.example.net:8883", name);
+    h.weight = 10;
+    h.enabled = 1;
+    h.created = 1700000000;
+    return h;
+}
+
+static struct kf_enrollment enrollment(const char *id, enum kf_enroll_kind kind)
+{
+    struct kf_enrollment e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    e.kind = kind;
+    e.enabled = 1;
+    e.verified = kind == KF_ENROLL_INDIVIDUAL;
+    e.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    memset(e.key_fingerprint, 'a', 64);
+    e.created = e.updated = 1700000000;
+    return e;
+}
+
+static struct kf_device device(const char *id, const char *enroll, enum kf_device_status st)
+{
+    struct kf_device d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.id, sizeof(d.id), "%s", id);
+    snprintf(d.enrollment, sizeof(d.enrollment), "%s", enroll);
+    d.status = st;
+    d.created = d.updated = 1700000000;
+    return d;
+}
+
+static struct kf_cert_rec cert(const char *serial, const char *dev, int64_t created)
+{
+    struct kf_cert_rec r;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.serial, sizeof(r.serial), "%s", serial);
+    snprintf(r.device_id, sizeof(r.device_id), "%s", dev);
+    snprintf(r.profile, sizeof(r.profile), "%s", *dev ? "device" : "server");
+    snprintf(r.issuer, sizeof(r.issuer), "issuing");
+    r.subject = "CN=x";
+    r.not_before = created;
+    r.not_after = created + 30 * 86400;
+    r.status = KF_CERT_VALID;
+    memset(r.fingerprint, 'f', 64);
+    r.pem = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
+    r.created = created;
+    return r;
+}
+
+static enum kf_err hub_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_hub_insert(t, a);
+}
+static enum kf_err hub_update_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_hub_update(t, a);
+}
+static enum kf_err hub_delete_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_hub_delete(t, a);
+}
+static enum kf_err enroll_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_enrollment_insert(t, a);
+}
+static enum kf_err enroll_update_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_enrollment_update(t, a);
+}
+static enum kf_err enroll_delete_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_enrollment_delete(t, a);
+}
+static enum kf_err device_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_device_insert(t, a);
+}
+static enum kf_err device_update_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_device_update(t, a);
+}
+static enum kf_err cert_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_cert_insert(t, a);
+}
+static enum kf_err ca_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_ca_insert(t, a);
+}
+static enum kf_err reg_put_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_registration_put(t, a);
+}
+
+struct revoke_arg {
+    const char *serial;
+    int64_t when;
+    int reason;
+};
+static enum kf_err revoke_cb(struct kf_txn *t, void *a)
+{
+    struct revoke_arg *r = a;
+    return kf_txn_cert_revoke(t, r->serial, r->when, r->reason);
+}
+
+struct crl_arg {
+    const char *name;
+    int64_t number;
+};
+static enum kf_err crl_cb(struct kf_txn *t, void *a)
+{
+    struct crl_arg *c = a;
+    return kf_txn_ca_next_crl_number(t, c->name, &c->number);
+}
+
+struct event_arg {
+    struct kf_event e;
+    int64_t id;
+};
+static enum kf_err event_insert_cb(struct kf_txn *t, void *a)
+{
+    struct event_arg *ea = a;
+    return kf_txn_event_insert(t, &ea->e, &ea->id);
+}
+
+/* Collects ids (or serials, names) in listing order into a comma-separated string. */
+struct collect {
+    char text[2048];
+    int n;
+};
+static void collect_add(struct collect *c, const char *s)
+{
+    size_t len = strlen(c->text);
+    snprintf(c->text + len, sizeof(c->text) - len, "%s%s", c->n++ ? "," : "", s);
+}
+static enum kf_err collect_enroll_cb(const struct kf_enrollment *e, void *a)
+{
+    collect_add(a, e->id);
+    return KF_OK;
+}
+static enum kf_err collect_device_cb(const struct kf_device *d, void *a)
+{
+    collect_add(a, d->id);
+    return KF_OK;
+}
+static enum kf_err collect_cert_cb(const struct kf_cert_rec *r, void *a)
+{
+    collect_add(a, r->serial);
+    return KF_OK;
+}
+static enum kf_err collect_hub_cb(const struct kf_hub *h, void *a)
+{
+    collect_add(a, h->name);
+    return KF_OK;
+}
+static enum kf_err collect_event_cb(const struct kf_event *e, void *a)
+{
+    char id[32];
+    snprintf(id, sizeof(id), "%" PRId64, e->id);
+    collect_add(a, id);
+    return KF_OK;
+}
+
+/* ---- opening ---- */
+
+static void test_open_create_reopen(void **state)
+{
+    const char *path = kf_test_path("reopen.db");
+    struct kf_store *s = NULL;
+    struct kf_hub h = hub("hub-1"), got;
+    struct kf_txn *t;
+
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(path, 0, &s));
+    KF_EXPECT_MSG("no store at ");
+    KF_EXPECT_MSG(path);
+    assert_null(s);
+    assert_int_equal(access(path, F_OK), -1); /* and nothing was created */
+
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_int_equal(kf_store_schema_version(s), KF_STORE_SCHEMA_VERSION);
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    kf_store_close(s);
+    s = NULL;
+
+    /* Reopened without KF_STORE_CREATE, through the sqlite: form: the hub is still there. */
+    {
+        char url[1100];
+        snprintf(url, sizeof(url), "sqlite:%s", path);
+        KF_OK_OR_FAIL(kf_store_open(url, 0, &s));
+    }
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &got));
+    assert_string_equal(got.endpoint, "hub-1.example.net:8883");
+    assert_int_equal(got.weight, 10);
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_open_empty_file_without_create(void **state)
+{
+    const char *path = kf_test_path("empty.db");
+    struct kf_store *s = NULL;
+    kf_test_write(path, "");
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(path, 0, &s));
+    KF_EXPECT_MSG("no store at");
+    /* With KF_STORE_CREATE the empty file becomes a store. */
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    kf_store_close(s);
+}
+
+static void test_open_garbage(void **state)
+{
+    const char *path = kf_test_path("garbage.db");
+    struct kf_store *s = NULL;
+    char junk[4097], *after;
+
+    memset(junk, 'x', sizeof(junk) - 1);
+    junk[sizeof(junk) - 1] = '\0';
+    memcpy(junk, "this is not a database", 22);
+    kf_test_write(path, junk);
+    KF_EXPECT_ERR(KF_E_STORE, kf_store_open(path, 0, &s));
+    KF_EXPECT_MSG(path);
+    KF_EXPECT_MSG("not a keyfleet store");
+    assert_null(s);
+    /* KF_STORE_CREATE never overwrites what is there. */
+    KF_EXPECT_ERR(KF_E_STORE, kf_store_open(path, KF_STORE_CREATE, &s));
+    after = kf_test_read(path);
+    assert_string_equal(after, junk);
+    free(after);
+
+    /* Another program's SQLite database is not migrated into a store either. */
+    path = kf_test_path("other.db");
+    sql_exec(path, "CREATE TABLE notes (x TEXT)");
+    KF_EXPECT_ERR(KF_E_STORE, kf_store_open(path, KF_STORE_CREATE, &s));
+    KF_EXPECT_MSG("some other program");
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_schema"), 1);
+}
+
+static void test_open_newer_schema(void **state)
+{
+    const char *path = kf_test_path("newer.db");
+    struct kf_store *s = open_new("newer.db");
+    kf_store_close(s);
+    s = NULL;
+    sql_exec(path, "PRAGMA user_version = 99");
+    KF_EXPECT_ERR(KF_E_UNSUPPORTED, kf_store_open(path, 0, &s));
+    KF_EXPECT_MSG("schema version 99, newer than this program supports (1)");
+    KF_EXPECT_MSG(path);
+    assert_null(s);
+}
+
+static void test_schema_and_file(void **state)
+{
+    const char *path = kf_test_path("schema.db");
+    char wal[1100], mode[32], tables[512];
+    struct kf_store *s;
+    struct kf_hub h = hub("h");
+    struct stat sb;
+    mode_t old = umask(0); /* the store must not depend on the umask for its privacy */
+
+    s = open_new("schema.db");
+    umask(old);
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), KF_STORE_SCHEMA_VERSION);
+    sql_text(path, "PRAGMA journal_mode", mode, sizeof(mode));
+    assert_string_equal(mode, "wal");
+    sql_text(path,
+             "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
+             "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
+             tables, sizeof(tables));
+    assert_string_equal(tables, "audit,cas,certificates,devices,enrollments,hubs,registrations,"
+                                "security_events");
+
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    kf_store_close(s);
+}
+
+static void test_open_urls(void **state)
+{
+    struct kf_store *s = NULL;
+    KF_EXPECT_ERR(KF_E_UNSUPPORTED,
+                  kf_store_open("postgresql://kf:hunter2@db.example.net/kf", 0, &s));
+    KF_EXPECT_MSG("not built yet");
+    /* The URL, with its password, is not repeated in the message. */
+    if (strstr(kf_errmsg(), "hunter2"))
+        fail_msg("the message repeats the password: %s", kf_errmsg());
+    KF_EXPECT_ERR(KF_E_UNSUPPORTED, kf_store_open("ftp://example.net/x.db", 0, &s));
+    KF_EXPECT_MSG("unknown store scheme \"ftp\"");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_open("", 0, &s));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_open("sqlite:", 0, &s));
+    assert_null(s);
+}
+
+/* ---- entities ---- */
+
+static void test_ca(void **state)
+{
+    struct kf_store *s = open_new("ca.db");
+    struct kf_ca_rec ca, got;
+    struct crl_arg crl = {"issuing", 0};
+    struct kf_txn *t;
+
+    memset(&ca, 0, sizeof(ca));
+    snprintf(ca.name, sizeof(ca.name), "issuing");
+    snprintf(ca.serial, sizeof(ca.serial), "3fa2");
+    ca.subject = "CN=keyfleet issuing CA";
+    ca.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    ca.key_uri = "file:/etc/keyfleet/issuing.key";
+    ca.not_before = 1700000000;
+    ca.not_after = 1900000000;
+    ca.created = 1700000001;
+    KF_OK_OR_FAIL(kf_store_write(s, ca_insert_cb, &ca));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, ca_insert_cb, &ca));
+    KF_EXPECT_MSG("CA issuing already exists");
+
+    /* An offline root has no key URI. */
+    snprintf(ca.name, sizeof(ca.name), "root");
+    ca.key_uri = NULL;
+    KF_OK_OR_FAIL(kf_store_write(s, ca_insert_cb, &ca));
+
+    KF_OK_OR_FAIL(kf_store_write(s, crl_cb, &crl));
+    assert_int_equal(crl.number, 1);
+    KF_OK_OR_FAIL(kf_store_write(s, crl_cb, &crl));
+    assert_int_equal(crl.number, 2);
+    crl.name = "nope";
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, crl_cb, &crl));
+    KF_EXPECT_MSG("CA nope not found");
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_ca_get(t, "issuing", &got));
+    assert_string_equal(got.serial, "3fa2");
+    assert_string_equal(got.subject, "CN=keyfleet issuing CA");
+    assert_string_equal(got.key_uri, "file:/etc/keyfleet/issuing.key");
+    assert_int_equal(got.not_after, 1900000000);
+    assert_int_equal(got.crl_number, 2);
+    assert_int_equal(got.created, 1700000001);
+    kf_ca_rec_clear(&got);
+    KF_OK_OR_FAIL(kf_txn_ca_get(t, "root", &got));
+    assert_null(got.key_uri);
+    assert_int_equal(got.crl_number, 0);
+    kf_ca_rec_clear(&got);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_ca_get(t, "offline", &got));
+    KF_EXPECT_MSG("CA offline not found");
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_enrollments(void **state)
+{
+    struct kf_store *s = open_new("enroll.db");
+    struct kf_enrollment ind = enrollment("dev-1", KF_ENROLL_INDIVIDUAL);
+    struct kf_enrollment grp = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_enrollment same = enrollment("dev-1", KF_ENROLL_GROUP), got;
+    struct collect c;
+    struct kf_txn *t;
+
+    ind.networks = "10.0.0.0/8,192.168.1.0/24";
+    ind.settings = "{\"interval\": 60}";
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &ind));
+    snprintf(grp.verification_code, sizeof(grp.verification_code), "c0de");
+    grp.code_expires = 1700003600;
+    snprintf(grp.allocation, sizeof(grp.allocation), "static");
+    snprintf(grp.hub, sizeof(grp.hub), "hub-1");
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &grp));
+    /* One namespace for both kinds. */
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("enrollment dev-1 already exists");
+
+    /* Refused before it reaches the file: bad JSON, a group without its CA, bad ids. */
+    same = enrollment("dev-2", KF_ENROLL_INDIVIDUAL);
+    same.settings = "{\"interval\": ";
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("enrollment settings is not valid JSON");
+    same.settings = "[1]";
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, enroll_insert_cb, &same));
+    same = enrollment("grp-2", KF_ENROLL_GROUP);
+    same.cert_pem = NULL;
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("group enrollment grp-2 has no CA certificate");
+    same = enrollment("dev-2", KF_ENROLL_INDIVIDUAL);
+    snprintf(same.allocation, sizeof(same.allocation), "random");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("allocation policy \"random\"");
+    same = enrollment("dev-2", KF_ENROLL_INDIVIDUAL);
+    snprintf(same.allocation, sizeof(same.allocation), "static");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("enrollment dev-2 allocates statically but names no hub");
+    same = enrollment("Dev-2", KF_ENROLL_INDIVIDUAL);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, enroll_insert_cb, &same));
+    KF_EXPECT_MSG("enrollment id \"Dev-2\"");
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "dev-1", &got));
+    assert_int_equal(got.kind, KF_ENROLL_INDIVIDUAL);
+    assert_int_equal(got.enabled, 1);
+    assert_int_equal(got.verified, 1);
+    assert_string_equal(got.allocation, "hashed"); /* the default */
+    assert_string_equal(got.networks, "10.0.0.0/8,192.168.1.0/24");
+    assert_string_equal(got.settings, "{\"interval\": 60}");
+    assert_string_equal(got.cert_pem, ind.cert_pem);
+    assert_null(got.pubkey_pem);
+    assert_int_equal(strlen(got.key_fingerprint), 64);
+    kf_enrollment_clear(&got);
+    KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "factory-a", &got));
+    assert_int_equal(got.kind, KF_ENROLL_GROUP);
+    assert_int_equal(got.verified, 0);
+    assert_string_equal(got.verification_code, "c0de");
+    assert_int_equal(got.code_expires, 1700003600);
+    assert_string_equal(got.allocation, "static");
+    assert_string_equal(got.hub, "hub-1");
+    assert_null(got.settings);
+    kf_enrollment_clear(&got);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_enrollment_get(t, "dev-9", &got));
+    KF_EXPECT_MSG("enrollment dev-9 not found");
+
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_enrollment_list(t, 0, collect_enroll_cb, &c));
+    assert_string_equal(c.text, "dev-1,factory-a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_enrollment_list(t, KF_ENROLL_GROUP, collect_enroll_cb, &c));
+    assert_string_equal(c.text, "factory-a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_enrollment_list(t, KF_ENROLL_INDIVIDUAL, collect_enroll_cb, &c));
+    assert_string_equal(c.text, "dev-1");
+    kf_txn_end(t);
+
+    /* Update replaces the fields; a missing one is named. */
+    grp.verified = 1;
+    grp.verification_code[0] = '\0';
+    grp.code_expires = 0;
+    grp.enabled = 0;
+    grp.updated = 1700009999;
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_update_cb, &grp));
+    same = enrollment("ghost", KF_ENROLL_INDIVIDUAL);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, enroll_update_cb, &same));
+    KF_EXPECT_MSG("enrollment ghost not found");
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "factory-a", &got));
+    assert_int_equal(got.verified, 1);
+    assert_int_equal(got.enabled, 0);
+    assert_string_equal(got.verification_code, "");
+    assert_int_equal(got.updated, 1700009999);
+    kf_enrollment_clear(&got);
+    kf_txn_end(t);
+
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_delete_cb, "dev-1"));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, enroll_delete_cb, "dev-1"));
+    KF_EXPECT_MSG("enrollment dev-1 not found");
+    t = rd(s);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_enrollment_get(t, "dev-1", &got));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_devices(void **state)
+{
+    struct kf_store *s = open_new("devices.db");
+    struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_device d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_device d2 = device("dev-2", "factory-a", KF_DEVICE_DISABLED);
+    struct kf_device d3 = device("dev-3", "", KF_DEVICE_ACTIVE);
+    struct kf_device bad = device("dev-4", "no-such", KF_DEVICE_ACTIVE), got;
+    struct collect c;
+    struct kf_txn *t;
+    int64_t n = -1;
+
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d3));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d2));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, device_insert_cb, &d1));
+    KF_EXPECT_MSG("device dev-1 already exists");
+    /* The foreign key: a device's enrollment must exist. */
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, device_insert_cb, &bad));
+    KF_EXPECT_MSG("enrollment no-such not found");
+    bad = device("dev-4", "", (enum kf_device_status)7);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, device_insert_cb, &bad));
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-1", &got));
+    assert_string_equal(got.enrollment, "factory-a");
+    assert_int_equal(got.status, KF_DEVICE_ACTIVE);
+    assert_string_equal(got.hub, "");
+    KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-3", &got));
+    assert_string_equal(got.enrollment, "");
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_device_get(t, "dev-9", &got));
+    KF_EXPECT_MSG("device dev-9 not found");
+
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, 0, NULL, collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-1,dev-2,dev-3");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, KF_DEVICE_ACTIVE, NULL, collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-1,dev-3");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, 0, "factory-a", collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-1,dev-2");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, KF_DEVICE_ACTIVE, "factory-a", collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-1");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, 0, "", collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-3");
+    KF_OK_OR_FAIL(kf_txn_device_count(t, 0, &n));
+    assert_int_equal(n, 3);
+    KF_OK_OR_FAIL(kf_txn_device_count(t, KF_DEVICE_DISABLED, &n));
+    assert_int_equal(n, 1);
+    kf_txn_end(t);
+
+    d2.status = KF_DEVICE_REVOKED;
+    snprintf(d2.hub, sizeof(d2.hub), "hub-1");
+    KF_OK_OR_FAIL(kf_store_write(s, device_update_cb, &d2));
+    bad = device("dev-9", "", KF_DEVICE_ACTIVE);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, device_update_cb, &bad));
+    KF_EXPECT_MSG("device dev-9 not found");
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-2", &got));
+    assert_int_equal(got.status, KF_DEVICE_REVOKED);
+    assert_string_equal(got.hub, "hub-1");
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_enrollment_delete_keeps_devices(void **state)
+{
+    struct kf_store *s = open_new("enroll-delete.db");
+    struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_device d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
+    struct collect c;
+    struct kf_txn *t;
+
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_delete_cb, "factory-a"));
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-1", &got));
+    assert_string_equal(got.enrollment, "");
+    assert_int_equal(got.status, KF_DEVICE_ACTIVE);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_device_list(t, 0, "", collect_device_cb, &c));
+    assert_string_equal(c.text, "dev-1");
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_certificates(void **state)
+{
+    struct kf_store *s = open_new("certs.db");
+    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_device d2 = device("dev-2", "", KF_DEVICE_ACTIVE);
+    struct kf_cert_rec a = cert("0a", "dev-1", 1000), b = cert("0b", "dev-1", 2000);
+    struct kf_cert_rec cc = cert("0c", "dev-2", 3000), srv = cert("0d", "", 1500), got;
+    struct kf_cert_rec orphan = cert("0e", "dev-9", 1000);
+    struct revoke_arg rv = {"0a", 5000, KF_CRL_KEY_COMPROMISE};
+    struct collect c;
+    struct kf_txn *t;
+
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d2));
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &a));
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &b));
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &cc));
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &srv));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, cert_insert_cb, &a));
+    KF_EXPECT_MSG("certificate 0a already exists");
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, cert_insert_cb, &orphan));
+    KF_EXPECT_MSG("device dev-9 not found");
+    orphan = cert("0E", "dev-1", 1000);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, cert_insert_cb, &orphan));
+    KF_EXPECT_MSG("certificate serial must be lower-case hex digits");
+
+    KF_OK_OR_FAIL(kf_store_write(s, revoke_cb, &rv));
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, revoke_cb, &rv));
+    KF_EXPECT_MSG("certificate 0a is already revoked");
+    rv.serial = "ff";
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, revoke_cb, &rv));
+    KF_EXPECT_MSG("certificate ff not found");
+    rv.serial = "0b";
+    rv.reason = 6; /* certificateHold: not offered */
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, revoke_cb, &rv));
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_cert_get(t, "0a", &got));
+    assert_int_equal(got.status, KF_CERT_REVOKED);
+    assert_int_equal(got.revoked_at, 5000);
+    assert_int_equal(got.reason, KF_CRL_KEY_COMPROMISE);
+    assert_string_equal(got.device_id, "dev-1");
+    assert_string_equal(got.profile, "device");
+    assert_string_equal(got.issuer, "issuing");
+    assert_string_equal(got.subject, "CN=x");
+    assert_string_equal(got.pem, a.pem);
+    assert_int_equal(got.not_after, 1000 + 30 * 86400);
+    kf_cert_rec_clear(&got);
+    KF_OK_OR_FAIL(kf_txn_cert_get(t, "0d", &got));
+    assert_string_equal(got.device_id, "");
+    assert_int_equal(got.status, KF_CERT_VALID);
+    assert_int_equal(got.revoked_at, 0);
+    kf_cert_rec_clear(&got);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_cert_get(t, "99", &got));
+    KF_EXPECT_MSG("certificate 99 not found");
+
+    /* Newest first, with each filter and a limit. */
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list(t, NULL, 0, KF_LIST_ALL, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0c,0b,0d,0a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list(t, "dev-1", 0, KF_LIST_ALL, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0b,0a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list(t, NULL, KF_CERT_VALID, KF_LIST_ALL, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0c,0b,0d");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list(t, "dev-1", KF_CERT_REVOKED, KF_LIST_ALL, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list(t, NULL, 0, 2, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0c,0b");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_cert_list(t, NULL, 0, -1, collect_cert_cb, &c));
+
+    /* The CRL's list: revoked, by this issuer, not yet expired. */
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_revoked(t, "issuing", 2000, collect_cert_cb, &c));
+    assert_string_equal(c.text, "0a");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_revoked(t, "issuing", 1000 + 30 * 86400 + 1, collect_cert_cb, &c));
+    assert_string_equal(c.text, "");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_revoked(t, "root", 2000, collect_cert_cb, &c));
+    assert_string_equal(c.text, "");
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_registrations(void **state)
+{
+    struct kf_store *s = open_new("reg.db");
+    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_registration r, got;
+    struct kf_txn *t;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(r.device_id, sizeof(r.device_id), "dev-1");
+    snprintf(r.enrollment, sizeof(r.enrollment), "factory-a");
+    snprintf(r.hub, sizeof(r.hub), "hub-1");
+    snprintf(r.cert_serial, sizeof(r.cert_serial), "0a");
+    snprintf(r.source_ip, sizeof(r.source_ip), "192.0.2.7");
+    r.first_at = r.last_at = 1000;
+    r.renew_after = 2000;
+    r.count = 1;
+    /* A registration belongs to a device that exists. */
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, reg_put_cb, &r));
+    KF_EXPECT_MSG("device dev-1 not found");
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, reg_put_cb, &r));
+    r.last_at = 3000;
+    r.count = 2;
+    snprintf(r.cert_serial, sizeof(r.cert_serial), "0b");
+    KF_OK_OR_FAIL(kf_store_write(s, reg_put_cb, &r));
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_registration_get(t, "dev-1", &got));
+    assert_string_equal(got.enrollment, "factory-a");
+    assert_string_equal(got.hub, "hub-1");
+    assert_string_equal(got.cert_serial, "0b");
+    assert_string_equal(got.source_ip, "192.0.2.7");
+    assert_int_equal(got.first_at, 1000);
+    assert_int_equal(got.last_at, 3000);
+    assert_int_equal(got.renew_after, 2000);
+    assert_int_equal(got.count, 2);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_registration_get(t, "dev-2", &got));
+    KF_EXPECT_MSG("registration of device dev-2 not found");
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_hubs(void **state)
+{
+    struct kf_store *s = open_new("hubs.db");
+    struct kf_hub a = hub("hub-a"), b = hub("hub-b"), got;
+    struct collect c;
+    struct kf_txn *t;
+
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &b));
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &a));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, hub_insert_cb, &a));
+    KF_EXPECT_MSG("hub hub-a already exists");
+    a.weight = 3;
+    a.enabled = 0;
+    KF_OK_OR_FAIL(kf_store_write(s, hub_update_cb, &a));
+    got = hub("hub-z");
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, hub_update_cb, &got));
+    KF_EXPECT_MSG("hub hub-z not found");
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-a", &got));
+    assert_int_equal(got.weight, 3);
+    assert_int_equal(got.enabled, 0);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_hub_list(t, collect_hub_cb, &c));
+    assert_string_equal(c.text, "hub-a,hub-b");
+    kf_txn_end(t);
+
+    KF_OK_OR_FAIL(kf_store_write(s, hub_delete_cb, "hub-b"));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, hub_delete_cb, "hub-b"));
+    KF_EXPECT_MSG("hub hub-b not found");
+    t = rd(s);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-b", &got));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static struct event_arg event(int64_t t, const char *type, const char *dev, const char *detail)
+{
+    struct event_arg ea;
+    memset(&ea, 0, sizeof(ea));
+    ea.e.time_ms = t;
+    snprintf(ea.e.type, sizeof(ea.e.type), "%s", type);
+    snprintf(ea.e.severity, sizeof(ea.e.severity), "warning");
+    snprintf(ea.e.device, sizeof(ea.e.device), "%s", dev);
+    snprintf(ea.e.source, sizeof(ea.e.source), "server");
+    snprintf(ea.e.ip, sizeof(ea.e.ip), "198.51.100.4");
+    ea.e.detail = (char *)detail;
+    return ea;
+}
+
+struct event_seen {
+    struct kf_event first;
+    char detail[64];
+    int n;
+};
+static enum kf_err event_seen_cb(const struct kf_event *e, void *a)
+{
+    struct event_seen *s = a;
+    if (s->n++ == 0) {
+        s->first = *e;
+        s->first.detail = NULL; /* borrowed: copy what we need */
+        snprintf(s->detail, sizeof(s->detail), "%s", e->detail ? e->detail : "(null)");
+    }
+    return KF_OK;
+}
+
+static void test_events(void **state)
+{
+    struct kf_store *s = open_new("events.db");
+    struct event_arg ev[5] = {
+        event(1000, "provisioning.denied", "dev-1", NULL),
+        event(2000, "hub.acl_denied", "dev-1", "{\"topic\": \"devices/dev-2/x\"}"),
+        event(3000, "provisioning.denied", "dev-2", NULL),
+        event(4000, "provisioning.denied", "", NULL),
+        event(5000, "hub.acl_denied", "dev-2", NULL),
+    };
+    struct event_arg bad;
+    struct event_seen seen;
+    struct collect c;
+    struct kf_txn *t;
+
+    for (int i = 0; i < 5; i++) {
+        KF_OK_OR_FAIL(kf_store_write(s, event_insert_cb, &ev[i]));
+        if (i > 0) assert_true(ev[i].id > ev[i - 1].id);
+    }
+    bad = event(1, "x", "", NULL);
+    snprintf(bad.e.severity, sizeof(bad.e.severity), "panic");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, event_insert_cb, &bad));
+    KF_EXPECT_MSG("event severity \"panic\"");
+    bad = event(1, "x", "", "not json");
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, event_insert_cb, &bad));
+
+    t = rd(s);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_event_list(t, 0, NULL, NULL, KF_LIST_ALL, collect_event_cb, &c));
+    assert_int_equal(c.n, 5);
+    memset(&seen, 0, sizeof(seen));
+    KF_OK_OR_FAIL(kf_txn_event_list(t, 2000, NULL, NULL, KF_LIST_ALL, event_seen_cb, &seen));
+    assert_int_equal(seen.n, 4); /* at or after 2000, oldest first */
+    assert_int_equal(seen.first.id, ev[1].id);
+    assert_string_equal(seen.first.type, "hub.acl_denied");
+    assert_string_equal(seen.first.severity, "warning");
+    assert_string_equal(seen.first.source, "server");
+    assert_string_equal(seen.first.ip, "198.51.100.4");
+    assert_string_equal(seen.detail, "{\"topic\": \"devices/dev-2/x\"}");
+    memset(&seen, 0, sizeof(seen));
+    KF_OK_OR_FAIL(kf_txn_event_list(t, 0, NULL, NULL, 1, event_seen_cb, &seen));
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.detail, "{}"); /* NULL detail reads back as {} */
+
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(
+        kf_txn_event_list(t, 0, "provisioning.denied", NULL, KF_LIST_ALL, collect_event_cb, &c));
+    assert_int_equal(c.n, 3);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_event_list(t, 0, NULL, "dev-2", KF_LIST_ALL, collect_event_cb, &c));
+    assert_int_equal(c.n, 2);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(
+        kf_txn_event_list(t, 0, "hub.acl_denied", "dev-2", KF_LIST_ALL, collect_event_cb, &c));
+    assert_int_equal(c.n, 1);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_event_list(t, 3500, "provisioning.denied", NULL, 1, collect_event_cb, &c));
+    assert_int_equal(c.n, 1);
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+/* ---- transactions ---- */
+
+static void test_write_on_read_refused(void **state)
+{
+    struct kf_store *s = open_new("readonly.db");
+    struct kf_hub h = hub("hub-1"), got;
+    struct kf_txn *t = rd(s);
+
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_hub_insert(t, &h));
+    KF_EXPECT_MSG("in a read transaction");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_cert_revoke(t, "0a", 1, 0));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_enrollment_delete(t, "dev-1"));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_audit_append(t, "operator:alice", "hub.add", "hub:x", NULL));
+    KF_EXPECT_MSG("cannot append to the audit log in a read transaction");
+    {
+        struct kf_cert_rec c = cert("0a", "", 1000);
+        struct event_arg ea = event(1000, "x.y", "", NULL);
+        KF_EXPECT_ERR(KF_E_INVALID, kf_txn_cert_insert(t, &c));
+        KF_EXPECT_MSG("cannot insert a certificate in a read transaction");
+        KF_EXPECT_ERR(KF_E_INVALID, kf_txn_event_insert(t, &ea.e, NULL));
+        KF_EXPECT_MSG("cannot record an event in a read transaction");
+    }
+    kf_txn_end(t);
+    t = rd(s);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-1", &got));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+/* Inserts two hubs, then fails: neither may be kept. */
+static enum kf_err half_then_fail_cb(struct kf_txn *t, void *a)
+{
+    struct kf_hub h1 = hub("half-1"), h2 = hub("half-2");
+    enum kf_err rc = kf_txn_hub_insert(t, &h1);
+    if (!rc) rc = kf_txn_hub_insert(t, &h2);
+    if (!rc) rc = kf_fail(KF_E_DENIED, "the callback changed its mind");
+    return rc;
+}
+
+struct nested {
+    struct kf_store *s;
+    struct kf_hub h;
+};
+
+static enum kf_err nested_write_cb(struct kf_txn *t, void *a)
+{
+    struct nested *n = a;
+    return kf_store_write(n->s, hub_insert_cb, &n->h);
+}
+
+static void test_callback_error_rolls_back(void **state)
+{
+    struct kf_store *s = open_new("rollback.db");
+    struct nested nested = {s, hub("nested")};
+    struct kf_hub got;
+    struct kf_txn *t;
+
+    KF_EXPECT_ERR(KF_E_DENIED, kf_store_write(s, half_then_fail_cb, NULL));
+    KF_EXPECT_MSG("the callback changed its mind");
+    /* A callback cannot call kf_store_write (it would wait for itself). */
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, nested_write_cb, &nested));
+    KF_EXPECT_MSG("inside a write callback");
+    t = rd(s);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-1", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-2", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "nested", &got));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+/*
+ * Holds the writer (inside its callback) until `arrived` other threads are about to write, and a
+ * while longer so that they are queued: they then share the next batch.
+ */
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, arrived, want;
+};
+
+static enum kf_err blocker_cb(struct kf_txn *t, void *a)
+{
+    struct gate *g = a;
+    struct kf_hub h = hub("blocker");
+    pthread_mutex_lock(&g->mu);
+    g->running = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (g->arrived < g->want)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    sleep_ms(300);
+    return kf_txn_hub_insert(t, &h);
+}
+
+static enum kf_err refuse_cb(struct kf_txn *t, void *a)
+{
+    struct kf_hub h = hub("refused");
+    enum kf_err rc = kf_txn_hub_insert(t, &h);
+    return rc ? rc : kf_fail(KF_E_CONFLICT, "callback b refuses after writing");
+}
+
+struct writer {
+    struct kf_store *s;
+    struct gate *g;
+    kf_store_write_cb cb;
+    void *arg;
+    enum kf_err rc;
+    char msg[256];
+    pthread_t th;
+};
+
+static void *writer_main(void *a)
+{
+    struct writer *w = a;
+    if (w->cb != blocker_cb) {
+        pthread_mutex_lock(&w->g->mu);
+        w->g->arrived++;
+        pthread_cond_broadcast(&w->g->cv);
+        pthread_mutex_unlock(&w->g->mu);
+    }
+    w->rc = kf_store_write(w->s, w->cb, w->arg);
+    snprintf(w->msg, sizeof(w->msg), "%s", w->rc ? kf_errmsg() : "");
+    return NULL;
+}
+
+static void test_batch_isolates_callback_errors(void **state)
+{
+    struct kf_store *s = open_new("batch.db");
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 2};
+    struct kf_hub kept = hub("kept"), got;
+    struct writer w[3] = {
+        {.s = s, .g = &g, .cb = blocker_cb, .arg = &g},
+        {.s = s, .g = &g, .cb = refuse_cb, .arg = NULL},
+        {.s = s, .g = &g, .cb = hub_insert_cb, .arg = &kept},
+    };
+    struct kf_store_stats before, after;
+    struct kf_txn *t;
+
+    kf_store_stats(s, &before);
+    assert_int_equal(pthread_create(&w[0].th, NULL, writer_main, &w[0]), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.running)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    assert_int_equal(pthread_create(&w[1].th, NULL, writer_main, &w[1]), 0);
+    assert_int_equal(pthread_create(&w[2].th, NULL, writer_main, &w[2]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(w[i].th, NULL);
+    kf_store_stats(s, &after);
+
+    assert_int_equal(w[0].rc, KF_OK);
+    assert_int_equal(w[1].rc, KF_E_CONFLICT);
+    /* The error and its sentence reach the caller's thread, whichever thread ran the callback. */
+    assert_string_equal(w[1].msg, "callback b refuses after writing");
+    assert_int_equal(w[2].rc, KF_OK);
+    /* Three callbacks, two transactions: the failing and the succeeding one shared a batch. */
+    assert_int_equal(after.writes - before.writes, 3);
+    assert_int_equal(after.commits - before.commits, 2);
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "blocker", &got));
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "kept", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "refused", &got));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+/*
+ * Another process holds the write lock past the busy timeout: every queued write fails with
+ * KF_E_BUSY and a sentence, whether it led its batch or followed, and nothing is kept.
+ */
+static void test_locked_by_another_process(void **state)
+{
+    const char *path = kf_test_path("locked.db");
+    struct kf_store *s = open_new("locked.db");
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    struct kf_hub h[3] = {hub("locked-0"), hub("locked-1"), hub("locked-2")}, got;
+    struct writer w[3];
+    struct kf_store_stats before, after;
+    sqlite3 *other = NULL;
+    struct kf_txn *t;
+
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    kf_store_stats(s, &before);
+    for (int i = 0; i < 3; i++) {
+        w[i] = (struct writer){.s = s, .g = &g, .cb = hub_insert_cb, .arg = &h[i]};
+        assert_int_equal(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(w[i].th, NULL);
+    kf_store_stats(s, &after);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+
+    for (int i = 0; i < 3; i++) {
+        if (w[i].rc != KF_E_BUSY)
+            fail_msg("writer %d returned %s, expected busy", i, kf_errcode(w[i].rc));
+        if (!strstr(w[i].msg, "the transaction could not begin") || !strstr(w[i].msg, "is busy"))
+            fail_msg("writer %d: message \"%s\"", i, w[i].msg);
+    }
+    assert_int_equal(after.writes - before.writes, 0);
+    assert_int_equal(after.commits - before.commits, 0);
+    t = rd(s);
+    for (int i = 0; i < 3; i++)
+        KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, h[i].name, &got));
+    kf_txn_end(t);
+    /* Once the lock is gone, writing works again. */
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h[0]));
+    kf_store_close(s);
+}
+
+#define THREADS 8
+#define WRITES  200
+
+struct loader {
+    struct kf_store *s;
+    int n;
+    int failures;
+    enum kf_err first;
+    pthread_t th;
+};
+
+static void *loader_main(void *a)
+{
+    struct loader *l = a;
+    char dev[32];
+    snprintf(dev, sizeof(dev), "dev-%d", l->n);
+    for (int i = 0; i < WRITES; i++) {
+        struct event_arg ea = event(1000 + i, "load.test", dev, NULL);
+        enum kf_err rc = kf_store_write(l->s, event_insert_cb, &ea);
+        if (rc && !l->failures++) l->first = rc;
+    }
+    return NULL;
+}
+
+static void test_group_commit_threads(void **state)
+{
+    struct kf_store *s = open_new("group.db");
+    struct loader l[THREADS];
+    struct kf_store_stats st;
+    struct collect c;
+    struct kf_txn *t;
+    int64_t rows = 0;
+
+    for (int i = 0; i < THREADS; i++) {
+        memset(&l[i], 0, sizeof(l[i]));
+        l[i].s = s;
+        l[i].n = i;
+        assert_int_equal(pthread_create(&l[i].th, NULL, loader_main, &l[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(l[i].th, NULL);
+    for (int i = 0; i < THREADS; i++)
+        if (l[i].failures)
+            fail_msg("thread %d: %d writes failed, the first with %s", i, l[i].failures,
+                     kf_errcode(l[i].first));
+
+    kf_store_stats(s, &st);
+    print_message("group commit: %" PRIu64 " writes in %" PRIu64 " commits\n", st.writes,
+                  st.commits);
+    assert_int_equal(st.writes, THREADS * WRITES);
+    assert_true(st.commits >= 1);
+    assert_true(st.commits < st.writes);
+
+    t = rd(s);
+    for (int i = 0; i < THREADS; i++) {
+        char dev[32];
+        snprintf(dev, sizeof(dev), "dev-%d", i);
+        memset(&c, 0, sizeof(c));
+        KF_OK_OR_FAIL(kf_txn_event_list(t, 0, "load.test", dev, KF_LIST_ALL, collect_event_cb, &c));
+        assert_int_equal(c.n, WRITES);
+        rows += c.n;
+    }
+    assert_int_equal(rows, THREADS * WRITES);
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
+static void test_snapshot_isolation(void **state)
+{
+    struct kf_store *s = open_new("snapshot.db");
+    struct kf_hub h1 = hub("hub-1"), h2 = hub("hub-2"), got;
+    struct collect c;
+    struct kf_txn *t, *t2;
+
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h1));
+    /* The snapshot is taken when the read begins, not at its first query. */
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h2));
+    h1.weight = 99;
+    KF_OK_OR_FAIL(kf_store_write(s, hub_update_cb, &h1));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-2", &got));
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &got));
+    assert_int_equal(got.weight, 10);
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_hub_list(t, collect_hub_cb, &c));
+    assert_string_equal(c.text, "hub-1");
+
+    /* A read begun after the commit sees it, while the old one still does not. */
+    t2 = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(t2, "hub-2", &got));
+    KF_OK_OR_FAIL(kf_txn_hub_get(t2, "hub-1", &got));
+    assert_int_equal(got.weight, 99);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-2", &got));
+    kf_txn_end(t);
+    kf_txn_end(t2);
+    kf_store_close(s);
+}
+
+/* Many read transactions at once: more than the idle pool keeps, all usable. */
+static void test_many_readers(void **state)
+{
+    struct kf_store *s = open_new("readers.db");
+    struct kf_hub h = hub("hub-1"), got;
+    struct kf_txn *t[12];
+
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    for (int i = 0; i < 12; i++)
+        t[i] = rd(s);
+    for (int i = 0; i < 12; i++) {
+        KF_OK_OR_FAIL(kf_txn_hub_get(t[i], "hub-1", &got));
+        kf_txn_end(t[i]);
+    }
+    kf_store_close(s);
+}
+
+static void test_status_names(void **state)
+{
+    assert_string_equal(kf_device_status_name(KF_DEVICE_ACTIVE), "active");
+    assert_string_equal(kf_device_status_name(KF_DEVICE_DISABLED), "disabled");
+    assert_string_equal(kf_device_status_name(KF_DEVICE_REVOKED), "revoked");
+    assert_int_equal(kf_device_status_parse("disabled"), KF_DEVICE_DISABLED);
+    assert_int_equal(kf_device_status_parse("Active"), -1);
+    assert_int_equal(kf_device_status_parse(NULL), -1);
+    assert_string_equal(kf_cert_status_name(KF_CERT_VALID), "valid");
+    assert_string_equal(kf_cert_status_name(KF_CERT_REVOKED), "revoked");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_create_reopen),
+        cmocka_unit_test(test_open_empty_file_without_create),
+        cmocka_unit_test(test_open_garbage),
+        cmocka_unit_test(test_open_newer_schema),
+        cmocka_unit_test(test_schema_and_file),
+        cmocka_unit_test(test_open_urls),
+        cmocka_unit_test(test_ca),
+        cmocka_unit_test(test_enrollments),
+        cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_enrollment_delete_keeps_devices),
+        cmocka_unit_test(test_certificates),
+        cmocka_unit_test(test_registrations),
+        cmocka_unit_test(test_hubs),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_write_on_read_refused),
+        cmocka_unit_test(test_callback_error_rolls_back),
+        cmocka_unit_test(test_batch_isolates_callback_errors),
+        cmocka_unit_test(test_locked_by_another_process),
+        cmocka_unit_test(test_group_commit_threads),
+        cmocka_unit_test(test_snapshot_isolation),
+        cmocka_unit_test(test_many_readers),
+        cmocka_unit_test(test_status_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
