@@ -1,0 +1,192 @@
+/* The CLI's shared helpers: opening the deployment, errors, options, tables, JSON. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timefmt.h"
+
+int cli_open(struct kf_cli *c)
+{
+    enum kf_err rc;
+    if (c->deploy) return 0;
+    rc = kf_deploy_open(c->dir, &c->deploy);
+    if (rc) return cli_fail(c, rc);
+    return 0;
+}
+
+int cli_fail(struct kf_cli *c, enum kf_err rc)
+{
+    fprintf(stderr, "keyfleet %s: %s\n", c->cmd ? c->cmd : "", kf_errmsg());
+    return rc == KF_E_USAGE ? KF_EXIT_USAGE : KF_EXIT_FAIL;
+}
+
+int cli_usage(struct kf_cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "keyfleet %s: ", c->cmd ? c->cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    if (c->usage) {
+        const char *nl = strchr(c->usage, '\n');
+        int n = nl ? (int)(nl - c->usage) : (int)strlen(c->usage);
+        fprintf(stderr, "usage: keyfleet %.*s\n(keyfleet %s --help for more)\n", n, c->usage,
+                c->cmd);
+    }
+    return KF_EXIT_USAGE;
+}
+
+int cli_help(struct kf_cli *c)
+{
+    printf("usage: keyfleet %s\n", c->usage ? c->usage : c->cmd);
+    return KF_EXIT_OK;
+}
+
+int cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+    struct option all[32];
+    char shorts[64];
+    size_t n = 0;
+    int opt;
+
+    for (; longopts && longopts[n].name && n < 28; n++)
+        all[n] = longopts[n];
+    all[n++] = (struct option){"dir", required_argument, NULL, 'D'};
+    all[n++] = (struct option){"json", no_argument, NULL, 'J'};
+    all[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    all[n] = (struct option){NULL, 0, NULL, 0};
+    snprintf(shorts, sizeof(shorts), ":%sh", shortopts ? shortopts : "");
+    for (;;) {
+        int idx = 0;
+        opt = getopt_long(argc, argv, shorts, all, &idx);
+        switch (opt) {
+        case 'D': c->dir = optarg; continue;
+        case 'J': c->json = 1; continue;
+        case 'h': cli_help(c); return 'h';
+        case ':': cli_usage(c, "option %s needs a value", argv[optind - 1]); return '?';
+        case '?':
+            if (optopt)
+                cli_usage(c, "unknown option -%c", optopt);
+            else
+                cli_usage(c, "unknown option %s", argv[optind - 1]);
+            return '?';
+        default: return opt;
+        }
+    }
+}
+
+long cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (!*value || *end || v < min || v > max) {
+        cli_usage(c, "%s must be a whole number from %ld to %ld", name, min, max);
+        return -1;
+    }
+    return v;
+}
+
+void cli_print_json(json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    json_decref(j);
+}
+
+const char *cli_time(int64_t t)
+{
+    static char bufs[4][KF_TIME_TEXT_MAX];
+    static int next;
+    char *b = bufs[next++ % 4];
+    if (t == 0) return "";
+    kf_time_rfc3339((time_t)t, b, KF_TIME_TEXT_MAX);
+    return b;
+}
+
+const char *cli_time_ms(int64_t ms)
+{
+    static char bufs[4][KF_TIME_TEXT_MAX];
+    static int next;
+    char *b = bufs[next++ % 4];
+    kf_time_rfc3339_ms(ms, b, KF_TIME_TEXT_MAX);
+    return b;
+}
+
+/* ---- tables ---- */
+
+void cli_table_init(struct kf_table *t, size_t ncols, ...)
+{
+    va_list ap;
+    memset(t, 0, sizeof(*t));
+    t->ncols = ncols < KF_TABLE_COLS ? ncols : KF_TABLE_COLS;
+    va_start(ap, ncols);
+    for (size_t i = 0; i < t->ncols; i++)
+        t->head[i] = va_arg(ap, const char *);
+    va_end(ap);
+}
+
+enum kf_err cli_table_add(struct kf_table *t, ...)
+{
+    va_list ap;
+    if (t->rows == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 32;
+        char **cells = realloc(t->cells, ncap * t->ncols * sizeof(*cells));
+        if (!cells) return kf_fail(KF_E_NOMEM, "out of memory");
+        t->cells = cells;
+        t->cap = ncap;
+    }
+    va_start(ap, t);
+    for (size_t i = 0; i < t->ncols; i++) {
+        const char *s = va_arg(ap, const char *);
+        char *copy = strdup(s ? s : "");
+        if (!copy) {
+            for (size_t j = 0; j < i; j++)
+                free(t->cells[t->rows * t->ncols + j]);
+            va_end(ap);
+            return kf_fail(KF_E_NOMEM, "out of memory");
+        }
+        t->cells[t->rows * t->ncols + i] = copy;
+    }
+    va_end(ap);
+    t->rows++;
+    return KF_OK;
+}
+
+void cli_table_print(const struct kf_table *t, const char *empty)
+{
+    size_t w[KF_TABLE_COLS];
+    if (t->rows == 0) {
+        fprintf(stderr, "%s\n", empty);
+        return;
+    }
+    for (size_t i = 0; i < t->ncols; i++)
+        w[i] = strlen(t->head[i]);
+    for (size_t r = 0; r < t->rows; r++)
+        for (size_t i = 0; i < t->ncols; i++) {
+            size_t l = strlen(t->cells[r * t->ncols + i]);
+            if (l > w[i]) w[i] = l;
+        }
+    for (size_t i = 0; i < t->ncols; i++)
+        printf("%-*s%s", i + 1 < t->ncols ? (int)w[i] : 0, t->head[i],
+               i + 1 < t->ncols ? "  " : "\n");
+    for (size_t r = 0; r < t->rows; r++)
+        for (size_t i = 0; i < t->ncols; i++)
+            printf("%-*s%s", i + 1 < t->ncols ? (int)w[i] : 0, t->cells[r * t->ncols + i],
+                   i + 1 < t->ncols ? "  " : "\n");
+}
+
+void cli_table_free(struct kf_table *t)
+{
+    for (size_t i = 0; i < t->rows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,110 @@
+/*
+ * The keyfleet CLI's shared context and output helpers.
+ *
+ * Exit codes: 0 success, 1 refused / not found / failed, 2 usage error.
+ */
+#ifndef KF_CLI_CLI_H
+#define KF_CLI_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "server/deploy.h"
+#include "server/store.h"
+
+#define KF_EXIT_OK    0
+#define KF_EXIT_FAIL  1
+#define KF_EXIT_USAGE 2
+
+struct kf_cli {
+    const char *dir;          /* --dir, KEYFLEET_DIR, or ./keyfleet-data */
+    int json;                 /* --json */
+    char actor[KF_ACTOR_MAX]; /* "operator:<user>" for the audit log */
+    const char *cmd;          /* "enrollment add": for messages */
+    const char *usage;        /* the command's usage text */
+    struct kf_deploy *deploy; /* opened by cli_open() */
+};
+
+/* A command: argv[0] is its name; options are parsed with cli_getopt(). */
+typedef int (*kf_cli_fn)(struct kf_cli *c, int argc, char **argv);
+
+/* Opens the deployment in c->dir; prints the error and returns non-zero on failure. */
+int cli_open(struct kf_cli *c);
+
+/* Prints "keyfleet: <message>" for an error and returns the exit code for `rc`. */
+int cli_fail(struct kf_cli *c, enum kf_err rc);
+
+/* Prints a usage error for the current command and returns KF_EXIT_USAGE. */
+int cli_usage(struct kf_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints the current command's usage to stdout and returns KF_EXIT_OK. */
+int cli_help(struct kf_cli *c);
+
+/*
+ * getopt_long over the command's arguments with the common options (--dir, --json, --help)
+ * added to `longopts` (which ends with a zero entry). Returns the option's value as getopt_long
+ * does; the common ones are handled here. -1 when done, '?' on an unknown option (after printing
+ * the usage error: the caller returns KF_EXIT_USAGE). 'h' means help was printed.
+ */
+int cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Parses a positive whole number for option `name`; -1 after printing a usage error. */
+long cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max);
+
+/* Prints `j` (taken) as indented JSON on stdout. */
+void cli_print_json(json_t *j);
+
+/* RFC 3339 text of seconds / milliseconds since the epoch, into a static rotating buffer. */
+const char *cli_time(int64_t t);
+const char *cli_time_ms(int64_t ms);
+
+/* ---- tables ---- */
+
+#define KF_TABLE_COLS 8
+
+struct kf_table {
+    size_t ncols;
+    const char *head[KF_TABLE_COLS];
+    char **cells; /* rows * ncols strings, owned */
+    size_t rows, cap;
+};
+
+void cli_table_init(struct kf_table *t, size_t ncols, ...);
+/* Adds a row of `ncols` strings (copied). */
+enum kf_err cli_table_add(struct kf_table *t, ...);
+/* Prints the table with aligned columns, or `empty` on stderr when it has no rows. */
+void cli_table_print(const struct kf_table *t, const char *empty);
+void cli_table_free(struct kf_table *t);
+
+/* A certificate record as JSON (new reference). */
+json_t *cli_cert_json(const struct kf_cert_rec *r);
+
+/* Commands. */
+int cmd_init(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv);
+int cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv);
+int cmd_group_create(struct kf_cli *c, int argc, char **argv);
+int cmd_group_verify(struct kf_cli *c, int argc, char **argv);
+int cmd_group_code(struct kf_cli *c, int argc, char **argv);
+int cmd_device_list(struct kf_cli *c, int argc, char **argv);
+int cmd_device_show(struct kf_cli *c, int argc, char **argv);
+int cmd_device_disable(struct kf_cli *c, int argc, char **argv);
+int cmd_device_enable(struct kf_cli *c, int argc, char **argv);
+int cmd_device_revoke(struct kf_cli *c, int argc, char **argv);
+int cmd_cert_list(struct kf_cli *c, int argc, char **argv);
+int cmd_cert_show(struct kf_cli *c, int argc, char **argv);
+int cmd_cert_issue(struct kf_cli *c, int argc, char **argv);
+int cmd_cert_revoke(struct kf_cli *c, int argc, char **argv);
+int cmd_ca_show(struct kf_cli *c, int argc, char **argv);
+int cmd_ca_crl(struct kf_cli *c, int argc, char **argv);
+int cmd_audit_list(struct kf_cli *c, int argc, char **argv);
+int cmd_audit_verify(struct kf_cli *c, int argc, char **argv);
+
+#endif

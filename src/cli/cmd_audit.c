@@ -1,0 +1,114 @@
+/* keyfleet audit ... */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/timefmt.h"
+
+struct list_out {
+    json_t *arr;
+    struct kf_table t;
+};
+
+static enum kf_err audit_row(const struct kf_audit_rec *r, void *arg)
+{
+    struct list_out *o = arg;
+    char seq[24];
+    if (o->arr) {
+        json_t *detail = json_loads(r->detail ? r->detail : "{}", 0, NULL);
+        json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq", (json_int_t)r->seq,
+                              "time", cli_time_ms(r->time_ms), "actor", r->actor, "action",
+                              r->action, "object", r->object, "detail",
+                              detail ? detail : json_string(r->detail ? r->detail : ""),
+                              "prev_hash", r->prev_hash, "hash", r->hash);
+        return json_array_append_new(o->arr, j) ? kf_fail(KF_E_NOMEM, "out of memory") : KF_OK;
+    }
+    snprintf(seq, sizeof(seq), "%lld", (long long)r->seq);
+    return cli_table_add(&o->t, seq, cli_time_ms(r->time_ms), r->actor, r->action, r->object,
+                         r->detail ? r->detail : "");
+}
+
+int cmd_audit_list(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"since", required_argument, NULL, 's'},
+                                         {NULL, 0, NULL, 0}};
+    struct list_out o = {NULL, {0}};
+    struct kf_txn *txn = NULL;
+    time_t since = 0;
+    enum kf_err rc;
+    int opt;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 's') {
+            rc = kf_time_parse(optarg, &since);
+            if (rc) return cli_usage(c, "--since: %s", kf_errmsg());
+        } else {
+            return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json)
+        o.arr = json_array();
+    else
+        cli_table_init(&o.t, 6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL");
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_audit_list(txn, (int64_t)since * 1000, audit_row, &o);
+    kf_txn_end(txn);
+    if (!rc) {
+        if (o.arr)
+            cli_print_json(o.arr), o.arr = NULL;
+        else
+            cli_table_print(&o.t, "no audit records");
+    }
+    json_decref(o.arr);
+    cli_table_free(&o.t);
+    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+}
+
+int cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"head", required_argument, NULL, 'H'},
+                                         {NULL, 0, NULL, 0}};
+    struct kf_audit_verdict v;
+    struct kf_txn *txn = NULL;
+    const char *head = NULL;
+    enum kf_err rc;
+    int opt;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'H') {
+            head = optarg;
+            if (strlen(head) != 64 || strspn(head, "0123456789abcdef") != 64)
+                return cli_usage(c, "--head takes a SHA-256 hash: 64 lower-case hex digits");
+        } else {
+            return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    memset(&v, 0, sizeof(v));
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_audit_verify(txn, head, &v);
+    kf_txn_end(txn);
+    if (rc && rc != KF_E_TAMPERED) return cli_fail(c, rc);
+    if (c->json) {
+        json_t *j = json_pack("{s:b, s:I, s:s}", "intact", rc == KF_OK, "records",
+                              (json_int_t)v.records, "head", v.head);
+        if (rc) {
+            json_object_set_new(j, "fault", json_string(kf_audit_fault_name(v.fault)));
+            json_object_set_new(j, "seq", json_integer(v.seq));
+            json_object_set_new(j, "message", json_string(v.message));
+        }
+        cli_print_json(j);
+    } else if (rc) {
+        fprintf(stderr, "audit log TAMPERED: %s\n", v.message);
+    } else {
+        printf("audit log intact: %lld records, head %s\n", (long long)v.records,
+               v.head[0] ? v.head : "(empty)");
+        printf("(keep the head: `keyfleet audit verify --head %s` later also catches records cut "
+               "off the end)\n",
+               v.head[0] ? v.head : "HASH");
+    }
+    return rc ? KF_EXIT_FAIL : KF_EXIT_OK;
+}

@@ -1,0 +1,237 @@
+/* keyfleet cert ... */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/buf.h"
+#include "common/file.h"
+#include "common/pki_crl.h"
+#include "common/pki_csr.h"
+#include "server/ca.h"
+
+struct list_out {
+    json_t *arr;
+    struct kf_table t;
+};
+
+static enum kf_err cert_row(const struct kf_cert_rec *r, void *arg)
+{
+    struct list_out *o = arg;
+    if (o->arr)
+        return json_array_append_new(o->arr, cli_cert_json(r))
+                   ? kf_fail(KF_E_NOMEM, "out of memory")
+                   : KF_OK;
+    return cli_table_add(&o->t, r->serial, r->profile, r->device_id, kf_cert_status_name(r->status),
+                         cli_time(r->not_after), r->subject ? r->subject : "");
+}
+
+int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"device", required_argument, NULL, 'd'},
+                                         {"status", required_argument, NULL, 's'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {NULL, 0, NULL, 0}};
+    struct list_out o = {NULL, {0}};
+    struct kf_txn *txn = NULL;
+    const char *device = NULL;
+    int status = 0, opt;
+    long limit = KF_LIST_ALL;
+    enum kf_err rc;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'd') {
+            device = optarg;
+        } else if (opt == 's') {
+            if (strcmp(optarg, "valid") == 0)
+                status = KF_CERT_VALID;
+            else if (strcmp(optarg, "revoked") == 0)
+                status = KF_CERT_REVOKED;
+            else
+                return cli_usage(c, "--status is valid or revoked");
+        } else if (opt == 'l') {
+            limit = cli_number(c, "--limit", optarg, 1, 1000000000L);
+            if (limit < 0) return KF_EXIT_USAGE;
+        } else {
+            return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json)
+        o.arr = json_array();
+    else
+        cli_table_init(&o.t, 6, "SERIAL", "PROFILE", "DEVICE", "STATUS", "NOT AFTER", "SUBJECT");
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_cert_list(txn, device, status, limit, cert_row, &o);
+    kf_txn_end(txn);
+    if (!rc) {
+        if (o.arr)
+            cli_print_json(o.arr), o.arr = NULL;
+        else
+            cli_table_print(&o.t, "no certificates");
+    }
+    json_decref(o.arr);
+    cli_table_free(&o.t);
+    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+}
+
+static int parse_serial(struct kf_cli *c, int argc, char **argv, const struct option *extra,
+                        int *flag, int *reason, const char **serial)
+{
+    struct option opts[6];
+    size_t n = 0;
+    int opt;
+    for (; extra && extra[n].name; n++)
+        opts[n] = extra[n];
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+    *serial = NULL;
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'p') {
+            *flag = 1;
+        } else if (opt == 'r') {
+            *reason = kf_crl_reason_parse(optarg);
+            if (*reason < 0)
+                return cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
+        } else {
+            return opt == 'h' ? -1 : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) *serial = argv[optind++];
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*serial) return cli_usage(c, "which certificate? give its SERIAL (keyfleet cert list)");
+    return 0;
+}
+
+int cmd_cert_show(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"pem", no_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
+    struct kf_cert_rec rec;
+    struct kf_txn *txn = NULL;
+    const char *serial;
+    int pem = 0, reason = 0;
+    enum kf_err rc;
+    int r = parse_serial(c, argc, argv, opts, &pem, &reason, &serial);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_cert_get(txn, serial, &rec);
+    kf_txn_end(txn);
+    if (rc) return cli_fail(c, rc);
+    if (c->json) {
+        json_t *j = cli_cert_json(&rec);
+        json_object_set_new(j, "pem", json_string(rec.pem));
+        cli_print_json(j);
+    } else if (pem) {
+        fputs(rec.pem, stdout);
+    } else {
+        printf("serial       %s\n", rec.serial);
+        printf("subject      %s\n", rec.subject);
+        printf("profile      %s\n", rec.profile);
+        printf("issuer       %s CA\n", rec.issuer);
+        printf("device       %s\n", rec.device_id[0] ? rec.device_id : "-");
+        printf("not before   %s\n", cli_time(rec.not_before));
+        printf("not after    %s\n", cli_time(rec.not_after));
+        printf("status       %s\n", kf_cert_status_name(rec.status));
+        if (rec.status == KF_CERT_REVOKED)
+            printf("revoked      %s (%s)\n", cli_time(rec.revoked_at),
+                   kf_crl_reason_name(rec.reason) ? kf_crl_reason_name(rec.reason) : "?");
+        printf("sha256       %s\n", rec.fingerprint);
+    }
+    kf_cert_rec_clear(&rec);
+    return KF_EXIT_OK;
+}
+
+int cmd_cert_revoke(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
+    const char *serial;
+    int flag = 0, reason = KF_CRL_UNSPECIFIED;
+    enum kf_err rc;
+    int r = parse_serial(c, argc, argv, opts, &flag, &reason, &serial);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_ca_revoke(c->deploy, c->actor, serial, reason);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:s, s:s}", "serial", serial, "status", "revoked", "reason",
+                                 kf_crl_reason_name(reason)));
+    else
+        printf("certificate %s revoked (%s); CRL published\n", serial, kf_crl_reason_name(reason));
+    return KF_EXIT_OK;
+}
+
+int cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"device", required_argument, NULL, 'd'},
+                                         {"csr", required_argument, NULL, 'c'},
+                                         {"days", required_argument, NULL, 'n'},
+                                         {"out", required_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    const char *device = NULL, *csr_path = NULL, *out = NULL;
+    struct kf_buf text, pem;
+    struct kf_csr *csr = NULL;
+    struct kf_cert *cert = NULL;
+    struct kf_signer *signer;
+    char serial[KF_SERIAL_HEX_MAX];
+    long days = 0;
+    enum kf_err rc;
+    int opt;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        switch (opt) {
+        case 'd': device = optarg; break;
+        case 'c': csr_path = optarg; break;
+        case 'o': out = optarg; break;
+        case 'n':
+            days = cli_number(c, "--days", optarg, 1, 3650);
+            if (days < 0) return KF_EXIT_USAGE;
+            break;
+        case 'h': return KF_EXIT_OK;
+        default: return KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!device || !csr_path) return cli_usage(c, "--device and --csr are required");
+    /* Refuse before issuing: a certificate that cannot be delivered must not exist. */
+    if (out && kf_file_exists(out)) {
+        kf_fail(KF_E_EXISTS, "%s already exists; not overwriting it", out);
+        return cli_fail(c, KF_E_EXISTS);
+    }
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    kf_buf_init(&text, KF_CSR_MAX + 1);
+    kf_buf_init(&pem, 256 * 1024);
+    rc = kf_buf_read_file(&text, csr_path);
+    if (!rc) {
+        rc = kf_csr_parse(text.data, text.len, &csr);
+        if (rc) kf_wrap(rc, "file %s", csr_path);
+    }
+    if (!rc) rc = kf_ca_issue_device(c->deploy, c->actor, device, NULL, csr, (int)days, &cert);
+    if (!rc) rc = kf_cert_pem(cert, &pem);
+    if (!rc) rc = kf_deploy_issuer(c->deploy, &signer);
+    if (!rc) rc = kf_cert_pem(kf_signer_cert(signer), &pem);
+    if (!rc && out) rc = kf_file_write(out, pem.data, pem.len, 0644, 0);
+    if (rc) {
+        int code = cli_fail(c, rc);
+        kf_buf_free(&text);
+        kf_buf_free(&pem);
+        kf_csr_free(csr);
+        kf_cert_free(cert);
+        return code;
+    }
+    kf_cert_serial_hex(cert, serial);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:s, s:s, s:s}", "serial", serial, "device", device,
+                                 "not_after", cli_time(kf_cert_not_after(cert)), "pem",
+                                 kf_buf_str(&pem)));
+    else if (out)
+        printf("certificate %s for device %s written to %s (valid until %s)\n", serial, device, out,
+               cli_time(kf_cert_not_after(cert)));
+    else
+        fputs(kf_buf_str(&pem), stdout);
+    kf_buf_free(&text);
+    kf_buf_free(&pem);
+    kf_csr_free(csr);
+    kf_cert_free(cert);
+    return KF_EXIT_OK;
+}

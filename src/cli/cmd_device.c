@@ -1,0 +1,245 @@
+/* keyfleet device ... */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/pki_crl.h"
+#include "server/fleet.h"
+
+static json_t *device_json(const struct kf_device *d)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", d->id, "status",
+                     kf_device_status_name(d->status), "enrollment", d->enrollment, "hub", d->hub,
+                     "created", cli_time(d->created), "updated", cli_time(d->updated));
+}
+
+json_t *cli_cert_json(const struct kf_cert_rec *r)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "serial", r->serial,
+                          "device", r->device_id, "profile", r->profile, "issuer", r->issuer,
+                          "subject", r->subject ? r->subject : "", "status",
+                          kf_cert_status_name(r->status), "not_before", cli_time(r->not_before),
+                          "not_after", cli_time(r->not_after), "sha256", r->fingerprint);
+    if (j && r->status == KF_CERT_REVOKED) {
+        json_object_set_new(j, "revoked_at", json_string(cli_time(r->revoked_at)));
+        json_object_set_new(j, "revocation_reason",
+                            json_string(kf_crl_reason_name(r->reason)
+                                            ? kf_crl_reason_name(r->reason)
+                                            : "unspecified"));
+    }
+    return j;
+}
+
+/* "--id ID" or one positional ID, plus optional extra options handled by `extra`. */
+static int parse_id(struct kf_cli *c, int argc, char **argv, const struct option *extra_opts,
+                    int (*extra)(struct kf_cli *c, int opt, void *arg), void *arg, const char **id)
+{
+    struct option opts[8];
+    size_t n = 0;
+    int opt;
+    for (; extra_opts && extra_opts[n].name && n < 6; n++)
+        opts[n] = extra_opts[n];
+    opts[n++] = (struct option){"id", required_argument, NULL, 'i'};
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+    *id = NULL;
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'i')
+            *id = optarg;
+        else if (opt == 'h')
+            return -1;
+        else if (opt == '?' || !extra)
+            return KF_EXIT_USAGE;
+        else if (extra(c, opt, arg))
+            return KF_EXIT_USAGE;
+    }
+    if (optind < argc && !*id) *id = argv[optind++];
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*id) return cli_usage(c, "which device? give its ID");
+    return 0;
+}
+
+struct list_out {
+    json_t *arr;
+    struct kf_table t;
+};
+
+static enum kf_err device_row(const struct kf_device *d, void *arg)
+{
+    struct list_out *o = arg;
+    if (o->arr)
+        return json_array_append_new(o->arr, device_json(d)) ? kf_fail(KF_E_NOMEM, "out of memory")
+                                                             : KF_OK;
+    return cli_table_add(&o->t, d->id, kf_device_status_name(d->status), d->enrollment, d->hub,
+                         cli_time(d->created));
+}
+
+int cmd_device_list(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"status", required_argument, NULL, 's'},
+                                         {"enrollment", required_argument, NULL, 'e'},
+                                         {NULL, 0, NULL, 0}};
+    struct list_out o = {NULL, {0}};
+    struct kf_txn *txn = NULL;
+    const char *enrollment = NULL;
+    int status = 0, opt;
+    enum kf_err rc;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 's') {
+            status = kf_device_status_parse(optarg);
+            if (status < 0) return cli_usage(c, "--status is active, disabled or revoked");
+        } else if (opt == 'e') {
+            enrollment = optarg;
+        } else {
+            return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json)
+        o.arr = json_array();
+    else
+        cli_table_init(&o.t, 5, "ID", "STATUS", "ENROLLMENT", "HUB", "CREATED");
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_device_list(txn, status, enrollment, device_row, &o);
+    kf_txn_end(txn);
+    if (!rc) {
+        if (o.arr)
+            cli_print_json(o.arr), o.arr = NULL;
+        else
+            cli_table_print(&o.t, "no devices");
+    }
+    json_decref(o.arr);
+    cli_table_free(&o.t);
+    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+}
+
+static enum kf_err cert_of_device(const struct kf_cert_rec *r, void *arg)
+{
+    struct list_out *o = arg;
+    if (o->arr)
+        return json_array_append_new(o->arr, cli_cert_json(r))
+                   ? kf_fail(KF_E_NOMEM, "out of memory")
+                   : KF_OK;
+    return cli_table_add(&o->t, r->serial, kf_cert_status_name(r->status), cli_time(r->not_before),
+                         cli_time(r->not_after));
+}
+
+int cmd_device_show(struct kf_cli *c, int argc, char **argv)
+{
+    struct kf_device d;
+    struct kf_registration reg;
+    struct list_out o = {NULL, {0}};
+    struct kf_txn *txn = NULL;
+    const char *id;
+    int have_reg = 0;
+    enum kf_err rc;
+    int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json)
+        o.arr = json_array();
+    else
+        cli_table_init(&o.t, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_device_get(txn, id, &d);
+    if (!rc) {
+        enum kf_err rr = kf_txn_registration_get(txn, id, &reg);
+        have_reg = rr == KF_OK;
+        rc = kf_txn_cert_list(txn, id, 0, KF_LIST_ALL, cert_of_device, &o);
+    }
+    kf_txn_end(txn);
+    if (rc) {
+        json_decref(o.arr);
+        cli_table_free(&o.t);
+        return cli_fail(c, rc);
+    }
+    if (c->json) {
+        json_t *j = device_json(&d);
+        json_object_set_new(j, "certificates", o.arr);
+        if (have_reg)
+            json_object_set_new(j, "registration",
+                                json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "first_at",
+                                          cli_time(reg.first_at), "last_at", cli_time(reg.last_at),
+                                          "renew_after", cli_time(reg.renew_after), "source_ip",
+                                          reg.source_ip, "certificate", reg.cert_serial, "count",
+                                          (json_int_t)reg.count));
+        cli_print_json(j);
+    } else {
+        printf("id           %s\n", d.id);
+        printf("status       %s\n", kf_device_status_name(d.status));
+        printf("enrollment   %s\n", d.enrollment[0] ? d.enrollment : "(none)");
+        printf("hub          %s\n", d.hub[0] ? d.hub : "(not assigned)");
+        printf("created      %s\n", cli_time(d.created));
+        printf("updated      %s\n", cli_time(d.updated));
+        if (have_reg)
+            printf("registered   %lld times, last %s from %s\n", (long long)reg.count,
+                   cli_time(reg.last_at), reg.source_ip);
+        printf("\ncertificates:\n");
+        cli_table_print(&o.t, "(none)");
+    }
+    cli_table_free(&o.t);
+    return KF_EXIT_OK;
+}
+
+static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
+{
+    const char *id;
+    int changed = 0;
+    enum kf_err rc;
+    int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_fleet_set_enabled(c->deploy, c->actor, id, enable, &changed);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:s, s:b}", "id", id, "status",
+                                 enable ? "active" : "disabled", "changed", changed));
+    else
+        printf("device %s %s%s\n", id, changed ? "" : "was already ",
+               enable ? "enabled" : "disabled");
+    return KF_EXIT_OK;
+}
+
+int cmd_device_disable(struct kf_cli *c, int argc, char **argv)
+{
+    return set_enabled(c, argc, argv, 0);
+}
+
+int cmd_device_enable(struct kf_cli *c, int argc, char **argv)
+{
+    return set_enabled(c, argc, argv, 1);
+}
+
+static int reason_opt(struct kf_cli *c, int opt, void *arg)
+{
+    int *reason = arg;
+    if (opt != 'r') return 1;
+    *reason = kf_crl_reason_parse(optarg);
+    if (*reason < 0) {
+        cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
+    const char *id;
+    int reason = KF_CRL_UNSPECIFIED, count = 0;
+    enum kf_err rc;
+    int r = parse_id(c, argc, argv, opts, reason_opt, &reason, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_fleet_revoke(c->deploy, c->actor, id, reason, &count);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:s, s:s, s:i}", "id", id, "status", "revoked", "reason",
+                                 kf_crl_reason_name(reason), "certificates_revoked", count));
+    else
+        printf("device %s revoked (%s); %d certificate%s revoked; CRL published\n", id,
+               kf_crl_reason_name(reason), count, count == 1 ? "" : "s");
+    return KF_EXIT_OK;
+}

@@ -1,0 +1,328 @@
+/* keyfleet enrollment ... */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "server/enroll.h"
+
+static const char *kind_name(enum kf_enroll_kind k)
+{
+    return k == KF_ENROLL_GROUP ? "group" : "individual";
+}
+
+static json_t *enrollment_json(const struct kf_enrollment *e)
+{
+    json_t *j =
+        json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:s}", "id", e->id, "kind",
+                  kind_name(e->kind), "enabled", e->enabled, "verified", e->verified, "subject",
+                  e->subject ? e->subject : "", "key_fingerprint", e->key_fingerprint, "allocation",
+                  e->allocation, "created", cli_time(e->created), "updated", cli_time(e->updated));
+    if (!j) return NULL;
+    json_object_set_new(j, "networks", e->networks ? json_string(e->networks) : json_null());
+    if (e->kind == KF_ENROLL_GROUP && !e->verified) {
+        json_object_set_new(j, "verification_code", json_string(e->verification_code));
+        json_object_set_new(j, "code_expires", json_string(cli_time(e->code_expires)));
+    }
+    return j;
+}
+
+/* Parses the common "--id ID" or a single positional ID; 0 on success. */
+static int one_id(struct kf_cli *c, int argc, char **argv, const char **id)
+{
+    static const struct option opts[] = {{"id", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0}};
+    int opt;
+    *id = NULL;
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'i')
+            *id = optarg;
+        else if (opt == 'h')
+            return -1;
+        else
+            return KF_EXIT_USAGE;
+    }
+    if (optind < argc && !*id) *id = argv[optind++];
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*id) return cli_usage(c, "which enrollment? give its ID");
+    return 0;
+}
+
+int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, NULL, 'i'},     {"cert", required_argument, NULL, 'c'},
+        {"pubkey", required_argument, NULL, 'p'}, {"networks", required_argument, NULL, 'n'},
+        {"disabled", no_argument, NULL, 'd'},     {NULL, 0, NULL, 0},
+    };
+    const char *id = NULL, *cert = NULL, *pubkey = NULL;
+    struct kf_enroll_opts eo = {NULL, 0};
+    enum kf_err rc;
+    int opt;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        switch (opt) {
+        case 'i': id = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'p': pubkey = optarg; break;
+        case 'n': eo.networks = optarg; break;
+        case 'd': eo.disabled = 1; break;
+        case 'h': return KF_EXIT_OK;
+        default: return KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!id) return cli_usage(c, "--id is required");
+    if (!cert == !pubkey) return cli_usage(c, "give exactly one of --cert and --pubkey");
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_add(c->deploy, c->actor, id, cert, pubkey, &eo);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(
+            json_pack("{s:s, s:s, s:b}", "id", id, "kind", "individual", "enabled", !eo.disabled));
+    else
+        printf("enrollment %s added (individual, %s)\n", id, eo.disabled ? "disabled" : "enabled");
+    return KF_EXIT_OK;
+}
+
+static int group_args(struct kf_cli *c, int argc, char **argv, const char **name, const char **file,
+                      const char *file_opt, struct kf_enroll_opts *eo)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'N'}, {"ca", required_argument, NULL, 'a'},
+        {"cert", required_argument, NULL, 'c'}, {"networks", required_argument, NULL, 'n'},
+        {"disabled", no_argument, NULL, 'd'},   {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        switch (opt) {
+        case 'N': *name = optarg; break;
+        case 'a':
+        case 'c':
+            if (!file_opt || (opt == 'a') != (strcmp(file_opt, "--ca") == 0))
+                return cli_usage(c, "does not take %s", opt == 'a' ? "--ca" : "--cert");
+            *file = optarg;
+            break;
+        case 'n':
+        case 'd':
+            if (!eo) return cli_usage(c, "--networks and --disabled go with group create");
+            if (opt == 'n')
+                eo->networks = optarg;
+            else
+                eo->disabled = 1;
+            break;
+        case 'h': return -1;
+        default: return KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*name) return cli_usage(c, "--name is required");
+    if (file_opt && !*file) return cli_usage(c, "%s is required", file_opt);
+    return 0;
+}
+
+int cmd_group_create(struct kf_cli *c, int argc, char **argv)
+{
+    const char *name = NULL, *ca = NULL;
+    struct kf_enroll_opts eo = {NULL, 0};
+    char code[KF_CODE_MAX];
+    enum kf_err rc;
+    int r = group_args(c, argc, argv, &name, &ca, "--ca", &eo);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_group_create(c->deploy, c->actor, name, ca, &eo, code);
+    if (rc) return cli_fail(c, rc);
+    if (c->json) {
+        cli_print_json(json_pack("{s:s, s:s, s:b, s:s}", "name", name, "kind", "group", "verified",
+                                 0, "verification_code", code));
+        return KF_EXIT_OK;
+    }
+    printf("group %s created; it takes effect once verified.\n\n", name);
+    printf("verification code: %s\n\n", code);
+    printf(
+        "Prove you hold the CA's key: make a certificate with CN=%s signed by it, e.g.\n"
+        "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\\n"
+        "      -keyout verify.key -subj /CN=%s -out verify.csr\n"
+        "  openssl x509 -req -in verify.csr -CA %s -CAkey <the CA's key> -days 1 -out "
+        "verify.pem\n"
+        "  keyfleet enrollment group verify --name %s --cert verify.pem\n"
+        "The code expires in 24 hours (keyfleet enrollment group code --name %s for a new one).\n",
+        code, code, ca, name, name);
+    return KF_EXIT_OK;
+}
+
+int cmd_group_verify(struct kf_cli *c, int argc, char **argv)
+{
+    const char *name = NULL, *cert = NULL;
+    enum kf_err rc;
+    int r = group_args(c, argc, argv, &name, &cert, "--cert", NULL);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_group_verify(c->deploy, c->actor, name, cert);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:b}", "name", name, "verified", 1));
+    else
+        printf("group %s verified: devices whose chain reaches its CA may now provision\n", name);
+    return KF_EXIT_OK;
+}
+
+int cmd_group_code(struct kf_cli *c, int argc, char **argv)
+{
+    const char *name = NULL;
+    char code[KF_CODE_MAX];
+    enum kf_err rc;
+    int r = group_args(c, argc, argv, &name, NULL, NULL, NULL);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_group_code(c->deploy, c->actor, name, code);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:s}", "name", name, "verification_code", code));
+    else
+        printf("verification code for group %s: %s (valid 24 hours)\n", name, code);
+    return KF_EXIT_OK;
+}
+
+struct list_out {
+    struct kf_cli *c;
+    json_t *arr;
+    struct kf_table t;
+};
+
+static enum kf_err list_cb(const struct kf_enrollment *e, void *arg)
+{
+    struct list_out *o = arg;
+    if (o->arr)
+        return json_array_append_new(o->arr, enrollment_json(e))
+                   ? kf_fail(KF_E_NOMEM, "out of memory")
+                   : KF_OK;
+    return cli_table_add(&o->t, e->id, kind_name(e->kind), e->enabled ? "yes" : "no",
+                         e->verified ? "yes" : "no", e->subject ? e->subject : "(public key)",
+                         cli_time(e->created));
+}
+
+int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"kind", required_argument, NULL, 'k'},
+                                         {NULL, 0, NULL, 0}};
+    struct list_out o = {c, NULL, {0}};
+    struct kf_txn *txn = NULL;
+    int kind = 0, opt;
+    enum kf_err rc;
+
+    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'k') {
+            if (strcmp(optarg, "individual") == 0)
+                kind = KF_ENROLL_INDIVIDUAL;
+            else if (strcmp(optarg, "group") == 0)
+                kind = KF_ENROLL_GROUP;
+            else
+                return cli_usage(c, "--kind is individual or group");
+        } else {
+            return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json)
+        o.arr = json_array();
+    else
+        cli_table_init(&o.t, 6, "ID", "KIND", "ENABLED", "VERIFIED", "SUBJECT", "CREATED");
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_enrollment_list(txn, kind, list_cb, &o);
+    kf_txn_end(txn);
+    if (!rc) {
+        if (o.arr)
+            cli_print_json(o.arr), o.arr = NULL;
+        else
+            cli_table_print(&o.t, "no enrollments");
+    }
+    json_decref(o.arr);
+    cli_table_free(&o.t);
+    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+}
+
+int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
+{
+    struct kf_enrollment e;
+    struct kf_txn *txn = NULL;
+    const char *id;
+    enum kf_err rc;
+    int r = one_id(c, argc, argv, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    memset(&e, 0, sizeof(e));
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_enrollment_get(txn, id, &e);
+    kf_txn_end(txn);
+    if (rc) return cli_fail(c, rc);
+    if (c->json) {
+        json_t *j = enrollment_json(&e);
+        if (e.cert_pem) json_object_set_new(j, "certificate", json_string(e.cert_pem));
+        if (e.pubkey_pem) json_object_set_new(j, "public_key", json_string(e.pubkey_pem));
+        cli_print_json(j);
+    } else {
+        printf("id               %s\n", e.id);
+        printf("kind             %s\n", kind_name(e.kind));
+        printf("enabled          %s\n", e.enabled ? "yes" : "no");
+        if (e.kind == KF_ENROLL_GROUP) {
+            printf("verified         %s\n", e.verified ? "yes" : "no");
+            if (!e.verified)
+                printf("verification     code %s, expires %s\n", e.verification_code,
+                       cli_time(e.code_expires));
+        }
+        printf("%-16s %s\n", e.kind == KF_ENROLL_GROUP ? "CA subject" : "subject",
+               e.subject ? e.subject : "(enrolled by public key)");
+        printf("key sha256       %s\n", e.key_fingerprint);
+        printf("networks         %s\n", e.networks ? e.networks : "any");
+        printf("allocation       %s\n", e.allocation);
+        printf("created          %s\n", cli_time(e.created));
+        printf("updated          %s\n", cli_time(e.updated));
+    }
+    kf_enrollment_clear(&e);
+    return KF_EXIT_OK;
+}
+
+static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
+{
+    const char *id;
+    int changed = 0;
+    enum kf_err rc;
+    int r = one_id(c, argc, argv, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_set_enabled(c->deploy, c->actor, id, enable, &changed);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(
+            json_pack("{s:s, s:b, s:b}", "id", id, "enabled", enable, "changed", changed));
+    else
+        printf("enrollment %s %s%s\n", id, changed ? "" : "was already ",
+               enable ? "enabled" : "disabled");
+    return KF_EXIT_OK;
+}
+
+int cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv)
+{
+    return set_enabled(c, argc, argv, 1);
+}
+
+int cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv)
+{
+    return set_enabled(c, argc, argv, 0);
+}
+
+int cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv)
+{
+    const char *id;
+    enum kf_err rc;
+    int r = one_id(c, argc, argv, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_remove(c->deploy, c->actor, id);
+    if (rc) return cli_fail(c, rc);
+    if (c->json)
+        cli_print_json(json_pack("{s:s, s:b}", "id", id, "removed", 1));
+    else
+        printf("enrollment %s removed\n", id);
+    return KF_EXIT_OK;
+}

@@ -1,0 +1,259 @@
+/*
+ * keyfleet: the operator's command line.
+ *
+ *   keyfleet [--dir DIR] [--json] COMMAND [SUBCOMMAND] [OPTIONS]
+ */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+struct command {
+    const char *group; /* "enrollment", or NULL for a top-level command */
+    const char *sub;   /* "add", "group create" */
+    kf_cli_fn fn;
+    const char *usage; /* after "keyfleet " */
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {NULL, "init", cmd_init,
+     "init [--dir DIR] [--hostname NAME]... [--key-type TYPE] [--issuing-key URI] [--name NAME]\n"
+     "\n"
+     "Creates a deployment in DIR (default ./keyfleet-data, or KEYFLEET_DIR): a root CA and an\n"
+     "issuing CA, keyfleetd's server certificate, the SQLite store and a commented keyfleet.conf.\n"
+     "Refuses to touch an existing deployment or a non-empty directory.\n"
+     "\n"
+     "  --hostname NAME    a DNS name or IP address for the server certificate (repeatable;\n"
+     "                     default: localhost, this host's name, 127.0.0.1, ::1)\n"
+     "  --key-type TYPE    p256 (default), p384, ed25519, rsa2048 or rsa3072\n"
+     "  --issuing-key URI  keep the issuing CA's key in hardware instead of a file:\n"
+     "                     pkcs11:token=T;object=O;type=private?module-path=M&pin-source=file:F\n"
+     "                     tpm2:handle:0x81000010\n"
+     "  --name NAME        the deployment's name, put in its certificates (default keyfleet)",
+     "create a deployment"},
+    {"enrollment", "add", cmd_enrollment_add,
+     "enrollment add --id ID (--cert FILE | --pubkey FILE) [--networks CIDR,...] [--disabled]\n"
+     "\n"
+     "Lets device ID provision with the factory certificate FILE (whose CN must be ID) or with\n"
+     "the private key matching the public key FILE.\n"
+     "\n"
+     "  --networks CIDRS   only from these source networks (default: any)\n"
+     "  --disabled         add it disabled",
+     "enroll one device by its factory certificate or key"},
+    {"enrollment", "group create", cmd_group_create,
+     "enrollment group create --name NAME --ca FILE [--networks CIDR,...] [--disabled]\n"
+     "\n"
+     "Creates a group enrollment for the manufacturer CA certificate FILE and prints a\n"
+     "verification code. The group takes effect once you prove you hold the CA's key: make a\n"
+     "certificate whose CN is the code, signed by that CA, and pass it to `group verify`.\n"
+     "The code is valid for 24 hours.",
+     "enroll devices by their manufacturer CA"},
+    {"enrollment", "group verify", cmd_group_verify,
+     "enrollment group verify --name NAME --cert FILE\n"
+     "\n"
+     "Completes proof of possession: FILE is a certificate with the verification code as its\n"
+     "CN, signed by the group's CA key.",
+     "prove possession of a group CA's key"},
+    {"enrollment", "group code", cmd_group_code,
+     "enrollment group code --name NAME\n\nIssues a new verification code for an unverified group.",
+     "get a new verification code"},
+    {"enrollment", "list", cmd_enrollment_list,
+     "enrollment list [--kind individual|group] [--json]", "list enrollments"},
+    {"enrollment", "show", cmd_enrollment_show, "enrollment show ID [--json]",
+     "show one enrollment"},
+    {"enrollment", "enable", cmd_enrollment_enable, "enrollment enable ID", "enable an enrollment"},
+    {"enrollment", "disable", cmd_enrollment_disable, "enrollment disable ID",
+     "disable an enrollment (its devices can no longer provision)"},
+    {"enrollment", "remove", cmd_enrollment_remove, "enrollment remove ID",
+     "remove an enrollment (its devices stay)"},
+    {"device", "list", cmd_device_list,
+     "device list [--status active|disabled|revoked] [--enrollment ID] [--json]", "list devices"},
+    {"device", "show", cmd_device_show, "device show ID [--json]",
+     "show a device and its certificates"},
+    {"device", "disable", cmd_device_disable, "device disable ID", "disable a device"},
+    {"device", "enable", cmd_device_enable, "device enable ID", "enable a disabled device"},
+    {"device", "revoke", cmd_device_revoke,
+     "device revoke ID [--reason REASON]\n"
+     "\n"
+     "Revokes the device for good and every valid certificate it has, and publishes a new CRL.\n"
+     "REASON: unspecified (default), key-compromise, affiliation-changed, superseded,\n"
+     "cessation-of-operation, privilege-withdrawn",
+     "revoke a device and its certificates"},
+    {"cert", "list", cmd_cert_list,
+     "cert list [--device ID] [--status valid|revoked] [--limit N] [--json]",
+     "list certificates, newest first"},
+    {"cert", "show", cmd_cert_show, "cert show SERIAL [--pem] [--json]", "show a certificate"},
+    {"cert", "issue", cmd_cert_issue,
+     "cert issue --device ID --csr FILE [--days N] [--out FILE]\n"
+     "\n"
+     "Issues a device certificate from a CSR (CN = ID) by hand, creating the device if needed.\n"
+     "Prints the certificate followed by the issuing CA, or writes them to FILE.",
+     "issue a device certificate from a CSR"},
+    {"cert", "revoke", cmd_cert_revoke, "cert revoke SERIAL [--reason REASON]",
+     "revoke one certificate and publish a new CRL"},
+    {"ca", "show", cmd_ca_show, "ca show [--json]", "show the root and issuing CAs"},
+    {"ca", "crl", cmd_ca_crl,
+     "ca crl [--out FILE]\n"
+     "\n"
+     "Signs a new CRL from the store's revocations, publishes it to the deployment's crl_file,\n"
+     "and prints it (or writes it to FILE).",
+     "publish a fresh CRL"},
+    {"audit", "list", cmd_audit_list, "audit list [--since TIME] [--json]",
+     "list audit records (TIME: 2026-11-23 or 2026-11-23T10:00:00Z)"},
+    {"audit", "verify", cmd_audit_verify,
+     "audit verify [--head HASH] [--json]\n"
+     "\n"
+     "Walks the hash chain of the audit log and reports the first record that was altered,\n"
+     "deleted or re-ordered (exit 1). With --head, also checks that the log still contains the\n"
+     "head HASH recorded earlier, which catches records cut off the end.",
+     "prove the audit log whole"},
+};
+
+static void print_overview(FILE *f)
+{
+    const char *group = "";
+    fprintf(f, "usage: keyfleet [--dir DIR] [--json] COMMAND [OPTIONS]\n\n"
+               "keyfleet manages a keyfleet deployment: its CAs, enrollments, devices,\n"
+               "certificates and audit log. DIR defaults to $KEYFLEET_DIR or ./keyfleet-data.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < KF_ARRAY_LEN(commands); i++) {
+        const struct command *c = &commands[i];
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s%s", c->group ? c->group : "", c->group ? " " : "",
+                 c->sub);
+        if (c->group && strcmp(group, c->group) != 0) fprintf(f, "\n");
+        group = c->group ? c->group : "";
+        fprintf(f, "  %-26s %s\n", name, c->summary);
+    }
+    fprintf(f, "\n`keyfleet COMMAND --help` tells more. Exit codes: 0 ok, 1 refused or not "
+               "found, 2 usage.\n");
+}
+
+static void print_group(FILE *f, const char *group)
+{
+    fprintf(f, "usage: keyfleet %s SUBCOMMAND\n\nsubcommands:\n", group);
+    for (size_t i = 0; i < KF_ARRAY_LEN(commands); i++)
+        if (commands[i].group && strcmp(commands[i].group, group) == 0)
+            fprintf(f, "  %-16s %s\n", commands[i].sub, commands[i].summary);
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
+}
+
+static void set_actor(struct kf_cli *c)
+{
+    struct passwd *pw = getpwuid(getuid());
+    const char *user = pw ? pw->pw_name : getenv("USER");
+    snprintf(c->actor, sizeof(c->actor), "operator:%s", user && *user ? user : "unknown");
+}
+
+int main(int argc, char **argv)
+{
+    struct kf_cli c;
+    const char *env = getenv("KEYFLEET_DIR");
+    int i = 1, rc;
+
+    memset(&c, 0, sizeof(c));
+    c.dir = env && *env ? env : "keyfleet-data";
+    kf_log_init_from_env();
+    set_actor(&c);
+
+    /* Options before the command. */
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "--json") == 0) {
+            c.json = 1;
+        } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+            c.dir = argv[++i];
+        } else if (strncmp(argv[i], "--dir=", 6) == 0) {
+            c.dir = argv[i] + 6;
+        } else if (is_help(argv[i])) {
+            print_overview(stdout);
+            return KF_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("keyfleet %s\n", KF_VERSION);
+            return KF_EXIT_OK;
+        } else {
+            fprintf(stderr, "keyfleet: unknown option %s\n\n", argv[i]);
+            print_overview(stderr);
+            return KF_EXIT_USAGE;
+        }
+        i++;
+    }
+    if (i >= argc) {
+        print_overview(stderr);
+        return KF_EXIT_USAGE;
+    }
+    if (is_help(argv[i])) {
+        print_overview(stdout);
+        return KF_EXIT_OK;
+    }
+    if (strcmp(argv[i], "version") == 0) {
+        printf("keyfleet %s\n", KF_VERSION);
+        return KF_EXIT_OK;
+    }
+
+    for (size_t k = 0; k < KF_ARRAY_LEN(commands); k++) {
+        const struct command *cmd = &commands[k];
+        char full[64];
+        int words = 1;
+        if (!cmd->group) {
+            if (strcmp(argv[i], cmd->sub) != 0) continue;
+        } else {
+            const char *space = strchr(cmd->sub, ' ');
+            if (strcmp(argv[i], cmd->group) != 0 || i + 1 >= argc) continue;
+            if (space) {
+                /* "group create": two words after the group. */
+                if (i + 2 >= argc ||
+                    strncmp(argv[i + 1], cmd->sub, (size_t)(space - cmd->sub)) != 0 ||
+                    strlen(argv[i + 1]) != (size_t)(space - cmd->sub) ||
+                    strcmp(argv[i + 2], space + 1) != 0)
+                    continue;
+                words = 3;
+            } else {
+                if (strcmp(argv[i + 1], cmd->sub) != 0) continue;
+                words = 2;
+            }
+        }
+        snprintf(full, sizeof(full), "%s%s%s", cmd->group ? cmd->group : "", cmd->group ? " " : "",
+                 cmd->sub);
+        c.cmd = full;
+        c.usage = cmd->usage;
+        /* The command sees its own name as argv[0] and its options after it. */
+        i += words - 1;
+        argv[i] = full;
+        optind = 1;
+        rc = cmd->fn(&c, argc - i, argv + i);
+        kf_deploy_close(c.deploy);
+        return rc;
+    }
+
+    /* A known group with a missing or unknown subcommand. */
+    for (size_t k = 0; k < KF_ARRAY_LEN(commands); k++) {
+        if (commands[k].group && strcmp(commands[k].group, argv[i]) == 0) {
+            if (i + 1 < argc && is_help(argv[i + 1])) {
+                print_group(stdout, argv[i]);
+                return KF_EXIT_OK;
+            }
+            if (strcmp(argv[i], "enrollment") == 0 && i + 1 < argc &&
+                strcmp(argv[i + 1], "group") == 0) {
+                fprintf(stderr, "keyfleet: enrollment group takes create, verify or code\n\n");
+            } else if (i + 1 < argc) {
+                fprintf(stderr, "keyfleet: %s has no subcommand '%s'\n\n", argv[i], argv[i + 1]);
+            } else {
+                fprintf(stderr, "keyfleet: %s needs a subcommand\n\n", argv[i]);
+            }
+            print_group(stderr, argv[i]);
+            return KF_EXIT_USAGE;
+        }
+    }
+    fprintf(stderr, "keyfleet: unknown command '%s'\n\n", argv[i]);
+    print_overview(stderr);
+    return KF_EXIT_USAGE;
+}

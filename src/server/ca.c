@@ -1,0 +1,328 @@
+#include "server/ca.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/file.h"
+#include "common/timefmt.h"
+
+#define PEM_MAX (256 * 1024)
+#define DAY     86400L
+
+enum kf_err kf_ca_cert_record(const struct kf_cert *cert, enum kf_profile profile,
+                              const char *issuer, const char *device_id, struct kf_cert_rec *r)
+{
+    char subject[KF_NAME_MAX];
+    struct kf_buf pem;
+    enum kf_err rc;
+
+    memset(r, 0, sizeof(*r));
+    kf_buf_init(&pem, PEM_MAX);
+    rc = kf_cert_pem(cert, &pem);
+    if (rc) return rc;
+    kf_cert_serial_hex(cert, r->serial);
+    snprintf(r->device_id, sizeof(r->device_id), "%s", device_id ? device_id : "");
+    snprintf(r->profile, sizeof(r->profile), "%s", kf_profile_name(profile));
+    snprintf(r->issuer, sizeof(r->issuer), "%s", issuer);
+    kf_cert_subject(cert, subject, sizeof(subject));
+    r->subject = strdup(subject);
+    r->not_before = kf_cert_not_before(cert);
+    r->not_after = kf_cert_not_after(cert);
+    r->status = KF_CERT_VALID;
+    kf_cert_fingerprint(cert, r->fingerprint);
+    r->pem = (char *)kf_buf_take(&pem, NULL);
+    r->created = time(NULL);
+    if (!r->subject || !r->pem) {
+        kf_cert_rec_clear(r);
+        return kf_fail(KF_E_NOMEM, "out of memory");
+    }
+    return KF_OK;
+}
+
+/* A compact JSON object from a jansson value (taken); "{}" when it cannot be made. */
+static char *json_text(json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    return s ? s : strdup("{}");
+}
+
+/* ---- issue ---- */
+
+struct issue_write {
+    const char *actor, *device_id, *enrollment;
+    const struct kf_cert_rec *rec;
+};
+
+static enum kf_err device_usable(struct kf_txn *txn, const char *id, int *exists)
+{
+    struct kf_device dev;
+    enum kf_err rc = kf_txn_device_get(txn, id, &dev);
+    *exists = 0;
+    if (rc == KF_E_NOT_FOUND) return KF_OK;
+    if (rc) return rc;
+    *exists = 1;
+    if (dev.status == KF_DEVICE_DISABLED)
+        return kf_fail(KF_E_DISABLED, "device %s is disabled (keyfleet device enable %s)", id, id);
+    if (dev.status == KF_DEVICE_REVOKED)
+        return kf_fail(KF_E_REVOKED, "device %s is revoked; revocation is final", id);
+    return KF_OK;
+}
+
+static enum kf_err issue_write_cb(struct kf_txn *txn, void *arg)
+{
+    struct issue_write *w = arg;
+    char object[KF_OBJECT_MAX], when[KF_TIME_TEXT_MAX];
+    char *detail;
+    int exists;
+    enum kf_err rc;
+
+    /* Checked again inside the transaction: the device may have changed since the signing. */
+    rc = device_usable(txn, w->device_id, &exists);
+    if (rc) return rc;
+    if (!exists) {
+        struct kf_device d;
+        memset(&d, 0, sizeof(d));
+        snprintf(d.id, sizeof(d.id), "%s", w->device_id);
+        snprintf(d.enrollment, sizeof(d.enrollment), "%s", w->enrollment ? w->enrollment : "");
+        d.status = KF_DEVICE_ACTIVE;
+        d.created = d.updated = time(NULL);
+        rc = kf_txn_device_insert(txn, &d);
+        if (rc) return rc;
+    }
+    rc = kf_txn_cert_insert(txn, w->rec);
+    if (rc) return rc;
+    kf_time_rfc3339(w->rec->not_after, when, sizeof(when));
+    snprintf(object, sizeof(object), "cert:%s", w->rec->serial);
+    detail = json_text(json_pack("{s:s, s:s, s:s, s:b}", "device", w->device_id, "profile",
+                                 "device", "not_after", when, "new_device", !exists));
+    rc = kf_txn_audit_append(txn, w->actor, "cert.issue", object, detail);
+    free(detail);
+    return rc;
+}
+
+enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const char *device_id,
+                               const char *enrollment, const struct kf_csr *csr, int days,
+                               struct kf_cert **out)
+{
+    struct kf_csr_policy policy;
+    struct kf_sign_request req;
+    struct kf_signer *signer;
+    struct kf_key *pub = NULL;
+    struct kf_cert *cert = NULL;
+    struct kf_cert_rec rec;
+    struct kf_buf spki;
+    struct kf_txn *txn = NULL;
+    struct issue_write w;
+    time_t now = time(NULL);
+    int exists;
+    enum kf_err rc;
+
+    *out = NULL;
+    memset(&rec, 0, sizeof(rec));
+    kf_buf_init(&spki, KF_SPKI_MAX);
+    rc = kf_id_check("device id", device_id);
+    if (rc) return rc;
+    if (days < 0 || days > d->cfg.device_cert_days)
+        return kf_fail(KF_E_DENIED,
+                       "%d days is more than the %d days device certificates get "
+                       "(device_cert_days in keyfleet.conf)",
+                       days, d->cfg.device_cert_days);
+    kf_csr_policy_default(&policy);
+    policy.expected_cn = device_id;
+    rc = kf_csr_check(csr, &policy, NULL);
+    if (rc) return rc;
+    /* Refuse early, before spending a signature, when the device may not have one. */
+    rc = kf_store_read(d->store, &txn);
+    if (rc) return rc;
+    rc = device_usable(txn, device_id, &exists);
+    kf_txn_end(txn);
+    if (rc) return rc;
+    rc = kf_deploy_issuer(d, &signer);
+    if (!rc) rc = kf_csr_public_key(csr, &pub);
+    if (!rc) rc = kf_key_public_der(pub, &spki);
+    if (rc) goto out;
+    memset(&req, 0, sizeof(req));
+    req.profile = KF_PROFILE_DEVICE;
+    req.spki = spki.data;
+    req.spki_len = spki.len;
+    req.cn = device_id;
+    req.device_id = device_id;
+    req.org = d->cfg.name;
+    req.not_before = now - 60;
+    req.not_after = now + (days ? days : d->cfg.device_cert_days) * DAY;
+    rc = kf_signer_issue(signer, &req, &cert);
+    if (!rc) rc = kf_ca_cert_record(cert, KF_PROFILE_DEVICE, "issuing", device_id, &rec);
+    if (rc) goto out;
+    w = (struct issue_write){actor, device_id, enrollment, &rec};
+    rc = kf_store_write(d->store, issue_write_cb, &w);
+    if (rc) goto out;
+    *out = cert;
+    cert = NULL;
+out:
+    kf_cert_rec_clear(&rec);
+    kf_cert_free(cert);
+    kf_key_free(pub);
+    kf_buf_free(&spki);
+    return rc;
+}
+
+/* ---- revoke ---- */
+
+struct revoke_write {
+    const char *actor, *serial;
+    int reason;
+};
+
+static enum kf_err revoke_write_cb(struct kf_txn *txn, void *arg)
+{
+    struct revoke_write *w = arg;
+    struct kf_cert_rec r;
+    char object[KF_OBJECT_MAX];
+    char *detail;
+    enum kf_err rc;
+
+    rc = kf_txn_cert_get(txn, w->serial, &r);
+    if (rc) return rc;
+    if (strcmp(r.profile, "issuing-ca") == 0 || strcmp(r.profile, "root-ca") == 0) {
+        kf_cert_rec_clear(&r);
+        return kf_fail(KF_E_DENIED,
+                       "certificate %s is a CA certificate; keyfleet does not revoke "
+                       "its own CAs",
+                       w->serial);
+    }
+    rc = kf_txn_cert_revoke(txn, w->serial, time(NULL), w->reason);
+    if (!rc) {
+        snprintf(object, sizeof(object), "cert:%s", w->serial);
+        detail = json_text(json_pack("{s:s, s:s}", "reason", kf_crl_reason_name(w->reason),
+                                     "device", r.device_id));
+        rc = kf_txn_audit_append(txn, w->actor, "cert.revoke", object, detail);
+        free(detail);
+    }
+    kf_cert_rec_clear(&r);
+    return rc;
+}
+
+enum kf_err kf_ca_revoke(struct kf_deploy *d, const char *actor, const char *serial, int reason)
+{
+    struct revoke_write w = {actor, serial, reason};
+    enum kf_err rc;
+    if (!kf_crl_reason_name(reason))
+        return kf_fail(KF_E_INVALID, "unknown revocation reason %d", reason);
+    rc = kf_store_write(d->store, revoke_write_cb, &w);
+    if (rc) return rc;
+    return kf_ca_publish_crl(d, actor, NULL);
+}
+
+/* ---- CRL ---- */
+
+struct revoked_list {
+    struct kf_revoked *v;
+    char (*serials)[KF_SERIAL_HEX_MAX];
+    size_t n, cap;
+};
+
+static enum kf_err collect_revoked(const struct kf_cert_rec *r, void *arg)
+{
+    struct revoked_list *l = arg;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        void *v = realloc(l->v, ncap * sizeof(*l->v));
+        if (!v) return kf_fail(KF_E_NOMEM, "out of memory");
+        l->v = v;
+        v = realloc(l->serials, ncap * sizeof(*l->serials));
+        if (!v) return kf_fail(KF_E_NOMEM, "out of memory");
+        l->serials = v;
+        l->cap = ncap;
+    }
+    snprintf(l->serials[l->n], KF_SERIAL_HEX_MAX, "%s", r->serial);
+    l->v[l->n].revoked_at = r->revoked_at;
+    l->v[l->n].reason = r->reason;
+    l->n++;
+    return KF_OK;
+}
+
+struct crl_write {
+    const char *actor;
+    struct kf_signer *signer;
+    int hours;
+    struct kf_crl *crl; /* out */
+};
+
+static enum kf_err crl_write_cb(struct kf_txn *txn, void *arg)
+{
+    struct crl_write *w = arg;
+    struct revoked_list l = {0};
+    time_t now = time(NULL);
+    int64_t number;
+    char detail[128];
+    enum kf_err rc;
+
+    rc = kf_txn_cert_revoked(txn, "issuing", now, collect_revoked, &l);
+    if (!rc) rc = kf_txn_ca_next_crl_number(txn, "issuing", &number);
+    if (rc) goto out;
+    /* The serial pointers go in only now that the array no longer moves. */
+    for (size_t i = 0; i < l.n; i++)
+        l.v[i].serial_hex = l.serials[i];
+    kf_crl_free(w->crl);
+    w->crl = NULL;
+    rc = kf_signer_crl(w->signer, l.v, l.n, (uint64_t)number, now - 60, now + w->hours * 3600L,
+                       &w->crl);
+    if (rc) goto out;
+    snprintf(detail, sizeof(detail), "{\"number\":%lld,\"revoked\":%zu}", (long long)number, l.n);
+    rc = kf_txn_audit_append(txn, w->actor, "crl.publish", "ca:issuing", detail);
+out:
+    free(l.v);
+    free(l.serials);
+    return rc;
+}
+
+/* Writes `crl` to the CRL file unless the file already holds a newer CRL. */
+static enum kf_err write_crl_file(struct kf_deploy *d, const struct kf_crl *crl)
+{
+    char path[KF_CONF_PATH_MAX];
+    struct kf_buf text;
+    struct kf_crl *old = NULL;
+    enum kf_err rc;
+
+    rc = kf_deploy_path(d, d->cfg.crl_file, path, sizeof(path));
+    if (rc) return rc;
+    kf_buf_init(&text, 64 * 1024 * 1024);
+    /* Another process may have published a later CRL meanwhile: never go backwards. */
+    if (kf_buf_read_file(&text, path) == KF_OK &&
+        kf_crl_parse(text.data, text.len, &old) == KF_OK &&
+        kf_crl_number(old) > kf_crl_number(crl)) {
+        rc = KF_OK;
+        goto out;
+    }
+    kf_err_clear();
+    kf_buf_reset(&text);
+    rc = kf_crl_pem(crl, &text);
+    if (!rc) rc = kf_file_write(path, text.data, text.len, 0644, KF_FILE_REPLACE);
+out:
+    kf_crl_free(old);
+    kf_buf_free(&text);
+    return rc;
+}
+
+enum kf_err kf_ca_publish_crl(struct kf_deploy *d, const char *actor, struct kf_crl **out)
+{
+    struct crl_write w = {actor, NULL, d->cfg.crl_hours, NULL};
+    enum kf_err rc;
+
+    if (out) *out = NULL;
+    rc = kf_deploy_issuer(d, &w.signer);
+    if (rc) return rc;
+    rc = kf_store_write(d->store, crl_write_cb, &w);
+    if (!rc) rc = write_crl_file(d, w.crl);
+    if (!rc && out) {
+        *out = w.crl;
+        w.crl = NULL;
+    }
+    kf_crl_free(w.crl);
+    return rc;
+}

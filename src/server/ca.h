@@ -1,0 +1,43 @@
+/*
+ * ca: the certificate authority's operations on a deployment: issue, revoke, publish the CRL.
+ *
+ * Each operation changes the store and appends its audit records in one transaction, and a
+ * certificate is handed out only after that transaction is durable.
+ */
+#ifndef KF_SERVER_CA_H
+#define KF_SERVER_CA_H
+
+#include "common/pki_crl.h"
+#include "common/pki_csr.h"
+#include "server/deploy.h"
+
+/*
+ * Fills `r` from `cert` (heap fields owned by `r`: kf_cert_rec_clear). `device_id` may be NULL.
+ */
+enum kf_err kf_ca_cert_record(const struct kf_cert *cert, enum kf_profile profile,
+                              const char *issuer, const char *device_id, struct kf_cert_rec *r);
+
+/*
+ * Issues an operational certificate for device `device_id` from `csr` (whose CN must be the
+ * id), valid `days` (0: the configured device_cert_days). Creates the device (active, under
+ * `enrollment`, which may be NULL) when it does not exist; refuses a disabled or revoked device.
+ * Records the certificate and audits "cert.issue" as `actor`. `*out` is owned by the caller.
+ */
+enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const char *device_id,
+                               const char *enrollment, const struct kf_csr *csr, int days,
+                               struct kf_cert **out);
+
+/*
+ * Revokes the certificate with `serial` (reason: enum kf_crl_reason), audits "cert.revoke", and
+ * publishes a new CRL. KF_E_CONFLICT when it is already revoked, KF_E_NOT_FOUND.
+ */
+enum kf_err kf_ca_revoke(struct kf_deploy *d, const char *actor, const char *serial, int reason);
+
+/*
+ * Signs a new CRL from the store's revocations with the next CRL number, audits "crl.publish",
+ * and writes it to the configured crl_file (unless a newer one is already there). `*out` (may
+ * be NULL) receives the CRL, owned by the caller.
+ */
+enum kf_err kf_ca_publish_crl(struct kf_deploy *d, const char *actor, struct kf_crl **out);
+
+#endif

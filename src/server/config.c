@@ -1,0 +1,218 @@
+#include "server/config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/file.h"
+#include "common/ini.h"
+
+enum kind { STR, INT };
+
+struct key {
+    const char *section, *name;
+    enum kind kind;
+    size_t offset, size; /* STR: a char array; INT: an int */
+    int min, max;
+};
+
+#define S(sec, key, field)                                                                        \
+    {                                                                                             \
+        sec, key, STR, offsetof(struct kf_config, field), sizeof(((struct kf_config *)0)->field), \
+            0, 0                                                                                  \
+    }
+#define I(sec, key, field, lo, hi)                                  \
+    {                                                               \
+        sec, key, INT, offsetof(struct kf_config, field), 0, lo, hi \
+    }
+
+static const struct key keys[] = {
+    S("deployment", "name", name),
+    S("store", "url", store_url),
+    S("ca", "key_type", key_type),
+    S("ca", "root_cert", root_cert),
+    S("ca", "root_key", root_key),
+    S("ca", "issuing_cert", issuing_cert),
+    S("ca", "issuing_key", issuing_key),
+    S("ca", "crl_file", crl_file),
+    I("ca", "device_cert_days", device_cert_days, 1, 3650),
+    I("ca", "service_cert_days", service_cert_days, 1, 3650),
+    I("ca", "server_cert_days", server_cert_days, 1, 3650),
+    I("ca", "crl_hours", crl_hours, 1, 24 * 366),
+    S("server", "cert", server_cert),
+    S("server", "key", server_key),
+    S("provisioning", "listen", provisioning_listen),
+    S("hub", "listen", hub_listen),
+};
+
+void kf_config_defaults(struct kf_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->name, sizeof(c->name), "keyfleet");
+    snprintf(c->store_url, sizeof(c->store_url), "keyfleet.db");
+    snprintf(c->key_type, sizeof(c->key_type), "p256");
+    snprintf(c->root_cert, sizeof(c->root_cert), "ca/root.crt");
+    snprintf(c->root_key, sizeof(c->root_key), "ca/root.key");
+    snprintf(c->issuing_cert, sizeof(c->issuing_cert), "ca/issuing.crt");
+    snprintf(c->issuing_key, sizeof(c->issuing_key), "ca/issuing.key");
+    snprintf(c->crl_file, sizeof(c->crl_file), "ca/crl.pem");
+    c->device_cert_days = 30;
+    c->service_cert_days = 365;
+    c->server_cert_days = 365;
+    c->crl_hours = 24;
+    snprintf(c->server_cert, sizeof(c->server_cert), "server/server.crt");
+    snprintf(c->server_key, sizeof(c->server_key), "server/server.key");
+    snprintf(c->provisioning_listen, sizeof(c->provisioning_listen), "0.0.0.0:8443");
+    snprintf(c->hub_listen, sizeof(c->hub_listen), "0.0.0.0:8883");
+}
+
+struct load_ctx {
+    struct kf_config *c;
+    int set_on[KF_ARRAY_LEN(keys)]; /* the line each key was set on (0: not set) */
+};
+
+static enum kf_err on_value(const char *section, const char *name, const char *value, int line,
+                            void *arg)
+{
+    struct load_ctx *lc = arg;
+    const struct key *k = NULL;
+    size_t idx = 0;
+    int known_sec = 0;
+
+    for (size_t i = 0; i < KF_ARRAY_LEN(keys); i++) {
+        if (strcmp(keys[i].section, section) != 0) continue;
+        known_sec = 1;
+        if (strcmp(keys[i].name, name) == 0) {
+            k = &keys[i];
+            idx = i;
+        }
+    }
+    if (!known_sec) return kf_fail(KF_E_CONFIG, "unknown section [%s]", section);
+    if (!k) return kf_fail(KF_E_CONFIG, "unknown key '%s' in section [%s]", name, section);
+    if (lc->set_on[idx])
+        return kf_fail(KF_E_CONFIG, "%s.%s is set twice (first on line %d)", section, name,
+                       lc->set_on[idx]);
+    lc->set_on[idx] = line;
+    if (k->kind == STR) {
+        if (strlen(value) >= k->size)
+            return kf_fail(KF_E_CONFIG, "%s.%s is longer than %zu characters", section, name,
+                           k->size - 1);
+        if (!value[0]) return kf_fail(KF_E_CONFIG, "%s.%s is empty", section, name);
+        snprintf((char *)lc->c + k->offset, k->size, "%s", value);
+    } else {
+        char *end;
+        long v;
+        errno = 0;
+        v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < k->min || v > k->max)
+            return kf_fail(KF_E_CONFIG, "%s.%s = \"%.40s\" is not a whole number from %d to %d",
+                           section, name, value, k->min, k->max);
+        *(int *)((char *)lc->c + k->offset) = (int)v;
+    }
+    return KF_OK;
+}
+
+enum kf_err kf_config_load(const char *path, struct kf_config *c)
+{
+    struct load_ctx lc;
+    struct kf_buf text;
+    char dir[KF_CONF_PATH_MAX];
+    enum kf_err rc;
+
+    memset(&lc, 0, sizeof(lc));
+    lc.c = c;
+    kf_config_defaults(c);
+    snprintf(dir, sizeof(dir), "%s", path);
+    snprintf(c->dir, sizeof(c->dir), "%s", dirname(dir));
+    if (!kf_file_exists(path)) return kf_fail(KF_E_NOT_FOUND, "no configuration file %s", path);
+    kf_buf_init(&text, 256 * 1024);
+    rc = kf_buf_read_file(&text, path);
+    if (!rc) {
+        rc = kf_ini_parse((const char *)text.data, text.len, on_value, &lc);
+        if (rc) rc = kf_wrap(KF_E_CONFIG, "%s", path);
+    }
+    kf_buf_free(&text);
+    return rc;
+}
+
+enum kf_err kf_config_resolve(const struct kf_config *c, const char *value, char *out, size_t cap)
+{
+    static const char *const schemes[] = {
+        "pkcs11:", "tpm2:", "sqlite:", "postgresql:", "postgres:", "handle:"};
+    for (size_t i = 0; i < KF_ARRAY_LEN(schemes); i++) {
+        if (strncmp(value, schemes[i], strlen(schemes[i])) == 0) {
+            if (strcmp(schemes[i], "sqlite:") == 0 && value[7] != '/')
+                return kf_path_join(out, cap, c->dir, value + 7);
+            if ((size_t)snprintf(out, cap, "%s", value) >= cap)
+                return kf_fail(KF_E_OVERSIZE, "value too long: %.40s...", value);
+            return KF_OK;
+        }
+    }
+    return kf_path_join(out, cap, c->dir, value);
+}
+
+enum kf_err kf_config_write(const char *path, const struct kf_config *c, const char *when)
+{
+    struct kf_buf b;
+    enum kf_err rc;
+
+    kf_buf_init(&b, 64 * 1024);
+    rc = kf_buf_appendf(
+        &b,
+        "# keyfleet deployment configuration\n"
+        "# %s\n"
+        "#\n"
+        "# Relative paths are relative to this file's directory, so the whole directory can be\n"
+        "# moved. Unknown sections and keys are errors. keyfleetd reloads this file on SIGHUP.\n"
+        "\n"
+        "[deployment]\n"
+        "# A name for this deployment: the O of the certificates it issues.\n"
+        "name = %s\n"
+        "\n"
+        "[store]\n"
+        "# The registry: a SQLite file (WAL, one writer, many readers).\n"
+        "url = %s\n"
+        "\n"
+        "[ca]\n"
+        "# Key type of the CA keys made at init (p256, p384, ed25519, rsa2048, rsa3072).\n"
+        "key_type = %s\n"
+        "root_cert = %s\n"
+        "# The root CA's private key. keyfleet needs it only to make a new issuing CA: you may\n"
+        "# move it offline after init (keep a backup!).\n"
+        "root_key = %s\n"
+        "issuing_cert = %s\n"
+        "# The issuing CA's private key: a file, or a key in hardware:\n"
+        "#   pkcs11:token=...;object=...;type=private?module-path=...&pin-source=file:...\n"
+        "#   tpm2:handle:0x81000010\n"
+        "issuing_key = %s\n"
+        "# The published CRL, rewritten on every revocation and by `keyfleet ca crl`.\n"
+        "crl_file = %s\n"
+        "# Certificate lifetimes in days. Devices renew at two thirds of theirs.\n"
+        "device_cert_days = %d\n"
+        "service_cert_days = %d\n"
+        "server_cert_days = %d\n"
+        "# How long each CRL is valid, in hours.\n"
+        "crl_hours = %d\n"
+        "\n"
+        "[server]\n"
+        "# keyfleetd's TLS certificate (with the issuing CA after it) and key.\n"
+        "cert = %s\n"
+        "key = %s\n"
+        "\n"
+        "[provisioning]\n"
+        "# Zero-touch provisioning (EST and the register API) over mutual TLS.\n"
+        "listen = %s\n"
+        "\n"
+        "[hub]\n"
+        "# MQTT over mutual TLS.\n"
+        "listen = %s\n",
+        when, c->name, c->store_url, c->key_type, c->root_cert, c->root_key, c->issuing_cert,
+        c->issuing_key, c->crl_file, c->device_cert_days, c->service_cert_days, c->server_cert_days,
+        c->crl_hours, c->server_cert, c->server_key, c->provisioning_listen, c->hub_listen);
+    if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
+    kf_buf_free(&b);
+    return rc;
+}

@@ -1,0 +1,66 @@
+/*
+ * config: keyfleet.conf, the deployment's INI file.
+ *
+ * Every key has a default; unknown sections and keys are errors (a typo must not silently fall
+ * back to a default); every error names the file, the line and what is wrong. Paths in the file
+ * are relative to the file's own directory, so a deployment directory can be moved whole.
+ */
+#ifndef KF_SERVER_CONFIG_H
+#define KF_SERVER_CONFIG_H
+
+#include <limits.h>
+
+#include "common/err.h"
+
+#define KF_CONF_PATH_MAX 1024
+#define KF_CONF_NAME     "keyfleet.conf"
+
+struct kf_config {
+    char dir[KF_CONF_PATH_MAX]; /* the directory paths are relative to */
+    /* [deployment] */
+    char name[64];
+    /* [store] */
+    char store_url[KF_CONF_PATH_MAX];
+    /* [ca] */
+    char key_type[16];
+    char root_cert[KF_CONF_PATH_MAX];
+    char root_key[KF_CONF_PATH_MAX];
+    char issuing_cert[KF_CONF_PATH_MAX];
+    char issuing_key[KF_CONF_PATH_MAX]; /* a path, or a pkcs11: / tpm2: URI */
+    char crl_file[KF_CONF_PATH_MAX];
+    int device_cert_days;
+    int service_cert_days;
+    int server_cert_days;
+    int crl_hours;
+    /* [server] */
+    char server_cert[KF_CONF_PATH_MAX];
+    char server_key[KF_CONF_PATH_MAX];
+    /* [provisioning] */
+    char provisioning_listen[128];
+    /* [hub] */
+    char hub_listen[128];
+};
+
+/* Fills `c` with the defaults (relative paths; `dir` empty). */
+void kf_config_defaults(struct kf_config *c);
+
+/*
+ * Reads `path` over the defaults. `c->dir` becomes the file's directory. KF_E_CONFIG with
+ * "PATH:LINE: what is wrong" for a syntax error, an unknown section or key, or a bad value;
+ * KF_E_NOT_FOUND when the file does not exist.
+ */
+enum kf_err kf_config_load(const char *path, struct kf_config *c);
+
+/*
+ * Writes `c` as a commented keyfleet.conf to `path` (mode 0600; refuses to overwrite). `when`
+ * is a line saying who wrote it, for the header.
+ */
+enum kf_err kf_config_write(const char *path, const struct kf_config *c, const char *when);
+
+/*
+ * Resolves a path or URI from the config: URIs (pkcs11:, tpm2:, sqlite:, postgresql:) and
+ * absolute paths are copied; relative paths are joined to `c->dir`.
+ */
+enum kf_err kf_config_resolve(const struct kf_config *c, const char *value, char *out, size_t cap);
+
+#endif

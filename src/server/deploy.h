@@ -1,0 +1,82 @@
+/*
+ * deploy: a keyfleet deployment directory, made by `keyfleet init` and used by every program.
+ *
+ *   DIR/keyfleet.conf        configuration (commented)
+ *   DIR/keyfleet.db          the registry (SQLite)
+ *   DIR/ca/root.crt, .key    root CA (the key may be taken offline after init)
+ *   DIR/ca/issuing.crt, .key issuing CA (the key may live in an HSM or TPM instead)
+ *   DIR/ca/chain.pem         issuing CA then root CA: what clients need to verify keyfleet's certs
+ *   DIR/ca/crl.pem           the issuing CA's current CRL
+ *   DIR/server/server.crt    keyfleetd's TLS certificate, followed by the issuing CA
+ *   DIR/server/server.key
+ * The directory is 0700 and every private key 0600.
+ */
+#ifndef KF_SERVER_DEPLOY_H
+#define KF_SERVER_DEPLOY_H
+
+#include <stddef.h>
+
+#include "common/pki_key.h"
+#include "server/config.h"
+#include "server/signer.h"
+#include "server/store.h"
+
+struct kf_deploy {
+    char dir[KF_CONF_PATH_MAX];
+    char conf_path[KF_CONF_PATH_MAX];
+    struct kf_config cfg;
+    struct kf_store *store;   /* owned */
+    struct kf_signer *issuer; /* owned; opened on first use by kf_deploy_issuer() */
+};
+
+/*
+ * Opens the deployment in `dir`: reads keyfleet.conf and opens the store. KF_E_NOT_FOUND with
+ * "no keyfleet deployment in DIR (run keyfleet init --dir DIR)" when there is none.
+ * `*out` is owned by the caller (kf_deploy_close).
+ */
+enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out);
+
+void kf_deploy_close(struct kf_deploy *d);
+
+/*
+ * The issuing CA's signer, opened on first use (its key may be in an HSM that asks for a PIN
+ * through the key URI or KEYFLEET_PKCS11_PIN; a passphrase-protected key file takes
+ * KEYFLEET_CA_PASSPHRASE). Borrowed: lives as long as `d`.
+ */
+enum kf_err kf_deploy_issuer(struct kf_deploy *d, struct kf_signer **out);
+
+/* Resolves a path or URI from the configuration against the deployment directory. */
+enum kf_err kf_deploy_path(const struct kf_deploy *d, const char *value, char *out, size_t cap);
+
+#define KF_INIT_MAX_NAMES 16
+
+struct kf_init_opts {
+    const char *dir;
+    const char *const *names;  /* DNS names or IP addresses for the server certificate */
+    size_t n_names;            /* 0: localhost, 127.0.0.1, ::1 and this host's name */
+    enum kf_key_type key_type; /* KF_KEY_NONE: P-256 */
+    const char *issuing_key;   /* NULL: generate a key file; else a pkcs11:/tpm2:/file URI */
+    const char *name;          /* deployment name; NULL: "keyfleet" */
+    const char *actor;         /* who, for the audit log */
+};
+
+struct kf_init_report {
+    char dir[KF_CONF_PATH_MAX];
+    char root_subject[KF_NAME_MAX], issuing_subject[KF_NAME_MAX];
+    char root_fingerprint[KF_FINGERPRINT_HEX], issuing_fingerprint[KF_FINGERPRINT_HEX];
+    char server_fingerprint[KF_FINGERPRINT_HEX];
+    char key_desc[32];             /* "EC P-256" */
+    char issuing_key_location[16]; /* "file", "pkcs11", "tpm2" */
+    char names[512];               /* the server certificate's names, comma-separated */
+    long root_days, issuing_days, server_days;
+};
+
+/*
+ * Creates a deployment in `o->dir`, which must not exist or be empty; refuses (KF_E_EXISTS) to
+ * touch an existing deployment or a non-empty directory. Everything is made in a temporary
+ * directory beside it and renamed into place at the end, so a failure or a crash leaves nothing
+ * half-made.
+ */
+enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *report);
+
+#endif

@@ -1,0 +1,415 @@
+#include "server/enroll.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "common/buf.h"
+#include "common/cidr.h"
+#include "common/ident.h"
+#include "common/pki_key.h"
+#include "common/timefmt.h"
+
+#define PEM_MAX (256 * 1024)
+
+static char *json_text(json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    return s ? s : strdup("{}");
+}
+
+static enum kf_err new_code(char *code)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return kf_fail(KF_E_CRYPTO, "cannot draw a random verification code");
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        code[2 * i] = hex[raw[i] >> 4];
+        code[2 * i + 1] = hex[raw[i] & 15];
+    }
+    code[2 * sizeof(raw)] = '\0';
+    return KF_OK;
+}
+
+static enum kf_err check_networks(const struct kf_enroll_opts *o, char *canon, size_t cap)
+{
+    struct kf_cidr_list l;
+    enum kf_err rc;
+    canon[0] = '\0';
+    if (!o || !o->networks) return KF_OK;
+    rc = kf_cidr_parse_list(o->networks, &l);
+    if (rc) return kf_wrap(rc, "--networks");
+    kf_cidr_format(&l, canon, cap);
+    return KF_OK;
+}
+
+struct add_write {
+    const char *actor, *action;
+    struct kf_enrollment *e;
+    const char *ca_fingerprint_unique; /* group: no other group may use this CA */
+};
+
+struct fp_search {
+    const char *fp;
+    char found[KF_ID_MAX + 1];
+};
+
+static enum kf_err find_fp(const struct kf_enrollment *e, void *arg)
+{
+    struct fp_search *s = arg;
+    if (strcmp(e->key_fingerprint, s->fp) == 0) {
+        snprintf(s->found, sizeof(s->found), "%s", e->id);
+        return KF_E_EXISTS; /* stops the listing */
+    }
+    return KF_OK;
+}
+
+static enum kf_err add_cb(struct kf_txn *txn, void *arg)
+{
+    struct add_write *w = arg;
+    char object[KF_OBJECT_MAX];
+    char *detail;
+    enum kf_err rc;
+
+    if (w->ca_fingerprint_unique) {
+        struct fp_search s = {w->ca_fingerprint_unique, ""};
+        rc = kf_txn_enrollment_list(txn, KF_ENROLL_GROUP, find_fp, &s);
+        if (rc == KF_E_EXISTS)
+            return kf_fail(KF_E_EXISTS, "group %s already uses this CA (same key)", s.found);
+        if (rc) return rc;
+    }
+    rc = kf_txn_enrollment_insert(txn, w->e);
+    if (rc == KF_E_EXISTS)
+        return kf_fail(KF_E_EXISTS, "an enrollment named %s already exists", w->e->id);
+    if (rc) return rc;
+    snprintf(object, sizeof(object), "enrollment:%s", w->e->id);
+    detail = json_text(json_pack("{s:s, s:s, s:s, s:b, s:s?}", "kind",
+                                 w->e->kind == KF_ENROLL_GROUP ? "group" : "individual", "subject",
+                                 w->e->subject ? w->e->subject : "", "key_fingerprint",
+                                 w->e->key_fingerprint, "enabled", w->e->enabled, "networks",
+                                 w->e->networks));
+    rc = kf_txn_audit_append(txn, w->actor, w->action, object, detail);
+    free(detail);
+    return rc;
+}
+
+static enum kf_err cert_pem_of(const struct kf_cert *c, char **out)
+{
+    struct kf_buf pem;
+    enum kf_err rc;
+    kf_buf_init(&pem, PEM_MAX);
+    rc = kf_cert_pem(c, &pem);
+    *out = rc ? NULL : (char *)kf_buf_take(&pem, NULL);
+    kf_buf_free(&pem);
+    return rc;
+}
+
+enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id,
+                          const char *cert_path, const char *pubkey_path,
+                          const struct kf_enroll_opts *opts)
+{
+    struct kf_enrollment e;
+    struct kf_cert *cert = NULL;
+    struct kf_key *key = NULL;
+    struct kf_buf pem;
+    char cn[KF_ID_MAX + 2], subject[KF_NAME_MAX], nets[1024], when[KF_TIME_TEXT_MAX];
+    struct add_write w;
+    time_t now = time(NULL);
+    enum kf_err rc;
+
+    memset(&e, 0, sizeof(e));
+    kf_buf_init(&pem, PEM_MAX);
+    rc = kf_id_check("registration id", id);
+    if (rc) return rc;
+    if (!cert_path == !pubkey_path)
+        return kf_fail(KF_E_USAGE, "give either a factory certificate or a public key");
+    rc = check_networks(opts, nets, sizeof(nets));
+    if (rc) return rc;
+    if (cert_path) {
+        rc = kf_cert_load_file(cert_path, &cert);
+        if (rc) goto out;
+        if (kf_cert_subject_cn(cert, cn, sizeof(cn)) != KF_OK) {
+            rc = kf_fail(KF_E_POLICY,
+                         "certificate %s has no subject CN; a factory certificate's "
+                         "CN is its registration id",
+                         cert_path);
+            goto out;
+        }
+        if (strcmp(cn, id) != 0) {
+            rc = kf_fail(KF_E_POLICY,
+                         "certificate %s has CN \"%s\", but the registration id is \"%s\"",
+                         cert_path, cn, id);
+            goto out;
+        }
+        if (kf_cert_is_ca(cert)) {
+            rc = kf_fail(KF_E_POLICY,
+                         "certificate %s is a CA certificate; an individual "
+                         "enrollment takes the device's own certificate (for a CA, "
+                         "use a group enrollment)",
+                         cert_path);
+            goto out;
+        }
+        if (now > kf_cert_not_after(cert)) {
+            kf_time_rfc3339(kf_cert_not_after(cert), when, sizeof(when));
+            rc = kf_fail(KF_E_EXPIRED, "certificate %s expired on %s", cert_path, when);
+            goto out;
+        }
+        if (now < kf_cert_not_before(cert)) {
+            kf_time_rfc3339(kf_cert_not_before(cert), when, sizeof(when));
+            rc = kf_fail(KF_E_NOT_YET_VALID, "certificate %s is not valid before %s", cert_path,
+                         when);
+            goto out;
+        }
+        rc = kf_cert_public_key(cert, &key);
+        if (!rc) rc = cert_pem_of(cert, &e.cert_pem);
+        if (rc) goto out;
+        kf_cert_subject(cert, subject, sizeof(subject));
+        e.subject = subject;
+    } else {
+        rc = kf_key_load_public_file(pubkey_path, &key);
+        if (rc) goto out;
+        rc = kf_key_public_pem(key, &pem);
+        if (rc) goto out;
+        e.pubkey_pem = (char *)kf_buf_str(&pem);
+    }
+    rc = kf_key_check_allowed(key, KF_KEY_ALLOWED_DEFAULT, KF_KEY_MIN_RSA_BITS,
+                              cert_path ? "the certificate's key" : "the public key");
+    if (rc) {
+        kf_wrap(rc, "%s", cert_path ? cert_path : pubkey_path);
+        goto out;
+    }
+    rc = kf_key_fingerprint(key, e.key_fingerprint);
+    if (rc) goto out;
+    snprintf(e.id, sizeof(e.id), "%s", id);
+    e.kind = KF_ENROLL_INDIVIDUAL;
+    e.enabled = !(opts && opts->disabled);
+    e.verified = 1;
+    snprintf(e.allocation, sizeof(e.allocation), "hashed");
+    e.networks = nets[0] ? nets : NULL;
+    e.created = e.updated = now;
+    w = (struct add_write){actor, "enrollment.add", &e, NULL};
+    rc = kf_store_write(d->store, add_cb, &w);
+out:
+    free(cert ? e.cert_pem : NULL);
+    kf_buf_free(&pem);
+    kf_cert_free(cert);
+    kf_key_free(key);
+    return rc;
+}
+
+enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *ca_path, const struct kf_enroll_opts *opts,
+                                   char *code)
+{
+    struct kf_enrollment e;
+    struct kf_cert *ca = NULL;
+    struct kf_key *key = NULL;
+    char subject[KF_NAME_MAX], nets[1024];
+    struct add_write w;
+    time_t now = time(NULL);
+    enum kf_err rc;
+
+    memset(&e, 0, sizeof(e));
+    code[0] = '\0';
+    rc = kf_id_check("group name", name);
+    if (!rc) rc = check_networks(opts, nets, sizeof(nets));
+    if (rc) return rc;
+    rc = kf_cert_load_file(ca_path, &ca);
+    if (rc) return rc;
+    rc = kf_cert_check_ca(ca, ca_path, now);
+    if (!rc) rc = kf_cert_public_key(ca, &key);
+    if (!rc) rc = kf_key_fingerprint(key, e.key_fingerprint);
+    if (!rc) rc = cert_pem_of(ca, &e.cert_pem);
+    if (!rc) rc = new_code(e.verification_code);
+    if (rc) goto out;
+    kf_cert_subject(ca, subject, sizeof(subject));
+    snprintf(e.id, sizeof(e.id), "%s", name);
+    e.kind = KF_ENROLL_GROUP;
+    e.enabled = !(opts && opts->disabled);
+    e.verified = 0;
+    e.subject = subject;
+    e.code_expires = now + KF_CODE_TTL;
+    snprintf(e.allocation, sizeof(e.allocation), "hashed");
+    e.networks = nets[0] ? nets : NULL;
+    e.created = e.updated = now;
+    w = (struct add_write){actor, "enrollment.group.create", &e, e.key_fingerprint};
+    rc = kf_store_write(d->store, add_cb, &w);
+    if (!rc) snprintf(code, KF_CODE_MAX, "%s", e.verification_code);
+out:
+    free(e.cert_pem);
+    kf_cert_free(ca);
+    kf_key_free(key);
+    return rc;
+}
+
+/* ---- changes to an existing enrollment ---- */
+
+enum change_kind { CH_CODE, CH_VERIFY, CH_ENABLE, CH_DISABLE, CH_REMOVE };
+
+struct change_write {
+    const char *actor, *id;
+    enum change_kind kind;
+    const struct kf_cert *proof; /* CH_VERIFY */
+    const char *proof_name;
+    char code[KF_CODE_MAX]; /* CH_CODE: out */
+    int changed;
+};
+
+static enum kf_err check_proof(const struct kf_enrollment *e, const struct kf_cert *proof,
+                               const char *proof_name, time_t now)
+{
+    struct kf_cert *ca = NULL;
+    struct kf_key *ca_key = NULL;
+    char cn[KF_CODE_MAX + 8], when[KF_TIME_TEXT_MAX];
+    enum kf_err rc;
+
+    if (e->verified) return kf_fail(KF_E_CONFLICT, "group %s is already verified", e->id);
+    if (!e->verification_code[0] || now > e->code_expires) {
+        kf_time_rfc3339(e->code_expires, when, sizeof(when));
+        return kf_fail(KF_E_EXPIRED,
+                       "the verification code of group %s expired on %s; get a new one with: "
+                       "keyfleet enrollment group code --name %s",
+                       e->id, when, e->id);
+    }
+    if (kf_cert_subject_cn(proof, cn, sizeof(cn)) != KF_OK)
+        return kf_fail(KF_E_DENIED,
+                       "certificate %s has no CN; its CN must be the verification "
+                       "code of group %s",
+                       proof_name, e->id);
+    /* Compared in constant time: the code is a challenge, and guessing it must not pay. */
+    if (strlen(cn) != strlen(e->verification_code) ||
+        CRYPTO_memcmp(cn, e->verification_code, strlen(cn)) != 0)
+        return kf_fail(KF_E_DENIED,
+                       "certificate %s has CN \"%s\", which is not the verification code of "
+                       "group %s",
+                       proof_name, cn, e->id);
+    rc = kf_cert_parse(e->cert_pem, strlen(e->cert_pem), &ca);
+    if (!rc) rc = kf_cert_public_key(ca, &ca_key);
+    if (rc) goto out;
+    if (!kf_cert_signed_by(proof, ca_key)) {
+        rc = kf_fail(KF_E_DENIED, "certificate %s is not signed by the key of group %s's CA",
+                     proof_name, e->id);
+        goto out;
+    }
+    if (now > kf_cert_not_after(proof) || now < kf_cert_not_before(proof)) {
+        rc = kf_fail(KF_E_EXPIRED, "certificate %s is outside its validity period", proof_name);
+        goto out;
+    }
+out:
+    kf_key_free(ca_key);
+    kf_cert_free(ca);
+    return rc;
+}
+
+static enum kf_err change_cb(struct kf_txn *txn, void *arg)
+{
+    struct change_write *w = arg;
+    struct kf_enrollment e;
+    char object[KF_OBJECT_MAX];
+    const char *action = NULL;
+    time_t now = time(NULL);
+    enum kf_err rc;
+
+    w->changed = 0;
+    rc = kf_txn_enrollment_get(txn, w->id, &e);
+    if (rc) return rc;
+    switch (w->kind) {
+    case CH_CODE:
+    case CH_VERIFY:
+        if (e.kind != KF_ENROLL_GROUP) {
+            rc = kf_fail(KF_E_WRONG_TYPE, "enrollment %s is individual, not a group", w->id);
+            goto out;
+        }
+        if (w->kind == CH_CODE) {
+            if (e.verified) {
+                rc = kf_fail(KF_E_CONFLICT, "group %s is already verified", w->id);
+                goto out;
+            }
+            rc = new_code(e.verification_code);
+            if (rc) goto out;
+            e.code_expires = now + KF_CODE_TTL;
+            snprintf(w->code, sizeof(w->code), "%s", e.verification_code);
+            action = "enrollment.group.code";
+        } else {
+            rc = check_proof(&e, w->proof, w->proof_name, now);
+            if (rc) goto out;
+            e.verified = 1;
+            e.verification_code[0] = '\0';
+            e.code_expires = 0;
+            action = "enrollment.group.verify";
+        }
+        break;
+    case CH_ENABLE:
+    case CH_DISABLE:
+        if (e.enabled == (w->kind == CH_ENABLE)) goto out;
+        e.enabled = w->kind == CH_ENABLE;
+        action = e.enabled ? "enrollment.enable" : "enrollment.disable";
+        break;
+    case CH_REMOVE:
+        rc = kf_txn_enrollment_delete(txn, w->id);
+        if (rc) goto out;
+        action = "enrollment.remove";
+        break;
+    }
+    if (w->kind != CH_REMOVE) {
+        e.updated = now;
+        rc = kf_txn_enrollment_update(txn, &e);
+        if (rc) goto out;
+    }
+    w->changed = 1;
+    snprintf(object, sizeof(object), "enrollment:%s", w->id);
+    rc = kf_txn_audit_append(txn, w->actor, action, object, "{}");
+out:
+    kf_enrollment_clear(&e);
+    return rc;
+}
+
+static enum kf_err change(struct kf_deploy *d, struct change_write *w)
+{
+    enum kf_err rc = kf_id_check("enrollment id", w->id);
+    if (rc) return rc;
+    return kf_store_write(d->store, change_cb, w);
+}
+
+enum kf_err kf_enroll_group_code(struct kf_deploy *d, const char *actor, const char *name,
+                                 char *code)
+{
+    struct change_write w = {actor, name, CH_CODE, NULL, NULL, "", 0};
+    enum kf_err rc = change(d, &w);
+    snprintf(code, KF_CODE_MAX, "%s", rc ? "" : w.code);
+    return rc;
+}
+
+enum kf_err kf_enroll_group_verify(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *cert_path)
+{
+    struct change_write w = {actor, name, CH_VERIFY, NULL, cert_path, "", 0};
+    struct kf_cert *proof = NULL;
+    enum kf_err rc = kf_cert_load_file(cert_path, &proof);
+    if (rc) return rc;
+    w.proof = proof;
+    rc = change(d, &w);
+    kf_cert_free(proof);
+    return rc;
+}
+
+enum kf_err kf_enroll_set_enabled(struct kf_deploy *d, const char *actor, const char *id,
+                                  int enabled, int *changed)
+{
+    struct change_write w = {actor, id, enabled ? CH_ENABLE : CH_DISABLE, NULL, NULL, "", 0};
+    enum kf_err rc = change(d, &w);
+    if (changed) *changed = w.changed;
+    return rc;
+}
+
+enum kf_err kf_enroll_remove(struct kf_deploy *d, const char *actor, const char *id)
+{
+    struct change_write w = {actor, id, CH_REMOVE, NULL, NULL, "", 0};
+    return change(d, &w);
+}

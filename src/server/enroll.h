@@ -1,0 +1,59 @@
+/*
+ * enroll: enrollments, which decide who may provision.
+ *
+ * Individual: one registration id bound to its factory certificate or public key.
+ * Group: a manufacturer CA, usable only once its owner has proven possession of the CA's key:
+ * keyfleet hands out a random verification code, and the owner returns a certificate with that
+ * code as CN, signed by the CA's key.
+ * Every change is audited in the same transaction.
+ */
+#ifndef KF_SERVER_ENROLL_H
+#define KF_SERVER_ENROLL_H
+
+#include "server/deploy.h"
+
+#define KF_CODE_TTL (24 * 3600) /* seconds a verification code stays valid */
+
+struct kf_enroll_opts {
+    const char *networks; /* comma-separated CIDRs allowed to provision; NULL: any */
+    int disabled;         /* create it disabled */
+};
+
+/*
+ * Adds an individual enrollment for registration id `id`, bound to a factory certificate
+ * (`cert_path`) or a public key (`pubkey_path`): exactly one of them. The certificate's CN must be
+ * `id`, it must not be a CA, be within its validity, and carry an allowed key.
+ */
+enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id,
+                          const char *cert_path, const char *pubkey_path,
+                          const struct kf_enroll_opts *opts);
+
+/*
+ * Creates a group enrollment `name` for the CA certificate at `ca_path` (a valid CA with an
+ * allowed key, not already used by another group) and writes its verification code to `code`
+ * (KF_CODE_MAX).
+ */
+enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *ca_path, const struct kf_enroll_opts *opts,
+                                   char *code);
+
+/* Issues a new verification code for an unverified group (the old one stops working). */
+enum kf_err kf_enroll_group_code(struct kf_deploy *d, const char *actor, const char *name,
+                                 char *code);
+
+/*
+ * Verifies group `name` with the certificate at `cert_path`: its CN must be the group's current
+ * code and it must be signed by the group CA's key. KF_E_EXPIRED for an expired code,
+ * KF_E_DENIED for a wrong CN or signature, KF_E_CONFLICT when already verified.
+ */
+enum kf_err kf_enroll_group_verify(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *cert_path);
+
+/* Enables or disables enrollment `id` (no change, and no audit record, when it already is). */
+enum kf_err kf_enroll_set_enabled(struct kf_deploy *d, const char *actor, const char *id,
+                                  int enabled, int *changed);
+
+/* Removes enrollment `id`; its devices stay, without an enrollment. */
+enum kf_err kf_enroll_remove(struct kf_deploy *d, const char *actor, const char *id);
+
+#endif
