@@ -99,6 +99,12 @@ static int parse_serial(struct kf_cli *c, int argc, char **argv, const struct op
     if (optind < argc) *serial = argv[optind++];
     if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!*serial) return cli_usage(c, "which certificate? give its SERIAL (keyfleet cert list)");
+    /* Serials are accepted as openssl prints them: upper case, leading zeros, colons. */
+    {
+        static char norm[KF_SERIAL_HEX_MAX];
+        if (kf_serial_normalize(*serial, norm) != KF_OK) return cli_usage(c, "%s", kf_errmsg());
+        *serial = norm;
+    }
     return 0;
 }
 

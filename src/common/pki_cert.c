@@ -231,6 +231,34 @@ void kf_cert_serial_hex(const struct kf_cert *cert, char *out)
     kf_serial_to_hex(X509_get0_serialNumber(cert->x509), out);
 }
 
+enum kf_err kf_serial_normalize(const char *in, char *out)
+{
+    size_t j = 0;
+    const char *p = in;
+
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) p += 2;
+    for (; *p; p++) {
+        char c = *p;
+        if (c == ':' && p != in && p[1]) continue;
+        if (!isxdigit((unsigned char)c) || j == 40) {
+            out[0] = '\0';
+            return kf_fail(KF_E_INVALID,
+                           "serial \"%.60s\" is not a hexadecimal number of at most 20 octets", in);
+        }
+        if (j == 0 && c == '0') continue;
+        out[j++] = (char)tolower((unsigned char)c);
+    }
+    if (j == 0) {
+        if (!*in || (p > in && p[-1] != '0')) {
+            out[0] = '\0';
+            return kf_fail(KF_E_INVALID, "serial \"%.60s\" is empty", in);
+        }
+        out[j++] = '0';
+    }
+    out[j] = '\0';
+    return KF_OK;
+}
+
 time_t kf_cert_not_before(const struct kf_cert *cert)
 {
     return kf_asn1_time(X509_get0_notBefore(cert->x509));
@@ -270,6 +298,15 @@ void kf_cert_fingerprint(const struct kf_cert *cert, char *hex)
 enum kf_err kf_cert_public_key(const struct kf_cert *cert, struct kf_key **out)
 {
     EVP_PKEY *pkey = X509_get_pubkey(cert->x509);
+    if (!pkey) {
+        /* A certificate built here from SPKI bytes has no key object yet: decode it once. */
+        unsigned char *der = NULL;
+        int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der);
+        const unsigned char *p = der;
+        ERR_clear_error();
+        if (n > 0) pkey = d2i_PUBKEY(NULL, &p, n);
+        OPENSSL_free(der);
+    }
     if (!pkey) return kf_ossl_fail(KF_E_MALFORMED, "the certificate's public key cannot be read");
     *out = kf_key_wrap(pkey, KF_KEYLOC_NONE, NULL, NULL);
     return *out ? KF_OK : KF_E_NOMEM;
@@ -480,7 +517,7 @@ static enum kf_err check_template(const struct kf_cert_template *t)
     if (!t->cn || !*t->cn) return kf_fail(KF_E_INVALID, "certificate template: no subject CN");
     if (strlen(t->cn) > 64)
         return kf_fail(KF_E_INVALID, "certificate template: CN longer than 64 characters");
-    if (!t->key) return kf_fail(KF_E_INVALID, "certificate template: no public key");
+    if (!t->key && !t->spki) return kf_fail(KF_E_INVALID, "certificate template: no public key");
     if (t->not_after <= t->not_before)
         return kf_fail(KF_E_INVALID, "certificate template: notAfter is not after notBefore");
     if (t->org && strlen(t->org) > 64)
@@ -548,10 +585,68 @@ static enum kf_err set_subject(X509 *x, const struct kf_cert_template *t)
     return KF_OK;
 }
 
+/* The subject key's type, from the key or from its SPKI. */
+static enum kf_key_type subject_key_type(const struct kf_cert_template *t)
+{
+    enum kf_key_type type = KF_KEY_NONE;
+    if (t->key) return kf_key_type(t->key);
+    kf_spki_check(t->spki, t->spki_len, ~0u, 0, "the key", &type);
+    return type;
+}
+
+/* Sets the certificate's key straight from SPKI bytes: no key object, no encoder round trip. */
+static enum kf_err set_pubkey_from_spki(X509 *x, const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    const ASN1_OBJECT *obj;
+    const void *pval;
+    X509_ALGOR *alg = NULL;
+    ASN1_BIT_STRING *bits = NULL;
+    ASN1_OBJECT *param = NULL;
+    unsigned char *enc = NULL;
+    enum kf_err rc = KF_OK;
+    long l;
+    int tag, cls, ptype;
+
+    if (kf_spki_check(der, len, ~0u, 0, "the key to certify", NULL) == KF_E_MALFORMED)
+        return kf_errlast();
+    kf_err_clear();
+    ASN1_get_object(&p, &l, &tag, &cls, (long)len);
+    alg = d2i_X509_ALGOR(NULL, &p, der + len - p);
+    bits = alg ? d2i_ASN1_BIT_STRING(NULL, &p, der + len - p) : NULL;
+    if (!alg || !bits) {
+        rc = kf_ossl_fail(KF_E_MALFORMED, "the key to certify is not a SubjectPublicKeyInfo");
+        goto out;
+    }
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if (ptype == V_ASN1_OBJECT && !(param = OBJ_dup(pval))) {
+        rc = kf_ossl_fail(KF_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (ptype != V_ASN1_OBJECT && ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) {
+        rc = kf_fail(KF_E_UNSUPPORTED, "the key to certify has algorithm parameters keyfleet does "
+                                       "not carry");
+        goto out;
+    }
+    enc = OPENSSL_memdup(bits->data, (size_t)bits->length);
+    if ((bits->length && !enc) || !X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), OBJ_dup(obj),
+                                                          ptype, param, enc, bits->length)) {
+        OPENSSL_free(enc);
+        ASN1_OBJECT_free(param);
+        rc = kf_ossl_fail(KF_E_CRYPTO, "cannot set the certificate's key");
+        goto out;
+    }
+out:
+    X509_ALGOR_free(alg);
+    ASN1_BIT_STRING_free(bits);
+    return rc;
+}
+
 static enum kf_err add_profile_exts(X509 *x, X509V3_CTX *ctx, const struct kf_cert_template *t)
 {
     enum kf_err rc = KF_OK;
-    int rsa = kf_key_type(t->key) == KF_KEY_RSA2048 || kf_key_type(t->key) == KF_KEY_RSA3072;
+    enum kf_key_type type = subject_key_type(t);
+    int rsa = type == KF_KEY_RSA2048 || type == KF_KEY_RSA3072;
 
     switch (t->profile) {
     case KF_PROFILE_ROOT_CA:
@@ -596,7 +691,7 @@ enum kf_err kf_cert_build(const struct kf_cert_template *t, const struct kf_cert
         return kf_fail(KF_E_INVALID, "only a root CA certificate can be self-signed");
     if (issuer && t->profile == KF_PROFILE_ROOT_CA)
         return kf_fail(KF_E_INVALID, "a root CA certificate must be self-signed");
-    if (!issuer && !kf_key_public_equal(t->key, issuer_key))
+    if (!issuer && (!t->key || !kf_key_public_equal(t->key, issuer_key)))
         return kf_fail(KF_E_INVALID, "a self-signed certificate must be signed by its own key");
     if (issuer) {
         rc = kf_cert_public_key(issuer, &issuer_pub);
@@ -623,9 +718,17 @@ enum kf_err kf_cert_build(const struct kf_cert_template *t, const struct kf_cert
     if (!X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer->x509)
                                         : X509_get_subject_name(x)) ||
         !ASN1_TIME_set(X509_getm_notBefore(x), t->not_before) ||
-        !ASN1_TIME_set(X509_getm_notAfter(x), t->not_after) || !X509_set_pubkey(x, t->key->pkey)) {
+        !ASN1_TIME_set(X509_getm_notAfter(x), t->not_after)) {
         rc = kf_ossl_fail(KF_E_CRYPTO, "cannot fill in the certificate");
         goto out;
+    }
+    if (t->key && !X509_set_pubkey(x, t->key->pkey)) {
+        rc = kf_ossl_fail(KF_E_CRYPTO, "cannot set the certificate's key");
+        goto out;
+    }
+    if (!t->key) {
+        rc = set_pubkey_from_spki(x, t->spki, t->spki_len);
+        if (rc) goto out;
     }
     X509V3_set_ctx(&ctx, issuer ? issuer->x509 : x, x, NULL, NULL, 0);
     rc = add_profile_exts(x, &ctx, t);

@@ -75,6 +75,13 @@ void kf_cert_issuer(const struct kf_cert *cert, char *out, size_t cap);
 /* The serial as lower-case hex without leading zeros ("0" for zero), KF_SERIAL_HEX_MAX. */
 void kf_cert_serial_hex(const struct kf_cert *cert, char *out);
 
+/*
+ * Normalizes a serial as people copy it (openssl's "0F06AB...", "0f:06:ab:...", "0x0f06ab") to
+ * keyfleet's form (lower-case hex, no leading zeros) in `out` (KF_SERIAL_HEX_MAX). KF_E_INVALID
+ * naming the text when it is not a hexadecimal number of at most 20 octets.
+ */
+enum kf_err kf_serial_normalize(const char *in, char *out);
+
 time_t kf_cert_not_before(const struct kf_cert *cert);
 time_t kf_cert_not_after(const struct kf_cert *cert);
 
@@ -110,9 +117,11 @@ enum kf_err kf_cert_check_ca(const struct kf_cert *cert, const char *name, time_
 /* What a certificate should say; strings are borrowed for the call. */
 struct kf_cert_template {
     enum kf_profile profile;
-    const char *cn;               /* subject CN (required) */
-    const char *org;              /* subject O (optional) */
-    const struct kf_key *key;     /* the public key to certify (required) */
+    const char *cn;            /* subject CN (required) */
+    const char *org;           /* subject O (optional) */
+    const struct kf_key *key;  /* the public key to certify, or NULL and: */
+    const unsigned char *spki; /* its DER SubjectPublicKeyInfo (faster: no key object) */
+    size_t spki_len;
     time_t not_before, not_after; /* validity */
     const char *device_id;        /* device profile: the id in the URI SAN */
     const char *service;          /* service profile: the service name */
@@ -132,7 +141,9 @@ struct kf_cert_template {
  * the field. `*out` is owned by the caller.
  *
  * This is the primitive behind the CA's signer: callers in keyfleetd go through the signer, which
- * checks policy before calling it.
+ * checks policy before calling it. Built from `spki`, the certificate is made without a key object
+ * (OpenSSL 3.0's key encoders cost more than the signature); kf_cert_public_key() decodes it when
+ * asked.
  */
 enum kf_err kf_cert_build(const struct kf_cert_template *t, const struct kf_cert *issuer,
                           const struct kf_key *issuer_key, struct kf_cert **out);

@@ -215,3 +215,14 @@ enum kf_err kf_csr_der(const struct kf_csr *csr, struct kf_buf *out)
     OPENSSL_free(der);
     return rc;
 }
+
+enum kf_err kf_csr_spki(const struct kf_csr *csr, struct kf_buf *out)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(csr->req), &der);
+    enum kf_err rc;
+    if (n <= 0) return kf_ossl_fail(KF_E_MALFORMED, "the CSR's key cannot be encoded");
+    rc = kf_buf_append(out, der, (size_t)n);
+    OPENSSL_free(der);
+    return rc;
+}

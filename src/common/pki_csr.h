@@ -62,6 +62,9 @@ enum kf_err kf_csr_public_key(const struct kf_csr *csr, struct kf_key **out);
 /* Creates a CSR with subject CN=`cn`, signed by `key`, and appends it as PEM to `out`. */
 enum kf_err kf_csr_create(const struct kf_key *key, const char *cn, struct kf_buf *out);
 
+/* Appends the requested key as DER SubjectPublicKeyInfo (from the CSR's own bytes: cheap). */
+enum kf_err kf_csr_spki(const struct kf_csr *csr, struct kf_buf *out);
+
 /* Appends the CSR as DER. */
 enum kf_err kf_csr_der(const struct kf_csr *csr, struct kf_buf *out);
 

@@ -541,7 +541,14 @@ enum kf_err kf_key_fingerprint(const struct kf_key *key, char *hex)
 int kf_key_public_equal(const struct kf_key *a, const struct kf_key *b)
 {
     struct kf_buf da, db;
-    int eq = 0;
+    int eq;
+
+    /* Cheap when both keys come from providers that can compare them... */
+    eq = EVP_PKEY_eq(a->pkey, b->pkey);
+    ERR_clear_error();
+    if (eq == 1 || eq == 0) return eq;
+    /* ...and by their encodings when they cannot (an engine key beside a provider key). */
+    eq = 0;
     kf_buf_init(&da, KEY_FILE_MAX);
     kf_buf_init(&db, KEY_FILE_MAX);
     if (kf_key_public_der(a, &da) == KF_OK && kf_key_public_der(b, &db) == KF_OK)
@@ -564,6 +571,127 @@ enum kf_err kf_key_check_allowed(const struct kf_key *key, unsigned allowed, int
     if (t == KF_KEY_NONE || t == KF_KEY_OTHER || !(allowed & KF_KEY_BIT(t)))
         return kf_fail(KF_E_POLICY, "%s is %s, which is not an allowed key type", what, desc);
     return KF_OK;
+}
+
+/* ---- SubjectPublicKeyInfo without a key object ---- */
+
+/* Counts the significant bits of a big-endian unsigned integer. */
+static int integer_bits(const unsigned char *p, size_t n)
+{
+    while (n && *p == 0)
+        p++, n--;
+    if (!n) return 0;
+    {
+        int bits = (int)(n - 1) * 8;
+        for (unsigned char c = *p; c; c >>= 1)
+            bits++;
+        return bits;
+    }
+}
+
+static enum kf_err rsa_bits(const unsigned char *key, size_t len, int *bits)
+{
+    const unsigned char *p = key, *end = key + len, *seq_end;
+    long l;
+    int tag, cls;
+
+    /* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } */
+    if (ASN1_get_object(&p, &l, &tag, &cls, (long)len) & 0x80 || tag != V_ASN1_SEQUENCE ||
+        p + l != end)
+        return KF_E_MALFORMED;
+    seq_end = p + l;
+    if (ASN1_get_object(&p, &l, &tag, &cls, seq_end - p) & 0x80 || tag != V_ASN1_INTEGER ||
+        l <= 0 || p[0] & 0x80)
+        return KF_E_MALFORMED;
+    *bits = integer_bits(p, (size_t)l);
+    p += l;
+    if (ASN1_get_object(&p, &l, &tag, &cls, seq_end - p) & 0x80 || tag != V_ASN1_INTEGER ||
+        l <= 0 || p + l != seq_end)
+        return KF_E_MALFORMED;
+    return KF_OK;
+}
+
+enum kf_err kf_spki_check(const unsigned char *der, size_t len, unsigned allowed, int min_rsa_bits,
+                          const char *what, enum kf_key_type *type)
+{
+    const unsigned char *p = der;
+    const ASN1_OBJECT *alg_obj;
+    const void *param;
+    X509_ALGOR *alg = NULL;
+    ASN1_BIT_STRING *bits = NULL;
+    enum kf_key_type t = KF_KEY_OTHER;
+    char desc[64] = "an unknown key type";
+    long l;
+    int tag, cls, ptype, nid;
+    enum kf_err rc = KF_OK;
+
+    if (type) *type = KF_KEY_NONE;
+    if (!der || len == 0 || len > KEY_FILE_MAX ||
+        ASN1_get_object(&p, &l, &tag, &cls, (long)len) & 0x80 || tag != V_ASN1_SEQUENCE ||
+        p + l != der + len) {
+        rc = kf_fail(KF_E_MALFORMED, "%s is not a DER SubjectPublicKeyInfo", what);
+        goto out;
+    }
+    alg = d2i_X509_ALGOR(NULL, &p, der + len - p);
+    bits = alg ? d2i_ASN1_BIT_STRING(NULL, &p, der + len - p) : NULL;
+    if (!alg || !bits || p != der + len || (bits->flags & 0x07)) {
+        rc = kf_fail(KF_E_MALFORMED, "%s is not a DER SubjectPublicKeyInfo", what);
+        goto out;
+    }
+    X509_ALGOR_get0(&alg_obj, &ptype, &param, alg);
+    nid = OBJ_obj2nid(alg_obj);
+    if (nid == NID_X9_62_id_ecPublicKey) {
+        int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(param) : NID_undef;
+        size_t field = curve == NID_X9_62_prime256v1 ? 32 : curve == NID_secp384r1 ? 48 : 0;
+        size_t n = (size_t)bits->length;
+        const unsigned char *k = bits->data;
+        if (ptype != V_ASN1_OBJECT) {
+            rc = kf_fail(KF_E_POLICY, "%s is an EC key without a named curve", what);
+            goto out;
+        }
+        snprintf(desc, sizeof(desc), "EC %s",
+                 curve == NID_X9_62_prime256v1 ? "P-256"
+                 : curve == NID_secp384r1      ? "P-384"
+                                               : OBJ_nid2sn(curve));
+        if (field) {
+            if (!((n == 2 * field + 1 && k[0] == 0x04) ||
+                  (n == field + 1 && (k[0] == 0x02 || k[0] == 0x03)))) {
+                rc = kf_fail(KF_E_MALFORMED, "%s is not a valid %s point", what, desc);
+                goto out;
+            }
+            t = field == 32 ? KF_KEY_EC_P256 : KF_KEY_EC_P384;
+        }
+    } else if (nid == NID_ED25519) {
+        snprintf(desc, sizeof(desc), "Ed25519");
+        if (ptype != V_ASN1_UNDEF || bits->length != 32) {
+            rc = kf_fail(KF_E_MALFORMED, "%s is not a valid Ed25519 key", what);
+            goto out;
+        }
+        t = KF_KEY_ED25519;
+    } else if (nid == NID_rsaEncryption) {
+        int b = 0;
+        if (rsa_bits(bits->data, (size_t)bits->length, &b) != KF_OK) {
+            rc = kf_fail(KF_E_MALFORMED, "%s is not a valid RSA key", what);
+            goto out;
+        }
+        snprintf(desc, sizeof(desc), "RSA %d", b);
+        if (b < min_rsa_bits) {
+            rc = kf_fail(KF_E_POLICY, "%s is %s: RSA keys must have at least %d bits", what, desc,
+                         min_rsa_bits);
+            goto out;
+        }
+        t = b >= 3072 ? KF_KEY_RSA3072 : b >= 2048 ? KF_KEY_RSA2048 : KF_KEY_OTHER;
+    } else if (nid != NID_undef) {
+        snprintf(desc, sizeof(desc), "%s", OBJ_nid2ln(nid));
+    }
+    if (type) *type = t;
+    if (t == KF_KEY_OTHER || !(allowed & KF_KEY_BIT(t)))
+        rc = kf_fail(KF_E_POLICY, "%s is %s, which is not an allowed key type", what, desc);
+out:
+    X509_ALGOR_free(alg);
+    ASN1_BIT_STRING_free(bits);
+    ERR_clear_error();
+    return rc;
 }
 
 /* ---- saving ---- */

@@ -109,6 +109,17 @@ enum kf_err kf_key_check_allowed(const struct kf_key *key, unsigned allowed, int
                                  const char *what);
 
 /*
+ * Parses a DER SubjectPublicKeyInfo without building a key object (OpenSSL 3.0's key decoders
+ * cost some 100 us a call; this costs well under 1 us): checks its structure, classifies it
+ * into `*type` (KF_KEY_OTHER for curves and sizes keyfleet does not issue for), and checks it as
+ * kf_key_check_allowed() does, naming it `what` in any message. An EC point must be a whole
+ * uncompressed or compressed point of its curve; an Ed25519 key 32 bytes; an RSA key a
+ * well-formed RSAPublicKey. KF_E_MALFORMED or KF_E_POLICY otherwise. `type` may be NULL.
+ */
+enum kf_err kf_spki_check(const unsigned char *der, size_t len, unsigned allowed, int min_rsa_bits,
+                          const char *what, enum kf_key_type *type);
+
+/*
  * Signs `data` with the private key (digest chosen by key type: SHA-256 for P-256 and RSA,
  * SHA-384 for P-384, none for Ed25519) and appends the signature. Used to prove that a key works.
  */

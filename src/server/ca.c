@@ -112,7 +112,6 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     struct kf_csr_policy policy;
     struct kf_sign_request req;
     struct kf_signer *signer;
-    struct kf_key *pub = NULL;
     struct kf_cert *cert = NULL;
     struct kf_cert_rec rec;
     struct kf_buf spki;
@@ -143,8 +142,7 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     kf_txn_end(txn);
     if (rc) return rc;
     rc = kf_deploy_issuer(d, &signer);
-    if (!rc) rc = kf_csr_public_key(csr, &pub);
-    if (!rc) rc = kf_key_public_der(pub, &spki);
+    if (!rc) rc = kf_csr_spki(csr, &spki);
     if (rc) goto out;
     memset(&req, 0, sizeof(req));
     req.profile = KF_PROFILE_DEVICE;
@@ -166,7 +164,6 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
 out:
     kf_cert_rec_clear(&rec);
     kf_cert_free(cert);
-    kf_key_free(pub);
     kf_buf_free(&spki);
     return rc;
 }

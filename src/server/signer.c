@@ -98,7 +98,7 @@ static int profile_allowed(enum kf_signer_role role, enum kf_profile p)
 }
 
 static enum kf_err check_request(const struct kf_signer *s, const struct kf_sign_request *r,
-                                 const struct kf_key *key, time_t now)
+                                 time_t now)
 {
     const struct kf_signer_policy *p = &s->policy;
     char when[KF_TIME_TEXT_MAX];
@@ -129,8 +129,10 @@ static enum kf_err check_request(const struct kf_signer *s, const struct kf_sign
                        "sign request: the certificate would outlive its CA, which expires on %s",
                        when);
     }
-    rc = kf_key_check_allowed(key, p->allowed_keys, p->min_rsa_bits, "the key to certify");
-    if (rc) return kf_wrap(KF_E_DENIED, "sign request");
+    /* The signer reads the key's bytes itself rather than trusting a key object. */
+    rc = kf_spki_check(r->spki, r->spki_len, p->allowed_keys, p->min_rsa_bits, "the key to certify",
+                       NULL);
+    if (rc) return kf_wrap(rc == KF_E_MALFORMED ? rc : KF_E_DENIED, "sign request");
     if (r->profile == KF_PROFILE_DEVICE) {
         rc = kf_id_check("device id", r->device_id);
         if (rc) return kf_wrap(rc, "sign request");
@@ -144,23 +146,20 @@ enum kf_err kf_signer_issue(struct kf_signer *s, const struct kf_sign_request *r
                             struct kf_cert **out)
 {
     struct kf_cert_template t;
-    struct kf_key *key = NULL;
     enum kf_err rc;
 
     *out = NULL;
     if (!r->spki || r->spki_len == 0 || r->spki_len > KF_SPKI_MAX)
         return kf_fail(KF_E_MALFORMED, "sign request: no public key, or one over %d bytes",
                        KF_SPKI_MAX);
-    /* Parse the key ourselves rather than trusting a key object from the caller. */
-    rc = kf_key_parse_public(r->spki, r->spki_len, &key);
-    if (rc) return kf_wrap(rc, "sign request: public key");
-    rc = check_request(s, r, key, time(NULL));
-    if (rc) goto out;
+    rc = check_request(s, r, time(NULL));
+    if (rc) return rc;
     memset(&t, 0, sizeof(t));
     t.profile = r->profile;
     t.cn = r->cn;
     t.org = r->org;
-    t.key = key;
+    t.spki = r->spki;
+    t.spki_len = r->spki_len;
     t.not_before = r->not_before;
     t.not_after = r->not_after;
     t.device_id = r->device_id;
@@ -174,8 +173,6 @@ enum kf_err kf_signer_issue(struct kf_signer *s, const struct kf_sign_request *r
     rc = kf_cert_build(&t, s->cert, s->key, out);
     if (!rc) s->count++;
     pthread_mutex_unlock(&s->lock);
-out:
-    kf_key_free(key);
     return rc;
 }
 

@@ -91,8 +91,13 @@ check_not "openssl refuses the revoked cert" openssl verify -crl_check -CRLfile 
     -CAfile "$D/ca/root.crt" -untrusted "$D/ca/issuing.crt" "$T/dev-1.pem"
 check "openssl accepts the other" openssl verify -crl_check -CRLfile "$D/ca/crl.pem" \
     -CAfile "$D/ca/root.crt" -untrusted "$D/ca/issuing.crt" "$T/dev-2.pem"
+# Serials as openssl prints them (upper case, maybe a leading zero) are accepted as they are.
 refused "a CA certificate is not revoked" 1 "is a CA certificate" cert revoke \
-    "$(openssl x509 -in "$D/ca/issuing.crt" -noout -serial | cut -d= -f2 | tr A-F a-f)"
+    "$(openssl x509 -in "$D/ca/issuing.crt" -noout -serial | cut -d= -f2)"
+ok "cert show takes openssl's spelling" cert show "0$(tr a-f A-F <<<"$serial1")" --json
+equals "same certificate" "$(jq -r .serial <<<"$OUT")" "$serial1"
+ok "and colons" cert show "$(sed 's/../&:/g; s/:$//' <<<"$serial1")" --json
+refused "a serial that is not hex" 2 "is not a hexadecimal number" cert show zz-top
 refused "bad reason" 2 "unknown reason 'oops'" cert revoke "$serial1" --reason oops
 
 # Revoke a device: all its valid certificates go.

@@ -95,6 +95,27 @@ static void test_device_profile(void **state)
     kf_cert_free(c);
 }
 
+static void test_serial_normalize(void **state)
+{
+    char out[KF_SERIAL_HEX_MAX];
+    KF_OK_OR_FAIL(kf_serial_normalize("0F06AB", out));
+    assert_string_equal(out, "f06ab");
+    KF_OK_OR_FAIL(kf_serial_normalize("0f:06:ab", out));
+    assert_string_equal(out, "f06ab");
+    KF_OK_OR_FAIL(kf_serial_normalize("0x00f06ab", out));
+    assert_string_equal(out, "f06ab");
+    KF_OK_OR_FAIL(kf_serial_normalize("00", out));
+    assert_string_equal(out, "0");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize("", out));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize("0x", out));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize("xyz", out));
+    KF_EXPECT_MSG("serial \"xyz\" is not a hexadecimal number");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize(":ab", out));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize("ab:", out));
+    KF_EXPECT_ERR(KF_E_INVALID,
+                  kf_serial_normalize("1234567890123456789012345678901234567890a", out));
+}
+
 static void test_serials_random_128_bit(void **state)
 {
     struct fixture *f = *state;
@@ -155,6 +176,50 @@ static void test_every_key_type_verifies(void **state)
             fail_msg("openssl does not verify a chain of %s keys", kf_key_type_name(types[i]));
         kf_cert_free(dev);
         kf_test_pki_free(&pki);
+    }
+}
+
+/* Built from SPKI bytes (the signer's path): the same certificate, and its key readable. */
+static void test_build_from_spki(void **state)
+{
+    struct fixture *f = *state;
+    enum kf_key_type types[] = {KF_KEY_EC_P256, KF_KEY_ED25519, KF_KEY_RSA2048};
+    for (size_t i = 0; i < 3; i++) {
+        struct kf_key *k = NULL, *back = NULL;
+        struct kf_cert *c = NULL;
+        struct kf_buf der;
+        const char *path = kf_test_path("spki-dev.pem");
+        time_t now = time(NULL);
+        struct kf_cert_template t = {
+            .profile = KF_PROFILE_SERVER, .cn = "srv", .not_before = now, .not_after = now + 3600};
+        const char *const dns[] = {"srv.example"};
+        char text[2048];
+        t.dns_names = dns;
+        t.n_dns = 1;
+        kf_buf_init(&der, 10000);
+        KF_OK_OR_FAIL(kf_key_generate(types[i], &k));
+        KF_OK_OR_FAIL(kf_key_public_der(k, &der));
+        t.spki = der.data;
+        t.spki_len = der.len;
+        KF_OK_OR_FAIL(kf_cert_build(&t, f->pki.issuing, f->pki.issuing_key, &c));
+        KF_OK_OR_FAIL(kf_cert_public_key(c, &back));
+        assert_true(kf_key_public_equal(k, back));
+        kf_test_save_cert(c, path);
+        assert_int_equal(
+            kf_test_sh("openssl verify -purpose sslserver -CAfile '%s' -untrusted '%s' "
+                       "'%s' >/dev/null",
+                       f->root, f->chain, path),
+            0);
+        /* RSA server keys also get keyEncipherment. */
+        snprintf(
+            text, sizeof(text),
+            "openssl x509 -in '%s' -noout -text | grep -q 'Digital Signature, Key Encipherment'",
+            path);
+        assert_int_equal(kf_test_sh("%s", text) == 0, types[i] == KF_KEY_RSA2048);
+        kf_key_free(back);
+        kf_key_free(k);
+        kf_cert_free(c);
+        kf_buf_free(&der);
     }
 }
 
@@ -273,9 +338,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ca_profiles),
         cmocka_unit_test(test_device_profile),
+        cmocka_unit_test(test_serial_normalize),
         cmocka_unit_test(test_serials_random_128_bit),
         cmocka_unit_test(test_service_and_server_profiles),
         cmocka_unit_test(test_every_key_type_verifies),
+        cmocka_unit_test(test_build_from_spki),
         cmocka_unit_test(test_template_errors),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_check_ca),

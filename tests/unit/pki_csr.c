@@ -53,6 +53,17 @@ static void test_create_parse_check(void **state)
     assert_string_equal(cn, "dev-42");
     KF_OK_OR_FAIL(kf_csr_public_key(csr, &pub));
     assert_true(kf_key_public_equal(k, pub));
+    {
+        struct kf_buf a, b;
+        kf_buf_init(&a, 4096);
+        kf_buf_init(&b, 4096);
+        KF_OK_OR_FAIL(kf_csr_spki(csr, &a));
+        KF_OK_OR_FAIL(kf_key_public_der(k, &b));
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.data, b.data, a.len);
+        kf_buf_free(&a);
+        kf_buf_free(&b);
+    }
     kf_csr_policy_default(&p);
     KF_OK_OR_FAIL(kf_csr_check(csr, &p, &failed));
     assert_int_equal(failed, KF_CSR_RULE_NONE);

@@ -215,6 +215,72 @@ static void test_sign_verify(void **state)
     }
 }
 
+static void test_spki_check(void **state)
+{
+    enum kf_key_type types[] = {KF_KEY_EC_P256, KF_KEY_EC_P384, KF_KEY_ED25519, KF_KEY_RSA2048};
+    struct kf_key *k = NULL;
+    struct kf_buf der;
+    enum kf_key_type got;
+    const char *p521 = kf_test_path("spki-p521.key"), *rsa = kf_test_path("spki-rsa1024.key");
+
+    kf_buf_init(&der, 10000);
+    for (size_t i = 0; i < 4; i++) {
+        KF_OK_OR_FAIL(kf_key_generate(types[i], &k));
+        kf_buf_reset(&der);
+        KF_OK_OR_FAIL(kf_key_public_der(k, &der));
+        KF_OK_OR_FAIL(kf_spki_check(der.data, der.len, KF_KEY_ALLOWED_DEFAULT, 2048, "k", &got));
+        assert_int_equal(got, types[i]);
+        /* The same key refused when its type is not allowed. */
+        KF_EXPECT_ERR(KF_E_POLICY, kf_spki_check(der.data, der.len, 0, 2048, "the key", &got));
+        KF_EXPECT_MSG("which is not an allowed key type");
+        /* Truncated and padded encodings are malformed. */
+        KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len - 1, ~0u, 0, "k", NULL));
+        KF_OK_OR_FAIL(kf_buf_append(&der, "", 1));
+        KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len, ~0u, 0, "k", NULL));
+        kf_key_free(k);
+        k = NULL;
+    }
+    /* An EC point that is not a point encoding of its curve. */
+    KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
+    kf_buf_reset(&der);
+    KF_OK_OR_FAIL(kf_key_public_der(k, &der));
+    der.data[der.len - 65] = 0x05;
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len, ~0u, 0, "the key", NULL));
+    KF_EXPECT_MSG("not a valid EC P-256 point");
+    kf_key_free(k);
+    k = NULL;
+
+    assert_int_equal(kf_test_sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 "
+                                "-out '%s' 2>/dev/null",
+                                p521),
+                     0);
+    KF_OK_OR_FAIL(kf_key_load(p521, NULL, &k));
+    kf_buf_reset(&der);
+    KF_OK_OR_FAIL(kf_key_public_der(k, &der));
+    KF_EXPECT_ERR(KF_E_POLICY,
+                  kf_spki_check(der.data, der.len, KF_KEY_ALLOWED_DEFAULT, 2048, "the key", &got));
+    KF_EXPECT_MSG("EC secp521r1, which is not an allowed key type");
+    assert_int_equal(got, KF_KEY_OTHER);
+    kf_key_free(k);
+    k = NULL;
+
+    assert_int_equal(kf_test_sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 "
+                                "-out '%s' 2>/dev/null",
+                                rsa),
+                     0);
+    KF_OK_OR_FAIL(kf_key_load(rsa, NULL, &k));
+    kf_buf_reset(&der);
+    KF_OK_OR_FAIL(kf_key_public_der(k, &der));
+    KF_EXPECT_ERR(KF_E_POLICY,
+                  kf_spki_check(der.data, der.len, KF_KEY_ALLOWED_DEFAULT, 2048, "the key", NULL));
+    KF_EXPECT_MSG("the key is RSA 1024: RSA keys must have at least 2048 bits");
+    kf_key_free(k);
+    KF_EXPECT_ERR(KF_E_MALFORMED,
+                  kf_spki_check((const unsigned char *)"\x30\x00", 2, ~0u, 0, "k", NULL));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(NULL, 0, ~0u, 0, "k", NULL));
+    kf_buf_free(&der);
+}
+
 static void test_pkcs11_needs_module(void **state)
 {
     struct kf_key *k = NULL;
@@ -236,7 +302,7 @@ int main(void)
         cmocka_unit_test(test_save_and_load),       cmocka_unit_test(test_passphrase),
         cmocka_unit_test(test_load_errors),         cmocka_unit_test(test_openssl_made_keys),
         cmocka_unit_test(test_public_keys),         cmocka_unit_test(test_sign_verify),
-        cmocka_unit_test(test_pkcs11_needs_module),
+        cmocka_unit_test(test_pkcs11_needs_module), cmocka_unit_test(test_spki_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
