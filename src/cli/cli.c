@@ -122,14 +122,19 @@ const char *cli_time_ms(int64_t ms)
 
 /* ---- tables ---- */
 
+void cli_table_initv(struct kf_table *t, size_t ncols, va_list ap)
+{
+    memset(t, 0, sizeof(*t));
+    t->ncols = ncols < KF_TABLE_COLS ? ncols : KF_TABLE_COLS;
+    for (size_t i = 0; i < t->ncols; i++)
+        t->head[i] = va_arg(ap, const char *);
+}
+
 void cli_table_init(struct kf_table *t, size_t ncols, ...)
 {
     va_list ap;
-    memset(t, 0, sizeof(*t));
-    t->ncols = ncols < KF_TABLE_COLS ? ncols : KF_TABLE_COLS;
     va_start(ap, ncols);
-    for (size_t i = 0; i < t->ncols; i++)
-        t->head[i] = va_arg(ap, const char *);
+    cli_table_initv(t, ncols, ap);
     va_end(ap);
 }
 
@@ -189,4 +194,63 @@ void cli_table_free(struct kf_table *t)
         free(t->cells[i]);
     free(t->cells);
     memset(t, 0, sizeof(*t));
+}
+
+/* ---- listings ---- */
+
+void cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...)
+{
+    va_list ap;
+    memset(l, 0, sizeof(*l));
+    if (c->json) {
+        l->arr = json_array();
+        return;
+    }
+    va_start(ap, ncols);
+    cli_table_initv(&l->t, ncols, ap);
+    va_end(ap);
+}
+
+enum kf_err cli_list_json(struct kf_cli_list *l, json_t *j)
+{
+    if (!j || json_array_append_new(l->arr, j) != 0)
+        return kf_fail(KF_E_NOMEM, "out of memory building the JSON listing");
+    return KF_OK;
+}
+
+void cli_list_free(struct kf_cli_list *l)
+{
+    json_decref(l->arr);
+    cli_table_free(&l->t);
+    l->arr = NULL;
+}
+
+int cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
+                 enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg, const char *empty)
+{
+    struct kf_txn *txn = NULL;
+    enum kf_err rc;
+
+    if (cli_open(c)) {
+        cli_list_free(l);
+        return KF_EXIT_FAIL;
+    }
+    if (c->json && !l->arr) {
+        cli_list_free(l);
+        kf_fail(KF_E_NOMEM, "out of memory");
+        return cli_fail(c, KF_E_NOMEM);
+    }
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = query(txn, arg);
+    kf_txn_end(txn);
+    if (!rc) {
+        if (l->arr) {
+            cli_print_json(l->arr);
+            l->arr = NULL;
+        } else {
+            cli_table_print(&l->t, empty);
+        }
+    }
+    cli_list_free(l);
+    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
 }

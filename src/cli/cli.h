@@ -7,6 +7,7 @@
 #define KF_CLI_CLI_H
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -73,11 +74,36 @@ struct kf_table {
 };
 
 void cli_table_init(struct kf_table *t, size_t ncols, ...);
+void cli_table_initv(struct kf_table *t, size_t ncols, va_list ap);
 /* Adds a row of `ncols` strings (copied). */
 enum kf_err cli_table_add(struct kf_table *t, ...);
 /* Prints the table with aligned columns, or `empty` on stderr when it has no rows. */
 void cli_table_print(const struct kf_table *t, const char *empty);
 void cli_table_free(struct kf_table *t);
+
+/* ---- listings: a JSON array under --json, else an aligned table ---- */
+
+struct kf_cli_list {
+    json_t *arr;       /* under --json */
+    struct kf_table t; /* otherwise */
+};
+
+/* Prepares a listing; the table's `ncols` column names follow. */
+void cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...);
+
+/* Appends `j` (taken) to a JSON listing. */
+enum kf_err cli_list_json(struct kf_cli_list *l, json_t *j);
+
+/*
+ * Opens the deployment, runs `query(txn, arg)` in a read transaction (it fills `l` from its
+ * rows), prints the listing (`empty` on stderr for a table without rows), frees it, and returns
+ * the exit code.
+ */
+int cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
+                 enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg, const char *empty);
+
+/* Frees a listing (cli_list_run does it). */
+void cli_list_free(struct kf_cli_list *l);
 
 /* A certificate record as JSON (new reference). */
 json_t *cli_cert_json(const struct kf_cert_rec *r);

@@ -5,65 +5,55 @@
 #include "cli/cli.h"
 #include "common/timefmt.h"
 
-struct list_out {
-    json_t *arr;
-    struct kf_table t;
-};
-
 static enum kf_err audit_row(const struct kf_audit_rec *r, void *arg)
 {
-    struct list_out *o = arg;
+    struct kf_cli_list *l = arg;
     char seq[24];
-    if (o->arr) {
+    if (l->arr) {
         json_t *detail = json_loads(r->detail ? r->detail : "{}", 0, NULL);
-        json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq", (json_int_t)r->seq,
-                              "time", cli_time_ms(r->time_ms), "actor", r->actor, "action",
-                              r->action, "object", r->object, "detail",
-                              detail ? detail : json_string(r->detail ? r->detail : ""),
-                              "prev_hash", r->prev_hash, "hash", r->hash);
-        return json_array_append_new(o->arr, j) ? kf_fail(KF_E_NOMEM, "out of memory") : KF_OK;
+        return cli_list_json(l,
+                             json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq",
+                                       (json_int_t)r->seq, "time", cli_time_ms(r->time_ms), "actor",
+                                       r->actor, "action", r->action, "object", r->object, "detail",
+                                       detail ? detail : json_string(r->detail ? r->detail : ""),
+                                       "prev_hash", r->prev_hash, "hash", r->hash));
     }
     snprintf(seq, sizeof(seq), "%lld", (long long)r->seq);
-    return cli_table_add(&o->t, seq, cli_time_ms(r->time_ms), r->actor, r->action, r->object,
+    return cli_table_add(&l->t, seq, cli_time_ms(r->time_ms), r->actor, r->action, r->object,
                          r->detail ? r->detail : "");
+}
+
+struct audit_query {
+    int64_t since_ms;
+    struct kf_cli_list *l;
+};
+
+static enum kf_err audit_query(struct kf_txn *txn, void *arg)
+{
+    struct audit_query *q = arg;
+    return kf_txn_audit_list(txn, q->since_ms, audit_row, q->l);
 }
 
 int cmd_audit_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"since", required_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
-    struct list_out o = {NULL, {0}};
-    struct kf_txn *txn = NULL;
+    struct kf_cli_list l;
+    struct audit_query q = {0, &l};
     time_t since = 0;
-    enum kf_err rc;
     int opt;
 
     while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 's') {
-            rc = kf_time_parse(optarg, &since);
-            if (rc) return cli_usage(c, "--since: %s", kf_errmsg());
+            if (kf_time_parse(optarg, &since)) return cli_usage(c, "--since: %s", kf_errmsg());
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
     if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
-    if (c->json)
-        o.arr = json_array();
-    else
-        cli_table_init(&o.t, 6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL");
-    rc = kf_store_read(c->deploy->store, &txn);
-    if (!rc) rc = kf_txn_audit_list(txn, (int64_t)since * 1000, audit_row, &o);
-    kf_txn_end(txn);
-    if (!rc) {
-        if (o.arr)
-            cli_print_json(o.arr), o.arr = NULL;
-        else
-            cli_table_print(&o.t, "no audit records");
-    }
-    json_decref(o.arr);
-    cli_table_free(&o.t);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    q.since_ms = (int64_t)since * 1000;
+    cli_list_init(c, &l, 6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL");
+    return cli_list_run(c, &l, audit_query, &q, "no audit records");
 }
 
 int cmd_audit_verify(struct kf_cli *c, int argc, char **argv)

@@ -9,20 +9,25 @@
 #include "common/pki_csr.h"
 #include "server/ca.h"
 
-struct list_out {
-    json_t *arr;
-    struct kf_table t;
-};
-
 static enum kf_err cert_row(const struct kf_cert_rec *r, void *arg)
 {
-    struct list_out *o = arg;
-    if (o->arr)
-        return json_array_append_new(o->arr, cli_cert_json(r))
-                   ? kf_fail(KF_E_NOMEM, "out of memory")
-                   : KF_OK;
-    return cli_table_add(&o->t, r->serial, r->profile, r->device_id, kf_cert_status_name(r->status),
+    struct kf_cli_list *l = arg;
+    if (l->arr) return cli_list_json(l, cli_cert_json(r));
+    return cli_table_add(&l->t, r->serial, r->profile, r->device_id, kf_cert_status_name(r->status),
                          cli_time(r->not_after), r->subject ? r->subject : "");
+}
+
+struct cert_query {
+    const char *device;
+    int status;
+    long limit;
+    struct kf_cli_list *l;
+};
+
+static enum kf_err cert_query(struct kf_txn *txn, void *arg)
+{
+    struct cert_query *q = arg;
+    return kf_txn_cert_list(txn, q->device, q->status, q->limit, cert_row, q->l);
 }
 
 int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
@@ -31,48 +36,30 @@ int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
                                          {"status", required_argument, NULL, 's'},
                                          {"limit", required_argument, NULL, 'l'},
                                          {NULL, 0, NULL, 0}};
-    struct list_out o = {NULL, {0}};
-    struct kf_txn *txn = NULL;
-    const char *device = NULL;
-    int status = 0, opt;
-    long limit = KF_LIST_ALL;
-    enum kf_err rc;
+    struct kf_cli_list l;
+    struct cert_query q = {NULL, 0, KF_LIST_ALL, &l};
+    int opt;
 
     while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'd') {
-            device = optarg;
+            q.device = optarg;
         } else if (opt == 's') {
             if (strcmp(optarg, "valid") == 0)
-                status = KF_CERT_VALID;
+                q.status = KF_CERT_VALID;
             else if (strcmp(optarg, "revoked") == 0)
-                status = KF_CERT_REVOKED;
+                q.status = KF_CERT_REVOKED;
             else
                 return cli_usage(c, "--status is valid or revoked");
         } else if (opt == 'l') {
-            limit = cli_number(c, "--limit", optarg, 1, 1000000000L);
-            if (limit < 0) return KF_EXIT_USAGE;
+            q.limit = cli_number(c, "--limit", optarg, 1, 1000000000L);
+            if (q.limit < 0) return KF_EXIT_USAGE;
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
     if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
-    if (c->json)
-        o.arr = json_array();
-    else
-        cli_table_init(&o.t, 6, "SERIAL", "PROFILE", "DEVICE", "STATUS", "NOT AFTER", "SUBJECT");
-    rc = kf_store_read(c->deploy->store, &txn);
-    if (!rc) rc = kf_txn_cert_list(txn, device, status, limit, cert_row, &o);
-    kf_txn_end(txn);
-    if (!rc) {
-        if (o.arr)
-            cli_print_json(o.arr), o.arr = NULL;
-        else
-            cli_table_print(&o.t, "no certificates");
-    }
-    json_decref(o.arr);
-    cli_table_free(&o.t);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    cli_list_init(c, &l, 6, "SERIAL", "PROFILE", "DEVICE", "STATUS", "NOT AFTER", "SUBJECT");
+    return cli_list_run(c, &l, cert_query, &q, "no certificates");
 }
 
 static int parse_serial(struct kf_cli *c, int argc, char **argv, const struct option *extra,

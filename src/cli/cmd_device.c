@@ -58,19 +58,24 @@ static int parse_id(struct kf_cli *c, int argc, char **argv, const struct option
     return 0;
 }
 
-struct list_out {
-    json_t *arr;
-    struct kf_table t;
-};
-
 static enum kf_err device_row(const struct kf_device *d, void *arg)
 {
-    struct list_out *o = arg;
-    if (o->arr)
-        return json_array_append_new(o->arr, device_json(d)) ? kf_fail(KF_E_NOMEM, "out of memory")
-                                                             : KF_OK;
-    return cli_table_add(&o->t, d->id, kf_device_status_name(d->status), d->enrollment, d->hub,
+    struct kf_cli_list *l = arg;
+    if (l->arr) return cli_list_json(l, device_json(d));
+    return cli_table_add(&l->t, d->id, kf_device_status_name(d->status), d->enrollment, d->hub,
                          cli_time(d->created));
+}
+
+struct device_query {
+    int status;
+    const char *enrollment;
+    struct kf_cli_list *l;
+};
+
+static enum kf_err device_query(struct kf_txn *txn, void *arg)
+{
+    struct device_query *q = arg;
+    return kf_txn_device_list(txn, q->status, q->enrollment, device_row, q->l);
 }
 
 int cmd_device_list(struct kf_cli *c, int argc, char **argv)
@@ -78,50 +83,30 @@ int cmd_device_list(struct kf_cli *c, int argc, char **argv)
     static const struct option opts[] = {{"status", required_argument, NULL, 's'},
                                          {"enrollment", required_argument, NULL, 'e'},
                                          {NULL, 0, NULL, 0}};
-    struct list_out o = {NULL, {0}};
-    struct kf_txn *txn = NULL;
-    const char *enrollment = NULL;
-    int status = 0, opt;
-    enum kf_err rc;
+    struct kf_cli_list l;
+    struct device_query q = {0, NULL, &l};
+    int opt;
 
     while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 's') {
-            status = kf_device_status_parse(optarg);
-            if (status < 0) return cli_usage(c, "--status is active, disabled or revoked");
+            q.status = kf_device_status_parse(optarg);
+            if (q.status < 0) return cli_usage(c, "--status is active, disabled or revoked");
         } else if (opt == 'e') {
-            enrollment = optarg;
+            q.enrollment = optarg;
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
     if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
-    if (c->json)
-        o.arr = json_array();
-    else
-        cli_table_init(&o.t, 5, "ID", "STATUS", "ENROLLMENT", "HUB", "CREATED");
-    rc = kf_store_read(c->deploy->store, &txn);
-    if (!rc) rc = kf_txn_device_list(txn, status, enrollment, device_row, &o);
-    kf_txn_end(txn);
-    if (!rc) {
-        if (o.arr)
-            cli_print_json(o.arr), o.arr = NULL;
-        else
-            cli_table_print(&o.t, "no devices");
-    }
-    json_decref(o.arr);
-    cli_table_free(&o.t);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    cli_list_init(c, &l, 5, "ID", "STATUS", "ENROLLMENT", "HUB", "CREATED");
+    return cli_list_run(c, &l, device_query, &q, "no devices");
 }
 
 static enum kf_err cert_of_device(const struct kf_cert_rec *r, void *arg)
 {
-    struct list_out *o = arg;
-    if (o->arr)
-        return json_array_append_new(o->arr, cli_cert_json(r))
-                   ? kf_fail(KF_E_NOMEM, "out of memory")
-                   : KF_OK;
-    return cli_table_add(&o->t, r->serial, kf_cert_status_name(r->status), cli_time(r->not_before),
+    struct kf_cli_list *l = arg;
+    if (l->arr) return cli_list_json(l, cli_cert_json(r));
+    return cli_table_add(&l->t, r->serial, kf_cert_status_name(r->status), cli_time(r->not_before),
                          cli_time(r->not_after));
 }
 
@@ -129,7 +114,7 @@ int cmd_device_show(struct kf_cli *c, int argc, char **argv)
 {
     struct kf_device d;
     struct kf_registration reg;
-    struct list_out o = {NULL, {0}};
+    struct kf_cli_list l;
     struct kf_txn *txn = NULL;
     const char *id;
     int have_reg = 0;
@@ -137,26 +122,23 @@ int cmd_device_show(struct kf_cli *c, int argc, char **argv)
     int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
     if (cli_open(c)) return KF_EXIT_FAIL;
-    if (c->json)
-        o.arr = json_array();
-    else
-        cli_table_init(&o.t, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
+    cli_list_init(c, &l, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_device_get(txn, id, &d);
     if (!rc) {
         enum kf_err rr = kf_txn_registration_get(txn, id, &reg);
         have_reg = rr == KF_OK;
-        rc = kf_txn_cert_list(txn, id, 0, KF_LIST_ALL, cert_of_device, &o);
+        rc = kf_txn_cert_list(txn, id, 0, KF_LIST_ALL, cert_of_device, &l);
     }
     kf_txn_end(txn);
     if (rc) {
-        json_decref(o.arr);
-        cli_table_free(&o.t);
+        cli_list_free(&l);
         return cli_fail(c, rc);
     }
     if (c->json) {
         json_t *j = device_json(&d);
-        json_object_set_new(j, "certificates", o.arr);
+        json_object_set_new(j, "certificates", l.arr);
+        l.arr = NULL;
         if (have_reg)
             json_object_set_new(j, "registration",
                                 json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "first_at",
@@ -176,9 +158,9 @@ int cmd_device_show(struct kf_cli *c, int argc, char **argv)
             printf("registered   %lld times, last %s from %s\n", (long long)reg.count,
                    cli_time(reg.last_at), reg.source_ip);
         printf("\ncertificates:\n");
-        cli_table_print(&o.t, "(none)");
+        cli_table_print(&l.t, "(none)");
     }
-    cli_table_free(&o.t);
+    cli_list_free(&l);
     return KF_EXIT_OK;
 }
 

@@ -182,39 +182,40 @@ int cmd_group_code(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-struct list_out {
-    struct kf_cli *c;
-    json_t *arr;
-    struct kf_table t;
-};
-
-static enum kf_err list_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err enrollment_row(const struct kf_enrollment *e, void *arg)
 {
-    struct list_out *o = arg;
-    if (o->arr)
-        return json_array_append_new(o->arr, enrollment_json(e))
-                   ? kf_fail(KF_E_NOMEM, "out of memory")
-                   : KF_OK;
-    return cli_table_add(&o->t, e->id, kind_name(e->kind), e->enabled ? "yes" : "no",
+    struct kf_cli_list *l = arg;
+    if (l->arr) return cli_list_json(l, enrollment_json(e));
+    return cli_table_add(&l->t, e->id, kind_name(e->kind), e->enabled ? "yes" : "no",
                          e->verified ? "yes" : "no", e->subject ? e->subject : "(public key)",
                          cli_time(e->created));
+}
+
+struct enrollment_query {
+    int kind;
+    struct kf_cli_list *l;
+};
+
+static enum kf_err enrollment_query(struct kf_txn *txn, void *arg)
+{
+    struct enrollment_query *q = arg;
+    return kf_txn_enrollment_list(txn, q->kind, enrollment_row, q->l);
 }
 
 int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"kind", required_argument, NULL, 'k'},
                                          {NULL, 0, NULL, 0}};
-    struct list_out o = {c, NULL, {0}};
-    struct kf_txn *txn = NULL;
-    int kind = 0, opt;
-    enum kf_err rc;
+    struct kf_cli_list l;
+    struct enrollment_query q = {0, &l};
+    int opt;
 
     while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'k') {
             if (strcmp(optarg, "individual") == 0)
-                kind = KF_ENROLL_INDIVIDUAL;
+                q.kind = KF_ENROLL_INDIVIDUAL;
             else if (strcmp(optarg, "group") == 0)
-                kind = KF_ENROLL_GROUP;
+                q.kind = KF_ENROLL_GROUP;
             else
                 return cli_usage(c, "--kind is individual or group");
         } else {
@@ -222,23 +223,8 @@ int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
         }
     }
     if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
-    if (c->json)
-        o.arr = json_array();
-    else
-        cli_table_init(&o.t, 6, "ID", "KIND", "ENABLED", "VERIFIED", "SUBJECT", "CREATED");
-    rc = kf_store_read(c->deploy->store, &txn);
-    if (!rc) rc = kf_txn_enrollment_list(txn, kind, list_cb, &o);
-    kf_txn_end(txn);
-    if (!rc) {
-        if (o.arr)
-            cli_print_json(o.arr), o.arr = NULL;
-        else
-            cli_table_print(&o.t, "no enrollments");
-    }
-    json_decref(o.arr);
-    cli_table_free(&o.t);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    cli_list_init(c, &l, 6, "ID", "KIND", "ENABLED", "VERIFIED", "SUBJECT", "CREATED");
+    return cli_list_run(c, &l, enrollment_query, &q, "no enrollments");
 }
 
 int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
