@@ -9,8 +9,9 @@ static enum kf_err on_value(const char *section, const char *key, const char *va
 {
     size_t *n = arg;
     /* What the reader hands over is always within its bounds. */
-    if (strlen(section) >= KF_INI_SECTION_MAX || strlen(key) >= KF_INI_KEY_MAX ||
-        strlen(value) >= KF_INI_VALUE_MAX || line < 1)
+    if (strlen(section) >= KF_INI_SECTION_MAX || line < 1) __builtin_trap();
+    if (!key) return strcmp(section, "stop") == 0 ? KF_E_CONFIG : KF_OK; /* a header */
+    if (!value || strlen(key) >= KF_INI_KEY_MAX || strlen(value) >= KF_INI_VALUE_MAX)
         __builtin_trap();
     (*n)++;
     return strcmp(key, "stop") == 0 ? KF_E_CONFIG : KF_OK;

@@ -55,6 +55,10 @@ enum kf_err kf_ini_parse(const char *text, size_t len, kf_ini_cb cb, void *arg)
                 return kf_fail(KF_E_CONFIG, "line %d: bad section name", line);
             memcpy(section, nb, (size_t)(ne - nb));
             section[ne - nb] = '\0';
+            {
+                enum kf_err rc = cb(section, NULL, NULL, line, arg);
+                if (rc) return kf_wrap(rc, "line %d", line);
+            }
             continue;
         }
         {

@@ -21,8 +21,9 @@
 #define KF_INI_VALUE_MAX   4096
 
 /*
- * Called for each key. Returns KF_OK to go on; any other value stops the parse and is returned
- * (the callback records its own message with kf_fail, without the line: the parser adds it).
+ * Called for each "[section]" header (with `key` and `value` NULL) and for each key. Returns
+ * KF_OK to go on; any other value stops the parse and is returned (the callback records its own
+ * message with kf_fail, without the line: the parser adds it).
  */
 typedef enum kf_err (*kf_ini_cb)(const char *section, const char *key, const char *value, int line,
                                  void *arg);

@@ -126,7 +126,8 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     kf_buf_init(&spki, KF_SPKI_MAX);
     rc = kf_id_check("device id", device_id);
     if (rc) return rc;
-    if (days < 0 || days > d->cfg.device_cert_days)
+    if (days < 0) return kf_fail(KF_E_INVALID, "a certificate cannot last %d days", days);
+    if (days > d->cfg.device_cert_days)
         return kf_fail(KF_E_DENIED,
                        "%d days is more than the %d days device certificates get "
                        "(device_cert_days in keyfleet.conf)",

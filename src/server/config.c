@@ -85,12 +85,13 @@ static enum kf_err on_value(const char *section, const char *name, const char *v
     for (size_t i = 0; i < KF_ARRAY_LEN(keys); i++) {
         if (strcmp(keys[i].section, section) != 0) continue;
         known_sec = 1;
-        if (strcmp(keys[i].name, name) == 0) {
+        if (name && strcmp(keys[i].name, name) == 0) {
             k = &keys[i];
             idx = i;
         }
     }
     if (!known_sec) return kf_fail(KF_E_CONFIG, "unknown section [%s]", section);
+    if (!name) return KF_OK; /* a known section's header */
     if (!k) return kf_fail(KF_E_CONFIG, "unknown key '%s' in section [%s]", name, section);
     if (lc->set_on[idx])
         return kf_fail(KF_E_CONFIG, "%s.%s is set twice (first on line %d)", section, name,

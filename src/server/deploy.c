@@ -283,6 +283,39 @@ static enum kf_err init_write_cb(struct kf_txn *txn, void *arg)
     return rc;
 }
 
+/*
+ * The issuing key URI as the configuration must hold it. The configuration resolves paths against
+ * the deployment directory and does not know file: URIs, but the key was named relative to where
+ * init runs: a key file (a path or a file: URI) is recorded as an absolute path.
+ */
+static enum kf_err config_key_uri(const char *uri, char *out, size_t cap)
+{
+    const char *path = uri;
+    char cwd[KF_CONF_PATH_MAX];
+    int n;
+
+    const char *scheme = "";
+
+    if (strncmp(uri, "pkcs11:", 7) == 0 || strncmp(uri, "handle:", 7) == 0 ||
+        strncmp(uri, "tpm2:handle:", 12) == 0)
+        path = NULL;
+    else if (strncmp(uri, "tpm2:", 5) == 0) /* a TSS2 key file: tpm2:PATH */
+        path = uri + 5, scheme = "tpm2:";
+    else if (strncmp(uri, "file://", 7) == 0)
+        path = uri + 7;
+    else if (strncmp(uri, "file:", 5) == 0)
+        path = uri + 5;
+    if (path && path[0] != '/') {
+        if (!getcwd(cwd, sizeof(cwd)))
+            return kf_fail(KF_E_IO, "cannot tell the current directory: %s", strerror(errno));
+        n = snprintf(out, cap, "%s%s/%s", scheme, cwd, path);
+    } else {
+        n = snprintf(out, cap, "%s%s", path ? scheme : "", path ? path : uri);
+    }
+    if (n < 0 || (size_t)n >= cap) return kf_fail(KF_E_OVERSIZE, "key URI too long: %.40s...", uri);
+    return KF_OK;
+}
+
 static void default_names(const char **names, size_t *n, char *host, size_t hostcap)
 {
     *n = 0;
@@ -327,7 +360,10 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
         snprintf(cfg.name, sizeof(cfg.name), "%s", o->name);
     }
     snprintf(cfg.key_type, sizeof(cfg.key_type), "%s", kf_key_type_name(type));
-    if (o->issuing_key) snprintf(cfg.issuing_key, sizeof(cfg.issuing_key), "%s", o->issuing_key);
+    if (o->issuing_key) {
+        rc = config_key_uri(o->issuing_key, cfg.issuing_key, sizeof(cfg.issuing_key));
+        if (rc) return kf_wrap(rc, "--issuing-key");
+    }
 
     /* Names for the server certificate. */
     if (o->n_names > KF_INIT_MAX_NAMES)

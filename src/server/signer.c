@@ -115,8 +115,8 @@ static enum kf_err check_request(const struct kf_signer *s, const struct kf_sign
     if (r->not_before < now - p->backdate_seconds)
         return kf_fail(KF_E_DENIED, "sign request: notBefore is more than %d seconds in the past",
                        p->backdate_seconds);
-    /* The allowed backdating does not count against the lifetime. */
-    days = (long long)(r->not_after - r->not_before + 86399) / 86400;
+    /* The allowed backdating does not count against the lifetime, nor in what the message says. */
+    days = ((long long)(r->not_after - r->not_before) - p->backdate_seconds + 86399) / 86400;
     if ((long long)(r->not_after - r->not_before) >
         (long long)p->max_days[r->profile] * 86400 + p->backdate_seconds)
         return kf_fail(KF_E_DENIED,

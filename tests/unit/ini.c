@@ -14,6 +14,11 @@ static enum kf_err collect(const char *section, const char *key, const char *val
 {
     struct seen *s = arg;
     size_t n = strlen(s->text);
+    if (!key) {
+        if (strcmp(section, "bad") == 0) return kf_fail(KF_E_CONFIG, "no such section");
+        snprintf(s->text + n, sizeof(s->text) - n, "[%s]@%d|", section, line);
+        return KF_OK;
+    }
     if (strcmp(key, "reject") == 0) return kf_fail(KF_E_CONFIG, "rejected %s", value);
     snprintf(s->text + n, sizeof(s->text) - n, "%s.%s=%s@%d|", section, key, value, line);
     return KF_OK;
@@ -25,8 +30,8 @@ static void test_parses(void **state)
                        "  days=30  \r\n[server ]\nempty =\nhash = a#b\n";
     struct seen s = {""};
     KF_OK_OR_FAIL(kf_ini_parse(text, strlen(text), collect, &s));
-    assert_string_equal(s.text, "ca.issuing_key=pkcs11:token=a;object=b@5|ca.days=30@6|"
-                                "server.empty=@8|server.hash=a#b@9|");
+    assert_string_equal(s.text, "[ca]@4|ca.issuing_key=pkcs11:token=a;object=b@5|ca.days=30@6|"
+                                "[server]@7|server.empty=@8|server.hash=a#b@9|");
 }
 
 static void bad(const char *text, const char *msg)
@@ -44,6 +49,7 @@ static void test_errors_name_the_line(void **state)
     bad("[a b]\n", "line 1: bad section name");
     bad("[a]\n = 3\n", "line 2: bad key name");
     bad("[a]\nreject = me\n", "line 2: rejected me");
+    bad("[a]\n\n[bad]\n", "line 3: no such section");
     {
         char big[KF_INI_VALUE_MAX + 32];
         memset(big, 'v', sizeof(big));
