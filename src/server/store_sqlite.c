@@ -519,6 +519,26 @@ static enum kf_err col_result(struct sq_conn *c, int flags, const char *what)
 
 /* ---- connections ---- */
 
+/* Steps a bound SELECT of one row: KF_OK on the row, KF_E_NOT_FOUND naming it when there is none.
+ */
+static enum kf_err step_row(struct sq_conn *c, sqlite3_stmt *st, const char *what, const char *key)
+{
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) return KF_OK;
+    if (s == SQLITE_DONE) return kf_fail(KF_E_NOT_FOUND, "%s %s not found", what, key);
+    return sq_fail(c, s, "cannot read %s %s", what, key);
+}
+
+/* Steps a bound UPDATE or DELETE of one row: KF_E_NOT_FOUND naming it when no row matched. */
+static enum kf_err step_change(struct sq_conn *c, sqlite3_stmt *st, const char *verb,
+                               const char *what, const char *key)
+{
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE) return sq_fail(c, s, "cannot %s %s %s", verb, what, key);
+    if (sqlite3_changes(c->h) == 0) return kf_fail(KF_E_NOT_FOUND, "%s %s not found", what, key);
+    return KF_OK;
+}
+
 static void conn_close(struct sq_conn *c)
 {
     if (!c) return;
@@ -912,20 +932,14 @@ static enum kf_err sq_ca_get(struct kf_store_conn *kc, const char *name, struct 
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_CA_GET, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, name)) {
         rc = bind_fail(c, "a CA");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = row_ca(c, st, out);
-    else if (s == SQLITE_DONE)
-        rc = kf_fail(KF_E_NOT_FOUND, "CA %s not found", name);
-    else
-        rc = sq_fail(c, s, "cannot read CA %s", name);
+    rc = step_row(c, st, "CA", name);
+    if (!rc) rc = row_ca(c, st, out);
 out:
     release(c, ST_CA_GET, st);
     return rc;
@@ -1029,20 +1043,14 @@ static enum kf_err sq_enrollment_get(struct kf_store_conn *kc, const char *id,
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_ENROLL_GET, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, id)) {
         rc = bind_fail(c, "an enrollment");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = row_enrollment(c, st, out);
-    else if (s == SQLITE_DONE)
-        rc = kf_fail(KF_E_NOT_FOUND, "enrollment %s not found", id);
-    else
-        rc = sq_fail(c, s, "cannot read enrollment %s", id);
+    rc = step_row(c, st, "enrollment", id);
+    if (!rc) rc = row_enrollment(c, st, out);
 out:
     release(c, ST_ENROLL_GET, st);
     return rc;
@@ -1053,18 +1061,13 @@ static enum kf_err sq_enrollment_update(struct kf_store_conn *kc, const struct k
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_ENROLL_UPDATE, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_enrollment(st, e)) {
         rc = bind_fail(c, "an enrollment");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s != SQLITE_DONE)
-        rc = sq_fail(c, s, "cannot update enrollment %s", e->id);
-    else if (sqlite3_changes(c->h) == 0)
-        rc = kf_fail(KF_E_NOT_FOUND, "enrollment %s not found", e->id);
+    rc = step_change(c, st, "update", "enrollment", e->id);
 out:
     release(c, ST_ENROLL_UPDATE, st);
     return rc;
@@ -1075,7 +1078,6 @@ static enum kf_err sq_enrollment_delete(struct kf_store_conn *kc, const char *id
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_ENROLL_DELETE, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, id)) {
@@ -1083,11 +1085,7 @@ static enum kf_err sq_enrollment_delete(struct kf_store_conn *kc, const char *id
         goto out;
     }
     /* Its devices stay: the foreign key sets their enrollment to NULL (shown as ""). */
-    s = sqlite3_step(st);
-    if (s != SQLITE_DONE)
-        rc = sq_fail(c, s, "cannot delete enrollment %s", id);
-    else if (sqlite3_changes(c->h) == 0)
-        rc = kf_fail(KF_E_NOT_FOUND, "enrollment %s not found", id);
+    rc = step_change(c, st, "delete", "enrollment", id);
 out:
     release(c, ST_ENROLL_DELETE, st);
     return rc;
@@ -1183,20 +1181,14 @@ static enum kf_err sq_device_get(struct kf_store_conn *kc, const char *id, struc
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_DEVICE_GET, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, id)) {
         rc = bind_fail(c, "a device");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = row_device(c, st, out);
-    else if (s == SQLITE_DONE)
-        rc = kf_fail(KF_E_NOT_FOUND, "device %s not found", id);
-    else
-        rc = sq_fail(c, s, "cannot read device %s", id);
+    rc = step_row(c, st, "device", id);
+    if (!rc) rc = row_device(c, st, out);
 out:
     release(c, ST_DEVICE_GET, st);
     return rc;
@@ -1340,20 +1332,14 @@ static enum kf_err sq_cert_get(struct kf_store_conn *kc, const char *serial,
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_CERT_GET, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, serial)) {
         rc = bind_fail(c, "a certificate");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = row_cert(c, st, out);
-    else if (s == SQLITE_DONE)
-        rc = kf_fail(KF_E_NOT_FOUND, "certificate %s not found", serial);
-    else
-        rc = sq_fail(c, s, "cannot read certificate %s", serial);
+    rc = step_row(c, st, "certificate", serial);
+    if (!rc) rc = row_cert(c, st, out);
 out:
     release(c, ST_CERT_GET, st);
     return rc;
@@ -1566,20 +1552,14 @@ static enum kf_err sq_hub_get(struct kf_store_conn *kc, const char *name, struct
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_HUB_GET, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, name)) {
         rc = bind_fail(c, "a hub");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        rc = row_hub(c, st, out);
-    else if (s == SQLITE_DONE)
-        rc = kf_fail(KF_E_NOT_FOUND, "hub %s not found", name);
-    else
-        rc = sq_fail(c, s, "cannot read hub %s", name);
+    rc = step_row(c, st, "hub", name);
+    if (!rc) rc = row_hub(c, st, out);
 out:
     release(c, ST_HUB_GET, st);
     return rc;
@@ -1590,18 +1570,13 @@ static enum kf_err sq_hub_update(struct kf_store_conn *kc, const struct kf_hub *
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_HUB_UPDATE, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_hub(st, h)) {
         rc = bind_fail(c, "a hub");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s != SQLITE_DONE)
-        rc = sq_fail(c, s, "cannot update hub %s", h->name);
-    else if (sqlite3_changes(c->h) == 0)
-        rc = kf_fail(KF_E_NOT_FOUND, "hub %s not found", h->name);
+    rc = step_change(c, st, "update", "hub", h->name);
 out:
     release(c, ST_HUB_UPDATE, st);
     return rc;
@@ -1612,18 +1587,13 @@ static enum kf_err sq_hub_delete(struct kf_store_conn *kc, const char *name)
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum kf_err rc = stmt(c, ST_HUB_DELETE, &st);
-    int s;
 
     if (rc) return rc;
     if (bind_s(st, 1, name)) {
         rc = bind_fail(c, "a hub");
         goto out;
     }
-    s = sqlite3_step(st);
-    if (s != SQLITE_DONE)
-        rc = sq_fail(c, s, "cannot delete hub %s", name);
-    else if (sqlite3_changes(c->h) == 0)
-        rc = kf_fail(KF_E_NOT_FOUND, "hub %s not found", name);
+    rc = step_change(c, st, "delete", "hub", name);
 out:
     release(c, ST_HUB_DELETE, st);
     return rc;
