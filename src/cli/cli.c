@@ -8,22 +8,22 @@
 
 #include "common/timefmt.h"
 
-int cli_open(struct kf_cli *c)
+int kf_cli_open(struct kf_cli *c)
 {
     enum kf_err rc;
     if (c->deploy) return 0;
     rc = kf_deploy_open(c->dir, &c->deploy);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     return 0;
 }
 
-int cli_fail(struct kf_cli *c, enum kf_err rc)
+int kf_cli_fail(struct kf_cli *c, enum kf_err rc)
 {
     fprintf(stderr, "keyfleet %s: %s\n", c->cmd ? c->cmd : "", kf_errmsg());
     return rc == KF_E_USAGE ? KF_EXIT_USAGE : KF_EXIT_FAIL;
 }
 
-int cli_usage(struct kf_cli *c, const char *fmt, ...)
+int kf_cli_usage(struct kf_cli *c, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "keyfleet %s: ", c->cmd ? c->cmd : "");
@@ -40,14 +40,14 @@ int cli_usage(struct kf_cli *c, const char *fmt, ...)
     return KF_EXIT_USAGE;
 }
 
-int cli_help(struct kf_cli *c)
+int kf_cli_help(struct kf_cli *c)
 {
     printf("usage: keyfleet %s\n", c->usage ? c->usage : c->cmd);
     return KF_EXIT_OK;
 }
 
-int cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
-               const struct option *longopts)
+int kf_cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
+                  const struct option *longopts)
 {
     struct option all[32];
     char shorts[64];
@@ -67,31 +67,31 @@ int cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
         switch (opt) {
         case 'D': c->dir = optarg; continue;
         case 'J': c->json = 1; continue;
-        case 'h': cli_help(c); return 'h';
-        case ':': cli_usage(c, "option %s needs a value", argv[optind - 1]); return '?';
+        case 'h': kf_cli_help(c); return 'h';
+        case ':': kf_cli_usage(c, "option %s needs a value", argv[optind - 1]); return '?';
         case '?':
             if (optopt)
-                cli_usage(c, "unknown option -%c", optopt);
+                kf_cli_usage(c, "unknown option -%c", optopt);
             else
-                cli_usage(c, "unknown option %s", argv[optind - 1]);
+                kf_cli_usage(c, "unknown option %s", argv[optind - 1]);
             return '?';
         default: return opt;
         }
     }
 }
 
-long cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max)
+long kf_cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max)
 {
     char *end;
     long v = strtol(value, &end, 10);
     if (!*value || *end || v < min || v > max) {
-        cli_usage(c, "%s must be a whole number from %ld to %ld", name, min, max);
+        kf_cli_usage(c, "%s must be a whole number from %ld to %ld", name, min, max);
         return -1;
     }
     return v;
 }
 
-void cli_print_json(json_t *j)
+void kf_cli_print_json(json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (s) {
@@ -101,7 +101,7 @@ void cli_print_json(json_t *j)
     json_decref(j);
 }
 
-const char *cli_time(int64_t t)
+const char *kf_cli_time(int64_t t)
 {
     static char bufs[4][KF_TIME_TEXT_MAX];
     static int next;
@@ -111,7 +111,7 @@ const char *cli_time(int64_t t)
     return b;
 }
 
-const char *cli_time_ms(int64_t ms)
+const char *kf_cli_time_ms(int64_t ms)
 {
     static char bufs[4][KF_TIME_TEXT_MAX];
     static int next;
@@ -122,7 +122,7 @@ const char *cli_time_ms(int64_t ms)
 
 /* ---- tables ---- */
 
-void cli_table_initv(struct kf_table *t, size_t ncols, va_list ap)
+void kf_cli_table_initv(struct kf_table *t, size_t ncols, va_list ap)
 {
     memset(t, 0, sizeof(*t));
     t->ncols = ncols < KF_TABLE_COLS ? ncols : KF_TABLE_COLS;
@@ -130,15 +130,15 @@ void cli_table_initv(struct kf_table *t, size_t ncols, va_list ap)
         t->head[i] = va_arg(ap, const char *);
 }
 
-void cli_table_init(struct kf_table *t, size_t ncols, ...)
+void kf_cli_table_init(struct kf_table *t, size_t ncols, ...)
 {
     va_list ap;
     va_start(ap, ncols);
-    cli_table_initv(t, ncols, ap);
+    kf_cli_table_initv(t, ncols, ap);
     va_end(ap);
 }
 
-enum kf_err cli_table_add(struct kf_table *t, ...)
+enum kf_err kf_cli_table_add(struct kf_table *t, ...)
 {
     va_list ap;
     if (t->rows == t->cap) {
@@ -165,7 +165,7 @@ enum kf_err cli_table_add(struct kf_table *t, ...)
     return KF_OK;
 }
 
-void cli_table_print(const struct kf_table *t, const char *empty)
+void kf_cli_table_print(const struct kf_table *t, const char *empty)
 {
     size_t w[KF_TABLE_COLS];
     if (t->rows == 0) {
@@ -188,7 +188,7 @@ void cli_table_print(const struct kf_table *t, const char *empty)
                    i + 1 < t->ncols ? "  " : "\n");
 }
 
-void cli_table_free(struct kf_table *t)
+void kf_cli_table_free(struct kf_table *t)
 {
     for (size_t i = 0; i < t->rows * t->ncols; i++)
         free(t->cells[i]);
@@ -198,7 +198,7 @@ void cli_table_free(struct kf_table *t)
 
 /* ---- listings ---- */
 
-void cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...)
+void kf_cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...)
 {
     va_list ap;
     memset(l, 0, sizeof(*l));
@@ -207,50 +207,51 @@ void cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...)
         return;
     }
     va_start(ap, ncols);
-    cli_table_initv(&l->t, ncols, ap);
+    kf_cli_table_initv(&l->t, ncols, ap);
     va_end(ap);
 }
 
-enum kf_err cli_list_json(struct kf_cli_list *l, json_t *j)
+enum kf_err kf_cli_list_json(struct kf_cli_list *l, json_t *j)
 {
     if (!j || json_array_append_new(l->arr, j) != 0)
         return kf_fail(KF_E_NOMEM, "out of memory building the JSON listing");
     return KF_OK;
 }
 
-void cli_list_free(struct kf_cli_list *l)
+void kf_cli_list_free(struct kf_cli_list *l)
 {
     json_decref(l->arr);
-    cli_table_free(&l->t);
+    kf_cli_table_free(&l->t);
     l->arr = NULL;
 }
 
-int cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
-                 enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg, const char *empty)
+int kf_cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
+                    enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg,
+                    const char *empty)
 {
     struct kf_txn *txn = NULL;
     enum kf_err rc;
 
-    if (cli_open(c)) {
-        cli_list_free(l);
+    if (kf_cli_open(c)) {
+        kf_cli_list_free(l);
         return KF_EXIT_FAIL;
     }
     if (c->json && !l->arr) {
-        cli_list_free(l);
+        kf_cli_list_free(l);
         kf_fail(KF_E_NOMEM, "out of memory");
-        return cli_fail(c, KF_E_NOMEM);
+        return kf_cli_fail(c, KF_E_NOMEM);
     }
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = query(txn, arg);
     kf_txn_end(txn);
     if (!rc) {
         if (l->arr) {
-            cli_print_json(l->arr);
+            kf_cli_print_json(l->arr);
             l->arr = NULL;
         } else {
-            cli_table_print(&l->t, empty);
+            kf_cli_table_print(&l->t, empty);
         }
     }
-    cli_list_free(l);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    kf_cli_list_free(l);
+    return rc ? kf_cli_fail(c, rc) : KF_EXIT_OK;
 }

@@ -25,23 +25,23 @@ struct kf_cli {
     char actor[KF_ACTOR_MAX]; /* "operator:<user>" for the audit log */
     const char *cmd;          /* "enrollment add": for messages */
     const char *usage;        /* the command's usage text */
-    struct kf_deploy *deploy; /* opened by cli_open() */
+    struct kf_deploy *deploy; /* opened by kf_cli_open() */
 };
 
-/* A command: argv[0] is its name; options are parsed with cli_getopt(). */
+/* A command: argv[0] is its name; options are parsed with kf_cli_getopt(). */
 typedef int (*kf_cli_fn)(struct kf_cli *c, int argc, char **argv);
 
 /* Opens the deployment in c->dir; prints the error and returns non-zero on failure. */
-int cli_open(struct kf_cli *c);
+int kf_cli_open(struct kf_cli *c);
 
 /* Prints "keyfleet: <message>" for an error and returns the exit code for `rc`. */
-int cli_fail(struct kf_cli *c, enum kf_err rc);
+int kf_cli_fail(struct kf_cli *c, enum kf_err rc);
 
 /* Prints a usage error for the current command and returns KF_EXIT_USAGE. */
-int cli_usage(struct kf_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int kf_cli_usage(struct kf_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints the current command's usage to stdout and returns KF_EXIT_OK. */
-int cli_help(struct kf_cli *c);
+int kf_cli_help(struct kf_cli *c);
 
 /*
  * getopt_long over the command's arguments with the common options (--dir, --json, --help)
@@ -49,18 +49,18 @@ int cli_help(struct kf_cli *c);
  * does; the common ones are handled here. -1 when done, '?' on an unknown option (after printing
  * the usage error: the caller returns KF_EXIT_USAGE). 'h' means help was printed.
  */
-int cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
-               const struct option *longopts);
+int kf_cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
+                  const struct option *longopts);
 
 /* Parses a positive whole number for option `name`; -1 after printing a usage error. */
-long cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max);
+long kf_cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max);
 
 /* Prints `j` (taken) as indented JSON on stdout. */
-void cli_print_json(json_t *j);
+void kf_cli_print_json(json_t *j);
 
 /* RFC 3339 text of seconds / milliseconds since the epoch, into a static rotating buffer. */
-const char *cli_time(int64_t t);
-const char *cli_time_ms(int64_t ms);
+const char *kf_cli_time(int64_t t);
+const char *kf_cli_time_ms(int64_t ms);
 
 /* ---- tables ---- */
 
@@ -73,13 +73,13 @@ struct kf_table {
     size_t rows, cap;
 };
 
-void cli_table_init(struct kf_table *t, size_t ncols, ...);
-void cli_table_initv(struct kf_table *t, size_t ncols, va_list ap);
+void kf_cli_table_init(struct kf_table *t, size_t ncols, ...);
+void kf_cli_table_initv(struct kf_table *t, size_t ncols, va_list ap);
 /* Adds a row of `ncols` strings (copied). */
-enum kf_err cli_table_add(struct kf_table *t, ...);
+enum kf_err kf_cli_table_add(struct kf_table *t, ...);
 /* Prints the table with aligned columns, or `empty` on stderr when it has no rows. */
-void cli_table_print(const struct kf_table *t, const char *empty);
-void cli_table_free(struct kf_table *t);
+void kf_cli_table_print(const struct kf_table *t, const char *empty);
+void kf_cli_table_free(struct kf_table *t);
 
 /* ---- listings: a JSON array under --json, else an aligned table ---- */
 
@@ -89,48 +89,49 @@ struct kf_cli_list {
 };
 
 /* Prepares a listing; the table's `ncols` column names follow. */
-void cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...);
+void kf_cli_list_init(struct kf_cli *c, struct kf_cli_list *l, size_t ncols, ...);
 
 /* Appends `j` (taken) to a JSON listing. */
-enum kf_err cli_list_json(struct kf_cli_list *l, json_t *j);
+enum kf_err kf_cli_list_json(struct kf_cli_list *l, json_t *j);
 
 /*
  * Opens the deployment, runs `query(txn, arg)` in a read transaction (it fills `l` from its
  * rows), prints the listing (`empty` on stderr for a table without rows), frees it, and returns
  * the exit code.
  */
-int cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
-                 enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg, const char *empty);
+int kf_cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
+                    enum kf_err (*query)(struct kf_txn *txn, void *arg), void *arg,
+                    const char *empty);
 
-/* Frees a listing (cli_list_run does it). */
-void cli_list_free(struct kf_cli_list *l);
+/* Frees a listing (kf_cli_list_run does it). */
+void kf_cli_list_free(struct kf_cli_list *l);
 
 /* A certificate record as JSON (new reference). */
-json_t *cli_cert_json(const struct kf_cert_rec *r);
+json_t *kf_cli_cert_json(const struct kf_cert_rec *r);
 
 /* Commands. */
-int cmd_init(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv);
-int cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv);
-int cmd_group_create(struct kf_cli *c, int argc, char **argv);
-int cmd_group_verify(struct kf_cli *c, int argc, char **argv);
-int cmd_group_code(struct kf_cli *c, int argc, char **argv);
-int cmd_device_list(struct kf_cli *c, int argc, char **argv);
-int cmd_device_show(struct kf_cli *c, int argc, char **argv);
-int cmd_device_disable(struct kf_cli *c, int argc, char **argv);
-int cmd_device_enable(struct kf_cli *c, int argc, char **argv);
-int cmd_device_revoke(struct kf_cli *c, int argc, char **argv);
-int cmd_cert_list(struct kf_cli *c, int argc, char **argv);
-int cmd_cert_show(struct kf_cli *c, int argc, char **argv);
-int cmd_cert_issue(struct kf_cli *c, int argc, char **argv);
-int cmd_cert_revoke(struct kf_cli *c, int argc, char **argv);
-int cmd_ca_show(struct kf_cli *c, int argc, char **argv);
-int cmd_ca_crl(struct kf_cli *c, int argc, char **argv);
-int cmd_audit_list(struct kf_cli *c, int argc, char **argv);
-int cmd_audit_verify(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_init(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_group_verify(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_group_code(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_disable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_enable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_cert_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_cert_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_cert_issue(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_cert_revoke(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_ca_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_audit_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv);
 
 #endif

@@ -5,22 +5,22 @@
 #include "cli/cli.h"
 #include "common/timefmt.h"
 
-static enum kf_err audit_row(const struct kf_audit_rec *r, void *arg)
+static enum kf_err audit_row_cb(const struct kf_audit_rec *r, void *arg)
 {
     struct kf_cli_list *l = arg;
     char seq[24];
     if (l->arr) {
         json_t *detail = json_loads(r->detail ? r->detail : "{}", 0, NULL);
-        return cli_list_json(l,
-                             json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq",
-                                       (json_int_t)r->seq, "time", cli_time_ms(r->time_ms), "actor",
-                                       r->actor, "action", r->action, "object", r->object, "detail",
-                                       detail ? detail : json_string(r->detail ? r->detail : ""),
-                                       "prev_hash", r->prev_hash, "hash", r->hash));
+        return kf_cli_list_json(
+            l, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "seq", (json_int_t)r->seq,
+                         "time", kf_cli_time_ms(r->time_ms), "actor", r->actor, "action", r->action,
+                         "object", r->object, "detail",
+                         detail ? detail : json_string(r->detail ? r->detail : ""), "prev_hash",
+                         r->prev_hash, "hash", r->hash));
     }
     snprintf(seq, sizeof(seq), "%lld", (long long)r->seq);
-    return cli_table_add(&l->t, seq, cli_time_ms(r->time_ms), r->actor, r->action, r->object,
-                         r->detail ? r->detail : "");
+    return kf_cli_table_add(&l->t, seq, kf_cli_time_ms(r->time_ms), r->actor, r->action, r->object,
+                            r->detail ? r->detail : "");
 }
 
 struct audit_query {
@@ -28,13 +28,13 @@ struct audit_query {
     struct kf_cli_list *l;
 };
 
-static enum kf_err audit_query(struct kf_txn *txn, void *arg)
+static enum kf_err audit_query_cb(struct kf_txn *txn, void *arg)
 {
     struct audit_query *q = arg;
-    return kf_txn_audit_list(txn, q->since_ms, audit_row, q->l);
+    return kf_txn_audit_list(txn, q->since_ms, audit_row_cb, q->l);
 }
 
-int cmd_audit_list(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_audit_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"since", required_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
@@ -43,20 +43,20 @@ int cmd_audit_list(struct kf_cli *c, int argc, char **argv)
     time_t since = 0;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 's') {
-            if (kf_time_parse(optarg, &since)) return cli_usage(c, "--since: %s", kf_errmsg());
+            if (kf_time_parse(optarg, &since)) return kf_cli_usage(c, "--since: %s", kf_errmsg());
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     q.since_ms = (int64_t)since * 1000;
-    cli_list_init(c, &l, 6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL");
-    return cli_list_run(c, &l, audit_query, &q, "no audit records");
+    kf_cli_list_init(c, &l, 6, "SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "DETAIL");
+    return kf_cli_list_run(c, &l, audit_query_cb, &q, "no audit records");
 }
 
-int cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"head", required_argument, NULL, 'H'},
                                          {NULL, 0, NULL, 0}};
@@ -66,22 +66,22 @@ int cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'H') {
             head = optarg;
             if (strlen(head) != 64 || strspn(head, "0123456789abcdef") != 64)
-                return cli_usage(c, "--head takes a SHA-256 hash: 64 lower-case hex digits");
+                return kf_cli_usage(c, "--head takes a SHA-256 hash: 64 lower-case hex digits");
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     memset(&v, 0, sizeof(v));
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_audit_verify(txn, head, &v);
     kf_txn_end(txn);
-    if (rc && rc != KF_E_TAMPERED) return cli_fail(c, rc);
+    if (rc && rc != KF_E_TAMPERED) return kf_cli_fail(c, rc);
     if (c->json) {
         json_t *j = json_pack("{s:b, s:I, s:s}", "intact", rc == KF_OK, "records",
                               (json_int_t)v.records, "head", v.head);
@@ -90,7 +90,7 @@ int cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
             json_object_set_new(j, "seq", json_integer(v.seq));
             json_object_set_new(j, "message", json_string(v.message));
         }
-        cli_print_json(j);
+        kf_cli_print_json(j);
     } else if (rc) {
         fprintf(stderr, "audit log TAMPERED: %s\n", v.message);
     } else {

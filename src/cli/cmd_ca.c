@@ -21,8 +21,8 @@ static json_t *ca_json(const struct kf_ca_rec *r, const char *key_where)
     kf_cert_free(cert);
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "subject", r->subject, "serial",
                      r->serial, "key_type", desc, "key", key_where, "not_before",
-                     cli_time(r->not_before), "not_after", cli_time(r->not_after), "sha256", fp,
-                     "crl_number", (json_int_t)r->crl_number);
+                     kf_cli_time(r->not_before), "not_after", kf_cli_time(r->not_after), "sha256",
+                     fp, "crl_number", (json_int_t)r->crl_number);
 }
 
 static const char *key_where(const char *uri)
@@ -33,7 +33,7 @@ static const char *key_where(const char *uri)
     return "file";
 }
 
-int cmd_ca_show(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_ca_show(struct kf_cli *c, int argc, char **argv)
 {
     struct kf_ca_rec root, issuing;
     struct kf_txn *txn = NULL;
@@ -41,10 +41,10 @@ int cmd_ca_show(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", NULL)) != -1)
+    while ((opt = kf_cli_getopt(c, argc, argv, "", NULL)) != -1)
         return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     memset(&root, 0, sizeof(root));
     memset(&issuing, 0, sizeof(issuing));
     rc = kf_store_read(c->deploy->store, &txn);
@@ -53,13 +53,13 @@ int cmd_ca_show(struct kf_cli *c, int argc, char **argv)
     kf_txn_end(txn);
     if (rc) {
         kf_ca_rec_clear(&root);
-        return cli_fail(c, rc);
+        return kf_cli_fail(c, rc);
     }
     /* Where the issuing key is comes from the configuration, which is what keyfleetd uses. */
     j = json_pack("{s:o, s:o}", "root", ca_json(&root, key_where(root.key_uri)), "issuing",
                   ca_json(&issuing, key_where(c->deploy->cfg.issuing_key)));
     if (c->json) {
-        cli_print_json(j);
+        kf_cli_print_json(j);
     } else {
         const char *which[] = {"root", "issuing"};
         for (int i = 0; i < 2; i++) {
@@ -83,7 +83,7 @@ int cmd_ca_show(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-int cmd_ca_crl(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"out", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
     const char *out = NULL;
@@ -92,32 +92,32 @@ int cmd_ca_crl(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'o')
             out = optarg;
         else
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     kf_buf_init(&pem, 64 * 1024 * 1024);
     rc = kf_ca_publish_crl(c->deploy, c->actor, &crl);
     if (!rc) rc = kf_crl_pem(crl, &pem);
     if (!rc && out) rc = kf_file_write(out, pem.data, pem.len, 0644, KF_FILE_REPLACE);
     if (!rc) {
         if (c->json)
-            cli_print_json(json_pack("{s:I, s:I, s:s, s:s}", "number",
-                                     (json_int_t)kf_crl_number(crl), "revoked",
-                                     (json_int_t)kf_crl_count(crl), "next_update",
-                                     cli_time(kf_crl_next_update(crl)), "pem", kf_buf_str(&pem)));
+            kf_cli_print_json(
+                json_pack("{s:I, s:I, s:s, s:s}", "number", (json_int_t)kf_crl_number(crl),
+                          "revoked", (json_int_t)kf_crl_count(crl), "next_update",
+                          kf_cli_time(kf_crl_next_update(crl)), "pem", kf_buf_str(&pem)));
         else if (out)
             printf("CRL %llu (%zu revoked, next update %s) written to %s\n",
                    (unsigned long long)kf_crl_number(crl), kf_crl_count(crl),
-                   cli_time(kf_crl_next_update(crl)), out);
+                   kf_cli_time(kf_crl_next_update(crl)), out);
         else
             fputs(kf_buf_str(&pem), stdout);
     }
     kf_buf_free(&pem);
     kf_crl_free(crl);
-    return rc ? cli_fail(c, rc) : KF_EXIT_OK;
+    return rc ? kf_cli_fail(c, rc) : KF_EXIT_OK;
 }

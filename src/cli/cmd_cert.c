@@ -9,12 +9,13 @@
 #include "common/pki_csr.h"
 #include "server/ca.h"
 
-static enum kf_err cert_row(const struct kf_cert_rec *r, void *arg)
+static enum kf_err cert_row_cb(const struct kf_cert_rec *r, void *arg)
 {
     struct kf_cli_list *l = arg;
-    if (l->arr) return cli_list_json(l, cli_cert_json(r));
-    return cli_table_add(&l->t, r->serial, r->profile, r->device_id, kf_cert_status_name(r->status),
-                         cli_time(r->not_after), r->subject ? r->subject : "");
+    if (l->arr) return kf_cli_list_json(l, kf_cli_cert_json(r));
+    return kf_cli_table_add(&l->t, r->serial, r->profile, r->device_id,
+                            kf_cert_status_name(r->status), kf_cli_time(r->not_after),
+                            r->subject ? r->subject : "");
 }
 
 struct cert_query {
@@ -24,13 +25,13 @@ struct cert_query {
     struct kf_cli_list *l;
 };
 
-static enum kf_err cert_query(struct kf_txn *txn, void *arg)
+static enum kf_err cert_query_cb(struct kf_txn *txn, void *arg)
 {
     struct cert_query *q = arg;
-    return kf_txn_cert_list(txn, q->device, q->status, q->limit, cert_row, q->l);
+    return kf_txn_cert_list(txn, q->device, q->status, q->limit, cert_row_cb, q->l);
 }
 
-int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_cert_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"device", required_argument, NULL, 'd'},
                                          {"status", required_argument, NULL, 's'},
@@ -40,7 +41,7 @@ int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
     struct cert_query q = {NULL, 0, KF_LIST_ALL, &l};
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'd') {
             q.device = optarg;
         } else if (opt == 's') {
@@ -49,17 +50,17 @@ int cmd_cert_list(struct kf_cli *c, int argc, char **argv)
             else if (strcmp(optarg, "revoked") == 0)
                 q.status = KF_CERT_REVOKED;
             else
-                return cli_usage(c, "--status is valid or revoked");
+                return kf_cli_usage(c, "--status is valid or revoked");
         } else if (opt == 'l') {
-            q.limit = cli_number(c, "--limit", optarg, 1, 1000000000L);
+            q.limit = kf_cli_number(c, "--limit", optarg, 1, 1000000000L);
             if (q.limit < 0) return KF_EXIT_USAGE;
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    cli_list_init(c, &l, 6, "SERIAL", "PROFILE", "DEVICE", "STATUS", "NOT AFTER", "SUBJECT");
-    return cli_list_run(c, &l, cert_query, &q, "no certificates");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    kf_cli_list_init(c, &l, 6, "SERIAL", "PROFILE", "DEVICE", "STATUS", "NOT AFTER", "SUBJECT");
+    return kf_cli_list_run(c, &l, cert_query_cb, &q, "no certificates");
 }
 
 static int parse_serial(struct kf_cli *c, int argc, char **argv, const struct option *extra,
@@ -72,30 +73,30 @@ static int parse_serial(struct kf_cli *c, int argc, char **argv, const struct op
         opts[n] = extra[n];
     opts[n] = (struct option){NULL, 0, NULL, 0};
     *serial = NULL;
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'p') {
             *flag = 1;
         } else if (opt == 'r') {
             *reason = kf_crl_reason_parse(optarg);
             if (*reason < 0)
-                return cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
+                return kf_cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
         } else {
             return opt == 'h' ? -1 : KF_EXIT_USAGE;
         }
     }
     if (optind < argc) *serial = argv[optind++];
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!*serial) return cli_usage(c, "which certificate? give its SERIAL (keyfleet cert list)");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*serial) return kf_cli_usage(c, "which certificate? give its SERIAL (keyfleet cert list)");
     /* Serials are accepted as openssl prints them: upper case, leading zeros, colons. */
     {
         static char norm[KF_SERIAL_HEX_MAX];
-        if (kf_serial_normalize(*serial, norm) != KF_OK) return cli_usage(c, "%s", kf_errmsg());
+        if (kf_serial_normalize(*serial, norm) != KF_OK) return kf_cli_usage(c, "%s", kf_errmsg());
         *serial = norm;
     }
     return 0;
 }
 
-int cmd_cert_show(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_cert_show(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"pem", no_argument, NULL, 'p'}, {NULL, 0, NULL, 0}};
     struct kf_cert_rec rec;
@@ -105,15 +106,15 @@ int cmd_cert_show(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = parse_serial(c, argc, argv, opts, &pem, &reason, &serial);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_cert_get(txn, serial, &rec);
     kf_txn_end(txn);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        json_t *j = cli_cert_json(&rec);
+        json_t *j = kf_cli_cert_json(&rec);
         json_object_set_new(j, "pem", json_string(rec.pem));
-        cli_print_json(j);
+        kf_cli_print_json(j);
     } else if (pem) {
         fputs(rec.pem, stdout);
     } else {
@@ -122,11 +123,11 @@ int cmd_cert_show(struct kf_cli *c, int argc, char **argv)
         printf("profile      %s\n", rec.profile);
         printf("issuer       %s CA\n", rec.issuer);
         printf("device       %s\n", rec.device_id[0] ? rec.device_id : "-");
-        printf("not before   %s\n", cli_time(rec.not_before));
-        printf("not after    %s\n", cli_time(rec.not_after));
+        printf("not before   %s\n", kf_cli_time(rec.not_before));
+        printf("not after    %s\n", kf_cli_time(rec.not_after));
         printf("status       %s\n", kf_cert_status_name(rec.status));
         if (rec.status == KF_CERT_REVOKED)
-            printf("revoked      %s (%s)\n", cli_time(rec.revoked_at),
+            printf("revoked      %s (%s)\n", kf_cli_time(rec.revoked_at),
                    kf_crl_reason_name(rec.reason) ? kf_crl_reason_name(rec.reason) : "?");
         printf("sha256       %s\n", rec.fingerprint);
     }
@@ -134,7 +135,7 @@ int cmd_cert_show(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-int cmd_cert_revoke(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_cert_revoke(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
                                          {NULL, 0, NULL, 0}};
@@ -143,18 +144,18 @@ int cmd_cert_revoke(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = parse_serial(c, argc, argv, opts, &flag, &reason, &serial);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_ca_revoke(c->deploy, c->actor, serial, reason);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:s, s:s}", "serial", serial, "status", "revoked", "reason",
-                                 kf_crl_reason_name(reason)));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:s}", "serial", serial, "status", "revoked",
+                                    "reason", kf_crl_reason_name(reason)));
     else
         printf("certificate %s revoked (%s); CRL published\n", serial, kf_crl_reason_name(reason));
     return KF_EXIT_OK;
 }
 
-int cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"device", required_argument, NULL, 'd'},
                                          {"csr", required_argument, NULL, 'c'},
@@ -171,27 +172,27 @@ int cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         switch (opt) {
         case 'd': device = optarg; break;
         case 'c': csr_path = optarg; break;
         case 'o': out = optarg; break;
         case 'n':
-            days = cli_number(c, "--days", optarg, 1, 3650);
+            days = kf_cli_number(c, "--days", optarg, 1, 3650);
             if (days < 0) return KF_EXIT_USAGE;
             break;
         case 'h': return KF_EXIT_OK;
         default: return KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!device || !csr_path) return cli_usage(c, "--device and --csr are required");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!device || !csr_path) return kf_cli_usage(c, "--device and --csr are required");
     /* Refuse before issuing: a certificate that cannot be delivered must not exist. */
     if (out && kf_file_exists(out)) {
         kf_fail(KF_E_EXISTS, "%s already exists; not overwriting it", out);
-        return cli_fail(c, KF_E_EXISTS);
+        return kf_cli_fail(c, KF_E_EXISTS);
     }
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     kf_buf_init(&text, KF_CSR_MAX + 1);
     kf_buf_init(&pem, 256 * 1024);
     rc = kf_buf_read_file(&text, csr_path);
@@ -205,7 +206,7 @@ int cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
     if (!rc) rc = kf_cert_pem(kf_signer_cert(signer), &pem);
     if (!rc && out) rc = kf_file_write(out, pem.data, pem.len, 0644, 0);
     if (rc) {
-        int code = cli_fail(c, rc);
+        int code = kf_cli_fail(c, rc);
         kf_buf_free(&text);
         kf_buf_free(&pem);
         kf_csr_free(csr);
@@ -214,12 +215,12 @@ int cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
     }
     kf_cert_serial_hex(cert, serial);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:s, s:s, s:s}", "serial", serial, "device", device,
-                                 "not_after", cli_time(kf_cert_not_after(cert)), "pem",
-                                 kf_buf_str(&pem)));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:s, s:s}", "serial", serial, "device", device,
+                                    "not_after", kf_cli_time(kf_cert_not_after(cert)), "pem",
+                                    kf_buf_str(&pem)));
     else if (out)
         printf("certificate %s for device %s written to %s (valid until %s)\n", serial, device, out,
-               cli_time(kf_cert_not_after(cert)));
+               kf_cli_time(kf_cert_not_after(cert)));
     else
         fputs(kf_buf_str(&pem), stdout);
     kf_buf_free(&text);

@@ -10,18 +10,18 @@ static json_t *device_json(const struct kf_device *d)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", d->id, "status",
                      kf_device_status_name(d->status), "enrollment", d->enrollment, "hub", d->hub,
-                     "created", cli_time(d->created), "updated", cli_time(d->updated));
+                     "created", kf_cli_time(d->created), "updated", kf_cli_time(d->updated));
 }
 
-json_t *cli_cert_json(const struct kf_cert_rec *r)
+json_t *kf_cli_cert_json(const struct kf_cert_rec *r)
 {
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "serial", r->serial,
                           "device", r->device_id, "profile", r->profile, "issuer", r->issuer,
                           "subject", r->subject ? r->subject : "", "status",
-                          kf_cert_status_name(r->status), "not_before", cli_time(r->not_before),
-                          "not_after", cli_time(r->not_after), "sha256", r->fingerprint);
+                          kf_cert_status_name(r->status), "not_before", kf_cli_time(r->not_before),
+                          "not_after", kf_cli_time(r->not_after), "sha256", r->fingerprint);
     if (j && r->status == KF_CERT_REVOKED) {
-        json_object_set_new(j, "revoked_at", json_string(cli_time(r->revoked_at)));
+        json_object_set_new(j, "revoked_at", json_string(kf_cli_time(r->revoked_at)));
         json_object_set_new(j, "revocation_reason",
                             json_string(kf_crl_reason_name(r->reason)
                                             ? kf_crl_reason_name(r->reason)
@@ -42,7 +42,7 @@ static int parse_id(struct kf_cli *c, int argc, char **argv, const struct option
     opts[n++] = (struct option){"id", required_argument, NULL, 'i'};
     opts[n] = (struct option){NULL, 0, NULL, 0};
     *id = NULL;
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'i')
             *id = optarg;
         else if (opt == 'h')
@@ -53,17 +53,17 @@ static int parse_id(struct kf_cli *c, int argc, char **argv, const struct option
             return KF_EXIT_USAGE;
     }
     if (optind < argc && !*id) *id = argv[optind++];
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!*id) return cli_usage(c, "which device? give its ID");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*id) return kf_cli_usage(c, "which device? give its ID");
     return 0;
 }
 
-static enum kf_err device_row(const struct kf_device *d, void *arg)
+static enum kf_err device_row_cb(const struct kf_device *d, void *arg)
 {
     struct kf_cli_list *l = arg;
-    if (l->arr) return cli_list_json(l, device_json(d));
-    return cli_table_add(&l->t, d->id, kf_device_status_name(d->status), d->enrollment, d->hub,
-                         cli_time(d->created));
+    if (l->arr) return kf_cli_list_json(l, device_json(d));
+    return kf_cli_table_add(&l->t, d->id, kf_device_status_name(d->status), d->enrollment, d->hub,
+                            kf_cli_time(d->created));
 }
 
 struct device_query {
@@ -72,13 +72,13 @@ struct device_query {
     struct kf_cli_list *l;
 };
 
-static enum kf_err device_query(struct kf_txn *txn, void *arg)
+static enum kf_err device_query_cb(struct kf_txn *txn, void *arg)
 {
     struct device_query *q = arg;
-    return kf_txn_device_list(txn, q->status, q->enrollment, device_row, q->l);
+    return kf_txn_device_list(txn, q->status, q->enrollment, device_row_cb, q->l);
 }
 
-int cmd_device_list(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_device_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"status", required_argument, NULL, 's'},
                                          {"enrollment", required_argument, NULL, 'e'},
@@ -87,30 +87,30 @@ int cmd_device_list(struct kf_cli *c, int argc, char **argv)
     struct device_query q = {0, NULL, &l};
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 's') {
             q.status = kf_device_status_parse(optarg);
-            if (q.status < 0) return cli_usage(c, "--status is active, disabled or revoked");
+            if (q.status < 0) return kf_cli_usage(c, "--status is active, disabled or revoked");
         } else if (opt == 'e') {
             q.enrollment = optarg;
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    cli_list_init(c, &l, 5, "ID", "STATUS", "ENROLLMENT", "HUB", "CREATED");
-    return cli_list_run(c, &l, device_query, &q, "no devices");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    kf_cli_list_init(c, &l, 5, "ID", "STATUS", "ENROLLMENT", "HUB", "CREATED");
+    return kf_cli_list_run(c, &l, device_query_cb, &q, "no devices");
 }
 
-static enum kf_err cert_of_device(const struct kf_cert_rec *r, void *arg)
+static enum kf_err cert_of_device_cb(const struct kf_cert_rec *r, void *arg)
 {
     struct kf_cli_list *l = arg;
-    if (l->arr) return cli_list_json(l, cli_cert_json(r));
-    return cli_table_add(&l->t, r->serial, kf_cert_status_name(r->status), cli_time(r->not_before),
-                         cli_time(r->not_after));
+    if (l->arr) return kf_cli_list_json(l, kf_cli_cert_json(r));
+    return kf_cli_table_add(&l->t, r->serial, kf_cert_status_name(r->status),
+                            kf_cli_time(r->not_before), kf_cli_time(r->not_after));
 }
 
-int cmd_device_show(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv)
 {
     struct kf_device d;
     struct kf_registration reg;
@@ -121,46 +121,46 @@ int cmd_device_show(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
-    cli_list_init(c, &l, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    kf_cli_list_init(c, &l, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_device_get(txn, id, &d);
     if (!rc) {
         enum kf_err rr = kf_txn_registration_get(txn, id, &reg);
         have_reg = rr == KF_OK;
-        rc = kf_txn_cert_list(txn, id, 0, KF_LIST_ALL, cert_of_device, &l);
+        rc = kf_txn_cert_list(txn, id, 0, KF_LIST_ALL, cert_of_device_cb, &l);
     }
     kf_txn_end(txn);
     if (rc) {
-        cli_list_free(&l);
-        return cli_fail(c, rc);
+        kf_cli_list_free(&l);
+        return kf_cli_fail(c, rc);
     }
     if (c->json) {
         json_t *j = device_json(&d);
         json_object_set_new(j, "certificates", l.arr);
         l.arr = NULL;
         if (have_reg)
-            json_object_set_new(j, "registration",
-                                json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "first_at",
-                                          cli_time(reg.first_at), "last_at", cli_time(reg.last_at),
-                                          "renew_after", cli_time(reg.renew_after), "source_ip",
-                                          reg.source_ip, "certificate", reg.cert_serial, "count",
-                                          (json_int_t)reg.count));
-        cli_print_json(j);
+            json_object_set_new(
+                j, "registration",
+                json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "first_at", kf_cli_time(reg.first_at),
+                          "last_at", kf_cli_time(reg.last_at), "renew_after",
+                          kf_cli_time(reg.renew_after), "source_ip", reg.source_ip, "certificate",
+                          reg.cert_serial, "count", (json_int_t)reg.count));
+        kf_cli_print_json(j);
     } else {
         printf("id           %s\n", d.id);
         printf("status       %s\n", kf_device_status_name(d.status));
         printf("enrollment   %s\n", d.enrollment[0] ? d.enrollment : "(none)");
         printf("hub          %s\n", d.hub[0] ? d.hub : "(not assigned)");
-        printf("created      %s\n", cli_time(d.created));
-        printf("updated      %s\n", cli_time(d.updated));
+        printf("created      %s\n", kf_cli_time(d.created));
+        printf("updated      %s\n", kf_cli_time(d.updated));
         if (have_reg)
             printf("registered   %lld times, last %s from %s\n", (long long)reg.count,
-                   cli_time(reg.last_at), reg.source_ip);
+                   kf_cli_time(reg.last_at), reg.source_ip);
         printf("\ncertificates:\n");
-        cli_table_print(&l.t, "(none)");
+        kf_cli_table_print(&l.t, "(none)");
     }
-    cli_list_free(&l);
+    kf_cli_list_free(&l);
     return KF_EXIT_OK;
 }
 
@@ -171,24 +171,24 @@ static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
     enum kf_err rc;
     int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_fleet_set_enabled(c->deploy, c->actor, id, enable, &changed);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:s, s:b}", "id", id, "status",
-                                 enable ? "active" : "disabled", "changed", changed));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:b}", "id", id, "status",
+                                    enable ? "active" : "disabled", "changed", changed));
     else
         printf("device %s %s%s\n", id, changed ? "" : "was already ",
                enable ? "enabled" : "disabled");
     return KF_EXIT_OK;
 }
 
-int cmd_device_disable(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_device_disable(struct kf_cli *c, int argc, char **argv)
 {
     return set_enabled(c, argc, argv, 0);
 }
 
-int cmd_device_enable(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_device_enable(struct kf_cli *c, int argc, char **argv)
 {
     return set_enabled(c, argc, argv, 1);
 }
@@ -199,13 +199,13 @@ static int reason_opt(struct kf_cli *c, int opt, void *arg)
     if (opt != 'r') return 1;
     *reason = kf_crl_reason_parse(optarg);
     if (*reason < 0) {
-        cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
+        kf_cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
         return 1;
     }
     return 0;
 }
 
-int cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
                                          {NULL, 0, NULL, 0}};
@@ -214,12 +214,12 @@ int cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = parse_id(c, argc, argv, opts, reason_opt, &reason, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_fleet_revoke(c->deploy, c->actor, id, reason, &count);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:s, s:s, s:i}", "id", id, "status", "revoked", "reason",
-                                 kf_crl_reason_name(reason), "certificates_revoked", count));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:s, s:i}", "id", id, "status", "revoked", "reason",
+                                    kf_crl_reason_name(reason), "certificates_revoked", count));
     else
         printf("device %s revoked (%s); %d certificate%s revoked; CRL published\n", id,
                kf_crl_reason_name(reason), count, count == 1 ? "" : "s");

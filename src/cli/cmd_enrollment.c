@@ -12,16 +12,16 @@ static const char *kind_name(enum kf_enroll_kind k)
 
 static json_t *enrollment_json(const struct kf_enrollment *e)
 {
-    json_t *j =
-        json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:s}", "id", e->id, "kind",
-                  kind_name(e->kind), "enabled", e->enabled, "verified", e->verified, "subject",
-                  e->subject ? e->subject : "", "key_fingerprint", e->key_fingerprint, "allocation",
-                  e->allocation, "created", cli_time(e->created), "updated", cli_time(e->updated));
+    json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:s}", "id", e->id, "kind",
+                          kind_name(e->kind), "enabled", e->enabled, "verified", e->verified,
+                          "subject", e->subject ? e->subject : "", "key_fingerprint",
+                          e->key_fingerprint, "allocation", e->allocation, "created",
+                          kf_cli_time(e->created), "updated", kf_cli_time(e->updated));
     if (!j) return NULL;
     json_object_set_new(j, "networks", e->networks ? json_string(e->networks) : json_null());
     if (e->kind == KF_ENROLL_GROUP && !e->verified) {
         json_object_set_new(j, "verification_code", json_string(e->verification_code));
-        json_object_set_new(j, "code_expires", json_string(cli_time(e->code_expires)));
+        json_object_set_new(j, "code_expires", json_string(kf_cli_time(e->code_expires)));
     }
     return j;
 }
@@ -32,7 +32,7 @@ static int one_id(struct kf_cli *c, int argc, char **argv, const char **id)
     static const struct option opts[] = {{"id", required_argument, NULL, 'i'}, {NULL, 0, NULL, 0}};
     int opt;
     *id = NULL;
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'i')
             *id = optarg;
         else if (opt == 'h')
@@ -41,12 +41,12 @@ static int one_id(struct kf_cli *c, int argc, char **argv, const char **id)
             return KF_EXIT_USAGE;
     }
     if (optind < argc && !*id) *id = argv[optind++];
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!*id) return cli_usage(c, "which enrollment? give its ID");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*id) return kf_cli_usage(c, "which enrollment? give its ID");
     return 0;
 }
 
-int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"id", required_argument, NULL, 'i'},     {"cert", required_argument, NULL, 'c'},
@@ -58,7 +58,7 @@ int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         switch (opt) {
         case 'i': id = optarg; break;
         case 'c': cert = optarg; break;
@@ -69,14 +69,14 @@ int cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
         default: return KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!id) return cli_usage(c, "--id is required");
-    if (!cert == !pubkey) return cli_usage(c, "give exactly one of --cert and --pubkey");
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!id) return kf_cli_usage(c, "--id is required");
+    if (!cert == !pubkey) return kf_cli_usage(c, "give exactly one of --cert and --pubkey");
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_add(c->deploy, c->actor, id, cert, pubkey, &eo);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(
+        kf_cli_print_json(
             json_pack("{s:s, s:s, s:b}", "id", id, "kind", "individual", "enabled", !eo.disabled));
     else
         printf("enrollment %s added (individual, %s)\n", id, eo.disabled ? "disabled" : "enabled");
@@ -92,18 +92,18 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
         {"disabled", no_argument, NULL, 'd'},   {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         switch (opt) {
         case 'N': *name = optarg; break;
         case 'a':
         case 'c':
             if (!file_opt || (opt == 'a') != (strcmp(file_opt, "--ca") == 0))
-                return cli_usage(c, "does not take %s", opt == 'a' ? "--ca" : "--cert");
+                return kf_cli_usage(c, "does not take %s", opt == 'a' ? "--ca" : "--cert");
             *file = optarg;
             break;
         case 'n':
         case 'd':
-            if (!eo) return cli_usage(c, "--networks and --disabled go with group create");
+            if (!eo) return kf_cli_usage(c, "--networks and --disabled go with group create");
             if (opt == 'n')
                 eo->networks = optarg;
             else
@@ -113,13 +113,13 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
         default: return KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!*name) return cli_usage(c, "--name is required");
-    if (file_opt && !*file) return cli_usage(c, "%s is required", file_opt);
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*name) return kf_cli_usage(c, "--name is required");
+    if (file_opt && !*file) return kf_cli_usage(c, "%s is required", file_opt);
     return 0;
 }
 
-int cmd_group_create(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = NULL, *ca = NULL;
     struct kf_enroll_opts eo = {NULL, 0};
@@ -127,12 +127,12 @@ int cmd_group_create(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = group_args(c, argc, argv, &name, &ca, "--ca", &eo);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_group_create(c->deploy, c->actor, name, ca, &eo, code);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        cli_print_json(json_pack("{s:s, s:s, s:b, s:s}", "name", name, "kind", "group", "verified",
-                                 0, "verification_code", code));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:b, s:s}", "name", name, "kind", "group",
+                                    "verified", 0, "verification_code", code));
         return KF_EXIT_OK;
     }
     printf("group %s created; it takes effect once verified.\n\n", name);
@@ -149,46 +149,46 @@ int cmd_group_create(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-int cmd_group_verify(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_group_verify(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = NULL, *cert = NULL;
     enum kf_err rc;
     int r = group_args(c, argc, argv, &name, &cert, "--cert", NULL);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_group_verify(c->deploy, c->actor, name, cert);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:b}", "name", name, "verified", 1));
+        kf_cli_print_json(json_pack("{s:s, s:b}", "name", name, "verified", 1));
     else
         printf("group %s verified: devices whose chain reaches its CA may now provision\n", name);
     return KF_EXIT_OK;
 }
 
-int cmd_group_code(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_group_code(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = NULL;
     char code[KF_CODE_MAX];
     enum kf_err rc;
     int r = group_args(c, argc, argv, &name, NULL, NULL, NULL);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_group_code(c->deploy, c->actor, name, code);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:s}", "name", name, "verification_code", code));
+        kf_cli_print_json(json_pack("{s:s, s:s}", "name", name, "verification_code", code));
     else
         printf("verification code for group %s: %s (valid 24 hours)\n", name, code);
     return KF_EXIT_OK;
 }
 
-static enum kf_err enrollment_row(const struct kf_enrollment *e, void *arg)
+static enum kf_err enrollment_row_cb(const struct kf_enrollment *e, void *arg)
 {
     struct kf_cli_list *l = arg;
-    if (l->arr) return cli_list_json(l, enrollment_json(e));
-    return cli_table_add(&l->t, e->id, kind_name(e->kind), e->enabled ? "yes" : "no",
-                         e->verified ? "yes" : "no", e->subject ? e->subject : "(public key)",
-                         cli_time(e->created));
+    if (l->arr) return kf_cli_list_json(l, enrollment_json(e));
+    return kf_cli_table_add(&l->t, e->id, kind_name(e->kind), e->enabled ? "yes" : "no",
+                            e->verified ? "yes" : "no", e->subject ? e->subject : "(public key)",
+                            kf_cli_time(e->created));
 }
 
 struct enrollment_query {
@@ -196,13 +196,13 @@ struct enrollment_query {
     struct kf_cli_list *l;
 };
 
-static enum kf_err enrollment_query(struct kf_txn *txn, void *arg)
+static enum kf_err enrollment_query_cb(struct kf_txn *txn, void *arg)
 {
     struct enrollment_query *q = arg;
-    return kf_txn_enrollment_list(txn, q->kind, enrollment_row, q->l);
+    return kf_txn_enrollment_list(txn, q->kind, enrollment_row_cb, q->l);
 }
 
-int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"kind", required_argument, NULL, 'k'},
                                          {NULL, 0, NULL, 0}};
@@ -210,24 +210,24 @@ int cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
     struct enrollment_query q = {0, &l};
     int opt;
 
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'k') {
             if (strcmp(optarg, "individual") == 0)
                 q.kind = KF_ENROLL_INDIVIDUAL;
             else if (strcmp(optarg, "group") == 0)
                 q.kind = KF_ENROLL_GROUP;
             else
-                return cli_usage(c, "--kind is individual or group");
+                return kf_cli_usage(c, "--kind is individual or group");
         } else {
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    cli_list_init(c, &l, 6, "ID", "KIND", "ENABLED", "VERIFIED", "SUBJECT", "CREATED");
-    return cli_list_run(c, &l, enrollment_query, &q, "no enrollments");
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    kf_cli_list_init(c, &l, 6, "ID", "KIND", "ENABLED", "VERIFIED", "SUBJECT", "CREATED");
+    return kf_cli_list_run(c, &l, enrollment_query_cb, &q, "no enrollments");
 }
 
-int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
 {
     struct kf_enrollment e;
     struct kf_txn *txn = NULL;
@@ -235,17 +235,17 @@ int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
     enum kf_err rc;
     int r = one_id(c, argc, argv, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     memset(&e, 0, sizeof(e));
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_enrollment_get(txn, id, &e);
     kf_txn_end(txn);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
         json_t *j = enrollment_json(&e);
         if (e.cert_pem) json_object_set_new(j, "certificate", json_string(e.cert_pem));
         if (e.pubkey_pem) json_object_set_new(j, "public_key", json_string(e.pubkey_pem));
-        cli_print_json(j);
+        kf_cli_print_json(j);
     } else {
         printf("id               %s\n", e.id);
         printf("kind             %s\n", kind_name(e.kind));
@@ -254,15 +254,15 @@ int cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
             printf("verified         %s\n", e.verified ? "yes" : "no");
             if (!e.verified)
                 printf("verification     code %s, expires %s\n", e.verification_code,
-                       cli_time(e.code_expires));
+                       kf_cli_time(e.code_expires));
         }
         printf("%-16s %s\n", e.kind == KF_ENROLL_GROUP ? "CA subject" : "subject",
                e.subject ? e.subject : "(enrolled by public key)");
         printf("key sha256       %s\n", e.key_fingerprint);
         printf("networks         %s\n", e.networks ? e.networks : "any");
         printf("allocation       %s\n", e.allocation);
-        printf("created          %s\n", cli_time(e.created));
-        printf("updated          %s\n", cli_time(e.updated));
+        printf("created          %s\n", kf_cli_time(e.created));
+        printf("updated          %s\n", kf_cli_time(e.updated));
     }
     kf_enrollment_clear(&e);
     return KF_EXIT_OK;
@@ -275,11 +275,11 @@ static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
     enum kf_err rc;
     int r = one_id(c, argc, argv, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_set_enabled(c->deploy, c->actor, id, enable, &changed);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(
+        kf_cli_print_json(
             json_pack("{s:s, s:b, s:b}", "id", id, "enabled", enable, "changed", changed));
     else
         printf("enrollment %s %s%s\n", id, changed ? "" : "was already ",
@@ -287,27 +287,27 @@ static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
     return KF_EXIT_OK;
 }
 
-int cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_enable(struct kf_cli *c, int argc, char **argv)
 {
     return set_enabled(c, argc, argv, 1);
 }
 
-int cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_disable(struct kf_cli *c, int argc, char **argv)
 {
     return set_enabled(c, argc, argv, 0);
 }
 
-int cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv)
 {
     const char *id;
     enum kf_err rc;
     int r = one_id(c, argc, argv, &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
-    if (cli_open(c)) return KF_EXIT_FAIL;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_remove(c->deploy, c->actor, id);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        cli_print_json(json_pack("{s:s, s:b}", "id", id, "removed", 1));
+        kf_cli_print_json(json_pack("{s:s, s:b}", "id", id, "removed", 1));
     else
         printf("enrollment %s removed\n", id);
     return KF_EXIT_OK;

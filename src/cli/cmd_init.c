@@ -5,7 +5,7 @@
 #include "cli/cli.h"
 #include "common/pki_key.h"
 
-int cmd_init(struct kf_cli *c, int argc, char **argv)
+int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"hostname", required_argument, NULL, 'n'},
@@ -21,18 +21,18 @@ int cmd_init(struct kf_cli *c, int argc, char **argv)
     int opt;
 
     memset(&o, 0, sizeof(o));
-    while ((opt = cli_getopt(c, argc, argv, "", opts)) != -1) {
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         switch (opt) {
         case 'n':
             if (o.n_names == KF_INIT_MAX_NAMES)
-                return cli_usage(c, "at most %d --hostname names", KF_INIT_MAX_NAMES);
+                return kf_cli_usage(c, "at most %d --hostname names", KF_INIT_MAX_NAMES);
             names[o.n_names++] = optarg;
             break;
         case 'k':
             o.key_type = kf_key_type_parse(optarg);
             if (o.key_type == KF_KEY_NONE)
-                return cli_usage(c, "unknown key type '%s' (p256, p384, ed25519, rsa2048, rsa3072)",
-                                 optarg);
+                return kf_cli_usage(
+                    c, "unknown key type '%s' (p256, p384, ed25519, rsa2048, rsa3072)", optarg);
             break;
         case 'i': o.issuing_key = optarg; break;
         case 'N': o.name = optarg; break;
@@ -40,14 +40,14 @@ int cmd_init(struct kf_cli *c, int argc, char **argv)
         default: return KF_EXIT_USAGE;
         }
     }
-    if (optind < argc) return cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     o.dir = c->dir;
     o.names = names;
     o.actor = c->actor;
     rc = kf_deploy_init(&o, &rep);
-    if (rc) return cli_fail(c, rc);
+    if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        cli_print_json(json_pack(
+        kf_cli_print_json(json_pack(
             "{s:s, s:{s:s, s:s, s:i}, s:{s:s, s:s, s:s, s:i}, s:{s:s, s:s, s:i}, s:s, s:s}", "dir",
             rep.dir, "root_ca", "subject", rep.root_subject, "sha256", rep.root_fingerprint, "days",
             (int)rep.root_days, "issuing_ca", "subject", rep.issuing_subject, "sha256",

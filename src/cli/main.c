@@ -21,7 +21,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {NULL, "init", cmd_init,
+    {NULL, "init", kf_cmd_init,
      "init [--dir DIR] [--hostname NAME]... [--key-type TYPE] [--issuing-key URI] [--name NAME]\n"
      "\n"
      "Creates a deployment in DIR (default ./keyfleet-data, or KEYFLEET_DIR): a root CA and an\n"
@@ -36,7 +36,7 @@ static const struct command commands[] = {
      "                     tpm2:handle:0x81000010\n"
      "  --name NAME        the deployment's name, put in its certificates (default keyfleet)",
      "create a deployment"},
-    {"enrollment", "add", cmd_enrollment_add,
+    {"enrollment", "add", kf_cmd_enrollment_add,
      "enrollment add --id ID (--cert FILE | --pubkey FILE) [--networks CIDR,...] [--disabled]\n"
      "\n"
      "Lets device ID provision with the factory certificate FILE (whose CN must be ID) or with\n"
@@ -45,7 +45,7 @@ static const struct command commands[] = {
      "  --networks CIDRS   only from these source networks (default: any)\n"
      "  --disabled         add it disabled",
      "enroll one device by its factory certificate or key"},
-    {"enrollment", "group create", cmd_group_create,
+    {"enrollment", "group create", kf_cmd_group_create,
      "enrollment group create --name NAME --ca FILE [--networks CIDR,...] [--disabled]\n"
      "\n"
      "Creates a group enrollment for the manufacturer CA certificate FILE and prints a\n"
@@ -53,59 +53,60 @@ static const struct command commands[] = {
      "certificate whose CN is the code, signed by that CA, and pass it to `group verify`.\n"
      "The code is valid for 24 hours.",
      "enroll devices by their manufacturer CA"},
-    {"enrollment", "group verify", cmd_group_verify,
+    {"enrollment", "group verify", kf_cmd_group_verify,
      "enrollment group verify --name NAME --cert FILE\n"
      "\n"
      "Completes proof of possession: FILE is a certificate with the verification code as its\n"
      "CN, signed by the group's CA key.",
      "prove possession of a group CA's key"},
-    {"enrollment", "group code", cmd_group_code,
+    {"enrollment", "group code", kf_cmd_group_code,
      "enrollment group code --name NAME\n\nIssues a new verification code for an unverified group.",
      "get a new verification code"},
-    {"enrollment", "list", cmd_enrollment_list,
+    {"enrollment", "list", kf_cmd_enrollment_list,
      "enrollment list [--kind individual|group] [--json]", "list enrollments"},
-    {"enrollment", "show", cmd_enrollment_show, "enrollment show ID [--json]",
+    {"enrollment", "show", kf_cmd_enrollment_show, "enrollment show ID [--json]",
      "show one enrollment"},
-    {"enrollment", "enable", cmd_enrollment_enable, "enrollment enable ID", "enable an enrollment"},
-    {"enrollment", "disable", cmd_enrollment_disable, "enrollment disable ID",
+    {"enrollment", "enable", kf_cmd_enrollment_enable, "enrollment enable ID",
+     "enable an enrollment"},
+    {"enrollment", "disable", kf_cmd_enrollment_disable, "enrollment disable ID",
      "disable an enrollment (its devices can no longer provision)"},
-    {"enrollment", "remove", cmd_enrollment_remove, "enrollment remove ID",
+    {"enrollment", "remove", kf_cmd_enrollment_remove, "enrollment remove ID",
      "remove an enrollment (its devices stay)"},
-    {"device", "list", cmd_device_list,
+    {"device", "list", kf_cmd_device_list,
      "device list [--status active|disabled|revoked] [--enrollment ID] [--json]", "list devices"},
-    {"device", "show", cmd_device_show, "device show ID [--json]",
+    {"device", "show", kf_cmd_device_show, "device show ID [--json]",
      "show a device and its certificates"},
-    {"device", "disable", cmd_device_disable, "device disable ID", "disable a device"},
-    {"device", "enable", cmd_device_enable, "device enable ID", "enable a disabled device"},
-    {"device", "revoke", cmd_device_revoke,
+    {"device", "disable", kf_cmd_device_disable, "device disable ID", "disable a device"},
+    {"device", "enable", kf_cmd_device_enable, "device enable ID", "enable a disabled device"},
+    {"device", "revoke", kf_cmd_device_revoke,
      "device revoke ID [--reason REASON]\n"
      "\n"
      "Revokes the device for good and every valid certificate it has, and publishes a new CRL.\n"
      "REASON: unspecified (default), key-compromise, affiliation-changed, superseded,\n"
      "cessation-of-operation, privilege-withdrawn",
      "revoke a device and its certificates"},
-    {"cert", "list", cmd_cert_list,
+    {"cert", "list", kf_cmd_cert_list,
      "cert list [--device ID] [--status valid|revoked] [--limit N] [--json]",
      "list certificates, newest first"},
-    {"cert", "show", cmd_cert_show, "cert show SERIAL [--pem] [--json]", "show a certificate"},
-    {"cert", "issue", cmd_cert_issue,
+    {"cert", "show", kf_cmd_cert_show, "cert show SERIAL [--pem] [--json]", "show a certificate"},
+    {"cert", "issue", kf_cmd_cert_issue,
      "cert issue --device ID --csr FILE [--days N] [--out FILE]\n"
      "\n"
      "Issues a device certificate from a CSR (CN = ID) by hand, creating the device if needed.\n"
      "Prints the certificate followed by the issuing CA, or writes them to FILE.",
      "issue a device certificate from a CSR"},
-    {"cert", "revoke", cmd_cert_revoke, "cert revoke SERIAL [--reason REASON]",
+    {"cert", "revoke", kf_cmd_cert_revoke, "cert revoke SERIAL [--reason REASON]",
      "revoke one certificate and publish a new CRL"},
-    {"ca", "show", cmd_ca_show, "ca show [--json]", "show the root and issuing CAs"},
-    {"ca", "crl", cmd_ca_crl,
+    {"ca", "show", kf_cmd_ca_show, "ca show [--json]", "show the root and issuing CAs"},
+    {"ca", "crl", kf_cmd_ca_crl,
      "ca crl [--out FILE]\n"
      "\n"
      "Signs a new CRL from the store's revocations, publishes it to the deployment's crl_file,\n"
      "and prints it (or writes it to FILE).",
      "publish a fresh CRL"},
-    {"audit", "list", cmd_audit_list, "audit list [--since TIME] [--json]",
+    {"audit", "list", kf_cmd_audit_list, "audit list [--since TIME] [--json]",
      "list audit records (TIME: 2026-11-23 or 2026-11-23T10:00:00Z)"},
-    {"audit", "verify", cmd_audit_verify,
+    {"audit", "verify", kf_cmd_audit_verify,
      "audit verify [--head HASH] [--json]\n"
      "\n"
      "Walks the hash chain of the audit log and reports the first record that was altered,\n"

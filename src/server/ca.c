@@ -224,7 +224,7 @@ struct revoked_list {
     size_t n, cap;
 };
 
-static enum kf_err collect_revoked(const struct kf_cert_rec *r, void *arg)
+static enum kf_err collect_revoked_cb(const struct kf_cert_rec *r, void *arg)
 {
     struct revoked_list *l = arg;
     if (l->n == l->cap) {
@@ -260,7 +260,7 @@ static enum kf_err crl_write_cb(struct kf_txn *txn, void *arg)
     char detail[128];
     enum kf_err rc;
 
-    rc = kf_txn_cert_revoked(txn, "issuing", now, collect_revoked, &l);
+    rc = kf_txn_cert_revoked(txn, "issuing", now, collect_revoked_cb, &l);
     if (!rc) rc = kf_txn_ca_next_crl_number(txn, "issuing", &number);
     if (rc) goto out;
     /* The serial pointers go in only now that the array no longer moves. */

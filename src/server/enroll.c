@@ -60,7 +60,7 @@ struct fp_search {
     char found[KF_ID_MAX + 1];
 };
 
-static enum kf_err find_fp(const struct kf_enrollment *e, void *arg)
+static enum kf_err find_fp_cb(const struct kf_enrollment *e, void *arg)
 {
     struct fp_search *s = arg;
     if (strcmp(e->key_fingerprint, s->fp) == 0) {
@@ -79,7 +79,7 @@ static enum kf_err add_cb(struct kf_txn *txn, void *arg)
 
     if (w->ca_fingerprint_unique) {
         struct fp_search s = {w->ca_fingerprint_unique, ""};
-        rc = kf_txn_enrollment_list(txn, KF_ENROLL_GROUP, find_fp, &s);
+        rc = kf_txn_enrollment_list(txn, KF_ENROLL_GROUP, find_fp_cb, &s);
         if (rc == KF_E_EXISTS)
             return kf_fail(KF_E_EXISTS, "group %s already uses this CA (same key)", s.found);
         if (rc) return rc;

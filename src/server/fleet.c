@@ -53,7 +53,7 @@ struct serial_list {
     int n, more;
 };
 
-static enum kf_err collect_valid(const struct kf_cert_rec *r, void *arg)
+static enum kf_err collect_valid_cb(const struct kf_cert_rec *r, void *arg)
 {
     struct serial_list *l = arg;
     if (l->n == 64) {
@@ -85,7 +85,7 @@ static enum kf_err revoke_cb(struct kf_txn *txn, void *arg)
     /* Revoke in rounds: the listing is bounded, and each round shrinks the valid set. */
     do {
         memset(&l, 0, sizeof(l));
-        rc = kf_txn_cert_list(txn, w->id, KF_CERT_VALID, 64, collect_valid, &l);
+        rc = kf_txn_cert_list(txn, w->id, KF_CERT_VALID, 64, collect_valid_cb, &l);
         for (int i = 0; !rc && i < l.n; i++) {
             rc = kf_txn_cert_revoke(txn, l.serials[i], now, w->reason);
             if (!rc) {
