@@ -7,7 +7,7 @@ SECONDS_EACH=${2:-60}
 HERE=$(cd "$(dirname "$0")" && pwd)
 status=0
 mkdir -p "$BUILD/fuzz-crashes"
-for t in pem x509 csr crl ini text; do
+for t in $(cd "$HERE/corpus" && ls); do
     work="$BUILD/fuzz-corpus/$t"
     mkdir -p "$work"
     cp -n "$HERE/corpus/$t"/* "$work/" 2>/dev/null || true
