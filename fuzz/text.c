@@ -11,13 +11,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct kf_cidr_list l;
-    char *s = malloc(size + 1), out[4096];
+    char *s = malloc(size + 1), out[KF_CIDR_TEXT_MAX];
     time_t t;
     if (!s) return 0;
     memcpy(s, data, size);
     s[size] = '\0';
     if (kf_cidr_parse_list(s, &l) == KF_OK) {
-        kf_cidr_format(&l, out, sizeof(out));
+        /* Whatever parsed must format in full, and parse back to the same list. */
+        struct kf_cidr_list back;
+        if (kf_cidr_format(&l, out, sizeof(out)) != KF_OK) __builtin_trap();
+        if (kf_cidr_parse_list(out, &back) != KF_OK || back.n != l.n ||
+            memcmp(back.nets, l.nets, l.n * sizeof(l.nets[0])) != 0)
+            __builtin_trap();
         kf_cidr_match(&l, "10.1.2.3");
         kf_cidr_match(&l, "2001:db8::1");
     }

@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/timefmt.h"
 
@@ -78,6 +82,27 @@ int kf_cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts
         default: return opt;
         }
     }
+}
+
+int kf_cli_check_out(struct kf_cli *c, const char *path, int (*may_replace)(const char *path))
+{
+    char dir[4096];
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    if (stat(dirname(dir), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        kf_fail(KF_E_IO, "cannot write %s: its directory does not exist", path);
+        return kf_cli_fail(c, KF_E_IO);
+    }
+    if (access(dir, W_OK) != 0) {
+        kf_fail(KF_E_IO, "cannot write %s: %s", path, strerror(errno));
+        return kf_cli_fail(c, KF_E_IO);
+    }
+    if (lstat(path, &st) == 0 && !(may_replace && S_ISREG(st.st_mode) && may_replace(path))) {
+        kf_fail(KF_E_EXISTS, "%s already exists; not overwriting it", path);
+        return kf_cli_fail(c, KF_E_EXISTS);
+    }
+    return 0;
 }
 
 long kf_cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max)

@@ -52,6 +52,13 @@ int kf_cli_help(struct kf_cli *c);
 int kf_cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts,
                   const struct option *longopts);
 
+/*
+ * Checks before any work is done that an output file can be written: its directory exists and
+ * is writable, and `path` does not exist, or `may_replace(path)` (may be NULL) says that what is
+ * there may be replaced. Prints the error and returns KF_EXIT_FAIL when not; 0 when it can.
+ */
+int kf_cli_check_out(struct kf_cli *c, const char *path, int (*may_replace)(const char *path));
+
 /* Parses a positive whole number for option `name`; -1 after printing a usage error. */
 long kf_cli_number(struct kf_cli *c, const char *name, const char *value, long min, long max);
 

@@ -1,5 +1,6 @@
 /* keyfleet audit ... */
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -68,6 +69,9 @@ int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
 
     while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         if (opt == 'H') {
+            /* Hashes are kept in lower case; accept them as people paste them. */
+            for (char *p = optarg; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
             head = optarg;
             if (strlen(head) != 64 || strspn(head, "0123456789abcdef") != 64)
                 return kf_cli_usage(c, "--head takes a SHA-256 hash: 64 lower-case hex digits");

@@ -83,6 +83,20 @@ int kf_cmd_ca_show(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
+static int holds_crl(const char *path)
+{
+    struct kf_buf text;
+    struct kf_crl *crl = NULL;
+    int yes;
+    kf_buf_init(&text, 64 * 1024 * 1024);
+    yes =
+        kf_buf_read_file(&text, path) == KF_OK && kf_crl_parse(text.data, text.len, &crl) == KF_OK;
+    kf_crl_free(crl);
+    kf_buf_free(&text);
+    kf_err_clear();
+    return yes;
+}
+
 int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"out", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0}};
@@ -99,6 +113,8 @@ int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv)
             return opt == 'h' ? KF_EXIT_OK : KF_EXIT_USAGE;
     }
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    /* Only a CRL may be replaced (publishing over a key or a certificate would be a disaster). */
+    if (out && kf_cli_check_out(c, out, holds_crl)) return KF_EXIT_FAIL;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     kf_buf_init(&pem, 64 * 1024 * 1024);
     rc = kf_ca_publish_crl(c->deploy, c->actor, &crl);

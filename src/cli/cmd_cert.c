@@ -188,10 +188,7 @@ int kf_cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!device || !csr_path) return kf_cli_usage(c, "--device and --csr are required");
     /* Refuse before issuing: a certificate that cannot be delivered must not exist. */
-    if (out && kf_file_exists(out)) {
-        kf_fail(KF_E_EXISTS, "%s already exists; not overwriting it", out);
-        return kf_cli_fail(c, KF_E_EXISTS);
-    }
+    if (out && kf_cli_check_out(c, out, NULL)) return KF_EXIT_FAIL;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     kf_buf_init(&text, KF_CSR_MAX + 1);
     kf_buf_init(&pem, 256 * 1024);
@@ -204,7 +201,18 @@ int kf_cmd_cert_issue(struct kf_cli *c, int argc, char **argv)
     if (!rc) rc = kf_cert_pem(cert, &pem);
     if (!rc) rc = kf_deploy_issuer(c->deploy, &signer);
     if (!rc) rc = kf_cert_pem(kf_signer_cert(signer), &pem);
-    if (!rc && out) rc = kf_file_write(out, pem.data, pem.len, 0644, 0);
+    if (!rc && out) {
+        rc = kf_file_write(out, pem.data, pem.len, 0644, 0);
+        if (rc) {
+            /* Issued and recorded already: hand it over rather than lose it. */
+            kf_cert_serial_hex(cert, serial);
+            kf_wrap(rc,
+                    "certificate %s was issued and recorded but could not be written (it is "
+                    "printed on standard output instead)",
+                    serial);
+            fputs(kf_buf_str(&pem), stdout);
+        }
+    }
     if (rc) {
         int code = kf_cli_fail(c, rc);
         kf_buf_free(&text);

@@ -47,13 +47,18 @@ int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
     rc = kf_deploy_init(&o, &rep);
     if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
+        json_t *list = json_array();
+        char names_copy[sizeof(rep.names)], *save = NULL;
+        snprintf(names_copy, sizeof(names_copy), "%s", rep.names);
+        for (char *n = strtok_r(names_copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
+            json_array_append_new(list, json_string(n));
         kf_cli_print_json(json_pack(
-            "{s:s, s:{s:s, s:s, s:i}, s:{s:s, s:s, s:s, s:i}, s:{s:s, s:s, s:i}, s:s, s:s}", "dir",
+            "{s:s, s:{s:s, s:s, s:i}, s:{s:s, s:s, s:s, s:i}, s:{s:o, s:s, s:i}, s:s, s:s}", "dir",
             rep.dir, "root_ca", "subject", rep.root_subject, "sha256", rep.root_fingerprint, "days",
             (int)rep.root_days, "issuing_ca", "subject", rep.issuing_subject, "sha256",
             rep.issuing_fingerprint, "key", rep.issuing_key_location, "days", (int)rep.issuing_days,
-            "server", "names", rep.names, "sha256", rep.server_fingerprint, "days",
-            (int)rep.server_days, "store", "keyfleet.db", "config", "keyfleet.conf"));
+            "server", "names", list, "sha256", rep.server_fingerprint, "days", (int)rep.server_days,
+            "store", "keyfleet.db", "config", "keyfleet.conf"));
         return KF_EXIT_OK;
     }
     printf("Created a keyfleet deployment in %s\n\n", rep.dir);
@@ -64,9 +69,11 @@ int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
            "a new issuing CA\n");
     printf("  issuing CA   %s (%ld years)\n", rep.issuing_subject, rep.issuing_days / 365);
     printf("               sha256 %s\n", rep.issuing_fingerprint);
-    if (o.issuing_key)
-        printf("               key in %s: %s\n", rep.issuing_key_location, o.issuing_key);
-    else
+    if (o.issuing_key) {
+        char shown[1024];
+        kf_key_uri_redact(o.issuing_key, shown, sizeof(shown));
+        printf("               key in %s: %s\n", rep.issuing_key_location, shown);
+    } else
         printf("               key ca/issuing.key\n");
     printf("  server       %s (%ld days)\n", rep.names, rep.server_days);
     printf("               sha256 %s\n", rep.server_fingerprint);

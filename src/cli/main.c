@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/ident.h"
 #include "common/log.h"
 
 struct command {
@@ -82,8 +83,8 @@ static const struct command commands[] = {
      "device revoke ID [--reason REASON]\n"
      "\n"
      "Revokes the device for good and every valid certificate it has, and publishes a new CRL.\n"
-     "REASON: unspecified (default), key-compromise, affiliation-changed, superseded,\n"
-     "cessation-of-operation, privilege-withdrawn",
+     "REASON: unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
+     "superseded, cessation-of-operation, privilege-withdrawn",
      "revoke a device and its certificates"},
     {"cert", "list", kf_cmd_cert_list,
      "cert list [--device ID] [--status valid|revoked] [--limit N] [--json]",
@@ -148,11 +149,17 @@ static int is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
 }
 
+/* Who acts, for the audit log: the login behind sudo when there is one. */
 static void set_actor(struct kf_cli *c)
 {
     struct passwd *pw = getpwuid(getuid());
     const char *user = pw ? pw->pw_name : getenv("USER");
-    snprintf(c->actor, sizeof(c->actor), "operator:%s", user && *user ? user : "unknown");
+    const char *sudo = getenv("SUDO_USER");
+    if (getuid() == 0 && sudo && *sudo && kf_id_check("user", sudo) == KF_OK)
+        snprintf(c->actor, sizeof(c->actor), "operator:%s(sudo)", sudo);
+    else
+        snprintf(c->actor, sizeof(c->actor), "operator:%s", user && *user ? user : "unknown");
+    kf_err_clear();
 }
 
 int main(int argc, char **argv)
@@ -170,7 +177,11 @@ int main(int argc, char **argv)
     while (i < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--json") == 0) {
             c.json = 1;
-        } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+        } else if (strcmp(argv[i], "--dir") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "keyfleet: option --dir needs a value\n");
+                return KF_EXIT_USAGE;
+            }
             c.dir = argv[++i];
         } else if (strncmp(argv[i], "--dir=", 6) == 0) {
             c.dir = argv[i] + 6;

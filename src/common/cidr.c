@@ -103,16 +103,21 @@ int kf_cidr_match(const struct kf_cidr_list *list, const char *ip)
     return 0;
 }
 
-void kf_cidr_format(const struct kf_cidr_list *list, char *out, size_t cap)
+enum kf_err kf_cidr_format(const struct kf_cidr_list *list, char *out, size_t cap)
 {
     size_t used = 0;
+    if (cap == 0) return kf_fail(KF_E_OVERSIZE, "no room for the network list");
     out[0] = '\0';
     for (size_t i = 0; i < list->n; i++) {
         char a[INET6_ADDRSTRLEN];
         int w;
         inet_ntop(list->nets[i].family, list->nets[i].addr, a, sizeof(a));
         w = snprintf(out + used, cap - used, "%s%s/%d", i ? "," : "", a, list->nets[i].prefix);
-        if (w < 0 || (size_t)w >= cap - used) return;
+        if (w < 0 || (size_t)w >= cap - used) {
+            out[0] = '\0';
+            return kf_fail(KF_E_OVERSIZE, "the network list does not fit in %zu characters", cap);
+        }
         used += (size_t)w;
     }
+    return KF_OK;
 }

@@ -31,7 +31,13 @@ enum kf_err kf_cidr_parse_list(const char *text, struct kf_cidr_list *out);
 /* 1 when the address text `ip` (IPv4, IPv6, or IPv4-mapped IPv6) is on one of the networks. */
 int kf_cidr_match(const struct kf_cidr_list *list, const char *ip);
 
-/* Writes the list in canonical form ("10.0.0.0/8,2001:db8::/32") into `out`. */
-void kf_cidr_format(const struct kf_cidr_list *list, char *out, size_t cap);
+/* The most a canonical list can take: KF_CIDR_LIST_MAX IPv6 networks with their prefixes. */
+#define KF_CIDR_TEXT_MAX (KF_CIDR_LIST_MAX * 45)
+
+/*
+ * Writes the list in canonical form ("10.0.0.0/8,2001:db8::/32") into `out`. KF_E_OVERSIZE (and
+ * `out` empty) when it does not fit: a list is never cut short, which could widen it.
+ */
+enum kf_err kf_cidr_format(const struct kf_cidr_list *list, char *out, size_t cap);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,6 +96,30 @@ enum kf_err kf_file_mkdir(const char *path, mode_t mode)
     if (chmod(path, mode) != 0)
         return kf_fail(KF_E_IO, "cannot set the mode of %s: %s", path, strerror(errno));
     return KF_OK;
+}
+
+enum kf_err kf_file_lock_dir(const char *path, int *fd)
+{
+    char dir[PATH_CAP];
+    snprintf(dir, sizeof(dir), "%s", path);
+    *fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0)
+        return kf_fail(KF_E_IO, "cannot open the directory of %s: %s", path, strerror(errno));
+    while (flock(*fd, LOCK_EX) != 0) {
+        if (errno == EINTR) continue;
+        {
+            int e = errno;
+            close(*fd);
+            *fd = -1;
+            return kf_fail(KF_E_IO, "cannot lock the directory of %s: %s", path, strerror(e));
+        }
+    }
+    return KF_OK;
+}
+
+void kf_file_unlock(int fd)
+{
+    if (fd >= 0) close(fd); /* closing releases the flock */
 }
 
 int kf_file_exists(const char *path)

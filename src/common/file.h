@@ -26,6 +26,16 @@ enum kf_err kf_file_mkdir(const char *path, mode_t mode);
 /* fsyncs directory `path`. */
 enum kf_err kf_file_sync_dir(const char *path);
 
+/*
+ * Takes an exclusive advisory lock (flock) on the directory holding `path`, waiting for other
+ * holders, and sets `*fd` to release with kf_file_unlock(). For read-compare-replace sequences
+ * that several processes may run at once.
+ */
+enum kf_err kf_file_lock_dir(const char *path, int *fd);
+
+/* Releases a lock taken by kf_file_lock_dir; -1 is fine. */
+void kf_file_unlock(int fd);
+
 /* 1 when `path` exists (any type). */
 int kf_file_exists(const char *path);
 

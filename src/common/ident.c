@@ -8,8 +8,7 @@ static int id_char(unsigned char c)
            c == '-';
 }
 
-/* A printable, shortened copy of untrusted text for an error message. */
-static void quote(char *out, size_t cap, const char *s)
+void kf_text_quote(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
     for (; *s && n + 5 < cap; s++) {
@@ -38,7 +37,7 @@ enum kf_err kf_id_check(const char *what, const char *id)
 
     if (!id || !*id) return kf_fail(KF_E_INVALID, "%s is empty", what);
     len = strlen(id);
-    quote(shown, sizeof(shown), id);
+    kf_text_quote(shown, sizeof(shown), id);
     if (len > KF_ID_MAX)
         return kf_fail(KF_E_INVALID, "%s \"%s\" is %zu characters long; the limit is %d", what,
                        shown, len, KF_ID_MAX);

@@ -3,6 +3,10 @@
  *
  * An id is 1 to 128 characters: a lower-case letter or digit, then lower-case letters, digits and
  * `.`, `_`, `:` or `-` (`[a-z0-9][a-z0-9._:-]{0,127}`).
+ *
+ * A device's id is its certificates' CN. X.520 bounds a CN at 64 characters; keyfleet writes
+ * longer ones itself, and OpenSSL and most TLS stacks read them, but some tools refuse to make
+ * them (`openssl req -subj` among them): ids of 64 characters or fewer work everywhere.
  */
 #ifndef KF_COMMON_IDENT_H
 #define KF_COMMON_IDENT_H
@@ -17,5 +21,12 @@
  * it breaks.
  */
 enum kf_err kf_id_check(const char *what, const char *id);
+
+/*
+ * Copies untrusted text into `out` (capacity `cap`) for a message: printable ASCII is kept,
+ * anything else (escape sequences, newlines, quotes, UTF-8 bytes) becomes \xNN, and text that
+ * does not fit ends in "...".
+ */
+void kf_text_quote(char *out, size_t cap, const char *s);
 
 #endif

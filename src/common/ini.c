@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 static int blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r';
@@ -84,6 +86,8 @@ enum kf_err kf_ini_parse(const char *text, size_t len, kf_ini_cb cb, void *arg)
             memcpy(value, vb, (size_t)(ve - vb));
             value[ve - vb] = '\0';
             rc = cb(section, key, value, line, arg);
+            /* Values may be secrets (a PIN in a key URI): do not leave them on the stack. */
+            OPENSSL_cleanse(value, sizeof(value));
             if (rc) return kf_wrap(rc, "line %d", line);
         }
     }

@@ -234,6 +234,15 @@ void kf_serial_to_hex(const ASN1_INTEGER *serial, char *out)
     BN_free(bn);
 }
 
+int kf_name_add_cn(X509_NAME *name, const char *cn)
+{
+    X509_NAME_ENTRY *e = X509_NAME_ENTRY_create_by_NID(NULL, NID_commonName, V_ASN1_UTF8STRING,
+                                                       (const unsigned char *)cn, (int)strlen(cn));
+    int ok = e && X509_NAME_add_entry(name, e, -1, 0);
+    X509_NAME_ENTRY_free(e);
+    return ok;
+}
+
 time_t kf_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;

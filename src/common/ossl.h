@@ -96,6 +96,12 @@ ASN1_INTEGER *kf_serial_from_hex(const char *hex);
 /* Formats an ASN1_INTEGER as lower-case hex without leading zeros (KF_SERIAL_HEX_MAX). */
 void kf_serial_to_hex(const ASN1_INTEGER *serial, char *out);
 
+/*
+ * Adds CN=`cn` to `name` as a UTF8String. Ids may be 128 characters while OpenSSL's string table
+ * stops a CN at X.520's 64, so the entry is made directly. 0 on failure.
+ */
+int kf_name_add_cn(X509_NAME *name, const char *cn);
+
 /* Converts an ASN1_TIME to time_t (0 when it cannot). */
 time_t kf_asn1_time(const ASN1_TIME *t);
 

@@ -381,22 +381,24 @@ enum kf_err kf_cert_check_ca(const struct kf_cert *cert, const char *name, time_
 
 /* ---- building ---- */
 
-/* A DNS name: labels of letters, digits and hyphens, an optional leading "*." wildcard. */
-static int dns_name_ok(const char *s)
+int kf_dns_name_ok(const char *s)
 {
     size_t len = strlen(s), label = 0;
+    int all_digits = 1;
     if (len == 0 || len > 253) return 0;
     if (s[0] == '*' && s[1] == '.') s += 2;
     for (const char *p = s; *p; p++) {
         if (*p == '.') {
             if (label == 0 || p[-1] == '-') return 0;
             label = 0;
+            all_digits = 1;
             continue;
         }
         if (!isalnum((unsigned char)*p) && !(*p == '-' && label > 0)) return 0;
+        if (!isdigit((unsigned char)*p)) all_digits = 0;
         if (++label > 63) return 0;
     }
-    return label > 0;
+    return label > 0 && s[strlen(s) - 1] != '-' && !all_digits;
 }
 
 static enum kf_err add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
@@ -436,7 +438,8 @@ static enum kf_err add_dns(GENERAL_NAMES *names, const char *dns)
     ASN1_IA5STRING *s;
     char low[254];
     size_t i;
-    if (!dns_name_ok(dns)) return kf_fail(KF_E_INVALID, "\"%.64s\" is not a valid DNS name", dns);
+    if (!kf_dns_name_ok(dns))
+        return kf_fail(KF_E_INVALID, "\"%.64s\" is not a valid DNS name", dns);
     for (i = 0; dns[i] && i < sizeof(low) - 1; i++)
         low[i] = (char)tolower((unsigned char)dns[i]);
     low[i] = '\0';
@@ -515,8 +518,10 @@ static enum kf_err check_template(const struct kf_cert_template *t)
 {
     enum kf_err rc;
     if (!t->cn || !*t->cn) return kf_fail(KF_E_INVALID, "certificate template: no subject CN");
-    if (strlen(t->cn) > 64)
-        return kf_fail(KF_E_INVALID, "certificate template: CN longer than 64 characters");
+    /* Device and service ids reach 128 characters (beyond X.520's 64 for a CN, see ident.h). */
+    if (strlen(t->cn) > KF_ID_MAX)
+        return kf_fail(KF_E_INVALID, "certificate template: CN longer than %d characters",
+                       KF_ID_MAX);
     if (!t->key && !t->spki) return kf_fail(KF_E_INVALID, "certificate template: no public key");
     if (t->not_after <= t->not_before)
         return kf_fail(KF_E_INVALID, "certificate template: notAfter is not after notBefore");
@@ -579,9 +584,7 @@ static enum kf_err set_subject(X509 *x, const struct kf_cert_template *t)
         !X509_NAME_add_entry_by_NID(name, NID_organizationalUnitName, MBSTRING_UTF8,
                                     (const unsigned char *)t->role, -1, -1, 0))
         return kf_ossl_fail(KF_E_INVALID, "bad subject OU");
-    if (!X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
-                                    (const unsigned char *)t->cn, -1, -1, 0))
-        return kf_ossl_fail(KF_E_INVALID, "bad subject CN");
+    if (!kf_name_add_cn(name, t->cn)) return kf_ossl_fail(KF_E_INVALID, "bad subject CN");
     return KF_OK;
 }
 

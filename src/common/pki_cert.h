@@ -114,6 +114,13 @@ int kf_cert_signed_by(const struct kf_cert *cert, const struct kf_key *issuer_ke
  */
 enum kf_err kf_cert_check_ca(const struct kf_cert *cert, const char *name, time_t now);
 
+/*
+ * 1 when `name` is a DNS name a server certificate can carry: labels of letters, digits and
+ * hyphens (not at a label's edge), at most 63 characters each and 253 in all, an optional
+ * leading "*." wildcard, and a last label that is not all digits (so "1.2.3.4.5" is no name).
+ */
+int kf_dns_name_ok(const char *name);
+
 /* What a certificate should say; strings are borrowed for the call. */
 struct kf_cert_template {
     enum kf_profile profile;

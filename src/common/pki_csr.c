@@ -177,8 +177,7 @@ enum kf_err kf_csr_create(const struct kf_key *key, const char *cn, struct kf_bu
 
     if (!req) return kf_ossl_fail(KF_E_NOMEM, "out of memory");
     if (!X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
-        !X509_NAME_add_entry_by_NID(X509_REQ_get_subject_name(req), NID_commonName, MBSTRING_UTF8,
-                                    (const unsigned char *)cn, -1, -1, 0) ||
+        !kf_name_add_cn(X509_REQ_get_subject_name(req), cn) ||
         !X509_REQ_set_pubkey(req, key->pkey)) {
         rc = kf_ossl_fail(KF_E_CRYPTO, "cannot fill in the CSR");
         goto out;

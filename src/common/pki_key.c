@@ -4,10 +4,13 @@
 #include "common/pki_key.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -308,7 +311,12 @@ static int pct_decode(const char *in, size_t n, char *out, size_t cap)
 static enum kf_err read_pin_file(const char *path, char *pin, size_t cap)
 {
     struct kf_buf b;
+    struct stat st;
     enum kf_err rc;
+    /* A PIN others can read is no secret: refuse it rather than use it. */
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+        return kf_fail(KF_E_DENIED, "PIN file %s can be read by others (mode %04o): chmod 600 it",
+                       path, (unsigned)(st.st_mode & 07777));
     kf_buf_init_secret(&b, PIN_MAX);
     rc = kf_buf_read_file(&b, path);
     if (!rc) {
@@ -413,6 +421,27 @@ out:
     OPENSSL_cleanse(pin, sizeof(pin));
     OPENSSL_cleanse(val, sizeof(val));
     return rc;
+}
+
+void kf_key_uri_redact(const char *uri, char *out, size_t cap)
+{
+    size_t j = 0;
+    const char *q = strncmp(uri, "pkcs11:", 7) == 0 ? strchr(uri, '?') : NULL;
+
+    if (!cap) return;
+    for (const char *p = uri; *p && j + 1 < cap;) {
+        /* A query attribute "pin-value=..." runs to the next '&' or the end. */
+        if (q && p > q && (p[-1] == '?' || p[-1] == '&') && strncmp(p, "pin-value=", 10) == 0) {
+            const char *redacted = "pin-value=***";
+            for (const char *r = redacted; *r && j + 1 < cap; r++)
+                out[j++] = *r;
+            p = strchr(p, '&');
+            if (!p) break;
+            continue;
+        }
+        out[j++] = *p++;
+    }
+    out[j] = '\0';
 }
 
 enum kf_err kf_key_load(const char *uri, const char *passphrase, struct kf_key **out)
@@ -575,6 +604,39 @@ enum kf_err kf_key_check_allowed(const struct kf_key *key, unsigned allowed, int
 
 /* ---- SubjectPublicKeyInfo without a key object ---- */
 
+static pthread_once_t ec_groups_once = PTHREAD_ONCE_INIT;
+static EC_GROUP *ec_p256, *ec_p384;
+
+static void ec_groups_free(void)
+{
+    EC_GROUP_free(ec_p256);
+    EC_GROUP_free(ec_p384);
+}
+
+static void ec_groups_init(void)
+{
+    ec_p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    ec_p384 = EC_GROUP_new_by_curve_name(NID_secp384r1);
+    atexit(ec_groups_free);
+}
+
+/* 1 when `p[0..n)` encodes a point on the curve (and not the point at infinity). */
+static int ec_point_on_curve(int curve, const unsigned char *p, size_t n)
+{
+    const EC_GROUP *g;
+    EC_POINT *pt;
+    int ok;
+
+    pthread_once(&ec_groups_once, ec_groups_init);
+    g = curve == NID_X9_62_prime256v1 ? ec_p256 : ec_p384;
+    if (!g || !(pt = EC_POINT_new(g))) return 0;
+    /* oct2point refuses encodings of points that are not on the curve. */
+    ok = EC_POINT_oct2point(g, pt, p, n, NULL) == 1 && !EC_POINT_is_at_infinity(g, pt);
+    EC_POINT_free(pt);
+    ERR_clear_error();
+    return ok;
+}
+
 /* Counts the significant bits of a big-endian unsigned integer. */
 static int integer_bits(const unsigned char *p, size_t n)
 {
@@ -655,7 +717,8 @@ enum kf_err kf_spki_check(const unsigned char *der, size_t len, unsigned allowed
                                                : OBJ_nid2sn(curve));
         if (field) {
             if (!((n == 2 * field + 1 && k[0] == 0x04) ||
-                  (n == field + 1 && (k[0] == 0x02 || k[0] == 0x03)))) {
+                  (n == field + 1 && (k[0] == 0x02 || k[0] == 0x03))) ||
+                !ec_point_on_curve(curve, k, n)) {
                 rc = kf_fail(KF_E_MALFORMED, "%s is not a valid %s point", what, desc);
                 goto out;
             }

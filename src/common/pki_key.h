@@ -62,6 +62,12 @@ enum kf_err kf_key_generate(enum kf_key_type type, struct kf_key **out);
 enum kf_err kf_key_load(const char *uri, const char *passphrase, struct kf_key **out);
 
 /*
+ * Copies `uri` into `out` (capacity `cap`, truncated) with any PKCS#11 "pin-value" replaced by
+ * "***", so that a key URI can be shown or stored without its PIN.
+ */
+void kf_key_uri_redact(const char *uri, char *out, size_t cap);
+
+/*
  * Parses a public key: a PEM "PUBLIC KEY" block or DER SubjectPublicKeyInfo. A PEM file holding
  * something else fails with KF_E_WRONG_TYPE naming what it holds. `*out` is owned by the caller.
  */

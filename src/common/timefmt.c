@@ -37,6 +37,13 @@ static int digits(const char *p, int n, int *v)
     return 0;
 }
 
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
 enum kf_err kf_time_parse(const char *text, time_t *out)
 {
     struct tm tm;
@@ -73,7 +80,8 @@ enum kf_err kf_time_parse(const char *text, time_t *out)
             goto bad;
         }
     }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) goto bad;
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60)
+        goto bad;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;

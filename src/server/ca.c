@@ -1,4 +1,5 @@
 #include "server/ca.h"
+#include "server/jsontext.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +42,6 @@ enum kf_err kf_ca_cert_record(const struct kf_cert *cert, enum kf_profile profil
         return kf_fail(KF_E_NOMEM, "out of memory");
     }
     return KF_OK;
-}
-
-/* A compact JSON object from a jansson value (taken); "{}" when it cannot be made. */
-static char *json_text(json_t *j)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(j);
-    return s ? s : strdup("{}");
 }
 
 /* ---- issue ---- */
@@ -98,8 +91,8 @@ static enum kf_err issue_write_cb(struct kf_txn *txn, void *arg)
     if (rc) return rc;
     kf_time_rfc3339(w->rec->not_after, when, sizeof(when));
     snprintf(object, sizeof(object), "cert:%s", w->rec->serial);
-    detail = json_text(json_pack("{s:s, s:s, s:s, s:b}", "device", w->device_id, "profile",
-                                 "device", "not_after", when, "new_device", !exists));
+    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b}", "device", w->device_id, "profile", "device",
+                              "not_after", when, "new_device", !exists);
     rc = kf_txn_audit_append(txn, w->actor, "cert.issue", object, detail);
     free(detail);
     return rc;
@@ -196,8 +189,8 @@ static enum kf_err revoke_write_cb(struct kf_txn *txn, void *arg)
     rc = kf_txn_cert_revoke(txn, w->serial, time(NULL), w->reason);
     if (!rc) {
         snprintf(object, sizeof(object), "cert:%s", w->serial);
-        detail = json_text(json_pack("{s:s, s:s}", "reason", kf_crl_reason_name(w->reason),
-                                     "device", r.device_id));
+        detail = kf_jsontext_pack("{s:s, s:s}", "reason", kf_crl_reason_name(w->reason), "device",
+                                  r.device_id);
         rc = kf_txn_audit_append(txn, w->actor, "cert.revoke", object, detail);
         free(detail);
     }
@@ -208,12 +201,22 @@ static enum kf_err revoke_write_cb(struct kf_txn *txn, void *arg)
 enum kf_err kf_ca_revoke(struct kf_deploy *d, const char *actor, const char *serial, int reason)
 {
     struct revoke_write w = {actor, serial, reason};
+    struct kf_signer *signer;
     enum kf_err rc;
     if (!kf_crl_reason_name(reason))
         return kf_fail(KF_E_INVALID, "unknown revocation reason %d", reason);
+    /* The CRL must follow the revocation: make sure it can be signed before revoking. */
+    rc = kf_deploy_issuer(d, &signer);
+    if (rc) return kf_wrap(rc, "not revoking certificate %s", serial);
     rc = kf_store_write(d->store, revoke_write_cb, &w);
     if (rc) return rc;
-    return kf_ca_publish_crl(d, actor, NULL);
+    rc = kf_ca_publish_crl(d, actor, NULL);
+    if (rc)
+        kf_wrap(rc,
+                "certificate %s is revoked, but the new CRL was not published (run keyfleet "
+                "ca crl once this is fixed)",
+                serial);
+    return rc;
 }
 
 /* ---- CRL ---- */
@@ -257,7 +260,7 @@ static enum kf_err crl_write_cb(struct kf_txn *txn, void *arg)
     struct revoked_list l = {0};
     time_t now = time(NULL);
     int64_t number;
-    char detail[128];
+    char *detail;
     enum kf_err rc;
 
     rc = kf_txn_cert_revoked(txn, "issuing", now, collect_revoked_cb, &l);
@@ -271,8 +274,10 @@ static enum kf_err crl_write_cb(struct kf_txn *txn, void *arg)
     rc = kf_signer_crl(w->signer, l.v, l.n, (uint64_t)number, now - 60, now + w->hours * 3600L,
                        &w->crl);
     if (rc) goto out;
-    snprintf(detail, sizeof(detail), "{\"number\":%lld,\"revoked\":%zu}", (long long)number, l.n);
+    detail =
+        kf_jsontext_pack("{s:I, s:I}", "number", (json_int_t)number, "revoked", (json_int_t)l.n);
     rc = kf_txn_audit_append(txn, w->actor, "crl.publish", "ca:issuing", detail);
+    free(detail);
 out:
     free(l.v);
     free(l.serials);
@@ -285,12 +290,18 @@ static enum kf_err write_crl_file(struct kf_deploy *d, const struct kf_crl *crl)
     char path[KF_CONF_PATH_MAX];
     struct kf_buf text;
     struct kf_crl *old = NULL;
+    int lock = -1;
     enum kf_err rc;
 
     rc = kf_deploy_path(d, d->cfg.crl_file, path, sizeof(path));
     if (rc) return rc;
     kf_buf_init(&text, 64 * 1024 * 1024);
-    /* Another process may have published a later CRL meanwhile: never go backwards. */
+    /*
+     * Another process may be publishing too: compare and replace under an exclusive lock on the
+     * CRL's directory, so that the file never goes back to an older CRL.
+     */
+    rc = kf_file_lock_dir(path, &lock);
+    if (rc) goto out;
     if (kf_buf_read_file(&text, path) == KF_OK &&
         kf_crl_parse(text.data, text.len, &old) == KF_OK &&
         kf_crl_number(old) > kf_crl_number(crl)) {
@@ -302,6 +313,7 @@ static enum kf_err write_crl_file(struct kf_deploy *d, const struct kf_crl *crl)
     rc = kf_crl_pem(crl, &text);
     if (!rc) rc = kf_file_write(path, text.data, text.len, 0644, KF_FILE_REPLACE);
 out:
+    kf_file_unlock(lock);
     kf_crl_free(old);
     kf_buf_free(&text);
     return rc;

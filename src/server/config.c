@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/buf.h"
 #include "common/file.h"
@@ -128,8 +129,13 @@ enum kf_err kf_config_load(const char *path, struct kf_config *c)
     kf_config_defaults(c);
     snprintf(dir, sizeof(dir), "%s", path);
     snprintf(c->dir, sizeof(c->dir), "%s", dirname(dir));
-    if (!kf_file_exists(path)) return kf_fail(KF_E_NOT_FOUND, "no configuration file %s", path);
-    kf_buf_init(&text, 256 * 1024);
+    /* The file may hold a PIN in a key URI: read it into memory that is wiped afterwards. */
+    kf_buf_init_secret(&text, 256 * 1024);
+    {
+        struct stat st;
+        if (stat(path, &st) != 0 && errno == ENOENT)
+            return kf_fail(KF_E_NOT_FOUND, "no configuration file %s", path);
+    }
     rc = kf_buf_read_file(&text, path);
     if (!rc) {
         rc = kf_ini_parse((const char *)text.data, text.len, on_value, &lc);
@@ -160,6 +166,20 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
     struct kf_buf b;
     enum kf_err rc;
 
+    /* Write only what reads back the same: no control characters, no edge blanks, no empties. */
+    for (size_t i = 0; i < KF_ARRAY_LEN(keys); i++) {
+        const char *v = (const char *)c + keys[i].offset;
+        size_t n;
+        if (keys[i].kind != STR) continue;
+        n = strlen(v);
+        if (n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+            return kf_fail(KF_E_INVALID, "%s.%s is empty or starts or ends with a blank",
+                           keys[i].section, keys[i].name);
+        for (size_t j = 0; j < n; j++)
+            if ((unsigned char)v[j] < 0x20 || v[j] == 0x7f)
+                return kf_fail(KF_E_INVALID, "%s.%s holds a control character", keys[i].section,
+                               keys[i].name);
+    }
     kf_buf_init(&b, 64 * 1024);
     rc = kf_buf_appendf(
         &b,

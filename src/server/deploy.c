@@ -4,20 +4,25 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/ident.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "server/ca.h"
+#include "server/jsontext.h"
 
 #define DAY          86400L
 #define ROOT_DAYS    (20 * 365L)
@@ -41,10 +46,17 @@ enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
     snprintf(d->dir, sizeof(d->dir), "%s", dir);
     rc = kf_path_join(d->conf_path, sizeof(d->conf_path), dir, KF_CONF_NAME);
     if (rc) goto fail;
-    if (!kf_file_exists(d->conf_path)) {
-        rc = kf_fail(KF_E_NOT_FOUND, "no keyfleet deployment in %s (run: keyfleet init --dir %s)",
-                     dir, dir);
-        goto fail;
+    {
+        struct stat st;
+        if (stat(d->conf_path, &st) != 0) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                rc =
+                    kf_fail(KF_E_NOT_FOUND,
+                            "no keyfleet deployment in %s (run: keyfleet init --dir %s)", dir, dir);
+            else
+                rc = kf_fail(KF_E_IO, "cannot read the deployment in %s: %s", dir, strerror(errno));
+            goto fail;
+        }
     }
     rc = kf_config_load(d->conf_path, &d->cfg);
     if (rc) goto fail;
@@ -63,6 +75,7 @@ void kf_deploy_close(struct kf_deploy *d)
     if (!d) return;
     kf_signer_free(d->issuer);
     kf_store_close(d->store);
+    OPENSSL_cleanse(&d->cfg, sizeof(d->cfg)); /* issuing_key may hold a PIN */
     free(d);
 }
 
@@ -106,6 +119,45 @@ static void remove_tree(const char *dir)
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * Removes what an init killed midway left beside `target` ("TARGET.init-XXXXXX" holding an
+ * init.pid of a process that is gone), so that no stray key material stays behind.
+ */
+static void remove_stale_inits(const char *target)
+{
+    char copy[KF_CONF_PATH_MAX], base[KF_CONF_PATH_MAX], prefix[KF_CONF_PATH_MAX + 8];
+    const char *parent;
+    DIR *dh;
+    struct dirent *e;
+
+    snprintf(copy, sizeof(copy), "%s", target);
+    snprintf(base, sizeof(base), "%s", basename(copy));
+    snprintf(copy, sizeof(copy), "%s", target);
+    parent = dirname(copy);
+    snprintf(prefix, sizeof(prefix), "%s.init-", base);
+    dh = opendir(parent);
+    if (!dh) return;
+    while ((e = readdir(dh)) != NULL) {
+        char dir[KF_CONF_PATH_MAX], pidfile[KF_CONF_PATH_MAX];
+        struct kf_buf text;
+        long pid;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+        if (kf_path_join(dir, sizeof(dir), parent, e->d_name) ||
+            kf_path_join(pidfile, sizeof(pidfile), dir, "init.pid"))
+            continue;
+        kf_buf_init(&text, 32);
+        pid = kf_buf_read_file(&text, pidfile) == KF_OK ? strtol(kf_buf_str(&text), NULL, 10) : 0;
+        kf_buf_free(&text);
+        if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            remove_tree(dir);
+            kf_log(KF_LOG_WARN, "deploy", "removed what an interrupted init left", "dir", dir,
+                   NULL);
+        }
+    }
+    closedir(dh);
+    kf_err_clear();
+}
+
 static int is_ip(const char *s)
 {
     unsigned char b[16];
@@ -121,10 +173,13 @@ static enum kf_err check_target(const char *dir)
     int entries = 0;
     char conf[KF_CONF_PATH_MAX], db[KF_CONF_PATH_MAX];
 
-    if (stat(dir, &st) != 0) {
+    if (lstat(dir, &st) != 0) {
         if (errno == ENOENT) return KF_OK;
         return kf_fail(KF_E_IO, "cannot look at %s: %s", dir, strerror(errno));
     }
+    /* The deployment is renamed into place at the end, which a symbolic link would not survive. */
+    if (S_ISLNK(st.st_mode))
+        return kf_fail(KF_E_INVALID, "%s is a symbolic link; give the directory it points to", dir);
     if (!S_ISDIR(st.st_mode)) return kf_fail(KF_E_EXISTS, "%s exists and is not a directory", dir);
     if (kf_path_join(conf, sizeof(conf), dir, KF_CONF_NAME) == KF_OK && kf_file_exists(conf))
         return kf_fail(KF_E_EXISTS,
@@ -209,10 +264,12 @@ static enum kf_err ca_row(struct kf_txn *txn, const char *name, const struct kf_
 {
     struct kf_ca_rec r;
     struct kf_buf pem;
-    char subject[KF_NAME_MAX], detail[1024];
+    char subject[KF_NAME_MAX], uri[KF_CONF_PATH_MAX];
     enum kf_err rc;
 
     memset(&r, 0, sizeof(r));
+    /* The store shows where the key is; the PIN stays in keyfleet.conf (0600) only. */
+    kf_key_uri_redact(key_uri, uri, sizeof(uri));
     kf_buf_init(&pem, PEM_MAX);
     rc = kf_cert_pem(c, &pem);
     if (rc) return rc;
@@ -221,21 +278,19 @@ static enum kf_err ca_row(struct kf_txn *txn, const char *name, const struct kf_
     kf_cert_serial_hex(c, r.serial);
     r.subject = subject;
     r.cert_pem = (char *)kf_buf_str(&pem);
-    r.key_uri = (char *)key_uri;
+    r.key_uri = uri;
     r.not_before = kf_cert_not_before(c);
     r.not_after = kf_cert_not_after(c);
     r.created = time(NULL);
     rc = kf_txn_ca_insert(txn, &r);
     if (!rc) {
-        json_t *j = json_pack("{s:s, s:s, s:s}", "subject", subject, "serial", r.serial, "key",
-                              strncmp(key_uri, "pkcs11:", 7) == 0 ? "pkcs11"
-                              : strncmp(key_uri, "tpm2:", 5) == 0 ? "tpm2"
-                                                                  : "file");
-        char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        snprintf(detail, sizeof(detail), "%s", s ? s : "{}");
-        free(s);
-        json_decref(j);
+        char *detail =
+            kf_jsontext_pack("{s:s, s:s, s:s}", "subject", subject, "serial", r.serial, "key",
+                             strncmp(key_uri, "pkcs11:", 7) == 0 ? "pkcs11"
+                             : strncmp(key_uri, "tpm2:", 5) == 0 ? "tpm2"
+                                                                 : "file");
         rc = kf_txn_audit_append(txn, actor, "ca.create", name, detail);
+        free(detail);
     }
     kf_buf_free(&pem);
     return rc;
@@ -245,15 +300,16 @@ static enum kf_err cert_row(struct kf_txn *txn, const struct kf_cert *c, enum kf
                             const char *issuer, const char *actor)
 {
     struct kf_cert_rec r;
-    char object[KF_OBJECT_MAX], detail[512];
+    char object[KF_OBJECT_MAX], *detail;
     enum kf_err rc = kf_ca_cert_record(c, profile, issuer, NULL, &r);
     if (rc) return rc;
     rc = kf_txn_cert_insert(txn, &r);
     if (!rc) {
         snprintf(object, sizeof(object), "cert:%s", r.serial);
-        snprintf(detail, sizeof(detail), "{\"profile\":\"%s\",\"issuer\":\"%s\"}",
-                 kf_profile_name(profile), issuer);
+        detail =
+            kf_jsontext_pack("{s:s, s:s}", "profile", kf_profile_name(profile), "issuer", issuer);
         rc = kf_txn_audit_append(txn, actor, "cert.issue", object, detail);
+        free(detail);
     }
     kf_cert_rec_clear(&r);
     return rc;
@@ -276,9 +332,9 @@ static enum kf_err init_write_cb(struct kf_txn *txn, void *arg)
         rc = kf_signer_crl(w->issuer, NULL, 0, (uint64_t)number, now - 60,
                            now + w->cfg->crl_hours * 3600L, &w->crl);
     if (!rc) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "{\"number\":%lld,\"revoked\":0}", (long long)number);
+        char *detail = kf_jsontext_pack("{s:I, s:i}", "number", (json_int_t)number, "revoked", 0);
         rc = kf_txn_audit_append(txn, actor, "crl.publish", "ca:issuing", detail);
+        free(detail);
     }
     return rc;
 }
@@ -320,7 +376,8 @@ static void default_names(const char **names, size_t *n, char *host, size_t host
 {
     *n = 0;
     names[(*n)++] = "localhost";
-    if (gethostname(host, hostcap) == 0 && host[0] && strcmp(host, "localhost") != 0) {
+    if (gethostname(host, hostcap) == 0 && host[0] && strcmp(host, "localhost") != 0 &&
+        kf_dns_name_ok(host)) {
         host[hostcap - 1] = '\0';
         for (char *p = host; *p; p++)
             if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
@@ -336,7 +393,7 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
         *ips[KF_INIT_MAX_NAMES + 4];
     size_t n_names = 0, n_dns = 0, n_ips = 0;
     char host[256], tmp[KF_CONF_PATH_MAX], path[KF_CONF_PATH_MAX], parent[KF_CONF_PATH_MAX];
-    char target[KF_CONF_PATH_MAX];
+    char target[KF_CONF_PATH_MAX], server_cn[80];
     char org[80], cn[160], when[KF_TIME_TEXT_MAX], header[256];
     enum kf_key_type type = o->key_type ? o->key_type : KF_KEY_EC_P256;
     struct kf_key *root_key = NULL, *issuing_key = NULL, *server_key = NULL;
@@ -355,8 +412,14 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     kf_buf_init(&crl_pem, PEM_MAX);
     kf_config_defaults(&cfg);
     if (o->name) {
-        if (strlen(o->name) == 0 || strlen(o->name) > 48)
-            return kf_fail(KF_E_INVALID, "the deployment name must be 1 to 48 characters");
+        size_t nl = strlen(o->name);
+        /* It becomes the O of every certificate and a line of keyfleet.conf: plain text only. */
+        if (nl == 0 || nl > 48 || o->name[0] == ' ' || o->name[nl - 1] == ' ' ||
+            strspn(o->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._-") !=
+                nl)
+            return kf_fail(KF_E_INVALID,
+                           "--name must be 1 to 48 letters, digits, spaces, '.', '_' or '-', not "
+                           "starting or ending with a space");
         snprintf(cfg.name, sizeof(cfg.name), "%s", o->name);
     }
     snprintf(cfg.key_type, sizeof(cfg.key_type), "%s", kf_key_type_name(type));
@@ -369,8 +432,18 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     if (o->n_names > KF_INIT_MAX_NAMES)
         return kf_fail(KF_E_INVALID, "at most %d --hostname names", KF_INIT_MAX_NAMES);
     if (o->n_names) {
-        for (size_t i = 0; i < o->n_names; i++)
-            names[n_names++] = o->names[i];
+        for (size_t i = 0; i < o->n_names; i++) {
+            int seen = 0;
+            char shown[80];
+            if (!is_ip(o->names[i]) && !kf_dns_name_ok(o->names[i])) {
+                kf_text_quote(shown, sizeof(shown), o->names[i]);
+                return kf_fail(KF_E_INVALID, "--hostname \"%s\" is not a DNS name or IP address",
+                               shown);
+            }
+            for (size_t k = 0; k < n_names; k++)
+                seen |= strcasecmp(names[k], o->names[i]) == 0;
+            if (!seen) names[n_names++] = o->names[i];
+        }
     } else {
         default_names(names, &n_names, host, sizeof(host));
     }
@@ -390,6 +463,7 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     rc = check_target(target);
     if (rc) return rc;
     snprintf(parent, sizeof(parent), "%s", target);
+    remove_stale_inits(target);
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.init-XXXXXX", target) >= sizeof(tmp))
         return kf_fail(KF_E_OVERSIZE, "directory name too long: %s", target);
     if (!mkdtemp(tmp))
@@ -398,6 +472,14 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     if (chmod(tmp, 0700) != 0) {
         rc = kf_fail(KF_E_IO, "cannot set the mode of %s: %s", tmp, strerror(errno));
         goto out;
+    }
+    /* Who is building it, so that a later init can clear it away if this one is killed. */
+    {
+        char pid[24];
+        int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        rc = kf_path_join(path, sizeof(path), tmp, "init.pid");
+        if (!rc) rc = kf_file_write(path, pid, (size_t)n, 0600, 0);
+        if (rc) goto out;
     }
     rc = kf_path_join(path, sizeof(path), tmp, "ca");
     if (!rc) rc = kf_file_mkdir(path, 0700);
@@ -455,11 +537,18 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
         kf_signer_set_policy(issuer, &p);
     }
 
-    /* keyfleetd's TLS certificate. */
+    /*
+     * keyfleetd's TLS certificate. Clients check its SANs; the CN is for people, and must stay
+     * within 64 characters.
+     */
+    if (strlen(names[0]) <= 64)
+        snprintf(server_cn, sizeof(server_cn), "%s", names[0]);
+    else
+        snprintf(server_cn, sizeof(server_cn), "%s server", cfg.name);
     rc = kf_key_generate(type == KF_KEY_ED25519 ? KF_KEY_EC_P256 : type, &server_key);
     if (!rc) rc = save_key(tmp, cfg.server_key, server_key);
     if (!rc)
-        rc = issue_with(issuer, KF_PROFILE_SERVER, names[0], org, server_key, cfg.server_cert_days,
+        rc = issue_with(issuer, KF_PROFILE_SERVER, server_cn, org, server_key, cfg.server_cert_days,
                         dns, n_dns, ips, n_ips, &server);
     if (rc) goto out;
 
@@ -494,6 +583,9 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     snprintf(header, sizeof(header), "written by keyfleet init on %s", when);
     rc = kf_path_join(path, sizeof(path), tmp, KF_CONF_NAME);
     if (!rc) rc = kf_config_write(path, &cfg, header);
+    if (!rc) rc = kf_path_join(path, sizeof(path), tmp, "init.pid");
+    if (!rc && unlink(path) != 0)
+        rc = kf_fail(KF_E_IO, "cannot remove %s: %s", path, strerror(errno));
     if (!rc) rc = kf_file_sync_dir(tmp);
     if (rc) goto out;
     /* The deployment appears whole or not at all. */

@@ -13,15 +13,9 @@
 #include "common/ident.h"
 #include "common/pki_key.h"
 #include "common/timefmt.h"
+#include "server/jsontext.h"
 
 #define PEM_MAX (256 * 1024)
-
-static char *json_text(json_t *j)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(j);
-    return s ? s : strdup("{}");
-}
 
 static enum kf_err new_code(char *code)
 {
@@ -45,8 +39,7 @@ static enum kf_err check_networks(const struct kf_enroll_opts *o, char *canon, s
     if (!o || !o->networks) return KF_OK;
     rc = kf_cidr_parse_list(o->networks, &l);
     if (rc) return kf_wrap(rc, "--networks");
-    kf_cidr_format(&l, canon, cap);
-    return KF_OK;
+    return kf_cidr_format(&l, canon, cap);
 }
 
 struct add_write {
@@ -70,6 +63,23 @@ static enum kf_err find_fp_cb(const struct kf_enrollment *e, void *arg)
     return KF_OK;
 }
 
+/* The SHA-256 of the key of keyfleet's CA `name` (KF_E_NOT_FOUND when there is none). */
+static enum kf_err own_ca_key_fingerprint(struct kf_txn *txn, const char *name, char *fp)
+{
+    struct kf_ca_rec ca;
+    struct kf_cert *cert = NULL;
+    struct kf_key *key = NULL;
+    enum kf_err rc = kf_txn_ca_get(txn, name, &ca);
+    if (rc) return rc;
+    rc = kf_cert_parse(ca.cert_pem, strlen(ca.cert_pem), &cert);
+    if (!rc) rc = kf_cert_public_key(cert, &key);
+    if (!rc) rc = kf_key_fingerprint(key, fp);
+    kf_key_free(key);
+    kf_cert_free(cert);
+    kf_ca_rec_clear(&ca);
+    return rc;
+}
+
 static enum kf_err add_cb(struct kf_txn *txn, void *arg)
 {
     struct add_write *w = arg;
@@ -79,6 +89,19 @@ static enum kf_err add_cb(struct kf_txn *txn, void *arg)
 
     if (w->ca_fingerprint_unique) {
         struct fp_search s = {w->ca_fingerprint_unique, ""};
+        static const char *const own[] = {"root", "issuing"};
+        /* keyfleet's own CAs sign operational certificates: never factory identities. */
+        for (size_t i = 0; i < KF_ARRAY_LEN(own); i++) {
+            char fp[KF_FINGERPRINT_HEX];
+            rc = own_ca_key_fingerprint(txn, own[i], fp);
+            if (rc == KF_E_NOT_FOUND) continue;
+            if (rc) return rc;
+            if (strcmp(fp, w->ca_fingerprint_unique) == 0)
+                return kf_fail(KF_E_POLICY,
+                               "that is keyfleet's own %s CA; a group enrollment names a "
+                               "manufacturer's CA",
+                               own[i]);
+        }
         rc = kf_txn_enrollment_list(txn, KF_ENROLL_GROUP, find_fp_cb, &s);
         if (rc == KF_E_EXISTS)
             return kf_fail(KF_E_EXISTS, "group %s already uses this CA (same key)", s.found);
@@ -89,11 +112,11 @@ static enum kf_err add_cb(struct kf_txn *txn, void *arg)
         return kf_fail(KF_E_EXISTS, "an enrollment named %s already exists", w->e->id);
     if (rc) return rc;
     snprintf(object, sizeof(object), "enrollment:%s", w->e->id);
-    detail = json_text(json_pack("{s:s, s:s, s:s, s:b, s:s?}", "kind",
-                                 w->e->kind == KF_ENROLL_GROUP ? "group" : "individual", "subject",
-                                 w->e->subject ? w->e->subject : "", "key_fingerprint",
-                                 w->e->key_fingerprint, "enabled", w->e->enabled, "networks",
-                                 w->e->networks));
+    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b, s:s?}", "kind",
+                              w->e->kind == KF_ENROLL_GROUP ? "group" : "individual", "subject",
+                              w->e->subject ? w->e->subject : "", "key_fingerprint",
+                              w->e->key_fingerprint, "enabled", w->e->enabled, "networks",
+                              w->e->networks);
     rc = kf_txn_audit_append(txn, w->actor, w->action, object, detail);
     free(detail);
     return rc;
@@ -118,7 +141,7 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     struct kf_cert *cert = NULL;
     struct kf_key *key = NULL;
     struct kf_buf pem;
-    char cn[KF_ID_MAX + 2], subject[KF_NAME_MAX], nets[1024], when[KF_TIME_TEXT_MAX];
+    char cn[KF_ID_MAX + 2], subject[KF_NAME_MAX], nets[KF_CIDR_TEXT_MAX], when[KF_TIME_TEXT_MAX];
     struct add_write w;
     time_t now = time(NULL);
     enum kf_err rc;
@@ -142,9 +165,11 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
             goto out;
         }
         if (strcmp(cn, id) != 0) {
+            char shown_cn[96];
+            kf_text_quote(shown_cn, sizeof(shown_cn), cn);
             rc = kf_fail(KF_E_POLICY,
                          "certificate %s has CN \"%s\", but the registration id is \"%s\"",
-                         cert_path, cn, id);
+                         cert_path, shown_cn, id);
             goto out;
         }
         if (kf_cert_is_ca(cert)) {
@@ -210,7 +235,7 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
     struct kf_enrollment e;
     struct kf_cert *ca = NULL;
     struct kf_key *key = NULL;
-    char subject[KF_NAME_MAX], nets[1024];
+    char subject[KF_NAME_MAX], nets[KF_CIDR_TEXT_MAX];
     struct add_write w;
     time_t now = time(NULL);
     enum kf_err rc;
@@ -284,11 +309,14 @@ static enum kf_err check_proof(const struct kf_enrollment *e, const struct kf_ce
                        proof_name, e->id);
     /* Compared in constant time: the code is a challenge, and guessing it must not pay. */
     if (strlen(cn) != strlen(e->verification_code) ||
-        CRYPTO_memcmp(cn, e->verification_code, strlen(cn)) != 0)
+        CRYPTO_memcmp(cn, e->verification_code, strlen(cn)) != 0) {
+        char shown_cn[96];
+        kf_text_quote(shown_cn, sizeof(shown_cn), cn);
         return kf_fail(KF_E_DENIED,
                        "certificate %s has CN \"%s\", which is not the verification code of "
                        "group %s",
-                       proof_name, cn, e->id);
+                       proof_name, shown_cn, e->id);
+    }
     rc = kf_cert_parse(e->cert_pem, strlen(e->cert_pem), &ca);
     if (!rc) rc = kf_cert_public_key(ca, &ca_key);
     if (rc) goto out;

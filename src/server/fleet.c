@@ -5,6 +5,7 @@
 
 #include "common/pki_crl.h"
 #include "server/ca.h"
+#include "server/jsontext.h"
 
 struct status_write {
     const char *actor, *id;
@@ -69,7 +70,7 @@ static enum kf_err revoke_cb(struct kf_txn *txn, void *arg)
     struct revoke_write *w = arg;
     struct kf_device dev;
     struct serial_list l;
-    char object[KF_OBJECT_MAX], detail[256];
+    char object[KF_OBJECT_MAX], *detail;
     time_t now = time(NULL);
     enum kf_err rc;
 
@@ -90,30 +91,44 @@ static enum kf_err revoke_cb(struct kf_txn *txn, void *arg)
             rc = kf_txn_cert_revoke(txn, l.serials[i], now, w->reason);
             if (!rc) {
                 snprintf(object, sizeof(object), "cert:%s", l.serials[i]);
-                snprintf(detail, sizeof(detail), "{\"device\":\"%s\",\"reason\":\"%s\"}", w->id,
-                         kf_crl_reason_name(w->reason));
+                detail = kf_jsontext_pack("{s:s, s:s}", "device", w->id, "reason",
+                                          kf_crl_reason_name(w->reason));
                 rc = kf_txn_audit_append(txn, w->actor, "cert.revoke", object, detail);
+                free(detail);
             }
             w->count++;
         }
     } while (!rc && l.n == 64);
     if (rc) return rc;
     snprintf(object, sizeof(object), "device:%s", w->id);
-    snprintf(detail, sizeof(detail), "{\"reason\":\"%s\",\"certificates\":%d}",
-             kf_crl_reason_name(w->reason), w->count);
-    return kf_txn_audit_append(txn, w->actor, "device.revoke", object, detail);
+    detail = kf_jsontext_pack("{s:s, s:i}", "reason", kf_crl_reason_name(w->reason), "certificates",
+                              w->count);
+    rc = kf_txn_audit_append(txn, w->actor, "device.revoke", object, detail);
+    free(detail);
+    return rc;
 }
 
 enum kf_err kf_fleet_revoke(struct kf_deploy *d, const char *actor, const char *id, int reason,
                             int *count)
 {
     struct revoke_write w = {actor, id, reason, 0};
+    struct kf_signer *signer;
     enum kf_err rc;
 
+    if (count) *count = 0;
     if (!kf_crl_reason_name(reason))
         return kf_fail(KF_E_INVALID, "unknown revocation reason %d", reason);
+    /* The CRL must follow the revocation: make sure it can be signed before revoking. */
+    rc = kf_deploy_issuer(d, &signer);
+    if (rc) return kf_wrap(rc, "not revoking device %s", id);
     rc = kf_store_write(d->store, revoke_cb, &w);
-    if (count) *count = rc ? 0 : w.count;
     if (rc) return rc;
-    return kf_ca_publish_crl(d, actor, NULL);
+    if (count) *count = w.count;
+    rc = kf_ca_publish_crl(d, actor, NULL);
+    if (rc)
+        kf_wrap(rc,
+                "device %s is revoked, but the new CRL was not published (run keyfleet ca crl "
+                "once this is fixed)",
+                id);
+    return rc;
 }

@@ -135,9 +135,20 @@ openssl req -x509 -newkey rsa:1024 -nodes -keyout "$T/weakca.key" -out "$T/weak-
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=keyCertSign" 2>/dev/null
 refused "RSA-1024 group CA" 1 "RSA keys must have at least 2048 bits" enrollment group create --name g2 --ca "$T/weak-ca.pem"
 refused "same CA in two groups" 1 "group factory already uses this CA" enrollment group create --name g3 --ca "$T/factory.pem"
+refused "keyfleet's own issuing CA as a group" 1 "that is keyfleet's own issuing CA" enrollment group create --name g4 --ca "$T/d/ca/issuing.crt"
+refused "keyfleet's own root CA as a group" 1 "that is keyfleet's own root CA" enrollment group create --name g4 --ca "$T/d/ca/root.crt"
+long_nets=$(for i in $(seq 4096 4127); do printf '2001:db8:aaaa:bbbb:cccc:dddd:eeee:%x/128,' "$i"; done | sed 's/,$//')
 refused "bad networks" 1 "has host bits set" enrollment add --id dev-7 --cert "$T/dev-1.pem" --networks 10.0.0.1/8
 refused "group name syntax" 1 "group name \"Bad Name\"" enrollment group create --name "Bad Name" --ca "$T/factory.pem"
 unchanged "every refusal above" "$before"
+
+# The longest network list is kept whole (it was once cut short, which could widen it).
+kf enrollment add --id dev-nets --pubkey "$T/dev-1.pub" --networks "$long_nets"
+equals "32 networks accepted" "$RC" 0
+ok "show them" enrollment show dev-nets --json
+equals "all 32 kept, exactly" "$(jq -r .networks <<<"$OUT")" "$long_nets"
+kf enrollment remove dev-nets
+before=$(store_state)
 
 # Usage errors exit 2.
 refused "no --id" 2 "--id is required" enrollment add --cert "$T/dev-1.pem"

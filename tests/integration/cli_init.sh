@@ -79,11 +79,41 @@ contains "bad key type message" "$(cat "$T/err")" "unknown key type 'dsa'"
 check_not "nothing made for a usage error" test -e "$T/k"
 "$KF" --dir "$T/k" init --hostname 'bad name!' >/dev/null 2>"$T/err"
 equals "bad hostname refused" "$?" 1
-contains "bad hostname message" "$(cat "$T/err")" "not a valid DNS name"
+contains "bad hostname message" "$(cat "$T/err")" "--hostname \"bad name!\" is not a DNS name or IP address"
+"$KF" --dir "$T/k" init --hostname 1.2.3.4.5 >/dev/null 2>"$T/err"
+equals "a dotted number that is no IP refused" "$?" 1
+"$KF" --dir "$T/k" init --hostname '' >/dev/null 2>"$T/err"
+equals "an empty hostname refused" "$?" 1
+long=$(printf 'a%.0s' $(seq 1 60)).$(printf 'b%.0s' $(seq 1 20)).example
+"$KF" --dir "$T/longname" init --hostname "$long" --hostname "$long" --hostname 10.0.0.1 >/dev/null 2>"$T/err"
+equals "a long first hostname is fine" "$?" 0
+check "it is in the SANs" openssl verify -CAfile "$T/longname/ca/root.crt" -untrusted "$T/longname/ca/issuing.crt" \
+    -verify_hostname "$long" "$T/longname/server/server.crt"
+equals "duplicates dropped" "$(openssl x509 -in "$T/longname/server/server.crt" -noout -ext subjectAltName | grep -o "DNS:" | wc -l)" 1
 check_not "nothing left after a failed init" sh -c "ls -d '$T'/k*"
 
+# What an init killed midway left beside its target (keys!) is cleared by the next init; an
+# init still running (its pid alive) is left alone.
+mkdir -p "$T/again.init-AbC123/ca" "$T/again.init-Live42"
+echo secret >"$T/again.init-AbC123/ca/root.key"
+sh -c 'exit 0' &
+dead=$!
+wait $dead
+echo "$dead" >"$T/again.init-AbC123/init.pid"
+echo "$$" >"$T/again.init-Live42/init.pid"
+"$KF" --dir "$T/again" init >/dev/null 2>"$T/err"
+equals "init after an interrupted one" "$?" 0
+check_not "the leftovers are gone" test -e "$T/again.init-AbC123"
+check "a live init is left alone" test -d "$T/again.init-Live42"
+contains "and it says so" "$(cat "$T/err")" "removed what an interrupted init left"
+check_not "no init.pid in a deployment" test -e "$T/again/init.pid"
+ln -s "$T/empty" "$T/link"
+"$KF" --dir "$T/link" init >/dev/null 2>"$T/err"
+equals "a symbolic link is refused" "$?" 1
+contains "a symbolic link is refused, saying why" "$(cat "$T/err")" "is a symbolic link"
+
 # Other key types, each judged by openssl.
-for kt in p384 ed25519 rsa2048; do
+for kt in p384 ed25519 rsa2048 rsa3072; do
     "$KF" --dir "$T/$kt" init --key-type $kt >/dev/null 2>"$T/err" || fail "init --key-type $kt: $(cat "$T/err")"
     check "$kt chain verifies" openssl verify -CAfile "$T/$kt/ca/root.crt" -untrusted "$T/$kt/ca/issuing.crt" "$T/$kt/server/server.crt"
 done

@@ -39,8 +39,17 @@ check_not "openssl refuses it with the new CRL" openssl verify -crl_check -CRLfi
 ok "ca show" ca show --json
 equals "ca show says pkcs11" "$(jq -r .issuing.key <<<"$OUT")" pkcs11
 
+# A PIN given in the URI is never printed, and the store keeps only a redacted URI.
+"$KF" --dir "$T/pinv" init --issuing-key "pkcs11:token=kf-test;object=issuing;type=private?module-path=$MODULE&pin-value=1234" >"$T/out" 2>"$T/err"
+equals "init with pin-value" "$?" 0
+check_not "the PIN is not printed" grep -q 1234 "$T/out" "$T/err"
+contains "printed redacted" "$(cat "$T/out")" "pin-value=***"
+check_not "the store holds no PIN" sh -c "sqlite3 '$T/pinv/keyfleet.db' 'SELECT key_uri FROM cas' | grep -q 1234"
+check "the config keeps it (0600)" test "$(stat -c %a "$T/pinv/keyfleet.conf")" = 600
+
 # A wrong PIN or a missing object: a clear error, nothing made.
 echo -n 9999 >"$T/wrongpin"
+chmod 600 "$T/wrongpin"
 "$KF" --dir "$T/bad" init --issuing-key "pkcs11:token=kf-test;object=issuing;type=private?module-path=$MODULE&pin-source=file:$T/wrongpin" >/dev/null 2>"$T/err"
 equals "wrong PIN refused" "$?" 1
 contains "wrong PIN message" "$(cat "$T/err")" "cannot load private key pkcs11:token=kf-test;object=issuing;type=private"
@@ -48,6 +57,10 @@ check_not "the PIN is not printed" grep -q 9999 "$T/err"
 check_not "nothing made" sh -c "ls -d '$T'/bad '$T'/bad.init-*"
 "$KF" --dir "$T/bad" init --issuing-key "pkcs11:token=kf-test;object=nope;type=private?module-path=$MODULE&pin-source=file:$T/pin" >/dev/null 2>"$T/err"
 equals "missing object refused" "$?" 1
+chmod 644 "$T/wrongpin"
+"$KF" --dir "$T/bad" init --issuing-key "pkcs11:token=kf-test;object=issuing;type=private?module-path=$MODULE&pin-source=file:$T/wrongpin" >/dev/null 2>"$T/err"
+equals "a PIN file others can read is refused" "$?" 1
+contains "saying why" "$(cat "$T/err")" "can be read by others (mode 0644): chmod 600 it"
 "$KF" --dir "$T/bad" init --issuing-key "pkcs11:token=kf-test;object=issuing;type=private" >/dev/null 2>"$T/err"
 equals "no module refused" "$?" 1
 contains "no module message" "$(cat "$T/err")" "names no module"

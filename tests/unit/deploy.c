@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/pki_crl.h"
 
 #define DAY 86400L
@@ -247,11 +248,11 @@ static void test_init_fresh(void **state)
     kf_cert_serial_hex(issuing, serial);
     snprintf(object, sizeof(object), "cert:%s", serial);
     kf_test_audit_expect(&a.r[2], "cert.issue", object,
-                         "{\"profile\":\"issuing-ca\",\"issuer\":\"root\"}");
+                         "{\"issuer\":\"root\",\"profile\":\"issuing-ca\"}");
     kf_cert_serial_hex(server, serial);
     snprintf(object, sizeof(object), "cert:%s", serial);
     kf_test_audit_expect(&a.r[3], "cert.issue", object,
-                         "{\"profile\":\"server\",\"issuer\":\"issuing\"}");
+                         "{\"issuer\":\"issuing\",\"profile\":\"server\"}");
     kf_test_audit_expect(&a.r[4], "crl.publish", "ca:issuing", "{\"number\":1,\"revoked\":0}");
     kf_test_audit_free(&a);
 
@@ -433,10 +434,16 @@ static void test_init_bad_arguments(void **state)
 
     o.name = "";
     KF_EXPECT_ERR(KF_E_INVALID, kf_deploy_init(&o, &rep));
-    KF_EXPECT_MSG("the deployment name must be 1 to 48 characters");
+    KF_EXPECT_MSG("--name must be 1 to 48 letters");
     o.name = "0123456789012345678901234567890123456789012345678";
     KF_EXPECT_ERR(KF_E_INVALID, kf_deploy_init(&o, &rep));
-    KF_EXPECT_MSG("the deployment name must be 1 to 48 characters");
+    KF_EXPECT_MSG("--name must be 1 to 48 letters");
+    /* A newline would become a line of keyfleet.conf and a byte of every certificate's O. */
+    o.name = "acme\n[store]\nurl = /tmp/evil.db";
+    KF_EXPECT_ERR(KF_E_INVALID, kf_deploy_init(&o, &rep));
+    o.name = " acme";
+    KF_EXPECT_ERR(KF_E_INVALID, kf_deploy_init(&o, &rep));
+    assert_false(kf_file_exists(dir));
     o.name = NULL;
     for (size_t i = 0; i < KF_ARRAY_LEN(names); i++)
         names[i] = "localhost";

@@ -249,7 +249,7 @@ static void test_revoke(void **state)
     assert_int_equal(seen[1], 1);
     assert_int_equal(seen[2], 0);
     kf_test_audit_expect(&a.r[2], "device.revoke", "device:fl-3",
-                         "{\"reason\":\"key-compromise\",\"certificates\":2}");
+                         "{\"certificates\":2,\"reason\":\"key-compromise\"}");
     snprintf(detail, sizeof(detail), "{\"number\":%lld,\"revoked\":%lld}", (long long)(number0 + 1),
              (long long)revoked);
     kf_test_audit_expect(&a.r[3], "crl.publish", "ca:issuing", detail);
@@ -313,7 +313,7 @@ static void test_revoke_without_certificates(void **state)
     kf_test_audit_after(f->d->store, audit0, &a);
     assert_int_equal(a.n, 2);
     kf_test_audit_expect(&a.r[0], "device.revoke", "device:fl-5",
-                         "{\"reason\":\"privilege-withdrawn\",\"certificates\":0}");
+                         "{\"certificates\":0,\"reason\":\"privilege-withdrawn\"}");
     kf_test_audit_expect(&a.r[1], "crl.publish", "ca:issuing", NULL);
     kf_test_audit_free(&a);
 }

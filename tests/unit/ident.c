@@ -37,11 +37,24 @@ static void test_invalid_ids(void **state)
     KF_EXPECT_MSG("is 129 characters long; the limit is 128");
 }
 
+static void test_text_quote(void **state)
+{
+    char out[32];
+    kf_text_quote(out, sizeof(out), "plain text");
+    assert_string_equal(out, "plain text");
+    kf_text_quote(out, sizeof(out), "\x1b[2J\"x\"");
+    assert_string_equal(out, "\\x1b[2J\\x22x\\x22");
+    kf_text_quote(out, sizeof(out), "0123456789012345678901234567890123456789");
+    assert_true(strlen(out) < sizeof(out));
+    assert_non_null(strstr(out, "..."));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_ids),
         cmocka_unit_test(test_invalid_ids),
+        cmocka_unit_test(test_text_quote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/ident.h"
 #include "common/pki_cert.h"
 
 struct fixture {
@@ -114,6 +115,26 @@ static void test_serial_normalize(void **state)
     KF_EXPECT_ERR(KF_E_INVALID, kf_serial_normalize("ab:", out));
     KF_EXPECT_ERR(KF_E_INVALID,
                   kf_serial_normalize("1234567890123456789012345678901234567890a", out));
+}
+
+/* An id of the full 128 characters becomes the CN and the URI SAN, and openssl accepts it. */
+static void test_longest_id(void **state)
+{
+    struct fixture *f = *state;
+    char id[KF_ID_MAX + 1], cn[KF_ID_MAX + 1];
+    const char *path = kf_test_path("long-id.pem");
+    struct kf_cert *c;
+    memset(id, 'd', KF_ID_MAX);
+    id[KF_ID_MAX] = '\0';
+    c = kf_test_issue(&f->pki, KF_PROFILE_DEVICE, id, 0, 0, NULL);
+    KF_OK_OR_FAIL(kf_cert_subject_cn(c, cn, sizeof(cn)));
+    assert_string_equal(cn, id);
+    kf_test_save_cert(c, path);
+    assert_int_equal(kf_test_sh("openssl verify -purpose sslclient -CAfile '%s' -untrusted '%s' "
+                                "'%s' >/dev/null",
+                                f->root, f->chain, path),
+                     0);
+    kf_cert_free(c);
 }
 
 static void test_serials_random_128_bit(void **state)
@@ -339,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_ca_profiles),
         cmocka_unit_test(test_device_profile),
         cmocka_unit_test(test_serial_normalize),
+        cmocka_unit_test(test_longest_id),
         cmocka_unit_test(test_serials_random_128_bit),
         cmocka_unit_test(test_service_and_server_profiles),
         cmocka_unit_test(test_every_key_type_verifies),

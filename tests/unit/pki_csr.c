@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/ident.h"
 #include "common/pem.h"
 #include "common/pki_csr.h"
 
@@ -76,6 +77,30 @@ static void test_create_parse_check(void **state)
     expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_KEY_TYPE, "EC P-256, which is not an allowed");
     kf_csr_free(csr);
     kf_key_free(pub);
+    kf_key_free(k);
+    kf_buf_free(&pem);
+}
+
+static void test_longest_id_csr(void **state)
+{
+    struct kf_key *k = NULL;
+    struct kf_buf pem;
+    struct kf_csr *csr = NULL;
+    struct kf_csr_policy p;
+    char id[KF_ID_MAX + 1];
+    const char *path = kf_test_path("long.csr");
+    memset(id, 'e', KF_ID_MAX);
+    id[KF_ID_MAX] = '\0';
+    KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
+    kf_buf_init(&pem, 10000);
+    KF_OK_OR_FAIL(kf_csr_create(k, id, &pem));
+    kf_test_write(path, kf_buf_str(&pem));
+    assert_int_equal(kf_test_sh("openssl req -in '%s' -verify -noout 2>/dev/null", path), 0);
+    KF_OK_OR_FAIL(kf_csr_parse(pem.data, pem.len, &csr));
+    kf_csr_policy_default(&p);
+    p.expected_cn = id;
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    kf_csr_free(csr);
     kf_key_free(k);
     kf_buf_free(&pem);
 }
@@ -169,6 +194,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_parse_check),
+        cmocka_unit_test(test_longest_id_csr),
         cmocka_unit_test(test_broken_self_signature),
         cmocka_unit_test(test_rules_with_openssl_csrs),
         cmocka_unit_test(test_parse_errors),

@@ -247,6 +247,13 @@ static void test_spki_check(void **state)
     der.data[der.len - 65] = 0x05;
     KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len, ~0u, 0, "the key", NULL));
     KF_EXPECT_MSG("not a valid EC P-256 point");
+    /* The right length and prefix, but not a point on the curve: all zeros, and one bit off. */
+    der.data[der.len - 65] = 0x04;
+    der.data[der.len - 1] ^= 0x01;
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len, ~0u, 0, "the key", NULL));
+    memset(der.data + der.len - 64, 0, 64);
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_spki_check(der.data, der.len, ~0u, 0, "the key", NULL));
+    KF_EXPECT_MSG("not a valid EC P-256 point");
     kf_key_free(k);
     k = NULL;
 
@@ -281,6 +288,22 @@ static void test_spki_check(void **state)
     kf_buf_free(&der);
 }
 
+static void test_uri_redact(void **state)
+{
+    char out[256];
+    kf_key_uri_redact("pkcs11:token=a;object=b?module-path=/m.so&pin-value=1234&x=y", out,
+                      sizeof(out));
+    assert_string_equal(out, "pkcs11:token=a;object=b?module-path=/m.so&pin-value=***&x=y");
+    kf_key_uri_redact("pkcs11:token=a?pin-value=1234", out, sizeof(out));
+    assert_string_equal(out, "pkcs11:token=a?pin-value=***");
+    kf_key_uri_redact("pkcs11:token=pin-value=1?pin-source=file:/p", out, sizeof(out));
+    assert_string_equal(out, "pkcs11:token=pin-value=1?pin-source=file:/p");
+    kf_key_uri_redact("/path/pin-value=1.key", out, sizeof(out));
+    assert_string_equal(out, "/path/pin-value=1.key");
+    kf_key_uri_redact("pkcs11:token=a?pin-value=12345678", out, 20);
+    assert_null(strstr(out, "1234"));
+}
+
 static void test_pkcs11_needs_module(void **state)
 {
     struct kf_key *k = NULL;
@@ -289,6 +312,17 @@ static void test_pkcs11_needs_module(void **state)
     KF_EXPECT_MSG("names no module");
     KF_EXPECT_ERR(KF_E_INVALID, kf_key_load("pkcs11:token=x?module-path=%zz", NULL, &k));
     KF_EXPECT_MSG("bad percent-encoding");
+    /* A PIN file others can read is refused. */
+    {
+        const char *pin = kf_test_path("pin-open");
+        char uri[1200];
+        kf_test_write(pin, "1234");
+        chmod(pin, 0644);
+        snprintf(uri, sizeof(uri), "pkcs11:token=x?module-path=/nonexistent.so&pin-source=file:%s",
+                 pin);
+        KF_EXPECT_ERR(KF_E_DENIED, kf_key_load(uri, NULL, &k));
+        KF_EXPECT_MSG("can be read by others (mode 0644): chmod 600 it");
+    }
     /* The PIN never appears in an error message. */
     KF_EXPECT_ERR(KF_E_INVALID,
                   kf_key_load("pkcs11:token=x?pin-value=s3cr3t&module-path=%zz", NULL, &k));
@@ -303,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),         cmocka_unit_test(test_openssl_made_keys),
         cmocka_unit_test(test_public_keys),         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_pkcs11_needs_module), cmocka_unit_test(test_spki_check),
+        cmocka_unit_test(test_uri_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,11 @@ static void test_parse(void **state)
     KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("yesterday", &t));
     KF_EXPECT_MSG("time \"yesterday\" is not RFC 3339");
     KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-13-01", &t));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-02-31", &t));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-02-29", &t));
+    KF_OK_OR_FAIL(kf_time_parse("2028-02-29", &t));
+    KF_OK_OR_FAIL(kf_time_parse("2026-04-30", &t));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-04-31", &t));
     KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-11-23T25:00:00Z", &t));
     KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-11-23T19:08:01", &t));
     KF_EXPECT_ERR(KF_E_INVALID, kf_time_parse("2026-11-23T19:08:01Zjunk", &t));
