@@ -127,6 +127,14 @@ int kf_cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_group_verify(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_group_code(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_add(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_enable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_disable(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_weight(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_hub_remove(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_disable(struct kf_cli *c, int argc, char **argv);
@@ -140,5 +148,6 @@ int kf_cmd_ca_show(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_audit_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_events_list(struct kf_cli *c, int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static json_t *enrollment_json(const struct kf_enrollment *e)
                           e->key_fingerprint, "allocation", e->allocation, "created",
                           kf_cli_time(e->created), "updated", kf_cli_time(e->updated));
     if (!j) return NULL;
+    json_object_set_new(j, "hub", e->hub[0] ? json_string(e->hub) : json_null());
     json_object_set_new(j, "networks", e->networks ? json_string(e->networks) : json_null());
     if (e->kind == KF_ENROLL_GROUP && !e->verified) {
         json_object_set_new(j, "verification_code", json_string(e->verification_code));
@@ -46,17 +47,44 @@ static int one_id(struct kf_cli *c, int argc, char **argv, const char **id)
     return 0;
 }
 
+/*
+ * The usage rules of --allocation and --hub, checked before the deployment is opened (the
+ * service checks them too): 0 when they fit together, else the exit code after the message.
+ */
+static int allocation_args(struct kf_cli *c, const struct kf_enroll_opts *eo)
+{
+    if (!eo->allocation) return 0;
+    if (strcmp(eo->allocation, "hashed") != 0 && strcmp(eo->allocation, "static") != 0)
+        return kf_cli_usage(c, "--allocation is hashed or static");
+    if (strcmp(eo->allocation, "hashed") == 0 && eo->hub)
+        return kf_cli_usage(c, "--hub names the hub of a static allocation; it does not go with "
+                               "--allocation hashed");
+    if (strcmp(eo->allocation, "static") == 0 && !eo->hub)
+        return kf_cli_usage(c, "static allocation needs a hub: give --hub NAME");
+    return 0;
+}
+
+/* "hashed allocation" or "static allocation to hub NAME", for messages. */
+static const char *allocation_text(const struct kf_enroll_opts *eo)
+{
+    static char text[KF_ID_MAX + 64];
+    if (!eo->hub) return "hashed allocation";
+    snprintf(text, sizeof(text), "static allocation to hub %s", eo->hub);
+    return text;
+}
+
 int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"id", required_argument, NULL, 'i'},     {"cert", required_argument, NULL, 'c'},
         {"pubkey", required_argument, NULL, 'p'}, {"networks", required_argument, NULL, 'n'},
-        {"disabled", no_argument, NULL, 'd'},     {NULL, 0, NULL, 0},
+        {"disabled", no_argument, NULL, 'd'},     {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},    {NULL, 0, NULL, 0},
     };
     const char *id = NULL, *cert = NULL, *pubkey = NULL;
-    struct kf_enroll_opts eo = {NULL, 0};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
     enum kf_err rc;
-    int opt;
+    int opt, r;
 
     while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
         switch (opt) {
@@ -65,6 +93,8 @@ int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
         case 'p': pubkey = optarg; break;
         case 'n': eo.networks = optarg; break;
         case 'd': eo.disabled = 1; break;
+        case 'A': eo.allocation = optarg; break;
+        case 'H': eo.hub = optarg; break;
         case 'h': return KF_EXIT_OK;
         default: return KF_EXIT_USAGE;
         }
@@ -72,14 +102,17 @@ int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!id) return kf_cli_usage(c, "--id is required");
     if (!cert == !pubkey) return kf_cli_usage(c, "give exactly one of --cert and --pubkey");
+    if ((r = allocation_args(c, &eo)) != 0) return r;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_enroll_add(c->deploy, c->actor, id, cert, pubkey, &eo);
     if (rc) return kf_cli_fail(c, rc);
     if (c->json)
-        kf_cli_print_json(
-            json_pack("{s:s, s:s, s:b}", "id", id, "kind", "individual", "enabled", !eo.disabled));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:b, s:s, s:s?}", "id", id, "kind", "individual",
+                                    "enabled", !eo.disabled, "allocation",
+                                    eo.hub ? "static" : "hashed", "hub", eo.hub));
     else
-        printf("enrollment %s added (individual, %s)\n", id, eo.disabled ? "disabled" : "enabled");
+        printf("enrollment %s added (individual, %s, %s)\n", id,
+               eo.disabled ? "disabled" : "enabled", allocation_text(&eo));
     return KF_EXIT_OK;
 }
 
@@ -89,7 +122,8 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
     static const struct option opts[] = {
         {"name", required_argument, NULL, 'N'}, {"ca", required_argument, NULL, 'a'},
         {"cert", required_argument, NULL, 'c'}, {"networks", required_argument, NULL, 'n'},
-        {"disabled", no_argument, NULL, 'd'},   {NULL, 0, NULL, 0},
+        {"disabled", no_argument, NULL, 'd'},   {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},  {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
@@ -103,11 +137,19 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
             break;
         case 'n':
         case 'd':
-            if (!eo) return kf_cli_usage(c, "--networks and --disabled go with group create");
+        case 'A':
+        case 'H':
+            if (!eo)
+                return kf_cli_usage(c, "--networks, --disabled, --allocation and --hub go with "
+                                       "group create");
             if (opt == 'n')
                 eo->networks = optarg;
-            else
+            else if (opt == 'd')
                 eo->disabled = 1;
+            else if (opt == 'A')
+                eo->allocation = optarg;
+            else
+                eo->hub = optarg;
             break;
         case 'h': return -1;
         default: return KF_EXIT_USAGE;
@@ -116,13 +158,13 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!*name) return kf_cli_usage(c, "--name is required");
     if (file_opt && !*file) return kf_cli_usage(c, "%s is required", file_opt);
-    return 0;
+    return eo ? allocation_args(c, eo) : 0;
 }
 
 int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = NULL, *ca = NULL;
-    struct kf_enroll_opts eo = {NULL, 0};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
     char code[KF_CODE_MAX];
     enum kf_err rc;
     int r = group_args(c, argc, argv, &name, &ca, "--ca", &eo);
@@ -131,11 +173,12 @@ int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv)
     rc = kf_enroll_group_create(c->deploy, c->actor, name, ca, &eo, code);
     if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        kf_cli_print_json(json_pack("{s:s, s:s, s:b, s:s}", "name", name, "kind", "group",
-                                    "verified", 0, "verification_code", code));
+        kf_cli_print_json(json_pack("{s:s, s:s, s:b, s:s, s:s, s:s?}", "name", name, "kind",
+                                    "group", "verified", 0, "verification_code", code, "allocation",
+                                    eo.hub ? "static" : "hashed", "hub", eo.hub));
         return KF_EXIT_OK;
     }
-    printf("group %s created; it takes effect once verified.\n\n", name);
+    printf("group %s created (%s); it takes effect once verified.\n\n", name, allocation_text(&eo));
     printf("verification code: %s\n\n", code);
     printf(
         "Prove you hold the CA's key: make a certificate with CN=%s signed by it, e.g.\n"
@@ -261,8 +304,69 @@ int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
         printf("key sha256       %s\n", e.key_fingerprint);
         printf("networks         %s\n", e.networks ? e.networks : "any");
         printf("allocation       %s\n", e.allocation);
+        if (e.hub[0]) printf("hub              %s\n", e.hub);
         printf("created          %s\n", kf_cli_time(e.created));
         printf("updated          %s\n", kf_cli_time(e.updated));
+    }
+    kf_enrollment_clear(&e);
+    return KF_EXIT_OK;
+}
+
+int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, NULL, 'i'},    {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},   {"networks", required_argument, NULL, 'n'},
+        {"any-network", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+    };
+    struct kf_enroll_change ch = {NULL, NULL, NULL, 0};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
+    struct kf_enrollment e;
+    struct kf_txn *txn = NULL;
+    const char *id = NULL;
+    int changed = 0, opt, r;
+    enum kf_err rc;
+
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
+        switch (opt) {
+        case 'i': id = optarg; break;
+        case 'A': ch.allocation = optarg; break;
+        case 'H': ch.hub = optarg; break;
+        case 'n': ch.networks = optarg; break;
+        case 'a': ch.any_network = 1; break;
+        case 'h': return KF_EXIT_OK;
+        default: return KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc && !id) id = argv[optind++];
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!id) return kf_cli_usage(c, "which enrollment? give its ID");
+    if (!ch.allocation && !ch.hub && !ch.networks && !ch.any_network)
+        return kf_cli_usage(c, "nothing to change: give --allocation, --hub, --networks or "
+                               "--any-network");
+    if (ch.networks && ch.any_network)
+        return kf_cli_usage(c, "give --networks or --any-network, not both");
+    eo.allocation = ch.allocation;
+    eo.hub = ch.hub;
+    if ((r = allocation_args(c, &eo)) != 0) return r;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_update(c->deploy, c->actor, id, &ch, &changed);
+    if (rc) return kf_cli_fail(c, rc);
+    /* Show the enrollment as it now is. */
+    memset(&e, 0, sizeof(e));
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_enrollment_get(txn, id, &e);
+    kf_txn_end(txn);
+    if (rc) return kf_cli_fail(c, rc);
+    if (c->json) {
+        kf_cli_print_json(json_pack("{s:s, s:b, s:s, s:o, s:o}", "id", id, "changed", changed,
+                                    "allocation", e.allocation, "hub",
+                                    e.hub[0] ? json_string(e.hub) : json_null(), "networks",
+                                    e.networks ? json_string(e.networks) : json_null()));
+    } else {
+        printf("enrollment %s %s: %s allocation%s%s, networks %s\n", id,
+               changed ? "changed" : "unchanged", e.allocation, e.hub[0] ? " to hub " : "", e.hub,
+               e.networks ? e.networks : "any");
     }
     kf_enrollment_clear(&e);
     return KF_EXIT_OK;

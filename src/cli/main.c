@@ -38,21 +38,27 @@ static const struct command commands[] = {
      "  --name NAME        the deployment's name, put in its certificates (default keyfleet)",
      "create a deployment"},
     {"enrollment", "add", kf_cmd_enrollment_add,
-     "enrollment add --id ID (--cert FILE | --pubkey FILE) [--networks CIDR,...] [--disabled]\n"
+     "enrollment add --id ID (--cert FILE | --pubkey FILE) [--networks CIDR,...] [--disabled] "
+     "[--allocation hashed|static] [--hub NAME]\n"
      "\n"
      "Lets device ID provision with the factory certificate FILE (whose CN must be ID) or with\n"
      "the private key matching the public key FILE.\n"
      "\n"
      "  --networks CIDRS   only from these source networks (default: any)\n"
-     "  --disabled         add it disabled",
+     "  --disabled         add it disabled\n"
+     "  --allocation P     how the device gets its hub: hashed (default: weighted hashing of\n"
+     "                     the device id over the enabled hubs) or static (the --hub)\n"
+     "  --hub NAME         always this hub (implies --allocation static)",
      "enroll one device by its factory certificate or key"},
     {"enrollment", "group create", kf_cmd_group_create,
-     "enrollment group create --name NAME --ca FILE [--networks CIDR,...] [--disabled]\n"
+     "enrollment group create --name NAME --ca FILE [--networks CIDR,...] [--disabled] "
+     "[--allocation hashed|static] [--hub NAME]\n"
      "\n"
      "Creates a group enrollment for the manufacturer CA certificate FILE and prints a\n"
      "verification code. The group takes effect once you prove you hold the CA's key: make a\n"
      "certificate whose CN is the code, signed by that CA, and pass it to `group verify`.\n"
-     "The code is valid for 24 hours.",
+     "The code is valid for 24 hours. --networks, --disabled, --allocation and --hub are as\n"
+     "for `enrollment add`.",
      "enroll devices by their manufacturer CA"},
     {"enrollment", "group verify", kf_cmd_group_verify,
      "enrollment group verify --name NAME --cert FILE\n"
@@ -67,12 +73,62 @@ static const struct command commands[] = {
      "enrollment list [--kind individual|group] [--json]", "list enrollments"},
     {"enrollment", "show", kf_cmd_enrollment_show, "enrollment show ID [--json]",
      "show one enrollment"},
+    {"enrollment", "set", kf_cmd_enrollment_set,
+     "enrollment set ID [--allocation hashed|static] [--hub NAME] [--networks CIDR,... | "
+     "--any-network]\n"
+     "\n"
+     "Changes how an enrollment's devices get their hub, or where they may provision from.\n"
+     "Takes effect when each device next registers (under hashed allocation, a device keeps an\n"
+     "enabled hub it already has).\n"
+     "\n"
+     "  --allocation P     hashed (weighted hashing over the enabled hubs; clears the hub) or\n"
+     "                     static (needs --hub)\n"
+     "  --hub NAME         always this hub, which must exist (implies --allocation static)\n"
+     "  --networks CIDRS   only from these source networks (replaces the list)\n"
+     "  --any-network      from anywhere",
+     "change an enrollment's hub allocation or networks"},
     {"enrollment", "enable", kf_cmd_enrollment_enable, "enrollment enable ID",
      "enable an enrollment"},
     {"enrollment", "disable", kf_cmd_enrollment_disable, "enrollment disable ID",
      "disable an enrollment (its devices can no longer provision)"},
     {"enrollment", "remove", kf_cmd_enrollment_remove, "enrollment remove ID",
      "remove an enrollment (its devices stay)"},
+    {"hub", "add", kf_cmd_hub_add,
+     "hub add --name NAME --endpoint HOST:PORT [--weight N]\n"
+     "\n"
+     "Adds an MQTT hub that devices are told to connect to. HOST is a DNS name, an IPv4\n"
+     "address or an IPv6 address in brackets ([2001:db8::1]:8883).\n"
+     "\n"
+     "  --weight N         0 to 1000 (default 1): hashed allocation gives each enabled hub a\n"
+     "                     share of the devices in proportion to its weight; 0 takes no new\n"
+     "                     devices",
+     "add a hub"},
+    {"hub", "list", kf_cmd_hub_list, "hub list [--json]", "list hubs"},
+    {"hub", "show", kf_cmd_hub_show,
+     "hub show NAME [--json]\n"
+     "\n"
+     "Shows a hub, how many devices are assigned to it, and the enrollments that allocate\n"
+     "statically to it.",
+     "show a hub and its devices"},
+    {"hub", "enable", kf_cmd_hub_enable, "hub enable NAME", "enable a hub"},
+    {"hub", "disable", kf_cmd_hub_disable,
+     "hub disable NAME\n"
+     "\n"
+     "Stops assigning devices to the hub; its devices get another hub when they next register\n"
+     "(those of a static enrollment naming it get none until it is enabled again).",
+     "disable a hub (it takes no devices)"},
+    {"hub", "weight", kf_cmd_hub_weight,
+     "hub weight NAME N\n"
+     "\n"
+     "Sets the hub's weight, 0 to 1000: its share of the new devices that hashed allocation\n"
+     "places. Devices already on the hub keep it; 0 takes no new devices.",
+     "set a hub's share of hashed allocation"},
+    {"hub", "remove", kf_cmd_hub_remove,
+     "hub remove NAME\n"
+     "\n"
+     "Removes the hub; refused while an enrollment allocates statically to it. Its devices get\n"
+     "another hub when they next register.",
+     "remove a hub"},
     {"device", "list", kf_cmd_device_list,
      "device list [--status active|disabled|revoked] [--enrollment ID] [--json]", "list devices"},
     {"device", "show", kf_cmd_device_show, "device show ID [--json]",
@@ -114,13 +170,20 @@ static const struct command commands[] = {
      "deleted or re-ordered (exit 1). With --head, also checks that the log still contains the\n"
      "head HASH recorded earlier, which catches records cut off the end.",
      "prove the audit log whole"},
+    {"events", "list", kf_cmd_events_list,
+     "events list [--since TIME] [--type TYPE] [--device ID] [--limit N] [--json]\n"
+     "\n"
+     "Lists security events, oldest first: for example provisioning.denied (a refused device,\n"
+     "with the reason, the registration id and the address) and provisioning.assigned (a\n"
+     "certificate handed out). --limit N shows the first N that match.",
+     "list security events"},
 };
 
 static void print_overview(FILE *f)
 {
     const char *group = "";
     fprintf(f, "usage: keyfleet [--dir DIR] [--json] COMMAND [OPTIONS]\n\n"
-               "keyfleet manages a keyfleet deployment: its CAs, enrollments, devices,\n"
+               "keyfleet manages a keyfleet deployment: its CAs, enrollments, hubs, devices,\n"
                "certificates and audit log. DIR defaults to $KEYFLEET_DIR or ./keyfleet-data.\n\n"
                "commands:\n");
     for (size_t i = 0; i < KF_ARRAY_LEN(commands); i++) {

@@ -135,7 +135,7 @@ void kf_log(enum kf_log_level level, const char *module, const char *msg, ...)
         const char *v;
         if (!k) break;
         v = va_arg(ap, const char *);
-        n = put_field(line, n, k, v);
+        if (v) n = put_field(line, n, k, v); /* a field with no value is left out */
     }
     va_end(ap);
     line[n++] = '\n';

@@ -33,7 +33,7 @@ int kf_log_enabled(enum kf_log_level level);
 
 /*
  * Writes one line. `module` and `msg` are borrowed; the variadic part is key, value, key, value,
- * ..., NULL (all `const char *`; a NULL value is written as an empty string).
+ * ..., NULL (all `const char *`; a field whose value is NULL is left out).
  */
 void kf_log(enum kf_log_level level, const char *module, const char *msg, ...)
     __attribute__((sentinel));

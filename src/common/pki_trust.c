@@ -121,6 +121,23 @@ static enum kf_err reason_err(enum kf_verify_reason r)
     }
 }
 
+/* SHA-256 of a certificate's SubjectPublicKeyInfo as hex (the same as kf_key_fingerprint). */
+static void anchor_fingerprint(X509 *x, char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char *der = NULL, md[32];
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    hex[0] = '\0';
+    if (n > 0 && EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL)) {
+        for (int i = 0; i < 32; i++) {
+            hex[2 * i] = digits[md[i] >> 4];
+            hex[2 * i + 1] = digits[md[i] & 15];
+        }
+        hex[64] = '\0';
+    }
+    OPENSSL_free(der);
+}
+
 enum kf_err kf_trust_verify(const struct kf_trust *trust, const struct kf_cert *leaf,
                             struct kf_cert *const *untrusted, size_t n, time_t at,
                             enum kf_purpose purpose, struct kf_verify_result *res)
@@ -163,7 +180,10 @@ enum kf_err kf_trust_verify(const struct kf_trust *trust, const struct kf_cert *
     X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
 
     if (X509_verify_cert(ctx) == 1) {
+        STACK_OF(X509) *built = X509_STORE_CTX_get0_chain(ctx);
+        X509 *top = built ? sk_X509_value(built, sk_X509_num(built) - 1) : NULL;
         res->reason = KF_VERIFY_OK;
+        if (top) anchor_fingerprint(top, res->anchor);
         goto out;
     }
     err = X509_STORE_CTX_get_error(ctx);

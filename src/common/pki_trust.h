@@ -39,6 +39,8 @@ struct kf_verify_result {
     enum kf_verify_reason reason;
     int depth;                 /* 0 = the leaf; where the failure was found */
     char subject[KF_NAME_MAX]; /* subject of the certificate at `depth` */
+    /* On success: SHA-256 of the SubjectPublicKeyInfo of the trust anchor the chain reached. */
+    char anchor[KF_FINGERPRINT_HEX];
 };
 
 /* A new, empty trust set; `*out` is owned by the caller. */

@@ -31,15 +31,61 @@ static enum kf_err new_code(char *code)
     return KF_OK;
 }
 
-static enum kf_err check_networks(const struct kf_enroll_opts *o, char *canon, size_t cap)
+static enum kf_err check_networks(const char *networks, char *canon, size_t cap)
 {
     struct kf_cidr_list l;
     enum kf_err rc;
     canon[0] = '\0';
-    if (!o || !o->networks) return KF_OK;
-    rc = kf_cidr_parse_list(o->networks, &l);
+    if (!networks) return KF_OK;
+    rc = kf_cidr_parse_list(networks, &l);
     if (rc) return kf_wrap(rc, "--networks");
     return kf_cidr_format(&l, canon, cap);
+}
+
+/*
+ * Resolves an allocation policy and hub as given (either may be NULL) into what the enrollment
+ * gets: `policy` ("hashed" or "static", 16 bytes) and `hub` (KF_ID_MAX + 1; "" for hashed).
+ * The hub's existence is checked in the write transaction (check_static_hub).
+ */
+static enum kf_err resolve_allocation(const char *allocation, const char *hub, char *policy,
+                                      char *hub_out)
+{
+    char shown[96];
+    enum kf_err rc;
+
+    policy[0] = hub_out[0] = '\0';
+    if (allocation && strcmp(allocation, "hashed") != 0 && strcmp(allocation, "static") != 0) {
+        kf_text_quote(shown, sizeof(shown), allocation);
+        return kf_fail(KF_E_USAGE, "allocation \"%s\" is unknown: it is hashed or static", shown);
+    }
+    if (allocation && strcmp(allocation, "hashed") == 0 && hub)
+        return kf_fail(KF_E_USAGE,
+                       "--hub names the hub of a static allocation; it does not go with "
+                       "--allocation hashed");
+    if (allocation && strcmp(allocation, "static") == 0 && !hub)
+        return kf_fail(KF_E_USAGE, "static allocation needs a hub: give --hub NAME");
+    if (hub) {
+        rc = kf_id_check("hub name", hub);
+        if (rc) return rc;
+        snprintf(hub_out, KF_ID_MAX + 1, "%s", hub);
+    }
+    snprintf(policy, 16, "%s", hub ? "static" : "hashed");
+    return KF_OK;
+}
+
+/* A static allocation's hub must exist when the enrollment names it. */
+static enum kf_err check_static_hub(struct kf_txn *txn, const struct kf_enrollment *e)
+{
+    struct kf_hub h;
+    enum kf_err rc;
+    if (strcmp(e->allocation, "static") != 0) return KF_OK;
+    rc = kf_txn_hub_get(txn, e->hub, &h);
+    if (rc == KF_E_NOT_FOUND)
+        return kf_fail(KF_E_NOT_FOUND,
+                       "hub %s does not exist (keyfleet hub list shows the hubs; keyfleet hub add "
+                       "makes one)",
+                       e->hub);
+    return rc;
 }
 
 struct add_write {
@@ -107,16 +153,19 @@ static enum kf_err add_cb(struct kf_txn *txn, void *arg)
             return kf_fail(KF_E_EXISTS, "group %s already uses this CA (same key)", s.found);
         if (rc) return rc;
     }
+    rc = check_static_hub(txn, w->e);
+    if (rc) return rc;
     rc = kf_txn_enrollment_insert(txn, w->e);
     if (rc == KF_E_EXISTS)
         return kf_fail(KF_E_EXISTS, "an enrollment named %s already exists", w->e->id);
     if (rc) return rc;
     snprintf(object, sizeof(object), "enrollment:%s", w->e->id);
-    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b, s:s?}", "kind",
+    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:s?}", "kind",
                               w->e->kind == KF_ENROLL_GROUP ? "group" : "individual", "subject",
                               w->e->subject ? w->e->subject : "", "key_fingerprint",
                               w->e->key_fingerprint, "enabled", w->e->enabled, "networks",
-                              w->e->networks);
+                              w->e->networks, "allocation", w->e->allocation, "hub",
+                              w->e->hub[0] ? w->e->hub : NULL);
     rc = kf_txn_audit_append(txn, w->actor, w->action, object, detail);
     free(detail);
     return rc;
@@ -152,7 +201,10 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     if (rc) return rc;
     if (!cert_path == !pubkey_path)
         return kf_fail(KF_E_USAGE, "give either a factory certificate or a public key");
-    rc = check_networks(opts, nets, sizeof(nets));
+    rc = check_networks(opts ? opts->networks : NULL, nets, sizeof(nets));
+    if (!rc)
+        rc = resolve_allocation(opts ? opts->allocation : NULL, opts ? opts->hub : NULL,
+                                e.allocation, e.hub);
     if (rc) return rc;
     if (cert_path) {
         rc = kf_cert_load_file(cert_path, &cert);
@@ -215,7 +267,6 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     e.kind = KF_ENROLL_INDIVIDUAL;
     e.enabled = !(opts && opts->disabled);
     e.verified = 1;
-    snprintf(e.allocation, sizeof(e.allocation), "hashed");
     e.networks = nets[0] ? nets : NULL;
     e.created = e.updated = now;
     w = (struct add_write){actor, "enrollment.add", &e, NULL};
@@ -243,7 +294,10 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
     memset(&e, 0, sizeof(e));
     code[0] = '\0';
     rc = kf_id_check("group name", name);
-    if (!rc) rc = check_networks(opts, nets, sizeof(nets));
+    if (!rc) rc = check_networks(opts ? opts->networks : NULL, nets, sizeof(nets));
+    if (!rc)
+        rc = resolve_allocation(opts ? opts->allocation : NULL, opts ? opts->hub : NULL,
+                                e.allocation, e.hub);
     if (rc) return rc;
     rc = kf_cert_load_file(ca_path, &ca);
     if (rc) return rc;
@@ -260,7 +314,6 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
     e.verified = 0;
     e.subject = subject;
     e.code_expires = now + KF_CODE_TTL;
-    snprintf(e.allocation, sizeof(e.allocation), "hashed");
     e.networks = nets[0] ? nets : NULL;
     e.created = e.updated = now;
     w = (struct add_write){actor, "enrollment.group.create", &e, e.key_fingerprint};
@@ -433,6 +486,98 @@ enum kf_err kf_enroll_set_enabled(struct kf_deploy *d, const char *actor, const 
     struct change_write w = {actor, id, enabled ? CH_ENABLE : CH_DISABLE, NULL, NULL, "", 0};
     enum kf_err rc = change(d, &w);
     if (changed) *changed = w.changed;
+    return rc;
+}
+
+/* ---- allocation and networks ---- */
+
+struct update_write {
+    const char *actor, *id;
+    const char *policy;   /* NULL: unchanged; else "hashed" or "static" with `hub` */
+    const char *hub;      /* "" for hashed */
+    const char *networks; /* canonical; "": any; NULL: unchanged */
+    int changed;
+};
+
+static int text_differs(const char *a, const char *b)
+{
+    return !a != !b || (a && strcmp(a, b) != 0);
+}
+
+static enum kf_err update_cb(struct kf_txn *txn, void *arg)
+{
+    struct update_write *w = arg;
+    struct kf_enrollment e;
+    char object[KF_OBJECT_MAX], *detail, *old_networks;
+    int alloc_changed = 0, hub_changed = 0, nets_changed = 0;
+    enum kf_err rc;
+
+    w->changed = 0;
+    rc = kf_txn_enrollment_get(txn, w->id, &e);
+    if (rc) return rc;
+    old_networks = e.networks;
+    if (w->policy) {
+        alloc_changed = strcmp(e.allocation, w->policy) != 0;
+        hub_changed = strcmp(e.hub, w->hub) != 0;
+        snprintf(e.allocation, sizeof(e.allocation), "%s", w->policy);
+        snprintf(e.hub, sizeof(e.hub), "%s", w->hub);
+        rc = check_static_hub(txn, &e);
+        if (rc) goto out;
+    }
+    if (w->networks) {
+        /* Borrowed from `w` until the record is written; put back before it is cleared. */
+        e.networks = w->networks[0] ? (char *)w->networks : NULL;
+        nets_changed = text_differs(old_networks, e.networks);
+    }
+    if (!alloc_changed && !hub_changed && !nets_changed) goto out;
+    e.updated = time(NULL);
+    rc = kf_txn_enrollment_update(txn, &e);
+    if (rc) goto out;
+    /* The detail holds what changed, with its new value (null: none). */
+    detail = kf_jsontext_pack(
+        "{s:o*, s:o*, s:o*}", "allocation", alloc_changed ? json_string(e.allocation) : NULL, "hub",
+        hub_changed ? (e.hub[0] ? json_string(e.hub) : json_null()) : NULL, "networks",
+        nets_changed ? (e.networks ? json_string(e.networks) : json_null()) : NULL);
+    snprintf(object, sizeof(object), "enrollment:%s", w->id);
+    rc = kf_txn_audit_append(txn, w->actor, "enrollment.update", object, detail);
+    free(detail);
+    if (!rc) w->changed = 1;
+out:
+    e.networks = old_networks;
+    kf_enrollment_clear(&e);
+    return rc;
+}
+
+enum kf_err kf_enroll_update(struct kf_deploy *d, const char *actor, const char *id,
+                             const struct kf_enroll_change *c, int *changed)
+{
+    struct update_write w = {actor, id, NULL, NULL, NULL, 0};
+    char policy[16], hub[KF_ID_MAX + 1], nets[KF_CIDR_TEXT_MAX];
+    enum kf_err rc;
+
+    if (changed) *changed = 0;
+    rc = kf_id_check("enrollment id", id);
+    if (rc) return rc;
+    if (!c || (!c->allocation && !c->hub && !c->networks && !c->any_network))
+        return kf_fail(KF_E_USAGE,
+                       "nothing to change: give --allocation, --hub, --networks or --any-network");
+    if (c->networks && c->any_network)
+        return kf_fail(KF_E_USAGE, "give --networks or --any-network, not both");
+    if (c->allocation || c->hub) {
+        rc = resolve_allocation(c->allocation, c->hub, policy, hub);
+        if (rc) return rc;
+        w.policy = policy;
+        w.hub = hub;
+    }
+    if (c->networks) {
+        rc = check_networks(c->networks, nets, sizeof(nets));
+        if (rc) return rc;
+        w.networks = nets;
+    } else if (c->any_network) {
+        w.networks = "";
+    }
+    rc = kf_store_write(d->store, update_cb, &w);
+    if (changed) *changed = rc ? 0 : w.changed;
     return rc;
 }
 

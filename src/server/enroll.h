@@ -14,15 +14,25 @@
 
 #define KF_CODE_TTL (24 * 3600) /* seconds a verification code stays valid */
 
+/*
+ * How devices of an enrollment get their hub:
+ *   hashed   (the default) weighted hashing of the device id over the enabled hubs (kf_alloc_hub)
+ *   static   the one hub the enrollment names, which must exist
+ * Naming a hub implies static; static without a hub, or hashed with one, is a usage error.
+ */
 struct kf_enroll_opts {
     const char *networks; /* comma-separated CIDRs allowed to provision; NULL: any */
     int disabled;         /* create it disabled */
+    const char
+        *allocation; /* "hashed" or "static"; NULL: static when `hub` is given, else hashed */
+    const char *hub; /* the hub of a static allocation; NULL: none */
 };
 
 /*
  * Adds an individual enrollment for registration id `id`, bound to a factory certificate
  * (`cert_path`) or a public key (`pubkey_path`): exactly one of them. The certificate's CN must be
- * `id`, it must not be a CA, be within its validity, and carry an allowed key.
+ * `id`, it must not be a CA, be within its validity, and carry an allowed key. `opts` (may be
+ * NULL) as above; a static hub must exist (KF_E_NOT_FOUND).
  */
 enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id,
                           const char *cert_path, const char *pubkey_path,
@@ -52,6 +62,25 @@ enum kf_err kf_enroll_group_verify(struct kf_deploy *d, const char *actor, const
 /* Enables or disables enrollment `id` (no change, and no audit record, when it already is). */
 enum kf_err kf_enroll_set_enabled(struct kf_deploy *d, const char *actor, const char *id,
                                   int enabled, int *changed);
+
+/* What kf_enroll_update changes; NULL / 0 leaves that part as it is. Strings are borrowed. */
+struct kf_enroll_change {
+    const char *allocation; /* "hashed" or "static" (static needs `hub`) */
+    const char *hub;        /* a hub for static allocation; implies static */
+    const char *networks;   /* comma-separated CIDRs that replace the enrollment's networks */
+    int any_network;        /* 1: lift the network limit (not with `networks`) */
+};
+
+/*
+ * Changes the allocation policy, static hub and allowed networks of enrollment `id`, and audits
+ * "enrollment.update" with the fields that changed (the new values) as its detail. Going to
+ * hashed clears the hub. `*changed` (may be NULL) says whether anything changed; no change means
+ * no audit record. KF_E_USAGE when `c` asks for nothing or for a contradiction, KF_E_INVALID for
+ * a bad value, KF_E_NOT_FOUND when the enrollment or the hub does not exist. Devices get their
+ * new hub when they next register.
+ */
+enum kf_err kf_enroll_update(struct kf_deploy *d, const char *actor, const char *id,
+                             const struct kf_enroll_change *c, int *changed);
 
 /* Removes enrollment `id`; its devices stay, without an enrollment. */
 enum kf_err kf_enroll_remove(struct kf_deploy *d, const char *actor, const char *id);

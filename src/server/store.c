@@ -1,6 +1,7 @@
 /*
  * store: the back-end-independent half of the registry store: opening by URL, argument checks,
- * the reader pool, group commit, and the audit hash chain. The SQL lives in store_sqlite.c.
+ * the reader pool, the write queue and its committer thread (group commit), and the audit hash
+ * chain. The SQL lives in store_sqlite.c.
  */
 #include "server/store.h"
 
@@ -8,6 +9,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,7 +31,7 @@
 #define READERS_MAX    32
 #define READER_WAIT_MS 10000
 
-/* Writers: the most callbacks one transaction carries (LevelDB bounds its group the same way). */
+/* Writes: the most callbacks one transaction carries (LevelDB bounds its group the same way). */
 #define BATCH_MAX 256
 
 /* Bounds on what one record may hold, so that one caller cannot fill the store in one write. */
@@ -42,21 +44,10 @@
 /* The capacity of a fixed array member, for checking a string meant for it. */
 #define FIELD_CAP(type, member) sizeof(((type *)0)->member)
 
-/* One caller of kf_store_write, queued until a leader has run its callback and committed. */
-struct write_req {
-    kf_store_write_cb cb;
-    void *arg;
-    enum kf_err rc;
-    int done;             /* set by the leader, under wmu, once rc and msg are final */
-    char msg[ERRMSG_MAX]; /* the error message, carried to the caller's thread */
-    pthread_cond_t cv;    /* signalled when done or when this request heads the queue */
-    struct write_req *next;
-};
-
 struct kf_store {
     const struct kf_store_backend *be;
     struct kf_store_db *db;
-    struct kf_store_conn *writer; /* used only by the current leader */
+    struct kf_store_conn *writer; /* used only by the committer thread */
 
     pthread_mutex_t rmu; /* guards the reader pool */
     pthread_cond_t rcv;  /* a reader was given back */
@@ -64,10 +55,13 @@ struct kf_store {
     size_t n_idle;
     size_t n_busy; /* readers handed out */
 
-    pthread_mutex_t wmu; /* guards the write queue, the leader and the statistics */
-    struct write_req *head, *tail;
-    int leading;      /* a leader is running callbacks ... */
-    pthread_t leader; /* ... in this thread */
+    pthread_mutex_t wmu; /* guards the write queue, the committer's state and the statistics */
+    pthread_cond_t wcv;  /* the committer waits here for requests, or for the store to close */
+    struct kf_store_req *head, *tail; /* queued, not yet taken into a batch */
+    size_t n_submitted;               /* of them, from kf_store_submit (KF_STORE_QUEUE_MAX) */
+    int started;                      /* the committer thread runs ... */
+    pthread_t committer;              /* ... as this thread */
+    int closing;                      /* kf_store_close has begun: nothing more is queued */
     struct kf_store_stats stats;
 };
 
@@ -336,11 +330,15 @@ static enum kf_err init_sync(struct kf_store *s)
         done = 1;
         if (pthread_cond_init(&s->rcv, &ca) == 0) {
             done = 2;
-            if (pthread_mutex_init(&s->wmu, NULL) == 0) done = 3;
+            if (pthread_mutex_init(&s->wmu, NULL) == 0) {
+                done = 3;
+                if (pthread_cond_init(&s->wcv, NULL) == 0) done = 4;
+            }
         }
     }
     pthread_condattr_destroy(&ca);
-    if (done == 3) return KF_OK;
+    if (done == 4) return KF_OK;
+    if (done >= 3) pthread_mutex_destroy(&s->wmu);
     if (done >= 2) pthread_cond_destroy(&s->rcv);
     if (done >= 1) pthread_mutex_destroy(&s->rmu);
     return kf_fail(KF_E_INTERNAL, "cannot set up the store's locks");
@@ -374,6 +372,7 @@ enum kf_err kf_store_open(const char *url, int flags, struct kf_store **out)
 out:
     if (s) {
         if (synced) {
+            pthread_cond_destroy(&s->wcv);
             pthread_mutex_destroy(&s->wmu);
             pthread_cond_destroy(&s->rcv);
             pthread_mutex_destroy(&s->rmu);
@@ -385,12 +384,27 @@ out:
 
 void kf_store_close(struct kf_store *store)
 {
+    int started;
+
     if (!store) return;
+    /*
+     * Refuse new requests, then let the committer run what is queued and stop: every request
+     * accepted gets its callbacks. From a callback the join would wait for itself: our bug.
+     */
+    pthread_mutex_lock(&store->wmu);
+    KF_ASSERT(!store->started || !pthread_equal(store->committer, pthread_self()));
+    store->closing = 1;
+    started = store->started;
+    pthread_cond_signal(&store->wcv);
+    pthread_mutex_unlock(&store->wmu);
+    if (started) pthread_join(store->committer, NULL);
+
     /* A transaction still open here is our own bug: its connection would be closed under it. */
     KF_ASSERT(store->n_busy == 0 && !store->head);
     for (size_t i = 0; i < store->n_idle; i++)
         store->be->reader_close(store->idle[i]);
     store->be->close(store->db);
+    pthread_cond_destroy(&store->wcv);
     pthread_mutex_destroy(&store->wmu);
     pthread_cond_destroy(&store->rcv);
     pthread_mutex_destroy(&store->rmu);
@@ -500,22 +514,72 @@ void kf_txn_end(struct kf_txn *txn)
     free(txn);
 }
 
-/* ---- writes: group commit ---- */
+/* ---- writes: the queue and its committer thread ---- */
 
-/* Records the outcome of one request, with its message (the caller reads it in its thread). */
-static void req_set(struct write_req *r, enum kf_err rc, const char *msg)
+/*
+ * One thread, started by the first write, owns the writer connection: it takes what is queued
+ * (up to BATCH_MAX requests), runs it in one transaction, commits once, then calls the done
+ * callbacks in submission order, and starts over. Submitters only take the queue lock, so an
+ * event loop never waits for a callback or an fsync; while one batch commits, the next queues up
+ * (group commit). kf_store_write is a submit that waits for its own done callback, so there is
+ * one batching mechanism and never two transactions on the writer at once.
+ */
+
+/* A kf_store_write caller: its request, and where the waiting thread learns the outcome. */
+struct sync_req {
+    struct kf_store_req req; /* first: the committer finds the rest from it */
+    pthread_cond_t cv;       /* signalled, under wmu, once done */
+    int done;
+    enum kf_err rc;
+    char msg[ERRMSG_MAX]; /* the whole sentence: req.errmsg holds only its start */
+};
+
+static void sync_done_cb(struct kf_store_req *req, enum kf_err rc, void *done_arg)
 {
-    r->rc = rc;
-    if (rc) snprintf(r->msg, sizeof(r->msg), "%s", msg);
+    struct kf_store *s = done_arg;
+    struct sync_req *w = (struct sync_req *)req;
+
+    pthread_mutex_lock(&s->wmu);
+    w->rc = rc;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    /* Once the lock is released the waiter may return, and `w` is gone: touch it no more. */
+    pthread_mutex_unlock(&s->wmu);
+}
+
+static int is_sync(const struct kf_store_req *r)
+{
+    return r->done_cb == sync_done_cb;
+}
+
+/* Copies a sentence into `cap` bytes, cutting a longer one between characters, not inside one. */
+static void copy_sentence(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap);
+    if (n == cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Records why a request failed, for its done callback (and the whole of it for a waiter). */
+static void req_fail(struct kf_store_req *r, const char *msg)
+{
+    copy_sentence(r->errmsg, sizeof(r->errmsg), msg);
+    if (is_sync(r)) snprintf(((struct sync_req *)r)->msg, ERRMSG_MAX, "%s", msg);
 }
 
 /*
- * Runs a batch in one transaction, each callback under its own savepoint. A callback's error
- * drops only that callback's changes; a failure of the transaction itself (begin, savepoint,
- * commit) drops the whole batch and is every request's result.
+ * Runs a batch in one transaction, each callback under its own savepoint, and leaves each
+ * request's result in `rcs`. A callback's error drops only that callback's changes; a failure of
+ * the transaction itself (begin, savepoint, commit) drops the whole batch and is every request's
+ * result.
  */
-static void run_batch(struct kf_store *s, struct write_req **batch, size_t n, uint64_t *ran,
-                      int *committed)
+static void run_batch(struct kf_store *s, struct kf_store_req **batch, enum kf_err *rcs, size_t n,
+                      uint64_t *ran, int *committed)
 {
     const struct kf_store_backend *be = s->be;
     struct kf_txn txn = {.store = s, .conn = s->writer, .write = 1};
@@ -523,18 +587,19 @@ static void run_batch(struct kf_store *s, struct write_req **batch, size_t n, ui
     size_t i, kept = 0;
     enum kf_err rc;
 
+    kf_err_clear();
     rc = be->write_begin(s->writer);
     if (rc) goto fail;
     for (i = 0; i < n; i++) {
-        struct write_req *r = batch[i];
+        struct kf_store_req *r = batch[i];
         rc = be->savepoint(s->writer);
         if (rc) goto abort;
         kf_err_clear();
-        r->rc = r->cb(&txn, r->arg);
+        rcs[i] = r->cb(&txn, r->arg);
         (*ran)++;
-        if (r->rc) {
+        if (rcs[i]) {
             /* A callback that failed without a sentence still gets one. */
-            req_set(r, r->rc, kf_errlast() ? kf_errmsg() : kf_strerror(r->rc));
+            req_fail(r, kf_errlast() ? kf_errmsg() : kf_strerror(rcs[i]));
             rc = be->savepoint_rollback(s->writer);
         } else {
             rc = be->savepoint_release(s->writer);
@@ -555,71 +620,155 @@ abort:
     be->write_rollback(s->writer);
 fail:
     snprintf(msg, sizeof(msg), "%s", kf_errmsg());
-    for (i = 0; i < n; i++)
-        req_set(batch[i], rc, msg);
+    for (i = 0; i < n; i++) {
+        rcs[i] = rc;
+        req_fail(batch[i], msg);
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    struct kf_store *s = arg;
+    struct kf_store_req *batch[BATCH_MAX];
+    enum kf_err rcs[BATCH_MAX];
+
+    pthread_mutex_lock(&s->wmu);
+    for (;;) {
+        uint64_t ran = 0;
+        int committed = 0;
+        size_t n = 0;
+
+        while (!s->head && !s->closing)
+            pthread_cond_wait(&s->wcv, &s->wmu);
+        if (!s->head) break; /* closing, and everything accepted has been run */
+        while (s->head && n < BATCH_MAX) {
+            struct kf_store_req *r = s->head;
+            s->head = r->next;
+            if (!is_sync(r)) s->n_submitted--;
+            batch[n++] = r;
+        }
+        if (!s->head) s->tail = NULL;
+        pthread_mutex_unlock(&s->wmu);
+
+        run_batch(s, batch, rcs, n, &ran, &committed);
+
+        /* Counted before anyone hears of the outcome, so a returned write is in the figures. */
+        pthread_mutex_lock(&s->wmu);
+        s->stats.writes += ran;
+        s->stats.commits += (uint64_t)committed;
+        pthread_mutex_unlock(&s->wmu);
+        /*
+         * In submission order, without the lock: a done callback may submit again. It may also
+         * free its request, so each request is read only up to its own call.
+         */
+        for (size_t i = 0; i < n; i++)
+            batch[i]->done_cb(batch[i], rcs[i], batch[i]->done_arg);
+        pthread_mutex_lock(&s->wmu);
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return NULL;
+}
+
+/* Starts the committer; called under wmu. */
+static enum kf_err start_committer(struct kf_store *s)
+{
+    sigset_t all, old;
+    int e;
+
+    /*
+     * With every signal blocked, which the thread inherits: signals belong to the program's own
+     * threads (keyfleetd's signal handling), never to the committer in the middle of a commit.
+     */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    e = pthread_create(&s->committer, NULL, committer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e)
+        return kf_fail(KF_E_INTERNAL, "cannot start the store's committer thread: %s", strerror(e));
+    s->started = 1;
+    return KF_OK;
+}
+
+/* Queues `r` behind what is queued; called under wmu. `bounded`: counts to KF_STORE_QUEUE_MAX. */
+static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bounded)
+{
+    enum kf_err rc;
+
+    if (s->closing) return kf_fail(KF_E_INVALID, "the store is closing: it takes no more writes");
+    if (bounded && s->n_submitted >= KF_STORE_QUEUE_MAX)
+        return kf_fail(KF_E_BUSY,
+                       "the store's write queue is full (%d requests wait for their commit): try "
+                       "again shortly",
+                       KF_STORE_QUEUE_MAX);
+    if (!s->started) {
+        rc = start_committer(s);
+        if (rc) return rc;
+    }
+    r->errmsg[0] = '\0';
+    r->next = NULL;
+    if (s->tail)
+        s->tail->next = r;
+    else
+        s->head = r;
+    s->tail = r;
+    if (bounded) s->n_submitted++;
+    pthread_cond_signal(&s->wcv);
+    return KF_OK;
+}
+
+enum kf_err kf_store_submit(struct kf_store *store, struct kf_store_req *req)
+{
+    enum kf_err rc;
+
+    if (!store || !req || !req->cb || !req->done_cb)
+        return kf_fail(KF_E_INVALID,
+                       "kf_store_submit needs a store and a request with a callback and a done "
+                       "callback");
+    pthread_mutex_lock(&store->wmu);
+    rc = enqueue(store, req, 1);
+    pthread_mutex_unlock(&store->wmu);
+    return rc;
 }
 
 enum kf_err kf_store_write(struct kf_store *store, kf_store_write_cb cb, void *arg)
 {
-    struct write_req req, *batch[BATCH_MAX];
-    uint64_t ran = 0;
-    int committed = 0;
-    size_t n = 0;
+    struct sync_req w;
+    enum kf_err rc;
 
     if (!store || !cb) return kf_fail(KF_E_INVALID, "kf_store_write needs a store and a callback");
-    memset(&req, 0, sizeof(req));
-    req.cb = cb;
-    req.arg = arg;
-    if (pthread_cond_init(&req.cv, NULL))
+    memset(&w, 0, sizeof(w));
+    w.req.cb = cb;
+    w.req.arg = arg;
+    w.req.done_cb = sync_done_cb;
+    w.req.done_arg = store;
+    if (pthread_cond_init(&w.cv, NULL))
         return kf_fail(KF_E_INTERNAL, "cannot set up a store write");
 
     pthread_mutex_lock(&store->wmu);
-    if (store->leading && pthread_equal(store->leader, pthread_self())) {
+    if (store->started && pthread_equal(store->committer, pthread_self()))
         /* Waiting for our own batch to finish would wait forever. */
-        pthread_mutex_unlock(&store->wmu);
-        pthread_cond_destroy(&req.cv);
-        return kf_fail(KF_E_INVALID, "kf_store_write was called from inside a write callback; "
-                                     "make the change through the callback's transaction");
-    }
-    if (store->tail)
-        store->tail->next = &req;
+        rc = kf_fail(KF_E_INVALID,
+                     "kf_store_write was called from inside a write callback or a done callback; "
+                     "make the change through the callback's transaction, or submit it");
     else
-        store->head = &req;
-    store->tail = &req;
-    while (!req.done && store->head != &req)
-        pthread_cond_wait(&req.cv, &store->wmu);
-
-    if (!req.done) {
-        /*
-         * We head the queue: lead. Take what is queued now (ourselves first), run it without the
-         * lock so that later writers can queue up for the next batch, then hand out results.
-         */
-        batch[n++] = &req;
-        for (struct write_req *r = req.next; r && n < BATCH_MAX; r = r->next)
-            batch[n++] = r;
-        store->leading = 1;
-        store->leader = pthread_self();
-        pthread_mutex_unlock(&store->wmu);
-
-        run_batch(store, batch, n, &ran, &committed);
-
-        pthread_mutex_lock(&store->wmu);
-        store->leading = 0;
-        store->stats.writes += ran;
-        store->stats.commits += (uint64_t)committed;
-        store->head = batch[n - 1]->next;
-        if (!store->head) store->tail = NULL;
-        for (size_t i = 1; i < n; i++) {
-            /* After `done` the follower may return and its request is gone: touch it no more. */
-            batch[i]->done = 1;
-            pthread_cond_signal(&batch[i]->cv);
-        }
-        if (store->head) pthread_cond_signal(&store->head->cv);
-    }
+        rc = enqueue(store, &w.req, 0);
+    if (!rc)
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &store->wmu);
     pthread_mutex_unlock(&store->wmu);
-    pthread_cond_destroy(&req.cv);
-    if (req.rc) return kf_fail(req.rc, "%s", req.msg);
+    pthread_cond_destroy(&w.cv);
+    if (rc) return rc;
+    if (w.rc) return kf_fail(w.rc, "%s", w.msg);
     return KF_OK;
+}
+
+/* ---- registry version ---- */
+
+enum kf_err kf_txn_registry_version(struct kf_txn *txn, int64_t *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    return txn->store->be->registry_version(txn->conn, out);
 }
 
 /* ---- CAs ---- */

@@ -5,10 +5,12 @@
  * Everything happens inside a transaction (`struct kf_txn`):
  *   - reads:  kf_store_read() begins a read-only transaction on a consistent snapshot; many
  *             readers run at once; kf_txn_end() ends it.
- *   - writes: kf_store_write() runs a callback inside a write transaction. Writers are serialized,
- *             and writers that arrive together share one commit (group commit): each callback
- *             runs under its own savepoint, so one failing callback rolls back only its own
- *             changes; kf_store_write() returns only after the commit is durable.
+ *   - writes: a write is a callback that runs inside a write transaction, on the store's one
+ *             committer thread. Requests queued between two commits share one commit (group
+ *             commit): each callback runs under its own savepoint, so one failing callback rolls
+ *             back only its own changes. kf_store_submit() queues a request and returns at once;
+ *             its done callback runs once the commit is durable (or has failed).
+ *             kf_store_write() is the same, waiting: it returns once the commit is durable.
  * Write calls (insert/update/delete/append) on a read transaction fail with KF_E_INVALID.
  *
  * Back ends: SQLite (default; WAL; synchronous=FULL; foreign keys on; schema migrations run at
@@ -32,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 1
+#define KF_STORE_SCHEMA_VERSION 2
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -55,7 +57,12 @@ enum kf_store_flags {
  */
 enum kf_err kf_store_open(const char *url, int flags, struct kf_store **out);
 
-/* Closes the store. No transaction may be open. NULL is fine. */
+/*
+ * Closes the store: refuses new submissions (KF_E_INVALID), runs every request already queued
+ * and calls its done callback, then stops the committer thread and closes the database. No read
+ * transaction may be open, no other thread may still be calling into the store, and it must not
+ * be called from a write or done callback. NULL is fine.
+ */
 void kf_store_close(struct kf_store *store);
 
 /* The schema version the store is at. */
@@ -69,27 +76,80 @@ void kf_txn_end(struct kf_txn *txn);
 
 /*
  * Write callback: makes its changes through `txn` and returns KF_OK to keep them or an error to
- * roll them back (the error is what kf_store_write returns). It must not keep `txn`, and must
- * have no effects outside the transaction that would be wrong if the transaction were lost.
- * It may run on another writer's thread (the leader of its group), so it must not rely on
- * thread-local state of the caller; its error message is carried back to the caller's thread.
+ * roll them back (the error is the request's result). It must not keep `txn`, and must have no
+ * effects outside the transaction that would be wrong if the transaction were lost. It runs on
+ * the store's committer thread, inside a transaction shared with other requests, so it must not
+ * rely on thread-local state of the submitter, and should be quick: every request of its batch
+ * waits for it. Its error message (kf_fail) is carried to the request. It may call
+ * kf_store_submit (the request joins a later batch) but not kf_store_write (KF_E_INVALID).
  */
 typedef enum kf_err (*kf_store_write_cb)(struct kf_txn *txn, void *arg);
 
 /*
- * Runs `cb(txn, arg)` in a write transaction, possibly shared with other threads' callbacks
- * (group commit), and returns once the transaction is durable: the callback's error, or
- * KF_E_BUSY / KF_E_STORE when the transaction could not begin or commit (then nothing of it
- * was kept). Thread-safe.
+ * Runs `cb(txn, arg)` in a write transaction, possibly shared with other requests (group
+ * commit), and returns once the transaction is durable: the callback's error, or KF_E_BUSY /
+ * KF_E_STORE when the transaction could not begin or commit (then nothing of it was kept), with
+ * the whole sentence in kf_errmsg(). KF_E_INVALID when the store is closing, or when called from
+ * a write or done callback (it would wait for itself). Blocks the calling thread, including
+ * through the fsync: for the CLI, tests and threads that may block; an event loop uses
+ * kf_store_submit. Not subject to KF_STORE_QUEUE_MAX: each caller holds one request and its
+ * thread. Thread-safe.
  */
 enum kf_err kf_store_write(struct kf_store *store, kf_store_write_cb cb, void *arg);
 
-/* Statistics of group commit, for benchmarks and metrics. */
+/* The most submitted requests waiting for the committer; one more is refused with KF_E_BUSY. */
+#define KF_STORE_QUEUE_MAX 4096
+
+/*
+ * An asynchronous write request. The caller fills in cb, arg, done_cb and done_arg; the store
+ * owns errmsg and next while the request is queued. A request may be submitted again once its
+ * done callback has run (also from inside it).
+ */
+struct kf_store_req {
+    kf_store_write_cb cb; /* runs on the committer thread, inside the shared transaction */
+    void *arg;
+    /*
+     * Runs on the committer thread once the transaction is durable (rc = cb's result; cb's
+     * changes are kept exactly when it is KF_OK) or failed (rc = KF_E_BUSY/KF_E_STORE for every
+     * request of the batch, and nothing of the batch was kept). Done callbacks run one at a time,
+     * in submission order, with no store lock held. It must not block (the next batch waits for
+     * it); it may call kf_store_submit and kf_store_read, not kf_store_write or kf_store_close. It
+     * must not touch `req` after returning unless the caller owns it; it may free or resubmit it.
+     */
+    void (*done_cb)(struct kf_store_req *req, enum kf_err rc, void *done_arg);
+    void *done_arg;
+    char errmsg[256];          /* the sentence for rc != KF_OK ("" for KF_OK), set before
+                                  done_cb runs; a longer one is cut at a character boundary */
+    struct kf_store_req *next; /* private to the store */
+};
+
+/*
+ * Queues `req` (borrowed until done_cb has run) and returns at once; the committer thread (started
+ * by the first write) runs it in the next batch. KF_E_BUSY when the queue holds
+ * KF_STORE_QUEUE_MAX requests already (the caller answers 503), KF_E_INVALID when the store is
+ * closing or `req` lacks cb or done_cb, KF_E_INTERNAL when the committer thread cannot be
+ * started. On any error done_cb will not run and `req` is the caller's again. Never blocks on I/O
+ * (it takes the queue lock only). Thread-safe; callable from write and done callbacks.
+ */
+enum kf_err kf_store_submit(struct kf_store *store, struct kf_store_req *req);
+
+/* Statistics of group commit, for benchmarks and metrics: both write paths count. */
 struct kf_store_stats {
     uint64_t writes;  /* callbacks run */
     uint64_t commits; /* transactions committed */
 };
 void kf_store_stats(struct kf_store *store, struct kf_store_stats *out);
+
+/*
+ * The registry version: a number that grows whenever an enrollment or a hub is added, changed or
+ * deleted, or a device's or a certificate's status changes, by any process writing the store
+ * (keyfleetd, the CLI). Other writes (certificates issued, registrations, events, audit records)
+ * leave it alone. keyfleetd polls it (a read transaction is cheap) and refreshes its caches of
+ * enrollments, hubs and statuses when it differs from the value it last loaded them at; read it
+ * in the same transaction as the data it caches so the two agree. In a write transaction it
+ * includes the changes made so far in that transaction.
+ */
+enum kf_err kf_txn_registry_version(struct kf_txn *txn, int64_t *out);
 
 /* ---- CAs ---- */
 

@@ -34,7 +34,7 @@ struct kf_store_conn; /* one connection with its prepared statements */
 struct kf_txn {
     struct kf_store *store;     /* borrowed */
     struct kf_store_conn *conn; /* borrowed from the reader pool or the writer */
-    int write;                  /* 1 inside kf_store_write's callback */
+    int write;                  /* 1 inside a write callback (on the committer thread) */
 };
 
 typedef enum kf_err (*kf_enrollment_cb)(const struct kf_enrollment *e, void *arg);
@@ -137,6 +137,12 @@ struct kf_store_backend {
     enum kf_err (*audit_list)(struct kf_store_conn *c, int64_t since_ms, kf_audit_cb cb, void *arg);
     enum kf_err (*audit_find_hash)(struct kf_store_conn *c, const char *hash, int64_t not_seq,
                                    int64_t *seq);
+
+    /*
+     * The registry version (see kf_txn_registry_version). The back end keeps it in the database
+     * itself (SQLite: triggers), so that every process's writes move it.
+     */
+    enum kf_err (*registry_version)(struct kf_store_conn *c, int64_t *out);
 };
 
 extern const struct kf_store_backend kf_store_sqlite_backend;

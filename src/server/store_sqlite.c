@@ -167,11 +167,42 @@ static const char schema_v1[] =
     "PRAGMA user_version = 1;";
 
 /*
+ * Version 2: the registry version, a counter in `meta` that triggers move whenever what
+ * keyfleetd caches changes (enrollments, hubs, device and certificate statuses), whichever
+ * process made the change. PRAGMA data_version would also see other processes' commits, but of
+ * every table: each registration and event would then look like a registry change. A status
+ * "change" is one that changes the value: registrations rewrite devices with their old status
+ * (to assign a hub), and must not make every worker reload its caches.
+ */
+#define BUMP_VERSION " BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;"
+/* clang-format off */
+static const char schema_v2[] =
+    "CREATE TABLE meta ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " value INTEGER NOT NULL"
+    ") STRICT;"
+    "INSERT INTO meta (key, value) VALUES ('registry_version', 0);"
+    "CREATE TRIGGER enrollments_version_insert AFTER INSERT ON enrollments" BUMP_VERSION
+    "CREATE TRIGGER enrollments_version_update AFTER UPDATE ON enrollments" BUMP_VERSION
+    "CREATE TRIGGER enrollments_version_delete AFTER DELETE ON enrollments" BUMP_VERSION
+    "CREATE TRIGGER hubs_version_insert AFTER INSERT ON hubs" BUMP_VERSION
+    "CREATE TRIGGER hubs_version_update AFTER UPDATE ON hubs" BUMP_VERSION
+    "CREATE TRIGGER hubs_version_delete AFTER DELETE ON hubs" BUMP_VERSION
+    "CREATE TRIGGER certificates_version_status AFTER UPDATE OF status ON certificates"
+    " WHEN OLD.status IS NOT NEW.status" BUMP_VERSION
+    "CREATE TRIGGER devices_version_status AFTER UPDATE OF status ON devices"
+    " WHEN OLD.status IS NOT NEW.status" BUMP_VERSION
+    "PRAGMA user_version = 2;";
+/* clang-format on */
+#undef BUMP_VERSION
+
+/*
  * Migration i takes the schema from version i to i + 1 and ends by setting user_version to
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
     schema_v1,
+    schema_v2,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -249,6 +280,7 @@ enum stmt_id {
     ST_AUDIT_LIST,
     ST_AUDIT_LIST_SINCE,
     ST_AUDIT_FIND_HASH,
+    ST_REGISTRY_VERSION,
     ST_COUNT
 };
 
@@ -342,6 +374,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUDIT_LIST_SINCE] = "SELECT " AUDIT_COLS " FROM audit WHERE time_ms >= ?1 ORDER BY seq",
     [ST_AUDIT_FIND_HASH] = "SELECT seq FROM audit WHERE hash = ?1 AND seq <> ?2 "
                            "ORDER BY seq LIMIT 1",
+
+    [ST_REGISTRY_VERSION] = "SELECT value FROM meta WHERE key = 'registry_version'",
 };
 
 struct sq_db {
@@ -585,7 +619,7 @@ static enum kf_err conn_open(struct sq_db *db, int writer, struct sq_conn **out)
     c->db = db;
     /*
      * NOMUTEX: a connection is only ever used by one thread at a time (the reader pool and the
-     * group-commit leader see to it), so SQLite's own per-connection mutex is wasted work.
+     * committer thread see to it), so SQLite's own per-connection mutex is wasted work.
      */
     s = sqlite3_open_v2(db->path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (s != SQLITE_OK) {
@@ -1827,6 +1861,31 @@ out:
     return rc;
 }
 
+/* ---- registry version ---- */
+
+static enum kf_err sq_registry_version(struct kf_store_conn *kc, int64_t *out)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_REGISTRY_VERSION, &st);
+    int s;
+
+    if (rc) return rc;
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+        *out = col_i(st, 0);
+    else if (s == SQLITE_ROW)
+        rc = malformed(c, "registry version");
+    else if (s == SQLITE_DONE)
+        /* The migration wrote the row and nothing of ours deletes it. */
+        rc = kf_fail(KF_E_STORE, "store %s has lost its registry version: was it edited?",
+                     c->db->path);
+    else
+        rc = sq_fail(c, s, "cannot read the registry version");
+    release(c, ST_REGISTRY_VERSION, st);
+    return rc;
+}
+
 const struct kf_store_backend kf_store_sqlite_backend = {
     .name = "sqlite",
     .open = sq_open,
@@ -1873,4 +1932,5 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .audit_insert = sq_audit_insert,
     .audit_list = sq_audit_list,
     .audit_find_hash = sq_audit_find_hash,
+    .registry_version = sq_registry_version,
 };

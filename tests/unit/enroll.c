@@ -15,6 +15,7 @@
 #include "common/timefmt.h"
 #include "server/ca.h"
 #include "server/enroll.h"
+#include "server/hubs.h"
 
 #define DAY 86400L
 
@@ -149,7 +150,7 @@ static void test_add_by_cert(void **state)
     struct fixture *f = *state;
     struct kf_key *k = NULL;
     const char *cert = factory_cert(&f->a, "dev-1", "dev-1.pem", &k);
-    struct kf_enroll_opts o = {"10.0.0.0/8, 192.168.1.0/24", 0};
+    struct kf_enroll_opts o = {"10.0.0.0/8, 192.168.1.0/24", 0, NULL, NULL};
     struct kf_enrollment e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
@@ -169,6 +170,7 @@ static void test_add_by_cert(void **state)
     assert_string_equal(e.verification_code, "");
     assert_int_equal(e.code_expires, 0);
     assert_string_equal(e.allocation, "hashed");
+    assert_string_equal(e.hub, "");
     assert_string_equal(e.networks, "10.0.0.0/8,192.168.1.0/24");
     assert_true(e.created >= t0 && e.created <= time(NULL));
     kf_enrollment_clear(&e);
@@ -181,8 +183,9 @@ static void test_add_by_cert(void **state)
     kf_test_audit_after(f->d->store, audit0, &a);
     assert_int_equal(a.n, 1);
     snprintf(detail, sizeof(detail),
-             "{\"enabled\":true,\"key_fingerprint\":\"%s\",\"kind\":\"individual\","
-             "\"networks\":\"10.0.0.0/8,192.168.1.0/24\",\"subject\":\"CN=dev-1\"}",
+             "{\"allocation\":\"hashed\",\"enabled\":true,\"hub\":null,\"key_fingerprint\":"
+             "\"%s\",\"kind\":\"individual\",\"networks\":\"10.0.0.0/8,192.168.1.0/24\","
+             "\"subject\":\"CN=dev-1\"}",
              fp);
     kf_test_audit_expect(&a.r[0], "enrollment.add", "enrollment:dev-1", detail);
     kf_test_audit_free(&a);
@@ -195,7 +198,7 @@ static void test_add_by_pubkey(void **state)
     struct fixture *f = *state;
     char fp[KF_FINGERPRINT_HEX], detail[512];
     const char *pub = pubkey_file("dev-2.pub", fp);
-    struct kf_enroll_opts o = {NULL, 1};
+    struct kf_enroll_opts o = {NULL, 1, NULL, NULL};
     struct kf_enrollment e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
@@ -214,8 +217,8 @@ static void test_add_by_pubkey(void **state)
     kf_test_audit_after(f->d->store, audit0, &a);
     assert_int_equal(a.n, 1);
     snprintf(detail, sizeof(detail),
-             "{\"enabled\":false,\"key_fingerprint\":\"%s\",\"kind\":\"individual\","
-             "\"networks\":null,\"subject\":\"\"}",
+             "{\"allocation\":\"hashed\",\"enabled\":false,\"hub\":null,\"key_fingerprint\":"
+             "\"%s\",\"kind\":\"individual\",\"networks\":null,\"subject\":\"\"}",
              fp);
     kf_test_audit_expect(&a.r[0], "enrollment.add", "enrollment:dev-2", detail);
     kf_test_audit_free(&a);
@@ -232,8 +235,9 @@ static void test_add_refusals(void **state)
     struct kf_cert_template t;
     struct kf_cert *c;
     struct kf_key *k = NULL;
-    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0}, bad_prefix = {"10.0.0.0/33", 0};
-    struct kf_enroll_opts trailing = {"10.0.0.0/8,", 0};
+    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL};
+    struct kf_enroll_opts bad_prefix = {"10.0.0.0/33", 0, NULL, NULL};
+    struct kf_enroll_opts trailing = {"10.0.0.0/8,", 0, NULL, NULL};
     char fp[KF_FINGERPRINT_HEX], when[KF_TIME_TEXT_MAX], msg[256];
     const char *pub = pubkey_file("dup-1.pub", fp);
 
@@ -315,7 +319,7 @@ static void test_group_create(void **state)
     struct kf_key *k = NULL;
     struct kf_enrollment e;
     struct kf_test_audit a;
-    struct kf_enroll_opts o = {"2001:db8::/32", 0};
+    struct kf_enroll_opts o = {"2001:db8::/32", 0, NULL, NULL};
     int64_t audit0 = kf_test_audit_count(f->d->store);
     time_t t0 = time(NULL);
 
@@ -337,8 +341,9 @@ static void test_group_create(void **state)
     kf_test_audit_after(f->d->store, audit0, &a);
     assert_int_equal(a.n, 1);
     snprintf(detail, sizeof(detail),
-             "{\"enabled\":true,\"key_fingerprint\":\"%s\",\"kind\":\"group\","
-             "\"networks\":\"2001:db8::/32\",\"subject\":\"CN=Test Root CA,O=keyfleet tests\"}",
+             "{\"allocation\":\"hashed\",\"enabled\":true,\"hub\":null,\"key_fingerprint\":"
+             "\"%s\",\"kind\":\"group\",\"networks\":\"2001:db8::/32\",\"subject\":\"CN=Test "
+             "Root CA,O=keyfleet tests\"}",
              fp);
     kf_test_audit_expect(&a.r[0], "enrollment.group.create", "enrollment:vendor-a", detail);
     kf_test_audit_free(&a);
@@ -353,7 +358,7 @@ static void test_group_create_refusals(void **state)
     char code[KF_CODE_MAX];
     const char *ca = kf_test_path("d-root.pem");
     const char *dev = factory_cert(&f->b, "dev-b", "dev-b.pem", NULL);
-    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0};
+    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL};
 
     kf_test_pki_make(&d, KF_KEY_EC_P256);
     kf_test_save_cert(d.root, ca);
@@ -628,6 +633,245 @@ static void test_remove(void **state)
     kf_csr_free(csr);
 }
 
+/* ---- hub allocation ---- */
+
+/* Adds hub `name` once (the tests share one deployment). */
+static void hub(struct fixture *f, const char *name)
+{
+    char endpoint[KF_ID_MAX + 16];
+    struct kf_txn *t = NULL;
+    struct kf_hub h;
+    enum kf_err rc;
+    KF_OK_OR_FAIL(kf_store_read(f->d->store, &t));
+    rc = kf_txn_hub_get(t, name, &h);
+    kf_txn_end(t);
+    if (rc == KF_OK) return;
+    snprintf(endpoint, sizeof(endpoint), "%s.example:8883", name);
+    KF_OK_OR_FAIL(kf_hubs_add(f->d, KF_TEST_ACTOR, name, endpoint, 1));
+}
+
+static void expect_allocation(struct fixture *f, const char *id, const char *allocation,
+                              const char *hub_name)
+{
+    struct kf_enrollment e;
+    get(f, id, &e);
+    assert_string_equal(e.allocation, allocation);
+    assert_string_equal(e.hub, hub_name);
+    kf_enrollment_clear(&e);
+}
+
+static void test_allocation_on_add(void **state)
+{
+    struct fixture *f = *state;
+    char fp[KF_FINGERPRINT_HEX], detail[512];
+    struct kf_enroll_opts by_hub = {NULL, 0, NULL, "alloc-a"};
+    struct kf_enroll_opts both = {NULL, 0, "static", "alloc-a"};
+    struct kf_enroll_opts hashed = {NULL, 0, "hashed", NULL};
+    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL};
+    struct kf_enroll_opts hashed_hub = {NULL, 0, "hashed", "alloc-a"};
+    struct kf_enroll_opts unknown = {NULL, 0, "round-robin", NULL};
+    struct kf_enroll_opts no_such_hub = {NULL, 0, NULL, "alloc-z"};
+    struct kf_enroll_opts bad_hub = {NULL, 0, NULL, "Alloc-A"};
+    struct kf_test_audit a;
+    const char *pub;
+    int64_t audit0;
+
+    hub(f, "alloc-a");
+    /* --hub alone means static. */
+    pub = pubkey_file("al-1.pub", fp);
+    audit0 = kf_test_audit_count(f->d->store);
+    KF_OK_OR_FAIL(kf_enroll_add(f->d, KF_TEST_ACTOR, "al-1", NULL, pub, &by_hub));
+    expect_allocation(f, "al-1", "static", "alloc-a");
+    kf_test_audit_after(f->d->store, audit0, &a);
+    assert_int_equal(a.n, 1);
+    snprintf(detail, sizeof(detail),
+             "{\"allocation\":\"static\",\"enabled\":true,\"hub\":\"alloc-a\",\"key_fingerprint\":"
+             "\"%s\",\"kind\":\"individual\",\"networks\":null,\"subject\":\"\"}",
+             fp);
+    kf_test_audit_expect(&a.r[0], "enrollment.add", "enrollment:al-1", detail);
+    kf_test_audit_free(&a);
+    KF_OK_OR_FAIL(
+        kf_enroll_add(f->d, KF_TEST_ACTOR, "al-2", NULL, pubkey_file("al-2.pub", fp), &both));
+    expect_allocation(f, "al-2", "static", "alloc-a");
+    KF_OK_OR_FAIL(
+        kf_enroll_add(f->d, KF_TEST_ACTOR, "al-3", NULL, pubkey_file("al-3.pub", fp), &hashed));
+    expect_allocation(f, "al-3", "hashed", "");
+
+    pub = pubkey_file("al-9.pub", fp);
+    EXPECT_REFUSED(f, KF_E_USAGE, "static allocation needs a hub: give --hub NAME",
+                   kf_enroll_add(f->d, KF_TEST_ACTOR, "al-9", NULL, pub, &static_no_hub));
+    EXPECT_REFUSED(f, KF_E_USAGE,
+                   "--hub names the hub of a static allocation; it does not go with "
+                   "--allocation hashed",
+                   kf_enroll_add(f->d, KF_TEST_ACTOR, "al-9", NULL, pub, &hashed_hub));
+    EXPECT_REFUSED(f, KF_E_USAGE, "allocation \"round-robin\" is unknown: it is hashed or static",
+                   kf_enroll_add(f->d, KF_TEST_ACTOR, "al-9", NULL, pub, &unknown));
+    EXPECT_REFUSED(f, KF_E_NOT_FOUND,
+                   "hub alloc-z does not exist (keyfleet hub list shows the hubs; keyfleet hub "
+                   "add makes one)",
+                   kf_enroll_add(f->d, KF_TEST_ACTOR, "al-9", NULL, pub, &no_such_hub));
+    EXPECT_REFUSED(f, KF_E_INVALID, "hub name \"Alloc-A\"",
+                   kf_enroll_add(f->d, KF_TEST_ACTOR, "al-9", NULL, pub, &bad_hub));
+}
+
+static void test_allocation_on_group_create(void **state)
+{
+    struct fixture *f = *state;
+    struct kf_test_pki g, h;
+    char code[KF_CODE_MAX];
+    const char *g_root = kf_test_path("g-root.pem"), *h_root = kf_test_path("h-root.pem");
+    struct kf_enroll_opts on_hub = {NULL, 0, NULL, "alloc-g"};
+    struct kf_enroll_opts no_such_hub = {NULL, 0, "static", "alloc-z"};
+    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL};
+    struct kf_test_audit a;
+    int64_t audit0;
+
+    hub(f, "alloc-g");
+    kf_test_pki_make(&g, KF_KEY_EC_P256);
+    kf_test_pki_make(&h, KF_KEY_EC_P256);
+    kf_test_save_cert(g.root, g_root);
+    kf_test_save_cert(h.root, h_root);
+    audit0 = kf_test_audit_count(f->d->store);
+    KF_OK_OR_FAIL(kf_enroll_group_create(f->d, KF_TEST_ACTOR, "vendor-g", g_root, &on_hub, code));
+    expect_allocation(f, "vendor-g", "static", "alloc-g");
+    kf_test_audit_after(f->d->store, audit0, &a);
+    assert_int_equal(a.n, 1);
+    assert_non_null(strstr(a.r[0].detail, "\"allocation\":\"static\""));
+    assert_non_null(strstr(a.r[0].detail, "\"hub\":\"alloc-g\""));
+    kf_test_audit_free(&a);
+
+    EXPECT_REFUSED(
+        f, KF_E_NOT_FOUND, "hub alloc-z does not exist",
+        kf_enroll_group_create(f->d, KF_TEST_ACTOR, "vendor-h", h_root, &no_such_hub, code));
+    assert_string_equal(code, "");
+    EXPECT_REFUSED(
+        f, KF_E_USAGE, "static allocation needs a hub",
+        kf_enroll_group_create(f->d, KF_TEST_ACTOR, "vendor-h", h_root, &static_no_hub, code));
+    kf_test_pki_free(&g);
+    kf_test_pki_free(&h);
+}
+
+static void test_update(void **state)
+{
+    struct fixture *f = *state;
+    char fp[KF_FINGERPRINT_HEX];
+    struct kf_enroll_change to_a = {NULL, "upd-a", NULL, 0};
+    struct kf_enroll_change to_b = {"static", "upd-b", NULL, 0};
+    struct kf_enroll_change to_hashed = {"hashed", NULL, NULL, 0};
+    struct kf_enroll_change nets = {NULL, NULL, "192.168.0.0/16, 10.0.0.0/8", 0};
+    struct kf_enroll_change any = {NULL, NULL, NULL, 1};
+    struct kf_enroll_change all = {NULL, "upd-a", "10.0.0.0/8", 0};
+    struct kf_enroll_change nothing = {NULL, NULL, NULL, 0};
+    struct kf_enroll_change nets_and_any = {NULL, NULL, "10.0.0.0/8", 1};
+    struct kf_enroll_change static_no_hub = {"static", NULL, NULL, 0};
+    struct kf_enroll_change hashed_hub = {"hashed", "upd-a", NULL, 0};
+    struct kf_enroll_change unknown = {"sticky", NULL, NULL, 0};
+    struct kf_enroll_change no_such_hub = {NULL, "upd-z", NULL, 0};
+    struct kf_enroll_change bad_nets = {NULL, NULL, "10.0.0.1/8", 0};
+    struct kf_enroll_change bad_hub = {NULL, "upd a", NULL, 0};
+    struct kf_enrollment e, before;
+    int64_t audit0;
+    int changed = -1;
+
+    hub(f, "upd-a");
+    hub(f, "upd-b");
+    KF_OK_OR_FAIL(
+        kf_enroll_add(f->d, KF_TEST_ACTOR, "upd-1", NULL, pubkey_file("upd-1.pub", fp), NULL));
+    get(f, "upd-1", &before);
+
+    /* Each change: the record, and one audit record with what changed. */
+    struct {
+        const struct kf_enroll_change *c;
+        const char *allocation, *hub, *networks, *detail;
+    } steps[] = {
+        {&to_a, "static", "upd-a", NULL, "{\"allocation\":\"static\",\"hub\":\"upd-a\"}"},
+        {&to_b, "static", "upd-b", NULL, "{\"hub\":\"upd-b\"}"},
+        {&nets, "static", "upd-b", "192.168.0.0/16,10.0.0.0/8",
+         "{\"networks\":\"192.168.0.0/16,10.0.0.0/8\"}"},
+        {&any, "static", "upd-b", NULL, "{\"networks\":null}"},
+        {&to_hashed, "hashed", "", NULL, "{\"allocation\":\"hashed\",\"hub\":null}"},
+        {&all, "static", "upd-a", "10.0.0.0/8",
+         "{\"allocation\":\"static\",\"hub\":\"upd-a\",\"networks\":\"10.0.0.0/8\"}"},
+    };
+    for (size_t i = 0; i < KF_ARRAY_LEN(steps); i++) {
+        struct kf_test_audit a;
+        audit0 = kf_test_audit_count(f->d->store);
+        changed = -1;
+        KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", steps[i].c, &changed));
+        assert_int_equal(changed, 1);
+        get(f, "upd-1", &e);
+        assert_string_equal(e.allocation, steps[i].allocation);
+        assert_string_equal(e.hub, steps[i].hub);
+        if (steps[i].networks)
+            assert_string_equal(e.networks, steps[i].networks);
+        else
+            assert_null(e.networks);
+        /* Nothing else moved. */
+        assert_int_equal(e.enabled, before.enabled);
+        assert_string_equal(e.key_fingerprint, before.key_fingerprint);
+        assert_string_equal(e.pubkey_pem, before.pubkey_pem);
+        assert_int_equal(e.created, before.created);
+        assert_true(e.updated >= before.updated);
+        kf_enrollment_clear(&e);
+        kf_test_audit_after(f->d->store, audit0, &a);
+        assert_int_equal(a.n, 1);
+        kf_test_audit_expect(&a.r[0], "enrollment.update", "enrollment:upd-1", steps[i].detail);
+        kf_test_audit_free(&a);
+    }
+    kf_enrollment_clear(&before);
+
+    /* The same again: nothing changes, nothing is audited. */
+    {
+        struct kf_test_state st;
+        kf_test_state_take(f->d->store, &st);
+        changed = -1;
+        KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &all, &changed));
+        assert_int_equal(changed, 0);
+        KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &to_a, NULL));
+        kf_test_state_expect(f->d->store, &st, "update to what it already is");
+        kf_test_state_free(&st);
+    }
+
+    changed = -1;
+    EXPECT_REFUSED(f, KF_E_USAGE,
+                   "nothing to change: give --allocation, --hub, --networks or --any-network",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &nothing, &changed));
+    assert_int_equal(changed, 0);
+    EXPECT_REFUSED(f, KF_E_USAGE, "nothing to change",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", NULL, NULL));
+    EXPECT_REFUSED(f, KF_E_USAGE, "give --networks or --any-network, not both",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &nets_and_any, NULL));
+    EXPECT_REFUSED(f, KF_E_USAGE, "static allocation needs a hub: give --hub NAME",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &static_no_hub, NULL));
+    EXPECT_REFUSED(f, KF_E_USAGE, "it does not go with --allocation hashed",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &hashed_hub, NULL));
+    EXPECT_REFUSED(f, KF_E_USAGE, "allocation \"sticky\" is unknown",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &unknown, NULL));
+    EXPECT_REFUSED(f, KF_E_NOT_FOUND, "hub upd-z does not exist",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &no_such_hub, NULL));
+    EXPECT_REFUSED(f, KF_E_INVALID, "hub name \"upd a\"",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &bad_hub, NULL));
+    EXPECT_REFUSED(f, KF_E_INVALID, "--networks: \"10.0.0.1/8\" has host bits set",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &bad_nets, NULL));
+    EXPECT_REFUSED(f, KF_E_NOT_FOUND, "enrollment upd-9 not found",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-9", &to_a, NULL));
+    EXPECT_REFUSED(f, KF_E_INVALID, "enrollment id \"Upd-1\"",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "Upd-1", &to_a, NULL));
+
+    /* A hub that goes away cannot be chosen; one named by an enrollment cannot go. */
+    EXPECT_REFUSED(f, KF_E_CONFLICT, "hub upd-a is the static hub of enrollment upd-1",
+                   kf_hubs_remove(f->d, KF_TEST_ACTOR, "upd-a"));
+    KF_OK_OR_FAIL(kf_hubs_remove(f->d, KF_TEST_ACTOR, "upd-b"));
+    EXPECT_REFUSED(f, KF_E_NOT_FOUND, "hub upd-b does not exist",
+                   kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &to_b, NULL));
+    /* A disabled hub can still be named: it just gives no device a hub until enabled. */
+    KF_OK_OR_FAIL(kf_hubs_set_enabled(f->d, KF_TEST_ACTOR, "upd-a", 0, NULL));
+    KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &to_hashed, NULL));
+    KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &to_a, &changed));
+    assert_int_equal(changed, 1);
+    expect_allocation(f, "upd-1", "static", "upd-a");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +884,9 @@ int main(void)
         cmocka_unit_test(test_group_code_and_expiry),
         cmocka_unit_test(test_enable_disable),
         cmocka_unit_test(test_remove),
+        cmocka_unit_test(test_allocation_on_add),
+        cmocka_unit_test(test_allocation_on_group_create),
+        cmocka_unit_test(test_update),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -46,12 +46,23 @@ static void test_good_chain(void **state)
     KF_OK_OR_FAIL(
         kf_trust_verify(t, f->dev, &f->pki.issuing, 1, time(NULL), KF_PURPOSE_CLIENT, &r));
     assert_int_equal(r.reason, KF_VERIFY_OK);
+    {
+        /* The anchor the chain reached is named by its key. */
+        char fp[KF_FINGERPRINT_HEX];
+        KF_OK_OR_FAIL(kf_key_fingerprint(f->pki.root_key, fp));
+        assert_string_equal(r.anchor, fp);
+    }
     /* Adding the same anchor twice is harmless. */
     KF_OK_OR_FAIL(kf_trust_add_cert(t, f->pki.root));
     kf_trust_free(t);
     /* An intermediate may be the anchor (a manufacturer's issuing CA). */
     t = trust_of(f->pki.issuing);
-    KF_OK_OR_FAIL(kf_trust_verify(t, f->dev, NULL, 0, time(NULL), KF_PURPOSE_ANY, NULL));
+    KF_OK_OR_FAIL(kf_trust_verify(t, f->dev, NULL, 0, time(NULL), KF_PURPOSE_ANY, &r));
+    {
+        char fp[KF_FINGERPRINT_HEX];
+        KF_OK_OR_FAIL(kf_key_fingerprint(f->pki.issuing_key, fp));
+        assert_string_equal(r.anchor, fp);
+    }
     kf_trust_free(t);
 }
 

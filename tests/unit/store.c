@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -319,11 +320,15 @@ static void test_open_newer_schema(void **state)
 {
     const char *path = kf_test_path("newer.db");
     struct kf_store *s = open_new("newer.db");
+    char want[128];
+
     kf_store_close(s);
     s = NULL;
     sql_exec(path, "PRAGMA user_version = 99");
     KF_EXPECT_ERR(KF_E_UNSUPPORTED, kf_store_open(path, 0, &s));
-    KF_EXPECT_MSG("schema version 99, newer than this program supports (1)");
+    snprintf(want, sizeof(want), "schema version 99, newer than this program supports (%d)",
+             KF_STORE_SCHEMA_VERSION);
+    KF_EXPECT_MSG(want);
     KF_EXPECT_MSG(path);
     assert_null(s);
 }
@@ -348,8 +353,8 @@ static void test_schema_and_file(void **state)
              "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
              "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
              tables, sizeof(tables));
-    assert_string_equal(tables, "audit,cas,certificates,devices,enrollments,hubs,registrations,"
-                                "security_events");
+    assert_string_equal(tables, "audit,cas,certificates,devices,enrollments,hubs,meta,"
+                                "registrations,security_events");
 
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -946,7 +951,7 @@ static void test_callback_error_rolls_back(void **state)
     KF_EXPECT_MSG("the callback changed its mind");
     /* A callback cannot call kf_store_write (it would wait for itself). */
     KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, nested_write_cb, &nested));
-    KF_EXPECT_MSG("inside a write callback");
+    KF_EXPECT_MSG("inside a write callback or a done callback");
     t = rd(s);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-1", &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-2", &got));
@@ -1212,6 +1217,997 @@ static void test_many_readers(void **state)
     kf_store_close(s);
 }
 
+/* ---- asynchronous writes ---- */
+
+/* Holds the committer inside a write callback until released, so that requests queue behind it. */
+struct hold {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, released;
+};
+#define HOLD_INIT                                                 \
+    {                                                             \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 \
+    }
+
+static void hold_running(struct hold *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->running = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static enum kf_err hold_cb(struct kf_txn *t, void *a)
+{
+    struct hold *h = a;
+    struct kf_hub holder = hub("holder");
+    hold_running(h);
+    pthread_mutex_lock(&h->mu);
+    while (!h->released)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    return kf_txn_hub_insert(t, &holder);
+}
+
+static void hold_wait_running(struct hold *h)
+{
+    pthread_mutex_lock(&h->mu);
+    while (!h->running)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void hold_release(struct hold *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->released = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Done callbacks, counted, with the order they ran in and the thread they ran on. */
+struct tally {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int order[8192]; /* request numbers, in the order their done callbacks ran */
+    pthread_t thread;
+    int other_thread; /* a done callback ran on another thread than the first one did */
+};
+
+static struct tally *tally_new(void)
+{
+    struct tally *t = calloc(1, sizeof(*t));
+    assert_non_null(t);
+    assert_int_equal(pthread_mutex_init(&t->mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&t->cv, NULL), 0);
+    return t;
+}
+
+static void tally_free(struct tally *t)
+{
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+/* Waits until `want` done callbacks have run (a minute at most: a lost one fails, not hangs). */
+static void tally_wait(struct tally *t, int want)
+{
+    struct timespec deadline;
+    int timed_out = 0;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    pthread_mutex_lock(&t->mu);
+    while (t->done < want && !timed_out)
+        timed_out = pthread_cond_timedwait(&t->cv, &t->mu, &deadline) != 0;
+    pthread_mutex_unlock(&t->mu);
+    if (t->done < want) fail_msg("%d of %d done callbacks ran", t->done, want);
+}
+
+/* An asynchronous request that inserts a hub (or runs another callback), and what became of it. */
+struct areq {
+    struct kf_store_req req;
+    struct tally *tally;
+    int n; /* its number, recorded in the tally */
+    struct kf_hub hub;
+    int free_me; /* heap-allocated: freed by its done callback */
+    /* In the done callback: whether the hub can be read, and a kf_store_write attempt. */
+    struct kf_store *check_visible, *try_write;
+    sqlite3 *lock_other; /* in the done callback: take the write lock with this connection */
+    /* The outcome. */
+    int calls, visible, lock_rc, wrong_req;
+    enum kf_err rc, write_rc;
+    char errmsg[256], write_msg[256];
+};
+
+static enum kf_err areq_hub_cb(struct kf_txn *t, void *a)
+{
+    struct areq *r = a;
+    return kf_txn_hub_insert(t, &r->hub);
+}
+
+static void areq_done_cb(struct kf_store_req *req, enum kf_err rc, void *done_arg)
+{
+    struct areq *r = done_arg;
+    struct tally *t = r->tally;
+    struct kf_hub got;
+    struct kf_txn *txn = NULL;
+
+    /* cmocka's asserts belong to the test's thread: record, check there. */
+    if (req != &r->req) r->wrong_req = 1;
+    if (r->check_visible && kf_store_read(r->check_visible, &txn) == KF_OK) {
+        r->visible = kf_txn_hub_get(txn, r->hub.name, &got) == KF_OK;
+        kf_txn_end(txn);
+    }
+    if (r->try_write) {
+        r->write_rc = kf_store_write(r->try_write, areq_hub_cb, r);
+        snprintf(r->write_msg, sizeof(r->write_msg), "%s", kf_errmsg());
+    }
+    if (r->lock_other)
+        r->lock_rc = sqlite3_exec(r->lock_other, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    pthread_mutex_lock(&t->mu);
+    r->calls++;
+    r->rc = rc;
+    snprintf(r->errmsg, sizeof(r->errmsg), "%s", req->errmsg);
+    if (t->done == 0)
+        t->thread = pthread_self();
+    else if (!pthread_equal(t->thread, pthread_self()))
+        t->other_thread = 1;
+    if (t->done < (int)KF_ARRAY_LEN(t->order)) t->order[t->done] = r->n;
+    t->done++;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    /* The request is the caller's again: freeing it here is allowed, and ASan checks the store
+     * does not touch it afterwards. */
+    if (r->free_me) free(r);
+}
+
+/* `cb` NULL: insert a hub named `name`. */
+static void areq_init(struct areq *r, struct tally *t, int n, const char *name,
+                      kf_store_write_cb cb, void *arg)
+{
+    memset(r, 0, sizeof(*r));
+    r->tally = t;
+    r->n = n;
+    r->hub = hub(name);
+    r->req.cb = cb ? cb : areq_hub_cb;
+    r->req.arg = cb ? arg : r;
+    r->req.done_cb = areq_done_cb;
+    r->req.done_arg = r;
+}
+
+static struct areq *areq_new(struct tally *t, int n, const char *name)
+{
+    struct areq *r = malloc(sizeof(*r));
+    assert_non_null(r);
+    areq_init(r, t, n, name, NULL, NULL);
+    r->free_me = 1;
+    return r;
+}
+
+static enum kf_err count_hub_cb(const struct kf_hub *h, void *a)
+{
+    (*(int *)a)++;
+    return KF_OK;
+}
+
+/* Hubs in the store at `path`, counted after opening it afresh. */
+static int hubs_after_reopen(const char *path)
+{
+    struct kf_store *s = NULL;
+    struct kf_txn *t;
+    int n = 0;
+    KF_OK_OR_FAIL(kf_store_open(path, 0, &s));
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_list(t, count_hub_cb, &n));
+    kf_txn_end(t);
+    kf_store_close(s);
+    return n;
+}
+
+#define SUBMITTERS 8
+#define SUBMITS    200
+
+struct submitter {
+    struct kf_store *s;
+    struct areq *reqs; /* everyone's: each thread fills the ones it numbers */
+    struct tally *tally;
+    pthread_mutex_t *mu; /* held across numbering and submitting: numbers are submission order */
+    int *next;
+    int failures;
+    enum kf_err first;
+    char msg[256];
+    pthread_t th;
+};
+
+static void *submitter_main(void *a)
+{
+    struct submitter *p = a;
+    for (int i = 0; i < SUBMITS; i++) {
+        char name[32];
+        enum kf_err rc;
+        int n;
+        pthread_mutex_lock(p->mu);
+        n = (*p->next)++;
+        snprintf(name, sizeof(name), "h-%d", n);
+        areq_init(&p->reqs[n], p->tally, n, name, NULL, NULL);
+        p->reqs[n].check_visible = p->s;
+        rc = kf_store_submit(p->s, &p->reqs[n].req);
+        pthread_mutex_unlock(p->mu);
+        if (rc && !p->failures++) {
+            p->first = rc;
+            snprintf(p->msg, sizeof(p->msg), "%s", kf_errmsg());
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Workers submit at once from many threads: every done callback runs exactly once, on one
+ * thread that is none of theirs, after its commit, in submission order; commits are shared; and
+ * every row is in the file.
+ */
+static void test_submit_many_threads(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct tally *t = tally_new();
+    struct areq *reqs = calloc(SUBMITTERS * SUBMITS, sizeof(*reqs));
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    struct submitter p[SUBMITTERS];
+    struct kf_store_stats before, after;
+    int next = 0;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("submit.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_non_null(reqs);
+    kf_store_stats(s, &before);
+    for (int i = 0; i < SUBMITTERS; i++) {
+        p[i] = (struct submitter){.s = s, .reqs = reqs, .tally = t, .mu = &mu, .next = &next};
+        assert_int_equal(pthread_create(&p[i].th, NULL, submitter_main, &p[i]), 0);
+    }
+    for (int i = 0; i < SUBMITTERS; i++)
+        pthread_join(p[i].th, NULL);
+    for (int i = 0; i < SUBMITTERS; i++)
+        if (p[i].failures)
+            fail_msg("thread %d: %d submits failed, the first with %s: %s", i, p[i].failures,
+                     kf_errcode(p[i].first), p[i].msg);
+    tally_wait(t, SUBMITTERS * SUBMITS);
+    kf_store_stats(s, &after);
+
+    for (int n = 0; n < SUBMITTERS * SUBMITS; n++) {
+        if (reqs[n].calls != 1) fail_msg("request %d: %d done callbacks", n, reqs[n].calls);
+        if (reqs[n].rc) fail_msg("request %d: %s: %s", n, kf_errcode(reqs[n].rc), reqs[n].errmsg);
+        assert_false(reqs[n].wrong_req);
+        assert_string_equal(reqs[n].errmsg, "");
+        /* Done means durable: a read begun in the done callback already sees the row. */
+        if (!reqs[n].visible) fail_msg("request %d: its row was not visible when done", n);
+        if (t->order[n] != n)
+            fail_msg("done callback %d was request %d's: not in submission order", n, t->order[n]);
+    }
+    assert_false(t->other_thread);
+    assert_false(pthread_equal(t->thread, pthread_self()));
+    for (int i = 0; i < SUBMITTERS; i++)
+        assert_false(pthread_equal(t->thread, p[i].th));
+
+    print_message("async group commit: %" PRIu64 " writes in %" PRIu64 " commits\n",
+                  after.writes - before.writes, after.commits - before.commits);
+    assert_int_equal(after.writes - before.writes, SUBMITTERS * SUBMITS);
+    assert_true(after.commits - before.commits >= 1);
+    assert_true(after.commits - before.commits < after.writes - before.writes);
+    kf_store_close(s);
+    assert_int_equal(hubs_after_reopen(path), SUBMITTERS * SUBMITS);
+    free(reqs);
+    tally_free(t);
+}
+
+/* Fails with a sentence longer than errmsg holds, cut where a two-byte character straddles it. */
+#define LONG_TAIL "\xc3\xa9 and the rest of a long sentence"
+static enum kf_err long_refusal_cb(struct kf_txn *t, void *a)
+{
+    char msg[400];
+    memset(msg, 'x', 254);
+    snprintf(msg + 254, sizeof(msg) - 254, "%s", LONG_TAIL);
+    return kf_fail(KF_E_DENIED, "%s", msg);
+}
+
+/*
+ * Requests queued behind a held committer share one batch: a failing callback loses only its own
+ * changes and gets its own sentence; the others are kept. A done callback cannot wait for a write.
+ */
+static void test_submit_batch_isolates_errors(void **state)
+{
+    struct kf_store *s = open_new("submit-batch.db");
+    struct hold h = HOLD_INIT;
+    struct tally *t = tally_new();
+    struct kf_store_stats before, after;
+    struct areq r[5];
+    struct kf_hub got;
+    struct kf_txn *txn;
+    char xs[255];
+
+    kf_store_stats(s, &before);
+    areq_init(&r[0], t, 0, "holder", hold_cb, &h);
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[0].req));
+    hold_wait_running(&h);
+    areq_init(&r[1], t, 1, "kept-a", NULL, NULL);
+    areq_init(&r[2], t, 2, "refused", refuse_cb, NULL);
+    areq_init(&r[3], t, 3, "long", long_refusal_cb, NULL);
+    areq_init(&r[4], t, 4, "kept-d", NULL, NULL);
+    r[4].try_write = s;
+    for (int i = 1; i < 5; i++)
+        KF_OK_OR_FAIL(kf_store_submit(s, &r[i].req));
+    hold_release(&h);
+    tally_wait(t, 5);
+    kf_store_stats(s, &after);
+
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(t->order[i], i);
+        assert_int_equal(r[i].calls, 1);
+    }
+    assert_int_equal(r[0].rc, KF_OK);
+    assert_int_equal(r[1].rc, KF_OK);
+    assert_string_equal(r[1].errmsg, "");
+    assert_int_equal(r[2].rc, KF_E_CONFLICT);
+    assert_string_equal(r[2].errmsg, "callback b refuses after writing");
+    /* Cut to fit, before the character that would not, and still terminated. */
+    assert_int_equal(r[3].rc, KF_E_DENIED);
+    memset(xs, 'x', 254);
+    xs[254] = '\0';
+    assert_string_equal(r[3].errmsg, xs);
+    assert_int_equal(r[4].rc, KF_OK);
+    assert_int_equal(r[4].write_rc, KF_E_INVALID);
+    assert_non_null(strstr(r[4].write_msg, "inside a write callback or a done callback"));
+    /* Five callbacks, two commits: the holder's, and one for the four behind it. */
+    assert_int_equal(after.writes - before.writes, 5);
+    assert_int_equal(after.commits - before.commits, 2);
+
+    txn = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(txn, "holder", &got));
+    KF_OK_OR_FAIL(kf_txn_hub_get(txn, "kept-a", &got));
+    KF_OK_OR_FAIL(kf_txn_hub_get(txn, "kept-d", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(txn, "refused", &got));
+    kf_txn_end(txn);
+
+    /* A waiting writer still gets the whole sentence. */
+    KF_EXPECT_ERR(KF_E_DENIED, kf_store_write(s, long_refusal_cb, NULL));
+    assert_int_equal(strlen(kf_errmsg()), 254 + strlen(LONG_TAIL));
+    KF_EXPECT_MSG(LONG_TAIL);
+
+    /* A request is the caller's again once done: submitted again, it meets its own hub. */
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[1].req));
+    tally_wait(t, 6);
+    assert_int_equal(r[1].calls, 2);
+    assert_int_equal(r[1].rc, KF_E_EXISTS);
+    assert_string_equal(r[1].errmsg, "hub kept-a already exists");
+    kf_store_close(s);
+    tally_free(t);
+}
+
+#define MIXERS 4
+#define MIXES  100
+
+struct mixer {
+    struct kf_store *s;
+    int n, sync;
+    struct areq *reqs; /* MIXES of them, for an asynchronous mixer */
+    struct tally *tally;
+    int failures;
+    enum kf_err first;
+    char msg[256];
+    pthread_t th;
+};
+
+static void *mixer_main(void *a)
+{
+    struct mixer *m = a;
+    for (int i = 0; i < MIXES; i++) {
+        char name[32];
+        enum kf_err rc;
+        snprintf(name, sizeof(name), "%s-%d-%d", m->sync ? "sync" : "async", m->n, i);
+        if (m->sync) {
+            struct kf_hub h = hub(name), got;
+            struct kf_txn *t = NULL;
+            rc = kf_store_write(m->s, hub_insert_cb, &h);
+            /* Returned means durable: a read begun now sees it. */
+            if (!rc) rc = kf_store_read(m->s, &t);
+            if (!rc) {
+                rc = kf_txn_hub_get(t, name, &got);
+                kf_txn_end(t);
+            }
+        } else {
+            areq_init(&m->reqs[i], m->tally, m->n * MIXES + i, name, NULL, NULL);
+            rc = kf_store_submit(m->s, &m->reqs[i].req);
+        }
+        if (rc && !m->failures++) {
+            m->first = rc;
+            snprintf(m->msg, sizeof(m->msg), "%s", kf_errmsg());
+        }
+    }
+    return NULL;
+}
+
+/* kf_store_write from some threads and kf_store_submit from others share the one writer. */
+static void test_submit_mixed_with_write(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct tally *t = tally_new();
+    struct areq *reqs = calloc(MIXERS * MIXES, sizeof(*reqs));
+    struct mixer m[2 * MIXERS];
+    struct kf_store_stats before, after;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("submit-mixed.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_non_null(reqs);
+    kf_store_stats(s, &before);
+    for (int i = 0; i < 2 * MIXERS; i++) {
+        m[i] = (struct mixer){.s = s, .n = i / 2, .sync = i % 2, .tally = t};
+        if (!m[i].sync) m[i].reqs = reqs + (i / 2) * MIXES;
+        assert_int_equal(pthread_create(&m[i].th, NULL, mixer_main, &m[i]), 0);
+    }
+    for (int i = 0; i < 2 * MIXERS; i++)
+        pthread_join(m[i].th, NULL);
+    for (int i = 0; i < 2 * MIXERS; i++)
+        if (m[i].failures)
+            fail_msg("%s thread %d: %d writes failed, the first with %s: %s",
+                     m[i].sync ? "sync" : "async", i, m[i].failures, kf_errcode(m[i].first),
+                     m[i].msg);
+    tally_wait(t, MIXERS * MIXES);
+    kf_store_stats(s, &after);
+    for (int n = 0; n < MIXERS * MIXES; n++) {
+        if (reqs[n].calls != 1) fail_msg("request %d: %d done callbacks", n, reqs[n].calls);
+        if (reqs[n].rc) fail_msg("request %d: %s: %s", n, kf_errcode(reqs[n].rc), reqs[n].errmsg);
+    }
+    assert_int_equal(t->done, MIXERS * MIXES); /* waiters' requests call no one else's callback */
+    assert_int_equal(after.writes - before.writes, 2 * MIXERS * MIXES);
+    assert_true(after.commits - before.commits < after.writes - before.writes);
+    kf_store_close(s);
+    assert_int_equal(hubs_after_reopen(path), 2 * MIXERS * MIXES);
+    free(reqs);
+    tally_free(t);
+}
+
+/* A full queue refuses a submit at once, without losing what it holds; waiters are not refused. */
+static void test_submit_queue_full(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct hold h = HOLD_INIT;
+    struct tally *t = tally_new();
+    struct areq *r = calloc(KF_STORE_QUEUE_MAX + 2, sizeof(*r));
+    struct areq bad;
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    struct kf_hub late = hub("late-sync");
+    struct writer w = {.g = &g, .cb = hub_insert_cb, .arg = &late};
+    const int over = KF_STORE_QUEUE_MAX + 1;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("submit-full.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_non_null(r);
+    w.s = s;
+
+    /* A request needs both callbacks. */
+    areq_init(&bad, t, -1, "bad", NULL, NULL);
+    bad.req.cb = NULL;
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_submit(s, &bad.req));
+    areq_init(&bad, t, -1, "bad", NULL, NULL);
+    bad.req.done_cb = NULL;
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_submit(s, &bad.req));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_submit(NULL, &bad.req));
+
+    areq_init(&r[0], t, 0, "holder", hold_cb, &h);
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[0].req));
+    hold_wait_running(&h);
+    for (int i = 1; i <= KF_STORE_QUEUE_MAX; i++) {
+        char name[32];
+        enum kf_err rc;
+        snprintf(name, sizeof(name), "q-%d", i);
+        areq_init(&r[i], t, i, name, NULL, NULL);
+        rc = kf_store_submit(s, &r[i].req);
+        if (rc)
+            fail_msg("submit %d of %d: %s: %s", i, KF_STORE_QUEUE_MAX, kf_errcode(rc), kf_errmsg());
+    }
+    areq_init(&r[over], t, over, "over", NULL, NULL);
+    KF_EXPECT_ERR(KF_E_BUSY, kf_store_submit(s, &r[over].req));
+    KF_EXPECT_MSG("write queue is full");
+
+    /*
+     * A waiting writer queues behind the full queue instead of being refused. The pause only
+     * lets it reach the queue before the release; without it the check would be weaker, never
+     * wrong.
+     */
+    assert_int_equal(pthread_create(&w.th, NULL, writer_main, &w), 0);
+    sleep_ms(200);
+    hold_release(&h);
+    pthread_join(w.th, NULL);
+    if (w.rc) fail_msg("the waiting writer got %s: %s", kf_errcode(w.rc), w.msg);
+    tally_wait(t, KF_STORE_QUEUE_MAX + 1);
+    for (int i = 0; i <= KF_STORE_QUEUE_MAX; i++) {
+        if (r[i].calls != 1 || r[i].rc)
+            fail_msg("request %d: %d done callbacks, %s", i, r[i].calls, kf_errcode(r[i].rc));
+        assert_int_equal(t->order[i], i);
+    }
+    /* The refused request never reached the committer, and is the caller's to submit again. */
+    assert_int_equal(r[over].calls, 0);
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[over].req));
+    tally_wait(t, KF_STORE_QUEUE_MAX + 2);
+    assert_int_equal(r[over].rc, KF_OK);
+    kf_store_close(s);
+    /* holder, the queue, the one refused then resubmitted, the waiting writer's */
+    assert_int_equal(hubs_after_reopen(path), 1 + KF_STORE_QUEUE_MAX + 1 + 1);
+    free(r);
+    tally_free(t);
+}
+
+/* Inside the held batch, submits until the store refuses because it is closing. */
+struct prober {
+    struct kf_store *s;
+    struct tally *tally;
+    struct hold h; /* `running` only */
+    int accepted;
+    enum kf_err refused;
+    char msg[256];
+};
+
+static enum kf_err probe_until_closing_cb(struct kf_txn *t, void *a)
+{
+    struct prober *p = a;
+    struct kf_hub holder = hub("holder");
+    hold_running(&p->h);
+    for (int k = 0; k < 10000; k++) {
+        char name[32];
+        struct areq *q;
+        enum kf_err rc;
+        snprintf(name, sizeof(name), "probe-%d", k);
+        q = areq_new(p->tally, 100000 + k, name);
+        rc = kf_store_submit(p->s, &q->req);
+        if (rc) {
+            p->refused = rc;
+            snprintf(p->msg, sizeof(p->msg), "%s", kf_errmsg());
+            free(q);
+            break;
+        }
+        p->accepted++;
+        sleep_ms(1);
+    }
+    return kf_txn_hub_insert(t, &holder);
+}
+
+/*
+ * kf_store_close while requests wait: it refuses new ones, runs every one it accepted (their
+ * done callbacks free them), and only then returns.
+ */
+static void test_close_drains(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct tally *t = tally_new();
+    struct prober p = {.h = HOLD_INIT};
+    struct areq holder;
+    int last_q = 0, last_probe = 0, n_q = 0, n_probe = 0;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("submit-close.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    p.s = s;
+    p.tally = t;
+    areq_init(&holder, t, 0, "holder", probe_until_closing_cb, &p);
+    KF_OK_OR_FAIL(kf_store_submit(s, &holder.req));
+    hold_wait_running(&p.h);
+    for (int i = 1; i <= 100; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "q-%d", i);
+        KF_OK_OR_FAIL(kf_store_submit(s, &areq_new(t, i, name)->req));
+    }
+    kf_store_close(s);
+
+    /* Closed: every accepted request has had its done callback, once, in its submitter's order. */
+    assert_int_equal(p.refused, KF_E_INVALID);
+    assert_non_null(strstr(p.msg, "the store is closing"));
+    assert_int_equal(t->done, 1 + 100 + p.accepted);
+    assert_int_equal(holder.rc, KF_OK);
+    for (int i = 1; i < t->done; i++) {
+        int n = t->order[i];
+        if (n >= 100000) {
+            assert_int_equal(n - 100000, last_probe++);
+            n_probe++;
+        } else {
+            assert_int_equal(n, ++last_q);
+            n_q++;
+        }
+    }
+    assert_int_equal(n_q, 100);
+    assert_int_equal(n_probe, p.accepted);
+    assert_int_equal(hubs_after_reopen(path), 1 + 100 + p.accepted);
+    tally_free(t);
+}
+
+/*
+ * Another process takes the write lock between two batches and holds it past the busy timeout:
+ * every request of the next batch gets KF_E_BUSY and a sentence, and nothing of it is kept.
+ */
+static void test_submit_locked_by_another_process(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct hold h = HOLD_INIT;
+    struct tally *t = tally_new();
+    struct kf_store_stats before, after;
+    struct areq r[4];
+    sqlite3 *other = NULL;
+    struct kf_hub got;
+    struct kf_txn *txn;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("submit-locked.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    kf_store_stats(s, &before);
+    /* The holder's done callback runs after its commit and before the next batch begins. */
+    areq_init(&r[0], t, 0, "holder", hold_cb, &h);
+    r[0].lock_other = other;
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[0].req));
+    hold_wait_running(&h);
+    for (int i = 1; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "locked-%d", i);
+        areq_init(&r[i], t, i, name, NULL, NULL);
+        KF_OK_OR_FAIL(kf_store_submit(s, &r[i].req));
+    }
+    hold_release(&h);
+    tally_wait(t, 4);
+    kf_store_stats(s, &after);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+
+    assert_int_equal(r[0].rc, KF_OK);
+    assert_int_equal(r[0].lock_rc, SQLITE_OK);
+    for (int i = 1; i < 4; i++) {
+        if (r[i].rc != KF_E_BUSY)
+            fail_msg("request %d got %s, expected busy", i, kf_errcode(r[i].rc));
+        if (!strstr(r[i].errmsg, "the transaction could not begin") ||
+            !strstr(r[i].errmsg, "is busy"))
+            fail_msg("request %d: message \"%s\"", i, r[i].errmsg);
+    }
+    /* Only the holder ran and committed. */
+    assert_int_equal(after.writes - before.writes, 1);
+    assert_int_equal(after.commits - before.commits, 1);
+    txn = rd(s);
+    for (int i = 1; i < 4; i++)
+        KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(txn, r[i].hub.name, &got));
+    kf_txn_end(txn);
+    /* Once the lock is gone, the same request goes through. */
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[1].req));
+    tally_wait(t, 5);
+    assert_int_equal(r[1].rc, KF_OK);
+    kf_store_close(s);
+    tally_free(t);
+}
+
+/* ---- registry version ---- */
+
+static int64_t registry_version(struct kf_store *s)
+{
+    struct kf_txn *t = rd(s);
+    int64_t v = -1;
+    KF_OK_OR_FAIL(kf_txn_registry_version(t, &v));
+    kf_txn_end(t);
+    return v;
+}
+
+/* Runs a write and checks how much it moved the registry version. */
+#define EXPECT_BUMP(by, expr)                                                                    \
+    do {                                                                                         \
+        int64_t before_ = registry_version(s), moved_;                                           \
+        KF_OK_OR_FAIL(expr);                                                                     \
+        moved_ = registry_version(s) - before_;                                                  \
+        if (moved_ != (by))                                                                      \
+            fail_msg("%s moved the registry version by %" PRId64 ", expected %d", #expr, moved_, \
+                     (by));                                                                      \
+    } while (0)
+
+static enum kf_err audit_one_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_audit_append(t, "operator:alice", "hub.add", "hub:x", NULL);
+}
+
+/* Inside one write transaction the version counts the changes made so far. */
+static enum kf_err version_in_txn_cb(struct kf_txn *t, void *a)
+{
+    int64_t *moved = a, v0 = 0, v1 = 0;
+    struct kf_hub h = hub("in-txn");
+    enum kf_err rc = kf_txn_registry_version(t, &v0);
+    if (!rc) rc = kf_txn_hub_insert(t, &h);
+    if (!rc) rc = kf_txn_registry_version(t, &v1);
+    *moved = v1 - v0;
+    return rc;
+}
+
+static void test_registry_version(void **state)
+{
+    char path[1024];
+    struct kf_store *s;
+    struct kf_enrollment e = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_device d = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_cert_rec c = cert("0a", "dev-1", 1000);
+    struct revoke_arg rv = {"0a", 5000, KF_CRL_KEY_COMPROMISE};
+    struct kf_hub h = hub("hub-1");
+    struct event_arg ev = event(1000, "provisioning.denied", "dev-1", NULL);
+    struct kf_registration reg;
+    struct kf_ca_rec ca;
+    struct crl_arg crl = {"issuing", 0};
+    int64_t moved = 0, v;
+    int status = 0;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("regver.db"));
+    KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
+    assert_int_equal(registry_version(s), 0);
+
+    /* What keyfleetd caches moves it, once per change. */
+    EXPECT_BUMP(1, kf_store_write(s, enroll_insert_cb, &e));
+    e.enabled = 0;
+    EXPECT_BUMP(1, kf_store_write(s, enroll_update_cb, &e));
+    EXPECT_BUMP(1, kf_store_write(s, hub_insert_cb, &h));
+    h.weight = 5;
+    EXPECT_BUMP(1, kf_store_write(s, hub_update_cb, &h));
+    EXPECT_BUMP(1, kf_store_write(s, hub_delete_cb, "hub-1"));
+    EXPECT_BUMP(0, kf_store_write(s, device_insert_cb, &d));
+    d.status = KF_DEVICE_DISABLED;
+    EXPECT_BUMP(1, kf_store_write(s, device_update_cb, &d));
+    /* A device rewritten with the status it had (a hub assigned) is not a status change. */
+    snprintf(d.hub, sizeof(d.hub), "hub-2");
+    EXPECT_BUMP(0, kf_store_write(s, device_update_cb, &d));
+    EXPECT_BUMP(0, kf_store_write(s, cert_insert_cb, &c));
+    EXPECT_BUMP(1, kf_store_write(s, revoke_cb, &rv));
+
+    /* Everything else leaves it alone. */
+    memset(&reg, 0, sizeof(reg));
+    snprintf(reg.device_id, sizeof(reg.device_id), "dev-1");
+    reg.first_at = reg.last_at = 1000;
+    reg.count = 1;
+    EXPECT_BUMP(0, kf_store_write(s, reg_put_cb, &reg));
+    EXPECT_BUMP(0, kf_store_write(s, event_insert_cb, &ev));
+    EXPECT_BUMP(0, kf_store_write(s, audit_one_cb, NULL));
+    memset(&ca, 0, sizeof(ca));
+    snprintf(ca.name, sizeof(ca.name), "issuing");
+    snprintf(ca.serial, sizeof(ca.serial), "01");
+    ca.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    EXPECT_BUMP(0, kf_store_write(s, ca_insert_cb, &ca));
+    EXPECT_BUMP(0, kf_store_write(s, crl_cb, &crl));
+    /* A change that was rolled back was no change. */
+    v = registry_version(s);
+    KF_EXPECT_ERR(KF_E_DENIED, kf_store_write(s, half_then_fail_cb, NULL));
+    assert_int_equal(registry_version(s), v);
+
+    /* Deleting an enrollment unlinks its devices, but changes no status: one change. */
+    EXPECT_BUMP(1, kf_store_write(s, enroll_delete_cb, "factory-a"));
+    KF_OK_OR_FAIL(kf_store_write(s, version_in_txn_cb, &moved));
+    assert_int_equal(moved, 1);
+    v = registry_version(s);
+    kf_store_close(s);
+
+    /* Another process's changes move it too: the CLI through the store, an operator with sqlite3.
+     */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct kf_store *cs = NULL;
+        struct kf_hub ch = hub("from-cli");
+        int bad =
+            kf_store_open(path, 0, &cs) != KF_OK || kf_store_write(cs, hub_insert_cb, &ch) != KF_OK;
+        kf_store_close(cs);
+        _exit(bad);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sql_exec(path, "UPDATE devices SET status = 'active' WHERE id = 'dev-1'");
+    sql_exec(path, "INSERT INTO security_events (time_ms, type, severity, source) "
+                   "VALUES (1, 'x.y', 'info', 'server')");
+    KF_OK_OR_FAIL(kf_store_open(path, 0, &s));
+    assert_int_equal(registry_version(s), v + 2);
+    kf_store_close(s);
+
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_registry_version(NULL, &v));
+}
+
+/*
+ * The schema as keyfleet with schema version 1 wrote it: a frozen copy of migration 1. Opening
+ * such a file must migrate it to exactly what a new store gets; if migration 1 were ever edited,
+ * the two would differ.
+ */
+static const char schema_v1[] =
+    "CREATE TABLE cas ("
+    " name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 31),"
+    " serial TEXT NOT NULL CHECK (length(serial) BETWEEN 1 AND 47),"
+    " subject TEXT,"
+    " cert_pem TEXT NOT NULL,"
+    " key_uri TEXT,"
+    " not_before INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL,"
+    " crl_number INTEGER NOT NULL DEFAULT 0 CHECK (crl_number >= 0),"
+    " created INTEGER NOT NULL"
+    ") STRICT;"
+
+    "CREATE TABLE enrollments ("
+    " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),"
+    " kind TEXT NOT NULL CHECK (kind IN ('individual', 'group')),"
+    " enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
+    " verified INTEGER NOT NULL CHECK (verified IN (0, 1)),"
+    " cert_pem TEXT,"
+    " pubkey_pem TEXT,"
+    " key_fingerprint TEXT NOT NULL DEFAULT '' CHECK (length(key_fingerprint) IN (0, 64)),"
+    " subject TEXT,"
+    " verification_code TEXT NOT NULL DEFAULT '',"
+    " code_expires INTEGER NOT NULL DEFAULT 0,"
+    " allocation TEXT NOT NULL DEFAULT 'hashed' CHECK (allocation IN ('hashed', 'static')),"
+    " hub TEXT NOT NULL DEFAULT '',"
+    " networks TEXT,"
+    " settings TEXT,"
+    " created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL,"
+    " CHECK (kind = 'individual' OR cert_pem IS NOT NULL)"
+    ") STRICT;"
+
+    "CREATE TABLE devices ("
+    " id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),"
+    " enrollment TEXT REFERENCES enrollments (id) ON DELETE SET NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'revoked')),"
+    " hub TEXT NOT NULL DEFAULT '',"
+    " created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX devices_enrollment ON devices (enrollment);"
+    "CREATE INDEX devices_status ON devices (status);"
+
+    /* id keeps insertion order for "newest first" among certificates of the same second. */
+    "CREATE TABLE certificates ("
+    " id INTEGER PRIMARY KEY,"
+    " serial TEXT NOT NULL UNIQUE CHECK (length(serial) BETWEEN 1 AND 47),"
+    " device_id TEXT REFERENCES devices (id),"
+    " profile TEXT NOT NULL"
+    "  CHECK (profile IN ('root-ca', 'issuing-ca', 'device', 'service', 'server')),"
+    " issuer TEXT NOT NULL,"
+    " subject TEXT,"
+    " not_before INTEGER NOT NULL,"
+    " not_after INTEGER NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),"
+    " revoked_at INTEGER NOT NULL DEFAULT 0,"
+    " reason INTEGER NOT NULL DEFAULT 0 CHECK (reason IN (0, 1, 2, 3, 4, 5, 9)),"
+    " fingerprint TEXT NOT NULL CHECK (length(fingerprint) = 64),"
+    " pem TEXT NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " CHECK (status = 'revoked' OR (revoked_at = 0 AND reason = 0)),"
+    " CHECK (status = 'valid' OR revoked_at > 0)"
+    ") STRICT;"
+    "CREATE INDEX certificates_device ON certificates (device_id, created);"
+    "CREATE INDEX certificates_created ON certificates (created);"
+    "CREATE INDEX certificates_revoked ON certificates (issuer, not_after)"
+    " WHERE status = 'revoked';"
+
+    /* enrollment and hub are history (what the device registered through), not references. */
+    "CREATE TABLE registrations ("
+    " device_id TEXT PRIMARY KEY NOT NULL REFERENCES devices (id),"
+    " enrollment TEXT NOT NULL DEFAULT '',"
+    " hub TEXT NOT NULL DEFAULT '',"
+    " cert_serial TEXT NOT NULL DEFAULT '',"
+    " source_ip TEXT NOT NULL DEFAULT '',"
+    " first_at INTEGER NOT NULL,"
+    " last_at INTEGER NOT NULL,"
+    " renew_after INTEGER NOT NULL,"
+    " count INTEGER NOT NULL CHECK (count >= 0)"
+    ") STRICT;"
+
+    "CREATE TABLE hubs ("
+    " name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 128),"
+    " endpoint TEXT NOT NULL CHECK (length(endpoint) BETWEEN 1 AND 255),"
+    " weight INTEGER NOT NULL CHECK (weight >= 0),"
+    " enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),"
+    " created INTEGER NOT NULL"
+    ") STRICT;"
+
+    /*
+     * device is not a reference: events about devices that do not exist (a refused
+     * registration) are the point. AUTOINCREMENT: an event id is never reused after pruning.
+     */
+    "CREATE TABLE security_events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time_ms INTEGER NOT NULL,"
+    " type TEXT NOT NULL CHECK (length(type) BETWEEN 1 AND 63),"
+    " severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),"
+    " device TEXT NOT NULL DEFAULT '',"
+    " source TEXT NOT NULL CHECK (source IN ('server', 'device')),"
+    " ip TEXT NOT NULL DEFAULT '',"
+    " detail TEXT NOT NULL DEFAULT '{}'"
+    ") STRICT;"
+    "CREATE INDEX security_events_time ON security_events (time_ms);"
+    "CREATE INDEX security_events_type ON security_events (type, time_ms);"
+    "CREATE INDEX security_events_device ON security_events (device, time_ms);"
+
+    "CREATE TABLE audit ("
+    " seq INTEGER PRIMARY KEY CHECK (seq >= 1),"
+    " time_ms INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " object TEXT NOT NULL,"
+    " detail TEXT NOT NULL,"
+    " prev_hash TEXT NOT NULL,"
+    " hash TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX audit_time ON audit (time_ms);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    " BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+
+    "PRAGMA application_id = 1262898260;"
+    "PRAGMA user_version = 1;";
+
+/* The schema of the store at `path`, one object a line, into a malloc()ed string. */
+static char *schema_of(const char *path)
+{
+    static char buf[64 * 1024];
+    sql_text(path,
+             "SELECT group_concat(line, char(10)) FROM (SELECT type || ' ' || name || ' ' || "
+             "tbl_name || ': ' || coalesce(sql, '') AS line FROM sqlite_schema ORDER BY name)",
+             buf, sizeof(buf));
+    assert_true(strlen(buf) < sizeof(buf) - 1);
+    return strdup(buf);
+}
+
+static void test_migrate_from_v1(void **state)
+{
+    char path[1024], fresh_path[1024];
+    struct kf_store *s = NULL;
+    struct kf_enrollment e;
+    struct kf_device d = device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
+    struct kf_hub h;
+    struct kf_txn *t;
+    char *migrated, *fresh;
+
+    snprintf(path, sizeof(path), "%s", kf_test_path("v1.db"));
+    snprintf(fresh_path, sizeof(fresh_path), "%s", kf_test_path("v2-fresh.db"));
+    sql_exec(path, schema_v1);
+    sql_exec(path,
+             "INSERT INTO hubs VALUES ('hub-1', 'hub-1.example.net:8883', 7, 1, 1700000000);"
+             "INSERT INTO enrollments (id, kind, enabled, verified, cert_pem, created, updated)"
+             " VALUES ('factory-a', 'group', 1, 1, 'PEM', 1700000000, 1700000001);"
+             "INSERT INTO devices (id, enrollment, status, hub, created, updated)"
+             " VALUES ('dev-1', 'factory-a', 'active', 'hub-1', 1700000000, 1700000000);");
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), 1);
+
+    KF_OK_OR_FAIL(kf_store_open(path, 0, &s));
+    assert_int_equal(kf_store_schema_version(s), 2);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), 2);
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &h));
+    assert_int_equal(h.weight, 7);
+    KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "factory-a", &e));
+    assert_int_equal(e.kind, KF_ENROLL_GROUP);
+    assert_int_equal(e.updated, 1700000001);
+    kf_enrollment_clear(&e);
+    KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-1", &got));
+    assert_string_equal(got.hub, "hub-1");
+    kf_txn_end(t);
+    /* The data a migrated store already had is where the version starts. */
+    assert_int_equal(registry_version(s), 0);
+    snprintf(d.hub, sizeof(d.hub), "hub-1");
+    EXPECT_BUMP(1, kf_store_write(s, device_update_cb, &d));
+    kf_store_close(s);
+
+    /* Migrated, the file has the schema a new store has, object for object. */
+    s = open_new("v2-fresh.db");
+    kf_store_close(s);
+    migrated = schema_of(path);
+    fresh = schema_of(fresh_path);
+    assert_string_equal(migrated, fresh);
+    assert_non_null(strstr(migrated, "table meta meta"));
+    assert_non_null(strstr(migrated, "trigger devices_version_status devices"));
+    free(migrated);
+    free(fresh);
+}
+
 static void test_status_names(void **state)
 {
     assert_string_equal(kf_device_status_name(KF_DEVICE_ACTIVE), "active");
@@ -1248,6 +2244,14 @@ int main(void)
         cmocka_unit_test(test_group_commit_threads),
         cmocka_unit_test(test_snapshot_isolation),
         cmocka_unit_test(test_many_readers),
+        cmocka_unit_test(test_submit_many_threads),
+        cmocka_unit_test(test_submit_batch_isolates_errors),
+        cmocka_unit_test(test_submit_mixed_with_write),
+        cmocka_unit_test(test_submit_queue_full),
+        cmocka_unit_test(test_close_drains),
+        cmocka_unit_test(test_submit_locked_by_another_process),
+        cmocka_unit_test(test_registry_version),
+        cmocka_unit_test(test_migrate_from_v1),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
