@@ -46,6 +46,18 @@ static const struct key keys[] = {
     S("server", "cert", server_cert),
     S("server", "key", server_key),
     S("provisioning", "listen", provisioning_listen),
+    I("provisioning", "workers", workers, 0, 256),
+    I("provisioning", "request_timeout_ms", request_timeout_ms, 100, 600000),
+    I("provisioning", "max_body_bytes", max_body_bytes, 1024, 1048576),
+    I("provisioning", "max_header_bytes", max_header_bytes, 1024, 65536),
+    I("provisioning", "max_connections", max_connections, 1, 1000000),
+    I("provisioning", "max_connections_per_ip", max_connections_per_ip, 1, 1000000),
+    I("provisioning", "rate_per_ip", rate_per_ip, 0, 1000000),
+    I("provisioning", "rate_burst", rate_burst, 1, 1000000),
+    I("provisioning", "max_handshakes", max_handshakes, 1, 1000000),
+    I("provisioning", "retry_after", retry_after, 1, 3600),
+    I("provisioning", "drain_timeout_ms", drain_timeout_ms, 0, 600000),
+    I("provisioning", "session_cache", session_cache, 0, 1000000),
     S("hub", "listen", hub_listen),
 };
 
@@ -67,6 +79,18 @@ void kf_config_defaults(struct kf_config *c)
     snprintf(c->server_cert, sizeof(c->server_cert), "server/server.crt");
     snprintf(c->server_key, sizeof(c->server_key), "server/server.key");
     snprintf(c->provisioning_listen, sizeof(c->provisioning_listen), "0.0.0.0:8443");
+    c->workers = 0;
+    c->request_timeout_ms = 10000;
+    c->max_body_bytes = 65536;
+    c->max_header_bytes = 8192;
+    c->max_connections = 50000;
+    c->max_connections_per_ip = 4096;
+    c->rate_per_ip = 100;
+    c->rate_burst = 200;
+    c->max_handshakes = 2048;
+    c->retry_after = 2;
+    c->drain_timeout_ms = 10000;
+    c->session_cache = 20000;
     snprintf(c->hub_listen, sizeof(c->hub_listen), "0.0.0.0:8883");
 }
 
@@ -226,13 +250,37 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "[provisioning]\n"
         "# Zero-touch provisioning (EST and the register API) over mutual TLS.\n"
         "listen = %s\n"
+        "# Worker threads, each with its own event loop and listener (0: one per core).\n"
+        "workers = %d\n"
+        "# A whole request, TLS handshake included, must arrive within this time.\n"
+        "request_timeout_ms = %d\n"
+        "# Largest request body (a CSR) and request head.\n"
+        "max_body_bytes = %d\n"
+        "max_header_bytes = %d\n"
+        "# Connections in all, and from one source address.\n"
+        "max_connections = %d\n"
+        "max_connections_per_ip = %d\n"
+        "# Requests per second from one source address (0: no limit), and the burst allowed;\n"
+        "# beyond them: 429 with Retry-After.\n"
+        "rate_per_ip = %d\n"
+        "rate_burst = %d\n"
+        "# TLS handshakes in flight; connections beyond get 503 with Retry-After.\n"
+        "max_handshakes = %d\n"
+        "retry_after = %d\n"
+        "# On SIGTERM, how long requests in flight may take to finish.\n"
+        "drain_timeout_ms = %d\n"
+        "# TLS sessions kept for resumption (cheap reconnects).\n"
+        "session_cache = %d\n"
         "\n"
         "[hub]\n"
         "# MQTT over mutual TLS.\n"
         "listen = %s\n",
         when, c->name, c->store_url, c->key_type, c->root_cert, c->root_key, c->issuing_cert,
         c->issuing_key, c->crl_file, c->device_cert_days, c->service_cert_days, c->server_cert_days,
-        c->crl_hours, c->server_cert, c->server_key, c->provisioning_listen, c->hub_listen);
+        c->crl_hours, c->server_cert, c->server_key, c->provisioning_listen, c->workers,
+        c->request_timeout_ms, c->max_body_bytes, c->max_header_bytes, c->max_connections,
+        c->max_connections_per_ip, c->rate_per_ip, c->rate_burst, c->max_handshakes,
+        c->retry_after, c->drain_timeout_ms, c->session_cache, c->hub_listen);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

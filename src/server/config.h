@@ -37,6 +37,18 @@ struct kf_config {
     char server_key[KF_CONF_PATH_MAX];
     /* [provisioning] */
     char provisioning_listen[128];
+    int workers;                /* 0: one per core */
+    int request_timeout_ms;     /* a whole request, TLS handshake included */
+    int max_body_bytes;         /* request body (a CSR) */
+    int max_header_bytes;       /* request line and headers */
+    int max_connections;        /* in all */
+    int max_connections_per_ip; /* per source address */
+    int rate_per_ip;            /* requests per second per source address; 0: no limit */
+    int rate_burst;             /* requests a source address may send at once */
+    int max_handshakes;         /* TLS handshakes in flight; beyond: 503 */
+    int retry_after;            /* seconds, in 429 and 503 answers */
+    int drain_timeout_ms;       /* on SIGTERM, how long in-flight requests may take */
+    int session_cache;          /* TLS sessions kept for resumption */
     /* [hub] */
     char hub_listen[128];
 };

@@ -34,7 +34,7 @@ enum kf_err kf_deploy_path(const struct kf_deploy *d, const char *value, char *o
     return kf_config_resolve(&d->cfg, value, out, cap);
 }
 
-enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
+enum kf_err kf_deploy_open_config(const char *dir, const char *conf_path, struct kf_deploy **out)
 {
     struct kf_deploy *d;
     char url[KF_CONF_PATH_MAX];
@@ -44,15 +44,23 @@ enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
     d = calloc(1, sizeof(*d));
     if (!d) return kf_fail(KF_E_NOMEM, "out of memory");
     snprintf(d->dir, sizeof(d->dir), "%s", dir);
-    rc = kf_path_join(d->conf_path, sizeof(d->conf_path), dir, KF_CONF_NAME);
+    if (conf_path)
+        rc = (size_t)snprintf(d->conf_path, sizeof(d->conf_path), "%s", conf_path) <
+                     sizeof(d->conf_path)
+                 ? KF_OK
+                 : kf_fail(KF_E_OVERSIZE, "path too long: %s", conf_path);
+    else
+        rc = kf_path_join(d->conf_path, sizeof(d->conf_path), dir, KF_CONF_NAME);
     if (rc) goto fail;
     {
         struct stat st;
         if (stat(d->conf_path, &st) != 0) {
-            if (errno == ENOENT || errno == ENOTDIR)
-                rc =
-                    kf_fail(KF_E_NOT_FOUND,
-                            "no keyfleet deployment in %s (run: keyfleet init --dir %s)", dir, dir);
+            if (conf_path)
+                rc = kf_fail(errno == ENOENT ? KF_E_NOT_FOUND : KF_E_IO,
+                             "cannot read configuration %s: %s", conf_path, strerror(errno));
+            else if (errno == ENOENT || errno == ENOTDIR)
+                rc = kf_fail(KF_E_NOT_FOUND,
+                             "no keyfleet deployment in %s (run: keyfleet init --dir %s)", dir, dir);
             else
                 rc = kf_fail(KF_E_IO, "cannot read the deployment in %s: %s", dir, strerror(errno));
             goto fail;
@@ -60,6 +68,8 @@ enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
     }
     rc = kf_config_load(d->conf_path, &d->cfg);
     if (rc) goto fail;
+    /* Paths in any configuration file mean the deployment directory. */
+    snprintf(d->cfg.dir, sizeof(d->cfg.dir), "%s", dir);
     rc = kf_deploy_path(d, d->cfg.store_url, url, sizeof(url));
     if (!rc) rc = kf_store_open(url, 0, &d->store);
     if (rc) goto fail;
@@ -68,6 +78,11 @@ enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
 fail:
     free(d);
     return rc;
+}
+
+enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
+{
+    return kf_deploy_open_config(dir, NULL, out);
 }
 
 void kf_deploy_close(struct kf_deploy *d)

@@ -36,6 +36,12 @@ struct kf_deploy {
  */
 enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out);
 
+/*
+ * As kf_deploy_open, with the configuration read from `conf_path` instead of DIR/keyfleet.conf.
+ * Relative paths in it still mean the deployment directory.
+ */
+enum kf_err kf_deploy_open_config(const char *dir, const char *conf_path, struct kf_deploy **out);
+
 void kf_deploy_close(struct kf_deploy *d);
 
 /*

@@ -160,3 +160,91 @@ stop_tpm() {
     wait 2>/dev/null
     return 0
 }
+
+# ---- keyfleetd ----
+
+KFD="$KF_BIN_DIR/src/server/keyfleetd"
+
+# conf_set SECTION KEY VALUE: sets a key of the test deployment's configuration (KFD_CONF, by
+# default its keyfleet.conf).
+conf_set() {
+    local f=${KFD_CONF:-$T/d/keyfleet.conf}
+    sed -i "/^\[$1\]/,/^\[/ s|^$2 = .*|$2 = $3|" "$f"
+    grep -q "^$2 = $3\$" "$f" || { echo "conf_set $1.$2 failed" >&2; return 1; }
+}
+
+# Starts keyfleetd on the test deployment, on a free loopback port, and waits until it answers.
+# With KFD_CONF set, keyfleetd reads that configuration (--config). It logs at info (one line a
+# request) unless KFD_LOG says otherwise. Sets KFD_PID, KFD_PORT and URL; stopped at exit.
+start_kfd() {
+    KFD_PORT=$(free_port)
+    conf_set provisioning listen "127.0.0.1:$KFD_PORT" || return 1
+    URL="https://127.0.0.1:$KFD_PORT"
+    KEYFLEET_LOG=${KFD_LOG:-info} "$KFD" --dir "$T/d" ${KFD_CONF:+--config "$KFD_CONF"} "$@" \
+        >>"$T/kfd.log" 2>&1 &
+    KFD_PID=$!
+    case " ${CLEANUP_HOOKS:-} " in *" stop_kfd "*) ;; *) CLEANUP_HOOKS="${CLEANUP_HOOKS:-} stop_kfd" ;; esac
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null --cacert "$T/d/ca/root.crt" "$URL/healthz" && return 0
+        kill -0 "$KFD_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "keyfleetd did not start: $(cat "$T/kfd.log")" >&2
+    return 1
+}
+
+# Stops keyfleetd with SIGTERM and waits; KFD_STATUS is its exit status.
+stop_kfd() {
+    [ -n "${KFD_PID:-}" ] || return 0
+    kill -TERM "$KFD_PID" 2>/dev/null
+    wait "$KFD_PID" 2>/dev/null
+    KFD_STATUS=$?
+    KFD_PID=
+    return 0
+}
+
+# A factory certificate for ID under CA (made with mkca): fdev ID CA [openssl x509 args...]
+fdev() {
+    local id=$1 ca=$2
+    shift 2
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$id.key" \
+        -out "$T/$id.fcsr" -subj "/CN=$id" 2>/dev/null
+    openssl x509 -req -in "$T/$id.fcsr" -CA "$T/$ca.pem" -CAkey "$T/$ca.key" -days 30 \
+        -out "$T/$id.pem" "$@" 2>/dev/null
+}
+
+# An operational CSR for ID with a new key: ocsr ID [CN]
+ocsr() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$1.op.key" \
+        -out "$T/$1.op.csr" -subj "/CN=${2:-$1}" 2>/dev/null
+}
+
+# register CERT KEY CSR: POST /api/v1/register; sets HTTP (status) and BODY.
+register() {
+    jq -n --rawfile csr "$3" '{csr: $csr}' >"$T/req.json"
+    HTTP=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/d/ca/root.crt" \
+        ${1:+--cert "$1" --key "$2"} -H 'Content-Type: application/json' \
+        --data-binary @"$T/req.json" "$URL/api/v1/register")
+    BODY=$(cat "$T/resp")
+}
+
+# est simpleenroll|simplereenroll CERT KEY CSR: an EST enrollment by hand with curl; sets HTTP,
+# BODY, and EST_CERT (the file holding the certificate it returned, when 200).
+est() {
+    openssl req -in "$4" -outform DER | openssl base64 >"$T/req.b64"
+    HTTP=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$T/d/ca/root.crt" \
+        ${2:+--cert "$2" --key "$3"} -H 'Content-Type: application/pkcs10' \
+        --data-binary @"$T/req.b64" "$URL/.well-known/est/$1")
+    BODY=$(cat "$T/resp")
+    EST_CERT="$T/est-$RANDOM.pem"
+    [ "$HTTP" = 200 ] && openssl base64 -d -in "$T/resp" | openssl pkcs7 -inform DER -print_certs \
+        -out "$EST_CERT" 2>/dev/null
+    return 0
+}
+
+# expect_refusal DESC STATUS CODE NEEDLE: checks the last answer was that refusal.
+expect_refusal() {
+    equals "$1: status" "$HTTP" "$2"
+    equals "$1: error code" "$(jq -r .error <<<"$BODY" 2>/dev/null)" "$3"
+    contains "$1: message" "$(jq -r .message <<<"$BODY" 2>/dev/null)" "$4"
+}

@@ -1,0 +1,263 @@
+/*
+ * keyfleetd: the keyfleet service. This version serves zero-touch provisioning: EST (RFC 7030)
+ * and the register API over mutually authenticated HTTPS.
+ *
+ *   keyfleetd [--dir DIR] [--config FILE]
+ *
+ * Signals: SIGTERM (or SIGINT) stops accepting, lets requests in flight finish (up to
+ * drain_timeout_ms) and exits 0; SIGHUP reloads the configuration's limits, the enrollments,
+ * the hubs and the CRL without dropping connections. Exit codes: 0 after a clean stop, 1 when
+ * it cannot start, 2 for a usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "server/deploy.h"
+#include "server/registry.h"
+#include "server/worker.h"
+
+static const char usage[] =
+    "usage: keyfleetd [--dir DIR] [--config FILE]\n"
+    "\n"
+    "Serves zero-touch provisioning for the keyfleet deployment in DIR (default $KEYFLEET_DIR\n"
+    "or ./keyfleet-data): EST (RFC 7030) at /.well-known/est/ and the register API at\n"
+    "/api/v1/register, over mutually authenticated TLS, plus /healthz and /metrics.\n"
+    "\n"
+    "  --dir DIR      the deployment made by `keyfleet init`\n"
+    "  --config FILE  read this configuration instead of DIR/keyfleet.conf (paths in it still\n"
+    "                 mean DIR)\n"
+    "\n"
+    "SIGTERM or SIGINT: finish requests in flight and exit. SIGHUP: reload the configuration's\n"
+    "limits, the enrollments, hubs and CRL. KEYFLEET_LOG sets the log level (debug, info, warn,\n"
+    "error); logs are logfmt lines on stderr.\n";
+
+static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->max_conns_per_ip = (unsigned)c->max_connections_per_ip;
+    l->max_conns = (unsigned)c->max_connections;
+    l->rate_per_ip = c->rate_per_ip;
+    l->burst_per_ip = c->rate_burst;
+    l->max_handshakes = (unsigned)c->max_handshakes;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "keyfleetd: %s%s%s\n", what ? what : "", what ? ": " : "", kf_errmsg());
+    return 1;
+}
+
+/* SIGHUP: the configuration's limits, then everything the registry holds. */
+static void reload(struct kf_service *svc, const char *dir, const char *conf_path)
+{
+    struct kf_config cfg;
+    struct kf_limits_conf lc;
+    char path[KF_CONF_PATH_MAX];
+    enum kf_err rc;
+
+    if (conf_path)
+        snprintf(path, sizeof(path), "%s", conf_path);
+    else
+        snprintf(path, sizeof(path), "%s/%s", dir, KF_CONF_NAME);
+    rc = kf_config_load(path, &cfg);
+    if (rc) {
+        kf_log(KF_LOG_ERROR, "keyfleetd", "reload refused: the configuration has an error", "error",
+               kf_errmsg(), NULL);
+        return;
+    }
+    snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
+    if (strcmp(cfg.provisioning_listen, svc->deploy->cfg.provisioning_listen) != 0 ||
+        cfg.workers != svc->deploy->cfg.workers)
+        kf_log(KF_LOG_WARN, "keyfleetd", "listen and workers change only on restart", NULL);
+    limits_from(&cfg, &lc);
+    kf_limits_configure(svc->limits, &lc);
+    svc->request_timeout_ms = cfg.request_timeout_ms;
+    svc->retry_after = (unsigned)cfg.retry_after;
+    rc = kf_registry_reload(&svc->registry, svc->deploy, &cfg);
+    if (rc) {
+        kf_log(KF_LOG_ERROR, "keyfleetd", "reload failed", "error", kf_errmsg(), NULL);
+        return;
+    }
+    kf_log(KF_LOG_INFO, "keyfleetd", "reloaded", "config", path, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *env = getenv("KEYFLEET_DIR");
+    const char *dir = env && *env ? env : "keyfleet-data", *conf_path = NULL;
+    struct kf_service svc;
+    struct kf_registry *reg = NULL;
+    struct kf_tls_conf tc;
+    struct kf_limits_conf lc;
+    char cert[KF_CONF_PATH_MAX], key[KF_CONF_PATH_MAX], workers_text[16];
+    sigset_t sigs;
+    long cores;
+    int opt, status = 1, stopping = 0;
+    struct timespec stop_at = {0, 0};
+    enum kf_err rc;
+
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'd': dir = optarg; break;
+        case 'c': conf_path = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("keyfleetd %s\n", KF_VERSION); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "keyfleetd: unexpected argument '%s'\n\n%s", argv[optind], usage);
+        return 2;
+    }
+    kf_log_init_from_env();
+
+    /* Signals go to this thread only (sigtimedwait below); workers never see them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    memset(&svc, 0, sizeof(svc));
+    rc = kf_deploy_open_config(dir, conf_path, &svc.deploy);
+    if (rc) return fail(NULL);
+    rc = kf_deploy_issuer(svc.deploy, &svc.signer);
+    if (rc) {
+        status = fail("cannot use the issuing CA");
+        goto out;
+    }
+    rc = kf_listen_parse(svc.deploy->cfg.provisioning_listen, svc.listen_host,
+                         sizeof(svc.listen_host), &svc.listen_port);
+    if (!rc) rc = kf_listen_probe(svc.listen_host, svc.listen_port);
+    if (rc) {
+        status = fail(NULL);
+        goto out;
+    }
+    rc = kf_deploy_path(svc.deploy, svc.deploy->cfg.server_cert, cert, sizeof(cert));
+    if (!rc) rc = kf_deploy_path(svc.deploy, svc.deploy->cfg.server_key, key, sizeof(key));
+    memset(&tc, 0, sizeof(tc));
+    tc.cert_chain_path = cert;
+    tc.key_uri = key;
+    tc.session_cache = (unsigned)svc.deploy->cfg.session_cache;
+    if (!rc) rc = kf_tls_new(&tc, &svc.tls);
+    if (rc) {
+        status = fail("cannot set up TLS");
+        goto out;
+    }
+    limits_from(&svc.deploy->cfg, &lc);
+    rc = kf_limits_new(&lc, &svc.limits);
+    if (!rc) rc = kf_registry_load(svc.deploy, &svc.deploy->cfg, &reg);
+    if (rc) {
+        status = fail(NULL);
+        goto out;
+    }
+    kf_registry_holder_init(&svc.registry, reg);
+    svc.http.max_head = (size_t)svc.deploy->cfg.max_header_bytes;
+    svc.http.max_body = (size_t)svc.deploy->cfg.max_body_bytes;
+    svc.request_timeout_ms = svc.deploy->cfg.request_timeout_ms;
+    svc.retry_after = (unsigned)svc.deploy->cfg.retry_after;
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    svc.n_workers =
+        svc.deploy->cfg.workers ? (size_t)svc.deploy->cfg.workers : (size_t)(cores > 0 ? cores : 1);
+    svc.workers = calloc(svc.n_workers, sizeof(*svc.workers));
+    if (!svc.workers) {
+        kf_fail(KF_E_NOMEM, "out of memory");
+        status = fail(NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < svc.n_workers; i++) {
+        rc = kf_worker_new(&svc, (int)i, &svc.workers[i]);
+        if (rc) {
+            status = fail(NULL);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < svc.n_workers; i++) {
+        rc = kf_worker_start(svc.workers[i]);
+        if (rc) {
+            status = fail(NULL);
+            stopping = 1;
+            goto stop;
+        }
+    }
+    snprintf(workers_text, sizeof(workers_text), "%zu", svc.n_workers);
+    kf_log(KF_LOG_INFO, "keyfleetd", "serving provisioning", "listen",
+           svc.deploy->cfg.provisioning_listen, "workers", workers_text, "dir", dir, NULL);
+
+    /* The main thread waits for signals, and looks at the registry version once a second. */
+    for (;;) {
+        /* While draining, look at the workers often; otherwise once a second is plenty. */
+        struct timespec tick = {stopping ? 0 : 1, stopping ? 20000000 : 0};
+        siginfo_t info;
+        int sig = sigtimedwait(&sigs, &info, &tick);
+        if (sig == SIGHUP) {
+            reload(&svc, dir, conf_path);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            if (stopping) break; /* a second signal: stop now */
+            stopping = 1;
+            kf_log(KF_LOG_INFO, "keyfleetd", "stopping: finishing requests in flight", NULL);
+            __atomic_store_n(&svc.draining, 1, __ATOMIC_RELAXED);
+            for (size_t i = 0; i < svc.n_workers; i++)
+                kf_worker_drain(svc.workers[i]);
+            clock_gettime(CLOCK_MONOTONIC, &stop_at);
+            stop_at.tv_sec += svc.deploy->cfg.drain_timeout_ms / 1000;
+            stop_at.tv_nsec += (long)(svc.deploy->cfg.drain_timeout_ms % 1000) * 1000000L;
+        } else if (sig < 0 && errno == EAGAIN && !stopping) {
+            kf_registry_release(kf_registry_fresh(&svc.registry, svc.deploy));
+        }
+        if (stopping) {
+            struct timespec now;
+            size_t done = 0;
+            for (size_t i = 0; i < svc.n_workers; i++)
+                done += (size_t)kf_worker_done(svc.workers[i]);
+            if (done == svc.n_workers) break;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > stop_at.tv_sec ||
+                (now.tv_sec == stop_at.tv_sec && now.tv_nsec >= stop_at.tv_nsec)) {
+                kf_log(KF_LOG_WARN, "keyfleetd", "drain timeout: closing what is left", NULL);
+                break;
+            }
+        }
+    }
+    status = 0;
+stop:
+    for (size_t i = 0; i < svc.n_workers; i++)
+        if (svc.workers[i]) kf_worker_stop(svc.workers[i]);
+    for (size_t i = 0; i < svc.n_workers; i++)
+        kf_worker_join(svc.workers[i]);
+out:
+    /* The store closes first: what it still holds completes into the workers' queues. */
+    if (svc.deploy) {
+        kf_store_close(svc.deploy->store);
+        svc.deploy->store = NULL;
+    }
+    for (size_t i = 0; svc.workers && i < svc.n_workers; i++)
+        kf_worker_free(svc.workers[i]);
+    free(svc.workers);
+    if (reg) kf_registry_holder_destroy(&svc.registry);
+    kf_limits_free(svc.limits);
+    kf_tls_free(svc.tls);
+    kf_deploy_close(svc.deploy);
+    if (status == 0) kf_log(KF_LOG_INFO, "keyfleetd", "stopped", NULL);
+    return status;
+}

@@ -1,0 +1,111 @@
+/*
+ * registry: what keyfleetd keeps in memory from the store and the deployment, as an immutable,
+ * reference-counted snapshot that request handlers read without locks:
+ *   - the group enrollments, their CAs parsed and gathered into two trust sets (the eligible
+ *     groups, and all groups, so that a refusal can say a group is disabled or unverified);
+ *   - the hubs;
+ *   - keyfleet's root and issuing CAs, the issuing CA's CRL (for re-enrollment), and the answers
+ *     that never change between snapshots (EST cacerts and csrattrs bodies, the trust bundle);
+ *   - the configuration.
+ * Individual enrollments are not cached: a request looks its own up in the store.
+ *
+ * A new snapshot is built when the store's registry version moves (any process changed
+ * enrollments, hubs, or statuses) or on SIGHUP, and swapped in; requests in flight keep the
+ * snapshot they started with.
+ */
+#ifndef KF_SERVER_REGISTRY_H
+#define KF_SERVER_REGISTRY_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/cidr.h"
+#include "common/pki_cert.h"
+#include "common/pki_crl.h"
+#include "common/pki_trust.h"
+#include "server/config.h"
+#include "server/deploy.h"
+#include "server/store.h"
+
+struct kf_reg_group {
+    char id[KF_ID_MAX + 1];
+    int enabled, verified;
+    char fingerprint[KF_HASH_HEX]; /* SHA-256 of its CA's SubjectPublicKeyInfo */
+    struct kf_cert *ca;
+    int has_networks;
+    struct kf_cidr_list networks;
+    char allocation[16];
+    char hub[KF_ID_MAX + 1];
+};
+
+struct kf_registry {
+    int refs; /* atomic */
+    int64_t version;
+    struct kf_config cfg;
+    struct kf_reg_group *groups;
+    size_t n_groups;
+    struct kf_trust *eligible;   /* enabled, verified group CAs */
+    struct kf_trust *all_groups; /* every group CA */
+    struct kf_hub *hubs;
+    size_t n_hubs;
+    struct kf_cert *root, *issuing;
+    struct kf_trust *operational; /* keyfleet's issuing CA, with its CRL when readable */
+    struct kf_buf cacerts;        /* EST /cacerts body (base64 PKCS#7) */
+    struct kf_buf csrattrs;       /* EST /csrattrs body */
+    struct kf_buf root_pem;       /* the trust bundle handed to devices */
+    struct kf_buf issuing_pem;    /* appended to issued certificates */
+};
+
+/*
+ * Builds a snapshot from the deployment's store and files, with `cfg` as its configuration
+ * (copied). `*out` starts with one reference (kf_registry_release).
+ */
+enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
+                             struct kf_registry **out);
+
+/* Another reference to `r`. */
+struct kf_registry *kf_registry_ref(struct kf_registry *r);
+
+/* Drops a reference; the last one frees the snapshot. NULL is fine. */
+void kf_registry_release(struct kf_registry *r);
+
+/* The group whose CA has SPKI fingerprint `fp`, or NULL. */
+const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const char *fp);
+
+/* The current snapshot, swapped atomically. */
+struct kf_registry_holder {
+    pthread_mutex_t lock;   /* guards `cur` */
+    pthread_mutex_t reload; /* one reload at a time */
+    struct kf_registry *cur;
+};
+
+void kf_registry_holder_init(struct kf_registry_holder *h, struct kf_registry *first);
+void kf_registry_holder_destroy(struct kf_registry_holder *h);
+
+/* A reference to the current snapshot (release it when done). */
+struct kf_registry *kf_registry_get(struct kf_registry_holder *h);
+
+/* Makes `next` (taken) current; the old one goes when its last user releases it. */
+void kf_registry_set(struct kf_registry_holder *h, struct kf_registry *next);
+
+/*
+ * Builds a new snapshot from the deployment with `cfg` (copied) and makes it current. Reloads
+ * are serialized, so a reload with a new configuration is never undone by one that started
+ * before it with the old one. On error the current snapshot stays.
+ */
+enum kf_err kf_registry_reload(struct kf_registry_holder *h, struct kf_deploy *d,
+                               const struct kf_config *cfg);
+
+/*
+ * The current snapshot, brought up to date first: when the store's registry version has moved
+ * since it was loaded (the CLI or another process changed enrollments, hubs, statuses or
+ * revocations), it is reloaded with its own configuration, by the first caller to notice while
+ * the others wait for it. So a request that starts after `keyfleet enrollment disable` returned
+ * sees the change. Costs one small read transaction when nothing changed. Never fails: when the
+ * version cannot be read or the reload fails, the error is logged and the snapshot it has is
+ * returned. Release the result.
+ */
+struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_deploy *d);
+
+#endif

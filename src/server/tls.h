@@ -1,0 +1,56 @@
+/*
+ * tls: keyfleetd's TLS server side.
+ *
+ * TLS 1.2 at least, 1.3 preferred; ECDHE with AEAD suites only; groups X25519, P-256, P-384.
+ * Client certificates are requested, and the handshake proves the client holds its key, but the
+ * chain is not judged during the handshake: the request handler judges it against the
+ * enrollments (group CAs, individual certificates or keys, keyfleet's issuing CA), so that a
+ * refused device gets an HTTP answer saying why, and a security event, instead of a bare alert.
+ *
+ * Session resumption: TLS 1.3 tickets and TLS 1.2 session ids, both stateful (the session stays
+ * in a bounded server-side cache), so a resumed session still has the client's whole chain, and
+ * the policy is applied again on every request. Reconnect storms skip the expensive part.
+ */
+#ifndef KF_SERVER_TLS_H
+#define KF_SERVER_TLS_H
+
+#include <stddef.h>
+
+#include "common/err.h"
+#include "common/pki_cert.h"
+
+struct kf_tls;
+struct ssl_st;
+
+struct kf_tls_conf {
+    const char *cert_chain_path; /* leaf then the issuing CA, PEM */
+    const char *key_uri;         /* the server's private key (a file; or pkcs11:/tpm2:) */
+    unsigned session_cache;      /* sessions kept for resumption */
+    long session_timeout;        /* seconds a session may be resumed */
+};
+
+/* Makes the server context; errors name the file or the key. `*out` owned by the caller. */
+enum kf_err kf_tls_new(const struct kf_tls_conf *conf, struct kf_tls **out);
+void kf_tls_free(struct kf_tls *t);
+
+/* A new server-side connection object for the context (owned by the caller: SSL_free). */
+struct ssl_st *kf_tls_ssl_new(struct kf_tls *t);
+
+/*
+ * The client's certificate and the chain it sent (borrowed references become owned copies):
+ * `*leaf` is NULL when it sent none; `chain` receives up to `cap` intermediates in `*n`.
+ */
+enum kf_err kf_tls_peer(struct ssl_st *ssl, struct kf_cert **leaf, struct kf_cert **chain,
+                        size_t cap, size_t *n);
+
+/* 1 when the session was resumed. */
+int kf_tls_resumed(struct ssl_st *ssl);
+
+/* The protocol and cipher, for logs ("TLSv1.3", "TLS_AES_128_GCM_SHA256"). */
+const char *kf_tls_version(struct ssl_st *ssl);
+const char *kf_tls_cipher(struct ssl_st *ssl);
+
+/* Why the last handshake on `ssl` failed, drained from OpenSSL's queue ("" when unknown). */
+void kf_tls_error(char *out, size_t cap);
+
+#endif

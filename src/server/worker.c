@@ -1,0 +1,885 @@
+#include "server/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/timefmt.h"
+#include "server/est.h"
+#include "server/provision.h"
+
+#define RESPONSE_MAX (1024 * 1024)
+
+struct conn;
+
+/* A store job on its way back to this worker. */
+struct pending {
+    struct kf_worker *w;
+    struct conn *c;
+    struct kf_prov_job *job;
+    enum kf_err rc;
+    char errmsg[256];
+    struct pending *next;
+};
+
+struct kf_worker {
+    struct kf_service *svc;
+    int index;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *wake;  /* completions from the store's thread */
+    struct event *drain; /* drain requested */
+    struct event *stop;  /* stop requested */
+    pthread_t thread;
+    int started, done, draining;
+    pthread_mutex_t lock; /* guards `completed` */
+    struct pending *completed;
+    struct conn *conns; /* all open connections */
+    size_t n_conns;
+    struct kf_metrics metrics;
+};
+
+struct conn {
+    struct kf_worker *w;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct kf_ipaddr ip;
+    char ip_text[INET6_ADDRSTRLEN];
+    int handshake_pending;
+    int over_handshakes;
+    int busy;    /* a request is being answered */
+    int closing; /* close once the output is written */
+    int dead;    /* the peer went away while a job was out: free when it comes back */
+    struct conn *prev, *next;
+    /* the request being answered, for the log line and the metrics */
+    struct timespec started;
+    enum kf_endpoint ep;
+    char method[KF_HTTP_METHOD_MAX];
+    char path[KF_HTTP_TARGET_MAX];
+    char id[KF_ID_MAX + 1];
+};
+
+/* ---- listening ---- */
+
+enum kf_err kf_listen_parse(const char *text, char *host, size_t cap, int *port)
+{
+    const char *colon;
+    char *end;
+    long p;
+    size_t hl;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':')
+            return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is not [IPv6]:port", text);
+        hl = (size_t)(close - text - 1);
+        if (hl >= cap) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is too long", text);
+        memcpy(host, text + 1, hl);
+        host[hl] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is not host:port", text);
+        hl = (size_t)(colon - text);
+        if (hl >= cap) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is too long", text);
+        memcpy(host, text, hl);
+        host[hl] = '\0';
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || p < 1 || p > 65535)
+        return kf_fail(KF_E_CONFIG, "listen address \"%.60s\": the port must be 1 to 65535", text);
+    *port = (int)p;
+    return KF_OK;
+}
+
+static enum kf_err resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[8];
+    int e;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    e = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+    if (e || !res)
+        return kf_fail(KF_E_CONFIG, "cannot listen on %s:%d: %s", host, port, gai_strerror(e));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return KF_OK;
+}
+
+static int open_listener(const char *host, int port, int reuseport, int *fd_out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int fd, one = 1;
+
+    if (resolve(host, port, &ss, &len)) return -1;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
+        kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+enum kf_err kf_listen_probe(const char *host, int port)
+{
+    int fd;
+    if (open_listener(host, port, 0, &fd)) return kf_errlast();
+    close(fd);
+    return KF_OK;
+}
+
+/* ---- answering ---- */
+
+static int64_t elapsed_us(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 + (now.tv_nsec - since->tv_nsec) / 1000;
+}
+
+static void conn_free(struct conn *c);
+static void process(struct conn *c);
+
+static void arm_deadline(struct conn *c)
+{
+    struct timeval tv = {c->w->svc->request_timeout_ms / 1000,
+                         (c->w->svc->request_timeout_ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Sends a whole response; the request ends when it has been written. */
+static void send_response(struct conn *c, int status, const char *type, const char *extra,
+                          const void *body, size_t len)
+{
+    struct kf_buf out;
+    char ms[32], st[8];
+    int close =
+        c->closing || c->w->draining || __atomic_load_n(&c->w->svc->draining, __ATOMIC_RELAXED);
+
+    kf_buf_init(&out, RESPONSE_MAX + 4096);
+    if (kf_http_response(&out, status, type, extra, close, body, len) != KF_OK) {
+        kf_buf_reset(&out);
+        kf_http_response(&out, 500, NULL, NULL, 1, NULL, 0);
+        close = 1;
+        status = 500;
+    }
+    bufferevent_write(c->bev, out.data, out.len);
+    kf_buf_free(&out);
+    c->closing = close;
+    kf_metrics_request(&c->w->metrics, c->ep, status, (double)elapsed_us(&c->started) / 1e6);
+    snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
+    snprintf(st, sizeof(st), "%d", status);
+    kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
+           ms, "ip", c->ip_text, "id", c->id[0] ? c->id : NULL, NULL);
+    c->busy = 0;
+}
+
+static void send_json(struct conn *c, int status, json_t *j, const char *extra)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) {
+        send_response(c, 500, "application/json", NULL, "{\"error\":\"internal_error\"}", 26);
+        return;
+    }
+    send_response(c, status, "application/json", extra, text, strlen(text));
+    free(text);
+}
+
+/* The refusal answer: a JSON error, the counter, and (for policy refusals) a security event. */
+static void send_refusal(struct conn *c, int status, enum kf_refusal reason, const char *message,
+                         int event)
+{
+    char extra[64] = "";
+    if (status == 429 || status == 503)
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->w->svc->retry_after);
+    kf_metrics_refusal(&c->w->metrics, reason);
+    if (event) {
+        struct kf_prov_refusal ref = {status, reason, ""};
+        snprintf(ref.message, sizeof(ref.message), "%s", message);
+        kf_prov_event_denied(c->w->svc->deploy->store, &ref, c->id[0] ? c->id : NULL, c->ip_text);
+    }
+    send_json(c, status,
+              json_pack("{s:s, s:s}", "error", kf_refusal_name(reason), "message", message),
+              extra[0] ? extra : NULL);
+}
+
+/* ---- provisioning requests ---- */
+
+static void job_done_cb(struct kf_store_req *req, enum kf_err rc, void *arg)
+{
+    struct pending *p = arg;
+    struct kf_worker *w = p->w;
+    /* On the store's thread: hand it back to the worker's loop. */
+    p->rc = rc;
+    snprintf(p->errmsg, sizeof(p->errmsg), "%s", req->errmsg);
+    pthread_mutex_lock(&w->lock);
+    p->next = w->completed;
+    w->completed = p;
+    pthread_mutex_unlock(&w->lock);
+    event_active(w->wake, EV_READ, 0);
+}
+
+static const char *kind_label(enum kf_prov_kind k)
+{
+    return k == KF_PROV_REGISTER       ? "register"
+           : k == KF_PROV_SIMPLEENROLL ? "simpleenroll"
+                                       : "simplereenroll";
+}
+
+static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, const char *why)
+{
+    struct kf_registry *reg;
+    struct kf_buf body;
+    char renew[KF_TIME_TEXT_MAX], endpoint[KF_ENDPOINT_MAX + 8];
+
+    if (job->refused) {
+        send_refusal(c, job->refusal.status, job->refusal.reason, job->refusal.message, 1);
+        return;
+    }
+    if (rc) {
+        kf_log(KF_LOG_ERROR, "provision", "could not record an enrollment", "device",
+               job->device_id, "error", why, NULL);
+        /* The store is busy or failing: the device should come back later. */
+        c->closing = 1;
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
+                     "the enrollment could not be recorded; try again later", 0);
+        return;
+    }
+    kf_metrics_enrollment(&c->w->metrics, job->kind == KF_PROV_REGISTER ? KF_ISSUE_REGISTER
+                                          : job->kind == KF_PROV_SIMPLEENROLL
+                                              ? KF_ISSUE_SIMPLEENROLL
+                                              : KF_ISSUE_SIMPLEREENROLL);
+    kf_log(KF_LOG_INFO, "provision", "certificate issued", "device", job->device_id, "kind",
+           kind_label(job->kind), "serial", job->rec.serial, "hub",
+           job->has_hub ? job->hub.name : "", "ip", c->ip_text, NULL);
+    if (job->kind != KF_PROV_REGISTER) {
+        kf_buf_init(&body, RESPONSE_MAX);
+        if (kf_est_certs_only(&job->cert, 1, &body) != KF_OK) {
+            kf_buf_free(&body);
+            send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "cannot encode the certificate", 0);
+            return;
+        }
+        send_response(c, 200, KF_EST_TYPE_CERTS_ONLY, KF_EST_HEADER_CTE, body.data, body.len);
+        kf_buf_free(&body);
+        return;
+    }
+    reg = kf_registry_get(&c->w->svc->registry);
+    kf_buf_init(&body, RESPONSE_MAX);
+    kf_cert_pem(job->cert, &body);
+    kf_buf_append(&body, reg->issuing_pem.data, reg->issuing_pem.len);
+    kf_time_rfc3339(job->renew_after, renew, sizeof(renew));
+    snprintf(endpoint, sizeof(endpoint), "%s", job->has_hub ? job->hub.endpoint : "");
+    send_json(c, 200,
+              json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "deviceId", job->device_id, "status",
+                        job->has_hub ? "assigned" : "unassigned", "hub",
+                        job->has_hub ? json_string(endpoint) : json_null(), "certificate",
+                        kf_buf_str(&body), "trustBundle", kf_buf_str(&reg->root_pem), "renewAfter",
+                        renew),
+              NULL);
+    kf_buf_free(&body);
+    kf_registry_release(reg);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct kf_worker *w = arg;
+    struct pending *list, *p;
+
+    pthread_mutex_lock(&w->lock);
+    list = w->completed;
+    w->completed = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while ((p = list) != NULL) {
+        list = p->next;
+        if (p->c->dead) {
+            conn_free(p->c);
+        } else {
+            answer_job(p->c, p->job, p->rc, p->errmsg);
+        }
+        kf_prov_job_free(p->job);
+        free(p);
+    }
+}
+
+/* Decodes the body of a provisioning request into a CSR; 0 and an answer sent on failure. */
+static int read_csr(struct conn *c, const struct kf_http_request *req, enum kf_prov_kind kind,
+                    struct kf_csr **csr)
+{
+    const char *type = kf_http_header(req, "Content-Type");
+    *csr = NULL;
+    if (kind == KF_PROV_REGISTER) {
+        json_error_t jerr;
+        json_t *j, *pem;
+        if (!type || strncasecmp(type, "application/json", 16) != 0) {
+            send_refusal(c, 415, KF_REFUSAL_UNSUPPORTED_MEDIA_TYPE,
+                         "send the request as application/json: {\"csr\": \"<PEM>\"}", 0);
+            return 0;
+        }
+        j = json_loadb((const char *)req->body, req->content_length, JSON_REJECT_DUPLICATES, &jerr);
+        pem = j ? json_object_get(j, "csr") : NULL;
+        if (!j || !json_is_object(j) || !json_is_string(pem)) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "the body must be a JSON object {\"csr\": \"<PEM>\"}%s%s",
+                     j ? "" : ": ", j ? "" : jerr.text);
+            json_decref(j);
+            send_refusal(c, 400, KF_REFUSAL_BAD_REQUEST, msg, 0);
+            return 0;
+        }
+        if (kf_csr_parse(json_string_value(pem), json_string_length(pem), csr) != KF_OK) {
+            char msg[600];
+            snprintf(msg, sizeof(msg), "\"csr\" is not a PKCS#10 request: %s", kf_errmsg());
+            json_decref(j);
+            send_refusal(c, 400, KF_REFUSAL_CSR_INVALID, msg, 0);
+            return 0;
+        }
+        json_decref(j);
+        return 1;
+    }
+    if (!type || strncasecmp(type, KF_EST_TYPE_PKCS10, strlen(KF_EST_TYPE_PKCS10)) != 0) {
+        send_refusal(c, 415, KF_REFUSAL_UNSUPPORTED_MEDIA_TYPE,
+                     "send the CSR as application/pkcs10 (base64 DER, RFC 7030 and RFC 8951)", 0);
+        return 0;
+    }
+    if (kf_est_decode_csr(req->body, req->content_length, csr) != KF_OK) {
+        send_refusal(c, 400, KF_REFUSAL_CSR_INVALID, kf_errmsg(), 0);
+        return 0;
+    }
+    return 1;
+}
+
+static void provision(struct conn *c, const struct kf_http_request *req, enum kf_prov_kind kind)
+{
+    struct kf_service *svc = c->w->svc;
+    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
+    struct kf_prov_refusal ref;
+    struct kf_prov_input in;
+    struct kf_prov_job *job = NULL;
+    struct kf_registry *reg;
+    struct kf_csr *csr = NULL;
+    struct pending *p;
+    size_t n = 0;
+    enum kf_err rc;
+
+    if (!read_csr(c, req, kind, &csr)) return;
+    rc = kf_tls_peer(bufferevent_openssl_get_ssl(c->bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n);
+    if (rc) goto internal;
+    if (leaf) kf_cert_subject_cn(leaf, c->id, sizeof(c->id));
+    kf_err_clear();
+    memset(&in, 0, sizeof(in));
+    in.kind = kind;
+    in.ip = c->ip_text;
+    in.leaf = leaf;
+    in.chain = chain;
+    in.n_chain = n;
+    in.csr = csr;
+    reg = kf_registry_fresh(&svc->registry, svc->deploy);
+    rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
+    kf_registry_release(reg);
+    if (rc == KF_E_DENIED) {
+        send_refusal(c, ref.status, ref.reason, ref.message, 1);
+        goto out;
+    }
+    if (rc) goto internal;
+    snprintf(c->id, sizeof(c->id), "%s", job->device_id);
+    p = calloc(1, sizeof(*p));
+    if (!p) goto internal;
+    p->w = c->w;
+    p->c = c;
+    p->job = job;
+    job->req.done_cb = job_done_cb;
+    job->req.done_arg = p;
+    rc = kf_store_submit(svc->deploy->store, &job->req);
+    if (rc) {
+        free(p);
+        kf_prov_job_free(job);
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
+                     "too many enrollments in flight; try again later", 0);
+        goto out;
+    }
+    /* The answer leaves when the store has made it durable (wake_cb). */
+    goto out;
+internal:
+    kf_log(KF_LOG_ERROR, "provision", "internal error", "error", kf_errmsg(), NULL);
+    send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "internal error", 0);
+out:
+    kf_cert_free(leaf);
+    for (size_t i = 0; i < n; i++)
+        kf_cert_free(chain[i]);
+    kf_csr_free(csr);
+}
+
+/* ---- routing ---- */
+
+struct route {
+    const char *path;
+    const char *method;
+    enum kf_endpoint ep;
+};
+
+static const struct route routes[] = {
+    {"/.well-known/est/cacerts", "GET", KF_EP_CACERTS},
+    {"/.well-known/est/csrattrs", "GET", KF_EP_CSRATTRS},
+    {"/.well-known/est/simpleenroll", "POST", KF_EP_SIMPLEENROLL},
+    {"/.well-known/est/simplereenroll", "POST", KF_EP_SIMPLEREENROLL},
+    {"/api/v1/register", "POST", KF_EP_REGISTER},
+    {"/healthz", "GET", KF_EP_HEALTHZ},
+    {"/metrics", "GET", KF_EP_METRICS},
+};
+
+static void serve_metrics(struct conn *c)
+{
+    struct kf_service *svc = c->w->svc;
+    struct kf_metrics *all[KF_METRICS_WORKERS_MAX];
+    struct kf_metrics_gauges g;
+    struct kf_buf out;
+    size_t n = 0;
+
+    for (size_t i = 0; i < svc->n_workers && n < KF_METRICS_WORKERS_MAX; i++)
+        if (svc->workers[i]) all[n++] = &svc->workers[i]->metrics;
+    memset(&g, 0, sizeof(g));
+    g.connections_open = kf_limits_connections(svc->limits);
+    g.handshakes_in_flight = kf_limits_handshakes(svc->limits);
+    kf_buf_init(&out, KF_METRICS_RENDER_MAX);
+    if (kf_metrics_render(all, n, &g, &out) == KF_OK)
+        send_response(c, 200, KF_METRICS_CONTENT_TYPE, NULL, out.data, out.len);
+    else
+        send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "cannot render the metrics", 0);
+    kf_buf_free(&out);
+}
+
+static void dispatch(struct conn *c, const struct kf_http_request *req)
+{
+    struct kf_service *svc = c->w->svc;
+    const struct route *r = NULL;
+    unsigned wait;
+
+    for (size_t i = 0; i < KF_ARRAY_LEN(routes); i++)
+        if (strcmp(routes[i].path, req->path) == 0) r = &routes[i];
+    c->ep = r ? r->ep : KF_EP_OTHER;
+    if (c->over_handshakes) {
+        c->closing = 1;
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
+                     "too many TLS handshakes in flight; try again later", 0);
+        return;
+    }
+    if (c->w->draining || __atomic_load_n(&svc->draining, __ATOMIC_RELAXED)) {
+        c->closing = 1;
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED, "keyfleetd is shutting down", 0);
+        return;
+    }
+    wait = kf_limits_request(svc->limits, &c->ip, kf_now_ms());
+    if (wait) {
+        char extra[64];
+        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_RATE_LIMITED);
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
+        send_json(c, 429,
+                  json_pack("{s:s, s:s}", "error", "rate_limited", "message",
+                            "too many requests from this address; slow down"),
+                  extra);
+        return;
+    }
+    if (!r) {
+        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such endpoint", 0);
+        return;
+    }
+    if (strcmp(req->method, r->method) != 0) {
+        char extra[40];
+        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_METHOD_NOT_ALLOWED);
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", r->method);
+        send_json(c, 405,
+                  json_pack("{s:s, s:s}", "error", "method_not_allowed", "message",
+                            strcmp(r->method, "GET") == 0 ? "use GET" : "use POST"),
+                  extra);
+        return;
+    }
+    switch (r->ep) {
+    case KF_EP_CACERTS:
+    case KF_EP_CSRATTRS: {
+        struct kf_registry *reg = kf_registry_get(&svc->registry);
+        const struct kf_buf *b = r->ep == KF_EP_CACERTS ? &reg->cacerts : &reg->csrattrs;
+        send_response(c, 200,
+                      r->ep == KF_EP_CACERTS ? KF_EST_TYPE_CERTS_ONLY : KF_EST_TYPE_CSRATTRS,
+                      KF_EST_HEADER_CTE, b->data, b->len);
+        kf_registry_release(reg);
+        return;
+    }
+    case KF_EP_HEALTHZ: send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL); return;
+    case KF_EP_METRICS: serve_metrics(c); return;
+    case KF_EP_SIMPLEENROLL: provision(c, req, KF_PROV_SIMPLEENROLL); return;
+    case KF_EP_SIMPLEREENROLL: provision(c, req, KF_PROV_SIMPLEREENROLL); return;
+    case KF_EP_REGISTER: provision(c, req, KF_PROV_REGISTER); return;
+    default: send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such endpoint", 0); return;
+    }
+}
+
+/* Parses and answers the next request in the input, if a whole one is there. */
+static void process(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct kf_http_request req;
+    const char *why = NULL;
+    size_t len = evbuffer_get_length(in), used;
+    unsigned char *data;
+    int status = 0;
+    enum kf_http_status s;
+
+    if (c->busy || c->closing || len == 0) return;
+    data = evbuffer_pullup(in, -1);
+    s = kf_http_parse(data, len, &c->w->svc->http, &req, &status, &why);
+    if (s == KF_HTTP_PARTIAL) return;
+    evtimer_del(c->timer);
+    c->busy = 1;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    c->id[0] = '\0';
+    if (s == KF_HTTP_BAD) {
+        snprintf(c->method, sizeof(c->method), "-");
+        snprintf(c->path, sizeof(c->path), "-");
+        c->ep = KF_EP_OTHER;
+        c->closing = 1; /* what follows a bad request cannot be trusted to be a request */
+        send_refusal(c, status,
+                     status == 413   ? KF_REFUSAL_BODY_TOO_LARGE
+                     : status == 431 ? KF_REFUSAL_HEADER_TOO_LARGE
+                                     : KF_REFUSAL_BAD_REQUEST,
+                     why, 0);
+        evbuffer_drain(in, len);
+        return;
+    }
+    snprintf(c->method, sizeof(c->method), "%s", req.method);
+    snprintf(c->path, sizeof(c->path), "%s", req.path);
+    if (!req.keep_alive) c->closing = 1;
+    used = req.head_len + req.content_length;
+    dispatch(c, &req);
+    /* Everything the request pointed into is no longer needed: handlers copied what they keep. */
+    evbuffer_drain(in, used);
+}
+
+/* ---- connections ---- */
+
+static void conn_free(struct conn *c)
+{
+    struct kf_worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->n_conns--;
+    kf_limits_conn_close(w->svc->limits, &c->ip, c->handshake_pending);
+    if (c->timer) event_free(c->timer);
+    free(c);
+    if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
+}
+
+/* Ends a connection: now, or when its store job comes back. */
+static void conn_close(struct conn *c)
+{
+    if (c->handshake_pending) kf_metrics_handshake(&c->w->metrics, KF_HANDSHAKE_FAILED);
+    if (c->bev) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl && !c->handshake_pending) SSL_shutdown(ssl);
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    evtimer_del(c->timer);
+    if (c->busy) {
+        c->dead = 1; /* wake_cb frees it */
+        return;
+    }
+    conn_free(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    size_t cap = c->w->svc->http.max_head + c->w->svc->http.max_body;
+    process(c);
+    /* Bounded input: never hold more than one request's worth while busy. */
+    if (c->bev && evbuffer_get_length(bufferevent_get_input(bev)) > cap)
+        bufferevent_disable(bev, EV_READ);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->busy) return;
+    if (c->closing) {
+        conn_close(c);
+        return;
+    }
+    /* Ready for the next request, under a fresh deadline. */
+    bufferevent_enable(bev, EV_READ);
+    arm_deadline(c);
+    process(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        c->handshake_pending = 0;
+        kf_limits_handshake_done(c->w->svc->limits);
+        kf_metrics_handshake(&c->w->metrics,
+                             kf_tls_resumed(ssl) ? KF_HANDSHAKE_RESUMED : KF_HANDSHAKE_FULL);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (c->handshake_pending && kf_log_enabled(KF_LOG_DEBUG)) {
+            char why[128];
+            kf_tls_error(why, sizeof(why));
+            kf_log(KF_LOG_DEBUG, "tls", "handshake failed", "ip", c->ip_text, "error", why, NULL);
+        }
+        ERR_clear_error();
+        conn_close(c);
+    }
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
+    if (c->handshake_pending || c->busy) {
+        conn_close(c);
+        return;
+    }
+    /* A slow client: tell it why, then drop it. */
+    snprintf(c->method, sizeof(c->method), "-");
+    snprintf(c->path, sizeof(c->path), "-");
+    c->ep = KF_EP_OTHER;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
+    c->busy = 1;
+    c->closing = 1;
+    c->id[0] = '\0';
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        /* an idle keep-alive connection: nothing to answer */
+        c->busy = 0;
+        conn_close(c);
+        return;
+    }
+    send_json(c, 408,
+              json_pack("{s:s, s:s}", "error", "request_timeout", "message",
+                        "the request took too long to arrive"),
+              NULL);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct kf_worker *w = arg;
+    struct kf_service *svc = w->svc;
+    struct kf_ipaddr ip;
+    struct conn *c;
+    SSL *ssl;
+    int over = 0, one = 1;
+    enum kf_limits_verdict v;
+
+    if (kf_ipaddr_from_sockaddr(sa, &ip) != KF_OK) {
+        evutil_closesocket(fd);
+        return;
+    }
+    v = kf_limits_conn_open(svc->limits, &ip, kf_now_ms(), &over);
+    if (v != KF_LIMITS_OK) {
+        char text[INET6_ADDRSTRLEN];
+        kf_ipaddr_text(&ip, text, sizeof(text));
+        kf_metrics_refusal(&w->metrics, KF_REFUSAL_CONNECTION_LIMIT);
+        kf_log(KF_LOG_WARN, "limits", "connection refused", "ip", text, "why",
+               v == KF_LIMITS_PER_IP  ? "too many connections from this address"
+               : v == KF_LIMITS_TOTAL ? "too many connections"
+                                      : "too many addresses",
+               NULL);
+        evutil_closesocket(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    ssl = c ? kf_tls_ssl_new(svc->tls) : NULL;
+    if (!ssl) {
+        free(c);
+        kf_limits_conn_close(svc->limits, &ip, 1);
+        evutil_closesocket(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->w = w;
+    c->ip = ip;
+    kf_ipaddr_text(&ip, c->ip_text, sizeof(c->ip_text));
+    c->handshake_pending = 1;
+    c->over_handshakes = over;
+    c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, timeout_cb, c);
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    if (!c->bev || !c->timer) {
+        if (!c->bev) evutil_closesocket(fd);
+        conn_close(c);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm_deadline(c);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    kf_log(KF_LOG_WARN, "worker", "accept failed", "error",
+           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
+}
+
+/* ---- the worker itself ---- */
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct kf_worker *w = arg;
+    struct conn *c, *next;
+    w->draining = 1;
+    if (w->listener) evconnlistener_disable(w->listener);
+    /* Idle connections go now; busy ones after their answer (send_response closes them). */
+    for (c = w->conns; c; c = next) {
+        next = c->next;
+        if (!c->busy && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_close(c);
+    }
+    if (w->n_conns == 0) event_base_loopbreak(w->base);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct kf_worker *w = arg;
+    event_base_loopbreak(w->base);
+}
+
+enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **out)
+{
+    struct kf_worker *w = calloc(1, sizeof(*w));
+    int fd;
+
+    *out = NULL;
+    if (!w) return kf_fail(KF_E_NOMEM, "out of memory");
+    w->svc = svc;
+    w->index = index;
+    pthread_mutex_init(&w->lock, NULL);
+    kf_metrics_init(&w->metrics);
+    w->base = event_base_new();
+    if (!w->base) goto nomem;
+    w->wake = event_new(w->base, -1, EV_PERSIST, wake_cb, w);
+    w->drain = event_new(w->base, -1, 0, drain_cb, w);
+    w->stop = event_new(w->base, -1, 0, stop_cb, w);
+    if (!w->wake || !w->drain || !w->stop) goto nomem;
+    event_add(w->wake, NULL);
+    if (open_listener(svc->listen_host, svc->listen_port, 1, &fd)) {
+        enum kf_err rc = kf_errlast();
+        kf_worker_free(w);
+        return rc;
+    }
+    w->listener = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!w->listener) {
+        close(fd);
+        goto nomem;
+    }
+    evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    *out = w;
+    return KF_OK;
+nomem:
+    kf_worker_free(w);
+    return kf_fail(KF_E_NOMEM, "cannot set up worker %d", index);
+}
+
+static void *run(void *arg)
+{
+    struct kf_worker *w = arg;
+    event_base_dispatch(w->base);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+enum kf_err kf_worker_start(struct kf_worker *w)
+{
+    int e = pthread_create(&w->thread, NULL, run, w);
+    if (e) return kf_fail(KF_E_NOMEM, "cannot start worker %d: %s", w->index, strerror(e));
+    w->started = 1;
+    return KF_OK;
+}
+
+void kf_worker_drain(struct kf_worker *w)
+{
+    event_active(w->drain, EV_READ, 0);
+}
+
+void kf_worker_stop(struct kf_worker *w)
+{
+    event_active(w->stop, EV_READ, 0);
+}
+
+int kf_worker_done(struct kf_worker *w)
+{
+    return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+}
+
+struct kf_metrics *kf_worker_metrics(struct kf_worker *w)
+{
+    return &w->metrics;
+}
+
+void kf_worker_join(struct kf_worker *w)
+{
+    if (w && w->started) pthread_join(w->thread, NULL);
+    if (w) w->started = 0;
+}
+
+void kf_worker_free(struct kf_worker *w)
+{
+    if (!w) return;
+    kf_worker_join(w);
+    /* Jobs the store finished after the loop ended (the store is closed before this). */
+    wake_cb(-1, 0, w);
+    while (w->conns) {
+        struct conn *c = w->conns;
+        c->busy = 0;
+        conn_close(c);
+    }
+    if (w->listener) evconnlistener_free(w->listener);
+    if (w->wake) event_free(w->wake);
+    if (w->drain) event_free(w->drain);
+    if (w->stop) event_free(w->stop);
+    if (w->base) event_base_free(w->base);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}

@@ -1,0 +1,81 @@
+/*
+ * worker: one keyfleetd worker thread: an event loop, its own SO_REUSEPORT listener on the
+ * provisioning address, and the TLS connections the kernel hands it.
+ *
+ * A connection lives like this: accepted (counted against the per-address and total limits,
+ * and the handshake budget), TLS handshake, then requests one after another under a deadline
+ * for each whole request. Requests that need the store hand a job to the store's committer and
+ * wait; its completion comes back to this worker's loop, and only then does the answer leave.
+ * Nothing blocks the loop.
+ */
+#ifndef KF_SERVER_WORKER_H
+#define KF_SERVER_WORKER_H
+
+#include <stddef.h>
+
+#include "server/deploy.h"
+#include "server/http.h"
+#include "server/limits.h"
+#include "server/metrics.h"
+#include "server/registry.h"
+#include "server/tls.h"
+
+struct kf_worker;
+
+/* What the workers share; read-mostly, owned by keyfleetd's main. */
+struct kf_service {
+    struct kf_deploy *deploy; /* the store and the issuing CA's signer */
+    struct kf_signer *signer; /* borrowed from deploy */
+    struct kf_tls *tls;
+    struct kf_limits *limits;
+    struct kf_registry_holder registry;
+    struct kf_http_limits http;
+    int request_timeout_ms; /* a whole request, TLS handshake included */
+    unsigned retry_after;   /* seconds, in 429 and 503 answers */
+    char listen_host[64];
+    int listen_port;
+    int draining; /* atomic: stop accepting, finish what is in flight */
+    struct kf_worker **workers;
+    size_t n_workers;
+};
+
+/*
+ * Makes worker `index`: its event loop, and its listener bound (SO_REUSEPORT) to the service's
+ * address. Errors name the address ("cannot listen on 0.0.0.0:8443: Address already in use").
+ */
+enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **out);
+
+/* Starts the worker's thread. */
+enum kf_err kf_worker_start(struct kf_worker *w);
+
+/* Asks the worker (from any thread) to stop accepting and finish what it has. */
+void kf_worker_drain(struct kf_worker *w);
+
+/* Asks the worker (from any thread) to stop now, closing what is left. */
+void kf_worker_stop(struct kf_worker *w);
+
+/* Waits for the worker's thread to end (after drain or stop). */
+void kf_worker_join(struct kf_worker *w);
+
+/*
+ * Frees the worker (joining it first). Store jobs still out come back through the worker's
+ * queue, so close the store before this: its remaining completions are then answered or freed.
+ */
+void kf_worker_free(struct kf_worker *w);
+
+/* 1 once the worker's loop has ended. */
+int kf_worker_done(struct kf_worker *w);
+
+/* The worker's counters (for /metrics); owned by the worker. */
+struct kf_metrics *kf_worker_metrics(struct kf_worker *w);
+
+/*
+ * Checks that `host:port` is free to listen on, by binding it without SO_REUSEPORT (which
+ * would let two keyfleetd share a port silently). Errors name the address.
+ */
+enum kf_err kf_listen_probe(const char *host, int port);
+
+/* Splits "host:port" or "[v6]:port" into its parts; KF_E_CONFIG naming the value otherwise. */
+enum kf_err kf_listen_parse(const char *text, char *host, size_t cap, int *port);
+
+#endif

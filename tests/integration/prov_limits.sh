@@ -1,0 +1,94 @@
+#!/bin/bash
+# keyfleetd's limits, each pushed past with real clients: body and header size, slow clients,
+# connections per address, requests per second per address (429), handshakes in flight (503),
+# and a SIGHUP that changes them without dropping a connection.
+. "$(dirname "$0")/lib.sh"
+
+ok "init" init
+D=$T/d
+conf_set provisioning max_body_bytes 2048
+conf_set provisioning max_header_bytes 1024
+conf_set provisioning request_timeout_ms 1500
+conf_set provisioning max_connections_per_ip 3
+conf_set provisioning rate_per_ip 0
+conf_set provisioning max_handshakes 2
+conf_set provisioning retry_after 7
+start_kfd || exit 1
+CURL="curl -s --cacert $D/ca/root.crt"
+
+# Request body (the CSR) too large: 413 before the body is even read.
+head -c 4096 /dev/zero | tr '\0' 'A' >"$T/big"
+HTTP=$($CURL -o "$T/resp" -w '%{http_code}' -H 'Content-Type: application/pkcs10' --data-binary @"$T/big" "$URL/.well-known/est/simpleenroll")
+BODY=$(cat "$T/resp")
+expect_refusal "body over max_body_bytes" 413 body_too_large "body too large"
+
+# Request head too large: 431.
+long=$(head -c 2000 /dev/zero | tr '\0' 'x')
+HTTP=$($CURL -o "$T/resp" -w '%{http_code}' -H "X-Filler: $long" "$URL/healthz")
+BODY=$(cat "$T/resp")
+expect_refusal "head over max_header_bytes" 431 header_too_large "too large"
+
+# A slow client is dropped: half a request, then nothing; keyfleetd answers 408 and closes.
+mkfifo "$T/slowin"
+(printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n'; sleep 6) >"$T/slowin" &
+writer=$!
+start=$(date +%s%N)
+timeout 10 openssl s_client -quiet -connect "127.0.0.1:$KFD_PORT" -CAfile "$D/ca/root.crt" <"$T/slowin" >"$T/slow" 2>/dev/null
+took=$((($(date +%s%N) - start) / 1000000))
+kill $writer 2>/dev/null
+wait $writer 2>/dev/null
+contains "slow client: 408" "$(cat "$T/slow")" "HTTP/1.1 408"
+contains "slow client: says why" "$(cat "$T/slow")" "request_timeout"
+check "slow client: dropped after the deadline, not after the client gave up" test "$took" -lt 3800
+# A client that never even starts TLS is dropped too.
+start=$(date +%s%N)
+timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KFD_PORT; cat <&3 >/dev/null" 2>/dev/null
+took=$((($(date +%s%N) - start) / 1000000))
+check "silent client dropped at the deadline" test "$took" -ge 1000 -a "$took" -lt 5000
+
+# Handshakes in flight: two raw connections that never say hello hold the budget; the next
+# client completes its handshake and is told 503, with Retry-After.
+exec 5<>/dev/tcp/127.0.0.1/"$KFD_PORT"
+exec 6<>/dev/tcp/127.0.0.1/"$KFD_PORT"
+sleep 0.2
+HTTP=$($CURL -o "$T/resp" -D "$T/h" -w '%{http_code}' "$URL/healthz")
+BODY=$(cat "$T/resp")
+expect_refusal "beyond max_handshakes" 503 overloaded "too many TLS handshakes in flight"
+contains "503 says when to come back" "$(cat "$T/h")" "Retry-After: 7"
+# Connections per address: those two, plus the curl above gone; a third holds; a fourth is cut.
+exec 7<>/dev/tcp/127.0.0.1/"$KFD_PORT"
+sleep 0.2
+check_not "beyond max_connections_per_ip: refused at once" $CURL --max-time 3 -o /dev/null "$URL/healthz"
+exec 5>&- 6>&- 7>&-
+sleep 0.3
+HTTP=$($CURL -o /dev/null -w '%{http_code}' "$URL/healthz")
+equals "room again once they close" "$HTTP" 200
+metrics=$($CURL "$URL/metrics")
+contains "connection refusals counted" "$metrics" 'keyfleet_refusals_total{reason="connection_limit"}'
+contains "timeouts counted" "$metrics" 'keyfleet_refusals_total{reason="request_timeout"}'
+
+# Requests per second per address: a keep-alive connection survives a SIGHUP that turns on a
+# rate limit, and the limit holds from then on, with Retry-After.
+conf_set provisioning rate_per_ip 2
+conf_set provisioning rate_burst 2
+conf_set provisioning max_handshakes 100
+(
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'
+    sleep 0.5
+    kill -HUP "$KFD_PID"
+    sleep 1
+    for _ in 1 2 3 4 5; do printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'; done
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+    sleep 1
+) | timeout 15 openssl s_client -quiet -connect "127.0.0.1:$KFD_PORT" -CAfile "$D/ca/root.crt" >"$T/keep" 2>/dev/null
+answers=$(grep -o 'HTTP/1.1 [0-9]*' "$T/keep" | wc -l)
+equals "one connection, all seven answered across the SIGHUP" "$answers" 7
+check "the rate limit took effect: 429" grep -q "HTTP/1.1 429" "$T/keep"
+check "429 says when to come back" grep -q "^Retry-After: [1-9]" "$T/keep"
+check "within the burst: 200" test "$(grep -o 'HTTP/1.1 200' "$T/keep" | wc -l)" -ge 3
+contains "the reload is logged" "$(cat "$T/kfd.log")" "msg=reloaded"
+
+stop_kfd
+equals "SIGTERM: exit 0" "$KFD_STATUS" 0
+check_not "nothing went wrong in keyfleetd" grep -E "level=error|Sanitizer|runtime error" "$T/kfd.log"
+finish
