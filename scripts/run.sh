@@ -1,31 +1,74 @@
 #!/bin/sh
-# `make run`: create a deployment in ./keyfleet-data and show what was made.
-# An existing deployment is never touched: it is shown instead.
+# `make run`: a deployment in ./keyfleet-data (made once, never overwritten), a demo factory CA
+# enrolled as a group with proof of possession and one factory identity to try it with, then
+# keyfleetd in the foreground until Ctrl-C.
 set -eu
 BUILD=${1:-build}
 KF="$BUILD/src/cli/keyfleet"
+KFD="$BUILD/src/server/keyfleetd"
 DIR=${KEYFLEET_DIR:-keyfleet-data}
+DEMO="$DIR/demo"
 
 if [ -e "$DIR/keyfleet.conf" ]; then
-    echo "$DIR already holds a deployment; keyfleet never overwrites one."
-    echo "(for a fresh one: rm -rf $DIR && make run)"
-    echo
-    "$KF" --dir "$DIR" ca show
-    echo
-    "$KF" --dir "$DIR" audit verify
-    exit 0
+    echo "Using the deployment in $DIR (keyfleet never overwrites one; for a fresh one:"
+    echo "rm -rf $DIR && make run)."
+else
+    "$KF" --dir "$DIR" init
+    "$KF" --dir "$DIR" hub add --name hub-1 --endpoint localhost:8883 >/dev/null
 fi
 
-"$KF" --dir "$DIR" init
-echo
-echo "What is in it:"
-(cd "$DIR" && find . -type f | sort | while read -r f; do
-    printf '  %-22s %s\n' "$f" "$(stat -c '%A' "$f")"
-done)
-echo
-"$KF" --dir "$DIR" audit list
-echo
-echo "Try:"
-echo "  $KF --dir $DIR --help"
-echo "  $KF --dir $DIR ca show"
-echo "  $KF --dir $DIR audit verify"
+# The demo manufacturer: a factory CA of its own, enrolled as a group once it proved it holds
+# the CA's key, and a device with a factory certificate under it.
+if [ ! -e "$DEMO/factory-ca.pem" ]; then
+    mkdir -p "$DEMO"
+    chmod 700 "$DEMO"
+    q() { "$@" >/dev/null 2>&1 || { echo "run: failed: $*" >&2; exit 1; }; }
+    q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$DEMO/factory-ca.key" -out "$DEMO/factory-ca.pem" -subj "/CN=Demo Factory CA" \
+        -days 3650 -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign"
+    code=$("$KF" --dir "$DIR" --json enrollment group create --name demo-factory \
+        --ca "$DEMO/factory-ca.pem" | sed -n 's/.*"verification_code": *"\([^"]*\)".*/\1/p')
+    [ -n "$code" ] || { echo "run: no verification code" >&2; exit 1; }
+    q openssl req -new -key "$DEMO/factory-ca.key" -subj "/CN=$code" -out "$DEMO/pop.csr"
+    q openssl x509 -req -in "$DEMO/pop.csr" -CA "$DEMO/factory-ca.pem" \
+        -CAkey "$DEMO/factory-ca.key" -days 1 -out "$DEMO/pop.pem"
+    q "$KF" --dir "$DIR" enrollment group verify --name demo-factory --cert "$DEMO/pop.pem"
+    q openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$DEMO/demo-1.factory.key" -out "$DEMO/demo-1.factory.csr" -subj "/CN=demo-1"
+    q openssl x509 -req -in "$DEMO/demo-1.factory.csr" -CA "$DEMO/factory-ca.pem" \
+        -CAkey "$DEMO/factory-ca.key" -days 3650 -out "$DEMO/demo-1.factory.pem"
+    rm -f "$DEMO/pop.csr" "$DEMO/pop.pem" "$DEMO/demo-1.factory.csr"
+    echo "Enrolled the demo factory CA ($DEMO/factory-ca.pem) as group demo-factory."
+fi
+
+listen=$(sed -n '/^\[provisioning\]/,/^\[/ s/^listen = //p' "$DIR/keyfleet.conf")
+port=${listen##*:}
+URL="https://localhost:$port"
+cat <<EOF
+
+keyfleetd serves provisioning at $URL (listen = $listen):
+  GET  /.well-known/est/cacerts         the CA certificates (EST)
+  GET  /.well-known/est/csrattrs        what a CSR should hold
+  POST /.well-known/est/simpleenroll    a first certificate, factory identity in TLS
+  POST /.well-known/est/simplereenroll  a renewal, current certificate in TLS
+  POST /api/v1/register                 one round trip: device id, hub, certificate, trust
+  GET  /healthz, /metrics
+
+Enroll the demo device by hand, in another shell:
+  cd $DEMO
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout demo-1.key \\
+      -subj /CN=demo-1 -out demo-1.csr
+  jq -n --rawfile csr demo-1.csr '{csr: \$csr}' | curl -s --cacert ../ca/root.crt \\
+      --cert demo-1.factory.pem --key demo-1.factory.key \\
+      -H 'Content-Type: application/json' --data-binary @- $URL/api/v1/register | jq .
+  # or with EST:
+  openssl req -in demo-1.csr -outform DER | openssl base64 | curl -s --cacert ../ca/root.crt \\
+      --cert demo-1.factory.pem --key demo-1.factory.key -H 'Content-Type: application/pkcs10' \\
+      --data-binary @- $URL/.well-known/est/simpleenroll | openssl base64 -d |
+      openssl pkcs7 -inform DER -print_certs
+Then: $KF --dir $DIR device list, ... audit verify, ... events list
+
+Ctrl-C stops keyfleetd.
+EOF
+exec "$KFD" --dir "$DIR"

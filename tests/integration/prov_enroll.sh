@@ -200,6 +200,37 @@ ok "revoke dev-1's newest certificate" cert revoke "$(openssl x509 -in "$T/dev-1
 est simplereenroll "$T/dev-1.op.pem" "$T/dev-1.op.key" "$T/dev-1c.op.csr"
 expect_refusal "revoked certificate" 403 certificate_revoked "revoked"
 
+# SIGHUP reloads the CRL: a CRL published by hand (signed with the issuing key elsewhere, the
+# store knowing nothing of it) takes effect on renewals once keyfleetd is told.
+fdev dev-5 factory
+ocsr dev-5
+est simpleenroll "$T/dev-5.pem" "$T/dev-5.key" "$T/dev-5.op.csr"
+equals "dev-5 enrolls" "$HTTP" 200
+cp "$EST_CERT" "$T/dev-5.op.pem"
+s5=$(openssl x509 -in "$T/dev-5.op.pem" -noout -serial | cut -d= -f2)
+mkdir -p "$T/crl-db" && echo 1000 >"$T/crl-db/crlnumber"
+printf 'R\t%s\t%s\t%s\tunknown\t/CN=dev-5\n' "$(date -u -d '+30 days' +%y%m%d%H%M%SZ)" \
+    "$(date -u +%y%m%d%H%M%SZ)" "$s5" >"$T/crl-db/index"
+printf '[ca]\ndefault_ca=d\n[d]\ndatabase=%s/crl-db/index\ncrlnumber=%s/crl-db/crlnumber\ndefault_md=sha256\ndefault_crl_days=1\n' \
+    "$T" "$T" >"$T/crl.cnf"
+check "a CRL made with openssl" openssl ca -gencrl -config "$T/crl.cnf" -cert "$D/ca/issuing.crt" \
+    -keyfile "$D/ca/issuing.key" -out "$T/hand.crl"
+ocsr dev-5r dev-5
+est simplereenroll "$T/dev-5.op.pem" "$T/dev-5.op.key" "$T/dev-5r.op.csr"
+equals "before the new CRL: renewal works" "$HTTP" 200
+chmod u+w "$D/ca/crl.pem" 2>/dev/null
+cp "$T/hand.crl" "$D/ca/crl.pem"
+reloads=$(grep -c 'msg=reloaded' "$T/kfd.log")
+kill -HUP "$KFD_PID"
+for _ in $(seq 1 100); do
+    [ "$(grep -c 'msg=reloaded' "$T/kfd.log")" -gt "$reloads" ] && break
+    sleep 0.05
+done
+est simplereenroll "$T/dev-5.op.pem" "$T/dev-5.op.key" "$T/dev-5r.op.csr"
+expect_refusal "after SIGHUP: the CRL applies" 403 certificate_revoked "revoked"
+ok "the store never heard of it" cert show "$(tr A-F a-f <<<"$s5" | sed 's/^0*//')" --json
+equals "still valid in the store" "$(jq -r .status <<<"$OUT")" valid
+
 # Every policy refusal left a provisioning.denied event naming the reason, the id and the address.
 ok "events list" events list --type provisioning.denied --json
 events=$OUT
