@@ -37,8 +37,20 @@ struct kf_cert {
     X509 *x509; /* owned reference */
 };
 
+/*
+ * A CSR as read by kf_csr_parse: its bytes, and pointers into them. The public key stays bytes
+ * until someone needs it (OpenSSL 3.0's d2i_X509_REQ would run its key decoders, about 90 us).
+ */
 struct kf_csr {
-    X509_REQ *req; /* owned */
+    unsigned char *der; /* owned: the whole request */
+    size_t der_len;
+    const unsigned char *tbs; /* CertificationRequestInfo, as signed (into der) */
+    size_t tbs_len;
+    const unsigned char *spki; /* SubjectPublicKeyInfo (into der) */
+    size_t spki_len;
+    X509_NAME *subject;   /* owned */
+    X509_ALGOR *sig_alg;  /* owned */
+    ASN1_BIT_STRING *sig; /* owned */
 };
 
 struct kf_crl {

@@ -34,24 +34,98 @@ void kf_csr_policy_default(struct kf_csr_policy *p)
     p->allow_org_units = 0;
 }
 
+/*
+ * One DER TLV at *p, within end: its tag and class must be those given; on success *p moves
+ * past it and *content / *content_len (may be NULL) give its contents. Indefinite lengths (BER)
+ * are refused.
+ */
+static int der_tlv(const unsigned char **p, const unsigned char *end, int want_tag, int want_cls,
+                   const unsigned char **content, size_t *content_len)
+{
+    const unsigned char *q = *p;
+    long l;
+    int tag, cls, r;
+    if (*p >= end) return 0;
+    r = ASN1_get_object(&q, &l, &tag, &cls, end - *p);
+    if ((r & 0x80) || r == 0x21 || tag != want_tag || cls != want_cls || l > end - q) return 0;
+    if (content) *content = q;
+    if (content_len) *content_len = (size_t)l;
+    *p = q + l;
+    return 1;
+}
+
+/*
+ * CertificationRequest ::= SEQUENCE {
+ *   certificationRequestInfo SEQUENCE {
+ *     version INTEGER (0), subject Name, subjectPKInfo SubjectPublicKeyInfo,
+ *     attributes [0] IMPLICIT SET OF Attribute (sometimes left out) },
+ *   signatureAlgorithm AlgorithmIdentifier, signature BIT STRING }   (RFC 2986)
+ */
 static enum kf_err parse_der(const unsigned char *der, size_t len, struct kf_csr **out)
 {
-    const unsigned char *p = der;
-    X509_REQ *req;
+    const unsigned char *p, *end, *req_end, *info, *info_end, *q, *v;
+    size_t n, vlen;
+    struct kf_csr *csr;
+    const char *why = "not a valid PKCS#10 CSR";
+
     if (len == 0) return kf_fail(KF_E_MALFORMED, "empty CSR");
-    req = d2i_X509_REQ(NULL, &p, (long)len);
-    if (!req) return kf_ossl_fail(KF_E_MALFORMED, "not a valid PKCS#10 CSR");
-    if (p != der + len) {
-        X509_REQ_free(req);
-        return kf_fail(KF_E_MALFORMED, "not a valid PKCS#10 CSR: trailing data");
-    }
-    *out = calloc(1, sizeof(**out));
-    if (!*out) {
-        X509_REQ_free(req);
+    csr = calloc(1, sizeof(*csr));
+    if (!csr || !(csr->der = malloc(len))) {
+        free(csr);
         return kf_fail(KF_E_NOMEM, "out of memory");
     }
-    (*out)->req = req;
+    memcpy(csr->der, der, len);
+    csr->der_len = len;
+    p = csr->der;
+    end = p + len;
+    if (!der_tlv(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &q, &n)) goto bad;
+    if (p != end) {
+        why = "not a valid PKCS#10 CSR: trailing data";
+        goto bad;
+    }
+    req_end = q + n;
+    /* The request info, kept whole: it is what the signature covers. */
+    info = q;
+    if (!der_tlv(&q, req_end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &p, &n)) goto bad;
+    csr->tbs = info;
+    csr->tbs_len = (size_t)(q - info);
+    info_end = p + n;
+    if (!der_tlv(&p, info_end, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, &v, &vlen) || vlen != 1 ||
+        v[0] != 0) {
+        why = "not a valid PKCS#10 CSR: its version is not 1";
+        goto bad;
+    }
+    csr->subject = d2i_X509_NAME(NULL, &p, info_end - p);
+    if (!csr->subject) goto bad;
+    csr->spki = p;
+    if (!der_tlv(&p, info_end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, NULL, NULL)) goto bad;
+    csr->spki_len = (size_t)(p - csr->spki);
+    if (p < info_end) {
+        /* The attributes: each one well formed, none of them needed. */
+        const unsigned char *a, *a_end;
+        if (!der_tlv(&p, info_end, 0, V_ASN1_CONTEXT_SPECIFIC, &a, &n)) goto bad;
+        a_end = a + n;
+        while (a < a_end) {
+            X509_ATTRIBUTE *attr = d2i_X509_ATTRIBUTE(NULL, &a, a_end - a);
+            if (!attr) {
+                why = "not a valid PKCS#10 CSR: a malformed attribute";
+                goto bad;
+            }
+            X509_ATTRIBUTE_free(attr);
+        }
+    }
+    if (p != info_end) goto bad;
+    p = q;
+    csr->sig_alg = d2i_X509_ALGOR(NULL, &p, req_end - p);
+    if (!csr->sig_alg) goto bad;
+    csr->sig = d2i_ASN1_BIT_STRING(NULL, &p, req_end - p);
+    if (!csr->sig || p != req_end) goto bad;
+    ERR_clear_error();
+    *out = csr;
     return KF_OK;
+bad:
+    kf_csr_free(csr);
+    return kf_ossl_fail(KF_E_MALFORMED, "%s", why);
 }
 
 enum kf_err kf_csr_parse(const void *data, size_t len, struct kf_csr **out)
@@ -78,13 +152,16 @@ enum kf_err kf_csr_parse(const void *data, size_t len, struct kf_csr **out)
 void kf_csr_free(struct kf_csr *csr)
 {
     if (!csr) return;
-    X509_REQ_free(csr->req);
+    X509_NAME_free(csr->subject);
+    X509_ALGOR_free(csr->sig_alg);
+    ASN1_BIT_STRING_free(csr->sig);
+    free(csr->der);
     free(csr);
 }
 
 enum kf_err kf_csr_subject_cn(const struct kf_csr *csr, char *out, size_t cap)
 {
-    const X509_NAME *name = X509_REQ_get_subject_name(csr->req);
+    const X509_NAME *name = csr->subject;
     int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
     unsigned char *utf8 = NULL;
     int n;
@@ -103,10 +180,42 @@ enum kf_err kf_csr_subject_cn(const struct kf_csr *csr, char *out, size_t cap)
 
 enum kf_err kf_csr_public_key(const struct kf_csr *csr, struct kf_key **out)
 {
-    EVP_PKEY *pkey = X509_REQ_get_pubkey(csr->req);
-    if (!pkey) return kf_ossl_fail(KF_E_MALFORMED, "the CSR's public key cannot be read");
-    *out = kf_key_wrap(pkey, KF_KEYLOC_NONE, NULL, NULL);
-    return *out ? KF_OK : KF_E_NOMEM;
+    return kf_key_from_spki(csr->spki, csr->spki_len, "the CSR's public key", out);
+}
+
+/*
+ * The self-signature, with the CSR's own key (`key`). The algorithm must be one OpenSSL knows
+ * for that key's type; RSA-PSS, whose parameters need OpenSSL's own reading, goes through a
+ * whole X509_REQ.
+ */
+static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key)
+{
+    const ASN1_OBJECT *obj;
+    const EVP_MD *md = NULL;
+    EVP_MD_CTX *mctx;
+    int nid, md_nid = NID_undef, pk_nid = NID_undef, ok = 0, ptype;
+    const void *param;
+
+    X509_ALGOR_get0(&obj, &ptype, &param, csr->sig_alg);
+    nid = OBJ_obj2nid(obj);
+    if (nid == NID_rsassaPss) {
+        const unsigned char *p = csr->der;
+        X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)csr->der_len);
+        ok = req && X509_REQ_verify(req, key->pkey) == 1;
+        X509_REQ_free(req);
+        return ok;
+    }
+    if (!OBJ_find_sigid_algs(nid, &md_nid, &pk_nid) || csr->sig->flags & 0x07) return 0;
+    /* ECDSA and Ed25519 carry no parameters; RSA PKCS#1 v1.5 a NULL at most. */
+    if (ptype != V_ASN1_UNDEF && !(pk_nid == NID_rsaEncryption && ptype == V_ASN1_NULL)) return 0;
+    if (!EVP_PKEY_is_a(key->pkey, OBJ_nid2sn(pk_nid))) return 0;
+    if (md_nid != NID_undef && !(md = EVP_get_digestbynid(md_nid))) return 0;
+    mctx = EVP_MD_CTX_new();
+    ok = mctx && EVP_DigestVerifyInit(mctx, NULL, md, NULL, key->pkey) == 1 &&
+         EVP_DigestVerify(mctx, csr->sig->data, (size_t)csr->sig->length, csr->tbs, csr->tbs_len) ==
+             1;
+    EVP_MD_CTX_free(mctx);
+    return ok;
 }
 
 static enum kf_err rule_fail(enum kf_csr_rule rule, enum kf_csr_rule *failed, enum kf_err rc)
@@ -118,21 +227,20 @@ static enum kf_err rule_fail(enum kf_csr_rule rule, enum kf_csr_rule *failed, en
 enum kf_err kf_csr_check(const struct kf_csr *csr, const struct kf_csr_policy *policy,
                          enum kf_csr_rule *failed)
 {
-    const X509_NAME *name = X509_REQ_get_subject_name(csr->req);
+    const X509_NAME *name = csr->subject;
     char cn[KF_ID_MAX + 2];
     struct kf_key *key = NULL;
-    EVP_PKEY *pkey;
     int n_cn = 0;
     enum kf_err rc;
 
     if (failed) *failed = KF_CSR_RULE_NONE;
-    pkey = X509_REQ_get0_pubkey(csr->req);
-    if (!pkey || X509_REQ_verify(csr->req, pkey) != 1) {
+    rc = kf_csr_public_key(csr, &key);
+    if (rc) return rule_fail(KF_CSR_RULE_SIGNATURE, failed, KF_E_BAD_SIGNATURE);
+    if (!self_signature_ok(csr, key)) {
+        kf_key_free(key);
         kf_ossl_fail(KF_E_BAD_SIGNATURE, "its self-signature does not verify with its own key");
         return rule_fail(KF_CSR_RULE_SIGNATURE, failed, KF_E_BAD_SIGNATURE);
     }
-    rc = kf_csr_public_key(csr, &key);
-    if (rc) return rule_fail(KF_CSR_RULE_SIGNATURE, failed, rc);
     if (EVP_PKEY_is_a(key->pkey, "RSA") && kf_key_bits(key) < policy->min_rsa_bits) {
         kf_key_check_allowed(key, policy->allowed_key_types, policy->min_rsa_bits, "its key");
         kf_key_free(key);
@@ -206,22 +314,10 @@ out:
 
 enum kf_err kf_csr_der(const struct kf_csr *csr, struct kf_buf *out)
 {
-    unsigned char *der = NULL;
-    int n = i2d_X509_REQ(csr->req, &der);
-    enum kf_err rc;
-    if (n <= 0) return kf_ossl_fail(KF_E_CRYPTO, "cannot encode the CSR");
-    rc = kf_buf_append(out, der, (size_t)n);
-    OPENSSL_free(der);
-    return rc;
+    return kf_buf_append(out, csr->der, csr->der_len);
 }
 
 enum kf_err kf_csr_spki(const struct kf_csr *csr, struct kf_buf *out)
 {
-    unsigned char *der = NULL;
-    int n = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(csr->req), &der);
-    enum kf_err rc;
-    if (n <= 0) return kf_ossl_fail(KF_E_MALFORMED, "the CSR's key cannot be encoded");
-    rc = kf_buf_append(out, der, (size_t)n);
-    OPENSSL_free(der);
-    return rc;
+    return kf_buf_append(out, csr->spki, csr->spki_len);
 }

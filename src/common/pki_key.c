@@ -13,6 +13,7 @@
 #include <openssl/ec.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/store.h>
 #include <openssl/ui.h>
@@ -673,88 +674,203 @@ static enum kf_err rsa_bits(const unsigned char *key, size_t len, int *bits)
     return KF_OK;
 }
 
-enum kf_err kf_spki_check(const unsigned char *der, size_t len, unsigned allowed, int min_rsa_bits,
-                          const char *what, enum kf_key_type *type)
+/* A SubjectPublicKeyInfo, read: its parts (owned) and what kind of key it holds. */
+struct spki {
+    X509_ALGOR *alg;
+    ASN1_BIT_STRING *bits;
+    enum kf_key_type
+        type;      /* KF_KEY_OTHER for curves, sizes and algorithms keyfleet does not issue */
+    int rsa_bits;  /* for RSA */
+    char desc[64]; /* "EC P-256", "RSA 1024", "an unknown key type" */
+};
+
+static void spki_clear(struct spki *k)
+{
+    X509_ALGOR_free(k->alg);
+    ASN1_BIT_STRING_free(k->bits);
+    k->alg = NULL;
+    k->bits = NULL;
+}
+
+/* Parses and classifies `der`; KF_E_MALFORMED (or KF_E_POLICY for an unnamed curve), naming `what`.
+ */
+static enum kf_err spki_read(const unsigned char *der, size_t len, const char *what, struct spki *k)
 {
     const unsigned char *p = der;
     const ASN1_OBJECT *alg_obj;
     const void *param;
-    X509_ALGOR *alg = NULL;
-    ASN1_BIT_STRING *bits = NULL;
-    enum kf_key_type t = KF_KEY_OTHER;
-    char desc[64] = "an unknown key type";
     long l;
     int tag, cls, ptype, nid;
-    enum kf_err rc = KF_OK;
 
-    if (type) *type = KF_KEY_NONE;
+    memset(k, 0, sizeof(*k));
+    k->type = KF_KEY_OTHER;
+    snprintf(k->desc, sizeof(k->desc), "an unknown key type");
     if (!der || len == 0 || len > KEY_FILE_MAX ||
         ASN1_get_object(&p, &l, &tag, &cls, (long)len) & 0x80 || tag != V_ASN1_SEQUENCE ||
-        p + l != der + len) {
-        rc = kf_fail(KF_E_MALFORMED, "%s is not a DER SubjectPublicKeyInfo", what);
-        goto out;
-    }
-    alg = d2i_X509_ALGOR(NULL, &p, der + len - p);
-    bits = alg ? d2i_ASN1_BIT_STRING(NULL, &p, der + len - p) : NULL;
-    if (!alg || !bits || p != der + len || (bits->flags & 0x07)) {
-        rc = kf_fail(KF_E_MALFORMED, "%s is not a DER SubjectPublicKeyInfo", what);
-        goto out;
-    }
-    X509_ALGOR_get0(&alg_obj, &ptype, &param, alg);
+        p + l != der + len)
+        goto malformed;
+    k->alg = d2i_X509_ALGOR(NULL, &p, der + len - p);
+    k->bits = k->alg ? d2i_ASN1_BIT_STRING(NULL, &p, der + len - p) : NULL;
+    if (!k->alg || !k->bits || p != der + len || (k->bits->flags & 0x07)) goto malformed;
+    X509_ALGOR_get0(&alg_obj, &ptype, &param, k->alg);
     nid = OBJ_obj2nid(alg_obj);
     if (nid == NID_X9_62_id_ecPublicKey) {
         int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(param) : NID_undef;
         size_t field = curve == NID_X9_62_prime256v1 ? 32 : curve == NID_secp384r1 ? 48 : 0;
-        size_t n = (size_t)bits->length;
-        const unsigned char *k = bits->data;
+        size_t n = (size_t)k->bits->length;
+        const unsigned char *pt = k->bits->data;
         if (ptype != V_ASN1_OBJECT) {
-            rc = kf_fail(KF_E_POLICY, "%s is an EC key without a named curve", what);
-            goto out;
+            spki_clear(k);
+            return kf_fail(KF_E_POLICY, "%s is an EC key without a named curve", what);
         }
-        snprintf(desc, sizeof(desc), "EC %s",
+        snprintf(k->desc, sizeof(k->desc), "EC %s",
                  curve == NID_X9_62_prime256v1 ? "P-256"
                  : curve == NID_secp384r1      ? "P-384"
                                                : OBJ_nid2sn(curve));
         if (field) {
-            if (!((n == 2 * field + 1 && k[0] == 0x04) ||
-                  (n == field + 1 && (k[0] == 0x02 || k[0] == 0x03))) ||
-                !ec_point_on_curve(curve, k, n)) {
-                rc = kf_fail(KF_E_MALFORMED, "%s is not a valid %s point", what, desc);
-                goto out;
+            if (!((n == 2 * field + 1 && pt[0] == 0x04) ||
+                  (n == field + 1 && (pt[0] == 0x02 || pt[0] == 0x03))) ||
+                !ec_point_on_curve(curve, pt, n)) {
+                spki_clear(k);
+                return kf_fail(KF_E_MALFORMED, "%s is not a valid %s point", what, k->desc);
             }
-            t = field == 32 ? KF_KEY_EC_P256 : KF_KEY_EC_P384;
+            k->type = field == 32 ? KF_KEY_EC_P256 : KF_KEY_EC_P384;
         }
     } else if (nid == NID_ED25519) {
-        snprintf(desc, sizeof(desc), "Ed25519");
-        if (ptype != V_ASN1_UNDEF || bits->length != 32) {
-            rc = kf_fail(KF_E_MALFORMED, "%s is not a valid Ed25519 key", what);
-            goto out;
+        snprintf(k->desc, sizeof(k->desc), "Ed25519");
+        if (ptype != V_ASN1_UNDEF || k->bits->length != 32) {
+            spki_clear(k);
+            return kf_fail(KF_E_MALFORMED, "%s is not a valid Ed25519 key", what);
         }
-        t = KF_KEY_ED25519;
+        k->type = KF_KEY_ED25519;
     } else if (nid == NID_rsaEncryption) {
-        int b = 0;
-        if (rsa_bits(bits->data, (size_t)bits->length, &b) != KF_OK) {
-            rc = kf_fail(KF_E_MALFORMED, "%s is not a valid RSA key", what);
-            goto out;
+        if (rsa_bits(k->bits->data, (size_t)k->bits->length, &k->rsa_bits) != KF_OK) {
+            spki_clear(k);
+            return kf_fail(KF_E_MALFORMED, "%s is not a valid RSA key", what);
         }
-        snprintf(desc, sizeof(desc), "RSA %d", b);
-        if (b < min_rsa_bits) {
-            rc = kf_fail(KF_E_POLICY, "%s is %s: RSA keys must have at least %d bits", what, desc,
-                         min_rsa_bits);
-            goto out;
-        }
-        t = b >= 3072 ? KF_KEY_RSA3072 : b >= 2048 ? KF_KEY_RSA2048 : KF_KEY_OTHER;
+        snprintf(k->desc, sizeof(k->desc), "RSA %d", k->rsa_bits);
+        k->type = k->rsa_bits >= 3072   ? KF_KEY_RSA3072
+                  : k->rsa_bits >= 2048 ? KF_KEY_RSA2048
+                                        : KF_KEY_OTHER;
     } else if (nid != NID_undef) {
-        snprintf(desc, sizeof(desc), "%s", OBJ_nid2ln(nid));
+        snprintf(k->desc, sizeof(k->desc), "%s", OBJ_nid2ln(nid));
     }
-    if (type) *type = t;
-    if (t == KF_KEY_OTHER || !(allowed & KF_KEY_BIT(t)))
-        rc = kf_fail(KF_E_POLICY, "%s is %s, which is not an allowed key type", what, desc);
-out:
-    X509_ALGOR_free(alg);
-    ASN1_BIT_STRING_free(bits);
     ERR_clear_error();
-    return rc;
+    return KF_OK;
+malformed:
+    spki_clear(k);
+    ERR_clear_error();
+    return kf_fail(KF_E_MALFORMED, "%s is not a DER SubjectPublicKeyInfo", what);
+}
+
+enum kf_err kf_spki_check(const unsigned char *der, size_t len, unsigned allowed, int min_rsa_bits,
+                          const char *what, enum kf_key_type *type)
+{
+    struct spki k;
+    enum kf_err rc;
+
+    if (type) *type = KF_KEY_NONE;
+    rc = spki_read(der, len, what, &k);
+    if (rc) return rc;
+    spki_clear(&k);
+    if (k.rsa_bits && k.rsa_bits < min_rsa_bits)
+        return kf_fail(KF_E_POLICY, "%s is %s: RSA keys must have at least %d bits", what, k.desc,
+                       min_rsa_bits);
+    if (type) *type = k.type;
+    if (k.type == KF_KEY_OTHER || !(allowed & KF_KEY_BIT(k.type)))
+        return kf_fail(KF_E_POLICY, "%s is %s, which is not an allowed key type", what, k.desc);
+    return KF_OK;
+}
+
+/* The parts of an RSAPublicKey (whose structure rsa_bits has checked) as numbers. */
+static EVP_PKEY *rsa_from_parts(const unsigned char *key, size_t len)
+{
+    const unsigned char *p = key, *end = key + len;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    long l;
+    int tag, cls;
+
+    if (!bld || ASN1_get_object(&p, &l, &tag, &cls, (long)len) & 0x80) goto out;
+    if (ASN1_get_object(&p, &l, &tag, &cls, end - p) & 0x80) goto out;
+    n = BN_bin2bn(p, (int)l, NULL);
+    p += l;
+    if (ASN1_get_object(&p, &l, &tag, &cls, end - p) & 0x80) goto out;
+    e = BN_bin2bn(p, (int)l, NULL);
+    if (!n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
+        !(params = OSSL_PARAM_BLD_to_param(bld)))
+        goto out;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        pkey = NULL;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    return pkey;
+}
+
+static EVP_PKEY *ec_from_point(const char *group, const unsigned char *pt, size_t n)
+{
+    OSSL_PARAM params[3];
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *pkey = NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, n);
+    params[2] = OSSL_PARAM_construct_end();
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        pkey = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    return pkey;
+}
+
+enum kf_err kf_key_from_spki(const unsigned char *der, size_t len, const char *what,
+                             struct kf_key **out)
+{
+    const unsigned char *p;
+    EVP_PKEY *pkey = NULL;
+    struct spki k;
+    enum kf_err rc;
+
+    *out = NULL;
+    rc = spki_read(der, len, what, &k);
+    if (rc == KF_E_MALFORMED) return rc;
+    kf_err_clear();
+    if (!rc) {
+        const unsigned char *b = k.bits->data;
+        size_t n = (size_t)k.bits->length;
+        switch (k.type) {
+        case KF_KEY_EC_P256: pkey = ec_from_point("P-256", b, n); break;
+        case KF_KEY_EC_P384: pkey = ec_from_point("P-384", b, n); break;
+        case KF_KEY_ED25519:
+            pkey = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, b, n);
+            break;
+        default:
+            if (k.rsa_bits) pkey = rsa_from_parts(b, n);
+            break;
+        }
+        spki_clear(&k);
+    }
+    if (!pkey) {
+        /* Keys of other kinds, through the generic decoders. */
+        p = der;
+        pkey = d2i_PUBKEY(NULL, &p, (long)len);
+        if (!pkey || p != der + len) {
+            EVP_PKEY_free(pkey);
+            return kf_ossl_fail(KF_E_MALFORMED, "%s is not a public key OpenSSL can use", what);
+        }
+    }
+    ERR_clear_error();
+    *out = kf_key_wrap(pkey, KF_KEYLOC_NONE, NULL, NULL);
+    return *out ? KF_OK : kf_fail(KF_E_NOMEM, "out of memory");
 }
 
 /* ---- saving ---- */

@@ -190,6 +190,139 @@ static void test_parse_errors(void **state)
     kf_test_pki_free(&pki);
 }
 
+/*
+ * The CSR reader keeps the key as bytes and checks the signature itself: for every kind of
+ * request openssl makes, its verdict must be OpenSSL's own (openssl req -verify).
+ */
+static void test_agrees_with_openssl(void **state)
+{
+    static const char *const kinds[] = {
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-256",
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-384 -sha384",
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha512",
+        "-newkey ed25519",
+        "-newkey rsa:2048",
+        "-newkey rsa:2048 -sha384",
+        "-newkey rsa-pss -pkeyopt rsa_keygen_bits:2048",
+        "-newkey rsa:2048 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32",
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -addext subjectAltName=DNS:x.example "
+        "-addext keyUsage=digitalSignature",
+    };
+    struct kf_csr_policy p;
+    kf_csr_policy_default(&p);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        struct kf_csr *csr = csr_from_openssl(kinds[i], "/CN=dev-1");
+        struct kf_key *key = NULL;
+        struct kf_buf der;
+        enum kf_csr_rule failed = KF_CSR_RULE_NONE;
+        kf_csr_check(csr, &p, &failed);
+        /* Whatever the key policy says, the signature rule passes: openssl signed it. */
+        if (failed == KF_CSR_RULE_SIGNATURE)
+            fail_msg("%s: signature refused: %s", kinds[i], kf_errmsg());
+        KF_OK_OR_FAIL(kf_csr_public_key(csr, &key));
+        kf_key_free(key);
+        /* The DER is the input, byte for byte. */
+        kf_buf_init(&der, KF_CSR_MAX);
+        KF_OK_OR_FAIL(kf_csr_der(csr, &der));
+        {
+            FILE *f = fopen(kf_test_path("csr.der"), "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(der.data, 1, der.len, f), der.len);
+            fclose(f);
+        }
+        assert_int_equal(kf_test_sh("openssl req -inform DER -in '%s' -noout -verify 2>/dev/null",
+                                    kf_test_path("csr.der")),
+                         0);
+        kf_buf_free(&der);
+        kf_csr_free(csr);
+    }
+}
+
+/* Reads a DER file made by the test into `buf`; returns its length. */
+static size_t read_der(const char *path, unsigned char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    assert_non_null(f);
+    n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+/* Replaces the one occurrence of `from` with `to` (same length) in buf. */
+static void patch(unsigned char *buf, size_t n, const void *from, const void *to, size_t len)
+{
+    for (size_t i = 0; i + len <= n; i++) {
+        if (memcmp(buf + i, from, len) == 0) {
+            memcpy(buf + i, to, len);
+            return;
+        }
+    }
+    fail_msg("pattern not found");
+}
+
+/*
+ * Requests whose signature does not hold: a byte changed in what is signed, or the signature
+ * algorithm relabelled. They parse, and the signature rule refuses them, as OpenSSL does.
+ */
+static void test_tampered_requests(void **state)
+{
+    static const unsigned char sha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+    static const unsigned char sha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
+    unsigned char buf[4096];
+    struct kf_csr_policy p;
+    struct kf_csr *csr = NULL;
+    size_t n;
+
+    kf_csr_policy_default(&p);
+    assert_int_equal(kf_test_sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                                "-nodes -keyout '%s' -subj /CN=dev-1 -outform DER -out '%s' "
+                                "2>/dev/null",
+                                kf_test_path("t.key"), kf_test_path("t.der")),
+                     0);
+    /* The subject's "dev-1" becomes "dev-2". */
+    n = read_der(kf_test_path("t.der"), buf, sizeof(buf));
+    patch(buf, n, "dev-1", "dev-2", 5);
+    KF_OK_OR_FAIL(kf_csr_parse(buf, n, &csr));
+    expect_rule(csr, &p, KF_E_BAD_SIGNATURE, KF_CSR_RULE_SIGNATURE, "does not verify");
+    kf_csr_free(csr);
+    /* ecdsa-with-SHA256 relabelled ecdsa-with-SHA384. */
+    n = read_der(kf_test_path("t.der"), buf, sizeof(buf));
+    patch(buf, n, sha256, sha384, sizeof(sha256));
+    KF_OK_OR_FAIL(kf_csr_parse(buf, n, &csr));
+    expect_rule(csr, &p, KF_E_BAD_SIGNATURE, KF_CSR_RULE_SIGNATURE, "does not verify");
+    kf_csr_free(csr);
+    /* The untouched request passes: the patches above are what broke them. */
+    n = read_der(kf_test_path("t.der"), buf, sizeof(buf));
+    KF_OK_OR_FAIL(kf_csr_parse(buf, n, &csr));
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    kf_csr_free(csr);
+}
+
+/* Structures that are not DER PKCS#10: each refused as malformed, none crashes. */
+static void test_malformed_structures(void **state)
+{
+    static const struct {
+        const char *hex, *why;
+    } cases[] = {
+        {"3080", "indefinite length (BER)"},
+        {"3003020100", "an info that is not a SEQUENCE"},
+        {"3005300302010100", "trailing data after the request"},
+        {"30083006020101300100", "version 2"},
+        {"3006300402010030", "a truncated subject"},
+        {"30ff", "a length past the end"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        unsigned char der[64];
+        size_t n = strlen(cases[i].hex) / 2;
+        struct kf_csr *csr = NULL;
+        for (size_t j = 0; j < n; j++)
+            sscanf(cases[i].hex + 2 * j, "%2hhx", &der[j]);
+        if (kf_csr_parse(der, n, &csr) != KF_E_MALFORMED) fail_msg("accepted: %s", cases[i].why);
+        assert_null(csr);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +331,9 @@ int main(void)
         cmocka_unit_test(test_broken_self_signature),
         cmocka_unit_test(test_rules_with_openssl_csrs),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_agrees_with_openssl),
+        cmocka_unit_test(test_tampered_requests),
+        cmocka_unit_test(test_malformed_structures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
