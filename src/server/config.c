@@ -58,6 +58,7 @@ static const struct key keys[] = {
     I("provisioning", "retry_after", retry_after, 1, 3600),
     I("provisioning", "drain_timeout_ms", drain_timeout_ms, 0, 600000),
     I("provisioning", "session_cache", session_cache, 0, 1000000),
+    I("provisioning", "commit_delay_us", commit_delay_us, 0, 100000),
     S("hub", "listen", hub_listen),
 };
 
@@ -91,6 +92,7 @@ void kf_config_defaults(struct kf_config *c)
     c->retry_after = 2;
     c->drain_timeout_ms = 10000;
     c->session_cache = 20000;
+    c->commit_delay_us = 5000;
     snprintf(c->hub_listen, sizeof(c->hub_listen), "0.0.0.0:8883");
 }
 
@@ -271,6 +273,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "drain_timeout_ms = %d\n"
         "# TLS sessions kept for resumption (cheap reconnects).\n"
         "session_cache = %d\n"
+        "# Group commit: while more devices are on their way, the store may wait this long for\n"
+        "# them so that their records share one durable commit (0: never wait).\n"
+        "commit_delay_us = %d\n"
         "\n"
         "[hub]\n"
         "# MQTT over mutual TLS.\n"
@@ -279,8 +284,8 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         c->issuing_key, c->crl_file, c->device_cert_days, c->service_cert_days, c->server_cert_days,
         c->crl_hours, c->server_cert, c->server_key, c->provisioning_listen, c->workers,
         c->request_timeout_ms, c->max_body_bytes, c->max_header_bytes, c->max_connections,
-        c->max_connections_per_ip, c->rate_per_ip, c->rate_burst, c->max_handshakes,
-        c->retry_after, c->drain_timeout_ms, c->session_cache, c->hub_listen);
+        c->max_connections_per_ip, c->rate_per_ip, c->rate_burst, c->max_handshakes, c->retry_after,
+        c->drain_timeout_ms, c->session_cache, c->commit_delay_us, c->hub_listen);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

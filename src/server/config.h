@@ -49,6 +49,7 @@ struct kf_config {
     int retry_after;            /* seconds, in 429 and 503 answers */
     int drain_timeout_ms;       /* on SIGTERM, how long in-flight requests may take */
     int session_cache;          /* TLS sessions kept for resumption */
+    int commit_delay_us;        /* group commit: longest wait for more writers to share a commit */
     /* [hub] */
     char hub_listen[128];
 };

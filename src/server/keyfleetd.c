@@ -52,6 +52,12 @@ static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
     l->max_handshakes = (unsigned)c->max_handshakes;
 }
 
+/* The commit hint: every open connection may be about to write an enrollment. */
+static size_t open_connections(void *limits)
+{
+    return (size_t)kf_limits_connections(limits);
+}
+
 static int fail(const char *what)
 {
     fprintf(stderr, "keyfleetd: %s%s%s\n", what ? what : "", what ? ": " : "", kf_errmsg());
@@ -172,6 +178,8 @@ int main(int argc, char **argv)
         goto out;
     }
     kf_registry_holder_init(&svc.registry, reg);
+    kf_store_commit_hint(svc.deploy->store, open_connections, svc.limits,
+                         (unsigned)svc.deploy->cfg.commit_delay_us);
     svc.http.max_head = (size_t)svc.deploy->cfg.max_header_bytes;
     svc.http.max_body = (size_t)svc.deploy->cfg.max_body_bytes;
     svc.request_timeout_ms = svc.deploy->cfg.request_timeout_ms;

@@ -230,17 +230,23 @@ static enum kf_err render_histogram(const struct kf_metrics *s, struct kf_buf *o
 static enum kf_err render_gauges(const struct kf_metrics_gauges *g, struct kf_buf *out)
 {
     const struct {
-        const char *name, *help;
+        const char *name, *type, *help;
         uint64_t value;
-    } gauges[] = {
-        {"keyfleet_connections_open", "Client connections open.", g->connections_open},
-        {"keyfleet_handshakes_in_flight", "TLS handshakes under way.", g->handshakes_in_flight},
-        {"keyfleet_store_queue_depth", "Writes waiting for the store.", g->store_queue_depth},
+    } series[] = {
+        {"keyfleet_connections_open", "gauge", "Client connections open.", g->connections_open},
+        {"keyfleet_handshakes_in_flight", "gauge", "TLS handshakes under way.",
+         g->handshakes_in_flight},
+        {"keyfleet_store_queue_depth", "gauge", "Writes waiting for the store.",
+         g->store_queue_depth},
+        {"keyfleet_store_writes_total", "counter", "Writes the store ran.", g->store_writes},
+        {"keyfleet_store_commits_total", "counter",
+         "Transactions the store committed; concurrent writes share one (group commit).",
+         g->store_commits},
     };
     enum kf_err rc = KF_OK;
-    for (size_t i = 0; i < KF_ARRAY_LEN(gauges) && !rc; i++) {
-        rc = header(out, gauges[i].name, "gauge", gauges[i].help);
-        if (!rc) rc = kf_buf_appendf(out, "%s %" PRIu64 "\n", gauges[i].name, gauges[i].value);
+    for (size_t i = 0; i < KF_ARRAY_LEN(series) && !rc; i++) {
+        rc = header(out, series[i].name, series[i].type, series[i].help);
+        if (!rc) rc = kf_buf_appendf(out, "%s %" PRIu64 "\n", series[i].name, series[i].value);
     }
     return rc;
 }

@@ -147,6 +147,8 @@ struct kf_metrics_gauges {
     uint64_t connections_open;
     uint64_t handshakes_in_flight;
     uint64_t store_queue_depth;
+    uint64_t store_writes;  /* a counter: writes the store ran */
+    uint64_t store_commits; /* a counter: transactions it committed (writes share them) */
 };
 
 /* Zeroes `m`. Only before the worker starts writing (it is not atomic). */

@@ -258,8 +258,7 @@ struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_de
             cur = next;
             kf_log(KF_LOG_INFO, "registry", "the registry changed; reloaded", NULL);
         } else {
-            kf_log(KF_LOG_ERROR, "registry", "registry reload failed", "error", kf_errmsg(),
-                   NULL);
+            kf_log(KF_LOG_ERROR, "registry", "registry reload failed", "error", kf_errmsg(), NULL);
             kf_err_clear();
         }
     }

@@ -32,7 +32,8 @@
 #define READER_WAIT_MS 10000
 
 /* Writes: the most callbacks one transaction carries (LevelDB bounds its group the same way). */
-#define BATCH_MAX 256
+#define BATCH_MAX  256
+#define BATCH_GOAL 32 /* a batch this large has shared its commit enough: no waiting for more */
 
 /* Bounds on what one record may hold, so that one caller cannot fill the store in one write. */
 #define JSON_MAX (64 * 1024) /* settings, event and audit details */
@@ -59,9 +60,14 @@ struct kf_store {
     pthread_cond_t wcv;  /* the committer waits here for requests, or for the store to close */
     struct kf_store_req *head, *tail; /* queued, not yet taken into a batch */
     size_t n_submitted;               /* of them, from kf_store_submit (KF_STORE_QUEUE_MAX) */
-    int started;                      /* the committer thread runs ... */
-    pthread_t committer;              /* ... as this thread */
-    int closing;                      /* kf_store_close has begun: nothing more is queued */
+    size_t n_queued;                  /* all of them */
+    /* The commit hint (kf_store_commit_hint); set before the first write. */
+    size_t (*hint_fn)(void *arg);
+    void *hint_arg;
+    unsigned hint_delay_us;
+    int started;         /* the committer thread runs ... */
+    pthread_t committer; /* ... as this thread */
+    int closing;         /* kf_store_close has begun: nothing more is queued */
     struct kf_store_stats stats;
 };
 
@@ -421,6 +427,7 @@ void kf_store_stats(struct kf_store *store, struct kf_store_stats *out)
     if (!store || !out) return;
     pthread_mutex_lock(&store->wmu);
     *out = store->stats;
+    out->queued = (uint64_t)store->n_submitted;
     pthread_mutex_unlock(&store->wmu);
 }
 
@@ -626,12 +633,30 @@ fail:
     }
 }
 
+/*
+ * Before a batch starts, while fewer than BATCH_GOAL requests are queued and the hint says more
+ * writers are on their way (more of them than are queued), wait for them, at most
+ * hint_delay_us: a larger batch shares one commit. With nobody else coming there is no wait,
+ * so a lone writer never pays for it. Called under wmu.
+ */
+static void wait_for_company(struct kf_store *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)s->hint_delay_us * 1000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    while (s->n_queued < BATCH_GOAL && !s->closing && s->hint_fn(s->hint_arg) > s->n_queued)
+        if (pthread_cond_timedwait(&s->wcv, &s->wmu, &until) != 0) break;
+}
+
 static void *committer_main(void *arg)
 {
     struct kf_store *s = arg;
     struct kf_store_req *batch[BATCH_MAX];
     enum kf_err rcs[BATCH_MAX];
 
+    pthread_setname_np(pthread_self(), "kf-store"); /* for top -H, perf and gdb */
     pthread_mutex_lock(&s->wmu);
     for (;;) {
         uint64_t ran = 0;
@@ -641,10 +666,12 @@ static void *committer_main(void *arg)
         while (!s->head && !s->closing)
             pthread_cond_wait(&s->wcv, &s->wmu);
         if (!s->head) break; /* closing, and everything accepted has been run */
+        if (s->hint_fn) wait_for_company(s);
         while (s->head && n < BATCH_MAX) {
             struct kf_store_req *r = s->head;
             s->head = r->next;
             if (!is_sync(r)) s->n_submitted--;
+            s->n_queued--;
             batch[n++] = r;
         }
         if (!s->head) s->tail = NULL;
@@ -689,6 +716,16 @@ static enum kf_err start_committer(struct kf_store *s)
     return KF_OK;
 }
 
+void kf_store_commit_hint(struct kf_store *store, size_t (*fn)(void *arg), void *arg,
+                          unsigned max_delay_us)
+{
+    pthread_mutex_lock(&store->wmu);
+    store->hint_fn = max_delay_us ? fn : NULL;
+    store->hint_arg = arg;
+    store->hint_delay_us = max_delay_us > 100000 ? 100000 : max_delay_us;
+    pthread_mutex_unlock(&store->wmu);
+}
+
 /* Queues `r` behind what is queued; called under wmu. `bounded`: counts to KF_STORE_QUEUE_MAX. */
 static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bounded)
 {
@@ -712,6 +749,7 @@ static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bound
         s->head = r;
     s->tail = r;
     if (bounded) s->n_submitted++;
+    s->n_queued++;
     pthread_cond_signal(&s->wcv);
     return KF_OK;
 }

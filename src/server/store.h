@@ -133,10 +133,22 @@ struct kf_store_req {
  */
 enum kf_err kf_store_submit(struct kf_store *store, struct kf_store_req *req);
 
+/*
+ * Lets group commit grow with load. `fn(arg)` tells how many writers may be about to submit (for
+ * keyfleetd, the client connections open); before each batch, while fewer than 32 requests are
+ * queued and `fn` says more writers exist than are queued, the committer waits for them, at most
+ * `max_delay_us` (capped at 100 ms; 0 turns the hint off). A lone writer never waits. `fn` runs
+ * on the committer thread with the store's queue locked: it must be quick and must not call
+ * into the store. Call before the first write, or with no write in flight.
+ */
+void kf_store_commit_hint(struct kf_store *store, size_t (*fn)(void *arg), void *arg,
+                          unsigned max_delay_us);
+
 /* Statistics of group commit, for benchmarks and metrics: both write paths count. */
 struct kf_store_stats {
     uint64_t writes;  /* callbacks run */
     uint64_t commits; /* transactions committed */
+    uint64_t queued;  /* submitted requests waiting for the committer now */
 };
 void kf_store_stats(struct kf_store *store, struct kf_store_stats *out);
 

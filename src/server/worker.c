@@ -77,6 +77,8 @@ struct conn {
     char method[KF_HTTP_METHOD_MAX];
     char path[KF_HTTP_TARGET_MAX];
     char id[KF_ID_MAX + 1];
+    char serial[KF_SERIAL_HEX_MAX]; /* the certificate the answer carries, if any */
+    char hub[KF_ID_MAX + 1];        /* the hub it assigns, if any */
 };
 
 /* ---- listening ---- */
@@ -204,7 +206,8 @@ static void send_response(struct conn *c, int status, const char *type, const ch
     snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
     snprintf(st, sizeof(st), "%d", status);
     kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
-           ms, "ip", c->ip_text, "id", c->id[0] ? c->id : NULL, NULL);
+           ms, "ip", c->ip_text, "id", c->id[0] ? c->id : NULL, "serial",
+           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, NULL);
     c->busy = 0;
 }
 
@@ -254,13 +257,6 @@ static void job_done_cb(struct kf_store_req *req, enum kf_err rc, void *arg)
     event_active(w->wake, EV_READ, 0);
 }
 
-static const char *kind_label(enum kf_prov_kind k)
-{
-    return k == KF_PROV_REGISTER       ? "register"
-           : k == KF_PROV_SIMPLEENROLL ? "simpleenroll"
-                                       : "simplereenroll";
-}
-
 static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, const char *why)
 {
     struct kf_registry *reg;
@@ -284,9 +280,9 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
                                           : job->kind == KF_PROV_SIMPLEENROLL
                                               ? KF_ISSUE_SIMPLEENROLL
                                               : KF_ISSUE_SIMPLEREENROLL);
-    kf_log(KF_LOG_INFO, "provision", "certificate issued", "device", job->device_id, "kind",
-           kind_label(job->kind), "serial", job->rec.serial, "hub",
-           job->has_hub ? job->hub.name : "", "ip", c->ip_text, NULL);
+    /* The request's log line names the certificate and the hub. */
+    snprintf(c->serial, sizeof(c->serial), "%s", job->rec.serial);
+    snprintf(c->hub, sizeof(c->hub), "%s", job->has_hub ? job->hub.name : "");
     if (job->kind != KF_PROV_REGISTER) {
         kf_buf_init(&body, RESPONSE_MAX);
         if (kf_est_certs_only(&job->cert, 1, &body) != KF_OK) {
@@ -471,9 +467,15 @@ static void serve_metrics(struct conn *c)
 
     for (size_t i = 0; i < svc->n_workers && n < KF_METRICS_WORKERS_MAX; i++)
         if (svc->workers[i]) all[n++] = &svc->workers[i]->metrics;
+    struct kf_store_stats st;
+
     memset(&g, 0, sizeof(g));
     g.connections_open = kf_limits_connections(svc->limits);
     g.handshakes_in_flight = kf_limits_handshakes(svc->limits);
+    kf_store_stats(svc->deploy->store, &st);
+    g.store_queue_depth = st.queued;
+    g.store_writes = st.writes;
+    g.store_commits = st.commits;
     kf_buf_init(&out, KF_METRICS_RENDER_MAX);
     if (kf_metrics_render(all, n, &g, &out) == KF_OK)
         send_response(c, 200, KF_METRICS_CONTENT_TYPE, NULL, out.data, out.len);
@@ -565,7 +567,7 @@ static void process(struct conn *c)
     evtimer_del(c->timer);
     c->busy = 1;
     clock_gettime(CLOCK_MONOTONIC, &c->started);
-    c->id[0] = '\0';
+    c->id[0] = c->serial[0] = c->hub[0] = '\0';
     if (s == KF_HTTP_BAD) {
         snprintf(c->method, sizeof(c->method), "-");
         snprintf(c->path, sizeof(c->path), "-");
@@ -684,7 +686,7 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->busy = 1;
     c->closing = 1;
-    c->id[0] = '\0';
+    c->id[0] = c->serial[0] = c->hub[0] = '\0';
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
         /* an idle keep-alive connection: nothing to answer */
         c->busy = 0;
@@ -825,6 +827,10 @@ nomem:
 static void *run(void *arg)
 {
     struct kf_worker *w = arg;
+    char name[16];
+    /* Named for top -H, perf and gdb. */
+    snprintf(name, sizeof(name), "kf-worker-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     event_base_dispatch(w->base);
     __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;

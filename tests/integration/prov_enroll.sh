@@ -263,6 +263,10 @@ contains "refusals counted" "$metrics" 'keyfleet_refusals_total{reason="group_un
 contains "requests counted" "$metrics" 'keyfleet_http_requests_total{endpoint="register",status="200"}'
 contains "handshakes counted" "$metrics" 'keyfleet_tls_handshakes_total{result="full"}'
 contains "latency histogram" "$metrics" 'keyfleet_request_duration_seconds_bucket{le="+Inf"}'
+commits=$(sed -n 's/^keyfleet_store_commits_total //p' <<<"$metrics")
+writes=$(sed -n 's/^keyfleet_store_writes_total //p' <<<"$metrics")
+check "store commits counted" test "${commits:-0}" -gt 0
+check "every enrollment and refusal event was a store write" test "${writes:-0}" -ge 20
 
 stop_kfd
 equals "SIGTERM: exit 0" "$KFD_STATUS" 0

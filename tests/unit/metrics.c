@@ -73,7 +73,14 @@ static const char idle_text[] =
     "keyfleet_handshakes_in_flight 2\n"
     "# HELP keyfleet_store_queue_depth Writes waiting for the store.\n"
     "# TYPE keyfleet_store_queue_depth gauge\n"
-    "keyfleet_store_queue_depth 0\n";
+    "keyfleet_store_queue_depth 3\n"
+    "# HELP keyfleet_store_writes_total Writes the store ran.\n"
+    "# TYPE keyfleet_store_writes_total counter\n"
+    "keyfleet_store_writes_total 40\n"
+    "# HELP keyfleet_store_commits_total Transactions the store committed; concurrent writes share "
+    "one (group commit).\n"
+    "# TYPE keyfleet_store_commits_total counter\n"
+    "keyfleet_store_commits_total 9\n";
 
 /*
  * The value of the sample `series` (its name and labels as rendered) in `text`; fails the test
@@ -111,7 +118,11 @@ static void test_idle_exact(void **state)
 {
     struct kf_metrics m = {0};
     struct kf_metrics *w[] = {&m};
-    struct kf_metrics_gauges g = {.connections_open = 7, .handshakes_in_flight = 2};
+    struct kf_metrics_gauges g = {.connections_open = 7,
+                                  .handshakes_in_flight = 2,
+                                  .store_queue_depth = 3,
+                                  .store_writes = 40,
+                                  .store_commits = 9};
     struct kf_buf out;
 
     kf_buf_init(&out, KF_METRICS_RENDER_MAX);
@@ -293,7 +304,7 @@ static void test_bounds(void **state)
 {
     struct kf_metrics m;
     struct kf_metrics *w[] = {&m};
-    struct kf_metrics_gauges g = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    struct kf_metrics_gauges g = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
     struct kf_buf out;
 
     /* Every series present with a 20-digit value: the largest rendering fits the maximum. */

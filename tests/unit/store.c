@@ -2220,6 +2220,70 @@ static void test_status_names(void **state)
     assert_string_equal(kf_cert_status_name(KF_CERT_REVOKED), "revoked");
 }
 
+/* ---- the commit hint ---- */
+
+static size_t hint_value(void *arg)
+{
+    return *(size_t *)arg;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* With more writers on their way than are queued, the committer waits for them: one commit. */
+static void test_commit_hint_gathers(void **state)
+{
+    struct kf_store *s = open_new("hint.db");
+    struct tally *t = tally_new();
+    struct kf_store_stats before, after;
+    struct areq r[4];
+    size_t writers = 4;
+    char name[16];
+
+    kf_store_commit_hint(s, hint_value, &writers, 2000000); /* capped at 100 ms */
+    kf_store_stats(s, &before);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "gather-%d", i);
+        areq_init(&r[i], t, i, name, NULL, NULL);
+        KF_OK_OR_FAIL(kf_store_submit(s, &r[i].req));
+        usleep(10000); /* they arrive apart, as devices do */
+    }
+    tally_wait(t, 4);
+    kf_store_stats(s, &after);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r[i].rc, KF_OK);
+    assert_int_equal(after.writes - before.writes, 4);
+    assert_int_equal(after.commits - before.commits, 1);
+    kf_store_close(s);
+    tally_free(t);
+}
+
+/* A lone writer (the hint says nobody else is coming) never waits for company. */
+static void test_commit_hint_lone_writer(void **state)
+{
+    struct kf_store *s = open_new("hint-lone.db");
+    struct kf_hub h = hub("lone");
+    size_t writers = 1;
+    double t0;
+
+    kf_store_commit_hint(s, hint_value, &writers, 100000);
+    t0 = mono_s();
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    assert_true(mono_s() - t0 < 0.08);
+    /* And with company promised that never comes, the wait ends at the delay. */
+    writers = 10;
+    h = hub("waits");
+    t0 = mono_s();
+    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    assert_true(mono_s() - t0 >= 0.09);
+    assert_true(mono_s() - t0 < 1.0);
+    kf_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2242,6 +2306,8 @@ int main(void)
         cmocka_unit_test(test_batch_isolates_callback_errors),
         cmocka_unit_test(test_locked_by_another_process),
         cmocka_unit_test(test_group_commit_threads),
+        cmocka_unit_test(test_commit_hint_gathers),
+        cmocka_unit_test(test_commit_hint_lone_writer),
         cmocka_unit_test(test_snapshot_isolation),
         cmocka_unit_test(test_many_readers),
         cmocka_unit_test(test_submit_many_threads),
