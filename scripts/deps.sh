@@ -11,7 +11,7 @@ curl ca-certificates
 swtpm swtpm-tools tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-dev dbus
 softhsm2 opensc libengine-pkcs11-openssl libp11-dev
 mosquitto mosquitto-clients
-xxd procps jq python3 sqlite3
+xxd procps iproute2 jq python3 sqlite3
 "
 
 missing=""

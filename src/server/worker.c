@@ -811,7 +811,8 @@ enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **
         kf_worker_free(w);
         return rc;
     }
-    w->listener = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    /* 0: the socket listens already, with its backlog of 4096 (-1 would cut it to 128). */
+    w->listener = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
     if (!w->listener) {
         close(fd);
         goto nomem;

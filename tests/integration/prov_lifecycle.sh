@@ -46,6 +46,11 @@ cp "$D/keyfleet.conf" "$T/other.conf"
 sed -i 's/^rate_burst = .*/rate_burst = 300/' "$T/other.conf"
 ok "a hub" hub add --name h1 --endpoint h1.example:8883
 KFD_CONF=$T/other.conf start_kfd || exit 1
+# One listener per worker (SO_REUSEPORT), each with the whole backlog: a connection storm must
+# not overflow a short accept queue (libevent's default would cut it to 128).
+listeners=$(ss -Hltn "sport = :$KFD_PORT")
+equals "a listener per worker" "$(wc -l <<<"$listeners")" "$(nproc)"
+equals "each with a backlog of 4096" "$(awk '{print $3}' <<<"$listeners" | sort -u)" 4096
 stop_kfd
 equals "--config: starts and stops" "$KFD_STATUS" 0
 
