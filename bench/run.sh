@@ -29,3 +29,83 @@ raw=$(openssl speed -seconds "$SECONDS_SIGN" ecdsap256 2>/dev/null | awk '/nistp
 echo "| keyfleet: CSR parsed + checked, policy checked, certificate built + signed | openssl speed ecdsap256 sign/s | share of the ceiling |"
 echo "|---:|---:|---:|"
 echo "| $kf | $raw | $(awk "BEGIN{printf \"%.0f%%\", 100*$kf/$raw}") |"
+
+# ---- provisioning: keyfleetd, driven by prov_load, beside the crypto and TLS ceilings ----
+KF="$BUILD/src/cli/keyfleet"
+KFD="$BUILD/src/server/keyfleetd"
+PD="$WORK/prov"
+mkdir -p "$PD"
+"$KF" --dir "$PD/d" init >/dev/null
+"$KF" --dir "$PD/d" hub add --name hub-1 --endpoint hub-1.example:8883 >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PD/fca.key" \
+    -out "$PD/fca.pem" -subj /CN=bench-factory -days 30 -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=keyCertSign 2>/dev/null
+code=$("$KF" --dir "$PD/d" --json enrollment group create --name fab --ca "$PD/fca.pem" |
+    sed -n 's/.*"verification_code": *"\([^"]*\)".*/\1/p')
+openssl req -new -key "$PD/fca.key" -subj "/CN=$code" -out "$PD/v.csr" 2>/dev/null
+openssl x509 -req -in "$PD/v.csr" -CA "$PD/fca.pem" -CAkey "$PD/fca.key" -days 1 -out "$PD/v.pem" 2>/dev/null
+"$KF" --dir "$PD/d" enrollment group verify --name fab --cert "$PD/v.pem" >/dev/null
+# One factory device for the TLS floor.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PD/dev.key" \
+    -out "$PD/dev.csr" -subj /CN=floor-1 2>/dev/null
+openssl x509 -req -in "$PD/dev.csr" -CA "$PD/fca.pem" -CAkey "$PD/fca.key" -days 30 -out "$PD/dev.pem" 2>/dev/null
+# The load generator comes from one address: no per-address rate limit for it.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -i "s/^listen = 0.0.0.0:8443/listen = 127.0.0.1:$PORT/; s/^rate_per_ip = .*/rate_per_ip = 0/; \
+s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/" "$PD/d/keyfleet.conf"
+KEYFLEET_LOG=info "$KFD" --dir "$PD/d" >"$PD/kfd.log" 2>&1 &
+KFD_PID=$!
+trap 'kill $KFD_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null --cacert "$PD/d/ca/root.crt" "https://127.0.0.1:$PORT/healthz" && break
+    sleep 0.05
+done
+load() { # load PREFIX ARGS...: one prov_load run; prints its line
+    p=$1
+    shift
+    "$BUILD/bench/prov_load" --connect "127.0.0.1:$PORT" --cacert "$PD/d/ca/root.crt" \
+        --ca "$PD/fca.pem" --ca-key "$PD/fca.key" --prefix "$p" "$@" || true
+}
+field() { printf ' %s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+
+echo
+echo "### Provisioning: enrollments per second, keyfleetd and its load generator on the same $(nproc) cores"
+echo
+echo "Each enrollment: a fresh TCP connection and full TLS 1.3 handshake with the factory"
+echo "certificate, POST /api/v1/register with a CSR, the certificate chain back, durable first."
+echo
+echo "| devices in flight | arrivals | enrollments | failed | enrollments/s | p50 ms | p99 ms | max ms |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+best=0
+for spec in "1 600" "64 6000" "1000 12000"; do
+    set -- $spec
+    out=$(load "c$1" --concurrency "$1" --devices "$2")
+    r=$(field "$out" enrollments_per_s)
+    [ "${r:-0}" -gt "$best" ] && best=$r
+    echo "| $1 | closed loop | $(field "$out" devices) | $(field "$out" failed) | $r | $(field "$out" p50_ms) | $(field "$out" p99_ms) | $(field "$out" max_ms) |"
+done
+# An open loop: a fleet powering on at 90% of the best closed-loop rate, at most 1,000 in flight.
+rate=$((best * 9 / 10))
+out=$(load "o" --concurrency 1000 --rate "$rate" --devices $((rate * 10)))
+echo "| up to 1000 | $rate/s for 10 s | $(field "$out" devices) | $(field "$out" failed) | $(field "$out" enrollments_per_s) | $(field "$out" p50_ms) | $(field "$out" p99_ms) | $(field "$out" max_ms) |"
+echo
+# The same EST by hand, once, to show both endpoints cost the same.
+out=$(load "e" --api est --concurrency 64 --devices 6000)
+echo "EST simpleenroll at 64 in flight: $(field "$out" enrollments_per_s) enrollments/s, p99 $(field "$out" p99_ms) ms, failed $(field "$out" failed)."
+echo
+sp=$(openssl speed -seconds "$SECONDS_SIGN" ecdsap256 ecdhp256 2>/dev/null)
+sign=$(printf '%s\n' "$sp" | awk '/ecdsa \(nistp256\)/ {print $(NF-1)}')
+verify=$(printf '%s\n' "$sp" | awk '/ecdsa \(nistp256\)/ {print $NF}')
+ecdh=$(printf '%s\n' "$sp" | awk '/ecdh \(nistp256\)/ {print $NF}')
+floor=$("$BUILD/bench/tls_floor" "$PD/d/server/server.crt" "$PD/d/server/server.key" "$PD/dev.pem" \
+    "$PD/dev.key" "$PD/d/ca/root.crt" 2000)
+cores=$(nproc)
+echo "Ceilings on the same run, for the same work per enrollment on $cores cores:"
+echo
+echo "| ceiling | per core | on $cores cores | best keyfleet figure, share |"
+echo "|---|---:|---:|---:|"
+awk -v s="$sign" -v v="$verify" -v e="$ecdh" -v c="$cores" -v b="$best" 'BEGIN {
+    per = 1 / (3 / s + 6 / v + 2 / e)
+    printf "| openssl speed: 3 ECDSA P-256 signs + 6 verifies + 2 ECDH P-256 (%.0f sign/s, %.0f verify/s, %.0f ecdh/s) | %.0f | %.0f | %.0f%% |\n", s, v, e, per, per * c, 100 * b / (per * c) }'
+pairs=$(field " $floor" pairs_per_core_s)
+echo "| bare OpenSSL mTLS handshake, both sides, in memory (tls_floor: server $(field " $floor" server_us) µs + client $(field " $floor" client_us) µs of CPU) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
