@@ -213,6 +213,18 @@ fdev() {
         -out "$T/$id.pem" "$@" 2>/dev/null
 }
 
+# group_enroll NAME CA: a group enrollment NAME for CA (made with mkca), verified by proof of
+# possession (a certificate whose CN is the verification code, signed by the CA's key).
+group_enroll() {
+    local code
+    ok "group $1" enrollment group create --name "$1" --ca "$T/$2.pem" --json
+    code=$(jq -r .verification_code <<<"$OUT")
+    openssl req -new -key "$T/$2.key" -subj "/CN=$code" -out "$T/pop-$1.csr" 2>/dev/null
+    openssl x509 -req -in "$T/pop-$1.csr" -CA "$T/$2.pem" -CAkey "$T/$2.key" -days 1 \
+        -out "$T/pop-$1.pem" 2>/dev/null
+    ok "verify group $1" enrollment group verify --name "$1" --cert "$T/pop-$1.pem"
+}
+
 # An operational CSR for ID with a new key: ocsr ID [CN]
 ocsr() {
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$1.op.key" \

@@ -9,11 +9,7 @@ ok "a hub" hub add --name hub-a --endpoint hub-a.example:8883
 mkca factory
 mkca stranger
 # The group, with proof of possession.
-ok "group" enrollment group create --name fab --ca "$T/factory.pem" --json
-code=$(jq -r .verification_code <<<"$OUT")
-openssl req -new -key "$T/factory.key" -subj "/CN=$code" -out "$T/v.csr" 2>/dev/null
-openssl x509 -req -in "$T/v.csr" -CA "$T/factory.pem" -CAkey "$T/factory.key" -days 1 -out "$T/v.pem" 2>/dev/null
-ok "verify the group" enrollment group verify --name fab --cert "$T/v.pem"
+group_enroll fab factory
 start_kfd || exit 1
 
 # ---- the public EST endpoints ----

@@ -56,11 +56,7 @@ equals "--config: starts and stops" "$KFD_STATUS" 0
 
 # The storm: many devices at once, then kill -9 in the middle.
 mkca factory
-ok "group" enrollment group create --name fab --ca "$T/factory.pem" --json
-code=$(jq -r .verification_code <<<"$OUT")
-openssl req -new -key "$T/factory.key" -subj "/CN=$code" -out "$T/v.csr" 2>/dev/null
-openssl x509 -req -in "$T/v.csr" -CA "$T/factory.pem" -CAkey "$T/factory.key" -days 1 -out "$T/v.pem" 2>/dev/null
-ok "verify" enrollment group verify --name fab --cert "$T/v.pem"
+group_enroll fab factory
 conf_set provisioning rate_per_ip 0
 N=240
 mkdir -p "$T/storm"

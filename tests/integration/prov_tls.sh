@@ -9,11 +9,7 @@ D=$T/d
 ok "hub a" hub add --name hub-a --endpoint hub-a.example:8883
 ok "hub b" hub add --name hub-b --endpoint hub-b.example:8883
 mkca factory
-ok "group" enrollment group create --name fab --ca "$T/factory.pem" --json
-code=$(jq -r .verification_code <<<"$OUT")
-openssl req -new -key "$T/factory.key" -subj "/CN=$code" -out "$T/v.csr" 2>/dev/null
-openssl x509 -req -in "$T/v.csr" -CA "$T/factory.pem" -CAkey "$T/factory.key" -days 1 -out "$T/v.pem" 2>/dev/null
-ok "verify the group" enrollment group verify --name fab --cert "$T/v.pem"
+group_enroll fab factory
 conf_set ca device_cert_days 7
 start_kfd || exit 1
 S_CLIENT="openssl s_client -connect 127.0.0.1:$KFD_PORT -CAfile $D/ca/root.crt -verify_return_error"
