@@ -86,7 +86,7 @@ int main(int argc, char **argv)
         die("client certificate, key or trust");
     for (long i = 0; i < n; i++) {
         SSL *srv = SSL_new(s), *cli = SSL_new(c);
-        BIO *a, *b;
+        BIO *a = NULL, *b = NULL;
         int ds = 0, dc = 0;
         char byte = 'x';
         double t;

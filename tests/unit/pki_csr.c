@@ -205,8 +205,8 @@ static void test_agrees_with_openssl(void **state)
         "-newkey rsa:2048 -sha384",
         "-newkey rsa-pss -pkeyopt rsa_keygen_bits:2048",
         "-newkey rsa:2048 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32",
-        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -addext subjectAltName=DNS:x.example "
-        "-addext keyUsage=digitalSignature",
+        ("-newkey ec -pkeyopt ec_paramgen_curve:P-256 -addext subjectAltName=DNS:x.example "
+         "-addext keyUsage=digitalSignature"),
     };
     struct kf_csr_policy p;
     kf_csr_policy_default(&p);
