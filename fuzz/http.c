@@ -1,4 +1,7 @@
-/* Fuzz target: the HTTP/1.1 request parser, fed whole and byte by byte. */
+/*
+ * Fuzz target: the HTTP/1.1 request parser, fed whole, and grown a byte at a time in one buffer
+ * the way a connection reads: the verdict on the whole must not depend on how it arrived.
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,22 +12,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct kf_http_limits lim = {4096, 65536};
-    struct kf_http_request req;
-    unsigned char *buf = malloc(size ? size : 1);
+    struct kf_http_request req, grown;
+    unsigned char *buf = malloc(size ? size : 1), *inc = malloc(size ? size : 1);
     size_t off = 0;
-    int st;
-    const char *why;
+    int st = 0, st2 = 0;
+    const char *why = NULL, *why2 = NULL;
+    enum kf_http_status whole = KF_HTTP_PARTIAL, last = KF_HTTP_PARTIAL;
 
-    if (!buf) return 0;
+    if (!buf || !inc) goto out;
     /* Consume pipelined requests the way a connection does. */
     while (off < size) {
         enum kf_http_status s;
         memcpy(buf, data + off, size - off);
         s = kf_http_parse(buf, size - off, &lim, &req, &st, &why);
+        if (off == 0) whole = s;
         if (s != KF_HTTP_COMPLETE) break;
         if (req.head_len + req.content_length > size - off || req.head_len == 0) __builtin_trap();
         off += req.head_len + req.content_length;
     }
+    /* The first request, arriving a byte at a time: parsed again as each byte lands. */
+    for (size_t n = 1; n <= size && size <= 8192; n++) {
+        inc[n - 1] = data[n - 1];
+        last = kf_http_parse(inc, n, &lim, &grown, &st2, &why2);
+        if (last != KF_HTTP_PARTIAL) break;
+    }
+    if (size && size <= 8192 && last != whole) __builtin_trap();
+out:
     free(buf);
+    free(inc);
     return 0;
 }

@@ -69,10 +69,26 @@ static enum kf_http_status parse_request_line(unsigned char *p, size_t n,
     return KF_HTTP_COMPLETE;
 }
 
+/* 1 when the `n` bytes at `p` are the header name `want`, in any case. */
+static int is_name(const unsigned char *p, size_t n, const char *want)
+{
+    return strlen(want) == n && strncasecmp((const char *)p, want, n) == 0;
+}
+
+/* 1 when `word` appears, in any case, in the `n` bytes at `p`. */
+static int has_token(const unsigned char *p, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+    for (size_t i = 0; i + w <= n; i++)
+        if (strncasecmp((const char *)p + i, word, w) == 0) return 1;
+    return 0;
+}
+
 enum kf_http_status kf_http_parse(unsigned char *buf, size_t len, const struct kf_http_limits *lim,
                                   struct kf_http_request *req, int *st, const char **why)
 {
     size_t pos = 0, eol, limit = len < lim->max_head ? len : lim->max_head;
+    size_t name_len[KF_HTTP_MAX_HEADERS], value_len[KF_HTTP_MAX_HEADERS];
     long l;
     int have_cl = 0, conn_close = 0, conn_keep = 0;
     enum kf_http_status s;
@@ -84,18 +100,25 @@ enum kf_http_status kf_http_parse(unsigned char *buf, size_t len, const struct k
     l = line_end(buf + pos, limit - pos, &eol);
     if (l < 0) {
         /* An overlong target is refused as soon as it is seen, complete line or not. */
-        unsigned char *sp = memchr(buf + pos, ' ', limit - pos);
-        if (sp && !memchr(sp + 1, ' ', (size_t)(buf + limit - sp - 1)) &&
-            (size_t)(buf + limit - sp - 1) >= KF_HTTP_TARGET_MAX)
-            return bad(st, why, 414, "request target too long");
+        unsigned char *sp = memchr(buf + pos, ' ', limit - pos), *sp2;
+        if (sp) {
+            sp2 = memchr(sp + 1, ' ', (size_t)(buf + limit - sp - 1));
+            if ((size_t)((sp2 ? sp2 : buf + limit) - sp - 1) >= KF_HTTP_TARGET_MAX)
+                return bad(st, why, 414, "request target too long");
+        }
         return len >= lim->max_head ? bad(st, why, 431, "request head too large") : KF_HTTP_PARTIAL;
     }
     s = parse_request_line(buf + pos, (size_t)l, req, st, why);
     if (s != KF_HTTP_COMPLETE) return s;
     pos += (size_t)l + eol;
 
+    /*
+     * Nothing is written into `buf` until the request is known to be whole: a request that is
+     * still PARTIAL is parsed again from the same bytes when more arrive.
+     */
     for (;;) {
         unsigned char *name, *colon, *v, *vend;
+        size_t nlen, vlen;
         l = line_end(buf + pos, limit - pos, &eol);
         if (l < 0)
             return len >= lim->max_head ? bad(st, why, 431, "request head too large")
@@ -120,12 +143,14 @@ enum kf_http_status kf_http_parse(unsigned char *buf, size_t len, const struct k
             if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
                 return bad(st, why, 400, "control character in a header value");
         if (req->n_headers == KF_HTTP_MAX_HEADERS) return bad(st, why, 431, "too many headers");
-        *colon = '\0';
-        *vend = '\0';
+        nlen = (size_t)(colon - name);
+        vlen = (size_t)(vend - v);
         req->headers[req->n_headers].name = (const char *)name;
         req->headers[req->n_headers].value = (const char *)v;
+        name_len[req->n_headers] = nlen;
+        value_len[req->n_headers] = vlen;
         req->n_headers++;
-        if (strcasecmp((const char *)name, "Content-Length") == 0) {
+        if (is_name(name, nlen, "Content-Length")) {
             size_t cl = 0;
             if (have_cl) return bad(st, why, 400, "more than one Content-Length");
             if (v == vend) return bad(st, why, 400, "empty Content-Length");
@@ -137,17 +162,22 @@ enum kf_http_status kf_http_parse(unsigned char *buf, size_t len, const struct k
             if (cl > lim->max_body) return bad(st, why, 413, "body too large");
             req->content_length = cl;
             have_cl = 1;
-        } else if (strcasecmp((const char *)name, "Transfer-Encoding") == 0) {
+        } else if (is_name(name, nlen, "Transfer-Encoding")) {
             return bad(st, why, 411, "send the body with a Content-Length");
-        } else if (strcasecmp((const char *)name, "Connection") == 0) {
-            if (strcasestr((const char *)v, "close")) conn_close = 1;
-            if (strcasestr((const char *)v, "keep-alive")) conn_keep = 1;
+        } else if (is_name(name, nlen, "Connection")) {
+            if (has_token(v, vlen, "close")) conn_close = 1;
+            if (has_token(v, vlen, "keep-alive")) conn_keep = 1;
         }
         pos += (size_t)l + eol;
     }
     req->head_len = pos;
     req->keep_alive = req->minor == 1 ? !conn_close : (conn_keep && !conn_close);
     if (len - pos < req->content_length) return KF_HTTP_PARTIAL;
+    /* Whole: now the names and values are terminated in place. */
+    for (size_t i = 0; i < req->n_headers; i++) {
+        ((unsigned char *)req->headers[i].name)[name_len[i]] = '\0';
+        ((unsigned char *)req->headers[i].value)[value_len[i]] = '\0';
+    }
     req->body = buf + pos;
     return KF_HTTP_COMPLETE;
 }

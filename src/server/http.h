@@ -56,7 +56,9 @@ struct kf_http_limits {
 
 /*
  * Parses the request at the start of `buf[0..len)`. The head is parsed in place: `buf` must be
- * writable (names and values are NUL-terminated inside it) and outlive `req`. On KF_HTTP_BAD,
+ * writable (names and values are NUL-terminated inside it) and outlive `req`. It is written to
+ * only when the request is whole (KF_HTTP_COMPLETE), so after KF_HTTP_PARTIAL the same bytes,
+ * with more appended, can be parsed again. On KF_HTTP_BAD,
  * `*error_status` holds the status to answer (400, 411, 413, 414, 431, 505, 501) and
  * `*error_text` a short reason. A request is complete only when its whole body has arrived;
  * `req->head_len + req->content_length` bytes of `buf` belong to it.

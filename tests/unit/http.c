@@ -67,6 +67,34 @@ static void test_partial(void **state)
     assert_int_equal(kf_http_parse(buf, strlen(full), &lim, &r, &st, &why), KF_HTTP_COMPLETE);
 }
 
+/*
+ * As keyfleetd reads: the bytes arrive a few at a time into one buffer, parsed again after each
+ * arrival without being copied afresh. A PARTIAL parse must leave the buffer as it was.
+ */
+static void test_partial_same_buffer(void **state)
+{
+    unsigned char buf[2048], before[2048];
+    struct kf_http_request r;
+    int st = 0;
+    const char *why = NULL;
+    const char *full =
+        "POST /api/v1/register HTTP/1.1\r\nHost: kf\r\nContent-Type: application/json\r\n"
+        "Content-Length: 8\r\nConnection: close\r\n\r\n{\"a\": 1}";
+    size_t len = strlen(full);
+    for (size_t n = 0; n < len; n++) {
+        buf[n] = (unsigned char)full[n];
+        memcpy(before, buf, n + 1);
+        assert_int_equal(kf_http_parse(buf, n + 1, &lim, &r, &st, &why),
+                         n + 1 < len ? KF_HTTP_PARTIAL : KF_HTTP_COMPLETE);
+        if (n + 1 < len) assert_memory_equal(buf, before, n + 1);
+    }
+    assert_string_equal(kf_http_header(&r, "content-type"), "application/json");
+    assert_string_equal(kf_http_header(&r, "host"), "kf");
+    assert_int_equal(r.content_length, 8);
+    assert_false(r.keep_alive);
+    assert_memory_equal(r.body, "{\"a\": 1}", 8);
+}
+
 static void expect_bad(const char *text, int status)
 {
     unsigned char buf[4096];
@@ -132,6 +160,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_and_post),
         cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_partial_same_buffer),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_response),
     };
