@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/ident.h"
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "server/est.h"
@@ -79,6 +80,7 @@ struct conn {
     char id[KF_ID_MAX + 1];
     char serial[KF_SERIAL_HEX_MAX]; /* the certificate the answer carries, if any */
     char hub[KF_ID_MAX + 1];        /* the hub it assigns, if any */
+    const char *error;              /* the refusal's code, if it is one (static) */
 };
 
 /* ---- listening ---- */
@@ -207,7 +209,8 @@ static void send_response(struct conn *c, int status, const char *type, const ch
     snprintf(st, sizeof(st), "%d", status);
     kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
            ms, "ip", c->ip_text, "id", c->id[0] ? c->id : NULL, "serial",
-           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, NULL);
+           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, "error", c->error,
+           NULL);
     c->busy = 0;
 }
 
@@ -231,6 +234,7 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
     if (status == 429 || status == 503)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->w->svc->retry_after);
     kf_metrics_refusal(&c->w->metrics, reason);
+    c->error = kf_refusal_name(reason);
     if (event) {
         struct kf_prov_refusal ref = {status, reason, ""};
         snprintf(ref.message, sizeof(ref.message), "%s", message);
@@ -508,6 +512,7 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     if (wait) {
         char extra[64];
         kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_RATE_LIMITED);
+        c->error = kf_refusal_name(KF_REFUSAL_RATE_LIMITED);
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
         send_json(c, 429,
                   json_pack("{s:s, s:s}", "error", "rate_limited", "message",
@@ -522,6 +527,7 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     if (strcmp(req->method, r->method) != 0) {
         char extra[40];
         kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_METHOD_NOT_ALLOWED);
+        c->error = kf_refusal_name(KF_REFUSAL_METHOD_NOT_ALLOWED);
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", r->method);
         send_json(c, 405,
                   json_pack("{s:s, s:s}", "error", "method_not_allowed", "message",
@@ -568,11 +574,21 @@ static void process(struct conn *c)
     c->busy = 1;
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->id[0] = c->serial[0] = c->hub[0] = '\0';
+    c->error = NULL;
     if (s == KF_HTTP_BAD) {
         snprintf(c->method, sizeof(c->method), "-");
         snprintf(c->path, sizeof(c->path), "-");
         c->ep = KF_EP_OTHER;
         c->closing = 1; /* what follows a bad request cannot be trusted to be a request */
+        if (kf_log_enabled(KF_LOG_DEBUG)) {
+            char raw[120], head[200];
+            size_t n = len < sizeof(raw) - 1 ? len : sizeof(raw) - 1;
+            memcpy(raw, data, n);
+            raw[n] = '\0';
+            kf_text_quote(head, sizeof(head), raw);
+            kf_log(KF_LOG_DEBUG, "http", "bad request", "why", why, "ip", c->ip_text, "start", head,
+                   NULL);
+        }
         send_refusal(c, status,
                      status == 413   ? KF_REFUSAL_BODY_TOO_LARGE
                      : status == 431 ? KF_REFUSAL_HEADER_TOO_LARGE
@@ -687,12 +703,14 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     c->busy = 1;
     c->closing = 1;
     c->id[0] = c->serial[0] = c->hub[0] = '\0';
+    c->error = NULL;
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
         /* an idle keep-alive connection: nothing to answer */
         c->busy = 0;
         conn_close(c);
         return;
     }
+    c->error = kf_refusal_name(KF_REFUSAL_REQUEST_TIMEOUT);
     send_json(c, 408,
               json_pack("{s:s, s:s}", "error", "request_timeout", "message",
                         "the request took too long to arrive"),
