@@ -1,5 +1,6 @@
 /* The CLI's shared helpers: opening the deployment, errors, options, tables, JSON. */
 #include "cli/cli.h"
+#include "common/pki_crl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -279,4 +280,45 @@ int kf_cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
     }
     kf_cli_list_free(l);
     return rc ? kf_cli_fail(c, rc) : KF_EXIT_OK;
+}
+
+int kf_cli_parse_name(struct kf_cli *c, int argc, char **argv, const struct option *extra_opts,
+                      int (*extra)(struct kf_cli *c, int opt, void *arg), void *arg,
+                      const char *what, const char **name)
+{
+    int device = strcmp(what, "device") == 0;
+    struct option opts[8];
+    size_t n = 0;
+    int opt;
+    for (; extra_opts && extra_opts[n].name && n < 6; n++)
+        opts[n] = extra_opts[n];
+    opts[n++] = (struct option){device ? "id" : "name", required_argument, NULL, 'i'};
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+    *name = NULL;
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
+        if (opt == 'i')
+            *name = optarg;
+        else if (opt == 'h')
+            return -1;
+        else if (opt == '?' || !extra)
+            return KF_EXIT_USAGE;
+        else if (extra(c, opt, arg))
+            return KF_EXIT_USAGE;
+    }
+    if (optind < argc && !*name) *name = argv[optind++];
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (!*name) return kf_cli_usage(c, "which %s? give its %s", what, device ? "ID" : "NAME");
+    return 0;
+}
+
+int kf_cli_reason_opt(struct kf_cli *c, int opt, void *arg)
+{
+    int *reason = arg;
+    if (opt != 'r') return 1;
+    *reason = kf_crl_reason_parse(optarg);
+    if (*reason < 0) {
+        kf_cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
+        return 1;
+    }
+    return 0;
 }

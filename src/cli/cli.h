@@ -113,6 +113,19 @@ int kf_cli_list_run(struct kf_cli *c, struct kf_cli_list *l,
 /* Frees a listing (kf_cli_list_run does it). */
 void kf_cli_list_free(struct kf_cli_list *l);
 
+/*
+ * The object a command acts on: one positional NAME, or --id NAME for a device (`what` is
+ * "device"), --name NAME for anything else; options in `extra_opts` (at most 6) go to
+ * `extra(c, opt, arg)`, which returns non-zero after a usage error. Returns 0 with `*name` set,
+ * -1 when help was printed, or KF_EXIT_USAGE.
+ */
+int kf_cli_parse_name(struct kf_cli *c, int argc, char **argv, const struct option *extra_opts,
+                      int (*extra)(struct kf_cli *c, int opt, void *arg), void *arg,
+                      const char *what, const char **name);
+
+/* An `extra` for kf_cli_parse_name: --reason (option 'r') into the int at `arg`. */
+int kf_cli_reason_opt(struct kf_cli *c, int opt, void *arg);
+
 /* A certificate record as JSON (new reference). */
 json_t *kf_cli_cert_json(const struct kf_cert_rec *r);
 
@@ -149,5 +162,10 @@ int kf_cmd_ca_crl(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_audit_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_events_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_service_add(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_service_issue(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_service_list(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_service_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_service_revoke(struct kf_cli *c, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ json_t *kf_cli_cert_json(const struct kf_cert_rec *r)
                           "subject", r->subject ? r->subject : "", "status",
                           kf_cert_status_name(r->status), "not_before", kf_cli_time(r->not_before),
                           "not_after", kf_cli_time(r->not_after), "sha256", r->fingerprint);
+    if (j && r->service[0]) json_object_set_new(j, "service", json_string(r->service));
     if (j && r->status == KF_CERT_REVOKED) {
         json_object_set_new(j, "revoked_at", json_string(kf_cli_time(r->revoked_at)));
         json_object_set_new(j, "revocation_reason",
@@ -28,34 +29,6 @@ json_t *kf_cli_cert_json(const struct kf_cert_rec *r)
                                             : "unspecified"));
     }
     return j;
-}
-
-/* "--id ID" or one positional ID, plus optional extra options handled by `extra`. */
-static int parse_id(struct kf_cli *c, int argc, char **argv, const struct option *extra_opts,
-                    int (*extra)(struct kf_cli *c, int opt, void *arg), void *arg, const char **id)
-{
-    struct option opts[8];
-    size_t n = 0;
-    int opt;
-    for (; extra_opts && extra_opts[n].name && n < 6; n++)
-        opts[n] = extra_opts[n];
-    opts[n++] = (struct option){"id", required_argument, NULL, 'i'};
-    opts[n] = (struct option){NULL, 0, NULL, 0};
-    *id = NULL;
-    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
-        if (opt == 'i')
-            *id = optarg;
-        else if (opt == 'h')
-            return -1;
-        else if (opt == '?' || !extra)
-            return KF_EXIT_USAGE;
-        else if (extra(c, opt, arg))
-            return KF_EXIT_USAGE;
-    }
-    if (optind < argc && !*id) *id = argv[optind++];
-    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
-    if (!*id) return kf_cli_usage(c, "which device? give its ID");
-    return 0;
 }
 
 static enum kf_err device_row_cb(const struct kf_device *d, void *arg)
@@ -119,7 +92,7 @@ int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv)
     const char *id;
     int have_reg = 0;
     enum kf_err rc;
-    int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
+    int r = kf_cli_parse_name(c, argc, argv, NULL, NULL, NULL, "device", &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     kf_cli_list_init(c, &l, 4, "SERIAL", "STATUS", "NOT BEFORE", "NOT AFTER");
@@ -169,7 +142,7 @@ static int set_enabled(struct kf_cli *c, int argc, char **argv, int enable)
     const char *id;
     int changed = 0;
     enum kf_err rc;
-    int r = parse_id(c, argc, argv, NULL, NULL, NULL, &id);
+    int r = kf_cli_parse_name(c, argc, argv, NULL, NULL, NULL, "device", &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_fleet_set_enabled(c->deploy, c->actor, id, enable, &changed);
@@ -193,18 +166,6 @@ int kf_cmd_device_enable(struct kf_cli *c, int argc, char **argv)
     return set_enabled(c, argc, argv, 1);
 }
 
-static int reason_opt(struct kf_cli *c, int opt, void *arg)
-{
-    int *reason = arg;
-    if (opt != 'r') return 1;
-    *reason = kf_crl_reason_parse(optarg);
-    if (*reason < 0) {
-        kf_cli_usage(c, "unknown reason '%s' (%s)", optarg, kf_crl_reason_names());
-        return 1;
-    }
-    return 0;
-}
-
 int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
@@ -212,7 +173,7 @@ int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
     const char *id;
     int reason = KF_CRL_UNSPECIFIED, count = 0;
     enum kf_err rc;
-    int r = parse_id(c, argc, argv, opts, reason_opt, &reason, &id);
+    int r = kf_cli_parse_name(c, argc, argv, opts, kf_cli_reason_opt, &reason, "device", &id);
     if (r) return r < 0 ? KF_EXIT_OK : r;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_fleet_revoke(c->deploy, c->actor, id, reason, &count);

@@ -142,6 +142,30 @@ static const struct command commands[] = {
      "REASON: unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
      "superseded, cessation-of-operation, privilege-withdrawn",
      "revoke a device and its certificates"},
+    {"service", "add", kf_cmd_service_add,
+     "service add --name NAME --role reader|commander (--csr FILE | --key-out FILE) [--out FILE]\n"
+     "            [--days N] [--json]\n"
+     "\n"
+     "Adds a service identity: a back-end application that uses the hub with a role, and issues\n"
+     "its first certificate (CN = NAME, role in the certificate, clientAuth, service_cert_days).\n"
+     "--csr certifies the key of a CSR the service made (its CN must be NAME); --key-out makes a\n"
+     "new P-256 key here and writes it to FILE (mode 0600). The certificate and the issuing CA\n"
+     "go to --out FILE or standard output. Roles: reader subscribes to devices/+/telemetry/# and\n"
+     "devices/+/events; commander may also publish to devices/+/commands/#.",
+     "add a service identity for the hub"},
+    {"service", "issue", kf_cmd_service_issue,
+     "service issue NAME (--csr FILE | --key-out FILE) [--out FILE] [--days N] [--json]\n"
+     "\n"
+     "Issues another certificate for an active service (a renewal, or a second instance).",
+     "issue another certificate for a service"},
+    {"service", "list", kf_cmd_service_list, "service list [--json]", "list services"},
+    {"service", "show", kf_cmd_service_show, "service show NAME [--json]",
+     "show a service and its certificates"},
+    {"service", "revoke", kf_cmd_service_revoke,
+     "service revoke NAME [--reason REASON] [--json]\n"
+     "\n"
+     "Revokes the service and all its certificates for good, and publishes a new CRL.",
+     "revoke a service and its certificates"},
     {"cert", "list", kf_cmd_cert_list,
      "cert list [--device ID] [--status valid|revoked] [--limit N] [--json]",
      "list certificates, newest first"},

@@ -98,36 +98,91 @@ static enum kf_err issue_write_cb(struct kf_txn *txn, void *arg)
     return rc;
 }
 
+enum kf_err kf_ca_check_request(const struct kf_csr *csr, const char *cn, int days, int max_days,
+                                const char *kind)
+{
+    struct kf_csr_policy policy;
+    if (days < 0) return kf_fail(KF_E_INVALID, "a certificate cannot last %d days", days);
+    if (days > max_days)
+        return kf_fail(KF_E_DENIED,
+                       "%d days is more than the %d days %s certificates get (%s_cert_days in "
+                       "keyfleet.conf)",
+                       days, max_days, kind, kind);
+    kf_csr_policy_default(&policy);
+    policy.expected_cn = cn;
+    return kf_csr_check(csr, &policy, NULL);
+}
+
+enum kf_err kf_ca_sign(struct kf_deploy *d, enum kf_profile profile, const char *cn,
+                       const char *device_id, const char *service, const char *role, int days,
+                       const struct kf_csr *csr, struct kf_cert **cert, struct kf_cert_rec *rec)
+{
+    struct kf_sign_request req;
+    struct kf_signer *signer;
+    struct kf_buf spki;
+    time_t now = time(NULL);
+    enum kf_err rc;
+
+    *cert = NULL;
+    memset(rec, 0, sizeof(*rec));
+    kf_buf_init(&spki, KF_SPKI_MAX);
+    rc = kf_deploy_issuer(d, &signer);
+    if (!rc) rc = kf_csr_spki(csr, &spki);
+    if (!rc) {
+        memset(&req, 0, sizeof(req));
+        req.profile = profile;
+        req.spki = spki.data;
+        req.spki_len = spki.len;
+        req.cn = cn;
+        req.device_id = device_id;
+        req.service = service;
+        req.role = role;
+        req.org = d->cfg.name;
+        req.not_before = now - 60;
+        req.not_after = now + days * DAY;
+        rc = kf_signer_issue(signer, &req, cert);
+    }
+    if (!rc) rc = kf_ca_cert_record(*cert, profile, "issuing", device_id, rec);
+    if (!rc && service) snprintf(rec->service, sizeof(rec->service), "%s", service);
+    if (rc) {
+        kf_cert_free(*cert);
+        *cert = NULL;
+    }
+    kf_buf_free(&spki);
+    return rc;
+}
+
+enum kf_err kf_ca_revoke_with(struct kf_deploy *d, const char *actor, const char *what,
+                              kf_store_write_cb write, void *arg)
+{
+    struct kf_signer *signer;
+    enum kf_err rc = kf_deploy_issuer(d, &signer);
+    if (rc) return kf_wrap(rc, "not revoking %s", what);
+    rc = kf_store_write(d->store, write, arg);
+    if (rc) return rc;
+    rc = kf_ca_publish_crl(d, actor, NULL);
+    if (rc)
+        kf_wrap(rc,
+                "%s is revoked, but the new CRL was not published (run keyfleet ca crl once this "
+                "is fixed)",
+                what);
+    return rc;
+}
+
 enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const char *device_id,
                                const char *enrollment, const struct kf_csr *csr, int days,
                                struct kf_cert **out)
 {
-    struct kf_csr_policy policy;
-    struct kf_sign_request req;
-    struct kf_signer *signer;
     struct kf_cert *cert = NULL;
     struct kf_cert_rec rec;
-    struct kf_buf spki;
     struct kf_txn *txn = NULL;
     struct issue_write w;
-    time_t now = time(NULL);
     int exists;
     enum kf_err rc;
 
     *out = NULL;
-    memset(&rec, 0, sizeof(rec));
-    kf_buf_init(&spki, KF_SPKI_MAX);
     rc = kf_id_check("device id", device_id);
-    if (rc) return rc;
-    if (days < 0) return kf_fail(KF_E_INVALID, "a certificate cannot last %d days", days);
-    if (days > d->cfg.device_cert_days)
-        return kf_fail(KF_E_DENIED,
-                       "%d days is more than the %d days device certificates get "
-                       "(device_cert_days in keyfleet.conf)",
-                       days, d->cfg.device_cert_days);
-    kf_csr_policy_default(&policy);
-    policy.expected_cn = device_id;
-    rc = kf_csr_check(csr, &policy, NULL);
+    if (!rc) rc = kf_ca_check_request(csr, device_id, days, d->cfg.device_cert_days, "device");
     if (rc) return rc;
     /* Refuse early, before spending a signature, when the device may not have one. */
     rc = kf_store_read(d->store, &txn);
@@ -135,30 +190,60 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     rc = device_usable(txn, device_id, &exists);
     kf_txn_end(txn);
     if (rc) return rc;
-    rc = kf_deploy_issuer(d, &signer);
-    if (!rc) rc = kf_csr_spki(csr, &spki);
-    if (rc) goto out;
-    memset(&req, 0, sizeof(req));
-    req.profile = KF_PROFILE_DEVICE;
-    req.spki = spki.data;
-    req.spki_len = spki.len;
-    req.cn = device_id;
-    req.device_id = device_id;
-    req.org = d->cfg.name;
-    req.not_before = now - 60;
-    req.not_after = now + (days ? days : d->cfg.device_cert_days) * DAY;
-    rc = kf_signer_issue(signer, &req, &cert);
-    if (!rc) rc = kf_ca_cert_record(cert, KF_PROFILE_DEVICE, "issuing", device_id, &rec);
-    if (rc) goto out;
+    rc = kf_ca_sign(d, KF_PROFILE_DEVICE, device_id, device_id, NULL, NULL,
+                    days ? days : d->cfg.device_cert_days, csr, &cert, &rec);
+    if (rc) return rc;
     w = (struct issue_write){actor, device_id, enrollment, &rec};
     rc = kf_store_write(d->store, issue_write_cb, &w);
-    if (rc) goto out;
-    *out = cert;
-    cert = NULL;
-out:
+    if (!rc) {
+        *out = cert;
+        cert = NULL;
+    }
     kf_cert_rec_clear(&rec);
     kf_cert_free(cert);
-    kf_buf_free(&spki);
+    return rc;
+}
+
+/* ---- revoking what a device or a service holds ---- */
+
+struct valid_serials {
+    char serials[64][KF_SERIAL_HEX_MAX];
+    int n;
+};
+
+static enum kf_err collect_valid_cb(const struct kf_cert_rec *r, void *arg)
+{
+    struct valid_serials *l = arg;
+    if (r->status != KF_CERT_VALID || l->n == 64) return KF_OK;
+    snprintf(l->serials[l->n++], KF_SERIAL_HEX_MAX, "%s", r->serial);
+    return KF_OK;
+}
+
+enum kf_err kf_ca_revoke_owned(struct kf_txn *txn, const char *actor, int service,
+                               const char *owner, int reason, int *count)
+{
+    struct valid_serials l;
+    char object[KF_OBJECT_MAX], *detail;
+    time_t now = time(NULL);
+    enum kf_err rc;
+
+    *count = 0;
+    /* In rounds of at most 64: each round shrinks the valid set, so none is missed. */
+    do {
+        memset(&l, 0, sizeof(l));
+        rc = service ? kf_txn_cert_list_service(txn, owner, collect_valid_cb, &l)
+                     : kf_txn_cert_list(txn, owner, KF_CERT_VALID, 64, collect_valid_cb, &l);
+        for (int i = 0; !rc && i < l.n; i++) {
+            rc = kf_txn_cert_revoke(txn, l.serials[i], now, reason);
+            if (rc) break;
+            snprintf(object, sizeof(object), "cert:%s", l.serials[i]);
+            detail = kf_jsontext_pack("{s:s, s:s}", service ? "service" : "device", owner, "reason",
+                                      kf_crl_reason_name(reason));
+            rc = kf_txn_audit_append(txn, actor, "cert.revoke", object, detail);
+            free(detail);
+            (*count)++;
+        }
+    } while (!rc && l.n == 64);
     return rc;
 }
 

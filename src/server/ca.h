@@ -18,6 +18,31 @@ enum kf_err kf_ca_cert_record(const struct kf_cert *cert, enum kf_profile profil
                               const char *issuer, const char *device_id, struct kf_cert_rec *r);
 
 /*
+ * What device and service certificates issued by hand share: the lifetime asked for (`days`,
+ * 0: `max_days`) checked against the configured `max_days` of `kind` ("device", "service"),
+ * and the CSR checked (its CN must be `cn`). Nothing is signed.
+ */
+enum kf_err kf_ca_check_request(const struct kf_csr *csr, const char *cn, int days, int max_days,
+                                const char *kind);
+
+/*
+ * Signs a certificate of `profile` (device or service) for the key in `csr` with the issuing
+ * CA: CN `cn`, valid from a minute ago for `days`, with `device_id` or `service` and `role`
+ * (unused ones NULL). `*cert` (owned) and its store record `*rec` (kf_cert_rec_clear) on success.
+ */
+enum kf_err kf_ca_sign(struct kf_deploy *d, enum kf_profile profile, const char *cn,
+                       const char *device_id, const char *service, const char *role, int days,
+                       const struct kf_csr *csr, struct kf_cert **cert, struct kf_cert_rec *rec);
+
+/*
+ * How every revocation goes: checks that the CRL can be signed before anything is revoked,
+ * runs `write(txn, arg)` (which revokes), then publishes the new CRL. `what` names the object
+ * ("device dev-1") in the message when the CRL could not follow.
+ */
+enum kf_err kf_ca_revoke_with(struct kf_deploy *d, const char *actor, const char *what,
+                              kf_store_write_cb write, void *arg);
+
+/*
  * Issues an operational certificate for device `device_id` from `csr` (whose CN must be the
  * id), valid `days` (0: the configured device_cert_days). Creates the device (active, under
  * `enrollment`, which may be NULL) when it does not exist; refuses a disabled or revoked device.
@@ -26,6 +51,14 @@ enum kf_err kf_ca_cert_record(const struct kf_cert *cert, enum kf_profile profil
 enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const char *device_id,
                                const char *enrollment, const struct kf_csr *csr, int days,
                                struct kf_cert **out);
+
+/*
+ * Inside `txn`: revokes every valid certificate of device `owner` (`service` 0) or of service
+ * `owner` (`service` 1) with `reason`, auditing each as "cert.revoke" by `actor`; `*count`
+ * receives how many. The caller publishes the CRL once the transaction is durable.
+ */
+enum kf_err kf_ca_revoke_owned(struct kf_txn *txn, const char *actor, int service,
+                               const char *owner, int reason, int *count);
 
 /*
  * Revokes the certificate with `serial` (reason: enum kf_crl_reason), audits "cert.revoke", and

@@ -108,6 +108,23 @@ int kf_store_cert_status_parse(const char *name)
     return -1;
 }
 
+const char *kf_service_status_name(enum kf_service_status s)
+{
+    switch (s) {
+    case KF_SERVICE_ACTIVE: return "active";
+    case KF_SERVICE_REVOKED: return "revoked";
+    }
+    return "unknown";
+}
+
+int kf_store_service_status_parse(const char *name)
+{
+    if (!name) return -1;
+    for (int s = KF_SERVICE_ACTIVE; s <= KF_SERVICE_REVOKED; s++)
+        if (strcmp(name, kf_service_status_name((enum kf_service_status)s)) == 0) return s;
+    return -1;
+}
+
 const char *kf_store_enroll_kind_name(int kind)
 {
     switch (kind) {
@@ -1043,6 +1060,11 @@ enum kf_err kf_txn_cert_insert(struct kf_txn *txn, const struct kf_cert_rec *r)
     if (rc) return rc;
     rc = check_id("certificate device", r->device_id, sizeof(r->device_id), 1);
     if (rc) return rc;
+    rc = check_id("certificate service", r->service, sizeof(r->service), 1);
+    if (rc) return rc;
+    if (r->device_id[0] && r->service[0])
+        return kf_fail(KF_E_INVALID, "certificate %s cannot belong to a device and a service",
+                       r->serial);
     rc = check_one_of("certificate profile", r->profile, sizeof(r->profile), profiles,
                       KF_ARRAY_LEN(profiles));
     if (rc) return rc;
@@ -1218,6 +1240,69 @@ enum kf_err kf_txn_hub_list(struct kf_txn *txn,
     enum kf_err rc = need_txn(txn, (const void *)cb);
     if (rc) return rc;
     return txn->store->be->hub_list(txn->conn, cb, arg);
+}
+
+enum kf_err kf_txn_cert_list_service(struct kf_txn *txn, const char *name,
+                                     enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
+                                     void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (!rc) rc = check_id("service name", name, KF_ID_MAX + 1, 0);
+    if (rc) return rc;
+    return txn->store->be->cert_list_service(txn->conn, name, cb, arg);
+}
+
+/* ---- service identities ---- */
+
+static enum kf_err service_checked(const struct kf_service_rec *s, struct kf_service_rec *copy)
+{
+    static const char *const roles[] = {"reader", "commander"};
+    enum kf_err rc = check_id("service name", s->name, sizeof(s->name), 0);
+    if (rc) return rc;
+    rc = check_one_of("service role", s->role, sizeof(s->role), roles, KF_ARRAY_LEN(roles));
+    if (rc) return rc;
+    if (s->status != KF_SERVICE_ACTIVE && s->status != KF_SERVICE_REVOKED)
+        return kf_fail(KF_E_INVALID, "service %s has an unknown status (%d)", s->name,
+                       (int)s->status);
+    *copy = *s;
+    return KF_OK;
+}
+
+enum kf_err kf_txn_service_insert(struct kf_txn *txn, const struct kf_service_rec *s)
+{
+    struct kf_service_rec copy;
+    enum kf_err rc = need_write(txn, s, "insert a service");
+    if (!rc) rc = service_checked(s, &copy);
+    if (rc) return rc;
+    return txn->store->be->service_insert(txn->conn, &copy);
+}
+
+enum kf_err kf_txn_service_get(struct kf_txn *txn, const char *name, struct kf_service_rec *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    memset(out, 0, sizeof(*out));
+    rc = check_id("service name", name, sizeof(out->name), 0);
+    if (rc) return rc;
+    return txn->store->be->service_get(txn->conn, name, out);
+}
+
+enum kf_err kf_txn_service_update(struct kf_txn *txn, const struct kf_service_rec *s)
+{
+    struct kf_service_rec copy;
+    enum kf_err rc = need_write(txn, s, "update a service");
+    if (!rc) rc = service_checked(s, &copy);
+    if (rc) return rc;
+    return txn->store->be->service_update(txn->conn, &copy);
+}
+
+enum kf_err kf_txn_service_list(struct kf_txn *txn,
+                                enum kf_err (*cb)(const struct kf_service_rec *s, void *arg),
+                                void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (rc) return rc;
+    return txn->store->be->service_list(txn->conn, cb, arg);
 }
 
 /* ---- security events ---- */

@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 2
+#define KF_STORE_SCHEMA_VERSION 3
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -153,12 +153,12 @@ struct kf_store_stats {
 void kf_store_stats(struct kf_store *store, struct kf_store_stats *out);
 
 /*
- * The registry version: a number that grows whenever an enrollment or a hub is added, changed or
- * deleted, or a device's or a certificate's status changes, by any process writing the store
- * (keyfleetd, the CLI). Other writes (certificates issued, registrations, events, audit records)
- * leave it alone. keyfleetd polls it (a read transaction is cheap) and refreshes its caches of
- * enrollments, hubs and statuses when it differs from the value it last loaded them at; read it
- * in the same transaction as the data it caches so the two agree. In a write transaction it
+ * The registry version: a number that grows whenever an enrollment, a hub or a service is added,
+ * changed or deleted, or a device's or a certificate's status changes, by any process writing the
+ * store (keyfleetd, the CLI). Other writes (certificates issued, registrations, events, audit
+ * records) leave it alone. keyfleetd polls it (a read transaction is cheap) and refreshes its
+ * caches of enrollments, hubs and statuses when it differs from the value it last loaded them at;
+ * read it in the same transaction as the data it caches so the two agree. In a write transaction it
  * includes the changes made so far in that transaction.
  */
 enum kf_err kf_txn_registry_version(struct kf_txn *txn, int64_t *out);
@@ -261,6 +261,7 @@ const char *kf_cert_status_name(enum kf_cert_status s);
 struct kf_cert_rec {
     char serial[KF_SERIAL_HEX_MAX];
     char device_id[KF_ID_MAX + 1]; /* "" for CA, server and service certificates */
+    char service[KF_ID_MAX + 1];   /* the service of a service certificate; "" otherwise */
     char profile[16];              /* kf_profile_name() */
     char issuer[32];               /* the issuing CA's name ("issuing", "root") */
     char *subject;
@@ -285,9 +286,42 @@ enum kf_err kf_txn_cert_revoke(struct kf_txn *txn, const char *serial, int64_t w
  */
 enum kf_err kf_txn_cert_list(struct kf_txn *txn, const char *device_id, int status, int64_t limit,
                              enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg), void *arg);
+/* Lists the certificates of service `name`, newest first. */
+enum kf_err kf_txn_cert_list_service(struct kf_txn *txn, const char *name,
+                                     enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
+                                     void *arg);
 /* Lists the revoked certificates issued by CA `issuer` that have not expired at `now`. */
 enum kf_err kf_txn_cert_revoked(struct kf_txn *txn, const char *issuer, int64_t now,
                                 enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
+                                void *arg);
+
+/* ---- service identities ---- */
+
+enum kf_service_status {
+    KF_SERVICE_ACTIVE = 1,
+    KF_SERVICE_REVOKED = 2, /* final */
+};
+const char *kf_service_status_name(enum kf_service_status s);
+
+/*
+ * A back-end application on the hub: a name (an id), a role that says which topics it may use
+ * ("reader", "commander"), and its certificates (kf_cert_rec.service).
+ */
+struct kf_service_rec {
+    char name[KF_ID_MAX + 1];
+    char role[16];
+    enum kf_service_status status;
+    int64_t created, updated;
+};
+
+/* KF_E_EXISTS when the name is taken. */
+enum kf_err kf_txn_service_insert(struct kf_txn *txn, const struct kf_service_rec *s);
+enum kf_err kf_txn_service_get(struct kf_txn *txn, const char *name, struct kf_service_rec *out);
+/* Writes the role, status and updated time; KF_E_NOT_FOUND. */
+enum kf_err kf_txn_service_update(struct kf_txn *txn, const struct kf_service_rec *s);
+/* Lists services by name. */
+enum kf_err kf_txn_service_list(struct kf_txn *txn,
+                                enum kf_err (*cb)(const struct kf_service_rec *s, void *arg),
                                 void *arg);
 
 /* ---- registrations ---- */

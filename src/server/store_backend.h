@@ -41,6 +41,7 @@ typedef enum kf_err (*kf_enrollment_cb)(const struct kf_enrollment *e, void *arg
 typedef enum kf_err (*kf_device_cb)(const struct kf_device *d, void *arg);
 typedef enum kf_err (*kf_cert_cb)(const struct kf_cert_rec *r, void *arg);
 typedef enum kf_err (*kf_hub_cb)(const struct kf_hub *h, void *arg);
+typedef enum kf_err (*kf_service_cb)(const struct kf_service_rec *s, void *arg);
 typedef enum kf_err (*kf_event_cb)(const struct kf_event *e, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 
@@ -108,6 +109,14 @@ struct kf_store_backend {
                              int64_t limit, kf_cert_cb cb, void *arg);
     enum kf_err (*cert_revoked)(struct kf_store_conn *c, const char *issuer, int64_t now,
                                 kf_cert_cb cb, void *arg);
+    enum kf_err (*cert_list_service)(struct kf_store_conn *c, const char *name, kf_cert_cb cb,
+                                     void *arg);
+
+    enum kf_err (*service_insert)(struct kf_store_conn *c, const struct kf_service_rec *s);
+    enum kf_err (*service_get)(struct kf_store_conn *c, const char *name,
+                               struct kf_service_rec *out);
+    enum kf_err (*service_update)(struct kf_store_conn *c, const struct kf_service_rec *s);
+    enum kf_err (*service_list)(struct kf_store_conn *c, kf_service_cb cb, void *arg);
 
     enum kf_err (*registration_put)(struct kf_store_conn *c, const struct kf_registration *r);
     enum kf_err (*registration_get)(struct kf_store_conn *c, const char *device_id,
@@ -154,5 +163,6 @@ extern const struct kf_store_backend kf_store_sqlite_backend;
 const char *kf_store_enroll_kind_name(int kind);
 int kf_store_enroll_kind_parse(const char *name);
 int kf_store_cert_status_parse(const char *name);
+int kf_store_service_status_parse(const char *name);
 
 #endif

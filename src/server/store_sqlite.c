@@ -193,6 +193,25 @@ static const char schema_v2[] =
     "CREATE TRIGGER devices_version_status AFTER UPDATE OF status ON devices"
     " WHEN OLD.status IS NOT NEW.status" BUMP_VERSION
     "PRAGMA user_version = 2;";
+
+/*
+ * Version 3: service identities (back-end applications on the hub, with a role), and the link
+ * from a service certificate to its service.
+ */
+static const char schema_v3[] =
+    "CREATE TABLE services ("
+    " name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 128),"
+    " role TEXT NOT NULL CHECK (role IN ('reader', 'commander')),"
+    " status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),"
+    " created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL"
+    ") STRICT;"
+    "ALTER TABLE certificates ADD COLUMN service TEXT REFERENCES services (name);"
+    "CREATE INDEX certificates_service ON certificates (service, created) WHERE service IS NOT NULL;"
+    "CREATE TRIGGER services_version_insert AFTER INSERT ON services" BUMP_VERSION
+    "CREATE TRIGGER services_version_update AFTER UPDATE ON services" BUMP_VERSION
+    "CREATE TRIGGER services_version_delete AFTER DELETE ON services" BUMP_VERSION
+    "PRAGMA user_version = 3;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -203,6 +222,7 @@ static const char schema_v2[] =
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
+    schema_v3,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -215,12 +235,13 @@ _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
 #define DEVICE_COLS "id, enrollment, status, hub, created, updated"
 #define CERT_COLS                                                                              \
     "serial, device_id, profile, issuer, subject, not_before, not_after, status, revoked_at, " \
-    "reason, fingerprint, pem, created"
+    "reason, fingerprint, pem, created, service"
 #define REG_COLS \
     "device_id, enrollment, hub, cert_serial, source_ip, first_at, last_at, renew_after, count"
-#define HUB_COLS   "name, endpoint, weight, enabled, created"
-#define EVENT_COLS "id, time_ms, type, severity, device, source, ip, detail"
-#define AUDIT_COLS "seq, time_ms, actor, action, object, detail, prev_hash, hash"
+#define HUB_COLS     "name, endpoint, weight, enabled, created"
+#define SERVICE_COLS "name, role, status, created, updated"
+#define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail"
+#define AUDIT_COLS   "seq, time_ms, actor, action, object, detail, prev_hash, hash"
 #define CA_COLS \
     "name, serial, subject, cert_pem, key_uri, not_before, not_after, crl_number, created"
 
@@ -262,6 +283,11 @@ enum stmt_id {
     ST_CERT_LIST_S,
     ST_CERT_LIST_DS,
     ST_CERT_REVOKED,
+    ST_CERT_LIST_SERVICE,
+    ST_SERVICE_INSERT,
+    ST_SERVICE_GET,
+    ST_SERVICE_UPDATE,
+    ST_SERVICE_LIST,
     ST_REG_PUT,
     ST_REG_GET,
     ST_HUB_INSERT,
@@ -325,7 +351,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEVICE_COUNT_S] = "SELECT count(*) FROM devices WHERE status = ?1",
 
     [ST_CERT_INSERT] = "INSERT INTO certificates (" CERT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                       "?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                       "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [ST_CERT_GET] = "SELECT " CERT_COLS " FROM certificates WHERE serial = ?1",
     [ST_CERT_REVOKE] = "UPDATE certificates SET status = 'revoked', revoked_at = ?2, reason = ?3 "
                        "WHERE serial = ?1 AND status = 'valid'",
@@ -340,6 +366,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "AND status = ?2 ORDER BY created DESC, id DESC LIMIT ?3",
     [ST_CERT_REVOKED] = "SELECT " CERT_COLS " FROM certificates WHERE issuer = ?1 "
                         "AND status = 'revoked' AND not_after >= ?2 ORDER BY id",
+    [ST_CERT_LIST_SERVICE] = "SELECT " CERT_COLS " FROM certificates WHERE service = ?1 "
+                             "ORDER BY created DESC, id DESC",
+    [ST_SERVICE_INSERT] = "INSERT INTO services (" SERVICE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_SERVICE_GET] = "SELECT " SERVICE_COLS " FROM services WHERE name = ?1",
+    [ST_SERVICE_UPDATE] =
+        "UPDATE services SET role = ?2, status = ?3, updated = ?5 WHERE name = ?1",
+    [ST_SERVICE_LIST] = "SELECT " SERVICE_COLS " FROM services ORDER BY name",
 
     [ST_REG_PUT] = "INSERT INTO registrations (" REG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
                    "?8, ?9) ON CONFLICT (device_id) DO UPDATE SET "
@@ -1323,6 +1356,7 @@ static enum kf_err row_cert(struct sq_conn *c, sqlite3_stmt *st, struct kf_cert_
     f |= col_fixed(st, 10, r->fingerprint, sizeof(r->fingerprint));
     f |= col_dup(st, 11, &r->pem);
     r->created = col_i(st, 12);
+    f |= col_fixed(st, 13, r->service, sizeof(r->service));
     s = kf_store_cert_status_parse(status);
     if (s < 0) f |= COL_BAD;
     r->status = (enum kf_cert_status)(s < 0 ? 0 : s);
@@ -1343,7 +1377,7 @@ static enum kf_err sq_cert_insert(struct kf_store_conn *kc, const struct kf_cert
         bind_s(st, 4, r->issuer) | bind_s(st, 5, r->subject) | bind_i(st, 6, r->not_before) |
         bind_i(st, 7, r->not_after) | bind_s(st, 8, kf_cert_status_name(r->status)) |
         bind_i(st, 9, r->revoked_at) | bind_i(st, 10, r->reason) | bind_s(st, 11, r->fingerprint) |
-        bind_s(st, 12, r->pem) | bind_i(st, 13, r->created)) {
+        bind_s(st, 12, r->pem) | bind_i(st, 13, r->created) | bind_ref(st, 14, r->service)) {
         rc = bind_fail(c, "a certificate");
         goto out;
     }
@@ -1351,8 +1385,9 @@ static enum kf_err sq_cert_insert(struct kf_store_conn *kc, const struct kf_cert
     if (is_unique(s))
         rc = kf_fail(KF_E_EXISTS, "certificate %s already exists", r->serial);
     else if (s == SQLITE_CONSTRAINT_FOREIGNKEY)
-        rc = kf_fail(KF_E_NOT_FOUND, "cannot insert certificate %s: device %s not found", r->serial,
-                     r->device_id);
+        rc = kf_fail(KF_E_NOT_FOUND, "cannot insert certificate %s: %s %s not found", r->serial,
+                     r->service[0] ? "service" : "device",
+                     r->service[0] ? r->service : r->device_id);
     else if (s != SQLITE_DONE)
         rc = sq_fail(c, s, "cannot insert certificate %s", r->serial);
 out:
@@ -1473,6 +1508,127 @@ static enum kf_err sq_cert_revoked(struct kf_store_conn *kc, const char *issuer,
     rc = cert_rows(c, st, cb, arg);
 out:
     release(c, ST_CERT_REVOKED, st);
+    return rc;
+}
+
+static enum kf_err sq_cert_list_service(struct kf_store_conn *kc, const char *name, kf_cert_cb cb,
+                                        void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_CERT_LIST_SERVICE, &st);
+
+    if (rc) return rc;
+    if (bind_s(st, 1, name)) {
+        rc = bind_fail(c, "the certificate list");
+        goto out;
+    }
+    rc = cert_rows(c, st, cb, arg);
+out:
+    release(c, ST_CERT_LIST_SERVICE, st);
+    return rc;
+}
+
+/* ---- service identities ---- */
+
+static enum kf_err row_service(struct sq_conn *c, sqlite3_stmt *st, struct kf_service_rec *r)
+{
+    char status[16];
+    int f = 0, v;
+    f |= col_fixed(st, 0, r->name, sizeof(r->name));
+    f |= col_fixed(st, 1, r->role, sizeof(r->role));
+    f |= col_fixed(st, 2, status, sizeof(status));
+    r->created = col_i(st, 3);
+    r->updated = col_i(st, 4);
+    v = kf_store_service_status_parse(status);
+    if (v < 0) f |= COL_BAD;
+    r->status = (enum kf_service_status)(v < 0 ? 0 : v);
+    return col_result(c, f, "service");
+}
+
+static int bind_service(sqlite3_stmt *st, const struct kf_service_rec *r)
+{
+    return bind_s(st, 1, r->name) | bind_s(st, 2, r->role) |
+           bind_s(st, 3, kf_service_status_name(r->status)) | bind_i(st, 4, r->created) |
+           bind_i(st, 5, r->updated);
+}
+
+static enum kf_err sq_service_insert(struct kf_store_conn *kc, const struct kf_service_rec *r)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_SERVICE_INSERT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_service(st, r)) {
+        rc = bind_fail(c, "a service");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (is_unique(s))
+        rc = kf_fail(KF_E_EXISTS, "service %s already exists", r->name);
+    else if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot insert service %s", r->name);
+out:
+    release(c, ST_SERVICE_INSERT, st);
+    return rc;
+}
+
+static enum kf_err sq_service_get(struct kf_store_conn *kc, const char *name,
+                                  struct kf_service_rec *out)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_SERVICE_GET, &st);
+
+    if (rc) return rc;
+    if (bind_s(st, 1, name)) {
+        rc = bind_fail(c, "a service");
+        goto out;
+    }
+    rc = step_row(c, st, "service", name);
+    if (!rc) rc = row_service(c, st, out);
+out:
+    release(c, ST_SERVICE_GET, st);
+    return rc;
+}
+
+static enum kf_err sq_service_update(struct kf_store_conn *kc, const struct kf_service_rec *r)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_SERVICE_UPDATE, &st);
+
+    if (rc) return rc;
+    if (bind_service(st, r)) {
+        rc = bind_fail(c, "a service");
+        goto out;
+    }
+    rc = step_change(c, st, "update", "service", r->name);
+out:
+    release(c, ST_SERVICE_UPDATE, st);
+    return rc;
+}
+
+static enum kf_err sq_service_list(struct kf_store_conn *kc, kf_service_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    struct kf_service_rec r;
+    enum kf_err rc = stmt(c, ST_SERVICE_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&r, 0, sizeof(r));
+        rc = row_service(c, st, &r);
+        if (!rc) rc = cb(&r, arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list services");
+out:
+    release(c, ST_SERVICE_LIST, st);
     return rc;
 }
 
@@ -1919,6 +2075,11 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .cert_revoke = sq_cert_revoke,
     .cert_list = sq_cert_list,
     .cert_revoked = sq_cert_revoked,
+    .cert_list_service = sq_cert_list_service,
+    .service_insert = sq_service_insert,
+    .service_get = sq_service_get,
+    .service_update = sq_service_update,
+    .service_list = sq_service_list,
     .registration_put = sq_registration_put,
     .registration_get = sq_registration_get,
     .hub_insert = sq_hub_insert,

@@ -12,7 +12,8 @@ mkca factory
 group_enroll fab factory
 conf_set ca device_cert_days 7
 start_kfd || exit 1
-S_CLIENT="openssl s_client -connect 127.0.0.1:$KFD_PORT -CAfile $D/ca/root.crt -verify_return_error"
+# -nocommands: a chunk of input that starts with Q, R or k would be a command to s_client.
+S_CLIENT="openssl s_client -nocommands -connect 127.0.0.1:$KFD_PORT -CAfile $D/ca/root.crt -verify_return_error"
 
 # ---- protocol versions and ciphers ----
 out=$(echo | $S_CLIENT 2>&1)

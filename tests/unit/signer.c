@@ -288,11 +288,22 @@ static void test_validity_rules(void **state)
     kf_cert_free(c);
     /* Other profiles keep their own limit. */
     r.profile = KF_PROFILE_SERVICE;
+    r.cn = "svc";
+    r.device_id = NULL;
     r.service = "svc";
     r.role = "reader";
     r.not_after = now + 700 * DAY;
     KF_OK_OR_FAIL(kf_signer_issue(f->issuer, &r, &c));
     kf_cert_free(c);
+    /* A service certificate names its service, and a role keyfleet knows. */
+    r.cn = "other";
+    expect_refused(f->issuer, &r, KF_E_INVALID, "a service certificate's CN must be its name");
+    r.cn = "svc";
+    r.role = "admin";
+    expect_refused(f->issuer, &r, KF_E_DENIED, "a service's role must be reader or commander");
+    r.role = "reader";
+    r.service = "Not A Name";
+    expect_refused(f->issuer, &r, KF_E_INVALID, "service name");
 
     /* Backdating: five minutes of clock skew pass, more does not. */
     r = device_req(f, "dev-1", 10);

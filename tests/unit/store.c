@@ -354,7 +354,7 @@ static void test_schema_and_file(void **state)
              "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
              tables, sizeof(tables));
     assert_string_equal(tables, "audit,cas,certificates,devices,enrollments,hubs,meta,"
-                                "registrations,security_events");
+                                "registrations,security_events,services");
 
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
@@ -2178,8 +2178,8 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(sql_int(path, "PRAGMA user_version"), 1);
 
     KF_OK_OR_FAIL(kf_store_open(path, 0, &s));
-    assert_int_equal(kf_store_schema_version(s), 2);
-    assert_int_equal(sql_int(path, "PRAGMA user_version"), 2);
+    assert_int_equal(kf_store_schema_version(s), KF_STORE_SCHEMA_VERSION);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), KF_STORE_SCHEMA_VERSION);
     t = rd(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &h));
     assert_int_equal(h.weight, 7);
@@ -2284,6 +2284,105 @@ static void test_commit_hint_lone_writer(void **state)
     kf_store_close(s);
 }
 
+/* ---- service identities ---- */
+
+static struct kf_service_rec service(const char *name, const char *role)
+{
+    struct kf_service_rec r;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    snprintf(r.role, sizeof(r.role), "%s", role);
+    r.status = KF_SERVICE_ACTIVE;
+    r.created = r.updated = 1700000000;
+    return r;
+}
+
+static enum kf_err service_insert_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_service_insert(t, a);
+}
+
+static enum kf_err service_update_cb(struct kf_txn *t, void *a)
+{
+    return kf_txn_service_update(t, a);
+}
+
+static enum kf_err collect_service_cb(const struct kf_service_rec *r, void *a)
+{
+    struct collect *c = a;
+    char line[200];
+    snprintf(line, sizeof(line), "%s:%s:%s", r->name, r->role, kf_service_status_name(r->status));
+    collect_add(c, line);
+    return KF_OK;
+}
+
+static enum kf_err collect_cert_serial_cb(const struct kf_cert_rec *r, void *a)
+{
+    collect_add(a, r->serial);
+    return KF_OK;
+}
+
+static void test_services(void **state)
+{
+    struct kf_store *s = open_new("services.db");
+    struct kf_service_rec dash = service("dashboard", "reader"), ops = service("ops", "commander");
+    struct kf_service_rec bad = service("Bad Name", "reader"), got;
+    struct kf_cert_rec c1 = cert("1a", "", 1000), c2 = cert("1b", "", 2000),
+                       c3 = cert("1c", "", 3000);
+    struct collect c;
+    struct kf_txn *t;
+
+    KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &ops));
+    EXPECT_BUMP(1, kf_store_write(s, service_insert_cb, &dash));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, service_insert_cb, &dash));
+    KF_EXPECT_MSG("service dashboard already exists");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, service_insert_cb, &bad));
+    bad = service("x", "admin");
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, service_insert_cb, &bad));
+    KF_EXPECT_MSG("service role");
+
+    /* Certificates of a service; none may belong to a device as well, nor to a stranger. */
+    snprintf(c1.service, sizeof(c1.service), "dashboard");
+    snprintf(c1.profile, sizeof(c1.profile), "service");
+    snprintf(c2.service, sizeof(c2.service), "dashboard");
+    snprintf(c2.profile, sizeof(c2.profile), "service");
+    snprintf(c3.service, sizeof(c3.service), "nobody");
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &c1));
+    KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &c2));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, cert_insert_cb, &c3));
+    KF_EXPECT_MSG("service nobody not found");
+
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_service_get(t, "dashboard", &got));
+    assert_string_equal(got.role, "reader");
+    assert_int_equal(got.status, KF_SERVICE_ACTIVE);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_service_get(t, "nobody", &got));
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_service_list(t, collect_service_cb, &c));
+    assert_string_equal(c.text, "dashboard:reader:active,ops:commander:active");
+    memset(&c, 0, sizeof(c));
+    KF_OK_OR_FAIL(kf_txn_cert_list_service(t, "dashboard", collect_cert_serial_cb, &c));
+    assert_string_equal(c.text, "1b,1a");
+    KF_OK_OR_FAIL(kf_txn_cert_get(t, "1a", &c1));
+    assert_string_equal(c1.service, "dashboard");
+    assert_string_equal(c1.device_id, "");
+    kf_cert_rec_clear(&c1);
+    kf_txn_end(t);
+
+    /* Revoking a service changes what the hub caches: the version moves. */
+    dash.status = KF_SERVICE_REVOKED;
+    dash.updated = 1700000100;
+    EXPECT_BUMP(1, kf_store_write(s, service_update_cb, &dash));
+    got = service("ghost", "reader");
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, service_update_cb, &got));
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_service_get(t, "dashboard", &got));
+    assert_int_equal(got.status, KF_SERVICE_REVOKED);
+    assert_int_equal(got.updated, 1700000100);
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2300,6 +2399,7 @@ int main(void)
         cmocka_unit_test(test_certificates),
         cmocka_unit_test(test_registrations),
         cmocka_unit_test(test_hubs),
+        cmocka_unit_test(test_services),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_write_on_read_refused),
         cmocka_unit_test(test_callback_error_rolls_back),
