@@ -10,11 +10,11 @@ static enum kf_err event_row_cb(const struct kf_event *e, void *arg)
     struct kf_cli_list *l = arg;
     if (l->arr) {
         json_t *detail = json_loads(e->detail ? e->detail : "{}", 0, NULL);
-        return kf_cli_list_json(
-            l, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id, "time",
-                         kf_cli_time_ms(e->time_ms), "type", e->type, "severity", e->severity,
-                         "device", e->device, "source", e->source, "ip", e->ip, "detail",
-                         detail ? detail : json_object()));
+        return kf_cli_list_json(l, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id",
+                                             (json_int_t)e->id, "time", kf_cli_time_ms(e->time_ms),
+                                             "type", e->type, "severity", e->severity, "device",
+                                             e->device, "source", e->source, "ip", e->ip, "detail",
+                                             detail ? detail : json_object()));
     }
     return kf_cli_table_add(&l->t, kf_cli_time_ms(e->time_ms), e->severity, e->type, e->device,
                             e->ip, e->detail ? e->detail : "");

@@ -425,55 +425,47 @@ static int rd_props(struct rd *r, unsigned where, struct kf_mqtt_props *p)
     return 0;
 }
 
-int kf_mqtt_user_props_next(const struct kf_mqtt_props *props, size_t *pos,
-                            struct kf_mqtt_str *name, struct kf_mqtt_str *value)
+/*
+ * Finds the next property `want` of decoded `props` from `*pos`: 1 with `r` at its value, 0 at the
+ * end. The block was checked whole when it was decoded.
+ */
+static int find_prop(const struct kf_mqtt_props *props, size_t *pos, uint32_t want, struct rd *r)
 {
-    struct kf_mqtt_error e;
-    struct rd r;
     if (!props->raw || *pos >= props->raw_len) return 0;
-    r.p = props->raw + *pos;
-    r.end = props->raw + props->raw_len;
-    r.err = &e;
-    while (left(&r)) {
+    r->p = props->raw + *pos;
+    r->end = props->raw + props->raw_len;
+    while (left(r)) {
         uint32_t id;
         const struct pdef *d;
         struct kf_mqtt_props scratch;
-        if (rd_varint(&r, &id, "") || !(d = pdef_of(id))) return 0;
-        if (d->type == T_PAIR) {
-            if (rd_bin(&r, name, "") || rd_bin(&r, value, "")) return 0;
-            *pos = (size_t)(r.p - props->raw);
-            return 1;
-        }
+        if (rd_varint(r, &id, "") || !(d = pdef_of(id))) return 0;
+        if (id == want) return 1;
         memset(&scratch, 0, sizeof(scratch));
-        if (rd_prop(&r, d, &scratch)) return 0;
+        if (rd_prop(r, d, &scratch)) return 0;
     }
     *pos = props->raw_len;
     return 0;
 }
 
-int kf_mqtt_sub_ids_next(const struct kf_mqtt_props *props, size_t *pos, uint32_t *id_out)
+int kf_mqtt_user_props_next(const struct kf_mqtt_props *props, size_t *pos,
+                            struct kf_mqtt_str *name, struct kf_mqtt_str *value)
 {
     struct kf_mqtt_error e;
-    struct rd r;
-    if (!props->raw || *pos >= props->raw_len) return 0;
-    r.p = props->raw + *pos;
-    r.end = props->raw + props->raw_len;
-    r.err = &e;
-    while (left(&r)) {
-        uint32_t id;
-        const struct pdef *d;
-        struct kf_mqtt_props scratch;
-        if (rd_varint(&r, &id, "") || !(d = pdef_of(id))) return 0;
-        memset(&scratch, 0, sizeof(scratch));
-        if (rd_prop(&r, d, &scratch)) return 0;
-        if (id == KF_MQTT_P_SUBSCRIPTION_ID) {
-            *id_out = scratch.subscription_id;
-            *pos = (size_t)(r.p - props->raw);
-            return 1;
-        }
-    }
-    *pos = props->raw_len;
-    return 0;
+    struct rd r = {NULL, NULL, &e};
+    if (!find_prop(props, pos, KF_MQTT_P_USER_PROPERTY, &r) || rd_bin(&r, name, "") ||
+        rd_bin(&r, value, ""))
+        return 0;
+    *pos = (size_t)(r.p - props->raw);
+    return 1;
+}
+
+int kf_mqtt_sub_ids_next(const struct kf_mqtt_props *props, size_t *pos, uint32_t *id)
+{
+    struct kf_mqtt_error e;
+    struct rd r = {NULL, NULL, &e};
+    if (!find_prop(props, pos, KF_MQTT_P_SUBSCRIPTION_ID, &r) || rd_varint(&r, id, "")) return 0;
+    *pos = (size_t)(r.p - props->raw);
+    return 1;
 }
 
 static int no_more(struct rd *r)

@@ -59,8 +59,9 @@ enum kf_err kf_deploy_open_config(const char *dir, const char *conf_path, struct
                 rc = kf_fail(errno == ENOENT ? KF_E_NOT_FOUND : KF_E_IO,
                              "cannot read configuration %s: %s", conf_path, strerror(errno));
             else if (errno == ENOENT || errno == ENOTDIR)
-                rc = kf_fail(KF_E_NOT_FOUND,
-                             "no keyfleet deployment in %s (run: keyfleet init --dir %s)", dir, dir);
+                rc =
+                    kf_fail(KF_E_NOT_FOUND,
+                            "no keyfleet deployment in %s (run: keyfleet init --dir %s)", dir, dir);
             else
                 rc = kf_fail(KF_E_IO, "cannot read the deployment in %s: %s", dir, strerror(errno));
             goto fail;
