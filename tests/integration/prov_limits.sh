@@ -68,7 +68,13 @@ contains "connection refusals counted" "$metrics" 'keyfleet_refusals_total{reaso
 contains "timeouts counted" "$metrics" 'keyfleet_refusals_total{reason="request_timeout"}'
 
 # Requests per second per address: a keep-alive connection survives a SIGHUP that turns on a
-# rate limit, and the limit holds from then on, with Retry-After.
+# rate limit, and the limit holds from then on, with Retry-After. A fresh keyfleetd with a
+# generous request deadline, so that the connection's idle pauses cannot race the 1.5 s one.
+stop_kfd
+equals "SIGTERM: exit 0" "$KFD_STATUS" 0
+conf_set provisioning request_timeout_ms 10000
+conf_set provisioning max_connections_per_ip 100
+start_kfd || exit 1
 conf_set provisioning rate_per_ip 2
 conf_set provisioning rate_burst 2
 conf_set provisioning max_handshakes 100
