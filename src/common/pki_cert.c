@@ -299,15 +299,17 @@ enum kf_err kf_cert_public_key(const struct kf_cert *cert, struct kf_key **out)
 {
     EVP_PKEY *pkey = X509_get_pubkey(cert->x509);
     if (!pkey) {
-        /* A certificate built here from SPKI bytes has no key object yet: decode it once. */
+        /* A certificate built here from SPKI bytes has no key object yet: build it from them. */
         unsigned char *der = NULL;
         int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert->x509), &der);
-        const unsigned char *p = der;
+        enum kf_err rc;
         ERR_clear_error();
-        if (n > 0) pkey = d2i_PUBKEY(NULL, &p, n);
+        if (n <= 0)
+            return kf_ossl_fail(KF_E_MALFORMED, "the certificate's public key cannot be read");
+        rc = kf_key_from_spki(der, (size_t)n, "the certificate's public key", out);
         OPENSSL_free(der);
+        return rc;
     }
-    if (!pkey) return kf_ossl_fail(KF_E_MALFORMED, "the certificate's public key cannot be read");
     *out = kf_key_wrap(pkey, KF_KEYLOC_NONE, NULL, NULL);
     return *out ? KF_OK : KF_E_NOMEM;
 }

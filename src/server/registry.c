@@ -72,7 +72,7 @@ static enum kf_err load_ca(struct kf_txn *txn, const char *name, struct kf_cert 
 }
 
 /* The issuing CA's CRL, when the published file is readable and signed by it. */
-static void add_crl(struct kf_deploy *d, struct kf_registry *r)
+static void add_crl(struct kf_registry *r)
 {
     char path[KF_CONF_PATH_MAX];
     struct kf_buf text;
@@ -92,7 +92,6 @@ static void add_crl(struct kf_deploy *d, struct kf_registry *r)
     kf_crl_free(crl);
     kf_buf_free(&text);
     kf_err_clear();
-    (void)d;
 }
 
 enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
@@ -132,7 +131,7 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
     }
     if (!rc) rc = kf_trust_add_cert(r->operational, r->issuing);
     if (rc) goto fail;
-    add_crl(d, r);
+    add_crl(r);
     {
         struct kf_cert *cas[2] = {r->issuing, r->root};
         rc = kf_est_certs_only(cas, 2, &r->cacerts);

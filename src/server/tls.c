@@ -115,16 +115,6 @@ int kf_tls_resumed(struct ssl_st *ssl)
     return SSL_session_reused(ssl);
 }
 
-const char *kf_tls_version(struct ssl_st *ssl)
-{
-    return SSL_get_version(ssl);
-}
-
-const char *kf_tls_cipher(struct ssl_st *ssl)
-{
-    return SSL_get_cipher_name(ssl);
-}
-
 void kf_tls_error(char *out, size_t cap)
 {
     unsigned long e = ERR_get_error();

@@ -46,10 +46,6 @@ enum kf_err kf_tls_peer(struct ssl_st *ssl, struct kf_cert **leaf, struct kf_cer
 /* 1 when the session was resumed. */
 int kf_tls_resumed(struct ssl_st *ssl);
 
-/* The protocol and cipher, for logs ("TLSv1.3", "TLS_AES_128_GCM_SHA256"). */
-const char *kf_tls_version(struct ssl_st *ssl);
-const char *kf_tls_cipher(struct ssl_st *ssl);
-
 /* Why the last handshake on `ssl` failed, drained from OpenSSL's queue ("" when unknown). */
 void kf_tls_error(char *out, size_t cap);
 

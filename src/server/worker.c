@@ -878,11 +878,6 @@ int kf_worker_done(struct kf_worker *w)
     return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
 }
 
-struct kf_metrics *kf_worker_metrics(struct kf_worker *w)
-{
-    return &w->metrics;
-}
-
 void kf_worker_join(struct kf_worker *w)
 {
     if (w && w->started) pthread_join(w->thread, NULL);

@@ -66,9 +66,6 @@ void kf_worker_free(struct kf_worker *w);
 /* 1 once the worker's loop has ended. */
 int kf_worker_done(struct kf_worker *w);
 
-/* The worker's counters (for /metrics); owned by the worker. */
-struct kf_metrics *kf_worker_metrics(struct kf_worker *w);
-
 /*
  * Checks that `host:port` is free to listen on, by binding it without SO_REUSEPORT (which
  * would let two keyfleetd share a port silently). Errors name the address.
