@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "common/buf.h"
+#include "common/cidr.h"
 #include "common/file.h"
 #include "common/ini.h"
 
@@ -60,6 +61,30 @@ static const struct key keys[] = {
     I("provisioning", "session_cache", session_cache, 0, 1000000),
     I("provisioning", "commit_delay_us", commit_delay_us, 0, 100000),
     S("hub", "listen", hub_listen),
+    I("hub", "max_packet_bytes", hub_max_packet_bytes, 64, 268435460),
+    I("hub", "connect_timeout_ms", hub_connect_timeout_ms, 100, 600000),
+    I("hub", "max_connections", hub_max_connections, 1, 10000000),
+    I("hub", "max_connections_per_ip", hub_max_connections_per_ip, 1, 10000000),
+    I("hub", "connect_rate_per_ip", hub_connect_rate_per_ip, 0, 1000000),
+    I("hub", "connect_burst", hub_connect_burst, 1, 1000000),
+    I("hub", "max_handshakes", hub_max_handshakes, 1, 1000000),
+    I("hub", "msg_rate", hub_msg_rate, 0, 10000000),
+    I("hub", "msg_burst", hub_msg_burst, 1, 10000000),
+    I("hub", "byte_rate", hub_byte_rate, 0, 1000000000),
+    I("hub", "byte_burst", hub_byte_burst, 1, 1000000000),
+    S("hub", "rate_action", hub_rate_action),
+    S("hub", "acl_action", hub_acl_action),
+    I("hub", "max_queued", hub_max_queued, 1, 1000000),
+    I("hub", "max_inflight", hub_max_inflight, 1, 65535),
+    I("hub", "max_subscriptions", hub_max_subscriptions, 1, 100000),
+    I("hub", "max_retained", hub_max_retained, 0, 10000000),
+    I("hub", "max_retained_bytes", hub_max_retained_bytes, 0, 2000000000),
+    I("hub", "session_expiry_max_s", hub_session_expiry_max_s, 0, 2000000000),
+    I("hub", "flap_connects", hub_flap_connects, 1, 1000000),
+    I("hub", "flap_window_s", hub_flap_window_s, 1, 86400),
+    I("hub", "flap_ban_s", hub_flap_ban_s, 0, 86400 * 30),
+    S("hub", "allow", hub_allow),
+    S("hub", "deny", hub_deny),
 };
 
 void kf_config_defaults(struct kf_config *c)
@@ -94,12 +119,52 @@ void kf_config_defaults(struct kf_config *c)
     c->session_cache = 20000;
     c->commit_delay_us = 5000;
     snprintf(c->hub_listen, sizeof(c->hub_listen), "0.0.0.0:8883");
+    c->hub_max_packet_bytes = 262144;
+    c->hub_connect_timeout_ms = 10000;
+    c->hub_max_connections = 200000;
+    c->hub_max_connections_per_ip = 100000;
+    c->hub_connect_rate_per_ip = 0;
+    c->hub_connect_burst = 1000;
+    c->hub_max_handshakes = 4096;
+    c->hub_msg_rate = 1000;
+    c->hub_msg_burst = 2000;
+    c->hub_byte_rate = 4 * 1024 * 1024;
+    c->hub_byte_burst = 8 * 1024 * 1024;
+    snprintf(c->hub_rate_action, sizeof(c->hub_rate_action), "disconnect");
+    snprintf(c->hub_acl_action, sizeof(c->hub_acl_action), "disconnect");
+    c->hub_max_queued = 1000;
+    c->hub_max_inflight = 32;
+    c->hub_max_subscriptions = 64;
+    c->hub_max_retained = 100000;
+    c->hub_max_retained_bytes = 64 * 1024 * 1024;
+    c->hub_session_expiry_max_s = 86400;
+    c->hub_flap_connects = 10;
+    c->hub_flap_window_s = 60;
+    c->hub_flap_ban_s = 300;
+    snprintf(c->hub_allow, sizeof(c->hub_allow), "any");
+    snprintf(c->hub_deny, sizeof(c->hub_deny), "none");
 }
 
 struct load_ctx {
     struct kf_config *c;
     int set_on[KF_ARRAY_LEN(keys)]; /* the line each key was set on (0: not set) */
 };
+
+/* The string keys whose values have a shape, checked where they are read (file and line). */
+static enum kf_err check_str(const char *section, const char *name, const char *value)
+{
+    if (strcmp(section, "hub") != 0) return KF_OK;
+    if (strcmp(name, "rate_action") == 0 || strcmp(name, "acl_action") == 0) {
+        if (strcmp(value, "disconnect") != 0 && strcmp(value, "drop") != 0)
+            return kf_fail(KF_E_CONFIG, "hub.%s = \"%.40s\" must be disconnect or drop", name,
+                           value);
+    } else if ((strcmp(name, "allow") == 0 && strcmp(value, "any") != 0) ||
+               (strcmp(name, "deny") == 0 && strcmp(value, "none") != 0)) {
+        struct kf_cidr_list list;
+        if (kf_cidr_parse_list(value, &list) != KF_OK) return kf_wrap(KF_E_CONFIG, "hub.%s", name);
+    }
+    return KF_OK;
+}
 
 static enum kf_err on_value(const char *section, const char *name, const char *value, int line,
                             void *arg)
@@ -130,6 +195,7 @@ static enum kf_err on_value(const char *section, const char *name, const char *v
                            k->size - 1);
         if (!value[0]) return kf_fail(KF_E_CONFIG, "%s.%s is empty", section, name);
         snprintf((char *)lc->c + k->offset, k->size, "%s", value);
+        return check_str(section, name, value);
     } else {
         char *end;
         long v;
@@ -278,7 +344,7 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "commit_delay_us = %d\n"
         "\n"
         "[hub]\n"
-        "# MQTT over mutual TLS.\n"
+        "# MQTT 3.1.1 and 5.0 over mutual TLS (\"off\": no hub).\n"
         "listen = %s\n",
         when, c->name, c->store_url, c->key_type, c->root_cert, c->root_key, c->issuing_cert,
         c->issuing_key, c->crl_file, c->device_cert_days, c->service_cert_days, c->server_cert_days,
@@ -286,6 +352,54 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         c->request_timeout_ms, c->max_body_bytes, c->max_header_bytes, c->max_connections,
         c->max_connections_per_ip, c->rate_per_ip, c->rate_burst, c->max_handshakes, c->retry_after,
         c->drain_timeout_ms, c->session_cache, c->commit_delay_us, c->hub_listen);
+    if (!rc)
+        rc = kf_buf_appendf(
+            &b,
+            "# Largest MQTT packet, either way (CONNACK tells clients).\n"
+            "max_packet_bytes = %d\n"
+            "# The TLS handshake and CONNECT must arrive within this time.\n"
+            "connect_timeout_ms = %d\n"
+            "# Connections in all and from one address; new connections per second from one\n"
+            "# address (0: no limit) and its burst; TLS handshakes in flight.\n"
+            "max_connections = %d\n"
+            "max_connections_per_ip = %d\n"
+            "connect_rate_per_ip = %d\n"
+            "connect_burst = %d\n"
+            "max_handshakes = %d\n"
+            "# What one connection may send: PUBLISH packets and bytes per second (0: no\n"
+            "# limit) with their bursts; beyond them, rate_action: disconnect or drop.\n"
+            "msg_rate = %d\n"
+            "msg_burst = %d\n"
+            "byte_rate = %d\n"
+            "byte_burst = %d\n"
+            "rate_action = %s\n"
+            "# An MQTT 3.1.1 client's refused PUBLISH: disconnect, or drop it silently (MQTT 5\n"
+            "# clients get a reason code).\n"
+            "acl_action = %s\n"
+            "# Per session: messages queued, QoS 1/2 messages in flight, subscriptions.\n"
+            "max_queued = %d\n"
+            "max_inflight = %d\n"
+            "max_subscriptions = %d\n"
+            "# Retained messages kept, and their bytes, in all.\n"
+            "max_retained = %d\n"
+            "max_retained_bytes = %d\n"
+            "# A persistent session ends this long after its client left (seconds).\n"
+            "session_expiry_max_s = %d\n"
+            "# Flapping: more than flap_connects connects by one id within flap_window_s\n"
+            "# seconds bans the id for flap_ban_s seconds (0: never).\n"
+            "flap_connects = %d\n"
+            "flap_window_s = %d\n"
+            "flap_ban_s = %d\n"
+            "# Source networks (CIDR lists) allowed (\"any\") and refused (\"none\").\n"
+            "allow = %s\n"
+            "deny = %s\n",
+            c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_max_connections,
+            c->hub_max_connections_per_ip, c->hub_connect_rate_per_ip, c->hub_connect_burst,
+            c->hub_max_handshakes, c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate,
+            c->hub_byte_burst, c->hub_rate_action, c->hub_acl_action, c->hub_max_queued,
+            c->hub_max_inflight, c->hub_max_subscriptions, c->hub_max_retained,
+            c->hub_max_retained_bytes, c->hub_session_expiry_max_s, c->hub_flap_connects,
+            c->hub_flap_window_s, c->hub_flap_ban_s, c->hub_allow, c->hub_deny);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

@@ -51,7 +51,31 @@ struct kf_config {
     int session_cache;          /* TLS sessions kept for resumption */
     int commit_delay_us;        /* group commit: longest wait for more writers to share a commit */
     /* [hub] */
-    char hub_listen[128];
+    char hub_listen[128];       /* "off": no hub */
+    int hub_max_packet_bytes;   /* largest MQTT packet either way */
+    int hub_connect_timeout_ms; /* TLS handshake and CONNECT must arrive within this */
+    int hub_max_connections;    /* in all */
+    int hub_max_connections_per_ip;
+    int hub_connect_rate_per_ip; /* new connections per second from one address; 0: no limit */
+    int hub_connect_burst;
+    int hub_max_handshakes; /* TLS handshakes in flight; beyond: closed at once */
+    int hub_msg_rate;       /* inbound PUBLISH per second per connection; 0: no limit */
+    int hub_msg_burst;
+    int hub_byte_rate; /* inbound bytes per second per connection; 0: no limit */
+    int hub_byte_burst;
+    char hub_rate_action[16];  /* "disconnect" or "drop" */
+    char hub_acl_action[16];   /* MQTT 3.1.1 refused PUBLISH: "disconnect" or "drop" */
+    int hub_max_queued;        /* messages a session may hold */
+    int hub_max_inflight;      /* QoS 1 and 2 messages in flight to a client */
+    int hub_max_subscriptions; /* per session */
+    int hub_max_retained;      /* retained messages in all */
+    int hub_max_retained_bytes;
+    int hub_session_expiry_max_s; /* persistent sessions end this long after their client left */
+    int hub_flap_connects;        /* more connects than this by one id ... */
+    int hub_flap_window_s;        /* ... within this many seconds ... */
+    int hub_flap_ban_s;           /* ... ban the id for this long (0: no flapping check) */
+    char hub_allow[KF_CONF_PATH_MAX]; /* CIDRs allowed to connect ("" or "any": all) */
+    char hub_deny[KF_CONF_PATH_MAX];  /* CIDRs refused ("" or "none": none) */
 };
 
 /* Fills `c` with the defaults (relative paths; `dir` empty). */

@@ -1,6 +1,6 @@
 /*
- * keyfleetd: the keyfleet service. This version serves zero-touch provisioning: EST (RFC 7030)
- * and the register API over mutually authenticated HTTPS.
+ * keyfleetd: the keyfleet service: zero-touch provisioning (EST, RFC 7030, and the register API)
+ * over mutually authenticated HTTPS, and the device hub (MQTT 3.1.1 and 5.0 over mutual TLS).
  *
  *   keyfleetd [--dir DIR] [--config FILE]
  *
@@ -24,22 +24,27 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "server/deploy.h"
+#include "server/hub.h"
 #include "server/registry.h"
 #include "server/worker.h"
 
 static const char usage[] =
     "usage: keyfleetd [--dir DIR] [--config FILE]\n"
     "\n"
-    "Serves zero-touch provisioning for the keyfleet deployment in DIR (default $KEYFLEET_DIR\n"
-    "or ./keyfleet-data): EST (RFC 7030) at /.well-known/est/ and the register API at\n"
-    "/api/v1/register, over mutually authenticated TLS, plus /healthz and /metrics.\n"
+    "Serves the keyfleet deployment in DIR (default $KEYFLEET_DIR or ./keyfleet-data):\n"
+    "  provisioning ([provisioning] listen, default :8443): EST (RFC 7030) at\n"
+    "    /.well-known/est/ and the register API at /api/v1/register, over mutually\n"
+    "    authenticated TLS, plus /healthz and /metrics;\n"
+    "  the hub ([hub] listen, default :8883; \"off\" for none): MQTT 3.1.1 and 5.0 over\n"
+    "    mutual TLS for devices and service identities with keyfleet certificates.\n"
     "\n"
     "  --dir DIR      the deployment made by `keyfleet init`\n"
     "  --config FILE  read this configuration instead of DIR/keyfleet.conf (paths in it still\n"
     "                 mean DIR)\n"
     "\n"
     "SIGTERM or SIGINT: finish requests in flight and exit. SIGHUP: reload the configuration's\n"
-    "limits, the enrollments, hubs and CRL. KEYFLEET_LOG sets the log level (debug, info, warn,\n"
+    "and hub limits, the enrollments, hubs and CRL. KEYFLEET_LOG sets the log level (debug, info, "
+    "warn,\n"
     "error); logs are logfmt lines on stderr.\n";
 
 static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
@@ -84,10 +89,12 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
     }
     snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
     if (strcmp(cfg.provisioning_listen, svc->deploy->cfg.provisioning_listen) != 0 ||
-        cfg.workers != svc->deploy->cfg.workers)
+        cfg.workers != svc->deploy->cfg.workers ||
+        strcmp(cfg.hub_listen, svc->deploy->cfg.hub_listen) != 0)
         kf_log(KF_LOG_WARN, "keyfleetd", "listen and workers change only on restart", NULL);
     limits_from(&cfg, &lc);
     kf_limits_configure(svc->limits, &lc);
+    if (svc->hub) kf_hub_configure(svc->hub, &cfg);
     svc->request_timeout_ms = cfg.request_timeout_ms;
     svc->retry_after = (unsigned)cfg.retry_after;
     rc = kf_registry_reload(&svc->registry, svc->deploy, &cfg);
@@ -117,6 +124,8 @@ int main(int argc, char **argv)
     sigset_t sigs;
     long cores;
     int opt, status = 1, stopping = 0;
+    unsigned ticks = 0;
+    int64_t seen_version = 0;
     struct timespec stop_at = {0, 0};
     enum kf_err rc;
 
@@ -178,6 +187,17 @@ int main(int argc, char **argv)
         goto out;
     }
     kf_registry_holder_init(&svc.registry, reg);
+    if (strcmp(svc.deploy->cfg.hub_listen, "off") != 0) {
+        char host[64];
+        int port;
+        rc = kf_listen_parse(svc.deploy->cfg.hub_listen, host, sizeof(host), &port);
+        if (!rc) rc = kf_listen_probe(host, port);
+        if (!rc) rc = kf_hub_new(svc.deploy, &svc.registry, &svc.deploy->cfg, &svc.hub);
+        if (rc) {
+            status = fail(NULL);
+            goto out;
+        }
+    }
     kf_store_commit_hint(svc.deploy->store, open_connections, svc.limits,
                          (unsigned)svc.deploy->cfg.commit_delay_us);
     svc.http.max_head = (size_t)svc.deploy->cfg.max_header_bytes;
@@ -209,13 +229,16 @@ int main(int argc, char **argv)
         }
     }
     snprintf(workers_text, sizeof(workers_text), "%zu", svc.n_workers);
-    kf_log(KF_LOG_INFO, "keyfleetd", "serving provisioning", "listen",
-           svc.deploy->cfg.provisioning_listen, "workers", workers_text, "dir", dir, NULL);
+    kf_log(KF_LOG_INFO, "keyfleetd", "serving", "provisioning", svc.deploy->cfg.provisioning_listen,
+           "hub", svc.hub ? svc.deploy->cfg.hub_listen : "off", "workers", workers_text, "dir", dir,
+           NULL);
 
-    /* The main thread waits for signals, and looks at the registry version once a second. */
+    /*
+     * The main thread waits for signals, and looks at the registry version four times a second,
+     * so that a device disabled or revoked by the CLI loses its hub connection within a second.
+     */
     for (;;) {
-        /* While draining, look at the workers often; otherwise once a second is plenty. */
-        struct timespec tick = {stopping ? 0 : 1, stopping ? 20000000 : 0};
+        struct timespec tick = {0, stopping ? 20000000 : 250000000};
         siginfo_t info;
         int sig = sigtimedwait(&sigs, &info, &tick);
         if (sig == SIGHUP) {
@@ -231,7 +254,11 @@ int main(int argc, char **argv)
             stop_at.tv_sec += svc.deploy->cfg.drain_timeout_ms / 1000;
             stop_at.tv_nsec += (long)(svc.deploy->cfg.drain_timeout_ms % 1000) * 1000000L;
         } else if (sig < 0 && errno == EAGAIN && !stopping) {
-            kf_registry_release(kf_registry_fresh(&svc.registry, svc.deploy));
+            struct kf_registry *now = kf_registry_fresh(&svc.registry, svc.deploy);
+            if (svc.hub && now->version != seen_version) kf_hub_registry_changed(svc.hub);
+            seen_version = now->version;
+            kf_registry_release(now);
+            if (svc.hub && ++ticks % 4 == 0) kf_hub_sweep(svc.hub);
         }
         if (stopping) {
             struct timespec now;
@@ -263,6 +290,7 @@ out:
         kf_worker_free(svc.workers[i]);
     free(svc.workers);
     if (reg) kf_registry_holder_destroy(&svc.registry);
+    kf_hub_free(svc.hub);
     kf_limits_free(svc.limits);
     kf_tls_free(svc.tls);
     kf_deploy_close(svc.deploy);

@@ -243,3 +243,14 @@ uint64_t kf_limits_handshakes(const struct kf_limits *l)
 {
     return __atomic_load_n(&l->handshakes, __ATOMIC_RELAXED);
 }
+
+const char *kf_limits_verdict_text(enum kf_limits_verdict v)
+{
+    switch (v) {
+    case KF_LIMITS_OK: return "allowed";
+    case KF_LIMITS_PER_IP: return "too many connections from this address";
+    case KF_LIMITS_TOTAL: return "too many connections";
+    case KF_LIMITS_TABLE_FULL: return "too many addresses";
+    }
+    return "refused";
+}

@@ -52,6 +52,9 @@ enum kf_limits_verdict {
     KF_LIMITS_TABLE_FULL, /* too many distinct live addresses */
 };
 
+/* A sentence for a refusing verdict ("too many connections from this address"). Static. */
+const char *kf_limits_verdict_text(enum kf_limits_verdict v);
+
 /*
  * A connection from `ip` was accepted: counts it against the limits and starts its handshake.
  * KF_LIMITS_OK means it is counted (release it with kf_limits_conn_close); anything else means

@@ -149,6 +149,10 @@ struct kf_metrics_gauges {
     uint64_t store_queue_depth;
     uint64_t store_writes;  /* a counter: writes the store ran */
     uint64_t store_commits; /* a counter: transactions it committed (writes share them) */
+    /* the hub (all 0 without one) */
+    uint64_t hub_connections, hub_sessions, hub_retained, hub_queued;
+    uint64_t hub_connects, hub_auth_failed, hub_refused, hub_malformed, hub_acl_denied,
+        hub_rate_limited, hub_received, hub_sent, hub_dropped; /* counters */
 };
 
 /* Zeroes `m`. Only before the worker starts writing (it is not atomic). */

@@ -14,6 +14,7 @@
 #include "common/timefmt.h"
 #include "server/alloc.h"
 #include "server/ca.h"
+#include "server/events.h"
 #include "server/jsontext.h"
 
 #define DAY 86400L
@@ -547,51 +548,11 @@ refused:
 
 /* ---- refusal events, not waited for ---- */
 
-struct denied_event {
-    struct kf_store_req req;
-    struct kf_event ev;
-};
-
-static enum kf_err denied_write_cb(struct kf_txn *txn, void *arg)
-{
-    struct denied_event *d = arg;
-    return kf_txn_event_insert(txn, &d->ev, NULL);
-}
-
-static void denied_done_cb(struct kf_store_req *req, enum kf_err rc, void *arg)
-{
-    struct denied_event *d = arg;
-    if (rc)
-        kf_log(KF_LOG_WARN, "provision", "a provisioning.denied event was not stored", "error",
-               req->errmsg, NULL);
-    free(d->ev.detail);
-    free(d);
-}
-
 void kf_prov_event_denied(struct kf_store *store, const struct kf_prov_refusal *ref, const char *id,
                           const char *ip)
 {
-    struct denied_event *d = calloc(1, sizeof(*d));
-    if (!d) return;
-    d->ev.time_ms = kf_now_ms();
-    snprintf(d->ev.type, sizeof(d->ev.type), "provisioning.denied");
-    snprintf(d->ev.severity, sizeof(d->ev.severity), "warning");
-    if (id && kf_id_check("device id", id) == KF_OK)
-        snprintf(d->ev.device, sizeof(d->ev.device), "%s", id);
-    kf_err_clear();
-    snprintf(d->ev.source, sizeof(d->ev.source), "server");
-    snprintf(d->ev.ip, sizeof(d->ev.ip), "%s", ip ? ip : "");
-    d->ev.detail =
-        kf_jsontext_pack("{s:s, s:s, s:s, s:i}", "reason", kf_refusal_name(ref->reason), "id",
-                         id ? id : "", "message", ref->message, "status", ref->status);
-    d->req.cb = denied_write_cb;
-    d->req.arg = d;
-    d->req.done_cb = denied_done_cb;
-    d->req.done_arg = d;
-    if (kf_store_submit(store, &d->req) != KF_OK) {
-        kf_log(KF_LOG_WARN, "provision", "store busy: a provisioning.denied event was dropped",
-               "reason", kf_refusal_name(ref->reason), "ip", ip, NULL);
-        free(d->ev.detail);
-        free(d);
-    }
+    kf_events_submit(store, "provisioning.denied", "warning", id, "server", ip,
+                     kf_jsontext_pack("{s:s, s:s, s:s, s:i}", "reason",
+                                      kf_refusal_name(ref->reason), "id", id ? id : "", "message",
+                                      ref->message, "status", ref->status));
 }

@@ -8,7 +8,7 @@
 
 struct load {
     struct kf_registry *r;
-    size_t cap_groups, cap_hubs;
+    size_t cap_groups, cap_hubs, cap_blocked;
     enum kf_err rc;
 };
 
@@ -61,6 +61,55 @@ static enum kf_err hub_cb(const struct kf_hub *h, void *arg)
     return KF_OK;
 }
 
+static enum kf_err block(struct load *l, int service, const char *id, int status)
+{
+    struct kf_reg_blocked *b;
+    if (l->r->n_blocked == l->cap_blocked) {
+        size_t ncap = l->cap_blocked ? l->cap_blocked * 2 : 16;
+        void *p = realloc(l->r->blocked, ncap * sizeof(*l->r->blocked));
+        if (!p) return kf_fail(KF_E_NOMEM, "out of memory loading device statuses");
+        l->r->blocked = p;
+        l->cap_blocked = ncap;
+    }
+    b = &l->r->blocked[l->r->n_blocked++];
+    b->service = service;
+    snprintf(b->id, sizeof(b->id), "%s", id);
+    b->status = status;
+    return KF_OK;
+}
+
+static enum kf_err blocked_device_cb(const struct kf_device *d, void *arg)
+{
+    return block(arg, 0, d->id, (int)d->status);
+}
+
+static enum kf_err revoked_service_cb(const struct kf_service_rec *s, void *arg)
+{
+    return s->status == KF_SERVICE_REVOKED ? block(arg, 1, s->name, (int)s->status) : KF_OK;
+}
+
+static int blocked_cmp(const void *a, const void *b)
+{
+    const struct kf_reg_blocked *x = a, *y = b;
+    if (x->service != y->service) return x->service - y->service;
+    return strcmp(x->id, y->id);
+}
+
+int kf_registry_blocked(const struct kf_registry *r, int service, const char *id)
+{
+    struct kf_reg_blocked key, *hit;
+    if (!r->n_blocked || strlen(id) > KF_ID_MAX) return 0;
+    key.service = service;
+    snprintf(key.id, sizeof(key.id), "%s", id);
+    hit = bsearch(&key, r->blocked, r->n_blocked, sizeof(key), blocked_cmp);
+    return hit ? hit->status : 0;
+}
+
+int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex)
+{
+    return r->crl && kf_crl_lists(r->crl, serial_hex, NULL);
+}
+
 static enum kf_err load_ca(struct kf_txn *txn, const char *name, struct kf_cert **out)
 {
     struct kf_ca_rec ca;
@@ -85,6 +134,8 @@ static void add_crl(struct kf_registry *r)
         if (kf_trust_add_crl(r->operational, crl) != KF_OK)
             kf_log(KF_LOG_WARN, "registry", "cannot use the CRL", "path", path, "error",
                    kf_errmsg(), NULL);
+        else
+            r->crl = kf_crl_ref(crl);
     } else {
         kf_log(KF_LOG_WARN, "registry", "no usable CRL; revocations are checked in the store only",
                "path", path, "error", kf_errmsg(), NULL);
@@ -120,10 +171,14 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
     if (!rc) rc = kf_txn_registry_version(txn, &r->version);
     if (!rc) rc = kf_txn_enrollment_list(txn, KF_ENROLL_GROUP, group_cb, &l);
     if (!rc) rc = kf_txn_hub_list(txn, hub_cb, &l);
+    if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_DISABLED, NULL, blocked_device_cb, &l);
+    if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_REVOKED, NULL, blocked_device_cb, &l);
+    if (!rc) rc = kf_txn_service_list(txn, revoked_service_cb, &l);
     if (!rc) rc = load_ca(txn, "root", &r->root);
     if (!rc) rc = load_ca(txn, "issuing", &r->issuing);
     kf_txn_end(txn);
     if (rc) goto fail;
+    if (r->n_blocked) qsort(r->blocked, r->n_blocked, sizeof(*r->blocked), blocked_cmp);
     for (size_t i = 0; i < r->n_groups && !rc; i++) {
         const struct kf_reg_group *g = &r->groups[i];
         rc = kf_trust_add_cert(r->all_groups, g->ca);
@@ -160,6 +215,8 @@ void kf_registry_release(struct kf_registry *r)
         kf_cert_free(r->groups[i].ca);
     free(r->groups);
     free(r->hubs);
+    free(r->blocked);
+    kf_crl_free(r->crl);
     kf_trust_free(r->eligible);
     kf_trust_free(r->all_groups);
     kf_trust_free(r->operational);

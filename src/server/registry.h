@@ -55,6 +55,17 @@ struct kf_registry {
     struct kf_buf csrattrs;       /* EST /csrattrs body */
     struct kf_buf root_pem;       /* the trust bundle handed to devices */
     struct kf_buf issuing_pem;    /* appended to issued certificates */
+    struct kf_crl *crl;           /* the issuing CA's CRL, when readable; NULL otherwise */
+    /* Devices that may not connect (disabled, revoked) and revoked services, sorted by id. */
+    struct kf_reg_blocked *blocked;
+    size_t n_blocked;
+};
+
+/* A device or service the hub must keep out. */
+struct kf_reg_blocked {
+    int service; /* 0: a device, 1: a service */
+    char id[KF_ID_MAX + 1];
+    int status; /* enum kf_device_status, or KF_SERVICE_REVOKED */
 };
 
 /*
@@ -72,6 +83,15 @@ void kf_registry_release(struct kf_registry *r);
 
 /* The group whose CA has SPKI fingerprint `fp`, or NULL. */
 const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const char *fp);
+
+/*
+ * Whether device (`service` 0) or service (`service` 1) `id` is kept out: 0 when it may
+ * connect, else its status (KF_DEVICE_DISABLED, KF_DEVICE_REVOKED, KF_SERVICE_REVOKED).
+ */
+int kf_registry_blocked(const struct kf_registry *r, int service, const char *id);
+
+/* 1 when the snapshot's CRL lists certificate `serial_hex` (lower-case hex). */
+int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex);
 
 /* The current snapshot, swapped atomically. */
 struct kf_registry_holder {

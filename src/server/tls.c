@@ -1,14 +1,20 @@
 #include "server/tls.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/ossl.h"
 
+#define CHAIN_MAX 8
+
 struct kf_tls {
     SSL_CTX *ctx;
+    kf_tls_verify_cb verify;
+    void *verify_arg;
 };
 
 /* The chain is judged by the request handler, against the enrollments (see tls.h). */
@@ -17,9 +23,54 @@ static int accept_any_chain_cb(X509_STORE_CTX *store, void *arg)
     return 1;
 }
 
+static int ex_index = -1;
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+
+static void ex_index_init(void)
+{
+    ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int kf_tls_ex_index(void)
+{
+    pthread_once(&ex_once, ex_index_init);
+    return ex_index;
+}
+
+/* Hands the chain to the context's judge, as keyfleet certificates. */
+static int judge_chain_cb(X509_STORE_CTX *store, void *arg)
+{
+    struct kf_tls *t = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *leaf = X509_STORE_CTX_get0_cert(store);
+    STACK_OF(X509) *sk = X509_STORE_CTX_get0_untrusted(store);
+    struct kf_cert *kleaf = NULL, *chain[CHAIN_MAX];
+    size_t n = 0;
+    int ok = 0;
+
+    if (!ssl || !leaf) return 0;
+    X509_up_ref(leaf);
+    kleaf = kf_cert_wrap(leaf);
+    /* The untrusted stack starts with the leaf itself. */
+    for (int i = 0; kleaf && sk && i < sk_X509_num(sk) && n < CHAIN_MAX; i++) {
+        X509 *c = sk_X509_value(sk, i);
+        if (X509_cmp(c, leaf) == 0) continue;
+        X509_up_ref(c);
+        chain[n] = kf_cert_wrap(c);
+        if (!chain[n]) break;
+        n++;
+    }
+    if (kleaf) ok = t->verify(t->verify_arg, ssl, kleaf, chain, n);
+    kf_cert_free(kleaf);
+    for (size_t i = 0; i < n; i++)
+        kf_cert_free(chain[i]);
+    if (!ok) X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return ok;
+}
+
 enum kf_err kf_tls_new(const struct kf_tls_conf *conf, struct kf_tls **out)
 {
-    static const unsigned char sid_ctx[] = "keyfleet-provisioning";
+    const char *sid_ctx = conf->context ? conf->context : "keyfleet-provisioning";
     struct kf_tls *t = calloc(1, sizeof(*t));
     struct kf_key *key = NULL;
     enum kf_err rc = KF_OK;
@@ -49,9 +100,16 @@ enum kf_err kf_tls_new(const struct kf_tls_conf *conf, struct kf_tls **out)
     SSL_CTX_sess_set_cache_size(ctx, conf->session_cache ? conf->session_cache : 20000);
     SSL_CTX_set_timeout(ctx, conf->session_timeout > 0 ? conf->session_timeout : 3600);
     SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_cert_verify_callback(ctx, accept_any_chain_cb, NULL);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid_ctx, (unsigned)strlen(sid_ctx));
+    if (conf->verify) {
+        t->verify = conf->verify;
+        t->verify_arg = conf->verify_arg;
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_cert_verify_callback(ctx, judge_chain_cb, t);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_cert_verify_callback(ctx, accept_any_chain_cb, NULL);
+    }
 
     if (SSL_CTX_use_certificate_chain_file(ctx, conf->cert_chain_path) != 1) {
         rc = kf_ossl_fail(KF_E_IO, "cannot use the server certificate %s", conf->cert_chain_path);

@@ -22,11 +22,26 @@
 struct kf_tls;
 struct ssl_st;
 
+/*
+ * Judges a client's chain during the handshake (the hub's way): `leaf` and `chain[0..n)` are
+ * borrowed for the call. Returns 1 to accept, 0 to fail the handshake (the callback records why,
+ * for its own event: the TLS alert tells the client only "bad certificate").
+ */
+typedef int (*kf_tls_verify_cb)(void *arg, struct ssl_st *ssl, struct kf_cert *leaf,
+                                struct kf_cert **chain, size_t n);
+
 struct kf_tls_conf {
     const char *cert_chain_path; /* leaf then the issuing CA, PEM */
     const char *key_uri;         /* the server's private key (a file; or pkcs11:/tpm2:) */
     unsigned session_cache;      /* sessions kept for resumption */
     long session_timeout;        /* seconds a session may be resumed */
+    const char *context;         /* session id context: sessions never cross two contexts */
+    /*
+     * NULL: the chain is judged after the handshake (provisioning). Otherwise a client
+     * certificate is required and `verify(verify_arg, ...)` judges it in the handshake.
+     */
+    kf_tls_verify_cb verify;
+    void *verify_arg;
 };
 
 /* Makes the server context; errors name the file or the key. `*out` owned by the caller. */
@@ -42,6 +57,9 @@ struct ssl_st *kf_tls_ssl_new(struct kf_tls *t);
  */
 enum kf_err kf_tls_peer(struct ssl_st *ssl, struct kf_cert **leaf, struct kf_cert **chain,
                         size_t cap, size_t *n);
+
+/* Slot for the per-connection pointer a verify callback may keep on an SSL (SSL_set_ex_data). */
+int kf_tls_ex_index(void);
 
 /* 1 when the session was resumed. */
 int kf_tls_resumed(struct ssl_st *ssl);

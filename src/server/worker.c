@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "server/est.h"
+#include "server/hub.h"
 #include "server/provision.h"
 
 #define RESPONSE_MAX (1024 * 1024)
@@ -57,6 +58,7 @@ struct kf_worker {
     struct pending *completed;
     struct conn *conns; /* all open connections */
     size_t n_conns;
+    struct kf_hub_worker *hub; /* NULL: no hub */
     struct kf_metrics metrics;
 };
 
@@ -135,33 +137,32 @@ static enum kf_err resolve(const char *host, int port, struct sockaddr_storage *
     return KF_OK;
 }
 
-static int open_listener(const char *host, int port, int reuseport, int *fd_out)
+enum kf_err kf_listen_open(const char *host, int port, int reuseport, int *fd_out)
 {
     struct sockaddr_storage ss;
     socklen_t len = 0;
     int fd, one = 1;
 
-    if (resolve(host, port, &ss, &len)) return -1;
+    enum kf_err rc = resolve(host, port, &ss, &len);
+    if (rc) return rc;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        return -1;
-    }
+    if (fd < 0) return kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
-        kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        rc = kf_fail(KF_E_IO, "cannot listen on %s:%d: %s", host, port, strerror(errno));
         close(fd);
-        return -1;
+        return rc;
     }
     *fd_out = fd;
-    return 0;
+    return KF_OK;
 }
 
 enum kf_err kf_listen_probe(const char *host, int port)
 {
     int fd;
-    if (open_listener(host, port, 0, &fd)) return kf_errlast();
+    enum kf_err rc = kf_listen_open(host, port, 0, &fd);
+    if (rc) return rc;
     close(fd);
     return KF_OK;
 }
@@ -480,6 +481,23 @@ static void serve_metrics(struct conn *c)
     g.store_queue_depth = st.queued;
     g.store_writes = st.writes;
     g.store_commits = st.commits;
+    if (svc->hub) {
+        struct kf_hub_stats hs;
+        kf_hub_stats(svc->hub, &hs);
+        g.hub_connections = hs.connections;
+        g.hub_sessions = hs.sessions;
+        g.hub_retained = hs.retained;
+        g.hub_queued = hs.queued;
+        g.hub_connects = hs.connects;
+        g.hub_auth_failed = hs.auth_failed;
+        g.hub_refused = hs.refused;
+        g.hub_malformed = hs.malformed;
+        g.hub_acl_denied = hs.acl_denied;
+        g.hub_rate_limited = hs.rate_limited;
+        g.hub_received = hs.messages_received;
+        g.hub_sent = hs.messages_sent;
+        g.hub_dropped = hs.dropped;
+    }
     kf_buf_init(&out, KF_METRICS_RENDER_MAX);
     if (kf_metrics_render(all, n, &g, &out) == KF_OK)
         send_response(c, 200, KF_METRICS_CONTENT_TYPE, NULL, out.data, out.len);
@@ -620,7 +638,8 @@ static void conn_free(struct conn *c)
     kf_limits_conn_close(w->svc->limits, &c->ip, c->handshake_pending);
     if (c->timer) event_free(c->timer);
     free(c);
-    if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
+    if (w->draining && w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0)
+        event_base_loopbreak(w->base);
 }
 
 /* Ends a connection: now, or when its store job comes back. */
@@ -738,10 +757,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         kf_ipaddr_text(&ip, text, sizeof(text));
         kf_metrics_refusal(&w->metrics, KF_REFUSAL_CONNECTION_LIMIT);
         kf_log(KF_LOG_WARN, "limits", "connection refused", "ip", text, "why",
-               v == KF_LIMITS_PER_IP  ? "too many connections from this address"
-               : v == KF_LIMITS_TOTAL ? "too many connections"
-                                      : "too many addresses",
-               NULL);
+               kf_limits_verdict_text(v), NULL);
         evutil_closesocket(fd);
         return;
     }
@@ -791,13 +807,21 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c, *next;
     w->draining = 1;
     if (w->listener) evconnlistener_disable(w->listener);
+    if (w->hub) kf_hub_worker_drain(w->hub);
     /* Idle connections go now; busy ones after their answer (send_response closes them). */
     for (c = w->conns; c; c = next) {
         next = c->next;
         if (!c->busy && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             conn_close(c);
     }
-    if (w->n_conns == 0) event_base_loopbreak(w->base);
+    if (w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0) event_base_loopbreak(w->base);
+}
+
+/* The hub's last connection closed while draining. */
+static void hub_idle_cb(void *arg)
+{
+    struct kf_worker *w = arg;
+    if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -824,7 +848,7 @@ enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **
     w->stop = event_new(w->base, -1, 0, stop_cb, w);
     if (!w->wake || !w->drain || !w->stop) goto nomem;
     event_add(w->wake, NULL);
-    if (open_listener(svc->listen_host, svc->listen_port, 1, &fd)) {
+    if (kf_listen_open(svc->listen_host, svc->listen_port, 1, &fd) != KF_OK) {
         enum kf_err rc = kf_errlast();
         kf_worker_free(w);
         return rc;
@@ -836,6 +860,13 @@ enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **
         goto nomem;
     }
     evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    if (svc->hub) {
+        enum kf_err rc = kf_hub_worker_new(svc->hub, w->base, index, hub_idle_cb, w, &w->hub);
+        if (rc) {
+            kf_worker_free(w);
+            return rc;
+        }
+    }
     *out = w;
     return KF_OK;
 nomem:
@@ -895,6 +926,7 @@ void kf_worker_free(struct kf_worker *w)
         c->busy = 0;
         conn_close(c);
     }
+    kf_hub_worker_free(w->hub);
     if (w->listener) evconnlistener_free(w->listener);
     if (w->wake) event_free(w->wake);
     if (w->drain) event_free(w->drain);

@@ -21,6 +21,7 @@
 #include "server/tls.h"
 
 struct kf_worker;
+struct kf_hubd;
 
 /* What the workers share; read-mostly, owned by keyfleetd's main. */
 struct kf_service {
@@ -34,7 +35,8 @@ struct kf_service {
     unsigned retry_after;   /* seconds, in 429 and 503 answers */
     char listen_host[64];
     int listen_port;
-    int draining; /* atomic: stop accepting, finish what is in flight */
+    struct kf_hubd *hub; /* NULL: no hub */
+    int draining;        /* atomic: stop accepting, finish what is in flight */
     struct kf_worker **workers;
     size_t n_workers;
 };
@@ -71,6 +73,12 @@ int kf_worker_done(struct kf_worker *w);
  * would let two keyfleetd share a port silently). Errors name the address.
  */
 enum kf_err kf_listen_probe(const char *host, int port);
+
+/*
+ * Opens a non-blocking listening socket on `host:port` (with SO_REUSEPORT when `reuseport`),
+ * backlog 4096, into `*fd`. Errors name the address.
+ */
+enum kf_err kf_listen_open(const char *host, int port, int reuseport, int *fd);
 
 /* Splits "host:port" or "[v6]:port" into its parts; KF_E_CONFIG naming the value otherwise. */
 enum kf_err kf_listen_parse(const char *text, char *host, size_t cap, int *port);

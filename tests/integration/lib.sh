@@ -178,7 +178,9 @@ conf_set() {
 # request) unless KFD_LOG says otherwise. Sets KFD_PID, KFD_PORT and URL; stopped at exit.
 start_kfd() {
     KFD_PORT=$(free_port)
+    HUB_PORT=$(free_port)
     conf_set provisioning listen "127.0.0.1:$KFD_PORT" || return 1
+    conf_set hub listen "127.0.0.1:$HUB_PORT" || return 1
     URL="https://127.0.0.1:$KFD_PORT"
     KEYFLEET_LOG=${KFD_LOG:-info} "$KFD" --dir "$T/d" ${KFD_CONF:+--config "$KFD_CONF"} "$@" \
         >>"$T/kfd.log" 2>&1 &

@@ -20,6 +20,7 @@ contains "--help explains" "$(cat "$T/out")" "SIGHUP"
 
 ok "init" init
 D=$T/d
+conf_set hub listen "127.0.0.1:$(free_port)"
 cp "$D/keyfleet.conf" "$T/good.conf"
 echo "bogus_key = 1" >>"$D/keyfleet.conf"
 kfd_fails "config error" 1 "keyfleet.conf: line" --dir "$D"

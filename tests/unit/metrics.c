@@ -80,7 +80,49 @@ static const char idle_text[] =
     "# HELP keyfleet_store_commits_total Transactions the store committed; concurrent writes share "
     "one (group commit).\n"
     "# TYPE keyfleet_store_commits_total counter\n"
-    "keyfleet_store_commits_total 9\n";
+    "keyfleet_store_commits_total 9\n"
+    "# HELP keyfleet_hub_connections MQTT clients connected to the hub.\n"
+    "# TYPE keyfleet_hub_connections gauge\n"
+    "keyfleet_hub_connections 0\n"
+    "# HELP keyfleet_hub_sessions MQTT sessions held, online or persistent.\n"
+    "# TYPE keyfleet_hub_sessions gauge\n"
+    "keyfleet_hub_sessions 0\n"
+    "# HELP keyfleet_hub_retained Retained messages held.\n"
+    "# TYPE keyfleet_hub_retained gauge\n"
+    "keyfleet_hub_retained 0\n"
+    "# HELP keyfleet_hub_queued Messages queued for sessions.\n"
+    "# TYPE keyfleet_hub_queued gauge\n"
+    "keyfleet_hub_queued 0\n"
+    "# HELP keyfleet_hub_connects_total MQTT CONNECTs accepted.\n"
+    "# TYPE keyfleet_hub_connects_total counter\n"
+    "keyfleet_hub_connects_total 0\n"
+    "# HELP keyfleet_hub_auth_failed_total Hub handshakes or CONNECTs refused for identity.\n"
+    "# TYPE keyfleet_hub_auth_failed_total counter\n"
+    "keyfleet_hub_auth_failed_total 0\n"
+    "# HELP keyfleet_hub_refused_total Hub connections refused by a limit, a ban or the allow/deny "
+    "list.\n"
+    "# TYPE keyfleet_hub_refused_total counter\n"
+    "keyfleet_hub_refused_total 0\n"
+    "# HELP keyfleet_hub_malformed_total Hub connections closed for a malformed packet or a "
+    "protocol error.\n"
+    "# TYPE keyfleet_hub_malformed_total counter\n"
+    "keyfleet_hub_malformed_total 0\n"
+    "# HELP keyfleet_hub_acl_denied_total PUBLISH or SUBSCRIBE entries refused.\n"
+    "# TYPE keyfleet_hub_acl_denied_total counter\n"
+    "keyfleet_hub_acl_denied_total 0\n"
+    "# HELP keyfleet_hub_rate_limited_total PUBLISH packets over a rate limit.\n"
+    "# TYPE keyfleet_hub_rate_limited_total counter\n"
+    "keyfleet_hub_rate_limited_total 0\n"
+    "# HELP keyfleet_hub_messages_received_total PUBLISH packets accepted.\n"
+    "# TYPE keyfleet_hub_messages_received_total counter\n"
+    "keyfleet_hub_messages_received_total 0\n"
+    "# HELP keyfleet_hub_messages_sent_total PUBLISH packets sent to clients.\n"
+    "# TYPE keyfleet_hub_messages_sent_total counter\n"
+    "keyfleet_hub_messages_sent_total 0\n"
+    "# HELP keyfleet_hub_messages_dropped_total Messages dropped because a session's queue was "
+    "full.\n"
+    "# TYPE keyfleet_hub_messages_dropped_total counter\n"
+    "keyfleet_hub_messages_dropped_total 0\n";
 
 /*
  * The value of the sample `series` (its name and labels as rendered) in `text`; fails the test
@@ -304,8 +346,10 @@ static void test_bounds(void **state)
 {
     struct kf_metrics m;
     struct kf_metrics *w[] = {&m};
-    struct kf_metrics_gauges g = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    struct kf_metrics_gauges g;
     struct kf_buf out;
+
+    memset(&g, 0xff, sizeof(g));
 
     /* Every series present with a 20-digit value: the largest rendering fits the maximum. */
     memset(&m, 0xff, sizeof(m));

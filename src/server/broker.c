@@ -1,0 +1,866 @@
+#include "server/broker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/htab.h"
+#include "common/ident.h"
+
+/* ---- the broker's state ---- */
+
+struct sub {
+    struct kf_session *s;
+    struct bucket *bucket;   /* NULL: on the wildcard list */
+    struct sub *prev, *next; /* in the bucket or the wildcard list */
+    struct sub *s_next;      /* in the session */
+    struct kf_broker_sub_opts opts;
+    size_t len;
+    uint8_t filter[];
+};
+
+struct retained {
+    struct retained *next;
+    struct kf_msg *msg;
+};
+
+/* Everything whose topic starts with the same two levels. */
+struct bucket {
+    struct kf_hnode node;
+    struct sub *subs;
+    struct retained *ret;
+    size_t klen;
+    uint8_t key[];
+};
+
+struct qitem {
+    struct qitem *next;
+    struct kf_msg *msg;
+    uint8_t qos, retain;
+    uint32_t sub_id;
+};
+
+struct inflight {
+    uint16_t packet_id;
+    uint8_t qos;
+    uint8_t released; /* QoS 2: PUBREC seen, awaiting PUBCOMP */
+    uint8_t retain;
+    uint32_t sub_id;
+    struct kf_msg *msg;
+};
+
+struct kf_session {
+    struct kf_hnode node;
+    char id[KF_ID_MAX + 1];
+    struct kf_broker_peer *peer;
+    struct sub *subs;
+    unsigned n_subs;
+    struct qitem *qhead, *qtail;
+    unsigned qlen;
+    struct inflight *inflight;
+    unsigned n_inflight, cap_inflight;
+    unsigned resend; /* inflight entries still to send again after a resume */
+    uint16_t next_id;
+    uint16_t *qos2_in; /* inbound QoS 2 packet ids awaiting PUBREL */
+    unsigned n_qos2_in, cap_qos2_in;
+    uint32_t expiry_s;
+    int64_t offline_since;
+    /* routing: the publish this session was last matched by, and its place in the match list */
+    uint64_t stamp;
+    size_t match_index;
+};
+
+struct match {
+    struct kf_session *s;
+    uint8_t qos, retain;
+    uint32_t sub_id;
+};
+
+struct kf_broker {
+    pthread_mutex_t lock;
+    struct kf_broker_conf conf;
+    struct kf_htab sessions, buckets;
+    struct sub *wild;
+    uint64_t stamp;
+    struct match *matches;
+    size_t n_matches, cap_matches;
+    uint64_t n_online, n_subs, n_retained, n_queued, routed, dropped;
+    size_t retained_bytes;
+};
+
+/* ---- messages ---- */
+
+struct kf_msg *kf_msg_new(const struct kf_mqtt_publish *p, struct kf_mqtt_str topic,
+                          const char *origin, int64_t now_ms)
+{
+    const struct kf_mqtt_props *pr = &p->props;
+    size_t need = sizeof(struct kf_msg) + topic.len + p->payload_len, pos = 0;
+    struct kf_mqtt_str name, value;
+    struct kf_mqtt_user_prop *up;
+    struct kf_msg *m;
+    uint8_t *data;
+    size_t it = 0;
+
+    need += pr->content_type.len + pr->response_topic.len + pr->correlation_data.len;
+    need += pr->n_user_props * sizeof(struct kf_mqtt_user_prop) + (pr->raw_len ? pr->raw_len : 0);
+    m = calloc(1, need);
+    if (!m) return NULL;
+    up = (struct kf_mqtt_user_prop *)(m + 1);
+    data = (uint8_t *)(up + pr->n_user_props);
+#define KEEP(dst, src)                          \
+    do {                                        \
+        memcpy(data + pos, (src).p, (src).len); \
+        (dst).p = data + pos;                   \
+        (dst).len = (src).len;                  \
+        pos += (src).len;                       \
+    } while (0)
+    m->refs = 1;
+    m->qos = p->qos;
+    m->retain = (uint8_t)p->retain;
+    KEEP(m->topic, topic);
+    memcpy(data + pos, p->payload, p->payload_len);
+    m->payload = data + pos;
+    m->payload_len = p->payload_len;
+    pos += p->payload_len;
+    if (KF_MQTT_HAS(pr, KF_MQTT_P_PAYLOAD_FORMAT)) {
+        m->has_payload_format = 1;
+        m->payload_format = pr->payload_format;
+    }
+    if (KF_MQTT_HAS(pr, KF_MQTT_P_MESSAGE_EXPIRY))
+        m->expires_ms = now_ms + (int64_t)pr->message_expiry * 1000;
+    if (KF_MQTT_HAS(pr, KF_MQTT_P_CONTENT_TYPE)) KEEP(m->content_type, pr->content_type);
+    if (KF_MQTT_HAS(pr, KF_MQTT_P_RESPONSE_TOPIC)) KEEP(m->response_topic, pr->response_topic);
+    if (KF_MQTT_HAS(pr, KF_MQTT_P_CORRELATION_DATA))
+        KEEP(m->correlation_data, pr->correlation_data);
+    m->user = up;
+    while (m->n_user < pr->n_user_props && kf_mqtt_user_props_next(pr, &it, &name, &value)) {
+        KEEP(up[m->n_user].name, name);
+        KEEP(up[m->n_user].value, value);
+        m->n_user++;
+    }
+#undef KEEP
+    snprintf(m->origin, sizeof(m->origin), "%s", origin ? origin : "");
+    m->size = need;
+    return m;
+}
+
+struct kf_msg *kf_msg_ref(struct kf_msg *m)
+{
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
+void kf_msg_release(struct kf_msg *m)
+{
+    if (m && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0) free(m);
+}
+
+/* ---- buckets: the first two levels of a topic ---- */
+
+/* The length of the first two levels of `t` ("a/b" of "a/b/c"; all of "a" or "a/b"). */
+static size_t prefix_len(const uint8_t *t, size_t len)
+{
+    const uint8_t *s1 = memchr(t, '/', len), *s2;
+    if (!s1) return len;
+    s2 = memchr(s1 + 1, '/', len - (size_t)(s1 + 1 - t));
+    return s2 ? (size_t)(s2 - t) : len;
+}
+
+/* 1 when a filter's two-level prefix is literal, so it can only match topics with that prefix. */
+static int filter_literal(const uint8_t *f, size_t len, size_t *plen)
+{
+    *plen = prefix_len(f, len);
+    return !memchr(f, '+', *plen) && !memchr(f, '#', *plen);
+}
+
+static struct bucket *bucket_find(struct kf_broker *b, const uint8_t *key, size_t klen)
+{
+    struct kf_hnode *n = kf_htab_find(&b->buckets, key, klen, kf_hash_bytes(key, klen));
+    return n ? (struct bucket *)n : NULL;
+}
+
+static struct bucket *bucket_get(struct kf_broker *b, const uint8_t *key, size_t klen)
+{
+    struct bucket *k = bucket_find(b, key, klen);
+    if (k) return k;
+    k = calloc(1, sizeof(*k) + klen);
+    if (!k) return NULL;
+    memcpy(k->key, key, klen);
+    k->klen = klen;
+    k->node.key = k->key;
+    k->node.klen = klen;
+    k->node.hash = kf_hash_bytes(key, klen);
+    if (kf_htab_insert(&b->buckets, &k->node)) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+static void bucket_maybe_free(struct kf_broker *b, struct bucket *k)
+{
+    if (k->subs || k->ret) return;
+    kf_htab_remove(&b->buckets, &k->node);
+    free(k);
+}
+
+/* ---- sessions ---- */
+
+static struct kf_session *session_find(struct kf_broker *b, const char *id)
+{
+    size_t n = strlen(id);
+    struct kf_hnode *h =
+        kf_htab_find(&b->sessions, (const uint8_t *)id, n, kf_hash_bytes((const uint8_t *)id, n));
+    return h ? (struct kf_session *)h : NULL;
+}
+
+static void sub_unlink(struct kf_broker *b, struct sub *u)
+{
+    if (u->prev)
+        u->prev->next = u->next;
+    else if (u->bucket)
+        u->bucket->subs = u->next;
+    else
+        b->wild = u->next;
+    if (u->next) u->next->prev = u->prev;
+    if (u->bucket) bucket_maybe_free(b, u->bucket);
+    b->n_subs--;
+}
+
+static void session_clear(struct kf_broker *b, struct kf_session *s)
+{
+    struct sub *u, *un;
+    struct qitem *q, *qn;
+    for (u = s->subs; u; u = un) {
+        un = u->s_next;
+        sub_unlink(b, u);
+        free(u);
+    }
+    s->subs = NULL;
+    s->n_subs = 0;
+    for (q = s->qhead; q; q = qn) {
+        qn = q->next;
+        kf_msg_release(q->msg);
+        free(q);
+    }
+    b->n_queued -= s->qlen;
+    s->qhead = s->qtail = NULL;
+    s->qlen = 0;
+    for (unsigned i = 0; i < s->n_inflight; i++)
+        kf_msg_release(s->inflight[i].msg);
+    s->n_inflight = 0;
+    s->resend = 0;
+    s->n_qos2_in = 0;
+}
+
+static void session_free(struct kf_broker *b, struct kf_session *s)
+{
+    session_clear(b, s);
+    kf_htab_remove(&b->sessions, &s->node);
+    free(s->inflight);
+    free(s->qos2_in);
+    free(s);
+}
+
+static void inbox_push(struct kf_broker_peer *p)
+{
+    struct kf_broker_inbox *in = p->inbox;
+    int was_empty;
+    if (p->queued || !in) return;
+    was_empty = in->head == NULL;
+    p->queued = 1;
+    p->prev = NULL;
+    p->next = in->head;
+    if (in->head) in->head->prev = p;
+    in->head = p;
+    if (was_empty && in->wake) in->wake(in->wake_arg);
+}
+
+static void inbox_remove(struct kf_broker_peer *p)
+{
+    if (!p->queued) return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->inbox->head = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->queued = 0;
+    p->prev = p->next = NULL;
+}
+
+/* ---- the interface ---- */
+
+enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out)
+{
+    struct kf_broker *b = calloc(1, sizeof(*b));
+    *out = NULL;
+    if (!b) return kf_fail(KF_E_NOMEM, "out of memory");
+    pthread_mutex_init(&b->lock, NULL);
+    b->conf = *conf;
+    *out = b;
+    return KF_OK;
+}
+
+void kf_broker_free(struct kf_broker *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->sessions.n_slots; i++)
+        while (b->sessions.slots[i])
+            session_free(b, (struct kf_session *)b->sessions.slots[i]);
+    for (size_t i = 0; i < b->buckets.n_slots; i++)
+        while (b->buckets.slots[i]) {
+            struct bucket *k = (struct bucket *)b->buckets.slots[i];
+            struct retained *r, *rn;
+            for (r = k->ret; r; r = rn) {
+                rn = r->next;
+                kf_msg_release(r->msg);
+                free(r);
+            }
+            k->ret = NULL;
+            bucket_maybe_free(b, k);
+        }
+    kf_htab_free(&b->sessions);
+    kf_htab_free(&b->buckets);
+    free(b->matches);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void kf_broker_configure(struct kf_broker *b, const struct kf_broker_conf *conf)
+{
+    pthread_mutex_lock(&b->lock);
+    b->conf = *conf;
+    pthread_mutex_unlock(&b->lock);
+}
+
+enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
+                             const char *client_id, int clean, uint32_t expiry_s, int *present)
+{
+    struct kf_session *s;
+    enum kf_err rc = KF_OK;
+
+    *present = 0;
+    pthread_mutex_lock(&b->lock);
+    s = session_find(b, client_id);
+    if (s && s->peer) {
+        struct kf_broker_peer *old = s->peer;
+        old->session = NULL;
+        old->kicked = 1;
+        old->kick_reason = KF_MQTT_RC_SESSION_TAKEN_OVER;
+        s->peer = NULL;
+        b->n_online--;
+        inbox_push(old);
+    }
+    if (s && clean) session_clear(b, s);
+    if (s && !clean) {
+        *present = 1;
+        s->resend = s->n_inflight;
+    }
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            rc = kf_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+        snprintf(s->id, sizeof(s->id), "%s", client_id);
+        s->node.key = (const uint8_t *)s->id;
+        s->node.klen = strlen(s->id);
+        s->node.hash = kf_hash_bytes(s->node.key, s->node.klen);
+        s->next_id = 1;
+        if (kf_htab_insert(&b->sessions, &s->node)) {
+            free(s);
+            rc = kf_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    s->expiry_s = expiry_s;
+    s->peer = peer;
+    peer->session = s;
+    peer->kicked = 0;
+    b->n_online++;
+    /* Something may be waiting already (a resumed session). */
+    if (s->qlen || s->resend) inbox_push(peer);
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+void kf_broker_set_expiry(struct kf_broker *b, struct kf_broker_peer *peer, uint32_t expiry_s)
+{
+    pthread_mutex_lock(&b->lock);
+    if (peer->session) peer->session->expiry_s = expiry_s;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms)
+{
+    struct kf_session *s;
+    pthread_mutex_lock(&b->lock);
+    inbox_remove(peer);
+    s = peer->session;
+    peer->session = NULL;
+    if (s) {
+        s->peer = NULL;
+        b->n_online--;
+        s->offline_since = now_ms;
+        if (s->expiry_s == 0) session_free(b, s);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Queues `m` for session `s`; 0 when its queue is full (the message is dropped for it). */
+static int enqueue(struct kf_broker *b, struct kf_session *s, struct kf_msg *m, uint8_t qos,
+                   uint8_t retain, uint32_t sub_id)
+{
+    struct qitem *q;
+    /* An offline session keeps only what it must be given (QoS 1 and 2), as brokers do. */
+    if (!s->peer && qos == 0) return 1;
+    if (s->qlen >= b->conf.max_queued) return 0;
+    q = malloc(sizeof(*q));
+    if (!q) return 0;
+    q->next = NULL;
+    q->msg = kf_msg_ref(m);
+    q->qos = qos;
+    q->retain = retain;
+    q->sub_id = sub_id;
+    if (s->qtail)
+        s->qtail->next = q;
+    else
+        s->qhead = q;
+    s->qtail = q;
+    s->qlen++;
+    b->n_queued++;
+    if (s->peer) inbox_push(s->peer);
+    return 1;
+}
+
+static void match_sub(struct kf_broker *b, struct sub *u, const struct kf_msg *m)
+{
+    struct kf_session *s = u->s;
+    struct match *x;
+    if (!kf_mqtt_topic_match(u->filter, u->len, m->topic.p, m->topic.len)) return;
+    if (u->opts.no_local && strcmp(s->id, m->origin) == 0) return;
+    if (s->stamp == b->stamp) {
+        /* Overlapping subscriptions: one copy, at the highest QoS they grant. */
+        x = &b->matches[s->match_index];
+        if (u->opts.qos > x->qos) x->qos = u->opts.qos;
+        if (u->opts.retain_as_published) x->retain = m->retain;
+        if (!x->sub_id) x->sub_id = u->opts.sub_id;
+        return;
+    }
+    if (b->n_matches == b->cap_matches) {
+        size_t ncap = b->cap_matches ? b->cap_matches * 2 : 64;
+        void *p = realloc(b->matches, ncap * sizeof(*b->matches));
+        if (!p) return;
+        b->matches = p;
+        b->cap_matches = ncap;
+    }
+    s->stamp = b->stamp;
+    s->match_index = b->n_matches;
+    x = &b->matches[b->n_matches++];
+    x->s = s;
+    x->qos = u->opts.qos;
+    x->retain = u->opts.retain_as_published ? m->retain : 0;
+    x->sub_id = u->opts.sub_id;
+}
+
+static void retain_msg(struct kf_broker *b, struct kf_msg *m)
+{
+    size_t plen = prefix_len(m->topic.p, m->topic.len);
+    struct bucket *k = bucket_find(b, m->topic.p, plen);
+    struct retained **pp, *r;
+
+    if (k)
+        for (pp = &k->ret; *pp; pp = &(*pp)->next) {
+            r = *pp;
+            if (r->msg->topic.len != m->topic.len ||
+                memcmp(r->msg->topic.p, m->topic.p, m->topic.len) != 0)
+                continue;
+            /* Replace or, with an empty payload, delete. */
+            b->retained_bytes -= r->msg->size;
+            kf_msg_release(r->msg);
+            if (m->payload_len == 0) {
+                *pp = r->next;
+                free(r);
+                b->n_retained--;
+                bucket_maybe_free(b, k);
+            } else {
+                r->msg = kf_msg_ref(m);
+                b->retained_bytes += m->size;
+            }
+            return;
+        }
+    if (m->payload_len == 0) return;
+    if (b->n_retained >= b->conf.max_retained ||
+        b->retained_bytes + m->size > b->conf.max_retained_bytes)
+        return;
+    if (!k) k = bucket_get(b, m->topic.p, plen);
+    r = k ? malloc(sizeof(*r)) : NULL;
+    if (!r) {
+        if (k) bucket_maybe_free(b, k);
+        return;
+    }
+    r->msg = kf_msg_ref(m);
+    r->next = k->ret;
+    k->ret = r;
+    b->n_retained++;
+    b->retained_bytes += m->size;
+}
+
+size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped)
+{
+    size_t plen = prefix_len(m->topic.p, m->topic.len), queued = 0, lost = 0;
+    struct bucket *k;
+
+    pthread_mutex_lock(&b->lock);
+    b->stamp++;
+    b->n_matches = 0;
+    k = bucket_find(b, m->topic.p, plen);
+    for (struct sub *u = k ? k->subs : NULL; u; u = u->next)
+        match_sub(b, u, m);
+    for (struct sub *u = b->wild; u; u = u->next)
+        match_sub(b, u, m);
+    for (size_t i = 0; i < b->n_matches; i++) {
+        struct match *x = &b->matches[i];
+        uint8_t qos = x->qos < m->qos ? x->qos : m->qos;
+        if (enqueue(b, x->s, m, qos, x->retain, x->sub_id))
+            queued++;
+        else
+            lost++;
+    }
+    if (m->retain) retain_msg(b, m);
+    b->routed += queued;
+    b->dropped += lost;
+    pthread_mutex_unlock(&b->lock);
+    if (dropped) *dropped = lost;
+    return queued;
+}
+
+static void queue_retained(struct kf_broker *b, struct kf_session *s, struct bucket *k,
+                           const struct sub *u)
+{
+    for (struct retained *r = k->ret; r; r = r->next) {
+        struct kf_msg *m = r->msg;
+        if (!kf_mqtt_topic_match(u->filter, u->len, m->topic.p, m->topic.len)) continue;
+        /* Retained messages go out with the retain flag set [MQTT-3.3.1-8]. */
+        enqueue(b, s, m, m->qos < u->opts.qos ? m->qos : u->opts.qos, 1, u->opts.sub_id);
+    }
+}
+
+enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer,
+                                const uint8_t *filter, size_t len,
+                                const struct kf_broker_sub_opts *opts)
+{
+    struct kf_session *s;
+    struct sub *u;
+    size_t plen;
+    int existed = 0;
+    enum kf_err rc = KF_OK;
+
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    if (!s) goto out;
+    for (u = s->subs; u; u = u->s_next)
+        if (u->len == len && memcmp(u->filter, filter, len) == 0) break;
+    if (u) {
+        existed = 1;
+        u->opts = *opts;
+    } else {
+        if (s->n_subs >= b->conf.max_subs) {
+            rc = kf_fail(KF_E_OVERSIZE, "the session holds %u subscriptions already", s->n_subs);
+            goto out;
+        }
+        u = calloc(1, sizeof(*u) + len);
+        if (!u) {
+            rc = kf_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(u->filter, filter, len);
+        u->len = len;
+        u->s = s;
+        u->opts = *opts;
+        if (filter_literal(filter, len, &plen)) {
+            u->bucket = bucket_get(b, filter, plen);
+            if (!u->bucket) {
+                free(u);
+                rc = kf_fail(KF_E_NOMEM, "out of memory");
+                goto out;
+            }
+            u->next = u->bucket->subs;
+            if (u->next) u->next->prev = u;
+            u->bucket->subs = u;
+        } else {
+            u->next = b->wild;
+            if (u->next) u->next->prev = u;
+            b->wild = u;
+        }
+        u->s_next = s->subs;
+        s->subs = u;
+        s->n_subs++;
+        b->n_subs++;
+    }
+    if (opts->retain_handling == 0 || (opts->retain_handling == 1 && !existed)) {
+        if (u->bucket) {
+            queue_retained(b, s, u->bucket, u);
+        } else {
+            for (size_t i = 0; i < b->buckets.n_slots; i++)
+                for (struct kf_hnode *n = b->buckets.slots[i]; n; n = n->next)
+                    queue_retained(b, s, (struct bucket *)n, u);
+        }
+    }
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+int kf_broker_unsubscribe(struct kf_broker *b, struct kf_broker_peer *peer, const uint8_t *filter,
+                          size_t len)
+{
+    struct kf_session *s;
+    struct sub **pp;
+    int found = 0;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    for (pp = s ? &s->subs : NULL; pp && *pp; pp = &(*pp)->s_next) {
+        struct sub *u = *pp;
+        if (u->len != len || memcmp(u->filter, filter, len) != 0) continue;
+        *pp = u->s_next;
+        sub_unlink(b, u);
+        free(u);
+        s->n_subs--;
+        found = 1;
+        break;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return found;
+}
+
+size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
+                      struct kf_broker_peer **out, size_t cap)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&b->lock);
+    while (inbox->head && n < cap) {
+        struct kf_broker_peer *p = inbox->head;
+        inbox_remove(p);
+        out[n++] = p;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+void kf_broker_wake(struct kf_broker *b, struct kf_broker_peer *peer)
+{
+    pthread_mutex_lock(&b->lock);
+    inbox_push(peer);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static int id_in_use(const struct kf_session *s, uint16_t id)
+{
+    for (unsigned i = 0; i < s->n_inflight; i++)
+        if (s->inflight[i].packet_id == id) return 1;
+    return 0;
+}
+
+size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms,
+                      struct kf_broker_out *out, size_t cap, int *more)
+{
+    struct kf_session *s;
+    size_t n = 0;
+    unsigned window;
+
+    *more = 0;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    if (!s) goto out;
+    window = peer->receive_max ? peer->receive_max : 1;
+    /* What was in flight when the session resumed goes first, in order, marked dup. */
+    while (s->resend && n < cap) {
+        struct inflight *f = &s->inflight[s->n_inflight - s->resend];
+        struct kf_broker_out *o = &out[n++];
+        memset(o, 0, sizeof(*o));
+        o->packet_id = f->packet_id;
+        if (!f->released) {
+            o->msg = kf_msg_ref(f->msg);
+            o->qos = f->qos;
+            o->dup = 1;
+            o->retain = f->retain;
+            o->sub_id = f->sub_id;
+        }
+        s->resend--;
+    }
+    while (s->qhead && n < cap) {
+        struct qitem *q = s->qhead;
+        struct kf_broker_out *o;
+        if (q->qos > 0 && s->n_inflight >= window) break;
+        s->qhead = q->next;
+        if (!s->qhead) s->qtail = NULL;
+        s->qlen--;
+        b->n_queued--;
+        if (q->msg->expires_ms && q->msg->expires_ms <= now_ms) {
+            kf_msg_release(q->msg);
+            free(q);
+            continue;
+        }
+        o = &out[n++];
+        memset(o, 0, sizeof(*o));
+        o->msg = q->msg; /* the queue's reference moves to the caller */
+        o->qos = q->qos;
+        o->retain = q->retain;
+        o->sub_id = q->sub_id;
+        if (q->qos > 0) {
+            struct inflight *f;
+            if (s->n_inflight == s->cap_inflight) {
+                unsigned ncap = s->cap_inflight ? s->cap_inflight * 2 : 8;
+                void *p = realloc(s->inflight, ncap * sizeof(*s->inflight));
+                if (!p) {
+                    /* Put it back; try again later. */
+                    n--;
+                    q->next = s->qhead;
+                    s->qhead = q;
+                    if (!s->qtail) s->qtail = q;
+                    s->qlen++;
+                    b->n_queued++;
+                    break;
+                }
+                s->inflight = p;
+                s->cap_inflight = ncap;
+            }
+            do {
+                s->next_id = s->next_id == 65535 ? 1 : (uint16_t)(s->next_id + 1);
+            } while (id_in_use(s, s->next_id));
+            f = &s->inflight[s->n_inflight++];
+            f->packet_id = s->next_id;
+            f->qos = q->qos;
+            f->released = 0;
+            f->retain = q->retain;
+            f->sub_id = q->sub_id;
+            f->msg = kf_msg_ref(q->msg);
+            o->packet_id = f->packet_id;
+        }
+        free(q);
+    }
+    *more = s->resend > 0 || (s->qhead && (s->qhead->qos == 0 || s->n_inflight < window));
+out:
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt_type type,
+                  uint16_t packet_id)
+{
+    struct kf_session *s;
+    int ok = 0;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    for (unsigned i = 0; s && i < s->n_inflight; i++) {
+        struct inflight *f = &s->inflight[i];
+        if (f->packet_id != packet_id) continue;
+        if (type == KF_MQTT_PUBREC) {
+            if (f->qos == 2 && !f->released) {
+                f->released = 1;
+                kf_msg_release(f->msg);
+                f->msg = NULL;
+                ok = 1;
+            }
+            break;
+        }
+        if ((type == KF_MQTT_PUBACK && f->qos == 1) ||
+            (type == KF_MQTT_PUBCOMP && f->qos == 2 && f->released)) {
+            kf_msg_release(f->msg);
+            /* An entry still waiting to be sent again leaves that region too. */
+            if (i >= s->n_inflight - s->resend) s->resend--;
+            /* Keep the order: what is left is resent in the order it was sent. */
+            memmove(f, f + 1, (s->n_inflight - i - 1) * sizeof(*f));
+            s->n_inflight--;
+            ok = 1;
+            if (s->qhead) inbox_push(peer);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id)
+{
+    struct kf_session *s;
+    int r = 1;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    if (!s) goto out;
+    for (unsigned i = 0; i < s->n_qos2_in; i++)
+        if (s->qos2_in[i] == packet_id) {
+            r = 0;
+            goto out;
+        }
+    if (s->n_qos2_in >= b->conf.max_inflight_in) {
+        r = -1;
+        goto out;
+    }
+    if (s->n_qos2_in == s->cap_qos2_in) {
+        /* Grown as used (the bound may change on SIGHUP). */
+        unsigned ncap = s->cap_qos2_in ? s->cap_qos2_in * 2 : 8;
+        void *p = realloc(s->qos2_in, ncap * sizeof(*s->qos2_in));
+        if (!p) {
+            r = -1;
+            goto out;
+        }
+        s->qos2_in = p;
+        s->cap_qos2_in = ncap;
+    }
+    s->qos2_in[s->n_qos2_in++] = packet_id;
+out:
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+int kf_broker_qos2_released(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id)
+{
+    struct kf_session *s;
+    int found = 0;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    for (unsigned i = 0; s && i < s->n_qos2_in; i++)
+        if (s->qos2_in[i] == packet_id) {
+            s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&b->lock);
+    return found;
+}
+
+size_t kf_broker_sweep(struct kf_broker *b, int64_t now_ms)
+{
+    size_t ended = 0;
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < b->sessions.n_slots; i++) {
+        struct kf_hnode *n = b->sessions.slots[i], *next;
+        for (; n; n = next) {
+            struct kf_session *s = (struct kf_session *)n;
+            next = n->next;
+            if (s->peer || s->expiry_s == 0xFFFFFFFFu) continue;
+            if (now_ms - s->offline_since >= (int64_t)s->expiry_s * 1000) {
+                session_free(b, s);
+                ended++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ended;
+}
+
+void kf_broker_stats(struct kf_broker *b, struct kf_broker_stats *out)
+{
+    pthread_mutex_lock(&b->lock);
+    out->sessions = b->sessions.n;
+    out->sessions_online = b->n_online;
+    out->subscriptions = b->n_subs;
+    out->retained = b->n_retained;
+    out->queued = b->n_queued;
+    out->routed = b->routed;
+    out->dropped = b->dropped;
+    pthread_mutex_unlock(&b->lock);
+}

@@ -1,0 +1,192 @@
+/*
+ * broker: the hub's sessions, subscriptions and retained messages, shared by every worker.
+ *
+ * A session is named by its client id (a device id, or a service name) and outlives its
+ * connection when it is persistent (MQTT 3.1.1 clean session 0; MQTT 5 session expiry > 0): its
+ * subscriptions, the messages queued for it and those in flight stay in memory until it comes
+ * back or expires.
+ *
+ * A connection takes part through a peer (struct kf_broker_peer, embedded in the hub's
+ * connection and owned by its worker). Publishing routes a message to every matching session's
+ * queue; a session whose peer is online is put on its worker's inbox and the worker is woken;
+ * the worker then pulls what it may send (within the session's in-flight window) and writes it.
+ * So a message crosses workers as a pointer, and the sender never touches another worker's
+ * connection.
+ *
+ * One lock guards the broker. Routing is cheap because the ACL makes fan-out narrow:
+ * subscriptions whose first two topic levels are literal ("devices/<id>/commands/#") are found
+ * by hashing those levels; only the few wildcard ones (services' "devices/+/...") are scanned.
+ *
+ * Messages are immutable and reference-counted; every size is bounded by the configuration.
+ */
+#ifndef KF_SERVER_BROKER_H
+#define KF_SERVER_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/mqtt_codec.h"
+
+struct kf_broker;
+struct kf_session;
+
+/* An application message, as routed: immutable once made, reference-counted. */
+struct kf_msg {
+    int refs; /* atomic */
+    uint8_t qos;
+    uint8_t retain;
+    uint8_t payload_format;
+    uint8_t has_payload_format;
+    struct kf_mqtt_str topic;
+    const uint8_t *payload;
+    size_t payload_len;
+    int64_t expires_ms; /* 0: never */
+    struct kf_mqtt_str content_type, response_topic, correlation_data;
+    struct kf_mqtt_user_prop *user;
+    size_t n_user;
+    char origin[129]; /* the publisher's client id, for MQTT 5's no_local */
+    size_t size;      /* bytes held, for the limits */
+};
+
+/*
+ * Makes a message from a decoded PUBLISH (its topic already resolved from an alias into
+ * `topic`), copying everything it keeps. `now_ms` starts its expiry. NULL when out of memory.
+ */
+struct kf_msg *kf_msg_new(const struct kf_mqtt_publish *p, struct kf_mqtt_str topic,
+                          const char *origin, int64_t now_ms);
+struct kf_msg *kf_msg_ref(struct kf_msg *m);
+void kf_msg_release(struct kf_msg *m);
+
+/* A worker's inbox: the peers that have something to send; woken from any thread. */
+struct kf_broker_inbox {
+    struct kf_broker_peer *head;
+    void (*wake)(void *arg); /* called with the broker's lock held; must only signal */
+    void *wake_arg;
+};
+
+/* One connection's end in the broker. Zero it, set `inbox`, then attach. */
+struct kf_broker_peer {
+    struct kf_broker_inbox *inbox;
+    struct kf_session *session; /* NULL when detached or taken over (guarded by the lock) */
+    uint16_t receive_max;       /* the client's in-flight window for QoS 1 and 2 */
+    uint8_t version;
+    int kicked;          /* the session was taken over: close with `kick_reason` */
+    uint8_t kick_reason; /* an MQTT 5 reason code */
+    /* guarded by the lock */
+    int queued;
+    struct kf_broker_peer *prev, *next;
+};
+
+struct kf_broker_conf {
+    unsigned max_queued;       /* messages a session may hold queued */
+    unsigned max_retained;     /* retained messages in all */
+    size_t max_retained_bytes; /* bytes they may hold in all */
+    unsigned max_subs;         /* subscriptions a session may hold */
+    unsigned max_inflight_in;  /* QoS 2 messages a client may have unreleased */
+};
+
+enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out);
+void kf_broker_free(struct kf_broker *b);
+
+/* Replaces the limits (SIGHUP); what is held already stays. */
+void kf_broker_configure(struct kf_broker *b, const struct kf_broker_conf *conf);
+
+/*
+ * Attaches `peer` to the session `client_id`: `clean` drops what a previous session held;
+ * `expiry_s` is how long the session outlives the connection (0: it ends with it;
+ * 0xFFFFFFFF: never). A peer attached there already is kicked (KF_MQTT_RC_SESSION_TAKEN_OVER)
+ * and woken. `*present` is set when an earlier session was resumed; its messages in flight are
+ * sent again (dup) on the next pull.
+ */
+enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
+                             const char *client_id, int clean, uint32_t expiry_s, int *present);
+
+/* Changes the session's expiry (MQTT 5 DISCONNECT may). */
+void kf_broker_set_expiry(struct kf_broker *b, struct kf_broker_peer *peer, uint32_t expiry_s);
+
+/* Detaches `peer` (its connection is closing); a session that does not persist ends here. */
+void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms);
+
+/*
+ * Routes `m` (borrowed; the broker takes its own references) to every matching subscription
+ * and, when it is retained, keeps it (an empty retained payload deletes the topic's). Returns
+ * the number of sessions it was queued for; `*dropped` (may be NULL) counts sessions whose
+ * queue was full.
+ */
+size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped);
+
+struct kf_broker_sub_opts {
+    uint8_t qos;
+    int no_local, retain_as_published;
+    uint8_t retain_handling;
+    uint32_t sub_id; /* 0: none */
+};
+
+/*
+ * Adds or replaces the subscription `filter` (a valid, granted filter) of `peer`'s session and
+ * queues the retained messages it should receive. KF_E_OVERSIZE when the session holds
+ * max_subs already.
+ */
+enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer,
+                                const uint8_t *filter, size_t len,
+                                const struct kf_broker_sub_opts *opts);
+
+/* Removes a subscription: 1 when it existed. */
+int kf_broker_unsubscribe(struct kf_broker *b, struct kf_broker_peer *peer, const uint8_t *filter,
+                          size_t len);
+
+/* What a worker is to write: a PUBLISH (with `msg`, a reference it releases) or a PUBREL. */
+struct kf_broker_out {
+    struct kf_msg *msg; /* NULL: a PUBREL for `packet_id` */
+    uint8_t qos;
+    uint8_t dup;
+    uint8_t retain;
+    uint16_t packet_id;
+    uint32_t sub_id;
+};
+
+/*
+ * Takes the peers on `inbox` that have something to send (at most `cap`; the rest stay). A peer
+ * is on it once however many messages wait.
+ */
+size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
+                      struct kf_broker_peer **out, size_t cap);
+
+/*
+ * Takes up to `cap` things to send for `peer`: first what was in flight when the session
+ * resumed, then queued messages as far as the in-flight window allows. `*more` is set when more
+ * wait (pull again when the output has room). Expired messages are dropped.
+ */
+size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms,
+                      struct kf_broker_out *out, size_t cap, int *more);
+
+/* Puts `peer` back on its inbox (its output has room again). */
+void kf_broker_wake(struct kf_broker *b, struct kf_broker_peer *peer);
+
+/*
+ * The client acknowledged `packet_id`: `type` KF_MQTT_PUBACK or PUBCOMP ends it, PUBREC moves it
+ * to awaiting PUBCOMP (the caller sends PUBREL). Returns 1 when it was in flight in that state.
+ */
+int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt_type type,
+                  uint16_t packet_id);
+
+/*
+ * Inbound QoS 2: the client sent PUBLISH `packet_id`. Returns 1 when it is new (route it),
+ * 0 for a duplicate (do not route again), -1 when the client has max_inflight_in unreleased.
+ */
+int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);
+
+/* Inbound QoS 2: PUBREL `packet_id`. Returns 1 when it was pending. */
+int kf_broker_qos2_released(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);
+
+/* Ends offline sessions whose expiry has passed. Returns how many ended. */
+size_t kf_broker_sweep(struct kf_broker *b, int64_t now_ms);
+
+struct kf_broker_stats {
+    uint64_t sessions, sessions_online, subscriptions, retained, queued;
+    uint64_t routed, dropped;
+};
+void kf_broker_stats(struct kf_broker *b, struct kf_broker_stats *out);
+
+#endif

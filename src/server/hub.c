@@ -1,0 +1,1526 @@
+#include "server/hub.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/cidr.h"
+#include "common/htab.h"
+#include "common/ident.h"
+#include "common/log.h"
+#include "common/ossl.h"
+#include "common/mqtt_codec.h"
+#include "common/timefmt.h"
+#include "server/broker.h"
+#include "server/events.h"
+#include "server/hub_acl.h"
+#include "server/jsontext.h"
+#include "server/limits.h"
+#include "server/tls.h"
+#include "server/worker.h"
+
+#define OUT_HIGH        (256 * 1024) /* stop pulling messages for a client beyond this */
+#define OUT_LOW         (64 * 1024)  /* and go on below this */
+#define PULL_BATCH      64
+#define TOPIC_ALIAS_MAX 16
+#define TICK_MS         250
+#define CLOSE_GRACE_MS  2000  /* a closing client that does not read its last bytes */
+#define RATE_EVENT_MS   10000 /* at most one hub.rate_limited event per connection this often */
+#define NETS_KEPT       8     /* networks remembered per id, for hub.unusual_ip */
+#define EVENT_BODY_MAX  16384 /* a device's security event */
+#define ID_RECORDS_MAX  1000000
+
+struct hub_conf {
+    size_t max_packet;
+    int connect_timeout_ms;
+    double msg_rate, msg_burst, byte_rate, byte_burst;
+    int rate_disconnect, acl_disconnect;
+    uint16_t max_inflight;
+    uint32_t expiry_max;
+    unsigned flap_connects;
+    int flap_window_s, flap_ban_s;
+    int has_allow, has_deny;
+    struct kf_cidr_list allow, deny;
+};
+
+/* What the hub remembers of an id between connections: flapping and the networks it used. */
+struct id_rec {
+    struct kf_hnode node;
+    char id[KF_ID_MAX + 2]; /* "d:" or "s:" then the id */
+    int64_t window_start, banned_until, last_seen;
+    unsigned count;
+    unsigned char nets[NETS_KEPT][8];
+    unsigned n_nets;
+};
+
+struct kf_hubd {
+    struct kf_deploy *deploy;
+    struct kf_registry_holder *registry;
+    struct kf_tls *tls;
+    struct kf_broker *broker;
+    struct kf_limits *limits;
+    char host[64];
+    int port;
+    pthread_mutex_t lock; /* guards conf, ids, workers */
+    struct hub_conf conf;
+    struct kf_htab ids;
+    struct kf_hub_worker *workers;
+};
+
+struct hconn;
+
+struct kf_hub_worker {
+    struct kf_hubd *hub;
+    int index;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *wake, *tick;
+    struct kf_broker_inbox inbox;
+    struct hconn *conns;
+    size_t n_conns;
+    int draining;
+    void (*idle_cb)(void *);
+    void *idle_arg;
+    struct hub_conf conf; /* this worker's copy, refreshed every tick */
+    int64_t reg_version;
+    struct kf_hub_stats st; /* written by this worker only; read with relaxed loads */
+    uint8_t *scratch;
+    size_t scratch_cap;
+    struct kf_hub_worker *next;
+};
+
+struct alias {
+    uint8_t *p;
+    uint16_t len;
+};
+
+struct hconn {
+    struct kf_broker_peer peer; /* first: the inbox hands back peers */
+    struct kf_hub_worker *hw;
+    struct bufferevent *bev;
+    struct event *timer;
+    struct kf_ipaddr ip;
+    char ip_text[INET6_ADDRSTRLEN];
+    int handshake_pending, over_handshakes, connected, closing, detached;
+    uint8_t version;
+    enum kf_acl_kind kind;
+    char id[KF_ID_MAX + 1]; /* the certificate's device id or service name */
+    char serial[KF_SERIAL_HEX_MAX];
+    char auth_reason[48]; /* why the handshake's chain was refused */
+    uint16_t keep_alive;
+    uint32_t client_max_packet; /* 0: the protocol's limit */
+    uint32_t expiry;
+    struct alias aliases[TOPIC_ALIAS_MAX + 1];
+    struct kf_msg *will;
+    double msg_tokens, byte_tokens;
+    int64_t refill_ms, last_rate_event, connected_at;
+    struct hconn *prev, *next;
+};
+
+#define STAT_ADD(hw, field, n) __atomic_add_fetch(&(hw)->st.field, (n), __ATOMIC_RELAXED)
+#define STAT_SUB(hw, field, n) __atomic_sub_fetch(&(hw)->st.field, (n), __ATOMIC_RELAXED)
+
+static void conn_free(struct hconn *c);
+static void flush(struct hconn *c);
+static int is_device_events(const struct hconn *c, struct kf_mqtt_str t);
+static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why);
+
+/* ---- configuration ---- */
+
+static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
+{
+    memset(hc, 0, sizeof(*hc));
+    hc->max_packet = (size_t)cfg->hub_max_packet_bytes;
+    hc->connect_timeout_ms = cfg->hub_connect_timeout_ms;
+    hc->msg_rate = cfg->hub_msg_rate;
+    hc->msg_burst = cfg->hub_msg_burst;
+    hc->byte_rate = cfg->hub_byte_rate;
+    hc->byte_burst = cfg->hub_byte_burst;
+    hc->rate_disconnect = strcmp(cfg->hub_rate_action, "drop") != 0;
+    hc->acl_disconnect = strcmp(cfg->hub_acl_action, "drop") != 0;
+    hc->max_inflight = (uint16_t)cfg->hub_max_inflight;
+    hc->expiry_max = (uint32_t)cfg->hub_session_expiry_max_s;
+    hc->flap_connects = (unsigned)cfg->hub_flap_connects;
+    hc->flap_window_s = cfg->hub_flap_window_s;
+    hc->flap_ban_s = cfg->hub_flap_ban_s;
+    /* Checked when the configuration was read. */
+    if (strcmp(cfg->hub_allow, "any") != 0 &&
+        kf_cidr_parse_list(cfg->hub_allow, &hc->allow) == KF_OK)
+        hc->has_allow = 1;
+    if (strcmp(cfg->hub_deny, "none") != 0 && kf_cidr_parse_list(cfg->hub_deny, &hc->deny) == KF_OK)
+        hc->has_deny = 1;
+    kf_err_clear();
+}
+
+static void broker_conf_from(const struct kf_config *cfg, struct kf_broker_conf *bc)
+{
+    memset(bc, 0, sizeof(*bc));
+    bc->max_queued = (unsigned)cfg->hub_max_queued;
+    bc->max_retained = (unsigned)cfg->hub_max_retained;
+    bc->max_retained_bytes = (size_t)cfg->hub_max_retained_bytes;
+    bc->max_subs = (unsigned)cfg->hub_max_subscriptions;
+    bc->max_inflight_in = (unsigned)cfg->hub_max_inflight;
+}
+
+static void limits_conf_from(const struct kf_config *cfg, struct kf_limits_conf *lc)
+{
+    memset(lc, 0, sizeof(*lc));
+    lc->max_conns = (unsigned)cfg->hub_max_connections;
+    lc->max_conns_per_ip = (unsigned)cfg->hub_max_connections_per_ip;
+    lc->rate_per_ip = cfg->hub_connect_rate_per_ip;
+    lc->burst_per_ip = cfg->hub_connect_burst;
+    lc->max_handshakes = (unsigned)cfg->hub_max_handshakes;
+}
+
+/* ---- events ---- */
+
+static void event(struct hconn *c, const char *type, const char *severity, char *detail)
+{
+    kf_events_submit(c->hw->hub->deploy->store, type, severity,
+                     c->kind == KF_ACL_DEVICE ? c->id : NULL, "server", c->ip_text, detail);
+}
+
+static const char *kind_name(enum kf_acl_kind k)
+{
+    switch (k) {
+    case KF_ACL_DEVICE: return "device";
+    case KF_ACL_READER: return "reader";
+    case KF_ACL_COMMANDER: return "commander";
+    default: return "unknown";
+    }
+}
+
+static void auth_failed(struct hconn *c, const char *reason, const char *message)
+{
+    STAT_ADD(c->hw, auth_failed, 1);
+    event(c, "hub.auth_failed", "warning",
+          kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "reason", reason, "message", message, "id",
+                           c->id, "identity", kind_name(c->kind)));
+}
+
+/* ---- ids: flapping and networks ---- */
+
+static struct id_rec *id_get(struct kf_hubd *h, struct hconn *c)
+{
+    char key[KF_ID_MAX + 3];
+    size_t n;
+    struct kf_hnode *node;
+    struct id_rec *r;
+
+    n = (size_t)snprintf(key, sizeof(key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
+    node = kf_htab_find(&h->ids, (const uint8_t *)key, n, kf_hash_bytes((const uint8_t *)key, n));
+    if (node) return (struct id_rec *)node;
+    if (h->ids.n >= ID_RECORDS_MAX) return NULL;
+    r = calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    memcpy(r->id, key, n + 1);
+    r->node.key = (const uint8_t *)r->id;
+    r->node.klen = n;
+    r->node.hash = kf_hash_bytes(r->node.key, n);
+    if (kf_htab_insert(&h->ids, &r->node)) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The network an address is on, for hub.unusual_ip: IPv4 /24, IPv6 /48. */
+static void net_of(const struct kf_ipaddr *ip, unsigned char out[8])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memset(out, 0, 8);
+    if (memcmp(ip->b, mapped, 12) == 0) {
+        out[0] = 4;
+        memcpy(out + 1, ip->b + 12, 3);
+    } else {
+        out[0] = 6;
+        memcpy(out + 1, ip->b, 6);
+    }
+}
+
+/*
+ * Counts a CONNECT by `c`'s id. Returns 1 when the id is banned for flapping (and emits
+ * hub.flapping when the ban starts). Sets `*unusual` when the id comes from a network it has not
+ * used before (it has used others).
+ */
+static int id_connect(struct hconn *c, int64_t now, int *unusual)
+{
+    struct kf_hubd *h = c->hw->hub;
+    const struct hub_conf *hc = &c->hw->conf;
+    unsigned char net[8];
+    struct id_rec *r;
+    int banned = 0, started = 0, known = 0;
+    unsigned count = 0;
+
+    *unusual = 0;
+    net_of(&c->ip, net);
+    pthread_mutex_lock(&h->lock);
+    r = id_get(h, c);
+    if (r) {
+        r->last_seen = now;
+        if (r->banned_until > now) {
+            banned = 1;
+        } else if (hc->flap_ban_s > 0) {
+            if (now - r->window_start > (int64_t)hc->flap_window_s * 1000) {
+                r->window_start = now;
+                r->count = 0;
+            }
+            if (++r->count > hc->flap_connects) {
+                r->banned_until = now + (int64_t)hc->flap_ban_s * 1000;
+                banned = started = 1;
+                count = r->count;
+                r->count = 0;
+                r->window_start = now;
+            }
+        }
+        for (unsigned i = 0; i < r->n_nets; i++)
+            if (memcmp(r->nets[i], net, 8) == 0) known = 1;
+        if (!known && !banned) {
+            *unusual = r->n_nets > 0;
+            if (r->n_nets < NETS_KEPT) {
+                memcpy(r->nets[r->n_nets++], net, 8);
+            } else {
+                memmove(r->nets[0], r->nets[1], (NETS_KEPT - 1) * 8);
+                memcpy(r->nets[NETS_KEPT - 1], net, 8);
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (started)
+        event(c, "hub.flapping", "warning",
+              kf_jsontext_pack("{s:s, s:i, s:i, s:i}", "id", c->id, "connects", (int)count,
+                               "window_s", hc->flap_window_s, "ban_s", hc->flap_ban_s));
+    return banned;
+}
+
+/* ---- writing ---- */
+
+static uint8_t *scratch(struct kf_hub_worker *hw, size_t need)
+{
+    if (need > hw->scratch_cap) {
+        uint8_t *p = realloc(hw->scratch, need);
+        if (!p) return NULL;
+        hw->scratch = p;
+        hw->scratch_cap = need;
+    }
+    return hw->scratch;
+}
+
+static void write_bytes(struct hconn *c, const uint8_t *p, size_t n)
+{
+    if (c->bev) bufferevent_write(c->bev, p, n);
+}
+
+static void send_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason)
+{
+    uint8_t buf[16];
+    size_t n;
+    struct kf_mqtt_ack a;
+    memset(&a, 0, sizeof(a));
+    a.packet_id = id;
+    a.reason = reason;
+    if (kf_mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a, &n) == 0) write_bytes(c, buf, n);
+}
+
+static void send_connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int present,
+                         const struct kf_mqtt_props *props)
+{
+    uint8_t buf[512];
+    size_t n;
+    struct kf_mqtt_connack a;
+    memset(&a, 0, sizeof(a));
+    a.session_present = present;
+    a.reason = c->version == KF_MQTT_V5 ? v5_reason : v311_code;
+    if (props && c->version == KF_MQTT_V5) a.props = *props;
+    if (kf_mqtt_encode_connack(buf, sizeof(buf), c->version ? c->version : KF_MQTT_V311, &a, &n) ==
+        0)
+        write_bytes(c, buf, n);
+}
+
+static void send_disconnect(struct hconn *c, uint8_t reason, const char *why)
+{
+    uint8_t buf[300];
+    size_t n;
+    struct kf_mqtt_disconnect d;
+    if (c->version != KF_MQTT_V5) return; /* MQTT 3.1.1 servers just close */
+    memset(&d, 0, sizeof(d));
+    d.reason = reason;
+    if (why && *why) {
+        d.props.present |= 1ull << KF_MQTT_P_REASON_STRING;
+        d.props.reason_string.p = (const uint8_t *)why;
+        d.props.reason_string.len = (uint16_t)strnlen(why, 200);
+    }
+    if (kf_mqtt_encode_disconnect(buf, sizeof(buf), KF_MQTT_V5, KF_MQTT_DISCONNECT, &d, &n) == 0)
+        write_bytes(c, buf, n);
+}
+
+/* Drops a message that was taken to be sent, so that its session does not wait for it. */
+static void forget(struct hconn *c, const struct kf_broker_out *o)
+{
+    struct kf_broker *b = c->hw->hub->broker;
+    if (o->qos == 1) kf_broker_ack(b, &c->peer, KF_MQTT_PUBACK, o->packet_id);
+    if (o->qos == 2) {
+        kf_broker_ack(b, &c->peer, KF_MQTT_PUBREC, o->packet_id);
+        kf_broker_ack(b, &c->peer, KF_MQTT_PUBCOMP, o->packet_id);
+    }
+}
+
+static void send_item(struct hconn *c, const struct kf_broker_out *o, int64_t now)
+{
+    struct kf_mqtt_publish p;
+    const struct kf_msg *m = o->msg;
+    size_t need, n;
+    uint8_t *buf;
+
+    if (!m) {
+        send_ack(c, KF_MQTT_PUBREL, o->packet_id, 0);
+        return;
+    }
+    memset(&p, 0, sizeof(p));
+    p.dup = o->dup;
+    p.qos = o->qos;
+    p.retain = o->retain;
+    p.topic = m->topic;
+    p.packet_id = o->packet_id;
+    p.payload = m->payload;
+    p.payload_len = m->payload_len;
+    need = 16 + m->topic.len + m->payload_len;
+    if (c->version == KF_MQTT_V5) {
+        struct kf_mqtt_props *pr = &p.props;
+        if (m->has_payload_format) {
+            pr->present |= 1ull << KF_MQTT_P_PAYLOAD_FORMAT;
+            pr->payload_format = m->payload_format;
+        }
+        if (m->expires_ms) {
+            int64_t left = (m->expires_ms - now + 999) / 1000;
+            pr->present |= 1ull << KF_MQTT_P_MESSAGE_EXPIRY;
+            pr->message_expiry = (uint32_t)(left > 0 ? left : 1);
+        }
+        if (m->content_type.p) {
+            pr->present |= 1ull << KF_MQTT_P_CONTENT_TYPE;
+            pr->content_type = m->content_type;
+        }
+        if (m->response_topic.p) {
+            pr->present |= 1ull << KF_MQTT_P_RESPONSE_TOPIC;
+            pr->response_topic = m->response_topic;
+        }
+        if (m->correlation_data.p) {
+            pr->present |= 1ull << KF_MQTT_P_CORRELATION_DATA;
+            pr->correlation_data = m->correlation_data;
+        }
+        if (o->sub_id) {
+            pr->present |= 1ull << KF_MQTT_P_SUBSCRIPTION_ID;
+            pr->subscription_id = o->sub_id;
+        }
+        pr->user = m->user;
+        pr->n_user = m->n_user;
+        need += 32 + m->content_type.len + m->response_topic.len + m->correlation_data.len;
+        for (size_t i = 0; i < m->n_user; i++)
+            need += 5 + m->user[i].name.len + m->user[i].value.len;
+    }
+    buf = scratch(c->hw, need);
+    if (!buf || kf_mqtt_encode_publish(buf, need, c->version, &p, &n) != 0) {
+        forget(c, o);
+        return;
+    }
+    /* The client said what it can take [MQTT-3.1.2-24]: the message is discarded for it. */
+    if (c->client_max_packet && n > c->client_max_packet) {
+        forget(c, o);
+        return;
+    }
+    write_bytes(c, buf, n);
+    STAT_ADD(c->hw, messages_sent, 1);
+}
+
+static void flush(struct hconn *c)
+{
+    struct kf_broker_out items[PULL_BATCH];
+    int64_t now = kf_now_ms();
+    int more = 1;
+
+    if (!c->connected || c->closing || !c->bev) return;
+    while (more && evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH) {
+        size_t n = kf_broker_pull(c->hw->hub->broker, &c->peer, now, items, PULL_BATCH, &more);
+        for (size_t i = 0; i < n; i++) {
+            send_item(c, &items[i], now);
+            kf_msg_release(items[i].msg);
+        }
+        if (!n) break;
+    }
+}
+
+/* ---- ending a connection ---- */
+
+static void arm(struct hconn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/*
+ * Ends the MQTT session's connection: the will (unless the client disconnected normally), the
+ * broker, the event, and a DISCONNECT with `reason` for MQTT 5 clients when `tell`. The bytes
+ * already written still go out; then the connection is freed (maybe_free).
+ */
+static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int send_will)
+{
+    struct kf_hubd *h = c->hw->hub;
+    if (c->closing) return;
+    c->closing = 1;
+    if (c->bev) bufferevent_disable(c->bev, EV_READ);
+    if (tell && c->connected) send_disconnect(c, reason, why);
+    if (c->connected) {
+        if (c->will && send_will) {
+            const char *bad = NULL;
+            /* A will on the device's events topic is one of its security events. */
+            if (!is_device_events(c, c->will->topic) ||
+                device_event(c, c->will->payload, c->will->payload_len, &bad))
+                kf_broker_publish(h->broker, c->will, NULL);
+        }
+        kf_broker_detach(h->broker, &c->peer, kf_now_ms());
+        c->detached = 1;
+        STAT_SUB(c->hw, connections, 1);
+        event(c, "hub.disconnected", "info",
+              kf_jsontext_pack("{s:s, s:s, s:s, s:I}", "id", c->id, "identity", kind_name(c->kind),
+                               "reason", why, "seconds",
+                               (json_int_t)((kf_now_ms() - c->connected_at) / 1000)));
+    }
+    kf_msg_release(c->will);
+    c->will = NULL;
+    arm(c, CLOSE_GRACE_MS);
+}
+
+static void maybe_free(struct hconn *c)
+{
+    if (!c->closing) return;
+    if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) return;
+    conn_free(c);
+}
+
+/* A packet the protocol forbids: counted, and the connection closed with its reason. */
+static void protocol_fail(struct hconn *c, uint8_t reason, const char *why)
+{
+    STAT_ADD(c->hw, malformed, 1);
+    kf_log(KF_LOG_INFO, "hub", "closing a connection for a bad packet", "ip", c->ip_text, "id",
+           c->id[0] ? c->id : NULL, "reason", kf_mqtt_reason_name(reason), "why", why, NULL);
+    if (!c->connected && c->version == KF_MQTT_V5)
+        send_connack(c, reason, KF_MQTT_V311_SERVER_UNAVAILABLE, 0, NULL);
+    if (!c->connected && reason == KF_MQTT_RC_UNSUPPORTED_VERSION) {
+        c->version = KF_MQTT_V311;
+        send_connack(c, reason, KF_MQTT_V311_BAD_VERSION, 0, NULL);
+    }
+    shut(c, reason, kf_mqtt_reason_name(reason), 1, 1);
+}
+
+/* ---- packets ---- */
+
+static int is_device_events(const struct hconn *c, struct kf_mqtt_str t)
+{
+    char want[KF_ID_MAX + 20];
+    int n = snprintf(want, sizeof(want), "devices/%s/events", c->id);
+    return c->kind == KF_ACL_DEVICE && t.len == (size_t)n && memcmp(t.p, want, (size_t)n) == 0;
+}
+
+/*
+ * A device's own security event: {"type": "device.<name>", "severity": "info"|"warning"|
+ * "critical", "detail": {...}}. Stored with source=device; 0 with `why` when it is not one.
+ */
+static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why)
+{
+    json_error_t jerr;
+    json_t *j, *type, *sev, *detail;
+    const char *t, *s;
+    char *text = NULL;
+
+    if (len > EVENT_BODY_MAX) {
+        *why = "a device event is at most 16 KiB";
+        return 0;
+    }
+    j = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        *why = "a device event is a JSON object";
+        return 0;
+    }
+    type = json_object_get(j, "type");
+    sev = json_object_get(j, "severity");
+    detail = json_object_get(j, "detail");
+    t = json_string_value(type);
+    s = sev ? json_string_value(sev) : "warning";
+    if (!t || strncmp(t, "device.", 7) != 0 || strlen(t) > 64 || strlen(t) < 8 ||
+        strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._") != strlen(t)) {
+        json_decref(j);
+        *why = "\"type\" must be \"device.<name>\" (lower-case letters, digits, '.', '_')";
+        return 0;
+    }
+    if (!s || (strcmp(s, "info") != 0 && strcmp(s, "warning") != 0 && strcmp(s, "critical") != 0)) {
+        json_decref(j);
+        *why = "\"severity\" must be info, warning or critical";
+        return 0;
+    }
+    if (detail && !json_is_object(detail)) {
+        json_decref(j);
+        *why = "\"detail\" must be an object";
+        return 0;
+    }
+    if (detail) text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, "device", c->ip_text, text);
+    json_decref(j);
+    return 1;
+}
+
+/* Takes tokens for one inbound PUBLISH of `bytes`; 0 when over a rate. */
+static int take_tokens(struct hconn *c, size_t bytes, int64_t now)
+{
+    const struct hub_conf *hc = &c->hw->conf;
+    double dt = (double)(now - c->refill_ms) / 1000.0;
+    c->refill_ms = now;
+    if (hc->msg_rate > 0) {
+        c->msg_tokens += dt * hc->msg_rate;
+        if (c->msg_tokens > hc->msg_burst) c->msg_tokens = hc->msg_burst;
+        if (c->msg_tokens < 1) return 0;
+    }
+    if (hc->byte_rate > 0) {
+        c->byte_tokens += dt * hc->byte_rate;
+        if (c->byte_tokens > hc->byte_burst) c->byte_tokens = hc->byte_burst;
+        if (c->byte_tokens < (double)bytes) return 0;
+    }
+    if (hc->msg_rate > 0) c->msg_tokens -= 1;
+    if (hc->byte_rate > 0) c->byte_tokens -= (double)bytes;
+    return 1;
+}
+
+/* Answers a QoS 1 or 2 PUBLISH with `reason` (MQTT 3.1.1 acks carry none). */
+static void ack_publish(struct hconn *c, const struct kf_mqtt_publish *p, uint8_t reason)
+{
+    if (p->qos == 1) send_ack(c, KF_MQTT_PUBACK, p->packet_id, reason);
+    if (p->qos == 2) send_ack(c, KF_MQTT_PUBREC, p->packet_id, reason);
+}
+
+static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
+{
+    const struct kf_mqtt_publish *p = &pkt->u.publish;
+    struct kf_acl_identity who = {c->kind, c->id};
+    struct kf_mqtt_str topic = p->topic;
+    struct kf_hubd *h = c->hw->hub;
+    int64_t now = kf_now_ms();
+    struct kf_msg *m;
+    size_t routed;
+
+    /* Topic aliases (MQTT 5): the client maps short numbers to topics [MQTT-3.3.2.3.4]. */
+    if (KF_MQTT_HAS(&p->props, KF_MQTT_P_TOPIC_ALIAS)) {
+        uint16_t a = p->props.topic_alias;
+        if (a == 0 || a > TOPIC_ALIAS_MAX) {
+            protocol_fail(c, KF_MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
+            return;
+        }
+        if (topic.len) {
+            uint8_t *copy = malloc(topic.len);
+            if (!copy) {
+                shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
+                return;
+            }
+            memcpy(copy, topic.p, topic.len);
+            free(c->aliases[a].p);
+            c->aliases[a].p = copy;
+            c->aliases[a].len = topic.len;
+        } else if (!c->aliases[a].p) {
+            protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "an unknown topic alias");
+            return;
+        }
+        topic.p = c->aliases[a].p;
+        topic.len = c->aliases[a].len;
+    } else if (!topic.len) {
+        protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "an empty topic without an alias");
+        return;
+    }
+    if (!take_tokens(c, pkt->size, now)) {
+        STAT_ADD(c->hw, rate_limited, 1);
+        if (now - c->last_rate_event >= RATE_EVENT_MS) {
+            c->last_rate_event = now;
+            event(c, "hub.rate_limited", "warning",
+                  kf_jsontext_pack("{s:s, s:s, s:f, s:f}", "id", c->id, "action",
+                                   c->hw->conf.rate_disconnect ? "disconnect" : "drop", "msg_rate",
+                                   c->hw->conf.msg_rate, "byte_rate", c->hw->conf.byte_rate));
+        }
+        if (c->hw->conf.rate_disconnect) {
+            shut(c, KF_MQTT_RC_MESSAGE_RATE_TOO_HIGH, "message_rate_too_high", 1, 1);
+            return;
+        }
+        ack_publish(c, p, KF_MQTT_RC_QUOTA_EXCEEDED);
+        return;
+    }
+    if (!kf_acl_publish(&who, topic.p, topic.len)) {
+        char t[200];
+        size_t n = topic.len < sizeof(t) - 1 ? topic.len : sizeof(t) - 1;
+        memcpy(t, topic.p, n);
+        t[n] = '\0';
+        STAT_ADD(c->hw, acl_denied, 1);
+        event(c, "hub.acl_denied", "warning",
+              kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity", kind_name(c->kind),
+                               "operation", "publish", "topic", t));
+        if (c->version == KF_MQTT_V5) {
+            ack_publish(c, p, KF_MQTT_RC_NOT_AUTHORIZED);
+            return;
+        }
+        if (c->hw->conf.acl_disconnect) {
+            shut(c, KF_MQTT_RC_NOT_AUTHORIZED, "not_authorized", 1, 1);
+            return;
+        }
+        ack_publish(c, p, 0); /* dropped, as configured */
+        return;
+    }
+    if (p->qos == 2) {
+        int r = kf_broker_qos2_received(h->broker, &c->peer, p->packet_id);
+        if (r < 0) {
+            protocol_fail(c, KF_MQTT_RC_RECEIVE_MAX_EXCEEDED, "too many QoS 2 messages unreleased");
+            return;
+        }
+        if (r == 0) { /* a duplicate: already routed */
+            send_ack(c, KF_MQTT_PUBREC, p->packet_id, 0);
+            return;
+        }
+    }
+    if (is_device_events(c, topic)) {
+        const char *why = NULL;
+        if (!device_event(c, p->payload, p->payload_len, &why)) {
+            kf_log(KF_LOG_INFO, "hub", "a device event was refused", "id", c->id, "why", why, NULL);
+            ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_PAYLOAD_FORMAT_INVALID : 0);
+            return;
+        }
+    }
+    m = kf_msg_new(p, topic, c->id, now);
+    if (!m) {
+        shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
+        return;
+    }
+    routed = kf_broker_publish(h->broker, m, NULL);
+    kf_msg_release(m);
+    STAT_ADD(c->hw, messages_received, 1);
+    ack_publish(c, p,
+                c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+}
+
+static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int unsubscribe)
+{
+    const struct kf_mqtt_subscribe *s = &pkt->u.subscribe;
+    struct kf_acl_identity who = {c->kind, c->id};
+    struct kf_hubd *h = c->hw->hub;
+    uint8_t codes[256], *buf;
+    struct kf_mqtt_sub e;
+    size_t pos = 0, n = 0, len;
+
+    if (s->count > sizeof(codes)) {
+        protocol_fail(c, KF_MQTT_RC_QUOTA_EXCEEDED, "more than 256 filters in one packet");
+        return;
+    }
+    while (kf_mqtt_subs_next(pkt, c->version, &pos, &e)) {
+        uint8_t code;
+        if (unsubscribe) {
+            code = kf_broker_unsubscribe(h->broker, &c->peer, e.filter.p, e.filter.len)
+                       ? KF_MQTT_RC_SUCCESS
+                       : KF_MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+        } else if (!kf_mqtt_topic_filter_valid(e.filter.p, e.filter.len)) {
+            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+        } else if (e.filter.len >= 7 && memcmp(e.filter.p, "$share/", 7) == 0) {
+            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_SHARED_SUBS_NOT_SUPPORTED : 0x80;
+        } else if (!kf_acl_subscribe(&who, e.filter.p, e.filter.len)) {
+            char f[200];
+            size_t fl = e.filter.len < sizeof(f) - 1 ? e.filter.len : sizeof(f) - 1;
+            memcpy(f, e.filter.p, fl);
+            f[fl] = '\0';
+            STAT_ADD(c->hw, acl_denied, 1);
+            event(c, "hub.acl_denied", "warning",
+                  kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
+                                   kind_name(c->kind), "operation", "subscribe", "topic", f));
+            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_NOT_AUTHORIZED : 0x80;
+        } else {
+            struct kf_broker_sub_opts o;
+            memset(&o, 0, sizeof(o));
+            o.qos = e.qos > 2 ? 2 : e.qos;
+            o.no_local = e.no_local;
+            o.retain_as_published = e.retain_as_published;
+            o.retain_handling = e.retain_handling;
+            if (KF_MQTT_HAS(&s->props, KF_MQTT_P_SUBSCRIPTION_ID))
+                o.sub_id = s->props.subscription_id;
+            if (kf_broker_subscribe(h->broker, &c->peer, e.filter.p, e.filter.len, &o) == KF_OK)
+                code = o.qos;
+            else
+                code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0x80;
+            kf_err_clear();
+        }
+        codes[n++] = code;
+    }
+    buf = scratch(c->hw, 64 + n);
+    if (buf && kf_mqtt_encode_suback(buf, 64 + n, c->version, unsubscribe, s->packet_id, NULL,
+                                     codes, n, &len) == 0)
+        write_bytes(c, buf, len);
+    flush(c); /* retained messages */
+}
+
+/* Why the registry keeps `c`'s identity out ("device_disabled", "revoked", ...), or NULL. */
+static const char *kept_out(const struct hconn *c, const struct kf_registry *reg)
+{
+    int status = kf_registry_blocked(reg, c->kind != KF_ACL_DEVICE, c->id);
+    if (status == KF_DEVICE_DISABLED && c->kind == KF_ACL_DEVICE) return "device_disabled";
+    if (status) return c->kind == KF_ACL_DEVICE ? "device_revoked" : "service_revoked";
+    if (kf_registry_cert_revoked(reg, c->serial)) return "revoked";
+    return NULL;
+}
+
+static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
+{
+    struct kf_hub_worker *hw = c->hw;
+    struct kf_hubd *h = hw->hub;
+    const struct hub_conf *hc = &hw->conf;
+    struct kf_mqtt_props props;
+    struct kf_registry *reg;
+    int64_t now = kf_now_ms();
+    int assigned = 0, present = 0, unusual = 0;
+    uint32_t expiry;
+    const char *why = NULL;
+
+    c->version = k->version;
+    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_AUTH_METHOD)) {
+        send_connack(c, KF_MQTT_RC_BAD_AUTH_METHOD, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
+        shut(c, 0, "bad_auth_method", 0, 0);
+        return;
+    }
+    if (k->client_id.len == 0) {
+        assigned = 1;
+    } else if (k->client_id.len != strlen(c->id) || memcmp(k->client_id.p, c->id, strlen(c->id))) {
+        char got[160];
+        char raw[KF_ID_MAX + 1];
+        size_t n = k->client_id.len < KF_ID_MAX ? k->client_id.len : KF_ID_MAX;
+        memcpy(raw, k->client_id.p, n);
+        raw[n] = '\0';
+        kf_text_quote(got, sizeof(got), raw);
+        auth_failed(c, "client_id_mismatch", got);
+        send_connack(c, KF_MQTT_RC_CLIENT_ID_NOT_VALID, KF_MQTT_V311_ID_REJECTED, 0, NULL);
+        shut(c, 0, "client_id_mismatch", 0, 0);
+        return;
+    }
+    reg = kf_registry_get(h->registry);
+    why = kept_out(c, reg);
+    kf_registry_release(reg);
+    if (why) {
+        auth_failed(c, why, "the identity may not connect");
+        send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
+        shut(c, 0, why, 0, 0);
+        return;
+    }
+    if (id_connect(c, now, &unusual)) {
+        STAT_ADD(hw, refused, 1);
+        send_connack(c, KF_MQTT_RC_BANNED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
+        shut(c, 0, "flapping", 0, 0);
+        return;
+    }
+    if (k->will) {
+        struct kf_acl_identity who = {c->kind, c->id};
+        struct kf_mqtt_publish wp;
+        if (!kf_acl_publish(&who, k->will_topic.p, k->will_topic.len)) {
+            STAT_ADD(hw, acl_denied, 1);
+            event(c, "hub.acl_denied", "warning",
+                  kf_jsontext_pack("{s:s, s:s, s:s, s:s%}", "id", c->id, "identity",
+                                   kind_name(c->kind), "operation", "will", "topic",
+                                   (const char *)k->will_topic.p, (size_t)k->will_topic.len));
+            send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
+            shut(c, 0, "will_not_authorized", 0, 0);
+            return;
+        }
+        memset(&wp, 0, sizeof(wp));
+        wp.qos = k->will_qos;
+        wp.retain = k->will_retain;
+        wp.topic = k->will_topic;
+        wp.payload = k->will_payload.p;
+        wp.payload_len = k->will_payload.len;
+        wp.props = k->will_props;
+        c->will = kf_msg_new(&wp, k->will_topic, c->id, now);
+    }
+    if (k->version == KF_MQTT_V5)
+        expiry = KF_MQTT_HAS(&k->props, KF_MQTT_P_SESSION_EXPIRY) ? k->props.session_expiry : 0;
+    else
+        expiry = k->clean_start ? 0 : hc->expiry_max;
+    if (expiry > hc->expiry_max) expiry = hc->expiry_max;
+    c->expiry = expiry;
+    c->peer.version = k->version;
+    c->peer.receive_max = hc->max_inflight;
+    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_RECEIVE_MAXIMUM) &&
+        k->props.receive_maximum < c->peer.receive_max)
+        c->peer.receive_max = k->props.receive_maximum;
+    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_MAXIMUM_PACKET_SIZE))
+        c->client_max_packet = k->props.maximum_packet_size;
+    if (kf_broker_attach(h->broker, &c->peer, c->id, k->clean_start, expiry, &present) != KF_OK) {
+        kf_err_clear();
+        send_connack(c, KF_MQTT_RC_SERVER_UNAVAILABLE, KF_MQTT_V311_SERVER_UNAVAILABLE, 0, NULL);
+        shut(c, 0, "server_unavailable", 0, 0);
+        return;
+    }
+    memset(&props, 0, sizeof(props));
+    props.present = (1ull << KF_MQTT_P_RECEIVE_MAXIMUM) | (1ull << KF_MQTT_P_MAXIMUM_PACKET_SIZE) |
+                    (1ull << KF_MQTT_P_TOPIC_ALIAS_MAXIMUM) |
+                    (1ull << KF_MQTT_P_SHARED_SUB_AVAILABLE);
+    props.receive_maximum = hc->max_inflight;
+    props.maximum_packet_size = (uint32_t)hc->max_packet;
+    props.topic_alias_maximum = TOPIC_ALIAS_MAX;
+    props.shared_sub_available = 0;
+    if (assigned) {
+        props.present |= 1ull << KF_MQTT_P_ASSIGNED_CLIENT_ID;
+        props.assigned_client_id.p = (const uint8_t *)c->id;
+        props.assigned_client_id.len = (uint16_t)strlen(c->id);
+    }
+    if (k->version == KF_MQTT_V5 && KF_MQTT_HAS(&k->props, KF_MQTT_P_SESSION_EXPIRY) &&
+        expiry != k->props.session_expiry) {
+        props.present |= 1ull << KF_MQTT_P_SESSION_EXPIRY;
+        props.session_expiry = expiry;
+    }
+    send_connack(c, KF_MQTT_RC_SUCCESS, KF_MQTT_V311_ACCEPTED, present, &props);
+    c->connected = 1;
+    c->connected_at = now;
+    c->keep_alive = k->keep_alive;
+    c->refill_ms = now;
+    c->msg_tokens = hc->msg_burst;
+    c->byte_tokens = hc->byte_burst;
+    evtimer_del(c->timer);
+    /* A client that says nothing for one and a half keep-alive periods is gone [MQTT-3.1.2-24]. */
+    if (c->keep_alive) arm(c, c->keep_alive * 1500);
+    STAT_ADD(hw, connections, 1);
+    STAT_ADD(hw, connects, 1);
+    event(c, "hub.connected", "info",
+          kf_jsontext_pack("{s:s, s:s, s:i, s:b, s:b}", "id", c->id, "identity", kind_name(c->kind),
+                           "mqtt", k->version == KF_MQTT_V5 ? 5 : 4, "session_present", present,
+                           "tls_resumed", kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev))));
+    if (unusual)
+        event(c, "hub.unusual_ip", "warning",
+              kf_jsontext_pack("{s:s, s:s}", "id", c->id, "ip", c->ip_text));
+    flush(c);
+}
+
+static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
+{
+    struct kf_hubd *h = c->hw->hub;
+    if (!c->connected) {
+        if (pkt->type != KF_MQTT_CONNECT) {
+            protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "the first packet must be CONNECT");
+            return;
+        }
+        on_connect(c, &pkt->u.connect);
+        return;
+    }
+    if (c->keep_alive) arm(c, c->keep_alive * 1500);
+    switch (pkt->type) {
+    case KF_MQTT_PUBLISH: on_publish(c, pkt); return;
+    case KF_MQTT_PUBACK:
+    case KF_MQTT_PUBCOMP:
+        kf_broker_ack(h->broker, &c->peer, pkt->type, pkt->u.ack.packet_id);
+        return;
+    case KF_MQTT_PUBREC:
+        if (kf_broker_ack(h->broker, &c->peer, KF_MQTT_PUBREC, pkt->u.ack.packet_id))
+            send_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id, 0);
+        else if (pkt->u.ack.reason < 0x80)
+            send_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id,
+                     c->version == KF_MQTT_V5 ? KF_MQTT_RC_PACKET_ID_NOT_FOUND : 0);
+        return;
+    case KF_MQTT_PUBREL: {
+        int found = kf_broker_qos2_released(h->broker, &c->peer, pkt->u.ack.packet_id);
+        send_ack(c, KF_MQTT_PUBCOMP, pkt->u.ack.packet_id,
+                 found || c->version != KF_MQTT_V5 ? 0 : KF_MQTT_RC_PACKET_ID_NOT_FOUND);
+        return;
+    }
+    case KF_MQTT_SUBSCRIBE: on_subscribe(c, pkt, 0); return;
+    case KF_MQTT_UNSUBSCRIBE: on_subscribe(c, pkt, 1); return;
+    case KF_MQTT_PINGREQ: {
+        uint8_t buf[2];
+        size_t n;
+        if (kf_mqtt_encode_empty(buf, sizeof(buf), KF_MQTT_PINGRESP, &n) == 0)
+            write_bytes(c, buf, n);
+        return;
+    }
+    case KF_MQTT_DISCONNECT: {
+        const struct kf_mqtt_disconnect *d = &pkt->u.disconnect;
+        if (c->version == KF_MQTT_V5 && KF_MQTT_HAS(&d->props, KF_MQTT_P_SESSION_EXPIRY)) {
+            /* A session that was to end with the connection cannot be made to last [MQTT-3.14.2-2].
+             */
+            if (c->expiry == 0 && d->props.session_expiry != 0) {
+                protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "session expiry set at DISCONNECT");
+                return;
+            }
+            c->expiry = d->props.session_expiry < c->hw->conf.expiry_max ? d->props.session_expiry
+                                                                         : c->hw->conf.expiry_max;
+            kf_broker_set_expiry(h->broker, &c->peer, c->expiry);
+        }
+        shut(c, 0, "client_disconnected", 0,
+             c->version == KF_MQTT_V5 && d->reason == KF_MQTT_RC_DISCONNECT_WITH_WILL);
+        return;
+    }
+    case KF_MQTT_CONNECT: protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "a second CONNECT"); return;
+    default: protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "a packet only a server sends"); return;
+    }
+}
+
+/* ---- connections ---- */
+
+static void conn_free(struct hconn *c)
+{
+    struct kf_hub_worker *hw = c->hw;
+    if (!c->closing) shut(c, 0, "closed", 0, 1);
+    if (!c->detached) kf_broker_detach(hw->hub->broker, &c->peer, kf_now_ms());
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        hw->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    hw->n_conns--;
+    kf_limits_conn_close(hw->hub->limits, &c->ip, c->handshake_pending);
+    if (c->bev) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl && !c->handshake_pending) SSL_shutdown(ssl);
+        bufferevent_free(c->bev);
+    }
+    if (c->timer) event_free(c->timer);
+    for (int i = 0; i <= TOPIC_ALIAS_MAX; i++)
+        free(c->aliases[i].p);
+    kf_msg_release(c->will);
+    free(c);
+    if (hw->draining && hw->n_conns == 0 && hw->idle_cb) hw->idle_cb(hw->idle_arg);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct hconn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    while (!c->closing) {
+        size_t len = evbuffer_get_length(in);
+        struct kf_mqtt_packet pkt;
+        struct kf_mqtt_error err = {0, NULL};
+        enum kf_mqtt_status st;
+        const uint8_t *data;
+
+        if (!len) break;
+        data = evbuffer_pullup(in, -1);
+        st = kf_mqtt_decode(data, len, c->connected ? c->version : 0, c->hw->conf.max_packet, &pkt,
+                            &err);
+        if (st == KF_MQTT_PARTIAL) break;
+        if (st == KF_MQTT_BAD) {
+            protocol_fail(c, err.reason, err.why ? err.why : "malformed packet");
+            break;
+        }
+        on_packet(c, &pkt);
+        if (c->bev) evbuffer_drain(in, pkt.size);
+    }
+    if (c->closing) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        maybe_free(c);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct hconn *c = arg;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    flush(c);
+}
+
+/* The identity a handshake proved: a device id, or a service name and role. */
+static int identify(struct hconn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    struct kf_cert *cert = x ? kf_cert_wrap(x) : NULL;
+    char role[32];
+    int ok = 0;
+
+    if (!cert) return 0;
+    kf_cert_serial_hex(cert, c->serial);
+    if (kf_cert_uri_san(cert, "urn:keyfleet:device:", c->id, sizeof(c->id)) == KF_OK) {
+        c->kind = KF_ACL_DEVICE;
+        ok = 1;
+    } else if (kf_cert_uri_san(cert, "urn:keyfleet:service:", c->id, sizeof(c->id)) == KF_OK &&
+               kf_cert_uri_san(cert, "urn:keyfleet:role:", role, sizeof(role)) == KF_OK) {
+        if (strcmp(role, "reader") == 0) c->kind = KF_ACL_READER, ok = 1;
+        if (strcmp(role, "commander") == 0) c->kind = KF_ACL_COMMANDER, ok = 1;
+    }
+    if (ok && kf_id_check("id", c->id) != KF_OK) ok = 0;
+    kf_err_clear();
+    if (!ok) kf_cert_subject_cn(cert, c->id, sizeof(c->id));
+    kf_err_clear();
+    kf_cert_free(cert);
+    return ok;
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct hconn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshake_pending = 0;
+        kf_limits_handshake_done(c->hw->hub->limits);
+        if (!identify(c)) {
+            auth_failed(c, "no_identity",
+                        "the certificate names no keyfleet device or service with a role");
+            shut(c, 0, "no_identity", 0, 0);
+            maybe_free(c);
+        }
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (c->handshake_pending) {
+            char why[128] = "";
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            /* libevent keeps the handshake's OpenSSL errors on the bufferevent. */
+            if (e && ERR_reason_error_string(e))
+                snprintf(why, sizeof(why), "%s", ERR_reason_error_string(e));
+            while (bufferevent_get_openssl_error(bev))
+                ;
+            if (c->auth_reason[0])
+                auth_failed(c, c->auth_reason, "the client certificate was refused");
+            else if (strstr(why, "certificate"))
+                auth_failed(c, "no_certificate", why);
+            else
+                kf_log(KF_LOG_DEBUG, "hub", "handshake failed", "ip", c->ip_text, "error", why,
+                       NULL);
+        }
+        ERR_clear_error();
+        if (!c->closing) shut(c, 0, "connection_lost", 0, 1);
+        if (c->bev) {
+            /* Nothing more can be written: drop what is left. */
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            evbuffer_drain(out, evbuffer_get_length(out));
+        }
+        conn_free(c);
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hconn *c = arg;
+    if (c->closing) {
+        conn_free(c); /* it did not read its last bytes in time */
+        return;
+    }
+    if (c->connected) {
+        shut(c, KF_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep_alive_timeout", 1, 1);
+    } else {
+        kf_log(KF_LOG_INFO, "hub", "no CONNECT in time", "ip", c->ip_text, NULL);
+        shut(c, 0, "connect_timeout", 0, 0);
+    }
+    maybe_free(c);
+}
+
+/* Runs in the handshake: the chain must reach keyfleet's issuing CA and not be revoked. */
+static int verify_cb(void *arg, struct ssl_st *ssl, struct kf_cert *leaf, struct kf_cert **chain,
+                     size_t n)
+{
+    struct kf_hubd *h = arg;
+    struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
+    struct kf_registry *reg = kf_registry_get(h->registry);
+    struct kf_verify_result res;
+    enum kf_err rc;
+
+    memset(&res, 0, sizeof(res));
+    rc = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT, &res);
+    kf_registry_release(reg);
+    if (rc && c) {
+        const char *r = kf_verify_reason_name(res.reason);
+        snprintf(c->auth_reason, sizeof(c->auth_reason), "%s",
+                 res.reason == KF_VERIFY_UNKNOWN_ISSUER ? "unknown_ca" : r);
+        if (kf_cert_uri_san(leaf, "urn:keyfleet:device:", c->id, sizeof(c->id)) == KF_OK)
+            c->kind = KF_ACL_DEVICE;
+        else
+            kf_cert_subject_cn(leaf, c->id, sizeof(c->id));
+    }
+    kf_err_clear();
+    return rc == KF_OK;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                      void *arg)
+{
+    struct kf_hub_worker *hw = arg;
+    struct kf_hubd *h = hw->hub;
+    struct kf_ipaddr ip;
+    char text[INET6_ADDRSTRLEN];
+    struct hconn *c;
+    SSL *ssl;
+    int over = 0, one = 1;
+    const char *why = NULL;
+    enum kf_limits_verdict v;
+
+    if (kf_ipaddr_from_sockaddr(sa, &ip) != KF_OK) {
+        evutil_closesocket(fd);
+        return;
+    }
+    kf_ipaddr_text(&ip, text, sizeof(text));
+    if (hw->conf.has_deny && kf_cidr_match(&hw->conf.deny, text))
+        why = "the address is on the deny list";
+    else if (hw->conf.has_allow && !kf_cidr_match(&hw->conf.allow, text))
+        why = "the address is not on the allow list";
+    if (why) {
+        STAT_ADD(hw, refused, 1);
+        kf_log(KF_LOG_INFO, "hub", "connection refused", "ip", text, "why", why, NULL);
+        evutil_closesocket(fd);
+        return;
+    }
+    v = kf_limits_conn_open(h->limits, &ip, kf_now_ms(), &over);
+    if (v == KF_LIMITS_OK && over) {
+        kf_limits_conn_close(h->limits, &ip, 1);
+        v = KF_LIMITS_TOTAL;
+        why = "too many TLS handshakes in flight";
+    } else if (v == KF_LIMITS_OK && kf_limits_request(h->limits, &ip, kf_now_ms())) {
+        kf_limits_conn_close(h->limits, &ip, 1);
+        v = KF_LIMITS_PER_IP;
+        why = "too many new connections per second from this address";
+    }
+    if (v != KF_LIMITS_OK) {
+        STAT_ADD(hw, refused, 1);
+        kf_log(KF_LOG_WARN, "hub", "connection refused", "ip", text, "why",
+               why ? why : kf_limits_verdict_text(v), NULL);
+        evutil_closesocket(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    ssl = c ? kf_tls_ssl_new(h->tls) : NULL;
+    if (!ssl) {
+        free(c);
+        kf_limits_conn_close(h->limits, &ip, 1);
+        evutil_closesocket(fd);
+        return;
+    }
+    SSL_set_ex_data(ssl, kf_tls_ex_index(), c);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->hw = hw;
+    c->ip = ip;
+    memcpy(c->ip_text, text, sizeof(text));
+    c->handshake_pending = 1;
+    c->peer.inbox = &hw->inbox;
+    c->bev = bufferevent_openssl_socket_new(hw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(hw->base, timer_cb, c);
+    c->next = hw->conns;
+    if (hw->conns) hw->conns->prev = c;
+    hw->conns = c;
+    hw->n_conns++;
+    if (!c->bev || !c->timer) {
+        if (!c->bev) evutil_closesocket(fd);
+        c->closing = 1;
+        conn_free(c);
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm(c, hw->conf.connect_timeout_ms);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    kf_log(KF_LOG_WARN, "hub", "accept failed", "error",
+           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
+}
+
+/* ---- the worker's part ---- */
+
+static void inbox_wake(void *arg)
+{
+    struct kf_hub_worker *hw = arg;
+    event_active(hw->wake, EV_READ, 0);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct kf_hub_worker *hw = arg;
+    struct kf_broker_peer *peers[256];
+    size_t n;
+    do {
+        n = kf_broker_take(hw->hub->broker, &hw->inbox, peers, KF_ARRAY_LEN(peers));
+        for (size_t i = 0; i < n; i++) {
+            struct hconn *c = (struct hconn *)peers[i];
+            if (c->peer.kicked && !c->closing) {
+                c->detached = 1; /* the session is the new connection's */
+                shut(c, c->peer.kick_reason, "session_taken_over", 1, 1);
+                maybe_free(c);
+            } else {
+                flush(c);
+            }
+        }
+    } while (n == KF_ARRAY_LEN(peers));
+}
+
+/* Closes the live connections of identities the registry now keeps out. */
+static void enforce(struct kf_hub_worker *hw, const struct kf_registry *reg)
+{
+    struct hconn *c, *next;
+    for (c = hw->conns; c; c = next) {
+        const char *why;
+        next = c->next;
+        if (!c->connected || c->closing) continue;
+        why = kept_out(c, reg);
+        if (!why) continue;
+        shut(c, KF_MQTT_RC_ADMINISTRATIVE_ACTION, why, 1, 1);
+        maybe_free(c);
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct kf_hub_worker *hw = arg;
+    struct kf_hubd *h = hw->hub;
+    struct kf_registry *reg;
+
+    pthread_mutex_lock(&h->lock);
+    hw->conf = h->conf;
+    pthread_mutex_unlock(&h->lock);
+    reg = kf_registry_get(h->registry);
+    if (reg->version != hw->reg_version) {
+        hw->reg_version = reg->version;
+        enforce(hw, reg);
+    }
+    kf_registry_release(reg);
+}
+
+enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int index,
+                              void (*idle_cb)(void *), void *idle_arg, struct kf_hub_worker **out)
+{
+    struct kf_hub_worker *hw = calloc(1, sizeof(*hw));
+    struct kf_registry *reg;
+    struct timeval tv = {0, TICK_MS * 1000};
+    int fd;
+
+    *out = NULL;
+    if (!hw) return kf_fail(KF_E_NOMEM, "out of memory");
+    hw->hub = h;
+    hw->index = index;
+    hw->base = base;
+    hw->idle_cb = idle_cb;
+    hw->idle_arg = idle_arg;
+    hw->inbox.wake = inbox_wake;
+    hw->inbox.wake_arg = hw;
+    pthread_mutex_lock(&h->lock);
+    hw->conf = h->conf;
+    pthread_mutex_unlock(&h->lock);
+    reg = kf_registry_get(h->registry);
+    hw->reg_version = reg->version;
+    kf_registry_release(reg);
+    hw->wake = event_new(base, -1, EV_PERSIST, wake_cb, hw);
+    hw->tick = event_new(base, -1, EV_PERSIST, tick_cb, hw);
+    if (!hw->wake || !hw->tick) goto nomem;
+    event_add(hw->wake, NULL);
+    event_add(hw->tick, &tv);
+    if (kf_listen_open(h->host, h->port, 1, &fd) != KF_OK) {
+        enum kf_err rc = kf_errlast();
+        kf_hub_worker_free(hw);
+        return rc;
+    }
+    hw->listener = evconnlistener_new(base, accept_cb, hw, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+    if (!hw->listener) {
+        evutil_closesocket(fd);
+        goto nomem;
+    }
+    evconnlistener_set_error_cb(hw->listener, accept_error_cb);
+    pthread_mutex_lock(&h->lock);
+    hw->next = h->workers;
+    h->workers = hw;
+    pthread_mutex_unlock(&h->lock);
+    *out = hw;
+    return KF_OK;
+nomem:
+    kf_hub_worker_free(hw);
+    return kf_fail(KF_E_NOMEM, "cannot set up the hub on worker %d", index);
+}
+
+void kf_hub_worker_drain(struct kf_hub_worker *hw)
+{
+    struct hconn *c, *next;
+    hw->draining = 1;
+    if (hw->listener) evconnlistener_disable(hw->listener);
+    for (c = hw->conns; c; c = next) {
+        next = c->next;
+        shut(c, KF_MQTT_RC_SERVER_SHUTTING_DOWN, "server_shutting_down", 1, 0);
+        maybe_free(c);
+    }
+}
+
+size_t kf_hub_worker_conns(const struct kf_hub_worker *hw)
+{
+    return hw ? hw->n_conns : 0;
+}
+
+void kf_hub_worker_free(struct kf_hub_worker *hw)
+{
+    struct kf_hubd *h;
+    if (!hw) return;
+    h = hw->hub;
+    hw->idle_cb = NULL;
+    while (hw->conns) {
+        struct hconn *c = hw->conns;
+        if (c->bev) {
+            struct evbuffer *o = bufferevent_get_output(c->bev);
+            evbuffer_drain(o, evbuffer_get_length(o));
+        }
+        if (!c->closing) shut(c, 0, "server_stopped", 0, 0);
+        conn_free(c);
+    }
+    pthread_mutex_lock(&h->lock);
+    for (struct kf_hub_worker **pp = &h->workers; *pp; pp = &(*pp)->next)
+        if (*pp == hw) {
+            *pp = hw->next;
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    if (hw->listener) evconnlistener_free(hw->listener);
+    if (hw->wake) event_free(hw->wake);
+    if (hw->tick) event_free(hw->tick);
+    free(hw->scratch);
+    free(hw);
+}
+
+/* ---- the hub ---- */
+
+enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *registry,
+                       const struct kf_config *cfg, struct kf_hubd **out)
+{
+    struct kf_hubd *h = calloc(1, sizeof(*h));
+    struct kf_broker_conf bc;
+    struct kf_limits_conf lc;
+    struct kf_tls_conf tc;
+    char cert[KF_CONF_PATH_MAX], key[KF_CONF_PATH_MAX];
+    enum kf_err rc;
+
+    *out = NULL;
+    if (!h) return kf_fail(KF_E_NOMEM, "out of memory");
+    h->deploy = deploy;
+    h->registry = registry;
+    pthread_mutex_init(&h->lock, NULL);
+    conf_from(cfg, &h->conf);
+    rc = kf_listen_parse(cfg->hub_listen, h->host, sizeof(h->host), &h->port);
+    if (rc) goto fail;
+    rc = kf_deploy_path(deploy, cfg->server_cert, cert, sizeof(cert));
+    if (!rc) rc = kf_deploy_path(deploy, cfg->server_key, key, sizeof(key));
+    if (rc) goto fail;
+    memset(&tc, 0, sizeof(tc));
+    tc.cert_chain_path = cert;
+    tc.key_uri = key;
+    tc.session_cache = (unsigned)cfg->session_cache;
+    tc.context = "keyfleet-hub";
+    tc.verify = verify_cb;
+    tc.verify_arg = h;
+    rc = kf_tls_new(&tc, &h->tls);
+    if (rc) goto fail;
+    broker_conf_from(cfg, &bc);
+    rc = kf_broker_new(&bc, &h->broker);
+    if (rc) goto fail;
+    limits_conf_from(cfg, &lc);
+    rc = kf_limits_new(&lc, &h->limits);
+    if (rc) goto fail;
+    *out = h;
+    return KF_OK;
+fail:
+    kf_hub_free(h);
+    return kf_wrap(rc, "the hub");
+}
+
+void kf_hub_free(struct kf_hubd *h)
+{
+    if (!h) return;
+    for (size_t i = 0; i < h->ids.n_slots; i++)
+        while (h->ids.slots[i]) {
+            struct kf_hnode *n = h->ids.slots[i];
+            kf_htab_remove(&h->ids, n);
+            free(n);
+        }
+    kf_htab_free(&h->ids);
+    kf_broker_free(h->broker);
+    kf_limits_free(h->limits);
+    kf_tls_free(h->tls);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+void kf_hub_configure(struct kf_hubd *h, const struct kf_config *cfg)
+{
+    struct kf_broker_conf bc;
+    struct kf_limits_conf lc;
+    struct hub_conf hc;
+    conf_from(cfg, &hc);
+    pthread_mutex_lock(&h->lock);
+    h->conf = hc;
+    pthread_mutex_unlock(&h->lock);
+    broker_conf_from(cfg, &bc);
+    kf_broker_configure(h->broker, &bc);
+    limits_conf_from(cfg, &lc);
+    kf_limits_configure(h->limits, &lc);
+}
+
+void kf_hub_sweep(struct kf_hubd *h)
+{
+    int64_t now = kf_now_ms(), keep;
+    kf_broker_sweep(h->broker, now);
+    pthread_mutex_lock(&h->lock);
+    /* Flapping records are kept for their window and ban; networks for a month. */
+    keep = 30LL * 86400 * 1000;
+    for (size_t i = 0; i < h->ids.n_slots; i++) {
+        struct kf_hnode *n = h->ids.slots[i], *next;
+        for (; n; n = next) {
+            struct id_rec *r = (struct id_rec *)n;
+            next = n->next;
+            if (now - r->last_seen > keep && r->banned_until < now) {
+                kf_htab_remove(&h->ids, n);
+                free(r);
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
+void kf_hub_registry_changed(struct kf_hubd *h)
+{
+    pthread_mutex_lock(&h->lock);
+    for (struct kf_hub_worker *hw = h->workers; hw; hw = hw->next)
+        event_active(hw->tick, EV_TIMEOUT, 0);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out)
+{
+    struct kf_broker_stats bs;
+    memset(out, 0, sizeof(*out));
+    if (!h) return;
+    pthread_mutex_lock(&h->lock);
+    for (struct kf_hub_worker *hw = h->workers; hw; hw = hw->next) {
+#define SUM(f) out->f += __atomic_load_n(&hw->st.f, __ATOMIC_RELAXED)
+        SUM(connections);
+        SUM(connects);
+        SUM(auth_failed);
+        SUM(refused);
+        SUM(malformed);
+        SUM(acl_denied);
+        SUM(rate_limited);
+        SUM(messages_received);
+        SUM(messages_sent);
+#undef SUM
+    }
+    pthread_mutex_unlock(&h->lock);
+    kf_broker_stats(h->broker, &bs);
+    out->sessions = bs.sessions;
+    out->retained = bs.retained;
+    out->queued = bs.queued;
+    out->dropped = bs.dropped;
+}

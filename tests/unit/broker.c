@@ -1,0 +1,279 @@
+/* broker: sessions, routing, retained messages, queues and the in-flight window. */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "server/broker.h"
+
+struct box {
+    struct kf_broker_inbox inbox;
+    int woken;
+};
+
+static void wake_cb(void *arg)
+{
+    ((struct box *)arg)->woken++;
+}
+
+static struct kf_broker *new_broker(unsigned max_queued)
+{
+    struct kf_broker_conf c = {max_queued, 100, 1 << 20, 8, 4};
+    struct kf_broker *b;
+    KF_OK_OR_FAIL(kf_broker_new(&c, &b));
+    return b;
+}
+
+static struct kf_msg *msg(const char *topic, const char *payload, uint8_t qos, int retain,
+                          const char *origin)
+{
+    struct kf_mqtt_publish p;
+    struct kf_mqtt_str t = {(const uint8_t *)topic, (uint16_t)strlen(topic)};
+    memset(&p, 0, sizeof(p));
+    p.qos = qos;
+    p.retain = retain;
+    p.topic = t;
+    p.payload = (const uint8_t *)payload;
+    p.payload_len = strlen(payload);
+    return kf_msg_new(&p, t, origin, 0);
+}
+
+static size_t publish(struct kf_broker *b, const char *topic, const char *payload, uint8_t qos,
+                      int retain)
+{
+    struct kf_msg *m = msg(topic, payload, qos, retain, "pub");
+    size_t n;
+    assert_non_null(m);
+    n = kf_broker_publish(b, m, NULL);
+    kf_msg_release(m);
+    return n;
+}
+
+static void subscribe(struct kf_broker *b, struct kf_broker_peer *p, const char *f, uint8_t qos)
+{
+    struct kf_broker_sub_opts o;
+    memset(&o, 0, sizeof(o));
+    o.qos = qos;
+    KF_OK_OR_FAIL(kf_broker_subscribe(b, p, (const uint8_t *)f, strlen(f), &o));
+}
+
+static void attach(struct kf_broker *b, struct kf_broker_peer *p, struct box *box, const char *id,
+                   int clean, uint32_t expiry, int *present)
+{
+    int dummy;
+    memset(p, 0, sizeof(*p));
+    p->inbox = &box->inbox;
+    p->receive_max = 2;
+    KF_OK_OR_FAIL(kf_broker_attach(b, p, id, clean, expiry, present ? present : &dummy));
+}
+
+/* Pulls everything sendable; returns the count and releases the messages. */
+static size_t drain(struct kf_broker *b, struct kf_broker_peer *p, struct kf_broker_out *out,
+                    size_t cap)
+{
+    int more;
+    size_t n = kf_broker_pull(b, p, 0, out, cap, &more);
+    for (size_t i = 0; i < n; i++)
+        if (out[i].msg) kf_msg_release(out[i].msg);
+    return n;
+}
+
+static void box_init(struct box *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->inbox.wake = wake_cb;
+    x->inbox.wake_arg = x;
+}
+
+static void test_routing(void **state)
+{
+    struct kf_broker *b = new_broker(100);
+    struct kf_broker_peer dev, svc, *taken[4];
+    struct kf_broker_out out[8];
+    struct box box;
+    int more;
+
+    box_init(&box);
+    attach(b, &dev, &box, "d1", 1, 0, NULL);
+    attach(b, &svc, &box, "svc", 1, 0, NULL);
+    subscribe(b, &dev, "devices/d1/commands/#", 1);
+    subscribe(b, &svc, "devices/+/telemetry/#", 1);
+    subscribe(b, &svc, "devices/d1/telemetry/temp", 0); /* overlapping */
+    assert_int_equal(publish(b, "devices/d1/telemetry/temp", "21", 1, 0), 1);
+    assert_int_equal(publish(b, "devices/d1/commands/reboot", "now", 0, 0), 1);
+    assert_int_equal(publish(b, "devices/d2/commands/reboot", "x", 0, 0), 0);
+    assert_int_equal(publish(b, "elsewhere", "x", 0, 0), 0);
+    assert_int_equal(box.woken, 1); /* once, however many peers wait */
+    assert_int_equal(kf_broker_take(b, &box.inbox, taken, 4), 2);
+    /* One copy for overlapping subscriptions, at the higher QoS. */
+    assert_int_equal(kf_broker_pull(b, &svc, 0, out, 8, &more), 1);
+    assert_int_equal(out[0].qos, 1);
+    assert_int_not_equal(out[0].packet_id, 0);
+    assert_memory_equal(out[0].msg->payload, "21", 2);
+    kf_msg_release(out[0].msg);
+    assert_int_equal(kf_broker_pull(b, &dev, 0, out, 8, &more), 1);
+    assert_int_equal(out[0].qos, 0);
+    kf_msg_release(out[0].msg);
+    assert_int_equal(kf_broker_unsubscribe(b, &dev, (const uint8_t *)"devices/d1/commands/#", 21),
+                     1);
+    assert_int_equal(kf_broker_unsubscribe(b, &dev, (const uint8_t *)"devices/d1/commands/#", 21),
+                     0);
+    assert_int_equal(publish(b, "devices/d1/commands/reboot", "now", 0, 0), 0);
+    kf_broker_detach(b, &dev, 0);
+    kf_broker_detach(b, &svc, 0);
+    kf_broker_free(b);
+}
+
+static void test_retained(void **state)
+{
+    struct kf_broker *b = new_broker(100);
+    struct kf_broker_peer p;
+    struct kf_broker_out out[8];
+    struct kf_broker_stats st;
+    struct box box;
+    int more;
+
+    box_init(&box);
+    publish(b, "devices/d1/commands/config", "v1", 1, 1);
+    publish(b, "devices/d1/commands/config", "v2", 1, 1); /* replaces */
+    publish(b, "devices/d2/commands/config", "other", 1, 1);
+    kf_broker_stats(b, &st);
+    assert_int_equal(st.retained, 2);
+    attach(b, &p, &box, "d1", 1, 0, NULL);
+    subscribe(b, &p, "devices/d1/commands/#", 1);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    assert_int_equal(out[0].retain, 1);
+    assert_memory_equal(out[0].msg->payload, "v2", 2);
+    kf_msg_release(out[0].msg);
+    publish(b, "devices/d1/commands/config", "", 0, 1); /* deletes */
+    kf_broker_stats(b, &st);
+    assert_int_equal(st.retained, 1);
+    kf_broker_detach(b, &p, 0);
+    kf_broker_free(b);
+}
+
+static void test_offline_session(void **state)
+{
+    struct kf_broker *b = new_broker(3);
+    struct kf_broker_peer p;
+    struct kf_broker_out out[8];
+    struct box box;
+    size_t dropped = 0;
+    int present = 0, more;
+    struct kf_msg *m;
+
+    box_init(&box);
+    attach(b, &p, &box, "d1", 1, 3600, &present);
+    assert_false(present);
+    subscribe(b, &p, "devices/d1/commands/#", 2);
+    kf_broker_detach(b, &p, 1000);
+    publish(b, "devices/d1/commands/a", "1", 1, 0);
+    publish(b, "devices/d1/commands/b", "2", 0, 0); /* QoS 0: not kept offline */
+    publish(b, "devices/d1/commands/c", "3", 2, 0);
+    publish(b, "devices/d1/commands/d", "4", 1, 0);
+    m = msg("devices/d1/commands/e", "5", 1, 0, "x");
+    kf_broker_publish(b, m, &dropped); /* the queue holds 3 */
+    kf_msg_release(m);
+    assert_int_equal(dropped, 1);
+    attach(b, &p, &box, "d1", 0, 3600, &present);
+    assert_true(present);
+    /* The window is 2: two go out, the third waits for an ack. */
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 2);
+    assert_memory_equal(out[0].msg->payload, "1", 1);
+    assert_memory_equal(out[1].msg->payload, "3", 1);
+    assert_int_equal(out[1].qos, 2);
+    assert_false(more);
+    kf_msg_release(out[0].msg);
+    kf_msg_release(out[1].msg);
+    assert_true(kf_broker_ack(b, &p, KF_MQTT_PUBACK, out[0].packet_id));
+    assert_false(kf_broker_ack(b, &p, KF_MQTT_PUBACK, out[0].packet_id));
+    assert_false(kf_broker_ack(b, &p, KF_MQTT_PUBACK, out[1].packet_id)); /* QoS 2 wants PUBREC */
+    assert_true(kf_broker_ack(b, &p, KF_MQTT_PUBREC, out[1].packet_id));
+    /* Reconnect before PUBCOMP: the PUBREL is sent again, not the message. */
+    kf_broker_detach(b, &p, 2000);
+    attach(b, &p, &box, "d1", 0, 3600, &present);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 2);
+    assert_null(out[0].msg);
+    assert_int_not_equal(out[0].packet_id, 0);
+    assert_memory_equal(out[1].msg->payload, "4", 1);
+    kf_msg_release(out[1].msg);
+    assert_true(kf_broker_ack(b, &p, KF_MQTT_PUBCOMP, out[0].packet_id));
+    /* Resumed again: the unacknowledged QoS 1 goes out again, marked dup. */
+    kf_broker_detach(b, &p, 3000);
+    attach(b, &p, &box, "d1", 0, 3600, &present);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    assert_true(out[0].dup);
+    assert_memory_equal(out[0].msg->payload, "4", 1);
+    kf_msg_release(out[0].msg);
+    /* Clean start forgets it all. */
+    kf_broker_detach(b, &p, 4000);
+    attach(b, &p, &box, "d1", 1, 0, &present);
+    assert_false(present);
+    assert_int_equal(drain(b, &p, out, 8), 0);
+    kf_broker_detach(b, &p, 5000);
+    kf_broker_free(b);
+}
+
+static void test_takeover_expiry_qos2(void **state)
+{
+    struct kf_broker *b = new_broker(10);
+    struct kf_broker_peer a, c, *taken[4];
+    struct kf_broker_stats st;
+    struct box box;
+
+    box_init(&box);
+    attach(b, &a, &box, "d1", 1, 10, NULL);
+    attach(b, &c, &box, "d1", 0, 10, NULL);
+    assert_true(a.kicked);
+    assert_int_equal(a.kick_reason, KF_MQTT_RC_SESSION_TAKEN_OVER);
+    assert_null(a.session);
+    assert_int_equal(kf_broker_take(b, &box.inbox, taken, 4), 1);
+    assert_ptr_equal(taken[0], &a);
+    kf_broker_detach(b, &a, 0); /* the old connection going changes nothing */
+    kf_broker_stats(b, &st);
+    assert_int_equal(st.sessions_online, 1);
+    /* Inbound QoS 2: a duplicate is not routed twice; the bound holds. */
+    assert_int_equal(kf_broker_qos2_received(b, &c, 7), 1);
+    assert_int_equal(kf_broker_qos2_received(b, &c, 7), 0);
+    assert_true(kf_broker_qos2_released(b, &c, 7));
+    assert_false(kf_broker_qos2_released(b, &c, 7));
+    for (uint16_t i = 1; i <= 4; i++)
+        assert_int_equal(kf_broker_qos2_received(b, &c, i), 1);
+    assert_int_equal(kf_broker_qos2_received(b, &c, 5), -1);
+    kf_broker_detach(b, &c, 1000);
+    assert_int_equal(kf_broker_sweep(b, 5000), 0);
+    assert_int_equal(kf_broker_sweep(b, 11000), 1);
+    kf_broker_stats(b, &st);
+    assert_int_equal(st.sessions, 0);
+    kf_broker_free(b);
+}
+
+static void test_no_local(void **state)
+{
+    struct kf_broker *b = new_broker(10);
+    struct kf_broker_peer p;
+    struct kf_broker_sub_opts o;
+    struct kf_msg *m;
+    struct box box;
+
+    box_init(&box);
+    attach(b, &p, &box, "svc", 1, 0, NULL);
+    memset(&o, 0, sizeof(o));
+    o.no_local = 1;
+    KF_OK_OR_FAIL(kf_broker_subscribe(b, &p, (const uint8_t *)"devices/+/events", 16, &o));
+    m = msg("devices/x/events", "{}", 0, 0, "svc");
+    assert_int_equal(kf_broker_publish(b, m, NULL), 0);
+    kf_msg_release(m);
+    assert_int_equal(publish(b, "devices/x/events", "{}", 0, 0), 1);
+    kf_broker_detach(b, &p, 0);
+    kf_broker_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routing),         cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
+        cmocka_unit_test(test_no_local),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
