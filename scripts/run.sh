@@ -43,6 +43,7 @@ if [ ! -e "$DEMO/factory-ca.pem" ]; then
 fi
 
 listen=$(sed -n '/^\[provisioning\]/,/^\[/ s/^listen = //p' "$DIR/keyfleet.conf")
+hub_listen=$(sed -n '/^\[hub\]/,/^\[/ s/^listen = //p' "$DIR/keyfleet.conf")
 port=${listen##*:}
 URL="https://localhost:$port"
 cat <<EOF
@@ -61,13 +62,23 @@ Enroll the demo device by hand, in another shell:
       -subj /CN=demo-1 -out demo-1.csr
   jq -n --rawfile csr demo-1.csr '{csr: \$csr}' | curl -s --cacert ../ca/root.crt \\
       --cert demo-1.factory.pem --key demo-1.factory.key \\
-      -H 'Content-Type: application/json' --data-binary @- $URL/api/v1/register | jq .
+      -H 'Content-Type: application/json' --data-binary @- $URL/api/v1/register |
+      tee demo-1.json | jq .
   # or with EST:
   openssl req -in demo-1.csr -outform DER | openssl base64 | curl -s --cacert ../ca/root.crt \\
       --cert demo-1.factory.pem --key demo-1.factory.key -H 'Content-Type: application/pkcs10' \\
       --data-binary @- $URL/.well-known/est/simpleenroll | openssl base64 -d |
       openssl pkcs7 -inform DER -print_certs
 Then: $KF --dir $DIR device list, ... audit verify, ... events list
+
+The hub serves MQTT 3.1.1 and 5.0 over mutual TLS (listen = $hub_listen). With the
+certificate the register call returned, the device sends telemetry to a service that reads it:
+  jq -r .certificate demo-1.json >demo-1.pem
+  $KF --dir $DIR service add --name dash --role reader --key-out dash.key --out dash.pem
+  mosquitto_sub -h localhost -p ${hub_listen##*:} --cafile ../ca/root.crt --cert dash.pem \\
+      --key dash.key -i dash -t 'devices/+/telemetry/#' -v &
+  mosquitto_pub -h localhost -p ${hub_listen##*:} --cafile ../ca/root.crt --cert demo-1.pem \\
+      --key demo-1.key -i demo-1 -t devices/demo-1/telemetry -m '{"t":21.5}'
 
 Ctrl-C stops keyfleetd.
 EOF

@@ -87,11 +87,14 @@ int kf_cli_getopt(struct kf_cli *c, int argc, char **argv, const char *shortopts
 
 int kf_cli_check_out(struct kf_cli *c, const char *path, int (*may_replace)(const char *path))
 {
-    char dir[4096];
+    char copy[4096];
+    const char *dir;
     struct stat st;
 
-    snprintf(dir, sizeof(dir), "%s", path);
-    if (stat(dirname(dir), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(copy, sizeof(copy), "%s", path);
+    /* dirname() may return a static "." for a bare file name rather than edit `copy`. */
+    dir = dirname(copy);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         kf_fail(KF_E_IO, "cannot write %s: its directory does not exist", path);
         return kf_cli_fail(c, KF_E_IO);
     }

@@ -82,4 +82,10 @@ equals "ops active" "$(jq -r .status <<<"$OUT")" active
 ok "audit" audit list --json
 check "audited" sh -c "jq -e '[.[].action] | (index(\"service.add\") and index(\"service.revoke\"))' '$T/out' >/dev/null"
 ok "audit verify" audit verify
+# Bare file names mean the current directory.
+mkdir "$T/here"
+(cd "$T/here" && "$KF" --dir "$T/d" service add --name bare --role reader --key-out bare.key --out bare.pem) \
+    >"$T/out" 2>&1
+equals "bare file names are written in the current directory" "$?" 0
+check "both files are there" test -s "$T/here/bare.key" -a -s "$T/here/bare.pem"
 finish

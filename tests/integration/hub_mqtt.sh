@@ -16,62 +16,10 @@ group_enroll factory fca
 conf_set hub flap_connects 100000
 start_kfd
 
-# Devices get their operational certificates through provisioning, as in the field.
-provision() {
-    fdev "$1" fca
-    ocsr "$1"
-    register "$T/$1.pem" "$T/$1.key" "$T/$1.op.csr"
-    equals "$1 provisioned" "$HTTP" 200
-    jq -r .certificate <<<"$BODY" >"$T/$1.op.pem"
-}
 provision dev-1
 provision dev-2
 ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
 ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
-
-# as WHO: the TLS options for a device (its operational certificate) or a service.
-as() {
-    if [ -f "$T/$1.op.pem" ]; then
-        echo "-h 127.0.0.1 -p $HUB_PORT --cafile $CA --cert $T/$1.op.pem --key $T/$1.op.key"
-    else
-        echo "-h 127.0.0.1 -p $HUB_PORT --cafile $CA --cert $T/$1.pem --key $T/$1.key"
-    fi
-}
-# sub NAME WHO ARGS...: a subscriber in the background, its output in $T/NAME.out.
-sub() {
-    local name=$1 who=$2
-    shift 2
-    # shellcheck disable=SC2046
-    mosquitto_sub $(as "$who") -i "$who" "$@" >"$T/$name.out" 2>"$T/$name.err" &
-    eval "SUB_$name=$!"
-    sleep 0.4
-}
-# pub WHO ARGS...: one publish; sets RC and PUB_ERR.
-pub() {
-    local who=$1
-    shift
-    # shellcheck disable=SC2046
-    timeout 10 mosquitto_pub $(as "$who") -i "$who" "$@" >"$T/pub.out" 2>"$T/pub.err"
-    RC=$?
-    PUB_ERR=$(cat "$T/pub.out" "$T/pub.err")
-}
-# wait_for NAME NEEDLE: waits (up to 5 s) until a subscriber's output holds NEEDLE.
-wait_for() {
-    for _ in $(seq 1 50); do
-        grep -qF -- "$2" "$T/$1.out" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-# event_with TYPE JQ: waits (up to 5 s) for an event of TYPE for which the jq filter holds.
-event_with() {
-    for _ in $(seq 1 50); do
-        "$KF" --dir "$D" events list --type "$1" --json >"$T/ev.json" 2>/dev/null
-        [ "$(jq "[.[] | select($2)] | length" "$T/ev.json" 2>/dev/null)" -gt 0 ] 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---- telemetry flows device -> service ----
 sub tele dash -t 'devices/+/telemetry/#' -v -q 1

@@ -262,3 +262,65 @@ expect_refusal() {
     equals "$1: error code" "$(jq -r .error <<<"$BODY" 2>/dev/null)" "$3"
     contains "$1: message" "$(jq -r .message <<<"$BODY" 2>/dev/null)" "$4"
 }
+
+# ---- the hub (after start_kfd, with a group enrollment "factory" for CA fca) ----
+
+# Devices get their operational certificates through provisioning, as in the field.
+provision() {
+    fdev "$1" fca
+    ocsr "$1"
+    register "$T/$1.pem" "$T/$1.key" "$T/$1.op.csr"
+    equals "$1 provisioned" "$HTTP" 200
+    jq -r .certificate <<<"$BODY" >"$T/$1.op.pem"
+}
+# as WHO: the TLS options for a device (its operational certificate) or a service.
+as() {
+    if [ -f "$T/$1.op.pem" ]; then
+        echo "-h 127.0.0.1 -p $HUB_PORT --cafile $T/d/ca/root.crt --cert $T/$1.op.pem --key $T/$1.op.key"
+    else
+        echo "-h 127.0.0.1 -p $HUB_PORT --cafile $T/d/ca/root.crt --cert $T/$1.pem --key $T/$1.key"
+    fi
+}
+# sub NAME WHO ARGS...: a subscriber in the background, its output in $T/NAME.out.
+sub() {
+    local name=$1 who=$2
+    shift 2
+    # shellcheck disable=SC2046
+    mosquitto_sub $(as "$who") -i "$who" "$@" >"$T/$name.out" 2>"$T/$name.err" &
+    eval "SUB_$name=$!"
+    sleep 0.4
+}
+# pub WHO ARGS...: one publish; sets RC and PUB_ERR.
+pub() {
+    local who=$1
+    shift
+    # shellcheck disable=SC2046
+    timeout 10 mosquitto_pub $(as "$who") -i "$who" "$@" >"$T/pub.out" 2>"$T/pub.err"
+    RC=$?
+    PUB_ERR=$(cat "$T/pub.out" "$T/pub.err")
+}
+# raw WHO PACKET...: mqtt_raw.py as WHO (see there); its output in RAW.
+raw() {
+    local who=$1 cert key
+    shift
+    if [ -f "$T/$who.op.pem" ]; then cert=$T/$who.op.pem key=$T/$who.op.key; else cert=$T/$who.pem key=$T/$who.key; fi
+    RAW=$(timeout 20 python3 "$(dirname "${BASH_SOURCE[0]}")/mqtt_raw.py" "$HUB_PORT" "$T/d/ca/root.crt" \
+        "$cert" "$key" "$@" 2>&1)
+}
+# wait_for NAME NEEDLE: waits (up to 5 s) until a subscriber's output holds NEEDLE.
+wait_for() {
+    for _ in $(seq 1 50); do
+        grep -qF -- "$2" "$T/$1.out" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# event_with TYPE JQ: waits (up to 5 s) for an event of TYPE for which the jq filter holds.
+event_with() {
+    for _ in $(seq 1 50); do
+        "$KF" --dir "$T/d" events list --type "$1" --json >"$T/ev.json" 2>/dev/null
+        [ "$(jq "[.[] | select($2)] | length" "$T/ev.json" 2>/dev/null)" -gt 0 ] 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Sends raw bytes to an MQTT-over-TLS server and prints what comes back, in hex.
 
-usage: mqtt_raw.py PORT CA CERT KEY HEX [HEX ...]
+usage: mqtt_raw.py PORT CA CERT KEY PACKET [PACKET ...]
 
-Each HEX argument is sent as one write (spaces allowed), with a short pause between them.
+Each PACKET is sent as one write, with a short pause between them: hex bytes (spaces allowed),
+or cV:ID[:KEEPALIVE] for a well-formed CONNECT of MQTT version V (4 or 5) with client id ID.
+SRC in the environment binds the client to that source address (127.0.1.5, say).
 Prints each packet received as "TYPE HEX" (TYPE the packet type number) and "closed" when the
 server closes the connection, or "open" if it is still open after two seconds of silence.
 Used by the hub tests to send what no well-behaved client would.
 """
+import os
 import socket
 import ssl
 import sys
@@ -20,11 +23,17 @@ def main():
     ctx.load_verify_locations(ca)
     ctx.load_cert_chain(cert, key)
     ctx.check_hostname = False
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s = ctx.wrap_socket(raw)
-    for h in sys.argv[5:]:
-        s.sendall(bytes.fromhex(h.replace(" ", "")))
-        time.sleep(0.1)
+    src = os.environ.get("SRC")
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                   source_address=(src, 0) if src else None)
+    try:
+        s = ctx.wrap_socket(raw)
+        for arg in sys.argv[5:]:
+            s.sendall(packet(arg))
+            time.sleep(0.1)
+    except OSError:  # ssl.SSLError and the connection errors are OSErrors
+        print("closed")
+        return
     s.settimeout(2)
     buf = b""
     try:
@@ -37,10 +46,32 @@ def main():
         report(buf)
         print("open")
         return
-    except (ssl.SSLError, ConnectionResetError):
+    except OSError:
         pass
     report(buf)
     print("closed")
+
+
+def packet(arg):
+    if not (len(arg) > 2 and arg[0] == "c" and arg[1] in "45" and arg[2] == ":"):
+        return bytes.fromhex(arg.replace(" ", ""))
+    parts = arg[1:].split(":")
+    version, cid = int(parts[0]), parts[1].encode()
+    keep = int(parts[2]) if len(parts) > 2 else 60
+    body = b"\x00\x04MQTT" + bytes([version, 0x02]) + keep.to_bytes(2, "big")
+    if version == 5:
+        body += b"\x00"
+    body += len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10]) + varint(len(body)) + body
+
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (128 if n else 0)])
+        if not n:
+            return out
 
 
 def report(buf):

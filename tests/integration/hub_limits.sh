@@ -1,0 +1,150 @@
+#!/bin/bash
+# The hub's protections: malformed packets (truncated remaining length, bad UTF-8, reserved
+# flags, oversize, a first packet that is not CONNECT) close the connection with the MQTT 5
+# reason and are counted; keep-alive; session take-over; per-connection message rates (disconnect,
+# then drop after SIGHUP); flapping bans; the allow/deny list; connections per address; and a
+# device showing up from a new network. Each limit's event is checked.
+. "$(dirname "$0")/lib.sh"
+
+ok "init" init
+D=$T/d
+mkca fca
+group_enroll factory fca
+conf_set hub max_packet_bytes 1024
+conf_set hub flap_connects 100000
+conf_set hub max_connections_per_ip 3
+start_kfd
+provision dev-1
+provision dev-2
+provision dev-3
+provision dev-4
+ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
+
+# disconnected_with REASON: the last raw session ended in an MQTT 5 DISCONNECT with REASON (hex).
+disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
+metric() { curl -s --cacert "$D/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+# ---- malformed packets ----
+raw dev-1 c5:dev-1
+check "a well-formed CONNECT is accepted (CONNACK, reason 0)" grep -Eq '^2 20..0000' <<<"$RAW"
+before=$(metric keyfleet_hub_malformed_total)
+raw dev-1 c5:dev-1 "30 ff ff ff ff 01"
+check "truncated remaining length: DISCONNECT 0x81" disconnected_with 81
+raw dev-1 c5:dev-1 "30 0a 00 05 c0 80 61 62 63 00 78 79"
+check "a topic that is not UTF-8: DISCONNECT" disconnected_with '(81|90)'
+raw dev-1 c5:dev-1 "80 0a 00 01 00 00 04 61 2f 62 63 01"
+check "SUBSCRIBE with reserved flags 0000: DISCONNECT 0x81" disconnected_with 81
+raw dev-1 c5:dev-1 "30 d0 0f 00 0f"
+check "oversize (2,000 of 1,024 bytes), before its bytes: DISCONNECT 0x95" disconnected_with 95
+raw dev-1 c4:dev-1 "30 d0 0f 00 0f"
+check "MQTT 3.1.1: the connection is just closed" grep -q '^closed$' <<<"$RAW"
+check_not "... with no DISCONNECT" grep -q '^14 ' <<<"$RAW"
+raw dev-1 "c0 00"
+check "a first packet that is not CONNECT closes" grep -q '^closed$' <<<"$RAW"
+raw dev-1 "10 10 00 04 4d 51 54 54 07 02 00 3c 00 04 64 65 76 31"
+contains "an unknown protocol level: CONNACK 0x01 (3.1.1)" "$RAW" "2 20020001"
+after=$(metric keyfleet_hub_malformed_total)
+equals "each is counted in keyfleet_hub_malformed_total" "$((after - before))" 7
+
+# ---- keep-alive ----
+raw dev-1 c4:dev-1:1
+check "silent past 1.5 keep-alive periods: closed" grep -q '^closed$' <<<"$RAW"
+check "hub.disconnected keep_alive_timeout" event_with hub.disconnected \
+    '.device == "dev-1" and .detail.reason == "keep_alive_timeout"'
+
+# ---- session take-over ----
+sub first dev-1 -V 5 -t 'devices/dev-1/commands/#'
+pub dev-1 -V 5 -t devices/dev-1/telemetry -m x
+check "a second connection with the same id takes the session over" event_with hub.disconnected \
+    '.device == "dev-1" and .detail.reason == "session_taken_over"'
+kill "$SUB_first" 2>/dev/null
+
+# ---- connections per address ----
+# Three connections that finish the handshake and say nothing (they stay until connect_timeout).
+for n in 1 2 3; do
+    timeout 20 python3 "$(dirname "$0")/mqtt_raw.py" "$HUB_PORT" "$D/ca/root.crt" "$T/dash.pem" \
+        "$T/dash.key" >/dev/null 2>&1 &
+    eval "HOLD_$n=$!"
+done
+sleep 0.5
+pub dev-2 -t devices/dev-2/telemetry -m x
+check "a fourth connection from one address is refused" test "$RC" -ne 0
+contains "and logged" "$(cat "$T/kfd.log")" "too many connections from this address"
+wait "$HOLD_1" "$HOLD_2" "$HOLD_3" 2>/dev/null
+sleep 0.3
+
+# ---- message rate: disconnect, then (after SIGHUP) drop ----
+conf_set hub msg_rate 5
+conf_set hub msg_burst 5
+kill -HUP "$KFD_PID"
+sleep 0.5
+seq 1 40 | timeout 10 mosquitto_pub $(as dev-1) -i dev-1 -t devices/dev-1/telemetry -l -q 1 >"$T/x.out" 2>&1
+check "over the message rate: disconnected" event_with hub.disconnected \
+    '.device == "dev-1" and .detail.reason == "message_rate_too_high"'
+check "hub.rate_limited (disconnect)" event_with hub.rate_limited '.device == "dev-1" and .detail.action == "disconnect"'
+conf_set hub rate_action drop
+kill -HUP "$KFD_PID"
+sleep 0.5
+sub tele dash -t 'devices/+/telemetry'
+seq 1 40 | timeout 10 mosquitto_pub $(as dev-2) -i dev-2 -t devices/dev-2/telemetry -l -q 0 >"$T/x.out" 2>&1
+equals "with rate_action = drop the connection stays" "$?" 0
+sleep 0.5
+got=$(wc -l <"$T/tele.out")
+check "and what is over the rate is dropped ($got of 40 delivered)" test "$got" -ge 5 -a "$got" -lt 40
+check "hub.rate_limited (drop)" event_with hub.rate_limited '.device == "dev-2" and .detail.action == "drop"'
+kill "$SUB_tele" 2>/dev/null
+conf_set hub msg_rate 1000
+conf_set hub msg_burst 2000
+
+# ---- flapping ----
+conf_set hub flap_connects 3
+conf_set hub flap_window_s 60
+conf_set hub flap_ban_s 2
+kill -HUP "$KFD_PID"
+sleep 0.5
+for n in 1 2 3; do pub dev-3 -t devices/dev-3/telemetry -m "$n"; done
+equals "three connects in the window are fine" "$RC" 0
+pub dev-3 -t devices/dev-3/telemetry -m 4
+check "the fourth bans the id" test "$RC" -ne 0
+check "hub.flapping" event_with hub.flapping '.device == "dev-3" and .detail.ban_s == 2'
+pub dev-4 -t devices/dev-4/telemetry -m x
+equals "another device is not affected" "$RC" 0
+sleep 2.2
+pub dev-3 -t devices/dev-3/telemetry -m 5
+equals "after the ban the device connects again" "$RC" 0
+conf_set hub flap_connects 100000
+kill -HUP "$KFD_PID"
+sleep 0.5
+
+# ---- a new network ----
+SRC=127.0.1.5 raw dev-1 c4:dev-1 "e0 00"
+contains "dev-1 from 127.0.1.5 is accepted" "$RAW" "2 20020000"
+check "hub.unusual_ip: a network dev-1 has not used" event_with hub.unusual_ip \
+    '.device == "dev-1" and .ip == "127.0.1.5"'
+
+# ---- the allow/deny list ----
+conf_set hub deny 127.0.2.0/24
+kill -HUP "$KFD_PID"
+sleep 0.5
+SRC=127.0.2.9 raw dev-1 c4:dev-1
+check "a denied network cannot even start TLS" grep -q '^closed$' <<<"$RAW"
+check_not "... and gets no CONNACK" grep -q '^2 ' <<<"$RAW"
+contains "logged with the reason" "$(cat "$T/kfd.log")" "the address is on the deny list"
+conf_set hub deny none
+conf_set hub allow 127.0.0.1/32
+kill -HUP "$KFD_PID"
+sleep 0.5
+SRC=127.0.1.5 raw dev-1 c4:dev-1
+check "only the allowed network may connect" grep -q '^closed$' <<<"$RAW"
+raw dev-1 c4:dev-1 "e0 00"
+contains "the allowed one still can" "$RAW" "2 20020000"
+conf_set hub allow "not-a-network"
+kill -HUP "$KFD_PID"
+sleep 0.5
+contains "a bad list on SIGHUP is refused with the file and line" "$(cat "$T/kfd.log")" "hub.allow"
+raw dev-1 c4:dev-1 "e0 00"
+contains "and the running hub keeps its list" "$RAW" "2 20020000"
+
+stop_kfd
+equals "keyfleetd stops cleanly" "$KFD_STATUS" 0
+finish
