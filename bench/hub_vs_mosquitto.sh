@@ -1,0 +1,98 @@
+#!/bin/sh
+# The hub beside Mosquitto, on the same certificates, the same load generator and the same run.
+# Called by bench/run.sh (BUILD WORK); prints a Markdown fragment.
+set -eu
+BUILD=$1
+WORK=$2
+KF="$BUILD/src/cli/keyfleet"
+KFD="$BUILD/src/server/keyfleetd"
+HL="$BUILD/bench/hub_load"
+HD="$WORK/hub"
+IDLE=${BENCH_IDLE:-10000}
+mkdir -p "$HD"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+field() { printf ' %s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+
+"$KF" --dir "$HD/d" init >/dev/null
+"$KF" --dir "$HD/d" service add --name bench-sub --role reader --key-out "$HD/sub.key" \
+    --out "$HD/sub.pem" >/dev/null
+PPORT=$(free_port)
+KPORT=$(free_port)
+MPORT=$(free_port)
+# keyfleetd: its defaults, except the limits a load generator on one address would trip.
+sed -i "/^\[provisioning\]/,/^\[/ s/^listen = .*/listen = 127.0.0.1:$PPORT/; \
+/^\[hub\]/,\$ s/^listen = .*/listen = 127.0.0.1:$KPORT/; s/^flap_connects = .*/flap_connects = 1000000/; \
+s/^msg_rate = .*/msg_rate = 0/; s/^byte_rate = .*/byte_rate = 0/" "$HD/d/keyfleet.conf"
+# Mosquitto at its best: client certificates, identity as user name, TCP_NODELAY, no persistence.
+cat "$HD/d/ca/root.crt" "$HD/d/ca/issuing.crt" >"$HD/chain.pem"
+cat >"$HD/mosquitto.conf" <<CONF
+per_listener_settings false
+# Run as the invoking user: the deployment files are 0600 (as root, Mosquitto would switch to
+# its own user, which cannot read them).
+user $(id -un)
+persistence false
+log_dest none
+listener $MPORT 127.0.0.1
+cafile $HD/chain.pem
+certfile $HD/d/server/server.crt
+keyfile $HD/d/server/server.key
+require_certificate true
+use_identity_as_username true
+set_tcp_nodelay true
+max_connections -1
+CONF
+ulimit -n 65536 2>/dev/null || true
+
+KEYFLEET_LOG=warn "$KFD" --dir "$HD/d" >"$HD/kfd.log" 2>&1 &
+KFD_PID=$!
+mosquitto -c "$HD/mosquitto.conf" >"$HD/mosq.log" 2>&1 &
+MOSQ_PID=$!
+trap 'kill $KFD_PID $MOSQ_PID 2>/dev/null || true' EXIT
+sleep 1
+kill -0 "$KFD_PID" && kill -0 "$MOSQ_PID" || { cat "$HD/kfd.log" "$HD/mosq.log" >&2; exit 1; }
+
+load() { # load PORT ARGS...
+    p=$1
+    shift
+    "$HL" --connect "127.0.0.1:$p" --cacert "$HD/d/ca/root.crt" --ca "$HD/d/ca/issuing.crt" \
+        --ca-key "$HD/d/ca/issuing.key" "$@" || true
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+echo
+echo "### Hub vs Mosquitto $(mosquitto -h 2>/dev/null | sed -n 's/^mosquitto version \([^ ]*\).*/\1/p'), same certificates, same load generator, same run"
+echo
+echo "Mosquitto: require_certificate, use_identity_as_username, set_tcp_nodelay, persistence off."
+echo "keyfleetd: its defaults (2 workers), flapping and rate limits off for the one-address load."
+echo "The load generator (bench/hub_load, one thread) shares the $(nproc) cores."
+echo
+echo "| measure | keyfleetd hub | Mosquitto | keyfleet / Mosquitto |"
+echo "|---|---:|---:|---:|"
+for resume in "" "--resume"; do
+    k=$(field "$(load "$KPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
+    m=$(field "$(load "$MPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
+    echo "| reconnect storm from zero, mTLS connects/s (4,000 devices, 200 at a time${resume:+, TLS resumed}) | $k | $m | $(ratio "$k" "$m") |"
+done
+for qos in 0 1; do
+    k=$(field "$(load "$KPORT" --mode publish --qos $qos --devices 100 --seconds 5 --window 10 \
+        --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub)" delivered_per_s)
+    m=$(field "$(load "$MPORT" --mode publish --qos $qos --devices 100 --seconds 5 --window 10 \
+        --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub)" delivered_per_s)
+    echo "| QoS $qos messages/s delivered to one subscriber (100 devices publishing, 5 s) | $k | $m | $(ratio "$k" "$m") |"
+done
+idle() { # idle PORT PID: bytes per idle connection at $IDLE connections
+    p=$1
+    pid=$2
+    before=$(rss_kb "$pid")
+    load "$p" --mode idle --devices "$IDLE" --concurrency 200 --seconds 6 >"$HD/idle.out" &
+    lp=$!
+    for _ in $(seq 1 600); do grep -q '^ready' "$HD/idle.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 2
+    after=$(rss_kb "$pid")
+    wait "$lp" || true
+    awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }'
+}
+k=$(idle "$KPORT" "$KFD_PID")
+m=$(idle "$MPORT" "$MOSQ_PID")
+echo "| memory per idle mTLS connection at $IDLE connections, bytes of RSS | $k | $m | $(ratio "$k" "$m") |"
