@@ -2,7 +2,8 @@
 # The hub's protections: malformed packets (truncated remaining length, bad UTF-8, reserved
 # flags, oversize, a first packet that is not CONNECT) close the connection with the MQTT 5
 # reason and are counted; keep-alive; session take-over; per-connection message rates (disconnect,
-# then drop after SIGHUP); flapping bans; the allow/deny list; connections per address; and a
+# then drop after SIGHUP) and byte rates; new connections per second and connections per address;
+# the queue of an offline session; flapping bans; the allow/deny list; and a
 # device showing up from a new network. Each limit's event is checked.
 . "$(dirname "$0")/lib.sh"
 
@@ -18,7 +19,9 @@ provision dev-1
 provision dev-2
 provision dev-3
 provision dev-4
+provision dev-5
 ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
+ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
 
 # disconnected_with REASON: the last raw session ended in an MQTT 5 DISCONNECT with REASON (hex).
 disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
@@ -95,6 +98,58 @@ check "hub.rate_limited (drop)" event_with hub.rate_limited '.device == "dev-2" 
 kill "$SUB_tele" 2>/dev/null
 conf_set hub msg_rate 1000
 conf_set hub msg_burst 2000
+
+# ---- byte rate ----
+conf_set hub byte_rate 2000
+conf_set hub byte_burst 4000
+conf_set hub rate_action disconnect
+kill -HUP "$KFD_PID"
+sleep 0.5
+big=$(head -c 600 /dev/zero | tr '\0' x)
+pub dev-2 -t devices/dev-2/telemetry -m "$big" -q 1
+equals "a message within the byte burst passes" "$RC" 0
+for n in 1 2 3 4 5 6 7 8 9 10; do echo "$big"; done | timeout 10 mosquitto_pub $(as dev-2) -i dev-2 \
+    -t devices/dev-2/telemetry -l -q 1 >"$T/x.out" 2>&1
+check "over the byte rate: disconnected" event_with hub.disconnected \
+    '.device == "dev-2" and .detail.reason == "message_rate_too_high"'
+check "hub.rate_limited names the byte rate" event_with hub.rate_limited \
+    '.device == "dev-2" and .detail.byte_rate == 2000'
+conf_set hub byte_rate 4194304
+conf_set hub byte_burst 8388608
+
+# ---- new connections per second from one address ----
+conf_set hub connect_rate_per_ip 1
+conf_set hub connect_burst 2
+kill -HUP "$KFD_PID"
+sleep 1.2
+pub dev-1 -t devices/dev-1/telemetry -m a
+r1=$RC
+pub dev-1 -t devices/dev-1/telemetry -m b
+r2=$RC
+pub dev-1 -t devices/dev-1/telemetry -m c
+equals "a burst of two connections is allowed" "$r1$r2" 00
+check "the third at once is refused" test "$RC" -ne 0
+contains "and logged" "$(cat "$T/kfd.log")" "too many new connections per second from this address"
+conf_set hub connect_rate_per_ip 0
+kill -HUP "$KFD_PID"
+sleep 0.5
+
+# ---- messages queued for an offline session ----
+conf_set hub max_queued 5
+kill -HUP "$KFD_PID"
+sleep 0.5
+timeout 5 mosquitto_sub $(as dev-5) -i dev-5 -c -q 1 -t 'devices/dev-5/commands/#' -W 1 >/dev/null 2>&1
+dropped_before=$(metric keyfleet_hub_messages_dropped_total)
+for n in 1 2 3 4 5 6 7 8; do echo "m$n"; done | timeout 10 mosquitto_pub $(as ops) -i ops \
+    -t devices/dev-5/commands/x -l -q 1 >/dev/null 2>&1
+timeout 5 mosquitto_sub $(as dev-5) -i dev-5 -c -q 1 -t 'devices/dev-5/commands/#' -W 2 >"$T/x.out" 2>&1
+equals "the session kept max_queued (5) of 8" "$(grep -c '^m' "$T/x.out")" 5
+equals "the first five, in order" "$(grep '^m' "$T/x.out" | tr '\n' ' ')" "m1 m2 m3 m4 m5 "
+equals "the other three are counted as dropped" \
+    "$(( $(metric keyfleet_hub_messages_dropped_total) - dropped_before ))" 3
+conf_set hub max_queued 1000
+kill -HUP "$KFD_PID"
+sleep 0.5
 
 # ---- flapping ----
 conf_set hub flap_connects 3
