@@ -3,7 +3,7 @@
 # flags, oversize, a first packet that is not CONNECT) close the connection with the MQTT 5
 # reason and are counted; keep-alive; session take-over; per-connection message rates (disconnect,
 # then drop after SIGHUP) and byte rates; new connections per second and connections per address;
-# the queue of an offline session; flapping bans; the allow/deny list; and a
+# TLS handshakes in flight; the queue of an offline session; flapping bans; the allow/deny list; and a
 # device showing up from a new network. Each limit's event is checked.
 . "$(dirname "$0")/lib.sh"
 
@@ -148,6 +148,29 @@ equals "the first five, in order" "$(grep '^m' "$T/x.out" | tr '\n' ' ')" "m1 m2
 equals "the other three are counted as dropped" \
     "$(( $(metric keyfleet_hub_messages_dropped_total) - dropped_before ))" 3
 conf_set hub max_queued 1000
+kill -HUP "$KFD_PID"
+sleep 0.5
+
+# ---- TLS handshakes in flight ----
+conf_set hub max_handshakes 2
+kill -HUP "$KFD_PID"
+sleep 0.5
+# Two connections that never start their handshake hold the whole budget.
+python3 -c "
+import socket, time
+s = [socket.create_connection(('127.0.0.1', $HUB_PORT)) for _ in range(2)]
+time.sleep(3)
+" &
+holder=$!
+sleep 0.5
+pub dev-1 -t devices/dev-1/telemetry -m x
+check "beyond max_handshakes a connection is closed at once" test "$RC" -ne 0
+contains "and logged" "$(cat "$T/kfd.log")" "too many TLS handshakes in flight"
+wait "$holder"
+sleep 0.3
+pub dev-1 -t devices/dev-1/telemetry -m x
+equals "once they are gone, devices connect again" "$RC" 0
+conf_set hub max_handshakes 4096
 kill -HUP "$KFD_PID"
 sleep 0.5
 

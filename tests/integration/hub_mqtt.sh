@@ -33,6 +33,20 @@ check "MQTT 5 telemetry" wait_for tele 'devices/dev-1/telemetry/hum v5'
 kill "$SUB_tele" 2>/dev/null
 check "hub.connected events, with the identity" event_with hub.connected '.detail.id == "dash" and .detail.identity == "reader"'
 
+# ---- MQTT 5 properties travel from device to service ----
+sub props dash -V 5 -t 'devices/+/telemetry/#' -F '%t|%p|%P|%C|%R|%S|%E' -D subscribe subscription-identifier 7
+pub dev-1 -V 5 -t devices/dev-1/telemetry/p -m props -q 1 -D publish user-property site lab \
+    -D publish content-type application/json -D publish response-topic devices/dev-1/events \
+    -D publish message-expiry-interval 60
+check "user property, content type, response topic, subscription id and expiry reach the service" \
+    wait_for props 'devices/dev-1/telemetry/p|props|site:lab|application/json|devices/dev-1/events|7|'
+check "the expiry counts down, never up" grep -Eq '\|(5[0-9]|60)$' "$T/props.out"
+# A topic alias: the first PUBLISH names the topic and alias 1, the next ones only the alias.
+for n in 1 2 3; do echo "alias$n"; done | timeout 10 mosquitto_pub $(as dev-1) -V 5 -i dev-1 \
+    -t devices/dev-1/telemetry/aliased -D publish topic-alias 1 -l -q 1 >"$T/x.out" 2>&1
+check "messages sent by topic alias arrive under the topic" wait_for props 'devices/dev-1/telemetry/aliased|alias3|'
+kill "$SUB_props" 2>/dev/null
+
 # ---- commands flow service -> device ----
 sub cmd dev-1 -t 'devices/dev-1/commands/#' -v -q 1
 pub ops -t devices/dev-1/commands/reboot -m now -q 1
