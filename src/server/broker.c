@@ -65,6 +65,8 @@ struct kf_session {
     unsigned n_qos2_in, cap_qos2_in;
     uint32_t expiry_s;
     int64_t offline_since;
+    struct kf_msg *will; /* a delayed will, published at will_at unless the client comes back */
+    int64_t will_at;
     /* routing: the publish this session was last matched by, and its place in the match list */
     uint64_t stamp;
     size_t match_index;
@@ -87,6 +89,9 @@ struct kf_broker {
     uint64_t n_online, n_subs, n_retained, n_queued, routed, dropped;
     size_t retained_bytes;
 };
+
+static void will_now(struct kf_broker *b, struct kf_session *s);
+static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost);
 
 /* ---- messages ---- */
 
@@ -255,6 +260,8 @@ static void session_clear(struct kf_broker *b, struct kf_session *s)
 
 static void session_free(struct kf_broker *b, struct kf_session *s)
 {
+    kf_msg_release(s->will);
+    s->will = NULL;
     session_clear(b, s);
     kf_htab_remove(&b->sessions, &s->node);
     free(s->inflight);
@@ -351,6 +358,12 @@ enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
         b->n_online--;
         inbox_push(old);
     }
+    /* A delayed will: the session ends now (clean start) or its client is back in time. */
+    if (s && clean) will_now(b, s);
+    if (s && s->will) {
+        kf_msg_release(s->will);
+        s->will = NULL;
+    }
     if (s && clean) session_clear(b, s);
     if (s && !clean) {
         *present = 1;
@@ -390,6 +403,24 @@ void kf_broker_set_expiry(struct kf_broker *b, struct kf_broker_peer *peer, uint
     pthread_mutex_lock(&b->lock);
     if (peer->session) peer->session->expiry_s = expiry_s;
     pthread_mutex_unlock(&b->lock);
+}
+
+void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, struct kf_msg *m,
+                           uint32_t delay_s, int64_t now_ms)
+{
+    struct kf_session *s;
+    size_t lost;
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    if (s && s->expiry_s != 0 && delay_s > 0) {
+        kf_msg_release(s->will);
+        s->will = kf_msg_ref(m);
+        s->will_at = now_ms + (int64_t)delay_s * 1000;
+    } else {
+        publish_locked(b, m, &lost);
+    }
+    pthread_mutex_unlock(&b->lock);
+    kf_broker_detach(b, peer, now_ms);
 }
 
 void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms)
@@ -507,12 +538,13 @@ static void retain_msg(struct kf_broker *b, struct kf_msg *m)
     b->retained_bytes += m->size;
 }
 
-size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped)
+/* Routes `m` with the lock held; `*lost` counts sessions whose queue was full. */
+static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost)
 {
-    size_t plen = prefix_len(m->topic.p, m->topic.len), queued = 0, lost = 0;
+    size_t plen = prefix_len(m->topic.p, m->topic.len), queued = 0;
     struct bucket *k;
 
-    pthread_mutex_lock(&b->lock);
+    *lost = 0;
     b->stamp++;
     b->n_matches = 0;
     k = bucket_find(b, m->topic.p, plen);
@@ -526,14 +558,32 @@ size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped)
         if (enqueue(b, x->s, m, qos, x->retain, x->sub_id))
             queued++;
         else
-            lost++;
+            (*lost)++;
     }
     if (m->retain) retain_msg(b, m);
     b->routed += queued;
-    b->dropped += lost;
+    b->dropped += *lost;
+    return queued;
+}
+
+size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped)
+{
+    size_t queued, lost;
+    pthread_mutex_lock(&b->lock);
+    queued = publish_locked(b, m, &lost);
     pthread_mutex_unlock(&b->lock);
     if (dropped) *dropped = lost;
     return queued;
+}
+
+/* Publishes and forgets the session's delayed will, if it has one. */
+static void will_now(struct kf_broker *b, struct kf_session *s)
+{
+    size_t lost;
+    if (!s->will) return;
+    publish_locked(b, s->will, &lost);
+    kf_msg_release(s->will);
+    s->will = NULL;
 }
 
 static void queue_retained(struct kf_broker *b, struct kf_session *s, struct bucket *k,
@@ -841,8 +891,11 @@ size_t kf_broker_sweep(struct kf_broker *b, int64_t now_ms)
         for (; n; n = next) {
             struct kf_session *s = (struct kf_session *)n;
             next = n->next;
-            if (s->peer || s->expiry_s == 0xFFFFFFFFu) continue;
+            if (s->peer) continue;
+            if (s->will && s->will_at <= now_ms) will_now(b, s);
+            if (s->expiry_s == 0xFFFFFFFFu) continue;
             if (now_ms - s->offline_since >= (int64_t)s->expiry_s * 1000) {
+                will_now(b, s); /* the session ends first [MQTT-3.1.3-9] */
                 session_free(b, s);
                 ended++;
             }

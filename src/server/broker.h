@@ -109,6 +109,15 @@ void kf_broker_set_expiry(struct kf_broker *b, struct kf_broker_peer *peer, uint
 void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms);
 
 /*
+ * MQTT 5's will delay: detaches `peer` like kf_broker_detach, but its will `m` (a reference is
+ * taken) is published only `delay_s` seconds from `now_ms`, or when its session ends if that is
+ * sooner [MQTT-3.1.3-9], and not at all if the client resumes the session before (a new
+ * connection with clean start publishes it at once). Published by kf_broker_sweep.
+ */
+void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, struct kf_msg *m,
+                           uint32_t delay_s, int64_t now_ms);
+
+/*
  * Routes `m` (borrowed; the broker takes its own references) to every matching subscription
  * and, when it is retained, keeps it (an empty retained payload deletes the topic's). Returns
  * the number of sessions it was queued for; `*dropped` (may be NULL) counts sessions whose
@@ -180,7 +189,8 @@ int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, ui
 /* Inbound QoS 2: PUBREL `packet_id`. Returns 1 when it was pending. */
 int kf_broker_qos2_released(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);
 
-/* Ends offline sessions whose expiry has passed. Returns how many ended. */
+/* Publishes delayed wills that are due and ends offline sessions whose expiry has passed (with
+ * their wills). Returns how many sessions ended. */
 size_t kf_broker_sweep(struct kf_broker *b, int64_t now_ms);
 
 struct kf_broker_stats {

@@ -126,6 +126,7 @@ struct hconn {
     uint32_t expiry;
     struct alias aliases[TOPIC_ALIAS_MAX + 1];
     struct kf_msg *will;
+    uint32_t will_delay; /* MQTT 5 will delay interval, seconds */
     double msg_tokens, byte_tokens;
     int64_t refill_ms, last_rate_event, connected_at;
     struct hconn *prev, *next;
@@ -484,14 +485,17 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
     if (c->bev) bufferevent_disable(c->bev, EV_READ);
     if (tell && c->connected) send_disconnect(c, reason, why);
     if (c->connected) {
-        if (c->will && send_will) {
+        if (c->will && send_will && is_device_events(c, c->will->topic)) {
+            /* A will on the device's events topic is one of its security events: recorded now. */
             const char *bad = NULL;
-            /* A will on the device's events topic is one of its security events. */
-            if (!is_device_events(c, c->will->topic) ||
-                device_event(c, c->will->payload, c->will->payload_len, &bad))
+            if (device_event(c, c->will->payload, c->will->payload_len, &bad))
                 kf_broker_publish(h->broker, c->will, NULL);
+            kf_broker_detach(h->broker, &c->peer, kf_now_ms());
+        } else if (c->will && send_will) {
+            kf_broker_detach_will(h->broker, &c->peer, c->will, c->will_delay, kf_now_ms());
+        } else {
+            kf_broker_detach(h->broker, &c->peer, kf_now_ms());
         }
-        kf_broker_detach(h->broker, &c->peer, kf_now_ms());
         c->detached = 1;
         STAT_SUB(c->hw, connections, 1);
         event(c, "hub.disconnected", "info",
@@ -850,6 +854,8 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         wp.payload_len = k->will_payload.len;
         wp.props = k->will_props;
         c->will = kf_msg_new(&wp, k->will_topic, c->id, now);
+        if (KF_MQTT_HAS(&k->will_props, KF_MQTT_P_WILL_DELAY))
+            c->will_delay = k->will_props.will_delay;
     }
     if (k->version == KF_MQTT_V5)
         expiry = KF_MQTT_HAS(&k->props, KF_MQTT_P_SESSION_EXPIRY) ? k->props.session_expiry : 0;

@@ -112,6 +112,28 @@ kill -9 "$dying"
 check "the will goes out when the device vanishes" wait_for wills 'devices/dev-2/events {"type":"device.offline"'
 check "and is stored as a device event" event_with device.offline '.device == "dev-2" and .source == "device"'
 kill "$SUB_wills" 2>/dev/null
+# MQTT 5 will delay: the will waits; a client back in time cancels it.
+sub delayed dash -V 5 -t 'devices/+/telemetry/status' -v
+mosquitto_sub $(as dev-2) -V 5 -i dev-2 -c -x 60 -t 'devices/dev-2/commands/#' \
+    --will-topic devices/dev-2/telemetry/status --will-payload gone -D will will-delay-interval 2 \
+    >/dev/null 2>&1 &
+dying=$!
+sleep 0.5
+kill -9 "$dying"
+sleep 1
+check_not "a delayed will is not sent at once" grep -q gone "$T/delayed.out"
+check "but after its delay" wait_for delayed 'devices/dev-2/telemetry/status gone'
+: >"$T/delayed.out"
+mosquitto_sub $(as dev-2) -V 5 -i dev-2 -c -x 60 -t 'devices/dev-2/commands/#' \
+    --will-topic devices/dev-2/telemetry/status --will-payload back -D will will-delay-interval 2 \
+    >/dev/null 2>&1 &
+dying=$!
+sleep 0.5
+kill -9 "$dying"
+timeout 5 mosquitto_sub $(as dev-2) -V 5 -i dev-2 -c -x 60 -t 'devices/dev-2/commands/#' -W 1 >/dev/null 2>&1
+sleep 2.5
+check_not "a client back within the delay cancels its will" grep -q back "$T/delayed.out"
+kill "$SUB_delayed" 2>/dev/null
 timeout 10 mosquitto_sub $(as dev-2) -i dev-2 -t 'devices/dev-2/commands/#' -W 1 \
     --will-topic devices/dev-1/events --will-payload x >"$T/x.out" 2>&1
 check "a will on another device's topic is refused" grep -qi "not authori" "$T/x.out"

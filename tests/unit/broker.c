@@ -268,12 +268,48 @@ static void test_no_local(void **state)
     kf_broker_free(b);
 }
 
+static void test_will_delay(void **state)
+{
+    struct kf_broker *b = new_broker(10);
+    struct kf_broker_peer dev, svc;
+    struct kf_broker_out out[4];
+    struct kf_msg *will = msg("devices/d1/telemetry/status", "gone", 1, 0, "d1");
+    struct box box;
+    int present;
+
+    box_init(&box);
+    attach(b, &svc, &box, "svc", 1, 0, NULL);
+    subscribe(b, &svc, "devices/+/telemetry/#", 1);
+    /* Delayed, then due. */
+    attach(b, &dev, &box, "d1", 1, 60, NULL);
+    kf_broker_detach_will(b, &dev, will, 2, 1000);
+    kf_broker_sweep(b, 2500);
+    assert_int_equal(drain(b, &svc, out, 4), 0);
+    kf_broker_sweep(b, 3000);
+    assert_int_equal(drain(b, &svc, out, 4), 1);
+    /* Delayed, and the client is back in time: never sent. */
+    attach(b, &dev, &box, "d1", 0, 60, &present);
+    kf_broker_detach_will(b, &dev, will, 2, 4000);
+    attach(b, &dev, &box, "d1", 0, 60, &present);
+    assert_true(present);
+    kf_broker_sweep(b, 10000);
+    assert_int_equal(drain(b, &svc, out, 4), 0);
+    /* A session that ends with its connection sends its will at once. */
+    kf_broker_detach(b, &dev, 10000);
+    attach(b, &dev, &box, "d2", 1, 0, NULL);
+    kf_broker_detach_will(b, &dev, will, 30, 11000);
+    assert_int_equal(drain(b, &svc, out, 4), 1);
+    kf_msg_release(will);
+    kf_broker_detach(b, &svc, 0);
+    kf_broker_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing),         cmocka_unit_test(test_retained),
         cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
-        cmocka_unit_test(test_no_local),
+        cmocka_unit_test(test_no_local),        cmocka_unit_test(test_will_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
