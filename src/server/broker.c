@@ -412,7 +412,10 @@ void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, str
     size_t lost;
     pthread_mutex_lock(&b->lock);
     s = peer->session;
-    if (s && s->expiry_s != 0 && delay_s > 0) {
+    if (!s) {
+        /* Taken over: a new connection to the session came before any delay ran out. */
+        if (delay_s == 0) publish_locked(b, m, &lost);
+    } else if (s->expiry_s != 0 && delay_s > 0) {
         kf_msg_release(s->will);
         s->will = kf_msg_ref(m);
         s->will_at = now_ms + (int64_t)delay_s * 1000;

@@ -159,10 +159,12 @@ sleep 0.5
 python3 -c "
 import socket, time
 s = [socket.create_connection(('127.0.0.1', $HUB_PORT)) for _ in range(2)]
+open('$T/held', 'w').close()
 time.sleep(3)
 " &
 holder=$!
-sleep 0.5
+for _ in $(seq 1 100); do [ -e "$T/held" ] && break; sleep 0.05; done
+sleep 0.3 # for keyfleetd to accept them
 pub dev-1 -t devices/dev-1/telemetry -m x
 check "beyond max_handshakes a connection is closed at once" test "$RC" -ne 0
 contains "and logged" "$(cat "$T/kfd.log")" "too many TLS handshakes in flight"

@@ -294,6 +294,17 @@ static void test_will_delay(void **state)
     assert_true(present);
     kf_broker_sweep(b, 10000);
     assert_int_equal(drain(b, &svc, out, 4), 0);
+    /* Taken over while connected: a delayed will is not sent (the session has a client). */
+    {
+        struct kf_broker_peer again;
+        attach(b, &again, &box, "d1", 0, 60, &present);
+        assert_true(dev.kicked);
+        kf_broker_detach_will(b, &dev, will, 2, 5000);
+        kf_broker_sweep(b, 20000);
+        assert_int_equal(drain(b, &svc, out, 4), 0);
+        kf_broker_detach(b, &again, 20000);
+        attach(b, &dev, &box, "d1", 0, 60, &present);
+    }
     /* A session that ends with its connection sends its will at once. */
     kf_broker_detach(b, &dev, 10000);
     attach(b, &dev, &box, "d2", 1, 0, NULL);
