@@ -702,13 +702,6 @@ size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
     return n;
 }
 
-void kf_broker_wake(struct kf_broker *b, struct kf_broker_peer *peer)
-{
-    pthread_mutex_lock(&b->lock);
-    inbox_push(peer);
-    pthread_mutex_unlock(&b->lock);
-}
-
 static int id_in_use(const struct kf_session *s, uint16_t id)
 {
     for (unsigned i = 0; i < s->n_inflight; i++)

@@ -70,9 +70,8 @@ struct kf_broker_peer {
     struct kf_broker_inbox *inbox;
     struct kf_session *session; /* NULL when detached or taken over (guarded by the lock) */
     uint16_t receive_max;       /* the client's in-flight window for QoS 1 and 2 */
-    uint8_t version;
-    int kicked;          /* the session was taken over: close with `kick_reason` */
-    uint8_t kick_reason; /* an MQTT 5 reason code */
+    int kicked;                 /* the session was taken over: close with `kick_reason` */
+    uint8_t kick_reason;        /* an MQTT 5 reason code */
     /* guarded by the lock */
     int queued;
     struct kf_broker_peer *prev, *next;
@@ -169,9 +168,6 @@ size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
  */
 size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms,
                       struct kf_broker_out *out, size_t cap, int *more);
-
-/* Puts `peer` back on its inbox (its output has room again). */
-void kf_broker_wake(struct kf_broker *b, struct kf_broker_peer *peer);
 
 /*
  * The client acknowledged `packet_id`: `type` KF_MQTT_PUBACK or PUBCOMP ends it, PUBREC moves it

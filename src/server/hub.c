@@ -85,7 +85,6 @@ struct hconn;
 
 struct kf_hub_worker {
     struct kf_hubd *hub;
-    int index;
     struct event_base *base;
     struct evconnlistener *listener;
     struct event *wake, *tick;
@@ -115,7 +114,8 @@ struct hconn {
     struct event *timer;
     struct kf_ipaddr ip;
     char ip_text[INET6_ADDRSTRLEN];
-    int handshake_pending, over_handshakes, connected, closing, detached;
+    int handshake_pending, connected, closing, detached;
+    int backlog; /* messages wait for room in the output (pull again when it drains) */
     uint8_t version;
     enum kf_acl_kind kind;
     char id[KF_ID_MAX + 1]; /* the certificate's device id or service name */
@@ -462,6 +462,7 @@ static void flush(struct hconn *c)
         }
         if (!n) break;
     }
+    c->backlog = more && evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH;
 }
 
 /* ---- ending a connection ---- */
@@ -521,8 +522,7 @@ static void protocol_fail(struct hconn *c, uint8_t reason, const char *why)
     STAT_ADD(c->hw, malformed, 1);
     kf_log(KF_LOG_INFO, "hub", "closing a connection for a bad packet", "ip", c->ip_text, "id",
            c->id[0] ? c->id : NULL, "reason", kf_mqtt_reason_name(reason), "why", why, NULL);
-    if (!c->connected && c->version == KF_MQTT_V5)
-        send_connack(c, reason, KF_MQTT_V311_SERVER_UNAVAILABLE, 0, NULL);
+    /* Before CONNECT the version is unknown; only a bad protocol level has an answer. */
     if (!c->connected && reason == KF_MQTT_RC_UNSUPPORTED_VERSION) {
         c->version = KF_MQTT_V311;
         send_connack(c, reason, KF_MQTT_V311_BAD_VERSION, 0, NULL);
@@ -863,7 +863,6 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         expiry = k->clean_start ? 0 : hc->expiry_max;
     if (expiry > hc->expiry_max) expiry = hc->expiry_max;
     c->expiry = expiry;
-    c->peer.version = k->version;
     c->peer.receive_max = hc->max_inflight;
     if (KF_MQTT_HAS(&k->props, KF_MQTT_P_RECEIVE_MAXIMUM) &&
         k->props.receive_maximum < c->peer.receive_max)
@@ -1042,7 +1041,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
         maybe_free(c);
         return;
     }
-    flush(c);
+    /* New messages come through the inbox; here only what waited for room in the output. */
+    if (c->backlog) flush(c);
 }
 
 /* The identity a handshake proved: a device id, or a service name and role. */
@@ -1313,7 +1313,6 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
     *out = NULL;
     if (!hw) return kf_fail(KF_E_NOMEM, "out of memory");
     hw->hub = h;
-    hw->index = index;
     hw->base = base;
     hw->idle_cb = idle_cb;
     hw->idle_arg = idle_arg;

@@ -88,14 +88,3 @@ int kf_acl_subscribe(const struct kf_acl_identity *who, const uint8_t *filter, s
     default: return 0;
     }
 }
-
-int kf_acl_topic_device(const uint8_t *topic, size_t len, char *out, size_t cap)
-{
-    const uint8_t *p;
-    size_t n;
-    if (!level(topic, len, 0, &p, &n) || !is(p, n, "devices")) return 0;
-    if (!level(topic, len, 1, &p, &n) || n == 0 || n >= cap || n > KF_ID_MAX) return 0;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return levels(topic, len) >= 3;
-}

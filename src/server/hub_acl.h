@@ -35,10 +35,4 @@ int kf_acl_publish(const struct kf_acl_identity *who, const uint8_t *topic, size
 /* 1 when `who` may subscribe to `filter[0..len)` (a valid topic filter). */
 int kf_acl_subscribe(const struct kf_acl_identity *who, const uint8_t *filter, size_t len);
 
-/*
- * The device id a topic "devices/<id>/..." is about, into `out` (cap at least KF_ID_MAX + 1);
- * 0 when the topic has another shape.
- */
-int kf_acl_topic_device(const uint8_t *topic, size_t len, char *out, size_t cap);
-
 #endif

@@ -70,24 +70,11 @@ static void test_services(void **state)
     assert_false(sub(KF_ACL_COMMANDER, "ops", "devices/+/commands/#"));
 }
 
-static void test_topic_device(void **state)
-{
-    char id[130];
-    const char *t = "devices/abc/telemetry";
-    assert_true(kf_acl_topic_device((const uint8_t *)t, strlen(t), id, sizeof(id)));
-    assert_string_equal(id, "abc");
-    t = "devices/abc";
-    assert_false(kf_acl_topic_device((const uint8_t *)t, strlen(t), id, sizeof(id)));
-    t = "things/abc/x";
-    assert_false(kf_acl_topic_device((const uint8_t *)t, strlen(t), id, sizeof(id)));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device),
         cmocka_unit_test(test_services),
-        cmocka_unit_test(test_topic_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
