@@ -80,6 +80,14 @@ OSSL_LIB_CTX *kf_ossl_tpm2_libctx(void);
  */
 struct engine_st *kf_ossl_pkcs11_engine(const char *module_path);
 
+/*
+ * Splits a PKCS#11 key URI: `path` gets the URI without its query; `module` the module path (from
+ * module-path or KEYFLEET_PKCS11_MODULE); `pin` the PIN (pin-value, pin-source, or
+ * KEYFLEET_PKCS11_PIN) with `*have_pin`. The caller wipes `pin`. Errors name the URI.
+ */
+enum kf_err kf_pkcs11_uri_parse(const char *uri, char *path, size_t path_cap, char *module,
+                                size_t module_cap, char *pin, size_t pin_cap, int *have_pin);
+
 /* Wraps `pkey` (taken) as a key at `loc`; NULL on allocation failure (pkey is freed). */
 struct kf_key *kf_key_wrap(EVP_PKEY *pkey, enum kf_key_loc loc, OSSL_LIB_CTX *libctx,
                            const char *propq);

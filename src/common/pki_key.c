@@ -335,17 +335,17 @@ static enum kf_err read_pin_file(const char *path, char *pin, size_t cap)
     return rc;
 }
 
-static enum kf_err load_pkcs11(const char *uri, struct kf_key **out)
+enum kf_err kf_pkcs11_uri_parse(const char *uri, char *path, size_t path_cap, char *module,
+                                size_t module_cap, char *pin, size_t pin_cap, int *have_pin)
 {
-    char path[URI_MAX], module[URI_MAX] = "", pin[PIN_MAX] = "", val[URI_MAX];
+    char val[URI_MAX];
     const char *q = strchr(uri, '?');
     size_t plen = q ? (size_t)(q - uri) : strlen(uri);
-    int have_pin = 0;
     enum kf_err rc = KF_OK;
-    EVP_PKEY *pkey;
-    ENGINE *e;
 
-    if (plen >= sizeof(path))
+    *have_pin = 0;
+    module[0] = pin[0] = '\0';
+    if (plen >= path_cap)
         return kf_fail(KF_E_OVERSIZE, "PKCS#11 URI is longer than %d characters", URI_MAX);
     memcpy(path, uri, plen);
     path[plen] = '\0';
@@ -364,29 +364,29 @@ static enum kf_err load_pkcs11(const char *uri, struct kf_key **out)
             goto out;
         }
         if ((size_t)(eq - attr) == 11 && memcmp(attr, "module-path", 11) == 0) {
-            snprintf(module, sizeof(module), "%s", val);
+            snprintf(module, module_cap, "%s", val);
         } else if ((size_t)(eq - attr) == 9 && memcmp(attr, "pin-value", 9) == 0) {
             size_t plen_ = strlen(val);
-            if (plen_ >= sizeof(pin)) {
+            if (plen_ >= pin_cap) {
                 rc = kf_fail(KF_E_OVERSIZE, "PKCS#11 URI %s: PIN too long", path);
                 goto out;
             }
             memcpy(pin, val, plen_ + 1);
-            have_pin = 1;
+            *have_pin = 1;
         } else if ((size_t)(eq - attr) == 10 && memcmp(attr, "pin-source", 10) == 0) {
             const char *f = strncmp(val, "file:", 5) == 0 ? val + 5 : val;
-            rc = read_pin_file(f, pin, sizeof(pin));
+            rc = read_pin_file(f, pin, pin_cap);
             if (rc) {
                 kf_wrap(rc, "PKCS#11 URI %s: pin-source", path);
                 goto out;
             }
-            have_pin = 1;
+            *have_pin = 1;
         }
         /* Other query attributes (module-name, ...) are not used. */
         OPENSSL_cleanse(val, sizeof(val));
     }
     if (!module[0] && getenv("KEYFLEET_PKCS11_MODULE"))
-        snprintf(module, sizeof(module), "%s", getenv("KEYFLEET_PKCS11_MODULE"));
+        snprintf(module, module_cap, "%s", getenv("KEYFLEET_PKCS11_MODULE"));
     if (!module[0]) {
         rc = kf_fail(KF_E_CONFIG,
                      "PKCS#11 URI %s names no module: add ?module-path=/path/to/module.so or set "
@@ -394,10 +394,26 @@ static enum kf_err load_pkcs11(const char *uri, struct kf_key **out)
                      path);
         goto out;
     }
-    if (!have_pin && getenv("KEYFLEET_PKCS11_PIN")) {
-        snprintf(pin, sizeof(pin), "%s", getenv("KEYFLEET_PKCS11_PIN"));
-        have_pin = 1;
+    if (!*have_pin && getenv("KEYFLEET_PKCS11_PIN")) {
+        snprintf(pin, pin_cap, "%s", getenv("KEYFLEET_PKCS11_PIN"));
+        *have_pin = 1;
     }
+out:
+    OPENSSL_cleanse(val, sizeof(val));
+    return rc;
+}
+
+static enum kf_err load_pkcs11(const char *uri, struct kf_key **out)
+{
+    char path[URI_MAX], module[URI_MAX], pin[PIN_MAX];
+    int have_pin = 0;
+    enum kf_err rc;
+    EVP_PKEY *pkey;
+    ENGINE *e;
+
+    rc = kf_pkcs11_uri_parse(uri, path, sizeof(path), module, sizeof(module), pin, sizeof(pin),
+                             &have_pin);
+    if (rc) goto out;
     e = kf_ossl_pkcs11_engine(module);
     if (!e) {
         rc = kf_wrap(kf_errlast(), "cannot load %s", path);
@@ -420,7 +436,6 @@ static enum kf_err load_pkcs11(const char *uri, struct kf_key **out)
     rc = *out ? KF_OK : KF_E_NOMEM;
 out:
     OPENSSL_cleanse(pin, sizeof(pin));
-    OPENSSL_cleanse(val, sizeof(val));
     return rc;
 }
 

@@ -176,11 +176,15 @@ conf_set() {
 # Starts keyfleetd on the test deployment, on a free loopback port, and waits until it answers.
 # With KFD_CONF set, keyfleetd reads that configuration (--config). It logs at info (one line a
 # request) unless KFD_LOG says otherwise. Sets KFD_PID, KFD_PORT and URL; stopped at exit.
+# With REUSE_PORTS=1 it listens on the ports of the previous start (a restart); the hub listens
+# on KFD_HUB_ADDR (default 127.0.0.1).
 start_kfd() {
-    KFD_PORT=$(free_port)
-    HUB_PORT=$(free_port)
+    if [ -z "${REUSE_PORTS:-}" ] || [ -z "${KFD_PORT:-}" ]; then
+        KFD_PORT=$(free_port)
+        HUB_PORT=$(free_port)
+    fi
     conf_set provisioning listen "127.0.0.1:$KFD_PORT" || return 1
-    conf_set hub listen "127.0.0.1:$HUB_PORT" || return 1
+    conf_set hub listen "${KFD_HUB_ADDR:-127.0.0.1}:$HUB_PORT" || return 1
     URL="https://127.0.0.1:$KFD_PORT"
     KEYFLEET_LOG=${KFD_LOG:-info} "$KFD" --dir "$T/d" ${KFD_CONF:+--config "$KFD_CONF"} "$@" \
         >>"$T/kfd.log" 2>&1 &
@@ -320,6 +324,56 @@ event_with() {
     for _ in $(seq 1 50); do
         "$KF" --dir "$T/d" events list --type "$1" --json >"$T/ev.json" 2>/dev/null
         [ "$(jq "[.[] | select($2)] | length" "$T/ev.json" 2>/dev/null)" -gt 0 ] 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---- keyfleet-agent (after start_kfd) ----
+
+AGENT="$KF_BIN_DIR/src/device/keyfleet-agent"
+
+# agent_conf NAME FACTORY_CERT FACTORY_KEY [extra [device] lines]: writes $T/NAME.conf for an
+# agent with data directory $T/NAME.data, provisioning from this keyfleetd.
+agent_conf() {
+    local name=$1 cert=$2 key=$3
+    shift 3
+    {
+        echo "[device]"
+        echo "provisioning_url = $URL"
+        echo "factory_cert = $cert"
+        echo "factory_key = $key"
+        echo "trust_anchor = ${AGENT_ANCHOR:-$T/d/ca/root.crt}"
+        echo "data_dir = $T/$name.data"
+        for line in "$@"; do echo "$line"; done
+    } >"$T/$name.conf"
+}
+# start_agent NAME: runs the agent of $T/NAME.conf in the background (log in $T/NAME.log);
+# sets AGENT_PID. Stopped at exit.
+start_agent() {
+    KEYFLEET_LOG=${AGENT_LOG:-info} KEYFLEET_AGENT_BACKOFF_MAX_MS=${AGENT_BACKOFF_MAX_MS:-2000} \
+        "$AGENT" --config "$T/$1.conf" >>"$T/$1.log" 2>&1 &
+    AGENT_PID=$!
+    AGENT_PIDS="${AGENT_PIDS:-} $AGENT_PID"
+    case " ${CLEANUP_HOOKS:-} " in *" stop_agents "*) ;; *) CLEANUP_HOOKS="stop_agents ${CLEANUP_HOOKS:-}" ;; esac
+}
+stop_agents() {
+    for p in ${AGENT_PIDS:-}; do kill -TERM "$p" 2>/dev/null; done
+    for p in ${AGENT_PIDS:-}; do wait "$p" 2>/dev/null; done
+    return 0
+}
+# wait_file PATH [SECONDS]: waits until PATH exists.
+wait_file() {
+    for _ in $(seq 1 $((${2:-10} * 10))); do
+        [ -e "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# wait_log NAME NEEDLE [SECONDS]: waits until the agent's log holds NEEDLE.
+wait_log() {
+    for _ in $(seq 1 $((${3:-10} * 10))); do
+        grep -qF -- "$2" "$T/$1.log" 2>/dev/null && return 0
         sleep 0.1
     done
     return 1

@@ -1,0 +1,597 @@
+/*
+ * keyfleet-agent: libkeyfleet as a daemon for a Linux device. Provisions on first start,
+ * stays connected to the hub, renews, publishes telemetry from commands it runs, runs the command
+ * handlers it is allowed to, and turns failed logins into security events.
+ *
+ *   keyfleet-agent --config FILE
+ *
+ * Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start, 2 for a usage error.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/ini.h"
+#include "common/log.h"
+#include "keyfleet/device.h"
+
+#define MAX_SOURCES    32
+#define MAX_HANDLERS   64
+#define OUTPUT_MAX     (16 * 1024)
+#define RUN_TIMEOUT_MS 10000
+
+static const char usage[] =
+    "usage: keyfleet-agent --config FILE [--check]\n"
+    "\n"
+    "Runs a device's life with keyfleet: provisions with the factory identity on first start,\n"
+    "connects to the assigned hub over mutual TLS (MQTT), renews its certificate, publishes\n"
+    "telemetry, runs allowed commands, and reports security events. Logs go to stderr (logfmt;\n"
+    "KEYFLEET_LOG=debug|info|warn|error).\n"
+    "\n"
+    "  --config FILE  the agent's configuration (see docs/device-sdk.md)\n"
+    "  --check        read the configuration and the factory identity, then exit\n"
+    "  --help         this text\n"
+    "  --version      the version\n"
+    "\n"
+    "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start, 2 for a usage error.\n";
+
+struct source {
+    char name[64];
+    int interval_s;
+    char command[1024];
+    uint64_t next_ms;
+};
+
+struct handler {
+    char name[64];
+    char path[1024];
+};
+
+struct agent {
+    char data_dir[1024], url[1024], fcert[1024], fkey[2048], anchor[1024], hub[300];
+    char user[64], logfile[1024];
+    int use_est, mqtt_version, keep_alive, journal;
+    struct source sources[MAX_SOURCES];
+    int n_sources;
+    struct handler handlers[MAX_HANDLERS];
+    int n_handlers;
+    /* log watch */
+    int log_fd;
+    FILE *journal_pipe;
+    ino_t log_ino;
+    off_t log_off;
+    char line[4096];
+    size_t line_len;
+    struct kf_device *dev;
+};
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ---- */
+
+static enum kf_err copy(char *dst, size_t cap, const char *v, const char *key)
+{
+    if (strlen(v) >= cap)
+        return kf_fail(KF_E_CONFIG, "%s is longer than %zu characters", key, cap - 1);
+    memcpy(dst, v, strlen(v) + 1);
+    return KF_OK;
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n < 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}
+
+static enum kf_err conf_cb(const char *section, const char *key, const char *value, int line,
+                           void *arg)
+{
+    struct agent *a = arg;
+    (void)line;
+    if (!key) {
+        if (strcmp(section, "device") && strcmp(section, "telemetry") &&
+            strcmp(section, "commands") && strcmp(section, "logwatch"))
+            return kf_fail(KF_E_CONFIG,
+                           "unknown section [%s] (device, telemetry, commands, "
+                           "logwatch)",
+                           section);
+        return KF_OK;
+    }
+    if (strcmp(section, "device") == 0) {
+        if (!strcmp(key, "provisioning_url")) return copy(a->url, sizeof(a->url), value, key);
+        if (!strcmp(key, "factory_cert")) return copy(a->fcert, sizeof(a->fcert), value, key);
+        if (!strcmp(key, "factory_key")) return copy(a->fkey, sizeof(a->fkey), value, key);
+        if (!strcmp(key, "trust_anchor")) return copy(a->anchor, sizeof(a->anchor), value, key);
+        if (!strcmp(key, "data_dir")) return copy(a->data_dir, sizeof(a->data_dir), value, key);
+        if (!strcmp(key, "hub")) return copy(a->hub, sizeof(a->hub), value, key);
+        if (!strcmp(key, "user")) return copy(a->user, sizeof(a->user), value, key);
+        if (!strcmp(key, "enroll")) {
+            if (strcmp(value, "register") && strcmp(value, "est"))
+                return kf_fail(KF_E_CONFIG, "enroll must be register or est, not \"%s\"", value);
+            a->use_est = strcmp(value, "est") == 0;
+            return KF_OK;
+        }
+        if (!strcmp(key, "mqtt_version")) {
+            if (strcmp(value, "4") && strcmp(value, "5") && strcmp(value, "3.1.1") &&
+                strcmp(value, "5.0"))
+                return kf_fail(KF_E_CONFIG, "mqtt_version must be 3.1.1 (4) or 5");
+            a->mqtt_version = value[0] == '5' ? 5 : 4;
+            return KF_OK;
+        }
+        if (!strcmp(key, "keep_alive")) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            if (*end || v < 5 || v > 3600)
+                return kf_fail(KF_E_CONFIG, "keep_alive must be 5 to 3600 seconds");
+            a->keep_alive = (int)v;
+            return KF_OK;
+        }
+        return kf_fail(KF_E_CONFIG, "unknown key %s in [device]", key);
+    }
+    if (strcmp(section, "telemetry") == 0) {
+        struct source *s;
+        char *end;
+        long iv;
+        if (!valid_name(key))
+            return kf_fail(KF_E_CONFIG, "telemetry source name \"%s\": letters, digits, _ - .",
+                           key);
+        if (a->n_sources == MAX_SOURCES)
+            return kf_fail(KF_E_CONFIG, "at most %d telemetry sources", MAX_SOURCES);
+        iv = strtol(value, &end, 10);
+        if (end == value || iv < 1 || iv > 86400 || (*end != ' ' && *end != '\t'))
+            return kf_fail(KF_E_CONFIG, "telemetry %s: \"SECONDS COMMAND\" (1 to 86400 seconds)",
+                           key);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (!*end) return kf_fail(KF_E_CONFIG, "telemetry %s: no command", key);
+        s = &a->sources[a->n_sources++];
+        snprintf(s->name, sizeof(s->name), "%s", key);
+        s->interval_s = (int)iv;
+        return copy(s->command, sizeof(s->command), end, key);
+    }
+    if (strcmp(section, "commands") == 0) {
+        struct handler *h;
+        if (!valid_name(key))
+            return kf_fail(KF_E_CONFIG, "command name \"%s\": letters, digits, _ - .", key);
+        if (value[0] != '/')
+            return kf_fail(KF_E_CONFIG, "command %s: the handler must be an absolute path", key);
+        if (a->n_handlers == MAX_HANDLERS)
+            return kf_fail(KF_E_CONFIG, "at most %d commands", MAX_HANDLERS);
+        h = &a->handlers[a->n_handlers++];
+        snprintf(h->name, sizeof(h->name), "%s", key);
+        return copy(h->path, sizeof(h->path), value, key);
+    }
+    /* logwatch */
+    if (!strcmp(key, "file")) return copy(a->logfile, sizeof(a->logfile), value, key);
+    if (!strcmp(key, "journal")) {
+        a->journal = !strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1");
+        return KF_OK;
+    }
+    return kf_fail(KF_E_CONFIG, "unknown key %s in [logwatch] (file, journal)", key);
+}
+
+static enum kf_err read_config(const char *path, struct agent *a)
+{
+    struct kf_buf b;
+    enum kf_err rc;
+    kf_buf_init(&b, 1024 * 1024);
+    rc = kf_buf_read_file(&b, path);
+    if (!rc) rc = kf_ini_parse((const char *)b.data, b.len, conf_cb, a);
+    kf_buf_free(&b);
+    if (rc) return kf_wrap(rc, "%s", path);
+    if (!a->url[0] || !a->fcert[0] || !a->fkey[0] || !a->anchor[0] || !a->data_dir[0])
+        return kf_fail(KF_E_CONFIG,
+                       "%s: [device] needs provisioning_url, factory_cert, "
+                       "factory_key, trust_anchor and data_dir",
+                       path);
+    return KF_OK;
+}
+
+/* ---- running programs ---- */
+
+/*
+ * Runs `argv` with `input` on its stdin, collecting at most OUTPUT_MAX bytes of stdout within
+ * RUN_TIMEOUT_MS (then it is killed). `*status` is the exit status, or -1 when killed.
+ */
+static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t in_len,
+                               struct kf_buf *out, int *status)
+{
+    int in[2], outp[2], st = 0;
+    pid_t pid;
+    uint64_t end = mono_ms() + RUN_TIMEOUT_MS;
+    size_t written = 0;
+
+    if (pipe2(in, O_CLOEXEC) != 0) return kf_fail(KF_E_IO, "pipe: %s", strerror(errno));
+    if (pipe2(outp, O_CLOEXEC) != 0) {
+        close(in[0]);
+        close(in[1]);
+        return kf_fail(KF_E_IO, "pipe: %s", strerror(errno));
+    }
+    pid = fork();
+    if (pid < 0) {
+        close(in[0]);
+        close(in[1]);
+        close(outp[0]);
+        close(outp[1]);
+        return kf_fail(KF_E_IO, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(in[0], 0);
+        dup2(outp[1], 1);
+        if (devnull >= 0) dup2(devnull, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(outp[1]);
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    if (!in_len) {
+        close(in[1]);
+        in[1] = -1;
+    }
+    for (;;) {
+        struct pollfd p[2] = {{outp[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
+        uint64_t now = mono_ms();
+        int r;
+        if (now >= end) {
+            kill(pid, SIGKILL);
+            break;
+        }
+        r = poll(p, in[1] >= 0 ? 2 : 1, (int)(end - now));
+        if (r < 0 && errno == EINTR) continue;
+        if (in[1] >= 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(in[1], input + written, in_len - written);
+            if (n > 0) written += (size_t)n;
+            if (n < 0 || written == in_len) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+        if (p[0].revents & (POLLIN | POLLHUP)) {
+            char buf[4096];
+            ssize_t n = read(outp[0], buf, sizeof(buf));
+            if (n <= 0) break;
+            if (out->len + (size_t)n <= OUTPUT_MAX) kf_buf_append(out, buf, (size_t)n);
+        }
+    }
+    if (in[1] >= 0) close(in[1]);
+    close(outp[0]);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return KF_OK;
+}
+
+static void poll_sources(struct agent *a)
+{
+    uint64_t now = mono_ms();
+    int i;
+    for (i = 0; i < a->n_sources; i++) {
+        struct source *s = &a->sources[i];
+        struct kf_buf out;
+        char *argv[] = {"/bin/sh", "-c", s->command, NULL};
+        int status = 0;
+        json_error_t jerr;
+        json_t *j;
+        if (now < s->next_ms) continue;
+        s->next_ms = now + (uint64_t)s->interval_s * 1000;
+        kf_buf_init(&out, OUTPUT_MAX);
+        if (run_program(argv, NULL, 0, &out, &status) || status != 0) {
+            kf_log(KF_LOG_WARN, "agent", "telemetry source failed", "source", s->name, "status",
+                   status == -1 ? "killed" : "nonzero", NULL);
+            kf_buf_free(&out);
+            continue;
+        }
+        j = json_loadb((const char *)out.data, out.len, 0, &jerr);
+        if (!j) {
+            kf_log(KF_LOG_WARN, "agent", "telemetry source printed no JSON", "source", s->name,
+                   "error", jerr.text, NULL);
+        } else if (kf_device_publish(a->dev, s->name, out.data, out.len, 1)) {
+            kf_log(KF_LOG_WARN, "agent", "telemetry not queued", "source", s->name, "error",
+                   kf_device_errmsg(), NULL);
+        }
+        json_decref(j);
+        kf_buf_free(&out);
+    }
+}
+
+static void command_cb(void *ctx, struct kf_device *dev, const char *name, const uint8_t *payload,
+                       size_t len)
+{
+    struct agent *a = ctx;
+    struct kf_buf out;
+    json_t *result, *detail;
+    char *text;
+    int i, status = 0;
+
+    for (i = 0; i < a->n_handlers; i++)
+        if (strcmp(a->handlers[i].name, name) == 0) break;
+    if (i == a->n_handlers) {
+        detail = json_pack("{s:s, s:s}", "command", name, "reason", "not on the allow-list");
+        text = json_dumps(detail, JSON_COMPACT);
+        kf_log(KF_LOG_WARN, "agent", "command refused", "command", name, NULL);
+        kf_report_event(dev, "device.command_refused", "warning", text);
+        free(text);
+        json_decref(detail);
+        return;
+    }
+    kf_buf_init(&out, OUTPUT_MAX);
+    {
+        char *argv[] = {a->handlers[i].path, (char *)name, NULL};
+        if (run_program(argv, payload, len, &out, &status)) status = -1;
+    }
+    kf_log(KF_LOG_INFO, "agent", "command ran", "command", name, "handler", a->handlers[i].path,
+           "status", status == 0 ? "0" : "failed", NULL);
+    result = json_pack("{s:s, s:i, s:s%}", "command", name, "exit", status, "output",
+                       out.data ? (const char *)out.data : "", out.len);
+    text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    if (text && kf_device_publish(dev, "commands", text, strlen(text), 1))
+        kf_log(KF_LOG_WARN, "agent", "command result not queued", "error", kf_device_errmsg(),
+               NULL);
+    free(text);
+    json_decref(result);
+    kf_buf_free(&out);
+}
+
+static void state_cb(void *ctx, struct kf_device *dev, const char *what, const char *detail)
+{
+    (void)ctx;
+    (void)dev;
+    (void)what;
+    (void)detail;
+}
+
+/* ---- log watch ---- */
+
+/* "Failed password for [invalid user ]USER from ADDR" and PAM's "authentication failure". */
+static void log_line(struct agent *a, const char *line)
+{
+    const char *p = strstr(line, "Failed password for ");
+    char user[64] = "", from[64] = "";
+    json_t *detail;
+    char *text;
+    if (p) {
+        p += 20;
+        if (strncmp(p, "invalid user ", 13) == 0) p += 13;
+        sscanf(p, "%63s from %63s", user, from);
+    } else if ((p = strstr(line, "authentication failure")) != NULL) {
+        const char *u = strstr(line, " user=");
+        const char *r = strstr(line, " rhost=");
+        if (u) sscanf(u + 6, "%63s", user);
+        if (r) sscanf(r + 7, "%63s", from);
+    } else {
+        return;
+    }
+    detail = json_pack("{s:s, s:s, s:s}", "user", user, "from", from, "line", line);
+    text = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+    if (text) kf_report_event(a->dev, "device.login_failed", "warning", text);
+    free(text);
+    json_decref(detail);
+}
+
+static void feed(struct agent *a, const char *buf, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (buf[i] == '\n') {
+            a->line[a->line_len] = 0;
+            log_line(a, a->line);
+            a->line_len = 0;
+        } else if (a->line_len + 1 < sizeof(a->line)) {
+            a->line[a->line_len++] = buf[i];
+        }
+    }
+}
+
+static void open_log(struct agent *a, int at_end)
+{
+    struct stat st;
+    if (!a->logfile[0]) return;
+    a->log_fd = open(a->logfile, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (a->log_fd < 0) return;
+    fstat(a->log_fd, &st);
+    a->log_ino = st.st_ino;
+    a->log_off = at_end ? st.st_size : 0;
+    lseek(a->log_fd, a->log_off, SEEK_SET);
+}
+
+static void poll_log(struct agent *a)
+{
+    char buf[8192];
+    ssize_t n;
+    struct stat st;
+    if (a->journal_pipe) {
+        while ((n = read(fileno(a->journal_pipe), buf, sizeof(buf))) > 0)
+            feed(a, buf, (size_t)n);
+    }
+    if (!a->logfile[0]) return;
+    if (a->log_fd < 0) {
+        open_log(a, 0); /* it appeared: read it from its start */
+        if (a->log_fd < 0) return;
+    }
+    /* rotated or truncated: start over on the new file */
+    if (stat(a->logfile, &st) == 0 && (st.st_ino != a->log_ino || st.st_size < a->log_off)) {
+        close(a->log_fd);
+        open_log(a, 0);
+        if (a->log_fd < 0) return;
+    }
+    while ((n = read(a->log_fd, buf, sizeof(buf))) > 0) {
+        a->log_off += n;
+        feed(a, buf, (size_t)n);
+    }
+}
+
+/* ---- privileges ---- */
+
+static enum kf_err drop_privileges(struct agent *a)
+{
+    const char *name = a->user[0] ? a->user : "nobody";
+    struct passwd *pw;
+    if (geteuid() != 0) return KF_OK;
+    pw = getpwnam(name);
+    if (!pw) return kf_fail(KF_E_CONFIG, "user %s does not exist (set [device] user)", name);
+    if (pw->pw_uid == 0) return KF_OK; /* asked to stay root */
+    if (chown(a->data_dir, pw->pw_uid, pw->pw_gid) != 0)
+        return kf_fail(KF_E_IO, "cannot give %s to %s: %s", a->data_dir, name, strerror(errno));
+    /* what the device wrote there as root (this run or an earlier one) is handed over too */
+    {
+        DIR *dir = opendir(a->data_dir);
+        struct dirent *e;
+        while (dir && (e = readdir(dir)) != NULL) {
+            char path[2048];
+            if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", a->data_dir, e->d_name);
+            if (lchown(path, pw->pw_uid, pw->pw_gid) != 0) {
+                closedir(dir);
+                return kf_fail(KF_E_IO, "cannot give %s to %s: %s", path, name, strerror(errno));
+            }
+        }
+        if (dir) closedir(dir);
+    }
+    if (initgroups(name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        return kf_fail(KF_E_IO, "cannot become %s: %s", name, strerror(errno));
+    if (setuid(0) == 0) return kf_fail(KF_E_INTERNAL, "could regain root after dropping it");
+    kf_log(KF_LOG_INFO, "agent", "running unprivileged", "user", name, NULL);
+    return KF_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check", no_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    struct agent *a = calloc(1, sizeof(*a));
+    struct kf_device_config dc;
+    const char *config = NULL;
+    int opt, check = 0, rc = 1;
+    struct sigaction sa;
+
+    kf_log_init_from_env();
+    if (!a) return 1;
+    a->log_fd = -1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config = optarg; break;
+        case 'k': check = 1; break;
+        case 'h':
+            fputs(usage, stdout);
+            free(a);
+            return 0;
+        case 'V':
+            puts("keyfleet-agent " KF_VERSION);
+            free(a);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            free(a);
+            return 2;
+        }
+    }
+    if (!config || optind != argc) {
+        fprintf(stderr, "keyfleet-agent: %s\n%s",
+                config ? "unexpected argument" : "--config is required", usage);
+        free(a);
+        return 2;
+    }
+    if (read_config(config, a)) {
+        fprintf(stderr, "keyfleet-agent: %s\n", kf_errmsg());
+        free(a);
+        return 1;
+    }
+    memset(&dc, 0, sizeof(dc));
+    dc.data_dir = a->data_dir;
+    dc.provisioning_url = a->url;
+    dc.factory_cert = a->fcert;
+    dc.factory_key = a->fkey;
+    dc.trust_anchor = a->anchor;
+    dc.hub = a->hub[0] ? a->hub : NULL;
+    dc.use_est = a->use_est;
+    dc.mqtt_version = a->mqtt_version;
+    dc.keep_alive_s = a->keep_alive;
+    dc.ctx = a;
+    dc.command_cb = command_cb;
+    dc.state_cb = state_cb;
+    if (getenv("KEYFLEET_AGENT_BACKOFF_MAX_MS"))
+        dc.backoff_max_ms = (uint32_t)strtoul(getenv("KEYFLEET_AGENT_BACKOFF_MAX_MS"), NULL, 10);
+    if (kf_device_open(&dc, &a->dev)) {
+        fprintf(stderr, "keyfleet-agent: %s\n", kf_device_errmsg());
+        free(a);
+        return 1;
+    }
+    if (check) {
+        struct kf_device_info info;
+        kf_device_info(a->dev, &info);
+        printf("configuration ok; factory key in %s; %s\n", info.key_location,
+               info.provisioned ? "provisioned" : "not provisioned yet");
+        kf_device_close(a->dev, 0);
+        free(a);
+        return 0;
+    }
+    open_log(a, 1);
+    if (a->journal) {
+        a->journal_pipe = popen("exec journalctl --follow --lines=0 --output=cat 2>/dev/null", "r");
+        if (a->journal_pipe) fcntl(fileno(a->journal_pipe), F_SETFL, O_NONBLOCK);
+    }
+    if (drop_privileges(a)) {
+        fprintf(stderr, "keyfleet-agent: %s\n", kf_errmsg());
+        goto out;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    kf_log(KF_LOG_INFO, "agent", "started", "config", config, NULL);
+    while (!stop_flag) {
+        struct kf_device_info info;
+        if (kf_device_run(a->dev, 200)) {
+            fprintf(stderr, "keyfleet-agent: %s\n", kf_device_errmsg());
+            goto out;
+        }
+        kf_device_info(a->dev, &info);
+        if (info.provisioned) poll_sources(a);
+        poll_log(a);
+    }
+    kf_log(KF_LOG_INFO, "agent", "stopping", NULL);
+    rc = 0;
+out:
+    kf_device_close(a->dev, 3000);
+    if (a->journal_pipe) pclose(a->journal_pipe);
+    if (a->log_fd >= 0) close(a->log_fd);
+    free(a);
+    return rc;
+}

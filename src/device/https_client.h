@@ -1,0 +1,37 @@
+/*
+ * https_client: one HTTPS request on a fresh kf_tlsc connection, the way libkeyfleet talks to
+ * keyfleetd's provisioning endpoints (register and EST). Answers are bounded.
+ */
+#ifndef KF_DEVICE_HTTPS_CLIENT_H
+#define KF_DEVICE_HTTPS_CLIENT_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "device/tls_client.h"
+
+#define KF_HTTPS_RESPONSE_MAX (256 * 1024)
+
+struct kf_https_response {
+    int status;
+    unsigned retry_after_s; /* Retry-After in seconds, 0 when absent */
+    char content_type[96];
+    struct kf_buf body; /* owned: kf_buf_free */
+};
+
+/*
+ * Sends `method path` with `body` (may be NULL) of `content_type` to `url_host:url_port` and
+ * reads the whole answer. Verification failures of the server come back as KF_E_DENIED with the
+ * reason in `problem` (see kf_tlsc_connect). `resp->body` is initialised even on failure.
+ */
+enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *port,
+                             const char *method, const char *path, const char *content_type,
+                             const void *body, size_t len, int timeout_ms,
+                             struct kf_https_response *resp, char *problem, size_t cap);
+
+/* Splits "https://host:port[/prefix]" into host, port (default 443) and a path prefix. */
+enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
+                               char *prefix, size_t xcap);
+
+#endif
