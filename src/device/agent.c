@@ -49,6 +49,7 @@ static const char usage[] =
     "  --help         this text\n"
     "  --version      the version\n"
     "\n"
+    "Signals: SIGTERM or SIGINT flush and stop; SIGUSR1 renews the certificate now.\n"
     "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start, 2 for a usage error.\n";
 
 struct source {
@@ -81,12 +82,14 @@ struct agent {
     struct kf_device *dev;
 };
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, renew_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGUSR1)
+        renew_flag = 1;
+    else
+        stop_flag = 1;
 }
 
 static uint64_t mono_ms(void)
@@ -574,10 +577,16 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     kf_log(KF_LOG_INFO, "agent", "started", "config", config, NULL);
     while (!stop_flag) {
         struct kf_device_info info;
+        if (renew_flag) {
+            renew_flag = 0;
+            kf_log(KF_LOG_INFO, "agent", "renewing now (SIGUSR1)", NULL);
+            kf_device_renew_soon(a->dev);
+        }
         if (kf_device_run(a->dev, 200)) {
             fprintf(stderr, "keyfleet-agent: %s\n", kf_device_errmsg());
             goto out;

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/pkcs7.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -334,40 +333,6 @@ static void refusal_detail(json_t *detail, const struct kf_https_response *r)
     json_decref(j);
 }
 
-/* The certificates of an EST certs-only answer (base64 DER PKCS#7), as a PEM chain. */
-static enum kf_err est_certs(const struct kf_buf *body, struct kf_buf *pem)
-{
-    struct kf_buf der;
-    const unsigned char *p;
-    PKCS7 *p7 = NULL;
-    STACK_OF(X509) *certs = NULL;
-    enum kf_err rc;
-    int i;
-
-    kf_buf_init(&der, body->len);
-    rc = kf_b64_decode((const char *)body->data, body->len, &der);
-    if (rc) {
-        kf_buf_free(&der);
-        return kf_wrap(rc, "the EST answer is not base64");
-    }
-    p = der.data;
-    p7 = d2i_PKCS7(NULL, &p, (long)der.len);
-    if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign) certs = p7->d.sign->cert;
-    if (!certs || sk_X509_num(certs) < 1) {
-        rc = kf_ossl_fail(KF_E_MALFORMED, "the EST answer holds no certificate");
-        goto out;
-    }
-    for (i = 0; i < sk_X509_num(certs) && !rc; i++) {
-        struct kf_cert *c = kf_cert_wrap(X509_dup(sk_X509_value(certs, i)));
-        rc = c ? kf_cert_pem(c, pem) : KF_E_NOMEM;
-        kf_cert_free(c);
-    }
-out:
-    PKCS7_free(p7);
-    kf_buf_free(&der);
-    return rc;
-}
-
 /*
  * Enrolls: a new key where the factory key (first time) lives, a CSR for `cn`, and one request
  * over `tls` (register, simpleenroll or simplereenroll). On success `next` is the new identity
@@ -468,7 +433,7 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
         rc = kf_buf_append_str(&next->chain, cert);
         if (!rc) rc = kf_buf_append_str(&next->trust, trust ? trust : kf_buf_str(&d->anchor_pem));
     } else {
-        rc = est_certs(&r.body, &next->chain);
+        rc = kf_est_certs_pem(&r.body, &next->chain);
         if (!rc && d->have_id) {
             /* the issuing CA as the previous chain had it, when the answer holds the leaf only */
             const char *second = strstr(kf_buf_str(&d->id.chain) + 1, "-----BEGIN CERTIFICATE");
@@ -508,17 +473,16 @@ out:
 static enum kf_err adopt(struct kf_device *d, struct identity *next)
 {
     char old_uri[URI_CAP];
-    int had = d->have_id;
     enum kf_err rc = identity_save(d, next);
     if (rc) return rc;
-    snprintf(old_uri, sizeof(old_uri), "%s", had ? d->id.key_uri : "");
+    snprintf(old_uri, sizeof(old_uri), "%s", d->id.key_uri);
     identity_clear(&d->id);
     d->id = *next;
     memset(next, 0, sizeof(*next));
     d->have_id = 1;
     topics(d);
     schedule_renewal(d);
-    if (had && old_uri[0] && strcmp(old_uri, d->id.key_uri) != 0) {
+    if (old_uri[0] && strcmp(old_uri, d->id.key_uri) != 0) {
         char full[URI_CAP];
         if (kf_pkcs11_uri_with_query(old_uri, d->fkey, full, sizeof(full)) == KF_OK)
             kf_keygen_remove(strncmp(old_uri, "pkcs11:", 7) == 0 ? full : old_uri);
@@ -547,8 +511,8 @@ static void provision(struct kf_device *d, uint64_t now)
         failure(d, FAIL_PROV, "device.provisioning_failed",
                 json_pack("{s:s, s:s}", "stage", "factory_identity", "message", kf_errmsg()));
     } else {
-        rc = enroll(d, tls, d->cfg.use_est ? "simpleenroll" : "register", cn,
-                    d->have_id ? d->id.generation + 1 : 1, &next, FAIL_PROV, &retry);
+        rc = enroll(d, tls, d->cfg.use_est ? "simpleenroll" : "register", cn, d->id.generation + 1,
+                    &next, FAIL_PROV, &retry);
     }
     if (!rc) rc = adopt(d, &next);
     kf_tlsc_free(tls);
@@ -729,6 +693,16 @@ int kf_device_run(struct kf_device *d, int timeout_ms)
             if (wake > now) usleep((useconds_t)((wake - now) * 1000));
             return 0;
         }
+    }
+    if (wall >= d->id.not_after) {
+        /* Too late to renew with it: the factory identity provisions the device again. */
+        sdk_event(d, "device.cert_expired", "critical",
+                  json_pack("{s:I}", "not_after", (json_int_t)d->id.not_after));
+        kf_log(KF_LOG_WARN, "device", "the certificate expired: provisioning again", NULL);
+        if (d->conn) drop_connection(d, "certificate expired", now, 1);
+        d->have_id = 0;
+        d->prov_at = now;
+        return 0;
     }
     if ((wall >= d->renew_at || d->renew_soon) && now >= d->renew_retry_at) renew(d, now);
     check_expiry(d, wall);

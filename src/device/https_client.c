@@ -6,6 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/pkcs7.h>
+#include <openssl/x509.h>
+
+#include "common/ossl.h"
+#include "common/pem.h"
+
 /* The value of header `name` in `head` (NUL-terminated header block) into `out`; 0 if absent. */
 static int header(const char *head, const char *name, char *out, size_t cap)
 {
@@ -122,4 +128,38 @@ enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *p
         strcat(hp, ":443");
     }
     return kf_hostport_split(hp, "the provisioning URL", host, hcap, port, pcap);
+}
+
+/* The certificates of an EST certs-only answer (base64 DER PKCS#7), as a PEM chain. */
+enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem)
+{
+    struct kf_buf der;
+    const unsigned char *p;
+    PKCS7 *p7 = NULL;
+    STACK_OF(X509) *certs = NULL;
+    enum kf_err rc;
+    int i;
+
+    kf_buf_init(&der, body->len);
+    rc = kf_b64_decode((const char *)body->data, body->len, &der);
+    if (rc) {
+        kf_buf_free(&der);
+        return kf_wrap(rc, "the EST answer is not base64");
+    }
+    p = der.data;
+    p7 = d2i_PKCS7(NULL, &p, (long)der.len);
+    if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign) certs = p7->d.sign->cert;
+    if (!certs || sk_X509_num(certs) < 1) {
+        rc = kf_ossl_fail(KF_E_MALFORMED, "the EST answer holds no certificate");
+        goto out;
+    }
+    for (i = 0; i < sk_X509_num(certs) && !rc; i++) {
+        struct kf_cert *c = kf_cert_wrap(X509_dup(sk_X509_value(certs, i)));
+        rc = c ? kf_cert_pem(c, pem) : KF_E_NOMEM;
+        kf_cert_free(c);
+    }
+out:
+    PKCS7_free(p7);
+    kf_buf_free(&der);
+    return rc;
 }

@@ -34,4 +34,10 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
 enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
                                char *prefix, size_t xcap);
 
+/*
+ * Appends, as PEM, the certificates of an EST certs-only answer (RFC 7030: base64 of a DER
+ * PKCS#7 SignedData). KF_E_MALFORMED when it holds none.
+ */
+enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem);
+
 #endif

@@ -41,6 +41,7 @@ static const struct key keys[] = {
     S("ca", "issuing_key", issuing_key),
     S("ca", "crl_file", crl_file),
     I("ca", "device_cert_days", device_cert_days, 1, 3650),
+    I("ca", "device_cert_minutes", device_cert_minutes, 0, 3650 * 24 * 60),
     I("ca", "service_cert_days", service_cert_days, 1, 3650),
     I("ca", "server_cert_days", server_cert_days, 1, 3650),
     I("ca", "crl_hours", crl_hours, 1, 24 * 366),
@@ -305,6 +306,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "crl_file = %s\n"
         "# Certificate lifetimes in days. Devices renew at two thirds of theirs.\n"
         "device_cert_days = %d\n"
+        "# Instead, in minutes (0: use device_cert_days): short-lived certificates, renewal "
+        "tests.\n"
+        "device_cert_minutes = %d\n"
         "service_cert_days = %d\n"
         "server_cert_days = %d\n"
         "# How long each CRL is valid, in hours.\n"
@@ -347,11 +351,12 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "# MQTT 3.1.1 and 5.0 over mutual TLS (\"off\": no hub).\n"
         "listen = %s\n",
         when, c->name, c->store_url, c->key_type, c->root_cert, c->root_key, c->issuing_cert,
-        c->issuing_key, c->crl_file, c->device_cert_days, c->service_cert_days, c->server_cert_days,
-        c->crl_hours, c->server_cert, c->server_key, c->provisioning_listen, c->workers,
-        c->request_timeout_ms, c->max_body_bytes, c->max_header_bytes, c->max_connections,
-        c->max_connections_per_ip, c->rate_per_ip, c->rate_burst, c->max_handshakes, c->retry_after,
-        c->drain_timeout_ms, c->session_cache, c->commit_delay_us, c->hub_listen);
+        c->issuing_key, c->crl_file, c->device_cert_days, c->device_cert_minutes,
+        c->service_cert_days, c->server_cert_days, c->crl_hours, c->server_cert, c->server_key,
+        c->provisioning_listen, c->workers, c->request_timeout_ms, c->max_body_bytes,
+        c->max_header_bytes, c->max_connections, c->max_connections_per_ip, c->rate_per_ip,
+        c->rate_burst, c->max_handshakes, c->retry_after, c->drain_timeout_ms, c->session_cache,
+        c->commit_delay_us, c->hub_listen);
     if (!rc)
         rc = kf_buf_appendf(
             &b,

@@ -29,6 +29,7 @@ struct kf_config {
     char issuing_key[KF_CONF_PATH_MAX]; /* a path, or a pkcs11: / tpm2: URI */
     char crl_file[KF_CONF_PATH_MAX];
     int device_cert_days;
+    int device_cert_minutes; /* 0: device_cert_days */
     int service_cert_days;
     int server_cert_days;
     int crl_hours;

@@ -356,7 +356,8 @@ static enum kf_err sign(struct kf_registry *reg, struct kf_signer *signer,
     r.device_id = job->device_id;
     r.org = reg->cfg.name;
     r.not_before = now - 60;
-    r.not_after = now + reg->cfg.device_cert_days * DAY;
+    r.not_after = now + (reg->cfg.device_cert_minutes ? (time_t)reg->cfg.device_cert_minutes * 60
+                                                      : (time_t)reg->cfg.device_cert_days * DAY);
     rc = kf_signer_issue(signer, &r, &job->cert);
     if (!rc)
         rc = kf_ca_cert_record(job->cert, KF_PROFILE_DEVICE, "issuing", job->device_id, &job->rec);
