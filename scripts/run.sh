@@ -1,11 +1,15 @@
 #!/bin/sh
-# `make run`: a deployment in ./keyfleet-data (made once, never overwritten), a demo factory CA
-# enrolled as a group with proof of possession and one factory identity to try it with, then
-# keyfleetd in the foreground until Ctrl-C.
+# `make run`: a deployment in ./keyfleet-data (made once, never overwritten), the simulator's
+# factory CA enrolled as a group with proof of possession, keyfleetd started on it, a fleet of
+# DEVICES (default 1,000) virtual devices run through provisioning and the hub by keyfleet-sim,
+# a summary, and keyfleetd kept serving until Ctrl-C.
 set -eu
 BUILD=${1:-build}
 KF="$BUILD/src/cli/keyfleet"
 KFD="$BUILD/src/server/keyfleetd"
+SIM="$BUILD/src/sim/keyfleet-sim"
+DEVICES=${DEVICES:-1000}
+SIM_SECONDS=${SIM_SECONDS:-10}
 DIR=${KEYFLEET_DIR:-keyfleet-data}
 DEMO="$DIR/demo"
 
@@ -17,16 +21,13 @@ else
     "$KF" --dir "$DIR" hub add --name hub-1 --endpoint localhost:8883 >/dev/null
 fi
 
-# The demo manufacturer: a factory CA of its own, enrolled as a group once it proved it holds
-# the CA's key, and a device with a factory certificate under it.
-if [ ! -e "$DEMO/factory-ca.pem" ]; then
+# The demo manufacturer: the simulator's factory CA, enrolled as a group once it proved it holds
+# the CA's key, and one more device with a factory certificate under it to try by hand.
+if [ ! -e "$DEMO/demo-1.factory.pem" ]; then
     mkdir -p "$DEMO"
     chmod 700 "$DEMO"
     q() { "$@" >/dev/null 2>&1 || { echo "run: failed: $*" >&2; exit 1; }; }
-    q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$DEMO/factory-ca.key" -out "$DEMO/factory-ca.pem" -subj "/CN=Demo Factory CA" \
-        -days 3650 -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign"
+    q "$SIM" --make-factory-ca --dir "$DEMO"
     code=$("$KF" --dir "$DIR" --json enrollment group create --name demo-factory \
         --ca "$DEMO/factory-ca.pem" | sed -n 's/.*"verification_code": *"\([^"]*\)".*/\1/p')
     [ -n "$code" ] || { echo "run: no verification code" >&2; exit 1; }
@@ -39,13 +40,32 @@ if [ ! -e "$DEMO/factory-ca.pem" ]; then
     q openssl x509 -req -in "$DEMO/demo-1.factory.csr" -CA "$DEMO/factory-ca.pem" \
         -CAkey "$DEMO/factory-ca.key" -days 3650 -out "$DEMO/demo-1.factory.pem"
     rm -f "$DEMO/pop.csr" "$DEMO/pop.pem" "$DEMO/demo-1.factory.csr"
-    echo "Enrolled the demo factory CA ($DEMO/factory-ca.pem) as group demo-factory."
+    echo "Enrolled the simulator's factory CA ($DEMO/factory-ca.pem) as group demo-factory."
 fi
 
 listen=$(sed -n '/^\[provisioning\]/,/^\[/ s/^listen = //p' "$DIR/keyfleet.conf")
 hub_listen=$(sed -n '/^\[hub\]/,/^\[/ s/^listen = //p' "$DIR/keyfleet.conf")
 port=${listen##*:}
 URL="https://localhost:$port"
+
+# keyfleetd in the background while the fleet comes alive, then in the foreground until Ctrl-C.
+"$KFD" --dir "$DIR" >>"$DIR/keyfleetd.log" 2>&1 &
+KFD_PID=$!
+trap 'kill -TERM $KFD_PID 2>/dev/null; wait $KFD_PID 2>/dev/null; exit 0' INT TERM
+i=0
+until curl -s -o /dev/null --cacert "$DIR/ca/root.crt" "https://localhost:$port/healthz"; do
+    i=$((i + 1))
+    if ! kill -0 $KFD_PID 2>/dev/null || [ $i -gt 100 ]; then
+        echo "run: keyfleetd did not start:" >&2
+        tail -5 "$DIR/keyfleetd.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo "keyfleetd is up (log: $DIR/keyfleetd.log). Bringing $DEVICES simulated devices to life:"
+"$SIM" --devices "$DEVICES" --provisioning "https://localhost:$port" --trust "$DIR/ca/root.crt" \
+    --factory-ca "$DEMO/factory-ca.pem" --factory-ca-key "$DEMO/factory-ca.key" \
+    --duration "$SIM_SECONDS" || echo "run: some simulated devices did not make it (see above)"
 cat <<EOF
 
 keyfleetd serves provisioning at $URL (listen = $listen):
@@ -80,6 +100,16 @@ certificate the register call returned, the device sends telemetry to a service 
   mosquitto_pub -h localhost -p ${hub_listen##*:} --cafile ../ca/root.crt --cert demo-1.pem \\
       --key demo-1.key -i demo-1 -t devices/demo-1/telemetry -m '{"t":21.5}'
 
-Ctrl-C stops keyfleetd.
 EOF
-exec "$KFD" --dir "$DIR"
+cat <<EOF
+
+Explore what just happened:
+  $KF --dir $DIR device list             the fleet, each device with its hub
+  $KF --dir $DIR events list             security events (the devices' own, and the hub's)
+  $KF --dir $DIR audit verify            the audit chain of every certificate issued
+  curl -s --cacert $DIR/ca/root.crt https://localhost:$port/metrics | grep keyfleet_
+A real device: $BUILD/src/device/keyfleet-agent --config FILE (docs/device-sdk.md).
+
+keyfleetd keeps serving; Ctrl-C stops it.
+EOF
+wait $KFD_PID
