@@ -206,8 +206,15 @@ static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key)
         return ok;
     }
     if (!OBJ_find_sigid_algs(nid, &md_nid, &pk_nid) || csr->sig->flags & 0x07) return 0;
-    /* ECDSA and Ed25519 carry no parameters; RSA PKCS#1 v1.5 a NULL at most. */
-    if (ptype != V_ASN1_UNDEF && !(pk_nid == NID_rsaEncryption && ptype == V_ASN1_NULL)) return 0;
+    /*
+     * Ed25519 carries no parameters; RSA PKCS#1 v1.5 a NULL at most; ECDSA should carry none
+     * (RFC 5758), but the TPM 2.0 provider for OpenSSL writes a NULL, and refusing those would
+     * refuse every device whose key is in a TPM: a NULL is accepted there too.
+     */
+    if (ptype != V_ASN1_UNDEF &&
+        !((pk_nid == NID_rsaEncryption || pk_nid == NID_X9_62_id_ecPublicKey) &&
+          ptype == V_ASN1_NULL))
+        return 0;
     if (!EVP_PKEY_is_a(key->pkey, OBJ_nid2sn(pk_nid))) return 0;
     if (md_nid != NID_undef && !(md = EVP_get_digestbynid(md_nid))) return 0;
     mctx = EVP_MD_CTX_new();

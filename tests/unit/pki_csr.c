@@ -131,6 +131,57 @@ static void test_broken_self_signature(void **state)
     kf_buf_free(&der);
 }
 
+/*
+ * ECDSA signature algorithms with a NULL parameter (what the TPM 2.0 provider for OpenSSL
+ * writes) are accepted; Ed25519 with one is not.
+ */
+static void test_ecdsa_null_parameter(void **state)
+{
+    static const uint8_t absent[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                     0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+    struct kf_key *k = NULL;
+    struct kf_buf pem, der, out;
+    struct kf_csr *csr = NULL, *withnull = NULL;
+    struct kf_csr_policy p;
+    size_t i, body;
+
+    KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
+    kf_buf_init(&pem, 10000);
+    kf_buf_init(&der, 10000);
+    kf_buf_init(&out, 10000);
+    KF_OK_OR_FAIL(kf_csr_create(k, "dev-1", &pem));
+    KF_OK_OR_FAIL(kf_csr_parse(pem.data, pem.len, &csr));
+    KF_OK_OR_FAIL(kf_csr_der(csr, &der));
+    assert_int_equal(der.data[0], 0x30);
+    assert_int_equal(der.data[1], 0x81); /* a P-256 request is 128 to 255 bytes long */
+    for (i = 3; i + sizeof(absent) <= der.len; i++)
+        if (memcmp(der.data + i, absent, sizeof(absent)) == 0) break;
+    assert_true(i + sizeof(absent) < der.len);
+    /* the same request with the AlgorithmIdentifier's parameters an explicit NULL */
+    body = der.len - 3 + 2;
+    assert_true(body < 256);
+    {
+        uint8_t head[3] = {0x30, 0x81, (uint8_t)body}, alg[14];
+        memcpy(alg, absent, sizeof(absent));
+        alg[1] = 0x0c;
+        alg[12] = 0x05;
+        alg[13] = 0x00;
+        kf_buf_append(&out, head, 3);
+        kf_buf_append(&out, der.data + 3, i - 3);
+        kf_buf_append(&out, alg, sizeof(alg));
+        kf_buf_append(&out, der.data + i + sizeof(absent), der.len - i - sizeof(absent));
+    }
+    KF_OK_OR_FAIL(kf_csr_parse(out.data, out.len, &withnull));
+    kf_csr_policy_default(&p);
+    KF_OK_OR_FAIL(kf_csr_check(withnull, &p, NULL));
+    kf_csr_free(withnull);
+    kf_csr_free(csr);
+    kf_key_free(k);
+    kf_buf_free(&pem);
+    kf_buf_free(&der);
+    kf_buf_free(&out);
+}
+
 static void test_rules_with_openssl_csrs(void **state)
 {
     struct kf_csr_policy p;
@@ -326,13 +377,10 @@ static void test_malformed_structures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_parse_check),
-        cmocka_unit_test(test_longest_id_csr),
-        cmocka_unit_test(test_broken_self_signature),
-        cmocka_unit_test(test_rules_with_openssl_csrs),
-        cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_agrees_with_openssl),
-        cmocka_unit_test(test_tampered_requests),
+        cmocka_unit_test(test_create_parse_check),      cmocka_unit_test(test_longest_id_csr),
+        cmocka_unit_test(test_broken_self_signature),   cmocka_unit_test(test_ecdsa_null_parameter),
+        cmocka_unit_test(test_rules_with_openssl_csrs), cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_agrees_with_openssl),     cmocka_unit_test(test_tampered_requests),
         cmocka_unit_test(test_malformed_structures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
