@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
@@ -90,7 +91,12 @@ OSSL_LIB_CTX *kf_ossl_tpm2_libctx(void)
             goto out;
         }
         tpm2_ctx = c;
-        atexit(tpm2_cleanup);
+        /*
+         * Freed by OpenSSL's own cleanup, before it tears itself down: a plain atexit() handler
+         * registered here can run after OpenSSL's (libssl registers its handler when it is
+         * first used, which may be later), and then frees the context into a dead library.
+         */
+        if (!OPENSSL_atexit(tpm2_cleanup)) atexit(tpm2_cleanup);
     }
 out:
     ctx = tpm2_ctx;

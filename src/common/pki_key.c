@@ -633,7 +633,8 @@ static void ec_groups_init(void)
 {
     ec_p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
     ec_p384 = EC_GROUP_new_by_curve_name(NID_secp384r1);
-    atexit(ec_groups_free);
+    /* before OpenSSL tears itself down (see tpm2_cleanup in ossl.c) */
+    if (!OPENSSL_atexit(ec_groups_free)) atexit(ec_groups_free);
 }
 
 /* 1 when `p[0..n)` encodes a point on the curve (and not the point at infinity). */
