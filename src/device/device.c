@@ -48,6 +48,9 @@ struct identity {
     struct kf_tlsc *tls; /* the hub context: this identity, the trust */
 };
 
+/* Kinds of failure, each remembered so that a repeated one is reported once. */
+enum { FAIL_PROV = 0, FAIL_HUB = 1, FAIL_RENEW = 2, FAIL_SERVER_TLS = 3, FAIL_KINDS = 4 };
+
 struct kf_device {
     struct kf_device_config cfg;
     char *dir, *url, *fcert, *fkey, *anchor, *hub_override;
@@ -67,13 +70,11 @@ struct kf_device {
     uint64_t prov_at, connect_at, renew_retry_at;
     time_t renew_at;
     int renew_soon, expiring_reported;
-    uint64_t ev_enqueued;      /* the last event put into the MQTT queue */
-    char last_failure[3][512]; /* per kind, so that a repeated failure is reported once */
+    uint64_t ev_enqueued;               /* the last event put into the MQTT queue */
+    char last_failure[FAIL_KINDS][512]; /* per kind: a repeated failure is reported once */
     uint64_t commands, renewals;
     int clean_close_marker;
 };
-
-enum { FAIL_PROV = 0, FAIL_HUB = 1, FAIL_RENEW = 2 };
 
 static uint64_t mono_ms(void)
 {
@@ -162,7 +163,8 @@ static void sdk_event(struct kf_device *d, const char *type, const char *severit
 }
 
 /* A failure of `kind`: logged every time, reported as an event when it differs from the last. */
-static void failure(struct kf_device *d, int kind, const char *type, json_t *detail)
+static void failure(struct kf_device *d, int kind, const char *type, const char *severity,
+                    json_t *detail)
 {
     char *key = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
     int same = key && strcmp(d->last_failure[kind], key) == 0;
@@ -172,7 +174,7 @@ static void failure(struct kf_device *d, int kind, const char *type, json_t *det
     if (same)
         json_decref(detail);
     else
-        sdk_event(d, type, "warning", detail);
+        sdk_event(d, type, severity, detail);
 }
 
 /* ---- identity ---- */
@@ -392,13 +394,13 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
                                    "message", kf_errmsg());
         if (rc == KF_E_DENIED) {
             json_object_set_new(detail, "problem", json_string(problem));
-            sdk_event(d, "device.tls_failed", "critical",
-                      json_pack("{s:s, s:s, s:s}", "peer", "provisioning", "server", d->url,
-                                "problem", problem));
+            failure(d, FAIL_SERVER_TLS, "device.tls_failed", "critical",
+                    json_pack("{s:s, s:s, s:s}", "peer", "provisioning", "server", d->url,
+                              "problem", problem));
         }
         failure(d, kind,
                 kind == FAIL_RENEW ? "device.renewal_failed" : "device.provisioning_failed",
-                detail);
+                "warning", detail);
         goto out;
     }
     if (r.status != 200) {
@@ -410,7 +412,7 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
                      kf_buf_str(&r.body));
         failure(d, kind,
                 kind == FAIL_RENEW ? "device.renewal_failed" : "device.provisioning_failed",
-                detail);
+                "warning", detail);
         goto out;
     }
     if (reg) {
@@ -508,7 +510,7 @@ static void provision(struct kf_device *d, uint64_t now)
         rc = kf_tlsc_new((const char *)d->factory_chain.data, d->factory_chain.len, d->factory,
                          (const char *)d->anchor_pem.data, d->anchor_pem.len, &tls);
     if (rc) {
-        failure(d, FAIL_PROV, "device.provisioning_failed",
+        failure(d, FAIL_PROV, "device.provisioning_failed", "warning",
                 json_pack("{s:s, s:s}", "stage", "factory_identity", "message", kf_errmsg()));
     } else {
         rc = enroll(d, tls, d->cfg.use_est ? "simpleenroll" : "register", cn, d->id.generation + 1,
@@ -525,7 +527,7 @@ static void provision(struct kf_device *d, uint64_t now)
         return;
     }
     kf_backoff_reset(&d->prov_bo);
-    d->last_failure[FAIL_PROV][0] = 0;
+    d->last_failure[FAIL_PROV][0] = d->last_failure[FAIL_SERVER_TLS][0] = 0;
     state(d, "provisioned", d->id.hub);
 }
 
@@ -560,7 +562,7 @@ static void connect_hub(struct kf_device *d, uint64_t now)
     }
     if (rc) {
         if (rc == KF_E_DENIED)
-            failure(d, FAIL_HUB, "device.tls_failed",
+            failure(d, FAIL_HUB, "device.tls_failed", "critical",
                     json_pack("{s:s, s:s, s:s}", "peer", "hub", "server", hub, "problem", problem));
         else
             kf_log(KF_LOG_WARN, "device", "cannot reach the hub", "hub", hub, "error", kf_errmsg(),
@@ -656,7 +658,7 @@ static void renew(struct kf_device *d, uint64_t now)
     d->renew_soon = 0;
     d->renewals++;
     kf_backoff_reset(&d->renew_bo);
-    d->last_failure[FAIL_RENEW][0] = 0;
+    d->last_failure[FAIL_RENEW][0] = d->last_failure[FAIL_SERVER_TLS][0] = 0;
     {
         char na[32];
         kf_time_rfc3339(d->id.not_after, na, sizeof(na));

@@ -30,6 +30,7 @@ struct kf_evq {
 static void drop_front(struct kf_evq *q, size_t k)
 {
     size_t i;
+    if (!k) return;
     for (i = 0; i < k; i++)
         free(q->evs[i].json);
     memmove(q->evs, q->evs + k, (q->n - k) * sizeof(*q->evs));

@@ -51,7 +51,7 @@ static enum kf_err gen_tpm2(const char *base, char *uri, size_t cap, struct kf_k
         rc = kf_ossl_fail(KF_E_CRYPTO, "cannot encode the TPM key");
         goto out;
     }
-    if (!strstr((const char *)pem, "TSS2 PRIVATE KEY")) {
+    if (!memmem(pem, pem_len, "TSS2 PRIVATE KEY", 16)) {
         rc = kf_fail(KF_E_CRYPTO, "the TPM key did not encode as a TSS2 blob");
         goto out;
     }

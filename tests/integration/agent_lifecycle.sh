@@ -5,11 +5,7 @@
 # raised while the hub was down until the hub is back (in order, none twice).
 . "$(dirname "$0")/lib.sh"
 
-ok "init" init
-start_kfd || exit 1
-ok "hub" hub add --name hub-1 --endpoint "127.0.0.1:$HUB_PORT"
-mkca fca
-group_enroll factory fca
+fleet_up || exit 1
 fdev dev-1 fca
 ok "reader service" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
 ok "commander service" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"

@@ -4,14 +4,7 @@
 # and no issuing key file anywhere.
 . "$(dirname "$0")/lib.sh"
 
-MODULE=/usr/lib/softhsm/libsofthsm2.so
-[ -f "$MODULE" ] || { echo "SoftHSM2 module missing: run scripts/deps.sh" >&2; exit 1; }
-mkdir -p "$T/tokens"
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T" >"$T/softhsm2.conf"
-export SOFTHSM2_CONF="$T/softhsm2.conf"
-softhsm2-util --init-token --free --label kf-test --so-pin 87654321 --pin 1234 >/dev/null
-pkcs11-tool --module "$MODULE" --token-label kf-test --login --pin 1234 --keypairgen \
-    --key-type EC:prime256v1 --id 01 --label issuing >/dev/null 2>&1
+softhsm_token kf-test 1234 issuing || exit 1
 echo -n 1234 >"$T/pin"
 chmod 600 "$T/pin"
 URI="pkcs11:token=kf-test;object=issuing;type=private?module-path=$MODULE&pin-source=file:$T/pin"

@@ -5,12 +5,7 @@
 
 start_tpm || exit 1
 HANDLE=0x81000010
-tpm2_createprimary -C o -g sha256 -G ecc256 -c "$T/primary.ctx" >/dev/null
-tpm2_create -C "$T/primary.ctx" -G ecc256:ecdsa -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" \
-    -u "$T/key.pub" -r "$T/key.priv" >/dev/null
-tpm2_load -C "$T/primary.ctx" -u "$T/key.pub" -r "$T/key.priv" -c "$T/key.ctx" >/dev/null
-tpm2_evictcontrol -C o -c "$T/key.ctx" $HANDLE >/dev/null
-tpm2_flushcontext -t >/dev/null 2>&1 || true
+tpm_key $HANDLE || exit 1
 
 ok "init with the issuing key in the TPM" init --issuing-key tpm2:handle:$HANDLE
 contains "init says where the key is" "$OUT" "key in tpm2"

@@ -153,11 +153,37 @@ start_tpm() {
     return 1
 }
 
+# tpm_key HANDLE: an ECC P-256 signing key made inside the TPM and made persistent at HANDLE.
+tpm_key() {
+    tpm2_createprimary -C o -g sha256 -G ecc256 -c "$T/primary.ctx" >/dev/null || return 1
+    tpm2_create -C "$T/primary.ctx" -G ecc256:ecdsa \
+        -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" \
+        -u "$T/key.pub" -r "$T/key.priv" >/dev/null || return 1
+    tpm2_load -C "$T/primary.ctx" -u "$T/key.pub" -r "$T/key.priv" -c "$T/key.ctx" >/dev/null || return 1
+    tpm2_evictcontrol -C o -c "$T/key.ctx" "$1" >/dev/null || return 1
+    tpm2_flushcontext -t >/dev/null 2>&1 || true
+}
+
+# softhsm_token LABEL PIN KEYLABEL: a SoftHSM2 token in a private directory ($SOFTHSM2_CONF
+# exported) holding an EC P-256 key pair KEYLABEL (id 01); sets MODULE.
+softhsm_token() {
+    MODULE=/usr/lib/softhsm/libsofthsm2.so
+    [ -f "$MODULE" ] || { echo "SoftHSM2 module missing: run scripts/deps.sh" >&2; return 1; }
+    mkdir -p "$T/tokens"
+    printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$T" \
+        >"$T/softhsm2.conf"
+    export SOFTHSM2_CONF="$T/softhsm2.conf"
+    softhsm2-util --init-token --free --label "$1" --so-pin 87654321 --pin "$2" >/dev/null || return 1
+    pkcs11-tool --module "$MODULE" --token-label "$1" --login --pin "$2" --keypairgen \
+        --key-type EC:prime256v1 --id 01 --label "$3" >/dev/null 2>&1
+}
+
 stop_tpm() {
     [ -n "${TPM_ABRMD_PID:-}" ] && kill "$TPM_ABRMD_PID" 2>/dev/null
     [ -f "$TPM_DIR/swtpm.pid" ] && kill "$(cat "$TPM_DIR/swtpm.pid")" 2>/dev/null
     [ -n "${TPM_DBUS_PID:-}" ] && kill "$TPM_DBUS_PID" 2>/dev/null
-    wait 2>/dev/null
+    # only its own child: a bare wait would also wait for keyfleetd, stopped by a later hook
+    [ -n "${TPM_ABRMD_PID:-}" ] && wait "$TPM_ABRMD_PID" 2>/dev/null
     return 0
 }
 
@@ -330,6 +356,16 @@ event_with() {
 }
 
 # ---- keyfleet-agent (after start_kfd) ----
+
+# A deployment serving provisioning and a hub, with a group enrollment "factory" for the CA fca
+# (made with mkca): what the device-side tests start from.
+fleet_up() {
+    ok "init" init
+    start_kfd || return 1
+    ok "hub" hub add --name hub-1 --endpoint "127.0.0.1:$HUB_PORT"
+    mkca fca
+    group_enroll factory fca
+}
 
 AGENT="$KF_BIN_DIR/src/device/keyfleet-agent"
 
