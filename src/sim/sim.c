@@ -86,7 +86,8 @@ static struct {
 
 /* counters shared by the threads */
 static atomic_long n_identities, n_provisioned, n_prov_refused, n_prov_failed, n_connected,
-    n_connect_failed, n_published, n_acked, n_events, n_renewed, n_renew_failed, n_disconnects;
+    n_connect_failed, n_published, n_acked, n_events, n_renewed, n_renew_failed, n_disconnects,
+    n_throttled;
 static atomic_int stop_flag;
 static volatile sig_atomic_t interrupted;
 
@@ -237,14 +238,16 @@ static int enroll(struct vdev *v, int renewal)
         if (b && e && e > b) kf_buf_append(&body, b + 1, (size_t)(e - b - 1));
         snprintf(path, sizeof(path), "%s/.well-known/est/simplereenroll", prov_prefix);
     }
-    for (int attempt = 0; attempt < 8; attempt++) {
+    for (int attempt = 0; attempt < 20; attempt++) {
         kf_buf_free(&r.body);
         rc = kf_https_request(tls, prov_host, prov_port, "POST", path,
                               renewal ? "application/pkcs10" : "application/json", body.data,
                               body.len, 15000, &r, problem, sizeof(problem));
-        if (rc || (r.status != 429 && r.status != 503)) break;
-        usleep((useconds_t)((r.retry_after_s ? r.retry_after_s : 1) * 1000000 / 4 +
-                            (unsigned)(rand() % 200000)));
+        if (rc || (r.status != 429 && r.status != 503) || atomic_load(&stop_flag)) break;
+        atomic_fetch_add(&n_throttled, 1);
+        /* as the server asks, and a little more so that the fleet does not come back at once */
+        usleep((useconds_t)(r.retry_after_s ? r.retry_after_s : 1) * 1000000u +
+               (useconds_t)(rand() % 1000) * 1000u);
     }
     if (rc) {
         kf_log(KF_LOG_WARN, "sim", renewal ? "renewal failed" : "provisioning failed", "device",
@@ -730,8 +733,8 @@ int main(int argc, char **argv)
     ok = atomic_load(&n_provisioned) == o.devices && atomic_load(&n_connect_failed) == 0;
     if (o.json) {
         json_t *j = json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f}, s:{s:f, "
-            "s:f}, s:{s:f, s:f}, s:f}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f}, "
+            "s:{s:f, s:f}, s:{s:f, s:f}, s:f}",
             "devices", (json_int_t)o.devices, "provisioned",
             (json_int_t)atomic_load(&n_provisioned), "refused",
             (json_int_t)atomic_load(&n_prov_refused), "provisioning_failed",
@@ -742,7 +745,8 @@ int main(int argc, char **argv)
             "events", (json_int_t)atomic_load(&n_events), "renewed",
             (json_int_t)atomic_load(&n_renewed), "renew_failed",
             (json_int_t)atomic_load(&n_renew_failed), "reconnects",
-            (json_int_t)atomic_load(&n_disconnects), "provisioning_ms", "p50", pct(&lat_prov, 0.5),
+            (json_int_t)atomic_load(&n_disconnects), "throttled",
+            (json_int_t)atomic_load(&n_throttled), "provisioning_ms", "p50", pct(&lat_prov, 0.5),
             "p99", pct(&lat_prov, 0.99), "connect_ms", "p50", pct(&lat_connect, 0.5), "p99",
             pct(&lat_connect, 0.99), "puback_ms", "p50", pct(&lat_ack, 0.5), "p99",
             pct(&lat_ack, 0.99), "seconds", now_s() - t0);
@@ -752,9 +756,11 @@ int main(int argc, char **argv)
         json_decref(j);
     } else {
         printf("keyfleet-sim: %ld devices in %.1f s\n", o.devices, now_s() - t0);
-        printf("  provisioned   %ld (refused %ld, failed %ld)  p50 %.1f ms  p99 %.1f ms\n",
+        printf("  provisioned   %ld (refused %ld, failed %ld, told to retry later %ld times)  p50 "
+               "%.1f ms  p99 %.1f ms\n",
                atomic_load(&n_provisioned), atomic_load(&n_prov_refused),
-               atomic_load(&n_prov_failed), pct(&lat_prov, 0.5), pct(&lat_prov, 0.99));
+               atomic_load(&n_prov_failed), atomic_load(&n_throttled), pct(&lat_prov, 0.5),
+               pct(&lat_prov, 0.99));
         printf("  connected     %ld (failed %ld, reconnects %ld)  p50 %.1f ms  p99 %.1f ms\n",
                atomic_load(&n_connected), atomic_load(&n_connect_failed),
                atomic_load(&n_disconnects), pct(&lat_connect, 0.5), pct(&lat_connect, 0.99));
