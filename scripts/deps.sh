@@ -9,7 +9,7 @@ libssl-dev openssl libevent-dev libsqlite3-dev sqlite3 libpq-dev libjansson-dev
 libcmocka-dev
 curl ca-certificates
 swtpm swtpm-tools tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-dev dbus
-softhsm2 opensc libengine-pkcs11-openssl libp11-dev
+softhsm2 opensc libengine-pkcs11-openssl libp11-dev libp11-kit-dev
 mosquitto mosquitto-clients
 xxd procps iproute2 jq python3 sqlite3
 "

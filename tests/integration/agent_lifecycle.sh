@@ -34,7 +34,7 @@ file = $T/auth.log
 EOF
 
 sub tel dash -t 'devices/+/telemetry/#' -v -q 1
-start_agent a1
+AGENT_LOG=debug start_agent a1
 check "the agent provisioned" wait_file "$T/a1.data/identity.json"
 equals "device id" "$(jq -r .deviceId "$T/a1.data/identity.json")" dev-1
 equals "assigned hub" "$(jq -r .hub "$T/a1.data/identity.json")" "127.0.0.1:$HUB_PORT"
@@ -62,6 +62,14 @@ check_not "and nothing answered it" grep -q 'rm-everything' "$T/tel.out"
 echo "Dec  2 00:00:01 host sshd[42]: Failed password for invalid user admin from 203.0.113.9 port 2222 ssh2" >>"$T/auth.log"
 check "a failed login is a device.login_failed event" \
     event_with device.login_failed '.device == "dev-1" and .detail.user == "admin" and .detail.from == "203.0.113.9"'
+
+# disabled by the operator: the hub closes the connection; enabled again, the agent comes back
+# on its own (resuming its TLS session)
+ok "disable" device disable dev-1
+check "the hub dropped it" wait_log a1 "msg=disconnected" 5
+ok "enable" device enable dev-1
+check "it reconnects by itself" sh -c "for _ in \$(seq 1 100); do [ \$(grep -c 'msg=connected' '$T/a1.log') -ge 2 ] && exit 0; sleep 0.1; done; exit 1"
+check "resuming its TLS session" wait_log a1 "resumed=yes" 5
 
 # SIGTERM: clean exit, no crash reported next time
 kill -TERM "$AGENT_PID"

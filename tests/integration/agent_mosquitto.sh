@@ -48,8 +48,9 @@ chmod 755 "$T/echo.sh"
 for v in 4 5; do
     fdev "dev-m$v" fca
     touch "$T/auth-$v.log"
+    # the MQTT 5 one enrolls by EST (simpleenroll), which assigns no hub: the config names it
     agent_conf "m$v" "$T/dev-m$v.pem" "$T/dev-m$v.key" "user = root" "hub = 127.0.0.1:$MPORT" \
-        "mqtt_version = $v" "keep_alive = 5"
+        "mqtt_version = $v" "keep_alive = 5" "enroll = $([ $v = 5 ] && echo est || echo register)"
     cat >>"$T/m$v.conf" <<EOF
 [telemetry]
 temp = 1 echo '{"celsius": 21.$v}'
@@ -78,6 +79,10 @@ for v in 4 5; do
     echo "sshd[1]: Failed password for user$v from 192.0.2.$v port 22 ssh2" >>"$T/auth-$v.log"
     check "MQTT $v: an event reaches Mosquitto" wait_for w "devices/dev-m$v/events {\"type\":\"device.login_failed\""
 done
+
+check "the 3.1.1 agent used the register API" grep -q "method=POST path=/api/v1/register status=200 .* id=dev-m4" "$T/kfd.log"
+check "the 5.0 agent used EST simpleenroll" grep -q "method=POST path=/.well-known/est/simpleenroll status=200 .* id=dev-m5" "$T/kfd.log"
+equals "EST gave it its certificate" "$(jq -r .deviceId "$T/m5.data/identity.json")" dev-m5
 
 # Mosquitto goes away; events raised meanwhile arrive when it is back
 stop_mosquitto
