@@ -113,3 +113,4 @@ echo "| bare OpenSSL mTLS handshake, both sides, in memory (tls_floor: server $(
 # ---- the hub beside Mosquitto ----
 kill "$KFD_PID" 2>/dev/null || true
 sh "$(dirname "$0")/hub_vs_mosquitto.sh" "$BUILD" "$WORK"
+sh "$(dirname "$0")/fleet_sim.sh" "$BUILD" "$WORK"

@@ -70,7 +70,8 @@ static const char usage[] =
     "  --qos 0|1            telemetry QoS (default 1)\n"
     "  --event-every S      each device reports a security event every S seconds (default 30;\n"
     "                       0: none)\n"
-    "  --renew-after S      each device renews S seconds into the run (default: never)\n"
+    "  --renew-after S      each device renews S to 1.5 S seconds after it connected\n"
+    "                       (default: never)\n"
     "  --threads N          worker threads (default 8)\n"
     "  --mqtt 4|5           MQTT 3.1.1 or 5 (default 4)\n"
     "  --json               the summary as JSON\n"
@@ -425,8 +426,10 @@ static void *worker_run(void *arg)
         v->next_pub = now + (o.rate > 0 ? (double)(rand() % 1000) / 1000.0 / o.rate : 0);
         v->next_event =
             now + (o.event_every > 0 ? (double)(rand() % 1000) / 1000.0 * o.event_every : 0);
-        v->renew_at =
-            o.renew_after >= 0 ? t0 + o.renew_after + (double)(rand() % 1000) / 1000.0 : -1;
+        /* S after it connected, spread over S/2 more: a fleet does not renew in one second */
+        v->renew_at = o.renew_after >= 0
+                          ? now + o.renew_after * (1.0 + (double)(rand() % 1000) / 2000.0)
+                          : -1;
     }
     while (!atomic_load(&stop_flag)) {
         double now = now_s();
