@@ -128,11 +128,20 @@ free_port() {
 start_tpm() {
     TPM_DIR="$T/tpm"
     mkdir -p "$TPM_DIR/state"
-    TPM_PORT=$(free_port)
-    swtpm socket --tpm2 --server type=tcp,port="$TPM_PORT",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$TPM_DIR/state" \
-        --flags not-need-init,startup-clear --pid file="$TPM_DIR/swtpm.pid" --daemon \
-        || { echo "swtpm did not start" >&2; return 1; }
+    # swtpm needs two ports, P and P+1; P+1 may be taken (another test, an outgoing connection),
+    # so try a few
+    local started=0
+    for _ in 1 2 3 4 5; do
+        TPM_PORT=$(free_port)
+        if swtpm socket --tpm2 --server type=tcp,port="$TPM_PORT",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$TPM_DIR/state" \
+            --flags not-need-init,startup-clear --pid file="$TPM_DIR/swtpm.pid" --daemon \
+            2>>"$TPM_DIR/swtpm.err"; then
+            started=1
+            break
+        fi
+    done
+    [ "$started" = 1 ] || { echo "swtpm did not start: $(cat "$TPM_DIR/swtpm.err")" >&2; return 1; }
     CLEANUP_HOOKS="${CLEANUP_HOOKS:-} stop_tpm"
     dbus-daemon --session --fork --print-address=1 --print-pid=1 >"$TPM_DIR/dbus" \
         || { echo "dbus-daemon did not start" >&2; return 1; }
