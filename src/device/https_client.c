@@ -12,28 +12,78 @@
 #include "common/ossl.h"
 #include "common/pem.h"
 
-/* The value of header `name` in `head` (NUL-terminated header block) into `out`; 0 if absent. */
-static int header(const char *head, const char *name, char *out, size_t cap)
+#define HEAD_MAX (16 * 1024)
+
+/* Case-insensitive comparison of `n` bytes with a lower-case name. */
+static int name_is(const char *p, size_t n, const char *lower)
 {
-    size_t nl = strlen(name);
-    const char *p = strstr(head, "\r\n");
-    while (p && p[2] && !(p[2] == '\r' && p[3] == '\n')) {
-        const char *line = p + 2, *end = strstr(line, "\r\n");
-        if (!end) return 0;
-        if ((size_t)(end - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
-            const char *v = line + nl + 1;
-            size_t vl;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            vl = (size_t)(end - v);
-            if (vl >= cap) vl = cap - 1;
-            memcpy(out, v, vl);
-            out[vl] = 0;
-            return 1;
-        }
-        p = end;
+    size_t i;
+    if (strlen(lower) != n) return 0;
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != lower[i]) return 0;
     }
-    return 0;
+    return 1;
+}
+
+/* Parses a decimal of at most 10 digits (no sign, no blanks); -1 otherwise. */
+static long long decimal(const char *p, size_t n)
+{
+    long long v = 0;
+    size_t i;
+    if (!n || n > 10) return -1;
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h)
+{
+    const char *end = memmem(buf, len < HEAD_MAX ? len : HEAD_MAX, "\r\n\r\n", 4), *line, *eol;
+    memset(h, 0, sizeof(*h));
+    if (!end) return len >= HEAD_MAX ? -1 : 0;
+    h->head_len = (size_t)(end - buf) + 4;
+    /* the status line: HTTP/1.x SSS reason */
+    if (h->head_len < 16 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
+        (buf[12] != ' ' && buf[12] != '\r'))
+        return -1;
+    if (decimal(buf + 9, 3) < 100 || decimal(buf + 9, 3) > 599) return -1;
+    h->status = (int)decimal(buf + 9, 3);
+    line = (const char *)memchr(buf, '\n', h->head_len) + 1;
+    while (line < end + 2) {
+        const char *colon, *v, *ve;
+        eol = memchr(line, '\r', (size_t)(end + 2 - line));
+        if (!eol || eol[1] != '\n') return -1;
+        colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line) return -1;
+        v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        ve = eol;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (name_is(line, (size_t)(colon - line), "content-length")) {
+            long long n = decimal(v, (size_t)(ve - v));
+            if (n < 0 || h->has_length) return -1; /* one, and a number */
+            h->content_length = (size_t)n;
+            h->has_length = 1;
+        } else if (name_is(line, (size_t)(colon - line), "retry-after")) {
+            long long n = decimal(v, (size_t)(ve - v));
+            h->retry_after_s = n > 0 && n < 86400 ? (unsigned)n : 0;
+        } else if (name_is(line, (size_t)(colon - line), "content-type")) {
+            size_t n = (size_t)(ve - v);
+            if (n >= sizeof(h->content_type)) n = sizeof(h->content_type) - 1;
+            memcpy(h->content_type, v, n);
+            h->content_type[n] = 0;
+        } else if (name_is(line, (size_t)(colon - line), "transfer-encoding")) {
+            h->chunked = 1; /* any coding: keyfleetd sends none */
+        }
+        line = eol + 2;
+    }
+    return 1;
 }
 
 enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *port,
@@ -44,8 +94,8 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
     struct kf_tlsc_conn *c = NULL;
     struct kf_buf req, in;
     enum kf_err rc;
-    char *head_end = NULL, val[64];
-    size_t want = (size_t)-1, head_len = 0;
+    struct kf_http_head head;
+    int have_head = 0;
 
     memset(resp, 0, sizeof(*resp));
     kf_buf_init(&resp->body, KF_HTTPS_RESPONSE_MAX);
@@ -67,6 +117,7 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
     for (;;) {
         char chunk[8192];
         size_t got = 0;
+        int hp;
         rc = kf_tlsc_read_some(c, chunk, sizeof(chunk), &got, timeout_ms);
         if (rc) goto out;
         if (got == 0) break;
@@ -76,27 +127,33 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
                          KF_HTTPS_RESPONSE_MAX);
             goto out;
         }
-        if (!head_end) {
-            kf_buf_str(&in);
-            head_end = strstr((char *)in.data, "\r\n\r\n");
-            if (head_end) {
-                head_len = (size_t)(head_end - (char *)in.data) + 4;
-                head_end[2] = 0; /* the header block ends with its last CRLF */
-                if (header((char *)in.data, "Content-Length", val, sizeof(val)))
-                    want = strtoul(val, NULL, 10);
-            }
+        if (!have_head) {
+            hp = kf_http_head_parse((const char *)in.data, in.len, &head);
+            if (hp < 0) break;
+            have_head = hp;
         }
-        if (head_end && want != (size_t)-1 && in.len - head_len >= want) break;
+        if (have_head && head.has_length && in.len - head.head_len >= head.content_length) break;
     }
-    if (!head_end || sscanf((char *)in.data, "HTTP/1.%*d %d", &resp->status) != 1) {
+    if (!have_head || kf_http_head_parse((const char *)in.data, in.len, &head) != 1) {
         rc = kf_fail(KF_E_MALFORMED, "%s:%s did not answer in HTTP", host, port);
         goto out;
     }
-    if (header((char *)in.data, "Retry-After", val, sizeof(val)))
-        resp->retry_after_s = (unsigned)strtoul(val, NULL, 10);
-    header((char *)in.data, "Content-Type", resp->content_type, sizeof(resp->content_type));
-    if (want != (size_t)-1 && in.len - head_len > want) in.len = head_len + want;
-    rc = kf_buf_append(&resp->body, in.data + head_len, in.len - head_len);
+    if (head.chunked) {
+        rc = kf_fail(KF_E_UNSUPPORTED,
+                     "%s:%s answered with a Transfer-Encoding this client does "
+                     "not take",
+                     host, port);
+        goto out;
+    }
+    if (head.has_length && in.len - head.head_len < head.content_length) {
+        rc = kf_fail(KF_E_MALFORMED, "the answer from %s:%s was cut short", host, port);
+        goto out;
+    }
+    resp->status = head.status;
+    resp->retry_after_s = head.retry_after_s;
+    snprintf(resp->content_type, sizeof(resp->content_type), "%s", head.content_type);
+    rc = kf_buf_append(&resp->body, in.data + head.head_len,
+                       head.has_length ? head.content_length : in.len - head.head_len);
 out:
     kf_tlsc_close(c);
     kf_buf_free(&req);

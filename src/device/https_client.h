@@ -20,6 +20,23 @@ struct kf_https_response {
     struct kf_buf body; /* owned: kf_buf_free */
 };
 
+/* The head of an HTTP/1.x answer, as kf_http_head_parse reads it. */
+struct kf_http_head {
+    int status;
+    unsigned retry_after_s; /* Retry-After in seconds (0: absent, or an HTTP date) */
+    char content_type[96];
+    size_t head_len;       /* bytes up to and including the blank line */
+    size_t content_length; /* when has_length */
+    int has_length, chunked;
+};
+
+/*
+ * Parses the head of an HTTP answer in `buf[0..len)` (not NUL-terminated). Returns 1 when the
+ * head is whole (`*h` filled), 0 when more bytes are needed, -1 when it is malformed (no status
+ * line, a bad Content-Length, a head longer than 16 KiB). Pure: no I/O, no allocation.
+ */
+int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h);
+
 /*
  * Sends `method path` with `body` (may be NULL) of `content_type` to `url_host:url_port` and
  * reads the whole answer. Verification failures of the server come back as KF_E_DENIED with the
