@@ -44,13 +44,23 @@ max_connections -1
 CONF
 ulimit -n 65536 2>/dev/null || true
 
+# A second keyfleetd on the same deployment, resuming with stateless tickets instead of the
+# session cache (hub tls_resumption = tickets): the other side of that trade, same run.
+TPORT=$(free_port)
+TPPORT=$(free_port)
+sed "/^\[provisioning\]/,/^\[/ s/^listen = .*/listen = 127.0.0.1:$TPPORT/; \
+/^\[hub\]/,\$ s/^listen = .*/listen = 127.0.0.1:$TPORT/; s/^tls_resumption = .*/tls_resumption = tickets/" \
+    "$HD/d/keyfleet.conf" >"$HD/tickets.conf"
 KEYFLEET_LOG=warn "$KFD" --dir "$HD/d" >"$HD/kfd.log" 2>&1 &
 KFD_PID=$!
+KEYFLEET_LOG=warn "$KFD" --dir "$HD/d" --config "$HD/tickets.conf" >"$HD/kfdt.log" 2>&1 &
+KFDT_PID=$!
 mosquitto -c "$HD/mosquitto.conf" >"$HD/mosq.log" 2>&1 &
 MOSQ_PID=$!
-trap 'kill $KFD_PID $MOSQ_PID 2>/dev/null || true' EXIT
+trap 'kill $KFD_PID $KFDT_PID $MOSQ_PID 2>/dev/null || true' EXIT
 sleep 1
-kill -0 "$KFD_PID" && kill -0 "$MOSQ_PID" || { cat "$HD/kfd.log" "$HD/mosq.log" >&2; exit 1; }
+kill -0 "$KFD_PID" && kill -0 "$KFDT_PID" && kill -0 "$MOSQ_PID" ||
+    { cat "$HD/kfd.log" "$HD/kfdt.log" "$HD/mosq.log" >&2; exit 1; }
 
 load() { # load PORT ARGS...
     p=$1
@@ -84,13 +94,18 @@ idle() { # idle PORT PID: bytes per idle connection at $IDLE connections
     awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }'
 }
 k=$(idle "$KPORT" "$KFD_PID")
+t=$(idle "$TPORT" "$KFDT_PID")
 m=$(idle "$MPORT" "$MOSQ_PID")
 echo "| memory per idle mTLS connection at $IDLE connections, bytes of RSS | $k | $m | $(ratio "$k" "$m") |"
+echo "| the same, keyfleetd with tls_resumption = tickets | $t | $m | $(ratio "$t" "$m") |"
 for resume in "" "--resume"; do
     k=$(field "$(load "$KPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
     m=$(field "$(load "$MPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
     echo "| reconnect storm from zero, mTLS connects/s (4,000 devices, 200 at a time${resume:+, TLS resumed}) | $k | $m | $(ratio "$k" "$m") |"
 done
+t=$(field "$(load "$TPORT" --mode connect --devices 4000 --concurrency 200)" connects_per_s)
+t=$(field "$(load "$TPORT" --mode connect --devices 4000 --concurrency 200 --resume)" connects_per_s)
+echo "| the resumed storm, keyfleetd with tls_resumption = tickets | $t | $m | $(ratio "$t" "$m") |"
 for qos in 0 1; do
     k=$(field "$(load "$KPORT" --mode publish --qos $qos --devices 100 --seconds 5 --window 10 \
         --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub)" delivered_per_s)

@@ -84,6 +84,8 @@ static const struct key keys[] = {
     I("hub", "flap_connects", hub_flap_connects, 1, 1000000),
     I("hub", "flap_window_s", hub_flap_window_s, 1, 86400),
     I("hub", "flap_ban_s", hub_flap_ban_s, 0, 86400 * 30),
+    I("hub", "tls_offload", hub_tls_offload, 0, 1),
+    S("hub", "tls_resumption", hub_tls_resumption),
     S("hub", "allow", hub_allow),
     S("hub", "deny", hub_deny),
 };
@@ -142,6 +144,8 @@ void kf_config_defaults(struct kf_config *c)
     c->hub_flap_connects = 10;
     c->hub_flap_window_s = 60;
     c->hub_flap_ban_s = 300;
+    c->hub_tls_offload = 1;
+    snprintf(c->hub_tls_resumption, sizeof(c->hub_tls_resumption), "cache");
     snprintf(c->hub_allow, sizeof(c->hub_allow), "any");
     snprintf(c->hub_deny, sizeof(c->hub_deny), "none");
 }
@@ -158,6 +162,10 @@ static enum kf_err check_str(const char *section, const char *name, const char *
     if (strcmp(name, "rate_action") == 0 || strcmp(name, "acl_action") == 0) {
         if (strcmp(value, "disconnect") != 0 && strcmp(value, "drop") != 0)
             return kf_fail(KF_E_CONFIG, "hub.%s = \"%.40s\" must be disconnect or drop", name,
+                           value);
+    } else if (strcmp(name, "tls_resumption") == 0) {
+        if (strcmp(value, "cache") != 0 && strcmp(value, "tickets") != 0)
+            return kf_fail(KF_E_CONFIG, "hub.tls_resumption = \"%.40s\" must be cache or tickets",
                            value);
     } else if ((strcmp(name, "allow") == 0 && strcmp(value, "any") != 0) ||
                (strcmp(name, "deny") == 0 && strcmp(value, "none") != 0)) {
@@ -397,14 +405,23 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "flap_ban_s = %d\n"
             "# Source networks (CIDR lists) allowed (\"any\") and refused (\"none\").\n"
             "allow = %s\n"
-            "deny = %s\n",
+            "deny = %s\n"
+            "# Idle TLS 1.3 connections: 1 lets keyfleetd's own record layer carry them after the\n"
+            "# handshake so that OpenSSL's per-connection state can go (about 15 KB each); 0 "
+            "keeps\n"
+            "# every connection in OpenSSL.\n"
+            "tls_offload = %d\n"
+            "# TLS resumption: cache (the server keeps each session: fastest reconnects, about\n"
+            "# 6 KB a connection) or tickets (stateless: the client keeps it, nothing here).\n"
+            "tls_resumption = %s\n",
             c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_max_connections,
             c->hub_max_connections_per_ip, c->hub_connect_rate_per_ip, c->hub_connect_burst,
             c->hub_max_handshakes, c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate,
             c->hub_byte_burst, c->hub_rate_action, c->hub_acl_action, c->hub_max_queued,
             c->hub_max_inflight, c->hub_max_subscriptions, c->hub_max_retained,
             c->hub_max_retained_bytes, c->hub_session_expiry_max_s, c->hub_flap_connects,
-            c->hub_flap_window_s, c->hub_flap_ban_s, c->hub_allow, c->hub_deny);
+            c->hub_flap_window_s, c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload,
+            c->hub_tls_resumption);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

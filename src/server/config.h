@@ -77,6 +77,8 @@ struct kf_config {
     int hub_flap_ban_s;           /* ... ban the id for this long (0: no flapping check) */
     char hub_allow[KF_CONF_PATH_MAX]; /* CIDRs allowed to connect ("" or "any": all) */
     char hub_deny[KF_CONF_PATH_MAX];  /* CIDRs refused ("" or "none": none) */
+    int hub_tls_offload;              /* 1: idle TLS 1.3 connections leave OpenSSL for tlsrec */
+    char hub_tls_resumption[16];      /* "cache" (server session cache) or "tickets" (stateless) */
 };
 
 /* Fills `c` with the defaults (relative paths; `dir` empty). */

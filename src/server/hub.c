@@ -1,13 +1,16 @@
 #include "server/hub.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -31,6 +34,7 @@
 #include "server/jsontext.h"
 #include "server/limits.h"
 #include "server/tls.h"
+#include "server/tlsrec.h"
 #include "server/worker.h"
 
 #define OUT_HIGH        (256 * 1024) /* stop pulling messages for a client beyond this */
@@ -55,6 +59,7 @@ struct hub_conf {
     int flap_window_s, flap_ban_s;
     int has_allow, has_deny;
     struct kf_cidr_list allow, deny;
+    int tls_offload;
 };
 
 /* What the hub remembers of an id between connections: flapping and the networks it used. */
@@ -129,6 +134,14 @@ struct hconn {
     uint32_t will_delay; /* MQTT 5 will delay interval, seconds */
     double msg_tokens, byte_tokens;
     int64_t refill_ms, last_rate_event, connected_at;
+    int tls_resumed;
+    /*
+     * While OpenSSL holds the connection, what tlsrec needs to take it over; once it has, `rec`
+     * carries the records and `bev` is a filter over a plain socket bufferevent.
+     */
+    struct kf_tlsrec_watch watch;
+    struct kf_tlsrec *rec;
+    int rec_eof; /* close_notify read: the end, once what came before it is handled */
     struct hconn *prev, *next;
 };
 
@@ -158,6 +171,7 @@ static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
     hc->flap_connects = (unsigned)cfg->hub_flap_connects;
     hc->flap_window_s = cfg->hub_flap_window_s;
     hc->flap_ban_s = cfg->hub_flap_ban_s;
+    hc->tls_offload = cfg->hub_tls_offload;
     /* Checked when the configuration was read. */
     if (strcmp(cfg->hub_allow, "any") != 0 &&
         kf_cidr_parse_list(cfg->hub_allow, &hc->allow) == KF_OK)
@@ -509,10 +523,21 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
     arm(c, CLOSE_GRACE_MS);
 }
 
+/* Bytes written but not yet on the wire (with tlsrec: the filter's and the socket's). */
+static size_t out_pending(const struct hconn *c)
+{
+    size_t n;
+    if (!c->bev) return 0;
+    n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->rec)
+        n += evbuffer_get_length(bufferevent_get_output(bufferevent_get_underlying(c->bev)));
+    return n;
+}
+
 static void maybe_free(struct hconn *c)
 {
     if (!c->closing) return;
-    if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) return;
+    if (out_pending(c) > 0) return;
     conn_free(c);
 }
 
@@ -908,7 +933,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
     event(c, "hub.connected", "info",
           kf_jsontext_pack("{s:s, s:s, s:i, s:b, s:b}", "id", c->id, "identity", kind_name(c->kind),
                            "mqtt", k->version == KF_MQTT_V5 ? 5 : 4, "session_present", present,
-                           "tls_resumed", kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev))));
+                           "tls_resumed", c->tls_resumed));
     if (unusual)
         event(c, "hub.unusual_ip", "warning",
               kf_jsontext_pack("{s:s, s:s}", "id", c->id, "ip", c->ip_text));
@@ -991,17 +1016,149 @@ static void conn_free(struct hconn *c)
     if (c->next) c->next->prev = c->prev;
     hw->n_conns--;
     kf_limits_conn_close(hw->hub->limits, &c->ip, c->handshake_pending);
-    if (c->bev) {
+    if (c->bev && c->rec) {
+        /* close_notify, best effort, as SSL_shutdown does it below */
+        struct kf_buf b;
+        kf_buf_init(&b, 64);
+        if (kf_tlsrec_close_notify(c->rec, &b) == KF_OK)
+            (void)!send(bufferevent_getfd(bufferevent_get_underlying(c->bev)), b.data, b.len,
+                        MSG_DONTWAIT | MSG_NOSIGNAL);
+        kf_buf_free(&b);
+        bufferevent_free(c->bev);
+    } else if (c->bev) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         if (ssl && !c->handshake_pending) SSL_shutdown(ssl);
         bufferevent_free(c->bev);
     }
+    kf_tlsrec_free(c->rec);
+    OPENSSL_cleanse(&c->watch, sizeof(c->watch));
     if (c->timer) event_free(c->timer);
     for (int i = 0; i <= TOPIC_ALIAS_MAX; i++)
         free(c->aliases[i].p);
     kf_msg_release(c->will);
     free(c);
     if (hw->draining && hw->n_conns == 0 && hw->idle_cb) hw->idle_cb(hw->idle_arg);
+}
+
+/* ---- TLS offload: idle TLS 1.3 connections carried by tlsrec instead of OpenSSL ---- */
+
+static struct kf_tlsrec_watch *watch_get(const SSL *ssl)
+{
+    struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
+    return c ? &c->watch : NULL;
+}
+
+static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evbuffer *dst,
+                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                void *arg)
+{
+    struct hconn *c = arg;
+    size_t len = evbuffer_get_length(src), used = 0;
+    struct kf_buf plain, reply;
+    const char *why = NULL;
+    enum kf_tlsrec_status st;
+    (void)limit;
+    (void)mode;
+    if (!len) return BEV_NEED_MORE;
+    kf_buf_init(&plain, len);
+    kf_buf_init(&reply, 256);
+    st = kf_tlsrec_open(c->rec, evbuffer_pullup(src, -1), len, &used, &plain, &reply, &why);
+    evbuffer_drain(src, used);
+    if (plain.len) evbuffer_add(dst, plain.data, plain.len);
+    if (reply.len) bufferevent_write(bufferevent_get_underlying(c->bev), reply.data, reply.len);
+    kf_buf_free(&plain);
+    kf_buf_free(&reply);
+    if (st == KF_TLSREC_BAD) {
+        kf_log(KF_LOG_INFO, "hub", "TLS record refused", "id", c->id, "ip", c->ip_text, "why", why,
+               NULL);
+        STAT_ADD(c->hw, malformed, 1);
+        return BEV_ERROR;
+    }
+    if (st == KF_TLSREC_CLOSED) {
+        /* what arrived before close_notify is read first (read_cb ends the connection) */
+        if (!used || !evbuffer_get_length(dst)) return BEV_ERROR; /* nothing before it: end now */
+        c->rec_eof = 1;
+        return BEV_OK;
+    }
+    return used ? BEV_OK : BEV_NEED_MORE;
+}
+
+static enum bufferevent_filter_result out_filter(struct evbuffer *src, struct evbuffer *dst,
+                                                 ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                 void *arg)
+{
+    struct hconn *c = arg;
+    size_t len = evbuffer_get_length(src);
+    struct kf_buf rec;
+    enum kf_err rc;
+    (void)limit;
+    (void)mode;
+    if (!len) return BEV_NEED_MORE;
+    kf_buf_init(&rec, len + (len / 16384 + 1) * 32);
+    rc = kf_tlsrec_seal(c->rec, evbuffer_pullup(src, -1), len, &rec);
+    if (!rc) {
+        evbuffer_add(dst, rec.data, rec.len);
+        evbuffer_drain(src, len);
+    }
+    kf_buf_free(&rec);
+    return rc ? BEV_ERROR : BEV_OK;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * When a connected TLS 1.3 connection is quiet (nothing buffered anywhere), tlsrec takes its
+ * records over and the SSL, with its buffers and handshake state, is freed; the session stays in
+ * the cache for resumption. Anything unusual and the connection simply stays with OpenSSL.
+ */
+static void maybe_offload(struct hconn *c)
+{
+    struct bufferevent *old = c->bev, *raw, *f;
+    struct kf_tlsrec *rec = NULL;
+    SSL *ssl;
+    int fd;
+
+    if (c->rec || !c->connected || c->closing || !old || !c->hw->conf.tls_offload) return;
+    if (evbuffer_get_length(bufferevent_get_output(old)) ||
+        evbuffer_get_length(bufferevent_get_input(old)))
+        return;
+    ssl = bufferevent_openssl_get_ssl(old);
+    if (!ssl || !kf_tlsrec_ready(ssl, &c->watch)) return;
+    fd = fcntl(bufferevent_getfd(old), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (kf_tlsrec_take(ssl, &c->watch, &rec) != KF_OK) {
+        kf_err_clear();
+        close(fd);
+        c->watch.unsafe = 1;
+        return;
+    }
+    raw = bufferevent_socket_new(c->hw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    f = raw ? bufferevent_filter_new(raw, in_filter, out_filter, BEV_OPT_CLOSE_ON_FREE, NULL, c)
+            : NULL;
+    if (!f) {
+        /* the SSL is untouched: it keeps the connection */
+        if (raw)
+            bufferevent_free(raw);
+        else
+            close(fd);
+        kf_tlsrec_free(rec);
+        c->watch.unsafe = 1;
+        return;
+    }
+    /* freed as if shut down, so that OpenSSL keeps the session for resumption */
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_ex_data(ssl, kf_tls_ex_index(), NULL);
+    c->rec = rec;
+    c->bev = f;
+    bufferevent_free(old);
+    bufferevent_setwatermark(raw, EV_WRITE, 0, OUT_HIGH);
+    bufferevent_setcb(f, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(f, EV_WRITE, OUT_LOW, 0);
+    bufferevent_enable(f, EV_READ | EV_WRITE);
+    STAT_ADD(c->hw, tls_offloaded, 1);
+    kf_log(KF_LOG_DEBUG, "hub", "TLS records taken over from OpenSSL", "id", c->id, NULL);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -1031,7 +1188,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
     if (c->closing) {
         evbuffer_drain(in, evbuffer_get_length(in));
         maybe_free(c);
+        return;
     }
+    if (c->rec_eof) {
+        event_cb(bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
+        return;
+    }
+    maybe_offload(c);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
@@ -1043,6 +1206,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     }
     /* New messages come through the inbox; here only what waited for room in the output. */
     if (c->backlog) flush(c);
+    maybe_offload(c);
 }
 
 /* The identity a handshake proved: a device id, or a service name and role. */
@@ -1077,6 +1241,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct hconn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         c->handshake_pending = 0;
+        c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev));
         kf_limits_handshake_done(c->hw->hub->limits);
         if (!identify(c)) {
             auth_failed(c, "no_identity",
@@ -1424,11 +1589,13 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     tc.cert_chain_path = cert;
     tc.key_uri = key;
     tc.session_cache = (unsigned)cfg->session_cache;
+    tc.stateless_tickets = strcmp(cfg->hub_tls_resumption, "tickets") == 0;
     tc.context = "keyfleet-hub";
     tc.verify = verify_cb;
     tc.verify_arg = h;
     rc = kf_tls_new(&tc, &h->tls);
     if (rc) goto fail;
+    kf_tlsrec_install(kf_tls_ctx(h->tls), watch_get);
     broker_conf_from(cfg, &bc);
     rc = kf_broker_new(&bc, &h->broker);
     if (rc) goto fail;
@@ -1520,6 +1687,7 @@ void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out)
         SUM(rate_limited);
         SUM(messages_received);
         SUM(messages_sent);
+        SUM(tls_offloaded);
 #undef SUM
     }
     pthread_mutex_unlock(&h->lock);

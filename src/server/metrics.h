@@ -152,7 +152,7 @@ struct kf_metrics_gauges {
     /* the hub (all 0 without one) */
     uint64_t hub_connections, hub_sessions, hub_retained, hub_queued;
     uint64_t hub_connects, hub_auth_failed, hub_refused, hub_malformed, hub_acl_denied,
-        hub_rate_limited, hub_received, hub_sent, hub_dropped; /* counters */
+        hub_rate_limited, hub_received, hub_sent, hub_dropped, hub_tls_offloaded; /* counters */
 };
 
 /* Zeroes `m`. Only before the worker starts writing (it is not atomic). */

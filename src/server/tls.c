@@ -86,7 +86,8 @@ enum kf_err kf_tls_new(const struct kf_tls_conf *conf, struct kf_tls **out)
     t->ctx = ctx;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+                                 SSL_OP_NO_COMPRESSION |
+                                 (conf->stateless_tickets ? 0 : SSL_OP_NO_TICKET));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL") ||
         !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
@@ -96,7 +97,8 @@ enum kf_err kf_tls_new(const struct kf_tls_conf *conf, struct kf_tls **out)
         goto fail;
     }
     /* Stateful resumption (SSL_OP_NO_TICKET makes TLS 1.3 tickets refer to the cache). */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_cache_mode(ctx, conf->stateless_tickets ? SSL_SESS_CACHE_OFF
+                                                                : SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, conf->session_cache ? conf->session_cache : 20000);
     SSL_CTX_set_timeout(ctx, conf->session_timeout > 0 ? conf->session_timeout : 3600);
     SSL_CTX_set_num_tickets(ctx, 1);
@@ -139,6 +141,11 @@ void kf_tls_free(struct kf_tls *t)
     if (!t) return;
     SSL_CTX_free(t->ctx);
     free(t);
+}
+
+struct ssl_ctx_st *kf_tls_ctx(struct kf_tls *t)
+{
+    return t->ctx;
 }
 
 struct ssl_st *kf_tls_ssl_new(struct kf_tls *t)

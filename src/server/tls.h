@@ -35,7 +35,13 @@ struct kf_tls_conf {
     const char *key_uri;         /* the server's private key (a file; or pkcs11:/tpm2:) */
     unsigned session_cache;      /* sessions kept for resumption */
     long session_timeout;        /* seconds a session may be resumed */
-    const char *context;         /* session id context: sessions never cross two contexts */
+    /*
+     * 0: resumption from the server's session cache (fast; each cached session holds the peer's
+     * parsed certificate, about 6 KB). 1: stateless TLS 1.3 tickets (the client holds the
+     * session, encrypted; nothing kept here; each resumption parses the certificate again).
+     */
+    int stateless_tickets;
+    const char *context; /* session id context: sessions never cross two contexts */
     /*
      * NULL: the chain is judged after the handshake (provisioning). Otherwise a client
      * certificate is required and `verify(verify_arg, ...)` judges it in the handshake.
@@ -50,6 +56,9 @@ void kf_tls_free(struct kf_tls *t);
 
 /* A new server-side connection object for the context (owned by the caller: SSL_free). */
 struct ssl_st *kf_tls_ssl_new(struct kf_tls *t);
+
+/* The OpenSSL context (borrowed), for callbacks a user installs (the hub's tlsrec). */
+struct ssl_ctx_st *kf_tls_ctx(struct kf_tls *t);
 
 /*
  * The client's certificate and the chain it sent (borrowed references become owned copies):

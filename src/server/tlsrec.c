@@ -106,10 +106,8 @@ void kf_tlsrec_install(SSL_CTX *ctx, struct kf_tlsrec_watch *(*get)(const SSL *s
     SSL_CTX_set_msg_callback(ctx, msg_cb);
 }
 
-static const char *suite_md(const SSL *ssl, const EVP_CIPHER **cipher, size_t *key_len)
+static const char *suite_by_name(const char *name, const EVP_CIPHER **cipher, size_t *key_len)
 {
-    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-    const char *name = c ? SSL_CIPHER_standard_name(c) : "";
     if (strcmp(name, "TLS_AES_128_GCM_SHA256") == 0) {
         *cipher = EVP_aes_128_gcm();
         *key_len = 16;
@@ -126,6 +124,17 @@ static const char *suite_md(const SSL *ssl, const EVP_CIPHER **cipher, size_t *k
         return "SHA256";
     }
     return NULL;
+}
+
+static const char *suite_name(const SSL *ssl)
+{
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+    return c ? SSL_CIPHER_standard_name(c) : "";
+}
+
+static const char *suite_md(const SSL *ssl, const EVP_CIPHER **cipher, size_t *key_len)
+{
+    return suite_by_name(suite_name(ssl), cipher, key_len);
 }
 
 int kf_tlsrec_ready(SSL *ssl, const struct kf_tlsrec_watch *w)
@@ -191,30 +200,45 @@ static int update(struct kf_tlsrec *r, struct dir *d, int enc)
     return rekey(r, d, enc);
 }
 
-enum kf_err kf_tlsrec_take(SSL *ssl, struct kf_tlsrec_watch *w, struct kf_tlsrec **out)
+enum kf_err kf_tlsrec_new(const char *suite, const uint8_t *read_secret,
+                          const uint8_t *write_secret, size_t len, uint64_t read_seq,
+                          uint64_t write_seq, struct kf_tlsrec **out)
 {
     struct kf_tlsrec *r;
     *out = NULL;
-    if (!kf_tlsrec_ready(ssl, w))
-        return kf_fail(KF_E_CONFLICT, "the connection cannot be taken over");
+    if (len != 32 && len != 48) return kf_fail(KF_E_INVALID, "a traffic secret is 32 or 48 bytes");
     r = calloc(1, sizeof(*r));
     if (!r) return kf_fail(KF_E_NOMEM, "out of memory");
-    r->md = suite_md(ssl, &r->cipher, &r->key_len);
-    r->secret_len = w->secret_len;
-    memcpy(r->rd.secret, w->client_secret, w->secret_len);
-    memcpy(r->wr.secret, w->server_secret, w->secret_len);
+    r->md = suite_by_name(suite, &r->cipher, &r->key_len);
+    if (!r->md) {
+        free(r);
+        return kf_fail(KF_E_UNSUPPORTED, "suite %s is not one tlsrec carries", suite);
+    }
+    r->secret_len = len;
+    memcpy(r->rd.secret, read_secret, len);
+    memcpy(r->wr.secret, write_secret, len);
     r->rd.ctx = EVP_CIPHER_CTX_new();
     r->wr.ctx = EVP_CIPHER_CTX_new();
     if (!r->rd.ctx || !r->wr.ctx || rekey(r, &r->rd, 0) || rekey(r, &r->wr, 1)) {
         kf_tlsrec_free(r);
-        OPENSSL_cleanse(w, sizeof(*w));
         return kf_ossl_fail(KF_E_CRYPTO, "cannot set up the record keys");
     }
-    r->rd.seq = w->read_seq;
-    r->wr.seq = w->write_seq;
-    OPENSSL_cleanse(w, sizeof(*w));
+    r->rd.seq = read_seq;
+    r->wr.seq = write_seq;
     *out = r;
     return KF_OK;
+}
+
+enum kf_err kf_tlsrec_take(SSL *ssl, struct kf_tlsrec_watch *w, struct kf_tlsrec **out)
+{
+    enum kf_err rc;
+    *out = NULL;
+    if (!kf_tlsrec_ready(ssl, w))
+        return kf_fail(KF_E_CONFLICT, "the connection cannot be taken over");
+    rc = kf_tlsrec_new(suite_name(ssl), w->client_secret, w->server_secret, w->secret_len,
+                       w->read_seq, w->write_seq, out);
+    OPENSSL_cleanse(w, sizeof(*w));
+    return rc;
 }
 
 void kf_tlsrec_free(struct kf_tlsrec *r)

@@ -52,6 +52,15 @@ int kf_tlsrec_ready(SSL *ssl, const struct kf_tlsrec_watch *w);
 /* Builds the record layer from `w` for `ssl`'s suite (`*out` owned). Wipes `w`'s secrets. */
 enum kf_err kf_tlsrec_take(SSL *ssl, struct kf_tlsrec_watch *w, struct kf_tlsrec **out);
 
+/*
+ * A record layer from explicit secrets: `suite` one of the names above, the client's secret
+ * (what is read) and the server's (what is written), `len` 32 or 48, and the records already
+ * counted each way. What kf_tlsrec_take() uses; also the tests' and the fuzz target's way in.
+ */
+enum kf_err kf_tlsrec_new(const char *suite, const uint8_t *read_secret,
+                          const uint8_t *write_secret, size_t len, uint64_t read_seq,
+                          uint64_t write_seq, struct kf_tlsrec **out);
+
 /* Frees and wipes; NULL is fine. */
 void kf_tlsrec_free(struct kf_tlsrec *r);
 

@@ -492,6 +492,7 @@ static void serve_metrics(struct conn *c)
         g.hub_auth_failed = hs.auth_failed;
         g.hub_refused = hs.refused;
         g.hub_malformed = hs.malformed;
+        g.hub_tls_offloaded = hs.tls_offloaded;
         g.hub_acl_denied = hs.acl_denied;
         g.hub_rate_limited = hs.rate_limited;
         g.hub_received = hs.messages_received;
