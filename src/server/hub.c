@@ -34,6 +34,7 @@
 #include "server/jsontext.h"
 #include "server/limits.h"
 #include "server/tls.h"
+#include "server/sesscache.h"
 #include "server/tlsrec.h"
 #include "server/worker.h"
 
@@ -76,6 +77,7 @@ struct kf_hubd {
     struct kf_deploy *deploy;
     struct kf_registry_holder *registry;
     struct kf_tls *tls;
+    struct kf_sesscache *sesscache; /* NULL with stateless tickets */
     struct kf_broker *broker;
     struct kf_limits *limits;
     char host[64];
@@ -141,7 +143,8 @@ struct hconn {
      */
     struct kf_tlsrec_watch watch;
     struct kf_tlsrec *rec;
-    int rec_eof; /* close_notify read: the end, once what came before it is handled */
+    int rec_eof;       /* close_notify read: the end, once what came before it is handled */
+    int resumed_ident; /* kind, id and serial came back from the session cache */
     struct hconn *prev, *next;
 };
 
@@ -1209,31 +1212,83 @@ static void write_cb(struct bufferevent *bev, void *arg)
     maybe_offload(c);
 }
 
-/* The identity a handshake proved: a device id, or a service name and role. */
-static int identify(struct hconn *c)
+/*
+ * The identity a certificate proves: a device id, or a service name and role. `id` gets the CN
+ * when it proves none (for the refusal's event).
+ */
+static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap, char *serial)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    X509 *x = SSL_get1_peer_certificate(ssl);
     struct kf_cert *cert = x ? kf_cert_wrap(x) : NULL;
     char role[32];
     int ok = 0;
 
     if (!cert) return 0;
-    kf_cert_serial_hex(cert, c->serial);
-    if (kf_cert_uri_san(cert, "urn:keyfleet:device:", c->id, sizeof(c->id)) == KF_OK) {
-        c->kind = KF_ACL_DEVICE;
+    kf_cert_serial_hex(cert, serial);
+    if (kf_cert_uri_san(cert, "urn:keyfleet:device:", id, idcap) == KF_OK) {
+        *kind = KF_ACL_DEVICE;
         ok = 1;
-    } else if (kf_cert_uri_san(cert, "urn:keyfleet:service:", c->id, sizeof(c->id)) == KF_OK &&
+    } else if (kf_cert_uri_san(cert, "urn:keyfleet:service:", id, idcap) == KF_OK &&
                kf_cert_uri_san(cert, "urn:keyfleet:role:", role, sizeof(role)) == KF_OK) {
-        if (strcmp(role, "reader") == 0) c->kind = KF_ACL_READER, ok = 1;
-        if (strcmp(role, "commander") == 0) c->kind = KF_ACL_COMMANDER, ok = 1;
+        if (strcmp(role, "reader") == 0) *kind = KF_ACL_READER, ok = 1;
+        if (strcmp(role, "commander") == 0) *kind = KF_ACL_COMMANDER, ok = 1;
     }
-    if (ok && kf_id_check("id", c->id) != KF_OK) ok = 0;
+    if (ok && kf_id_check("id", id) != KF_OK) ok = 0;
     kf_err_clear();
-    if (!ok) kf_cert_subject_cn(cert, c->id, sizeof(c->id));
+    if (!ok) kf_cert_subject_cn(cert, id, idcap);
     kf_err_clear();
     kf_cert_free(cert);
     return ok;
+}
+
+/* The identity the handshake proved, or that the resumed session brought back. */
+static int identify(struct hconn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (!x) return c->resumed_ident && kf_id_check("id", c->id) == KF_OK;
+    return cert_identity(x, &c->kind, c->id, sizeof(c->id), c->serial);
+}
+
+/* The session cache's view of an identity: kind, then id and serial, NUL-terminated. */
+static size_t sess_ident_cb(SSL *ssl, X509 *peer, uint8_t *out)
+{
+    enum kf_acl_kind kind = KF_ACL_DEVICE;
+    char id[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
+    size_t il, sl;
+    if (!peer) {
+        /* a new ticket on a resumed connection: the identity it was resumed with */
+        struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
+        if (!c || !c->resumed_ident) return 0;
+        kind = c->kind;
+        snprintf(id, sizeof(id), "%s", c->id);
+        snprintf(serial, sizeof(serial), "%s", c->serial);
+    } else {
+        X509_up_ref(peer); /* cert_identity takes one reference */
+        if (!cert_identity(peer, &kind, id, sizeof(id), serial)) return 0;
+    }
+    il = strlen(id);
+    sl = strlen(serial);
+    if (1 + il + 1 + sl + 1 > KF_SESSCACHE_IDENT_MAX) return 0;
+    out[0] = (uint8_t)kind;
+    memcpy(out + 1, id, il + 1);
+    memcpy(out + 2 + il, serial, sl + 1);
+    return 1 + il + 1 + sl + 1;
+}
+
+static void sess_resumed_cb(SSL *ssl, const uint8_t *ident, size_t len)
+{
+    struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
+    const char *id = (const char *)ident + 1, *serial;
+    size_t il;
+    if (!c || len < 4 || ident[len - 1] != 0) return;
+    il = strnlen(id, len - 1);
+    if (il + 2 >= len || il >= sizeof(c->id)) return;
+    serial = id + il + 1;
+    if (strlen(serial) >= sizeof(c->serial)) return;
+    c->kind = (enum kf_acl_kind)ident[0];
+    memcpy(c->id, id, il + 1);
+    memcpy(c->serial, serial, strlen(serial) + 1);
+    c->resumed_ident = 1;
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1596,6 +1651,12 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     rc = kf_tls_new(&tc, &h->tls);
     if (rc) goto fail;
     kf_tlsrec_install(kf_tls_ctx(h->tls), watch_get);
+    if (!tc.stateless_tickets) {
+        static const struct kf_sesscache_hooks hooks = {sess_ident_cb, sess_resumed_cb};
+        rc = kf_sesscache_new(kf_tls_ctx(h->tls), (size_t)cfg->session_cache, 3600, &hooks,
+                              &h->sesscache);
+        if (rc) goto fail;
+    }
     broker_conf_from(cfg, &bc);
     rc = kf_broker_new(&bc, &h->broker);
     if (rc) goto fail;
@@ -1622,6 +1683,7 @@ void kf_hub_free(struct kf_hubd *h)
     kf_broker_free(h->broker);
     kf_limits_free(h->limits);
     kf_tls_free(h->tls);
+    kf_sesscache_free(h->sesscache);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -41,6 +41,10 @@ for mode in cache tickets; do
     SUB12=$!
     check "$mode: a TLS 1.2 subscriber gets the telemetry too" wait_for tel12 "devices/dev-$mode/telemetry/t {}"
     kill "$SUB12" 2>/dev/null
+    # a resumed session brings the identity back, and revocation still applies to it
+    ok "$mode: revoke" device revoke "dev-$mode"
+    check "$mode: a revoked device is refused, resumed or not" \
+        event_with hub.auth_failed ".detail.id == \"dev-$mode\" and (.detail.reason == \"revoked\" or .detail.reason == \"device_revoked\")"
     kill -TERM "$AGENT_PID"
     wait "$AGENT_PID"
     equals "$mode: the agent's clean exit" "$?" 0
