@@ -732,13 +732,14 @@ int kf_device_run(struct kf_device *d, int timeout_ms)
             }
             pump_events(d);
             if (mnext < next) next = mnext;
-            if (next <= now) continue;
+            /* the caller's turn comes at the deadline, however busy the socket is */
+            if (now >= deadline) return 0;
             p.fd = kf_tlsc_fd(d->conn);
             p.events = (short)(POLLIN | (kf_mqttc_want_write(&d->mqtt) ? POLLOUT : 0));
             p.revents = 0;
-            r = poll(&p, 1, (int)(next - now));
+            r = poll(&p, 1, next > now ? (int)(next - now) : 1); /* never a busy loop */
             if (r < 0) return 0; /* a signal: the caller looks at its flags */
-            if (r == 0 && mono_ms() >= deadline) return 0;
+            if (mono_ms() >= deadline) return 0;
         } else {
             if (d->connect_at < next) next = d->connect_at;
             if (next > now) usleep((useconds_t)((next - now) * 1000));

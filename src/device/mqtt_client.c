@@ -443,6 +443,9 @@ enum kf_mqttc_status kf_mqttc_step(struct kf_mqttc *c, uint64_t now, uint64_t *n
         if (ka) {
             if (c->ping_out && now - c->ping_ms >= ka)
                 return fail(c, KF_MQTTC_TIMEOUT, "no PINGRESP within the keep-alive");
+            /* bytes that could not be written for a keep-alive and a half: the link is dead */
+            if (c->tx_off < c->tx_len && now - c->last_tx_ms >= ka + ka / 2)
+                return fail(c, KF_MQTTC_TIMEOUT, "the broker has taken nothing for too long");
             if (!c->ping_out && c->tx_len == 0 && now - c->last_tx_ms >= ka) {
                 uint8_t b[2];
                 size_t n;
