@@ -17,6 +17,7 @@
 
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/hostport.h"
 #include "common/log.h"
 #include "common/mqtt_codec.h"
 #include "common/ossl.h"
@@ -54,7 +55,8 @@ enum { FAIL_PROV = 0, FAIL_HUB = 1, FAIL_RENEW = 2, FAIL_SERVER_TLS = 3, FAIL_KI
 struct kf_device {
     struct kf_device_config cfg;
     char *dir, *url, *fcert, *fkey, *anchor, *hub_override;
-    char prov_host[256], prov_port[8], prov_prefix[256];
+    char prov_host[256], prov_prefix[256];
+    int prov_port;
     char identity_path[4096], running_path[4096];
     struct kf_key *factory;
     struct kf_buf factory_chain, anchor_pem;
@@ -179,13 +181,20 @@ static void failure(struct kf_device *d, int kind, const char *type, const char 
 
 /* ---- identity ---- */
 
-static void identity_clear(struct identity *id)
+/* Frees what `id` holds and zeroes it. */
+static void identity_release(struct identity *id)
 {
     kf_tlsc_free(id->tls);
     kf_key_free(id->key);
     kf_buf_free(&id->chain);
     kf_buf_free(&id->trust);
     memset(id, 0, sizeof(*id));
+}
+
+/* Releases `id` and makes it an empty identity, ready to be filled. */
+static void identity_clear(struct identity *id)
+{
+    identity_release(id);
     kf_buf_init(&id->chain, PEM_MAX);
     kf_buf_init(&id->trust, PEM_MAX);
 }
@@ -344,8 +353,8 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
                           const char *cn, int generation, struct identity *next, int kind,
                           uint32_t *retry_after_ms)
 {
-    char base[4200], label[64], problem[256], path[600];
-    struct kf_buf csr, der, b64, body;
+    char base[4200], label[64], problem[256];
+    struct kf_buf csr;
     struct kf_https_response r;
     enum kf_err rc;
     int reg = strcmp(endpoint, "register") == 0;
@@ -353,9 +362,6 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
 
     *retry_after_ms = 0;
     kf_buf_init(&csr, PEM_MAX);
-    kf_buf_init(&der, PEM_MAX);
-    kf_buf_init(&b64, PEM_MAX * 2);
-    kf_buf_init(&body, PEM_MAX * 2);
     memset(&r, 0, sizeof(r));
     kf_buf_init(&r.body, 1);
     snprintf(base, sizeof(base), "%s/op-%d", d->dir, generation);
@@ -371,24 +377,8 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
     next->generation = generation;
     rc = kf_csr_create(next->key, cn, &csr);
     if (rc) goto out;
-    if (reg) {
-        json_t *req = json_pack("{s:s}", "csr", kf_buf_str(&csr));
-        char *t = req ? json_dumps(req, JSON_COMPACT) : NULL;
-        json_decref(req);
-        rc = t ? kf_buf_append_str(&body, t) : KF_E_NOMEM;
-        free(t);
-        snprintf(path, sizeof(path), "%s/api/v1/register", d->prov_prefix);
-    } else {
-        char plabel[KF_PEM_LABEL_MAX];
-        size_t pos = 0;
-        rc = kf_pem_next((const char *)csr.data, csr.len, &pos, plabel, &der);
-        if (!rc) rc = kf_b64_encode(der.data, der.len, &body, 64);
-        snprintf(path, sizeof(path), "%s/.well-known/est/%s", d->prov_prefix, endpoint);
-    }
-    if (rc) goto out;
-    rc = kf_https_request(tls, d->prov_host, d->prov_port, "POST", path,
-                          reg ? "application/json" : "application/pkcs10", body.data, body.len,
-                          d->cfg.io_timeout_ms, &r, problem, sizeof(problem));
+    rc = kf_enroll_post(tls, d->prov_host, d->prov_port, d->prov_prefix, endpoint, &csr,
+                        d->cfg.io_timeout_ms, &r, problem, sizeof(problem));
     if (rc) {
         json_t *detail = json_pack("{s:s, s:s, s:s}", "server", d->url, "stage", endpoint,
                                    "message", kf_errmsg());
@@ -457,16 +447,9 @@ static enum kf_err enroll(struct kf_device *d, struct kf_tlsc *tls, const char *
     rc = identity_check(d, next);
     if (rc) kf_wrap(rc, "the certificate from %s is unusable", d->url);
 out:
-    if (rc && next->key_uri[0]) {
-        char full[URI_CAP];
-        if (kf_pkcs11_uri_with_query(next->key_uri, d->fkey, full, sizeof(full)) == KF_OK)
-            kf_keygen_remove(strncmp(next->key_uri, "pkcs11:", 7) == 0 ? full : next->key_uri);
-    }
+    if (rc && next->key_uri[0]) kf_keygen_remove(next->key_uri, d->fkey);
     json_decref(j);
     kf_buf_free(&csr);
-    kf_buf_free(&der);
-    kf_buf_free(&b64);
-    kf_buf_free(&body);
     kf_buf_free(&r.body);
     return rc;
 }
@@ -484,11 +467,7 @@ static enum kf_err adopt(struct kf_device *d, struct identity *next)
     d->have_id = 1;
     topics(d);
     schedule_renewal(d);
-    if (old_uri[0] && strcmp(old_uri, d->id.key_uri) != 0) {
-        char full[URI_CAP];
-        if (kf_pkcs11_uri_with_query(old_uri, d->fkey, full, sizeof(full)) == KF_OK)
-            kf_keygen_remove(strncmp(old_uri, "pkcs11:", 7) == 0 ? full : old_uri);
-    }
+    if (old_uri[0] && strcmp(old_uri, d->id.key_uri) != 0) kf_keygen_remove(old_uri, d->fkey);
     return KF_OK;
 }
 
@@ -518,9 +497,7 @@ static void provision(struct kf_device *d, uint64_t now)
     }
     if (!rc) rc = adopt(d, &next);
     kf_tlsc_free(tls);
-    identity_clear(&next);
-    kf_buf_free(&next.chain);
-    kf_buf_free(&next.trust);
+    identity_release(&next);
     if (rc) {
         d->prov_at = now + kf_backoff_next(&d->prov_bo, rand32(), retry);
         kf_log(KF_LOG_WARN, "device", "provisioning failed", "error", kf_errmsg(), NULL);
@@ -547,11 +524,12 @@ static void drop_connection(struct kf_device *d, const char *why, uint64_t now, 
 
 static void connect_hub(struct kf_device *d, uint64_t now)
 {
-    char host[256], port[8], problem[256];
+    char host[256], problem[256];
     const char *hub = d->hub_override ? d->hub_override : d->id.hub;
     enum kf_err rc;
+    int port = 0;
 
-    rc = kf_hostport_split(hub, "the hub endpoint", host, sizeof(host), port, sizeof(port));
+    rc = kf_hostport_split(hub, "the hub endpoint", host, sizeof(host), &port);
     if (!rc)
         rc = kf_tlsc_connect(d->id.tls, host, port, d->cfg.io_timeout_ms, &d->conn, problem,
                              sizeof(problem));
@@ -647,9 +625,7 @@ static void renew(struct kf_device *d, uint64_t now)
     rc = enroll(d, d->id.tls, "simplereenroll", d->id.device_id, d->id.generation + 1, &next,
                 FAIL_RENEW, &retry);
     if (!rc) rc = adopt(d, &next);
-    identity_clear(&next);
-    kf_buf_free(&next.chain);
-    kf_buf_free(&next.trust);
+    identity_release(&next);
     if (rc) {
         d->renew_retry_at = now + kf_backoff_next(&d->renew_bo, rand32(), retry);
         kf_log(KF_LOG_WARN, "device", "renewal failed", "error", kf_errmsg(), NULL);
@@ -795,8 +771,8 @@ int kf_device_open(const struct kf_device_config *cfg, struct kf_device **out)
         rc = kf_fail(KF_E_NOMEM, "out of memory");
         goto fail;
     }
-    rc = kf_https_url_split(d->url, d->prov_host, sizeof(d->prov_host), d->prov_port,
-                            sizeof(d->prov_port), d->prov_prefix, sizeof(d->prov_prefix));
+    rc = kf_https_url_split(d->url, d->prov_host, sizeof(d->prov_host), &d->prov_port,
+                            d->prov_prefix, sizeof(d->prov_prefix));
     if (rc) goto fail;
     if (mkdir(d->dir, 0700) != 0 && errno != EEXIST) {
         rc = kf_fail(KF_E_IO, "cannot create the data directory %s: %s", d->dir, strerror(errno));
@@ -951,9 +927,7 @@ void kf_device_close(struct kf_device *d, int flush_ms)
     if (d->evq && d->running_path[0]) unlink(d->running_path);
     if (d->dir) kf_file_sync_dir(d->dir);
     kf_evq_close(d->evq);
-    identity_clear(&d->id);
-    kf_buf_free(&d->id.chain);
-    kf_buf_free(&d->id.trust);
+    identity_release(&d->id);
     kf_key_free(d->factory);
     kf_buf_free(&d->factory_chain);
     kf_buf_free(&d->anchor_pem);

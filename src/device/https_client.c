@@ -6,10 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
 #include "common/ossl.h"
+#include "common/hostport.h"
 #include "common/pem.h"
 
 #define HEAD_MAX (16 * 1024)
@@ -86,10 +88,10 @@ int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h)
     return 1;
 }
 
-enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *port,
-                             const char *method, const char *path, const char *content_type,
-                             const void *body, size_t len, int timeout_ms,
-                             struct kf_https_response *resp, char *problem, size_t cap)
+enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, int port, const char *method,
+                             const char *path, const char *content_type, const void *body,
+                             size_t len, int timeout_ms, struct kf_https_response *resp,
+                             char *problem, size_t cap)
 {
     struct kf_tlsc_conn *c = NULL;
     struct kf_buf req, in;
@@ -104,7 +106,7 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
     rc = kf_tlsc_connect(t, host, port, timeout_ms, &c, problem, cap);
     if (rc) goto out;
     rc = kf_buf_appendf(&req,
-                        "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: libkeyfleet/" KF_VERSION
+                        "%s %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: libkeyfleet/" KF_VERSION
                         "\r\nAccept: */*\r\nConnection: close\r\n",
                         method, path, host, port);
     if (!rc && body)
@@ -135,18 +137,18 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *po
         if (have_head && head.has_length && in.len - head.head_len >= head.content_length) break;
     }
     if (!have_head || kf_http_head_parse((const char *)in.data, in.len, &head) != 1) {
-        rc = kf_fail(KF_E_MALFORMED, "%s:%s did not answer in HTTP", host, port);
+        rc = kf_fail(KF_E_MALFORMED, "%s:%d did not answer in HTTP", host, port);
         goto out;
     }
     if (head.chunked) {
         rc = kf_fail(KF_E_UNSUPPORTED,
-                     "%s:%s answered with a Transfer-Encoding this client does "
+                     "%s:%d answered with a Transfer-Encoding this client does "
                      "not take",
                      host, port);
         goto out;
     }
     if (head.has_length && in.len - head.head_len < head.content_length) {
-        rc = kf_fail(KF_E_MALFORMED, "the answer from %s:%s was cut short", host, port);
+        rc = kf_fail(KF_E_MALFORMED, "the answer from %s:%d was cut short", host, port);
         goto out;
     }
     resp->status = head.status;
@@ -161,8 +163,8 @@ out:
     return rc;
 }
 
-enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
-                               char *prefix, size_t xcap)
+enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, int *port, char *prefix,
+                               size_t xcap)
 {
     const char *p, *slash;
     char hp[300];
@@ -184,7 +186,43 @@ enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *p
             return kf_fail(KF_E_INVALID, "the URL's host is too long");
         strcat(hp, ":443");
     }
-    return kf_hostport_split(hp, "the provisioning URL", host, hcap, port, pcap);
+    return kf_hostport_split(hp, "the provisioning URL", host, hcap, port);
+}
+
+enum kf_err kf_enroll_post(struct kf_tlsc *t, const char *host, int port, const char *prefix,
+                           const char *endpoint, const struct kf_buf *csr_pem, int timeout_ms,
+                           struct kf_https_response *resp, char *problem, size_t cap)
+{
+    int reg = strcmp(endpoint, "register") == 0;
+    struct kf_buf body, der;
+    char path[600];
+    enum kf_err rc;
+
+    memset(resp, 0, sizeof(*resp));
+    kf_buf_init(&resp->body, 1);
+    kf_buf_init(&body, csr_pem->len * 2 + 64);
+    kf_buf_init(&der, csr_pem->len);
+    if (reg) {
+        json_t *req = json_pack("{s:s}", "csr", kf_buf_str(csr_pem));
+        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        rc = text ? kf_buf_append_str(&body, text) : kf_fail(KF_E_NOMEM, "out of memory");
+        free(text);
+        snprintf(path, sizeof(path), "%s/api/v1/register", prefix);
+    } else {
+        char label[KF_PEM_LABEL_MAX];
+        size_t pos = 0;
+        rc = kf_pem_next((const char *)csr_pem->data, csr_pem->len, &pos, label, &der);
+        if (!rc) rc = kf_b64_encode(der.data, der.len, &body, 64);
+        snprintf(path, sizeof(path), "%s/.well-known/est/%s", prefix, endpoint);
+    }
+    if (!rc)
+        rc = kf_https_request(t, host, port, "POST", path,
+                              reg ? "application/json" : "application/pkcs10", body.data, body.len,
+                              timeout_ms, resp, problem, cap);
+    kf_buf_free(&body);
+    kf_buf_free(&der);
+    return rc;
 }
 
 /* The certificates of an EST certs-only answer (base64 DER PKCS#7), as a PEM chain. */

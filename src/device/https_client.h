@@ -42,14 +42,23 @@ int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h);
  * reads the whole answer. Verification failures of the server come back as KF_E_DENIED with the
  * reason in `problem` (see kf_tlsc_connect). `resp->body` is initialised even on failure.
  */
-enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, const char *port,
-                             const char *method, const char *path, const char *content_type,
-                             const void *body, size_t len, int timeout_ms,
-                             struct kf_https_response *resp, char *problem, size_t cap);
+enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, int port, const char *method,
+                             const char *path, const char *content_type, const void *body,
+                             size_t len, int timeout_ms, struct kf_https_response *resp,
+                             char *problem, size_t cap);
 
 /* Splits "https://host:port[/prefix]" into host, port (default 443) and a path prefix. */
-enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, char *port, size_t pcap,
-                               char *prefix, size_t xcap);
+enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, int *port, char *prefix,
+                               size_t xcap);
+
+/*
+ * Sends the CSR `csr_pem` to keyfleetd's provisioning `endpoint` under `prefix` (the URL's
+ * path): "register" (POST /api/v1/register, JSON {"csr": PEM}) or an EST one, "simpleenroll" or
+ * "simplereenroll" (base64 DER, application/pkcs10). As kf_https_request otherwise.
+ */
+enum kf_err kf_enroll_post(struct kf_tlsc *t, const char *host, int port, const char *prefix,
+                           const char *endpoint, const struct kf_buf *csr_pem, int timeout_ms,
+                           struct kf_https_response *resp, char *problem, size_t cap);
 
 /*
  * Appends, as PEM, the certificates of an EST certs-only answer (RFC 7030: base64 of a DER

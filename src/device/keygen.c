@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/encoder.h>
 #include <openssl/evp.h>
 
@@ -76,10 +77,13 @@ enum kf_err kf_keygen_like(const struct kf_key *factory, const char *factory_uri
     }
 }
 
-void kf_keygen_remove(const char *uri)
+void kf_keygen_remove(const char *uri, const char *factory_uri)
 {
     if (strncmp(uri, "pkcs11:", 7) == 0) {
-        kf_pkcs11_destroy(uri);
+        char full[2048];
+        if (kf_pkcs11_uri_with_query(uri, factory_uri, full, sizeof(full)) == KF_OK)
+            kf_pkcs11_destroy(full);
+        OPENSSL_cleanse(full, sizeof(full));
         return;
     }
     if (strncmp(uri, "tpm2:", 5) == 0) uri += 5;

@@ -19,7 +19,10 @@
 enum kf_err kf_keygen_like(const struct kf_key *factory, const char *factory_uri, const char *base,
                            const char *label, char *uri, size_t cap, struct kf_key **out);
 
-/* Removes a key made by kf_keygen_like (its file, or its token objects); best effort. */
-void kf_keygen_remove(const char *uri);
+/*
+ * Removes a key made by kf_keygen_like (its file, or its token objects, reached with the
+ * module and PIN of `factory_uri`); best effort.
+ */
+void kf_keygen_remove(const char *uri, const char *factory_uri);
 
 #endif

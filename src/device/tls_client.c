@@ -191,14 +191,16 @@ static int is_ip(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-enum kf_err kf_tlsc_connect(struct kf_tlsc *t, const char *host, const char *port, int timeout_ms,
+enum kf_err kf_tlsc_connect(struct kf_tlsc *t, const char *host, int port_num, int timeout_ms,
                             struct kf_tlsc_conn **out, char *problem, size_t cap)
 {
     long long deadline = now_ms() + timeout_ms;
     struct kf_tlsc_conn *c;
     enum kf_err rc;
+    char port[8];
 
     *out = NULL;
+    snprintf(port, sizeof(port), "%d", port_num);
     if (problem && cap) problem[0] = 0;
     c = calloc(1, sizeof(*c));
     if (!c) return kf_fail(KF_E_NOMEM, "out of memory");
@@ -331,33 +333,4 @@ void kf_tlsc_close(struct kf_tlsc_conn *c)
     ERR_clear_error();
     if (c->fd >= 0) close(c->fd);
     free(c);
-}
-
-enum kf_err kf_hostport_split(const char *text, const char *what, char *host, size_t hcap,
-                              char *port, size_t pcap)
-{
-    const char *colon, *h = text;
-    size_t hl;
-    if (!text || !*text) return kf_fail(KF_E_INVALID, "%s is empty", what);
-    if (text[0] == '[') {
-        const char *end = strchr(text, ']');
-        if (!end || end[1] != ':')
-            return kf_fail(KF_E_INVALID, "%s \"%s\" is not [v6]:port", what, text);
-        h = text + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (!colon) return kf_fail(KF_E_INVALID, "%s \"%s\" has no port (host:port)", what, text);
-        hl = (size_t)(colon - text);
-    }
-    if (!hl || hl >= hcap) return kf_fail(KF_E_INVALID, "%s \"%s\" has a bad host", what, text);
-    if (!colon[1] || strlen(colon + 1) >= pcap ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) < 1 ||
-        atoi(colon + 1) > 65535)
-        return kf_fail(KF_E_INVALID, "%s \"%s\" has a bad port", what, text);
-    memcpy(host, h, hl);
-    host[hl] = 0;
-    snprintf(port, pcap, "%s", colon + 1);
-    return KF_OK;
 }

@@ -31,7 +31,7 @@ void kf_tlsc_free(struct kf_tlsc *t);
  * words for it ("certificate verify failed: hostname mismatch"). The connection is
  * non-blocking afterwards.
  */
-enum kf_err kf_tlsc_connect(struct kf_tlsc *t, const char *host, const char *port, int timeout_ms,
+enum kf_err kf_tlsc_connect(struct kf_tlsc *t, const char *host, int port, int timeout_ms,
                             struct kf_tlsc_conn **out, char *problem, size_t cap);
 
 /* The socket, to poll. */
@@ -51,9 +51,5 @@ enum kf_err kf_tlsc_read_some(struct kf_tlsc_conn *c, void *buf, size_t cap, siz
 
 /* Sends close_notify (best effort) and frees. NULL is fine. */
 void kf_tlsc_close(struct kf_tlsc_conn *c);
-
-/* Splits "host:port" or "[v6]:port" into its parts; KF_E_INVALID naming `what` otherwise. */
-enum kf_err kf_hostport_split(const char *text, const char *what, char *host, size_t hcap,
-                              char *port, size_t pcap);
 
 #endif

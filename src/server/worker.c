@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/hostport.h"
 #include "common/ident.h"
 #include "common/log.h"
 #include "common/timefmt.h"
@@ -89,32 +90,12 @@ struct conn {
 
 enum kf_err kf_listen_parse(const char *text, char *host, size_t cap, int *port)
 {
-    const char *colon;
-    char *end;
-    long p;
-    size_t hl;
-
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (!close || close[1] != ':')
-            return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is not [IPv6]:port", text);
-        hl = (size_t)(close - text - 1);
-        if (hl >= cap) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is too long", text);
-        memcpy(host, text + 1, hl);
-        host[hl] = '\0';
-        colon = close + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (!colon) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is not host:port", text);
-        hl = (size_t)(colon - text);
-        if (hl >= cap) return kf_fail(KF_E_CONFIG, "listen address \"%.60s\" is too long", text);
-        memcpy(host, text, hl);
-        host[hl] = '\0';
+    enum kf_err rc = kf_hostport_split(text, "listen address", host, cap, port);
+    if (rc) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", kf_errmsg());
+        return kf_fail(KF_E_CONFIG, "%s", why);
     }
-    p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || p < 1 || p > 65535)
-        return kf_fail(KF_E_CONFIG, "listen address \"%.60s\": the port must be 1 to 65535", text);
-    *port = (int)p;
     return KF_OK;
 }
 

@@ -34,6 +34,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/file.h"
+#include "common/hostport.h"
 #include "common/log.h"
 #include "common/ossl.h"
 #include "common/pki_cert.h"
@@ -105,7 +106,8 @@ static struct lat lat_ack = {PTHREAD_MUTEX_INITIALIZER, NULL, 0};
 static struct kf_cert *factory_ca;
 static struct kf_key *factory_ca_key;
 static struct kf_buf trust_pem;
-static char prov_host[256], prov_port[8], prov_prefix[256];
+static char prov_host[256], prov_prefix[256];
+static int prov_port;
 static double t0;
 
 static double now_s(void)
@@ -146,7 +148,8 @@ struct vdev {
     char id[64];
     struct kf_key *fkey, *okey;
     struct kf_buf fchain, ochain;
-    char hub_host[256], hub_port[8];
+    char hub_host[256];
+    int hub_port;
     struct kf_tlsc *tls;
     struct kf_tlsc_conn *conn;
     struct kf_mqttc m;
@@ -207,15 +210,14 @@ static int enroll(struct vdev *v, int renewal)
 {
     struct kf_tlsc *tls = NULL;
     struct kf_key *key = NULL;
-    struct kf_buf csr, body;
+    struct kf_buf csr;
     struct kf_https_response r;
-    char path[400], problem[256];
+    char problem[256];
     double start = now_s();
     enum kf_err rc;
     int ok = 0;
 
     kf_buf_init(&csr, 8192);
-    kf_buf_init(&body, 32768);
     memset(&r, 0, sizeof(r));
     kf_buf_init(&r.body, 1);
     rc = kf_key_generate(KF_KEY_EC_P256, &key);
@@ -226,24 +228,11 @@ static int enroll(struct vdev *v, int renewal)
                      : kf_tlsc_new((const char *)v->fchain.data, v->fchain.len, v->fkey,
                                    (const char *)trust_pem.data, trust_pem.len, &tls);
     if (rc) goto out;
-    if (!renewal) {
-        json_t *j = json_pack("{s:s}", "csr", kf_buf_str(&csr));
-        char *text = json_dumps(j, JSON_COMPACT);
-        json_decref(j);
-        kf_buf_append_str(&body, text);
-        free(text);
-        snprintf(path, sizeof(path), "%s/api/v1/register", prov_prefix);
-    } else {
-        /* EST wants the CSR's DER in base64: PEM without its armour lines is that */
-        const char *s = kf_buf_str(&csr), *b = strchr(s, '\n'), *e = strstr(s, "-----END");
-        if (b && e && e > b) kf_buf_append(&body, b + 1, (size_t)(e - b - 1));
-        snprintf(path, sizeof(path), "%s/.well-known/est/simplereenroll", prov_prefix);
-    }
     for (int attempt = 0; attempt < 20; attempt++) {
         kf_buf_free(&r.body);
-        rc = kf_https_request(tls, prov_host, prov_port, "POST", path,
-                              renewal ? "application/pkcs10" : "application/json", body.data,
-                              body.len, 15000, &r, problem, sizeof(problem));
+        rc = kf_enroll_post(tls, prov_host, prov_port, prov_prefix,
+                            renewal ? "simplereenroll" : "register", &csr, 15000, &r, problem,
+                            sizeof(problem));
         if (rc || (r.status != 429 && r.status != 503) || atomic_load(&stop_flag)) break;
         atomic_fetch_add(&n_throttled, 1);
         /* as the server asks, and a little more so that the fleet does not come back at once */
@@ -269,8 +258,7 @@ static int enroll(struct vdev *v, int renewal)
         if (cert) kf_buf_append_str(&v->ochain, cert);
         if (o.hub) hub = o.hub;
         if (!cert || !hub ||
-            kf_hostport_split(hub, "the hub", v->hub_host, sizeof(v->hub_host), v->hub_port,
-                              sizeof(v->hub_port))) {
+            kf_hostport_split(hub, "the hub", v->hub_host, sizeof(v->hub_host), &v->hub_port)) {
             kf_log(KF_LOG_WARN, "sim", "no certificate or hub in the answer", "device", v->id,
                    NULL);
             atomic_fetch_add(&n_prov_failed, 1);
@@ -309,7 +297,6 @@ out:
     kf_key_free(key);
     kf_tlsc_free(tls);
     kf_buf_free(&csr);
-    kf_buf_free(&body);
     kf_buf_free(&r.body);
     return ok;
 }
@@ -683,8 +670,8 @@ int main(int argc, char **argv)
     kf_buf_init(&trust_pem, 65536);
     if (kf_cert_load_file(o.ca_cert, &factory_ca) || kf_key_load(o.ca_key, NULL, &factory_ca_key) ||
         kf_buf_read_file(&trust_pem, o.trust) ||
-        kf_https_url_split(o.url, prov_host, sizeof(prov_host), prov_port, sizeof(prov_port),
-                           prov_prefix, sizeof(prov_prefix))) {
+        kf_https_url_split(o.url, prov_host, sizeof(prov_host), &prov_port, prov_prefix,
+                           sizeof(prov_prefix))) {
         fprintf(stderr, "keyfleet-sim: %s\n", kf_errmsg());
         return 1;
     }
