@@ -8,11 +8,14 @@
  *
  *   hub_load --connect HOST:PORT --cacert ROOT --ca ISSUING.pem --ca-key ISSUING.key
  *            --mode connect|idle|publish [--devices N] [--concurrency C] [--resume]
- *            [--qos 0|1] [--seconds S] [--window W] [--sub-cert F --sub-key F --sub-id ID]
+ *            [--broker-pid PID] [--qos 0|1] [--seconds S] [--window W]
+ *            [--sub-cert F --sub-key F --sub-id ID]
  *
  *   connect  N devices connect from zero (TCP, full TLS handshake, CONNECT, CONNACK), C at a time;
  *            with --resume a first, untimed pass collects each device's TLS session and the timed
- *            pass resumes it. Prints connects_per_s.
+ *            pass resumes it. Prints connects_per_s, and generator_cpu_us: this process's CPU
+ *            (user + system) per connection during the timed pass; with --broker-pid PID also
+ *            broker_cpu_us, the same for that process (read from /proc).
  *   idle     connects N devices, prints "ready" and holds them for S seconds (the caller reads the
  *            broker's memory meanwhile).
  *   publish  connects N devices and a subscriber (the --sub identity) to devices/+/telemetry/#
@@ -68,10 +71,10 @@ struct client {
 
 static struct {
     const char *connect, *cacert, *ca, *ca_key, *mode, *sub_cert, *sub_key, *sub_id;
-    long devices, concurrency, window;
+    long devices, concurrency, window, broker_pid;
     int resume, qos;
     double seconds;
-} o = {NULL, NULL, NULL, NULL, "connect", NULL, NULL, "bench-sub", 1000, 100, 10, 0, 1, 5};
+} o = {NULL, NULL, NULL, NULL, "connect", NULL, NULL, "bench-sub", 1000, 100, 10, 0, 0, 1, 5};
 
 static struct sockaddr_in target;
 static SSL_CTX *ctx;
@@ -84,6 +87,33 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double process_cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The CPU (user + system) process PID has used so far, in seconds; -1 if it cannot be read. */
+static double pid_cpu_s(long pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long utime, stime;
+    FILE *f;
+    size_t n;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (!(f = fopen(path, "r"))) return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15, counted after the command name, which may hold spaces. */
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                     &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static void die(const char *what)
@@ -446,12 +476,13 @@ static void pump(struct client *cl, long n, double seconds, int publish)
 static const char usage[] =
     "usage: hub_load --connect HOST:PORT --cacert ROOT --ca CA.pem --ca-key CA.key\n"
     "                --mode connect|idle|publish [--devices N] [--concurrency C] [--resume]\n"
-    "                [--qos 0|1] [--seconds S] [--window W] [--sub-cert F --sub-key F --sub-id "
-    "ID]\n";
+    "                [--broker-pid PID] [--qos 0|1] [--seconds S] [--window W]\n"
+    "                [--sub-cert F --sub-key F --sub-id ID]\n";
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
+        /* clang-format off */
         {"connect", required_argument, NULL, 'c'},
         {"cacert", required_argument, NULL, 'r'},
         {"ca", required_argument, NULL, 'a'},
@@ -460,6 +491,7 @@ int main(int argc, char **argv)
         {"devices", required_argument, NULL, 'n'},
         {"concurrency", required_argument, NULL, 'C'},
         {"resume", no_argument, NULL, 'R'},
+        {"broker-pid", required_argument, NULL, 'P'},
         {"qos", required_argument, NULL, 'q'},
         {"seconds", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'},
@@ -467,6 +499,7 @@ int main(int argc, char **argv)
         {"sub-key", required_argument, NULL, 'K'},
         {"sub-id", required_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
+        /* clang-format on */
     };
     struct client *cl, sub;
     X509 *ca;
@@ -483,6 +516,7 @@ int main(int argc, char **argv)
         case 'k': o.ca_key = optarg; break;
         case 'm': o.mode = optarg; break;
         case 'n': o.devices = atol(optarg); break;
+        case 'P': o.broker_pid = atol(optarg); break;
         case 'C': o.concurrency = atol(optarg); break;
         case 'R': o.resume = 1; break;
         case 'q': o.qos = atoi(optarg); break;
@@ -533,13 +567,20 @@ int main(int argc, char **argv)
                 hangup(&cl[i]);
             usleep(300000);
         }
+        double cpu0 = process_cpu_s(), broker0 = o.broker_pid ? pid_cpu_s(o.broker_pid) : -1;
         secs = connect_all(cl, o.devices);
+        double cpu = process_cpu_s() - cpu0;
+        double broker = broker0 >= 0 ? pid_cpu_s(o.broker_pid) - broker0 : -1;
         long resumed = 0;
         for (long i = 0; i < o.devices; i++)
             if (cl[i].ssl && SSL_session_reused(cl[i].ssl)) resumed++;
         printf("mode=connect devices=%ld connected=%ld failed=%ld seconds=%.3f connects_per_s=%.0f "
-               "resumed=%ld\n",
-               o.devices, ready_count, failed_count, secs, (double)ready_count / secs, resumed);
+               "resumed=%ld generator_cpu_us=%.0f",
+               o.devices, ready_count, failed_count, secs, (double)ready_count / secs, resumed,
+               ready_count ? cpu / (double)ready_count * 1e6 : 0.0);
+        if (broker >= 0 && ready_count)
+            printf(" broker_cpu_us=%.0f", broker / (double)ready_count * 1e6);
+        putchar('\n');
         return failed_count ? 1 : 0;
     }
     if (strcmp(o.mode, "idle") == 0) {

@@ -98,10 +98,24 @@ t=$(idle "$TPORT" "$KFDT_PID")
 m=$(idle "$MPORT" "$MOSQ_PID")
 echo "| memory per idle mTLS connection at $IDLE connections, bytes of RSS | $k | $m | $(ratio "$k" "$m") |"
 echo "| the same, keyfleetd with tls_resumption = tickets | $t | $m | $(ratio "$t" "$m") |"
+# A storm, with the broker's CPU (user + system, read by the generator from /proc over the timed
+# pass only) and the generator's own, per connection.
+storm() { # storm PORT PID [--resume]: sets rate, broker_us, gen_us
+    out=$(load "$1" --mode connect --devices 4000 --concurrency 200 --broker-pid "$2" ${3:-})
+    rate=$(field "$out" connects_per_s)
+    gen_us=$(field "$out" generator_cpu_us)
+    broker_us=$(field "$out" broker_cpu_us)
+}
 for resume in "" "--resume"; do
-    k=$(field "$(load "$KPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
-    m=$(field "$(load "$MPORT" --mode connect --devices 4000 --concurrency 200 $resume)" connects_per_s)
-    echo "| reconnect storm from zero, mTLS connects/s (4,000 devices, 200 at a time${resume:+, TLS resumed}) | $k | $m | $(ratio "$k" "$m") |"
+    storm "$KPORT" "$KFD_PID" $resume
+    k=$rate k_us=$broker_us kg_us=$gen_us
+    storm "$MPORT" "$MOSQ_PID" $resume
+    m=$rate m_us=$broker_us mg_us=$gen_us
+    [ -n "$resume" ] || m_full=$m
+    what="reconnect storm from zero, mTLS connects/s (4,000 devices, 200 at a time${resume:+, TLS resumed})"
+    echo "| $what | $k | $m | $(ratio "$k" "$m") |"
+    echo "| … broker CPU per connection, µs (user + system) | $k_us | $m_us | $(ratio "$k_us" "$m_us") |"
+    echo "| … load generator CPU per connection, µs | $kg_us | $mg_us | |"
 done
 t=$(field "$(load "$TPORT" --mode connect --devices 4000 --concurrency 200)" connects_per_s)
 t=$(field "$(load "$TPORT" --mode connect --devices 4000 --concurrency 200 --resume)" connects_per_s)
@@ -113,3 +127,20 @@ for qos in 0 1; do
         --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub)" delivered_per_s)
     echo "| QoS $qos messages/s delivered to one subscriber (100 devices publishing, 5 s) | $k | $m | $(ratio "$k" "$m") |"
 done
+
+# The ceiling under the full-handshake storm on this machine: a bare OpenSSL mutual-TLS handshake
+# over a fresh loopback TCP connection, both ends in one thread (bench/tls_floor --tcp), with the
+# server's check of the client chain left out. A broker sharing these cores with an OpenSSL
+# client cannot connect more devices a second than the cores divided by that cost.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$HD/floor.key" \
+    -out "$HD/floor.csr" -subj /CN=floor-1 2>/dev/null
+openssl x509 -req -in "$HD/floor.csr" -CA "$HD/d/ca/issuing.crt" -CAkey "$HD/d/ca/issuing.key" \
+    -days 1 -out "$HD/floor.pem" 2>/dev/null
+floor=$("$(dirname "$HL")/tls_floor" --tcp "$HD/d/server/server.crt" "$HD/d/server/server.key" \
+    "$HD/floor.pem" "$HD/floor.key" "$HD/d/ca/root.crt" 2000)
+pair_us=$(field " $floor" pair_us)
+cores=$(nproc)
+echo
+awk -v p="$pair_us" -v c="$cores" -v m="$m_full" 'BEGIN {
+    cap = c * 1e6 / p
+    printf "Ceiling in the same run: a bare mutual-TLS 1.3 handshake over a fresh loopback TCP connection, both ends (bench/tls_floor --tcp, the server not even checking the client chain), costs %.0f µs of CPU; with the load generator on the same %d cores no broker can exceed %.0f full-handshake connects/s, %.2fx the %d/s Mosquitto reached above on one core.\n", p, c, cap, cap / m, m }'

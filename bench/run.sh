@@ -109,6 +109,10 @@ awk -v s="$sign" -v v="$verify" -v e="$ecdh" -v c="$cores" -v b="$best" 'BEGIN {
     printf "| openssl speed: 3 ECDSA P-256 signs + 6 verifies + 2 ECDH P-256 (%.0f sign/s, %.0f verify/s, %.0f ecdh/s) | %.0f | %.0f | %.0f%% |\n", s, v, e, per, per * c, 100 * b / (per * c) }'
 pairs=$(field " $floor" pairs_per_core_s)
 echo "| bare OpenSSL mTLS handshake, both sides, in memory (tls_floor: server $(field " $floor" server_us) µs + client $(field " $floor" client_us) µs of CPU) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
+floor=$("$BUILD/bench/tls_floor" --tcp "$PD/d/server/server.crt" "$PD/d/server/server.key" \
+    "$PD/dev.pem" "$PD/dev.key" "$PD/d/ca/root.crt" 2000)
+pairs=$(field " $floor" pairs_per_core_s)
+echo "| the same over a fresh loopback TCP connection, kernel included (tls_floor --tcp: $(field " $floor" pair_us) µs of CPU for both ends) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
 
 # ---- the hub beside Mosquitto ----
 kill "$KFD_PID" 2>/dev/null || true

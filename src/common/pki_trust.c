@@ -14,6 +14,9 @@
 struct kf_trust {
     X509_STORE *store;
     size_t n_crls;
+    /* kf_trust_set_issuer_crl: a CRL whose signature was checked once, and its issuer. */
+    X509_CRL *issuer_crl;
+    X509 *crl_issuer;
 };
 
 const char *kf_verify_reason_name(enum kf_verify_reason reason)
@@ -50,6 +53,8 @@ void kf_trust_free(struct kf_trust *trust)
 {
     if (!trust) return;
     X509_STORE_free(trust->store);
+    X509_CRL_free(trust->issuer_crl);
+    X509_free(trust->crl_issuer);
     free(trust);
 }
 
@@ -73,6 +78,47 @@ enum kf_err kf_trust_add_crl(struct kf_trust *trust, const struct kf_crl *crl)
         return kf_ossl_fail(KF_E_CRYPTO, "cannot add a CRL to the trust set");
     trust->n_crls++;
     return KF_OK;
+}
+
+enum kf_err kf_trust_set_issuer_crl(struct kf_trust *trust, const struct kf_crl *crl,
+                                    const struct kf_cert *issuer)
+{
+    const STACK_OF(X509_EXTENSION) *exts = X509_CRL_get0_extensions(crl->crl);
+    if (!kf_crl_signed_by(crl, issuer))
+        return kf_fail(KF_E_BAD_SIGNATURE, "the CRL is not signed by its issuing CA");
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++)
+        if (X509_EXTENSION_get_critical(sk_X509_EXTENSION_value(exts, i)))
+            return kf_fail(KF_E_INVALID, "the CRL has a critical extension");
+    if (!X509_CRL_up_ref(crl->crl) || !X509_up_ref(issuer->x509))
+        return kf_ossl_fail(KF_E_CRYPTO, "cannot keep the CRL");
+    X509_CRL_free(trust->issuer_crl);
+    X509_free(trust->crl_issuer);
+    trust->issuer_crl = crl->crl;
+    trust->crl_issuer = issuer->x509;
+    return KF_OK;
+}
+
+/* The issuer CRL's verdict on `leaf` at `at`: X509_V_OK, or the error OpenSSL would give. */
+static int issuer_crl_check(const struct kf_trust *trust, X509 *leaf, time_t at)
+{
+    X509_CRL *crl = trust->issuer_crl;
+    const ASN1_TIME *next;
+    X509_REVOKED *rev = NULL;
+    int c;
+
+    if (!crl || X509_NAME_cmp(X509_get_issuer_name(leaf), X509_CRL_get_issuer(crl)) != 0)
+        return X509_V_OK;
+    next = X509_CRL_get0_nextUpdate(crl);
+    c = X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &at);
+    if (c == 0) return X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD;
+    if (c > 0) return X509_V_ERR_CRL_NOT_YET_VALID;
+    if (next) {
+        c = X509_cmp_time(next, &at);
+        if (c == 0) return X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD;
+        if (c < 0) return X509_V_ERR_CRL_HAS_EXPIRED;
+    }
+    /* 2 is an entry with reason removeFromCRL, which un-revokes. */
+    return X509_CRL_get0_by_cert(crl, &rev, leaf) == 1 ? X509_V_ERR_CERT_REVOKED : X509_V_OK;
 }
 
 /* CRLs apply where they exist: an issuer without one is not an error. */
@@ -102,6 +148,9 @@ static enum kf_verify_reason classify(int err)
     case X509_V_ERR_CRL_HAS_EXPIRED:
     case X509_V_ERR_CRL_NOT_YET_VALID:
     case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION:
     case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE: return KF_VERIFY_CRL_INVALID;
     default: return KF_VERIFY_OTHER;
     }
@@ -179,16 +228,22 @@ enum kf_err kf_trust_verify(const struct kf_trust *trust, const struct kf_cert *
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
     X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
 
-    if (X509_verify_cert(ctx) == 1) {
+    /* The issuer's CRL first: OpenSSL, too, checks revocation before signatures and times. */
+    err = issuer_crl_check(trust, leaf->x509, at);
+    if (err != X509_V_OK) {
+        depth = 0;
+        bad = leaf->x509;
+    } else if (X509_verify_cert(ctx) == 1) {
         STACK_OF(X509) *built = X509_STORE_CTX_get0_chain(ctx);
         X509 *top = built ? sk_X509_value(built, sk_X509_num(built) - 1) : NULL;
         res->reason = KF_VERIFY_OK;
         if (top) anchor_fingerprint(top, res->anchor);
         goto out;
+    } else {
+        err = X509_STORE_CTX_get_error(ctx);
+        depth = X509_STORE_CTX_get_error_depth(ctx);
+        bad = X509_STORE_CTX_get_current_cert(ctx);
     }
-    err = X509_STORE_CTX_get_error(ctx);
-    depth = X509_STORE_CTX_get_error_depth(ctx);
-    bad = X509_STORE_CTX_get_current_cert(ctx);
     res->reason = classify(err);
     res->depth = depth;
     if (!bad) bad = leaf->x509;

@@ -131,7 +131,8 @@ static void add_crl(struct kf_registry *r)
     if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) == KF_OK &&
         kf_buf_read_file(&text, path) == KF_OK &&
         kf_crl_parse(text.data, text.len, &crl) == KF_OK && kf_crl_signed_by(crl, r->issuing)) {
-        if (kf_trust_add_crl(r->operational, crl) != KF_OK)
+        /* Its signature checked here once, not again on every device's handshake. */
+        if (kf_trust_set_issuer_crl(r->operational, crl, r->issuing) != KF_OK)
             kf_log(KF_LOG_WARN, "registry", "cannot use the CRL", "path", path, "error",
                    kf_errmsg(), NULL);
         else

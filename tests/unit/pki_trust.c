@@ -159,13 +159,68 @@ static void test_revoked(void **state)
     kf_trust_free(t);
 }
 
+/* The issuer CRL, checked once: the same verdicts as OpenSSL's CRL check, in the same order. */
+static void test_issuer_crl(void **state)
+{
+    struct fixture *f = *state;
+    struct kf_trust *t = trust_of(f->pki.issuing);
+    struct kf_verify_result r;
+    struct kf_crl *crl = NULL, *stale = NULL, *early = NULL, *foreign = NULL;
+    char serial[KF_SERIAL_HEX_MAX];
+    time_t now = time(NULL);
+    struct kf_cert *other = kf_test_issue(&f->pki, KF_PROFILE_DEVICE, "dev-2", 0, 0, NULL);
+    struct kf_cert *gone =
+        kf_test_issue(&f->pki, KF_PROFILE_DEVICE, "dev-3", now - 7200, now - 3600, NULL);
+    struct kf_revoked rev[2];
+    char gone_serial[KF_SERIAL_HEX_MAX];
+
+    kf_cert_serial_hex(f->dev, serial);
+    kf_cert_serial_hex(gone, gone_serial);
+    rev[0] = (struct kf_revoked){serial, now - 10, KF_CRL_KEY_COMPROMISE};
+    rev[1] = (struct kf_revoked){gone_serial, now - 10, KF_CRL_SUPERSEDED};
+    KF_OK_OR_FAIL(
+        kf_crl_build(f->pki.issuing, f->pki.issuing_key, rev, 2, 1, now - 60, now + 3600, &crl));
+    /* A CRL the anchor did not sign is refused when it is set, not on every chain. */
+    KF_OK_OR_FAIL(
+        kf_crl_build(f->pki.root, f->pki.root_key, rev, 1, 1, now - 60, now + 3600, &foreign));
+    KF_EXPECT_ERR(KF_E_BAD_SIGNATURE, kf_trust_set_issuer_crl(t, foreign, f->pki.issuing));
+    KF_OK_OR_FAIL(kf_trust_set_issuer_crl(t, crl, f->pki.issuing));
+    KF_EXPECT_ERR(KF_E_REVOKED, kf_trust_verify(t, f->dev, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    assert_int_equal(r.reason, KF_VERIFY_REVOKED);
+    assert_non_null(strstr(kf_errmsg(), "revoked"));
+    /* Revoked and expired: revoked, as OpenSSL says it. */
+    KF_EXPECT_ERR(KF_E_REVOKED, kf_trust_verify(t, gone, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    assert_int_equal(r.reason, KF_VERIFY_REVOKED);
+    KF_OK_OR_FAIL(kf_trust_verify(t, other, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    /* Outside its window the CRL refuses every certificate of its issuer. */
+    KF_OK_OR_FAIL(kf_crl_build(f->pki.issuing, f->pki.issuing_key, rev, 1, 2, now - 7200,
+                               now - 3600, &stale));
+    KF_OK_OR_FAIL(kf_trust_set_issuer_crl(t, stale, f->pki.issuing));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_trust_verify(t, other, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    assert_int_equal(r.reason, KF_VERIFY_CRL_INVALID);
+    KF_OK_OR_FAIL(kf_crl_build(f->pki.issuing, f->pki.issuing_key, rev, 1, 3, now + 3600,
+                               now + 7200, &early));
+    KF_OK_OR_FAIL(kf_trust_set_issuer_crl(t, early, f->pki.issuing));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_trust_verify(t, other, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    assert_int_equal(r.reason, KF_VERIFY_CRL_INVALID);
+    /* Replaced by the good one again: back to the verdicts above. */
+    KF_OK_OR_FAIL(kf_trust_set_issuer_crl(t, crl, f->pki.issuing));
+    KF_OK_OR_FAIL(kf_trust_verify(t, other, NULL, 0, now, KF_PURPOSE_CLIENT, &r));
+    kf_crl_free(crl);
+    kf_crl_free(stale);
+    kf_crl_free(early);
+    kf_crl_free(foreign);
+    kf_cert_free(other);
+    kf_cert_free(gone);
+    kf_trust_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_chain),
-        cmocka_unit_test(test_failures_are_named),
-        cmocka_unit_test(test_bad_signature),
-        cmocka_unit_test(test_revoked),
+        cmocka_unit_test(test_good_chain),    cmocka_unit_test(test_failures_are_named),
+        cmocka_unit_test(test_bad_signature), cmocka_unit_test(test_revoked),
+        cmocka_unit_test(test_issuer_crl),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
