@@ -54,6 +54,7 @@ void kf_events_submit(struct kf_store *store, const char *type, const char *seve
     p->req.arg = p;
     p->req.done_cb = done_cb;
     p->req.done_arg = p;
+    p->req.lazy = 1; /* nothing waits for an event's commit: it may share a later one */
     if (kf_store_submit(store, &p->req) != KF_OK) {
         kf_log(KF_LOG_WARN, "events", "store busy: an event was dropped", "type", type, NULL);
         free(p->ev.detail);

@@ -61,6 +61,7 @@ struct kf_store {
     struct kf_store_req *head, *tail; /* queued, not yet taken into a batch */
     size_t n_submitted;               /* of them, from kf_store_submit (KF_STORE_QUEUE_MAX) */
     size_t n_queued;                  /* all of them */
+    size_t n_eager;                   /* of them, not lazy: someone waits for the outcome */
     /* The commit hint (kf_store_commit_hint); set before the first write. */
     size_t (*hint_fn)(void *arg);
     void *hint_arg;
@@ -650,6 +651,17 @@ fail:
     }
 }
 
+/* hint_delay_us from now, for pthread_cond_timedwait on wcv. */
+static struct timespec hint_deadline(const struct kf_store *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)s->hint_delay_us * 1000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    return until;
+}
+
 /*
  * Before a batch starts, while fewer than BATCH_GOAL requests are queued and the hint says more
  * writers are on their way (more of them than are queued), wait for them, at most
@@ -658,12 +670,21 @@ fail:
  */
 static void wait_for_company(struct kf_store *s)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)s->hint_delay_us * 1000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = hint_deadline(s);
     while (s->n_queued < BATCH_GOAL && !s->closing && s->hint_fn(s->hint_arg) > s->n_queued)
+        if (pthread_cond_timedwait(&s->wcv, &s->wmu, &until) != 0) break;
+}
+
+/*
+ * While every queued request is lazy (nobody waits for them) and fewer than BATCH_GOAL are
+ * queued, waits up to hint_delay_us for more: events arriving a few at a time then share one
+ * commit instead of paying for one each. An eager request ends the wait at once. Called under
+ * wmu.
+ */
+static void wait_while_lazy(struct kf_store *s)
+{
+    struct timespec until = hint_deadline(s);
+    while (s->n_queued < BATCH_GOAL && !s->closing && s->n_eager == 0)
         if (pthread_cond_timedwait(&s->wcv, &s->wmu, &until) != 0) break;
 }
 
@@ -683,11 +704,17 @@ static void *committer_main(void *arg)
         while (!s->head && !s->closing)
             pthread_cond_wait(&s->wcv, &s->wmu);
         if (!s->head) break; /* closing, and everything accepted has been run */
-        if (s->hint_fn) wait_for_company(s);
+        if (s->hint_fn) {
+            if (s->n_eager == 0)
+                wait_while_lazy(s);
+            else
+                wait_for_company(s);
+        }
         while (s->head && n < BATCH_MAX) {
             struct kf_store_req *r = s->head;
             s->head = r->next;
             if (!is_sync(r)) s->n_submitted--;
+            if (!r->lazy) s->n_eager--;
             s->n_queued--;
             batch[n++] = r;
         }
@@ -766,6 +793,7 @@ static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bound
         s->head = r;
     s->tail = r;
     if (bounded) s->n_submitted++;
+    if (!r->lazy) s->n_eager++;
     s->n_queued++;
     pthread_cond_signal(&s->wcv);
     return KF_OK;

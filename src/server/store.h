@@ -118,6 +118,12 @@ struct kf_store_req {
      */
     void (*done_cb)(struct kf_store_req *req, enum kf_err rc, void *done_arg);
     void *done_arg;
+    /*
+     * Nobody waits for this one's outcome (a security event, say): while only such requests are
+     * queued, the committer may hold them up to the commit hint's delay (kf_store_commit_hint)
+     * so that more share the commit. 0 (a reply waits on it): run as soon as the committer can.
+     */
+    int lazy;
     char errmsg[256];          /* the sentence for rc != KF_OK ("" for KF_OK), set before
                                   done_cb runs; a longer one is cut at a character boundary */
     struct kf_store_req *next; /* private to the store */

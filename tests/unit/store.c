@@ -2284,6 +2284,61 @@ static void test_commit_hint_lone_writer(void **state)
     kf_store_close(s);
 }
 
+/*
+ * Lazy requests (nobody waits for them) arriving apart share one commit, even with the hint
+ * saying nobody else is coming; an eager request ends their wait at once, and all go together.
+ */
+static void test_lazy_requests_share_a_commit(void **state)
+{
+    struct kf_store *s = open_new("lazy.db");
+    struct tally *t = tally_new();
+    struct kf_store_stats before, after;
+    struct areq r[5];
+    size_t writers = 0;
+    char name[16];
+    double t0;
+
+    kf_store_commit_hint(s, hint_value, &writers, 100000);
+    kf_store_stats(s, &before);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "lazy-%d", i);
+        areq_init(&r[i], t, i, name, NULL, NULL);
+        r[i].req.lazy = 1;
+        KF_OK_OR_FAIL(kf_store_submit(s, &r[i].req));
+        usleep(10000);
+    }
+    /* 40 ms on, none has been committed: they wait for company, up to 100 ms. */
+    kf_store_stats(s, &after);
+    assert_int_equal(after.commits - before.commits, 0);
+    areq_init(&r[4], t, 4, "eager", NULL, NULL);
+    t0 = mono_s();
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[4].req));
+    tally_wait(t, 5);
+    assert_true(mono_s() - t0 < 0.05);
+    kf_store_stats(s, &after);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(r[i].rc, KF_OK);
+    assert_int_equal(after.writes - before.writes, 5);
+    assert_int_equal(after.commits - before.commits, 1);
+    /* Alone, a lazy request is committed by the end of the delay. */
+    areq_init(&r[0], t, 5, "lazy-alone", NULL, NULL);
+    r[0].req.lazy = 1;
+    t0 = mono_s();
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[0].req));
+    tally_wait(t, 6);
+    assert_true(mono_s() - t0 >= 0.09);
+    assert_true(mono_s() - t0 < 1.0);
+    /* And closing the store does not wait for the delay. */
+    areq_init(&r[1], t, 6, "lazy-closing", NULL, NULL);
+    r[1].req.lazy = 1;
+    KF_OK_OR_FAIL(kf_store_submit(s, &r[1].req));
+    t0 = mono_s();
+    kf_store_close(s);
+    assert_true(mono_s() - t0 < 0.09);
+    assert_int_equal(r[1].rc, KF_OK);
+    tally_free(t);
+}
+
 /* ---- service identities ---- */
 
 static struct kf_service_rec service(const char *name, const char *role)
@@ -2408,6 +2463,7 @@ int main(void)
         cmocka_unit_test(test_group_commit_threads),
         cmocka_unit_test(test_commit_hint_gathers),
         cmocka_unit_test(test_commit_hint_lone_writer),
+        cmocka_unit_test(test_lazy_requests_share_a_commit),
         cmocka_unit_test(test_snapshot_isolation),
         cmocka_unit_test(test_many_readers),
         cmocka_unit_test(test_submit_many_threads),
