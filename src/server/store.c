@@ -62,6 +62,7 @@ struct kf_store {
     size_t n_submitted;               /* of them, from kf_store_submit (KF_STORE_QUEUE_MAX) */
     size_t n_queued;                  /* all of them */
     size_t n_eager;                   /* of them, not lazy: someone waits for the outcome */
+    int lazy_wait; /* the committer is in wait_while_lazy: only what ends the wait wakes it */
     /* The commit hint (kf_store_commit_hint); set before the first write. */
     size_t (*hint_fn)(void *arg);
     void *hint_arg;
@@ -684,8 +685,10 @@ static void wait_for_company(struct kf_store *s)
 static void wait_while_lazy(struct kf_store *s)
 {
     struct timespec until = hint_deadline(s);
+    s->lazy_wait = 1;
     while (s->n_queued < BATCH_GOAL && !s->closing && s->n_eager == 0)
         if (pthread_cond_timedwait(&s->wcv, &s->wmu, &until) != 0) break;
+    s->lazy_wait = 0;
 }
 
 static void *committer_main(void *arg)
@@ -795,7 +798,8 @@ static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bound
     if (bounded) s->n_submitted++;
     if (!r->lazy) s->n_eager++;
     s->n_queued++;
-    pthread_cond_signal(&s->wcv);
+    /* A lazy request that cannot end the committer's lazy wait need not wake it to say so. */
+    if (!s->lazy_wait || !r->lazy || s->n_queued >= BATCH_GOAL) pthread_cond_signal(&s->wcv);
     return KF_OK;
 }
 

@@ -1,6 +1,7 @@
 /* TLS 1.3 application records after OpenSSL's handshake (RFC 8446 sections 5, 7.1, 4.6.3). */
 #include "server/tlsrec.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ struct dir {
 };
 
 struct kf_tlsrec {
-    const EVP_CIPHER *cipher; /* static (the legacy getters) */
+    const EVP_CIPHER *cipher; /* fetched once for the process (algs) */
     const char *md;
     size_t key_len, secret_len;
     struct dir rd, wr;
@@ -106,22 +107,55 @@ void kf_tlsrec_install(SSL_CTX *ctx, struct kf_tlsrec_watch *(*get)(const SSL *s
     SSL_CTX_set_msg_callback(ctx, msg_cb);
 }
 
+/*
+ * The algorithms, fetched once: a takeover keys two directions (four HKDF expansions, two cipher
+ * inits), and fetching them each time costs the provider store's locks and lookups every time.
+ */
+static struct {
+    EVP_KDF *hkdf;
+    EVP_CIPHER *aes128gcm, *aes256gcm, *chacha;
+} algs;
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+
+static void algs_free(void)
+{
+    EVP_KDF_free(algs.hkdf);
+    EVP_CIPHER_free(algs.aes128gcm);
+    EVP_CIPHER_free(algs.aes256gcm);
+    EVP_CIPHER_free(algs.chacha);
+    memset(&algs, 0, sizeof(algs));
+}
+
+static void algs_fetch(void)
+{
+    algs.hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    algs.aes128gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+    algs.aes256gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    algs.chacha = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+    /* before OpenSSL tears itself down (see tpm2_cleanup in common/ossl.c) */
+    if (!OPENSSL_atexit(algs_free)) atexit(algs_free);
+}
+
+/* The suite's hash name, cipher and key length; NULL for a suite tlsrec does not carry (or whose
+ * algorithms this OpenSSL lacks). */
 static const char *suite_by_name(const char *name, const EVP_CIPHER **cipher, size_t *key_len)
 {
+    pthread_once(&algs_once, algs_fetch);
+    if (!algs.hkdf) return NULL;
     if (strcmp(name, "TLS_AES_128_GCM_SHA256") == 0) {
-        *cipher = EVP_aes_128_gcm();
+        *cipher = algs.aes128gcm;
         *key_len = 16;
-        return "SHA256";
+        return *cipher ? "SHA256" : NULL;
     }
     if (strcmp(name, "TLS_AES_256_GCM_SHA384") == 0) {
-        *cipher = EVP_aes_256_gcm();
+        *cipher = algs.aes256gcm;
         *key_len = 32;
-        return "SHA384";
+        return *cipher ? "SHA384" : NULL;
     }
     if (strcmp(name, "TLS_CHACHA20_POLY1305_SHA256") == 0) {
-        *cipher = EVP_chacha20_poly1305();
+        *cipher = algs.chacha;
         *key_len = 32;
-        return "SHA256";
+        return *cipher ? "SHA256" : NULL;
     }
     return NULL;
 }
@@ -154,8 +188,7 @@ static int expand_label(const char *md, const uint8_t *secret, size_t slen, cons
 {
     uint8_t info[2 + 1 + 6 + 32 + 1];
     size_t ll = strlen(label), il = 0;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_CTX *k = EVP_KDF_CTX_new(algs.hkdf); /* fetched by suite_by_name, before any key */
     OSSL_PARAM p[5];
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
     info[il++] = (uint8_t)(n >> 8);
@@ -173,7 +206,6 @@ static int expand_label(const char *md, const uint8_t *secret, size_t slen, cons
     p[4] = OSSL_PARAM_construct_end();
     ok = k && EVP_KDF_derive(k, out, n, p) == 1;
     EVP_KDF_CTX_free(k);
-    EVP_KDF_free(kdf);
     return ok ? 0 : -1;
 }
 
