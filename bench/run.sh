@@ -83,6 +83,11 @@ for spec in "1 600" "64 6000" "1000 12000"; do
     set -- $spec
     # keyfleetd is idle while the generator makes its identities, so its CPU over the whole
     # call is the enrollments'.
+    # The bare handshake over TCP beside each run: the machine's speed drifts within minutes,
+    # and the ceiling below takes the fastest of these (noise only ever adds).
+    f=$("$BUILD/bench/tls_floor" --tcp "$PD/d/server/server.crt" "$PD/d/server/server.key" \
+        "$PD/dev.pem" "$PD/dev.key" "$PD/d/ca/root.crt" 2000 "$PD/fca.pem")
+    tcp_floors="${tcp_floors:-} $(field " $f" pair_us)"
     t0=$(ticks "$KFD_PID")
     out=$(load "c$1" --concurrency "$1" --devices "$2")
     t1=$(ticks "$KFD_PID")
@@ -117,16 +122,15 @@ awk -v s="$sign" -v v="$verify" -v e="$ecdh" -v c="$cores" -v b="$best" 'BEGIN {
     printf "| openssl speed: 3 ECDSA P-256 signs + 6 verifies + 2 ECDH P-256 (%.0f sign/s, %.0f verify/s, %.0f ecdh/s) | %.0f | %.0f | %.0f%% |\n", s, v, e, per, per * c, 100 * b / (per * c) }'
 pairs=$(field " $floor" pairs_per_core_s)
 echo "| bare OpenSSL mTLS handshake, both sides, in memory (tls_floor: server $(field " $floor" server_us) µs + client $(field " $floor" client_us) µs of CPU) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
-floor=$("$BUILD/bench/tls_floor" --tcp "$PD/d/server/server.crt" "$PD/d/server/server.key" \
-    "$PD/dev.pem" "$PD/dev.key" "$PD/d/ca/root.crt" 2000 "$PD/fca.pem")
-pairs=$(field " $floor" pairs_per_core_s)
-echo "| the same over a fresh loopback TCP connection, kernel included, the server checking the factory chain (tls_floor --tcp: $(field " $floor" pair_us) µs of CPU for both ends) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
+pair_us=$(printf '%s\n' $tcp_floors | sort -n | head -1)
+pairs=$(awk -v p="$pair_us" 'BEGIN { printf "%.0f", 1e6 / p }')
+echo "| the same over a fresh loopback TCP connection, kernel included, the server checking the factory chain (tls_floor --tcp beside each closed-loop run, the fastest: $pair_us µs of CPU for both ends;$(printf ' %s' $tcp_floors | sed 's/ /, /g; s/^, / all: /') µs) | $pairs | $((pairs * cores)) | $(awk -v b="$best" -v p="$pairs" -v c="$cores" 'BEGIN{printf "%.0f%%", 100*b/(p*c)}') |"
 echo
 # What 1,500 enrollments/s would leave: the cores' time per enrollment, against the bare handshake
 # over TCP (with the factory chain's check) and the two ECDSA operations beyond it that no
 # enrollment can skip (the CSR's signature checked, the new certificate signed), priced by
 # openssl speed above.
-awk -v p="$(field " $floor" pair_us)" -v s="$sign" -v v="$verify" -v c="$cores" 'BEGIN {
+awk -v p="$pair_us" -v s="$sign" -v v="$verify" -v c="$cores" 'BEGIN {
     budget = c * 1e6 / 1500
     need = p + 1e6 / v + 1e6 / s
     printf "At 1,500 enrollments/s the %d cores have %.0f µs of CPU for each enrollment, generator included; the bare handshake over TCP and the two ECDSA operations beyond it that every enrollment needs cost %.0f µs, so no server built on this OpenSSL reaches more than %.0f enrollments/s here.\n", c, budget, need, c * 1e6 / need }'
