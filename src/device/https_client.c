@@ -16,17 +16,10 @@
 
 #define HEAD_MAX (16 * 1024)
 
-/* Case-insensitive comparison of `n` bytes with a lower-case name. */
-static int name_is(const char *p, size_t n, const char *lower)
+/* 1 when the `n` bytes at `p` are the header name `name`, in any case. */
+static int name_is(const char *p, size_t n, const char *name)
 {
-    size_t i;
-    if (strlen(lower) != n) return 0;
-    for (i = 0; i < n; i++) {
-        char c = p[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-        if (c != lower[i]) return 0;
-    }
-    return 1;
+    return strlen(name) == n && strncasecmp(p, name, n) == 0;
 }
 
 /* Parses a decimal of at most 10 digits (no sign, no blanks); -1 otherwise. */

@@ -79,10 +79,11 @@ long kf_sesscache_strip_peer(const uint8_t *der, size_t len, uint8_t *out, size_
         out[3] = (uint8_t)body;
         o = 4;
     }
+    /* o <= off all along (the new header is no longer than the old one): `out` may be `der` */
     for (off = hdr; off < total;) {
         size_t h, t = tlv_size(der + off, total - off, &h);
         if (der[off] != 0xa3) {
-            memcpy(out + o, der + off, t);
+            memmove(out + o, der + off, t);
             o += t;
         }
         off += t;
@@ -139,17 +140,12 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
         OPENSSL_secure_clear_free(der, der ? (size_t)dlen : 0);
         return 0;
     }
-    e = malloc(sizeof(*e) + ilen + (size_t)dlen);
-    if (!e) {
-        OPENSSL_secure_clear_free(der, (size_t)dlen);
-        return 0;
-    }
-    slen = kf_sesscache_strip_peer(der, (size_t)dlen, e->data + ilen, (size_t)dlen);
+    /* stripped in place, so that the entry holds only what is kept */
+    slen = kf_sesscache_strip_peer(der, (size_t)dlen, der, (size_t)dlen);
+    e = slen > 0 ? malloc(sizeof(*e) + ilen + (size_t)slen) : NULL;
+    if (e) memcpy(e->data + ilen, der, (size_t)slen);
     OPENSSL_secure_clear_free(der, (size_t)dlen);
-    if (slen <= 0) {
-        free(e);
-        return 0;
-    }
+    if (!e) return 0;
     memcpy(e->data, ident, ilen);
     memcpy(e->id, id, id_len);
     e->id_len = id_len;

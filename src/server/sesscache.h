@@ -44,8 +44,9 @@ size_t kf_sesscache_count(struct kf_sesscache *sc);
 size_t kf_sesscache_bytes(struct kf_sesscache *sc);
 
 /*
- * Removes the [3] peer-certificate element from a DER SSL_SESSION into `out` (capacity `cap`);
- * -1 when the encoding is not one it understands. Exposed for the tests.
+ * Removes the [3] peer-certificate element from a DER SSL_SESSION into `out` (capacity `cap`;
+ * `out` may be `der`, to strip in place); -1 when the encoding is not one it understands.
+ * Exposed for the tests.
  */
 long kf_sesscache_strip_peer(const uint8_t *der, size_t len, uint8_t *out, size_t cap);
 

@@ -2,7 +2,6 @@
 #include "server/tlsrec.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,13 +35,23 @@ static struct kf_tlsrec_watch *(*watch_of)(const SSL *ssl);
 
 /* ---- watching OpenSSL's handshake ---- */
 
+static int nibble(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Hex digits up to a blank or the end into out[0..cap); -1 on anything else. (Every handshake
+ * comes through here twice: no sscanf per byte.) */
 static int unhex(const char *s, uint8_t *out, size_t cap, size_t *n)
 {
     size_t i = 0;
-    while (s[0] && s[1] && s[0] != ' ' && s[0] != '\n') {
-        unsigned v;
-        if (i == cap || sscanf(s, "%2x", &v) != 1) return -1;
-        out[i++] = (uint8_t)v;
+    while (s[0] && s[0] != ' ' && s[0] != '\n') {
+        int hi = nibble(s[0]), lo = hi < 0 ? -1 : nibble(s[1]);
+        if (i == cap || lo < 0) return -1;
+        out[i++] = (uint8_t)(hi << 4 | lo);
         s += 2;
     }
     *n = i;
@@ -301,36 +310,29 @@ static void nonce(const struct dir *d, uint8_t *n)
 static enum kf_err seal_one(struct kf_tlsrec *r, uint8_t type, const uint8_t *data, size_t len,
                             struct kf_buf *out)
 {
-    uint8_t hdr[5], n[IV_LEN], tag[TAG_LEN];
-    uint8_t *ct;
-    size_t clen = len + 1;
-    int l1 = 0, l2 = 0;
+    /* header, encrypted content and type, tag: built here, appended once */
+    uint8_t rec[5 + REC_MAX_PLAIN + 1 + TAG_LEN], n[IV_LEN];
+    uint8_t *ct = rec + 5;
+    size_t clen = len + 1, total = 5 + clen + TAG_LEN;
+    int l1 = 0, l2 = 0, l3 = 0;
     enum kf_err rc;
 
-    hdr[0] = 23;
-    hdr[1] = 3;
-    hdr[2] = 3;
-    hdr[3] = (uint8_t)((clen + TAG_LEN) >> 8);
-    hdr[4] = (uint8_t)(clen + TAG_LEN);
-    ct = malloc(clen);
-    if (!ct) return kf_fail(KF_E_NOMEM, "out of memory");
-    memcpy(ct, data, len);
-    ct[len] = type;
+    rec[0] = 23;
+    rec[1] = 3;
+    rec[2] = 3;
+    rec[3] = (uint8_t)((clen + TAG_LEN) >> 8);
+    rec[4] = (uint8_t)(clen + TAG_LEN);
     nonce(&r->wr, n);
     if (EVP_EncryptInit_ex(r->wr.ctx, NULL, NULL, NULL, n) != 1 ||
-        EVP_EncryptUpdate(r->wr.ctx, NULL, &l1, hdr, sizeof(hdr)) != 1 ||
-        EVP_EncryptUpdate(r->wr.ctx, ct, &l1, ct, (int)clen) != 1 ||
-        EVP_EncryptFinal_ex(r->wr.ctx, ct + l1, &l2) != 1 ||
-        EVP_CIPHER_CTX_ctrl(r->wr.ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) != 1) {
-        free(ct);
+        EVP_EncryptUpdate(r->wr.ctx, NULL, &l1, rec, 5) != 1 ||
+        EVP_EncryptUpdate(r->wr.ctx, ct, &l1, data, (int)len) != 1 ||
+        EVP_EncryptUpdate(r->wr.ctx, ct + l1, &l2, &type, 1) != 1 ||
+        EVP_EncryptFinal_ex(r->wr.ctx, ct + l1 + l2, &l3) != 1 ||
+        EVP_CIPHER_CTX_ctrl(r->wr.ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, ct + clen) != 1)
         return kf_ossl_fail(KF_E_CRYPTO, "cannot seal a record");
-    }
     r->wr.seq++;
-    rc = kf_buf_append(out, hdr, sizeof(hdr));
-    if (!rc) rc = kf_buf_append(out, ct, clen);
-    if (!rc) rc = kf_buf_append(out, tag, TAG_LEN);
-    OPENSSL_cleanse(ct, clen);
-    free(ct);
+    rc = kf_buf_append(out, rec, total);
+    OPENSSL_cleanse(rec, total);
     return rc;
 }
 
