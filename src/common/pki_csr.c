@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "common/ident.h"
@@ -22,6 +23,7 @@ const char *kf_csr_rule_name(enum kf_csr_rule rule)
     case KF_CSR_RULE_SUBJECT_ID: return "subject_id";
     case KF_CSR_RULE_SUBJECT_MATCH: return "subject_match";
     case KF_CSR_RULE_SUBJECT_EXTRA: return "subject_extra";
+    case KF_CSR_RULE_DIGEST: return "digest";
     }
     return "unknown";
 }
@@ -184,18 +186,36 @@ enum kf_err kf_csr_public_key(const struct kf_csr *csr, struct kf_key **out)
 }
 
 /*
+ * The digest an RSA-PSS signature's parameters name: SHA-1 when they name none (RFC 4055), -1
+ * when they cannot be read.
+ */
+static int pss_digest(const X509_ALGOR *alg)
+{
+    RSA_PSS_PARAMS *pss;
+    int nid = NID_sha1;
+    if (!alg->parameter) return NID_sha1;
+    if (alg->parameter->type != V_ASN1_SEQUENCE) return -1;
+    pss = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(RSA_PSS_PARAMS), alg->parameter);
+    if (!pss) return -1;
+    if (pss->hashAlgorithm) nid = OBJ_obj2nid(pss->hashAlgorithm->algorithm);
+    RSA_PSS_PARAMS_free(pss);
+    return nid;
+}
+
+/*
  * The self-signature, with the CSR's own key (`key`). The algorithm must be one OpenSSL knows
  * for that key's type; RSA-PSS, whose parameters need OpenSSL's own reading, goes through a
- * whole X509_REQ.
+ * whole X509_REQ. `*md` gets the digest it was made with (NID_undef for Ed25519).
  */
-static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key)
+static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key, int *md)
 {
     const ASN1_OBJECT *obj;
-    const EVP_MD *md = NULL;
+    const EVP_MD *evp_md = NULL;
     EVP_MD_CTX *mctx;
     int nid, md_nid = NID_undef, pk_nid = NID_undef, ok = 0, ptype;
     const void *param;
 
+    *md = NID_undef;
     X509_ALGOR_get0(&obj, &ptype, &param, csr->sig_alg);
     nid = OBJ_obj2nid(obj);
     if (nid == NID_rsassaPss) {
@@ -203,6 +223,7 @@ static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key)
         X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)csr->der_len);
         ok = req && X509_REQ_verify(req, key->pkey) == 1;
         X509_REQ_free(req);
+        *md = pss_digest(csr->sig_alg);
         return ok;
     }
     if (!OBJ_find_sigid_algs(nid, &md_nid, &pk_nid) || csr->sig->flags & 0x07) return 0;
@@ -216,13 +237,29 @@ static int self_signature_ok(const struct kf_csr *csr, const struct kf_key *key)
           ptype == V_ASN1_NULL))
         return 0;
     if (!EVP_PKEY_is_a(key->pkey, OBJ_nid2sn(pk_nid))) return 0;
-    if (md_nid != NID_undef && !(md = EVP_get_digestbynid(md_nid))) return 0;
+    if (md_nid != NID_undef && !(evp_md = EVP_get_digestbynid(md_nid))) return 0;
     mctx = EVP_MD_CTX_new();
-    ok = mctx && EVP_DigestVerifyInit(mctx, NULL, md, NULL, key->pkey) == 1 &&
+    ok = mctx && EVP_DigestVerifyInit(mctx, NULL, evp_md, NULL, key->pkey) == 1 &&
          EVP_DigestVerify(mctx, csr->sig->data, (size_t)csr->sig->length, csr->tbs, csr->tbs_len) ==
              1;
     EVP_MD_CTX_free(mctx);
+    *md = md_nid;
     return ok;
+}
+
+/* SHA-256 and stronger; none for Ed25519, which hashes inside the signature. */
+static int digest_strong(int md_nid)
+{
+    switch (md_nid) {
+    case NID_undef:
+    case NID_sha256:
+    case NID_sha384:
+    case NID_sha512:
+    case NID_sha3_256:
+    case NID_sha3_384:
+    case NID_sha3_512: return 1;
+    default: return 0;
+    }
 }
 
 static enum kf_err rule_fail(enum kf_csr_rule rule, enum kf_csr_rule *failed, enum kf_err rc)
@@ -237,24 +274,33 @@ enum kf_err kf_csr_check(const struct kf_csr *csr, const struct kf_csr_policy *p
     const X509_NAME *name = csr->subject;
     char cn[KF_ID_MAX + 2];
     struct kf_key *key = NULL;
-    int n_cn = 0;
+    int n_cn = 0, md = NID_undef;
     enum kf_err rc;
 
     if (failed) *failed = KF_CSR_RULE_NONE;
     rc = kf_csr_public_key(csr, &key);
     if (rc) return rule_fail(KF_CSR_RULE_SIGNATURE, failed, KF_E_BAD_SIGNATURE);
-    if (!self_signature_ok(csr, key)) {
+    if (!self_signature_ok(csr, key, &md)) {
         kf_key_free(key);
         kf_ossl_fail(KF_E_BAD_SIGNATURE, "its self-signature does not verify with its own key");
         return rule_fail(KF_CSR_RULE_SIGNATURE, failed, KF_E_BAD_SIGNATURE);
+    }
+    if (!digest_strong(md)) {
+        const char *md_name = md > 0 ? OBJ_nid2sn(md) : NULL;
+        kf_key_free(key);
+        kf_fail(KF_E_POLICY, "it is signed with %s; sign it with SHA-256 or stronger",
+                md_name ? md_name : "an unknown digest");
+        return rule_fail(KF_CSR_RULE_DIGEST, failed, KF_E_POLICY);
     }
     if (EVP_PKEY_is_a(key->pkey, "RSA") && kf_key_bits(key) < policy->min_rsa_bits) {
         kf_key_check_allowed(key, policy->allowed_key_types, policy->min_rsa_bits, "its key");
         kf_key_free(key);
         return rule_fail(KF_CSR_RULE_KEY_SIZE, failed, KF_E_POLICY);
     }
-    rc = kf_key_check_allowed(key, policy->allowed_key_types, policy->min_rsa_bits, "its key");
     kf_key_free(key);
+    /* From the CSR's own bytes, as the signer reads them: explicit curve parameters are refused. */
+    rc = kf_spki_check(csr->spki, csr->spki_len, policy->allowed_key_types, policy->min_rsa_bits,
+                       "its key", NULL);
     if (rc) return rule_fail(KF_CSR_RULE_KEY_TYPE, failed, rc);
 
     for (int i = 0; i < X509_NAME_entry_count(name); i++) {

@@ -13,7 +13,12 @@ struct kf_csr;
 
 #define KF_CSR_MAX (64 * 1024)
 
-/* The rules a CSR is checked against, in the order they are checked. */
+/*
+ * The rules a CSR is checked against, in this order: signature, digest, key_size, key_type,
+ * subject_extra, subject_cn, subject_id, subject_match. The key rules read the CSR's
+ * SubjectPublicKeyInfo exactly as the signer does (a named curve only, no explicit parameters),
+ * so a CSR that passes is never refused by the signer for its key.
+ */
 enum kf_csr_rule {
     KF_CSR_RULE_NONE = 0,      /* all rules passed */
     KF_CSR_RULE_SIGNATURE,     /* the self-signature must verify with the CSR's own key */
@@ -23,9 +28,10 @@ enum kf_csr_rule {
     KF_CSR_RULE_SUBJECT_ID,    /* the CN must be a valid id */
     KF_CSR_RULE_SUBJECT_MATCH, /* the CN must equal the expected id */
     KF_CSR_RULE_SUBJECT_EXTRA, /* no attribute other than CN (and O/OU when allowed) */
+    KF_CSR_RULE_DIGEST,        /* the self-signature's digest must be SHA-256 or stronger */
 };
 
-/* "signature", "key_type", "key_size", "subject_cn", "subject_id", "subject_match", ... */
+/* "signature", "digest", "key_type", "key_size", "subject_cn", "subject_id", "subject_match", ... */
 const char *kf_csr_rule_name(enum kf_csr_rule rule);
 
 struct kf_csr_policy {

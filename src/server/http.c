@@ -218,7 +218,11 @@ const char *kf_http_reason(int status)
 enum kf_err kf_http_response(struct kf_buf *out, int status, const char *type, const char *extra,
                              int close, const void *body, size_t body_len)
 {
-    enum kf_err rc = kf_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, kf_http_reason(status));
+    enum kf_err rc;
+    /* A response without a real status is our bug; it must never reach a client. */
+    if (status < 200 || status > 599)
+        return kf_fail(KF_E_INTERNAL, "no HTTP status %d is ever sent", status);
+    rc = kf_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, kf_http_reason(status));
     if (!rc && type) rc = kf_buf_appendf(out, "Content-Type: %s\r\n", type);
     if (!rc) rc = kf_buf_appendf(out, "Content-Length: %zu\r\n", body_len);
     if (!rc && extra) rc = kf_buf_append_str(out, extra);

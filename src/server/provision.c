@@ -147,6 +147,16 @@ static enum kf_err match_group(struct kf_registry *reg, const struct kf_prov_inp
     rc = kf_trust_verify(reg->eligible, in->leaf, in->chain, in->n_chain, now, KF_PURPOSE_CLIENT,
                          &res);
     if (rc == KF_OK && (g = kf_registry_group(reg, res.anchor)) != NULL) {
+        /*
+         * A group vouches for devices, not for more CAs: a CA certificate under its CA could
+         * sign "devices" of its own. (An individual enrollment pins its certificate exactly, so
+         * a self-signed factory certificate with CA:TRUE is fine there.)
+         */
+        if (kf_cert_is_ca(in->leaf))
+            return refuse(ref, 401, KF_REFUSAL_CERTIFICATE_INVALID,
+                          "the factory certificate of %s is a CA certificate (basicConstraints "
+                          "CA:TRUE); a device's factory certificate must be an end-entity one",
+                          id);
         take_group(g, v);
         return KF_OK;
     }
@@ -408,6 +418,11 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
         choose_hub(reg, &v, &k, job->device_id, job);
     }
     rc = sign(reg, signer, in, now, job);
+    if (rc == KF_E_POLICY || rc == KF_E_INVALID || rc == KF_E_MALFORMED || rc == KF_E_DENIED ||
+        rc == KF_E_UNSUPPORTED) {
+        /* The signer checks every request again: its refusal is the CSR's, in its words. */
+        rc = refuse(ref, 400, KF_REFUSAL_CSR_REJECTED, "%s", kf_errmsg());
+    }
     if (rc) goto fail;
     job->req.cb = kf_prov_write_cb;
     job->req.arg = job;

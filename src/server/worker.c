@@ -213,6 +213,14 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
                          int event)
 {
     char extra[64] = "";
+    if (status < 400 || status > 599) {
+        /* A refusal without its status is a bug of ours: say so, never send status 0. */
+        kf_log(KF_LOG_ERROR, "http", "a refusal had no status", "reason", kf_refusal_name(reason),
+               "message", message, NULL);
+        status = 500;
+        reason = KF_REFUSAL_INTERNAL_ERROR;
+        if (!message || !*message) message = "internal error";
+    }
     if (status == 429 || status == 503)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->w->svc->retry_after);
     kf_metrics_refusal(&c->w->metrics, reason);

@@ -78,18 +78,20 @@ check_not() {
     if "$@" >"$T/check.out" 2>&1; then fail "$desc: succeeded but should not"; else pass; fi
 }
 
-# A fingerprint of everything in the store: rows of every table, in order.
+# A fingerprint of everything in the store: rows of every table, in order. Tables named as
+# arguments are left out (store_state security_events: all but the events).
 store_state() {
     sqlite3 "$T/d/keyfleet.db" \
         "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name" | while read -r tbl; do
+        case " $* " in *" $tbl "*) continue ;; esac
         echo "== $tbl"
         sqlite3 "$T/d/keyfleet.db" "SELECT * FROM \"$tbl\" ORDER BY 1"
     done | sha256sum
 }
 
-# unchanged DESC BEFORE: the store must be as it was.
+# unchanged DESC BEFORE [TABLES LEFT OUT]: the store must be as it was.
 unchanged() {
-    now=$(store_state)
+    now=$(store_state "${@:3}")
     if [ "$now" = "$2" ]; then pass; else fail "$1: the store changed"; fi
 }
 

@@ -153,6 +153,12 @@ static void test_response(void **state)
     kf_buf_free(&b);
     assert_string_equal(kf_http_reason(431), "Request Header Fields Too Large");
     assert_string_equal(kf_http_reason(299), "Unknown");
+    /* No answer ever goes out without a real status: "HTTP/1.1 0 Unknown" was one. */
+    kf_buf_reset(&b);
+    KF_EXPECT_ERR(KF_E_INTERNAL, kf_http_response(&b, 0, NULL, NULL, 1, NULL, 0));
+    KF_EXPECT_ERR(KF_E_INTERNAL, kf_http_response(&b, 99, NULL, NULL, 1, NULL, 0));
+    KF_EXPECT_ERR(KF_E_INTERNAL, kf_http_response(&b, 600, NULL, NULL, 1, NULL, 0));
+    kf_buf_free(&b);
 }
 
 int main(void)

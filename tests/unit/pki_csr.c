@@ -214,6 +214,43 @@ static void test_rules_with_openssl_csrs(void **state)
     csr = csr_from_openssl("-newkey ed25519", "/CN=dev-ed");
     KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
     kf_csr_free(csr);
+
+    /* SHA-1 signatures, PKCS#1 and PSS (whose parameters name the digest), are refused. */
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha1", "/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_DIGEST, "signed with SHA1");
+    kf_csr_free(csr);
+    csr = csr_from_openssl("-newkey rsa:2048 -sha1", "/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_DIGEST, "SHA-256 or stronger");
+    kf_csr_free(csr);
+    csr = csr_from_openssl("-newkey rsa:2048 -sigopt rsa_padding_mode:pss -sha1", "/CN=dev-1");
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_DIGEST, "signed with SHA1");
+    kf_csr_free(csr);
+    csr = csr_from_openssl("-newkey rsa:2048 -sigopt rsa_padding_mode:pss -sha256", "/CN=dev-1");
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    kf_csr_free(csr);
+    csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-384 -sha384", "/CN=dev-1");
+    KF_OK_OR_FAIL(kf_csr_check(csr, &p, NULL));
+    kf_csr_free(csr);
+}
+
+/* P-256 with explicit curve parameters: the signer would refuse it, so the CSR check does. */
+static void test_explicit_curve_parameters(void **state)
+{
+    const char *key = kf_test_path("explicit.key"), *req = kf_test_path("explicit.csr");
+    struct kf_csr_policy p;
+    struct kf_csr *csr = NULL;
+    char *text;
+    kf_csr_policy_default(&p);
+    assert_int_equal(kf_test_sh("openssl ecparam -name prime256v1 -param_enc explicit -genkey "
+                                "-noout -out '%s' && openssl req -new -key '%s' -subj /CN=dev-1 "
+                                "-out '%s' 2>/dev/null",
+                                key, key, req),
+                     0);
+    text = kf_test_read(req);
+    KF_OK_OR_FAIL(kf_csr_parse(text, strlen(text), &csr));
+    free(text);
+    expect_rule(csr, &p, KF_E_POLICY, KF_CSR_RULE_KEY_TYPE, "without a named curve");
+    kf_csr_free(csr);
 }
 
 static void test_parse_errors(void **state)
@@ -377,11 +414,16 @@ static void test_malformed_structures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_parse_check),      cmocka_unit_test(test_longest_id_csr),
-        cmocka_unit_test(test_broken_self_signature),   cmocka_unit_test(test_ecdsa_null_parameter),
-        cmocka_unit_test(test_rules_with_openssl_csrs), cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_agrees_with_openssl),     cmocka_unit_test(test_tampered_requests),
+        cmocka_unit_test(test_create_parse_check),
+        cmocka_unit_test(test_longest_id_csr),
+        cmocka_unit_test(test_broken_self_signature),
+        cmocka_unit_test(test_ecdsa_null_parameter),
+        cmocka_unit_test(test_rules_with_openssl_csrs),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_agrees_with_openssl),
+        cmocka_unit_test(test_tampered_requests),
         cmocka_unit_test(test_malformed_structures),
+        cmocka_unit_test(test_explicit_curve_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
