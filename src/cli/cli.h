@@ -153,6 +153,7 @@ int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_disable(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_enable(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_device_move(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_cert_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_cert_show(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_cert_issue(struct kf_cli *c, int argc, char **argv);

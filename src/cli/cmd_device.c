@@ -186,3 +186,35 @@ int kf_cmd_device_revoke(struct kf_cli *c, int argc, char **argv)
                kf_crl_reason_name(reason), count, count == 1 ? "" : "s");
     return KF_EXIT_OK;
 }
+
+static int move_opt(struct kf_cli *c, int opt, void *arg)
+{
+    const char **to = arg;
+    (void)c;
+    if (opt != 'e') return 1;
+    *to = optarg;
+    return 0;
+}
+
+int kf_cmd_device_move(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"enrollment", required_argument, NULL, 'e'},
+                                         {NULL, 0, NULL, 0}};
+    const char *id, *to = NULL;
+    char from[KF_ID_MAX + 1] = "";
+    enum kf_err rc;
+    int r = kf_cli_parse_name(c, argc, argv, opts, move_opt, &to, "device", &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (!to) return kf_cli_usage(c, "which enrollment? give --enrollment ID");
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_fleet_move(c->deploy, c->actor, id, to, from);
+    if (rc) return kf_cli_fail(c, rc);
+    if (c->json)
+        kf_cli_print_json(json_pack("{s:s, s:s, s:s, s:b}", "id", id, "from", from, "enrollment",
+                                    to, "changed", strcmp(from, to) != 0));
+    else if (strcmp(from, to) == 0)
+        printf("device %s was already in enrollment %s\n", id, to);
+    else
+        printf("device %s moved from enrollment %s to %s\n", id, from[0] ? from : "(none)", to);
+    return KF_EXIT_OK;
+}

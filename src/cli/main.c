@@ -142,6 +142,13 @@ static const struct command commands[] = {
      "REASON: unspecified (default), key-compromise, ca-compromise, affiliation-changed,\n"
      "superseded, cessation-of-operation, privilege-withdrawn",
      "revoke a device and its certificates"},
+    {"device", "move", kf_cmd_device_move,
+     "device move ID --enrollment ENROLLMENT\n"
+     "\n"
+     "A device belongs to the enrollment that first provisioned it: another enrollment's factory\n"
+     "identity for the same id is refused (409 enrolled_elsewhere). This moves the device, so\n"
+     "that ENROLLMENT (individual or group) provisions it from now on. Audited as device.move.",
+     "move a device to another enrollment"},
     {"service", "add", kf_cmd_service_add,
      "service add --name NAME --role reader|commander (--csr FILE | --key-out FILE) [--out FILE]\n"
      "            [--days N] [--json]\n"

@@ -1,7 +1,9 @@
 #include "server/fleet.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/pki_crl.h"
 #include "server/ca.h"
@@ -89,5 +91,64 @@ enum kf_err kf_fleet_revoke(struct kf_deploy *d, const char *actor, const char *
     snprintf(what, sizeof(what), "device %s", id);
     rc = kf_ca_revoke_with(d, actor, what, revoke_cb, &w);
     if (count) *count = w.count;
+    return rc;
+}
+
+struct move_write {
+    const char *actor, *id, *to;
+    char from[KF_ID_MAX + 1];
+};
+
+static enum kf_err move_cb(struct kf_txn *txn, void *arg)
+{
+    struct move_write *w = arg;
+    struct kf_enrollment e;
+    struct kf_registration reg;
+    struct kf_device dev;
+    char object[KF_OBJECT_MAX], *detail;
+    enum kf_err rc;
+
+    rc = kf_txn_device_get(txn, w->id, &dev);
+    if (rc == KF_E_NOT_FOUND) return kf_fail(rc, "no device %s", w->id);
+    if (rc) return rc;
+    snprintf(w->from, sizeof(w->from), "%s", dev.enrollment);
+    if (dev.status == KF_DEVICE_REVOKED)
+        return kf_fail(KF_E_REVOKED, "device %s is revoked; revocation is final", w->id);
+    memset(&e, 0, sizeof(e));
+    rc = kf_txn_enrollment_get(txn, w->to, &e);
+    kf_enrollment_clear(&e);
+    if (rc == KF_E_NOT_FOUND) return kf_fail(rc, "no enrollment %s", w->to);
+    if (rc) return rc;
+    if (strcmp(dev.enrollment, w->to) == 0) return KF_OK;
+    snprintf(dev.enrollment, sizeof(dev.enrollment), "%s", w->to);
+    dev.updated = time(NULL);
+    rc = kf_txn_device_update(txn, &dev);
+    if (rc) return rc;
+    rc = kf_txn_registration_get(txn, w->id, &reg);
+    if (rc == KF_OK) {
+        snprintf(reg.enrollment, sizeof(reg.enrollment), "%s", w->to);
+        rc = kf_txn_registration_put(txn, &reg);
+    } else if (rc == KF_E_NOT_FOUND) {
+        rc = KF_OK;
+    }
+    if (rc) return rc;
+    snprintf(object, sizeof(object), "device:%s", w->id);
+    detail = kf_jsontext_pack("{s:s, s:s}", "from", w->from, "to", w->to);
+    rc = kf_txn_audit_append(txn, w->actor, "device.move", object, detail);
+    free(detail);
+    return rc;
+}
+
+enum kf_err kf_fleet_move(struct kf_deploy *d, const char *actor, const char *id,
+                          const char *enrollment, char *from)
+{
+    struct move_write w;
+    enum kf_err rc;
+    memset(&w, 0, sizeof(w));
+    w.actor = actor;
+    w.id = id;
+    w.to = enrollment;
+    rc = kf_store_write(d->store, move_cb, &w);
+    if (from) snprintf(from, KF_ID_MAX + 1, "%s", w.from);
     return rc;
 }

@@ -22,4 +22,14 @@ enum kf_err kf_fleet_set_enabled(struct kf_deploy *d, const char *actor, const c
 enum kf_err kf_fleet_revoke(struct kf_deploy *d, const char *actor, const char *id, int reason,
                             int *count);
 
+/*
+ * Moves device `id` to enrollment `enrollment` (it must exist): from then on that enrollment's
+ * factory identity for the id may provision it, and no other. A device belongs to the enrollment
+ * that created it, so this is the only way another one takes it over; audited (device.move,
+ * with from and to). `from` (may be NULL, KF_ID_MAX + 1 bytes) receives its enrollment before.
+ * KF_E_REVOKED for a revoked device; KF_OK with nothing written when it is there already.
+ */
+enum kf_err kf_fleet_move(struct kf_deploy *d, const char *actor, const char *id,
+                          const char *enrollment, char *from);
+
 #endif

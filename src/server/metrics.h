@@ -100,7 +100,8 @@ enum kf_endpoint {
     X(HEADER_TOO_LARGE, "header_too_large")                       \
     X(REQUEST_TIMEOUT, "request_timeout")                         \
     X(CONNECTION_LIMIT, "connection_limit")                       \
-    X(INTERNAL_ERROR, "internal_error")
+    X(INTERNAL_ERROR, "internal_error")                           \
+    X(ENROLLED_ELSEWHERE, "enrolled_elsewhere")
 
 enum kf_refusal {
 #define KF_REFUSAL_ENUM_(name, label) KF_REFUSAL_##name,

@@ -247,6 +247,27 @@ static enum kf_err lookup(struct kf_store *store, const char *id, struct kf_enro
     return rc;
 }
 
+/*
+ * A device belongs to the enrollment that created it: another enrollment's factory identity for
+ * the same id would otherwise take it over (its certificate, its commands, its place). Moving a
+ * device is an operator's act (kf_fleet_move).
+ */
+static enum kf_err owned_by(const struct known *k, const char *id, const char *enrollment,
+                            struct kf_prov_refusal *ref)
+{
+    if (!k->have_device || strcmp(k->device.enrollment, enrollment) == 0) return KF_OK;
+    if (!k->device.enrollment[0])
+        return refuse(ref, 409, KF_REFUSAL_ENROLLED_ELSEWHERE,
+                      "device %s belongs to no enrollment (it was enrolled by hand, or its "
+                      "enrollment was removed), so enrollment %s may not provision it; an "
+                      "operator can move it: keyfleet device move %s --enrollment %s",
+                      id, enrollment, id, enrollment);
+    return refuse(ref, 409, KF_REFUSAL_ENROLLED_ELSEWHERE,
+                  "device %s belongs to enrollment %s, so enrollment %s may not provision it; an "
+                  "operator can move it: keyfleet device move %s --enrollment %s",
+                  id, k->device.enrollment, enrollment, id, enrollment);
+}
+
 /* Who is asking for a first certificate, from its factory certificate. */
 static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *store,
                                     const struct kf_prov_input *in, time_t now, struct verdict *v,
@@ -275,6 +296,8 @@ static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *st
     else
         rc = match_group(reg, in, cn, now, v, ref);
     kf_enrollment_clear(&e);
+    if (rc) return rc;
+    rc = owned_by(k, cn, v->id, ref);
     if (rc) return rc;
     if (!v->enabled)
         return refuse(ref, 403, KF_REFUSAL_ENROLLMENT_DISABLED, "enrollment %s is disabled", v->id);
@@ -502,13 +525,19 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
                disabled ? KF_REFUSAL_DEVICE_DISABLED : KF_REFUSAL_DEVICE_REVOKED, "device %s is %s",
                job->device_id, disabled ? "disabled" : "revoked");
         goto refused;
+    } else if (job->kind != KF_PROV_SIMPLEREENROLL &&
+               strcmp(dev.enrollment, job->enrollment) != 0) {
+        /* Moved, or made by another enrollment, since the decision. */
+        struct known k;
+        memset(&k, 0, sizeof(k));
+        k.have_device = 1;
+        k.device = dev;
+        owned_by(&k, job->device_id, job->enrollment, &job->refusal);
+        goto refused;
     } else {
         const char *hub = job->has_hub ? job->hub.name : dev.hub;
-        if (strcmp(dev.hub, hub) != 0 ||
-            (job->kind != KF_PROV_SIMPLEREENROLL && strcmp(dev.enrollment, job->enrollment) != 0)) {
+        if (strcmp(dev.hub, hub) != 0) {
             snprintf(dev.hub, sizeof(dev.hub), "%s", hub);
-            if (job->kind != KF_PROV_SIMPLEREENROLL)
-                snprintf(dev.enrollment, sizeof(dev.enrollment), "%s", job->enrollment);
             dev.updated = now;
             rc = kf_txn_device_update(txn, &dev);
             if (rc) return rc;
@@ -567,7 +596,9 @@ refused:
 void kf_prov_event_denied(struct kf_store *store, const struct kf_prov_refusal *ref, const char *id,
                           const char *ip)
 {
-    kf_events_submit(store, "provisioning.denied", "warning", id, "server", ip,
+    /* Another enrollment's identity for a device: a takeover, unless an operator erred. */
+    const char *severity = ref->reason == KF_REFUSAL_ENROLLED_ELSEWHERE ? "critical" : "warning";
+    kf_events_submit(store, "provisioning.denied", severity, id, "server", ip,
                      kf_jsontext_pack("{s:s, s:s, s:s, s:i}", "reason",
                                       kf_refusal_name(ref->reason), "id", id ? id : "", "message",
                                       ref->message, "status", ref->status));
