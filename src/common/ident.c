@@ -30,6 +30,16 @@ void kf_text_quote(char *out, size_t cap, const char *s)
     out[n] = '\0';
 }
 
+int kf_id_valid(const char *id)
+{
+    size_t len = id ? strlen(id) : 0;
+    if (len == 0 || len > KF_ID_MAX) return 0;
+    if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= '0' && id[0] <= '9'))) return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!id_char((unsigned char)id[i])) return 0;
+    return 1;
+}
+
 enum kf_err kf_id_check(const char *what, const char *id)
 {
     char shown[48];

@@ -22,6 +22,9 @@
  */
 enum kf_err kf_id_check(const char *what, const char *id);
 
+/* 1 when `id` is a valid id, 0 otherwise; records no error (for code that must not clobber one). */
+int kf_id_valid(const char *id);
+
 /*
  * Copies untrusted text into `out` (capacity `cap`) for a message: printable ASCII is kept,
  * anything else (escape sequences, newlines, quotes, UTF-8 bytes) becomes \xNN, and text that

@@ -51,7 +51,7 @@ struct inflight {
 
 struct kf_session {
     struct kf_hnode node;
-    char id[KF_ID_MAX + 1];
+    char id[KF_ID_MAX + 3]; /* as the caller names it (the hub: "d:<id>", "s:<name>") */
     struct kf_broker_peer *peer;
     struct sub *subs;
     unsigned n_subs;
@@ -373,6 +373,11 @@ enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
         s = calloc(1, sizeof(*s));
         if (!s) {
             rc = kf_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+        if (strlen(client_id) >= sizeof(s->id)) {
+            free(s);
+            rc = kf_fail(KF_E_INVALID, "a session name of %zu characters", strlen(client_id));
             goto out;
         }
         snprintf(s->id, sizeof(s->id), "%s", client_id);

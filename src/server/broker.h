@@ -1,7 +1,9 @@
 /*
  * broker: the hub's sessions, subscriptions and retained messages, shared by every worker.
  *
- * A session is named by its client id (a device id, or a service name) and outlives its
+ * A session is named by the caller (the hub names it by identity: "d:<device id>" or
+ * "s:<service name>", never by the bare MQTT client id, so that a device and a service with the
+ * same name never share a session) and outlives its
  * connection when it is persistent (MQTT 3.1.1 clean session 0; MQTT 5 session expiry > 0): its
  * subscriptions, the messages queued for it and those in flight stay in memory until it comes
  * back or expires.
@@ -26,6 +28,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/ident.h"
 #include "common/mqtt_codec.h"
 
 struct kf_broker;
@@ -45,8 +48,8 @@ struct kf_msg {
     struct kf_mqtt_str content_type, response_topic, correlation_data;
     struct kf_mqtt_user_prop *user;
     size_t n_user;
-    char origin[129]; /* the publisher's client id, for MQTT 5's no_local */
-    size_t size;      /* bytes held, for the limits */
+    char origin[KF_ID_MAX + 3]; /* the publisher's session name, for MQTT 5's no_local */
+    size_t size;                /* bytes held, for the limits */
 };
 
 /*
@@ -92,7 +95,8 @@ void kf_broker_free(struct kf_broker *b);
 void kf_broker_configure(struct kf_broker *b, const struct kf_broker_conf *conf);
 
 /*
- * Attaches `peer` to the session `client_id`: `clean` drops what a previous session held;
+ * Attaches `peer` to the session `client_id` (at most KF_ID_MAX + 2 characters, else
+ * KF_E_INVALID): `clean` drops what a previous session held;
  * `expiry_s` is how long the session outlives the connection (0: it ends with it;
  * 0xFFFFFFFF: never). A peer attached there already is kicked (KF_MQTT_RC_SESSION_TAKEN_OVER)
  * and woken. `*present` is set when an earlier session was resumed; its messages in flight are

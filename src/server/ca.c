@@ -1,4 +1,5 @@
 #include "server/ca.h"
+#include "server/events.h"
 #include "server/jsontext.h"
 
 #include <stdio.h>
@@ -56,7 +57,7 @@ static enum kf_err device_usable(struct kf_txn *txn, const char *id, int *exists
     struct kf_device dev;
     enum kf_err rc = kf_txn_device_get(txn, id, &dev);
     *exists = 0;
-    if (rc == KF_E_NOT_FOUND) return KF_OK;
+    if (rc == KF_E_NOT_FOUND) return kf_txn_name_free(txn, KF_NS_DEVICE, id);
     if (rc) return rc;
     *exists = 1;
     if (dev.status == KF_DEVICE_DISABLED)
@@ -189,12 +190,16 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     if (rc) return rc;
     rc = device_usable(txn, device_id, &exists);
     kf_txn_end(txn);
-    if (rc) return rc;
+    memset(&rec, 0, sizeof(rec));
+    if (rc) goto out;
     rc = kf_ca_sign(d, KF_PROFILE_DEVICE, device_id, device_id, NULL, NULL,
                     days ? days : d->cfg.device_cert_days, csr, &cert, &rec);
-    if (rc) return rc;
+    if (rc) goto out;
     w = (struct issue_write){actor, device_id, enrollment, &rec};
     rc = kf_store_write(d->store, issue_write_cb, &w);
+out:
+    if (rc == KF_E_CONFLICT)
+        kf_events_name_conflict(d->store, actor, device_id, "device", kf_errmsg());
     if (!rc) {
         *out = cert;
         cert = NULL;

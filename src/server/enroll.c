@@ -13,6 +13,7 @@
 #include "common/ident.h"
 #include "common/pki_key.h"
 #include "common/timefmt.h"
+#include "server/events.h"
 #include "server/jsontext.h"
 
 #define PEM_MAX (256 * 1024)
@@ -271,6 +272,7 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     e.created = e.updated = now;
     w = (struct add_write){actor, "enrollment.add", &e, NULL};
     rc = kf_store_write(d->store, add_cb, &w);
+    if (rc == KF_E_CONFLICT) kf_events_name_conflict(d->store, actor, id, "device", kf_errmsg());
 out:
     free(cert ? e.cert_pem : NULL);
     kf_buf_free(&pem);

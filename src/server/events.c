@@ -7,6 +7,7 @@
 #include "common/ident.h"
 #include "common/log.h"
 #include "common/timefmt.h"
+#include "server/jsontext.h"
 
 struct pending_event {
     struct kf_store_req req;
@@ -44,9 +45,7 @@ void kf_events_submit(struct kf_store *store, const char *type, const char *seve
     p->ev.time_ms = kf_now_ms();
     snprintf(p->ev.type, sizeof(p->ev.type), "%s", type);
     snprintf(p->ev.severity, sizeof(p->ev.severity), "%s", severity);
-    if (device && *device && kf_id_check("device id", device) == KF_OK)
-        snprintf(p->ev.device, sizeof(p->ev.device), "%s", device);
-    kf_err_clear();
+    if (device && kf_id_valid(device)) snprintf(p->ev.device, sizeof(p->ev.device), "%s", device);
     snprintf(p->ev.source, sizeof(p->ev.source), "%s", source);
     snprintf(p->ev.ip, sizeof(p->ev.ip), "%s", ip ? ip : "");
     p->ev.detail = detail;
@@ -60,4 +59,16 @@ void kf_events_submit(struct kf_store *store, const char *type, const char *seve
         free(p->ev.detail);
         free(p);
     }
+}
+
+void kf_events_name_conflict(struct kf_store *store, const char *actor, const char *name,
+                             const char *wanted, const char *why)
+{
+    char keep[256];
+    /* `why` is usually this thread's error message, which the caller still reports. */
+    snprintf(keep, sizeof(keep), "%s", why);
+    kf_events_submit(store, "registry.name_conflict", "warning", NULL, "server", NULL,
+                     kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "actor", actor, "name", name,
+                                      "wanted_as", wanted, "message", keep));
+    kf_fail(KF_E_CONFLICT, "%s", keep);
 }

@@ -20,4 +20,13 @@
 void kf_events_submit(struct kf_store *store, const char *type, const char *severity,
                       const char *device, const char *source, const char *ip, char *detail);
 
+/*
+ * Records that `actor` was refused a name because the other namespace holds it (a service named
+ * like a device, a device id that is a service's name): a `registry.name_conflict` event with
+ * the name, what it was wanted for ("device", "service") and the refusal `why`, which is left as
+ * this thread's error (KF_E_CONFLICT) for the caller to report.
+ */
+void kf_events_name_conflict(struct kf_store *store, const char *actor, const char *name,
+                             const char *wanted, const char *why);
+
 #endif

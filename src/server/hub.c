@@ -66,7 +66,7 @@ struct hub_conf {
 /* What the hub remembers of an id between connections: flapping and the networks it used. */
 struct id_rec {
     struct kf_hnode node;
-    char id[KF_ID_MAX + 2]; /* "d:" or "s:" then the id */
+    char id[KF_ID_MAX + 3]; /* "d:" or "s:" then the id */
     int64_t window_start, banned_until, last_seen;
     unsigned count;
     unsigned char nets[NETS_KEPT][8];
@@ -126,6 +126,11 @@ struct hconn {
     uint8_t version;
     enum kf_acl_kind kind;
     char id[KF_ID_MAX + 1]; /* the certificate's device id or service name */
+    /*
+     * The identity as the hub keys its state (the broker's session, flapping and bans):
+     * "d:<device id>" or "s:<service name>", so that a device and a service never share any.
+     */
+    char key[KF_ID_MAX + 3];
     char serial[KF_SERIAL_HEX_MAX];
     char auth_reason[48]; /* why the handshake's chain was refused */
     uint16_t keep_alive;
@@ -234,18 +239,17 @@ static void auth_failed(struct hconn *c, const char *reason, const char *message
 
 static struct id_rec *id_get(struct kf_hubd *h, struct hconn *c)
 {
-    char key[KF_ID_MAX + 3];
-    size_t n;
+    size_t n = strlen(c->key);
     struct kf_hnode *node;
     struct id_rec *r;
 
-    n = (size_t)snprintf(key, sizeof(key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
-    node = kf_htab_find(&h->ids, (const uint8_t *)key, n, kf_hash_bytes((const uint8_t *)key, n));
+    node = kf_htab_find(&h->ids, (const uint8_t *)c->key, n,
+                        kf_hash_bytes((const uint8_t *)c->key, n));
     if (node) return (struct id_rec *)node;
     if (h->ids.n >= ID_RECORDS_MAX) return NULL;
     r = calloc(1, sizeof(*r));
     if (!r) return NULL;
-    memcpy(r->id, key, n + 1);
+    memcpy(r->id, c->key, n + 1);
     r->node.key = (const uint8_t *)r->id;
     r->node.klen = n;
     r->node.hash = kf_hash_bytes(r->node.key, n);
@@ -735,7 +739,7 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
             return;
         }
     }
-    m = kf_msg_new(p, topic, c->id, now);
+    m = kf_msg_new(p, topic, c->key, now);
     if (!m) {
         shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
         return;
@@ -881,7 +885,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         wp.payload = k->will_payload.p;
         wp.payload_len = k->will_payload.len;
         wp.props = k->will_props;
-        c->will = kf_msg_new(&wp, k->will_topic, c->id, now);
+        c->will = kf_msg_new(&wp, k->will_topic, c->key, now);
         if (KF_MQTT_HAS(&k->will_props, KF_MQTT_P_WILL_DELAY))
             c->will_delay = k->will_props.will_delay;
     }
@@ -897,7 +901,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         c->peer.receive_max = k->props.receive_maximum;
     if (KF_MQTT_HAS(&k->props, KF_MQTT_P_MAXIMUM_PACKET_SIZE))
         c->client_max_packet = k->props.maximum_packet_size;
-    if (kf_broker_attach(h->broker, &c->peer, c->id, k->clean_start, expiry, &present) != KF_OK) {
+    if (kf_broker_attach(h->broker, &c->peer, c->key, k->clean_start, expiry, &present) != KF_OK) {
         kf_err_clear();
         send_connack(c, KF_MQTT_RC_SERVER_UNAVAILABLE, KF_MQTT_V311_SERVER_UNAVAILABLE, 0, NULL);
         shut(c, 0, "server_unavailable", 0, 0);
@@ -1245,8 +1249,13 @@ static int identify(struct hconn *c)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     X509 *x = SSL_get1_peer_certificate(ssl);
-    if (!x) return c->resumed_ident && kf_id_check("id", c->id) == KF_OK;
-    return cert_identity(x, &c->kind, c->id, sizeof(c->id), c->serial);
+    int ok;
+    if (!x)
+        ok = c->resumed_ident && kf_id_valid(c->id);
+    else
+        ok = cert_identity(x, &c->kind, c->id, sizeof(c->id), c->serial);
+    if (ok) snprintf(c->key, sizeof(c->key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
+    return ok;
 }
 
 /* The session cache's view of an identity: kind, then id and serial, NUL-terminated. */

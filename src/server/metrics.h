@@ -101,7 +101,8 @@ enum kf_endpoint {
     X(REQUEST_TIMEOUT, "request_timeout")                         \
     X(CONNECTION_LIMIT, "connection_limit")                       \
     X(INTERNAL_ERROR, "internal_error")                           \
-    X(ENROLLED_ELSEWHERE, "enrolled_elsewhere")
+    X(ENROLLED_ELSEWHERE, "enrolled_elsewhere")                   \
+    X(NAME_CONFLICT, "name_conflict")
 
 enum kf_refusal {
 #define KF_REFUSAL_ENUM_(name, label) KF_REFUSAL_##name,

@@ -179,6 +179,8 @@ static enum kf_err match_group(struct kf_registry *reg, const struct kf_prov_inp
 /* What the store says about a device before a certificate is spent on it. */
 struct known {
     int have_device;
+    int name_taken;     /* no such device, and its id is a service's name */
+    char name_why[256]; /* why, when name_taken */
     struct kf_device device;
     int have_registration;
     struct kf_registration registration;
@@ -233,10 +235,19 @@ static enum kf_err lookup(struct kf_store *store, const char *id, struct kf_enro
             rc = r;
     }
     r = rc ? rc : kf_txn_device_get(txn, id, &k->device);
-    if (r == KF_OK)
+    if (r == KF_OK) {
         k->have_device = 1;
-    else if (r != KF_E_NOT_FOUND)
+    } else if (r != KF_E_NOT_FOUND) {
         rc = r;
+    } else {
+        r = kf_txn_name_free(txn, KF_NS_DEVICE, id);
+        if (r == KF_E_CONFLICT) {
+            k->name_taken = 1;
+            snprintf(k->name_why, sizeof(k->name_why), "%s", kf_errmsg());
+        } else if (r) {
+            rc = r;
+        }
+    }
     r = rc ? rc : kf_txn_registration_get(txn, id, &k->registration);
     if (r == KF_OK)
         k->have_registration = 1;
@@ -299,6 +310,8 @@ static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *st
     if (rc) return rc;
     rc = owned_by(k, cn, v->id, ref);
     if (rc) return rc;
+    if (k->name_taken)
+        return refuse(ref, 409, KF_REFUSAL_NAME_CONFLICT, "registration id %s", k->name_why);
     if (!v->enabled)
         return refuse(ref, 403, KF_REFUSAL_ENROLLMENT_DISABLED, "enrollment %s is disabled", v->id);
     if (!v->verified)
@@ -515,6 +528,11 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
         dev.status = KF_DEVICE_ACTIVE;
         dev.created = dev.updated = now;
         rc = kf_txn_device_insert(txn, &dev);
+        if (rc == KF_E_CONFLICT) {
+            /* A service took the name since the decision. */
+            refuse(&job->refusal, 409, KF_REFUSAL_NAME_CONFLICT, "registration id %s", kf_errmsg());
+            goto refused;
+        }
         if (rc) return rc;
         job->new_device = 1;
     } else if (rc) {

@@ -9,6 +9,7 @@
 #include "common/pki_crl.h"
 #include "common/timefmt.h"
 #include "server/ca.h"
+#include "server/events.h"
 #include "server/jsontext.h"
 
 int kf_service_role_valid(const char *role)
@@ -94,18 +95,21 @@ static enum kf_err issue(struct kf_deploy *d, const char *actor, const char *nam
         if (rc == KF_OK)
             rc = kf_fail(KF_E_EXISTS, "service %s already exists (with role %s)", name, s.role);
         else if (rc == KF_E_NOT_FOUND)
-            rc = KF_OK;
+            rc = kf_txn_name_free(txn, KF_NS_SERVICE, name);
         snprintf(s.role, sizeof(s.role), "%s", new_role);
     } else {
         rc = service_usable(txn, name, &s);
     }
     kf_txn_end(txn);
-    if (rc) return rc;
+    memset(&rec, 0, sizeof(rec));
+    if (rc) goto out;
     rc = kf_ca_sign(d, KF_PROFILE_SERVICE, name, NULL, name, s.role,
                     days ? days : d->cfg.service_cert_days, csr, &cert, &rec);
-    if (rc) return rc;
+    if (rc) goto out;
     w = (struct issue_write){actor, name, new_role, &rec};
     rc = kf_store_write(d->store, issue_write_cb, &w);
+out:
+    if (rc == KF_E_CONFLICT) kf_events_name_conflict(d->store, actor, name, "service", kf_errmsg());
     if (!rc) {
         *out = cert;
         cert = NULL;

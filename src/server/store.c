@@ -943,12 +943,66 @@ static enum kf_err enrollment_checked(const struct kf_enrollment *e, struct kf_e
     return KF_OK;
 }
 
+/* ---- one name, one namespace ---- */
+
+static enum kf_err name_free_for_device(struct kf_txn *txn, const char *id)
+{
+    struct kf_service_rec s;
+    enum kf_err rc = txn->store->be->service_get(txn->conn, id, &s);
+    if (rc == KF_OK)
+        return kf_fail(KF_E_CONFLICT,
+                       "%s is the name of a service; device ids and service names are never the "
+                       "same",
+                       id);
+    if (rc != KF_E_NOT_FOUND) return rc;
+    kf_err_clear();
+    return KF_OK;
+}
+
+static enum kf_err name_free_for_service(struct kf_txn *txn, const char *name)
+{
+    struct kf_enrollment e;
+    struct kf_device d;
+    enum kf_err rc = txn->store->be->device_get(txn->conn, name, &d);
+    if (rc == KF_OK)
+        return kf_fail(KF_E_CONFLICT,
+                       "%s is the id of a device; device ids and service names are never the same",
+                       name);
+    if (rc != KF_E_NOT_FOUND) return rc;
+    memset(&e, 0, sizeof(e));
+    rc = txn->store->be->enrollment_get(txn->conn, name, &e);
+    if (rc == KF_OK) {
+        int individual = e.kind == KF_ENROLL_INDIVIDUAL;
+        kf_enrollment_clear(&e);
+        if (individual)
+            return kf_fail(KF_E_CONFLICT,
+                           "%s is the registration id of an individual enrollment; device ids and "
+                           "service names are never the same",
+                           name);
+    } else if (rc != KF_E_NOT_FOUND) {
+        return rc;
+    }
+    kf_err_clear();
+    return KF_OK;
+}
+
+enum kf_err kf_txn_name_free(struct kf_txn *txn, enum kf_namespace space, const char *name)
+{
+    enum kf_err rc = need_txn(txn, name);
+    if (rc) return rc;
+    rc = check_id(space == KF_NS_SERVICE ? "service name" : "device id", name, KF_ID_MAX + 1, 0);
+    if (rc) return rc;
+    return space == KF_NS_SERVICE ? name_free_for_service(txn, name)
+                                  : name_free_for_device(txn, name);
+}
+
 enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment *e)
 {
     struct kf_enrollment copy;
     enum kf_err rc = need_write(txn, e, "insert an enrollment");
     if (rc) return rc;
     rc = enrollment_checked(e, &copy);
+    if (!rc && e->kind == KF_ENROLL_INDIVIDUAL) rc = name_free_for_device(txn, e->id);
     if (rc) return rc;
     return txn->store->be->enrollment_insert(txn->conn, &copy);
 }
@@ -1013,6 +1067,7 @@ enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d)
     enum kf_err rc = need_write(txn, d, "insert a device");
     if (rc) return rc;
     rc = device_checked(d);
+    if (!rc) rc = name_free_for_device(txn, d->id);
     if (rc) return rc;
     return txn->store->be->device_insert(txn->conn, d);
 }
@@ -1305,6 +1360,7 @@ enum kf_err kf_txn_service_insert(struct kf_txn *txn, const struct kf_service_re
     struct kf_service_rec copy;
     enum kf_err rc = need_write(txn, s, "insert a service");
     if (!rc) rc = service_checked(s, &copy);
+    if (!rc) rc = name_free_for_service(txn, s->name);
     if (rc) return rc;
     return txn->store->be->service_insert(txn->conn, &copy);
 }

@@ -169,6 +169,25 @@ void kf_store_stats(struct kf_store *store, struct kf_store_stats *out);
  */
 enum kf_err kf_txn_registry_version(struct kf_txn *txn, int64_t *out);
 
+/* ---- names ---- */
+
+/*
+ * Device ids (with the registration ids of individual enrollments, which become device ids) and
+ * service names are separate namespaces, and no name is ever in both: a name held by both would
+ * read as either wherever an identity is a bare name (an MQTT client id, a log line, a person).
+ * The inserts below refuse such a name themselves; this asks first (before a signature is spent).
+ */
+enum kf_namespace {
+    KF_NS_DEVICE = 1,
+    KF_NS_SERVICE = 2,
+};
+
+/*
+ * KF_OK when `name` may be taken in `space`; KF_E_CONFLICT, with a sentence naming what holds
+ * it, when the other namespace has it. Whether `space` itself has it is not checked.
+ */
+enum kf_err kf_txn_name_free(struct kf_txn *txn, enum kf_namespace space, const char *name);
+
 /* ---- CAs ---- */
 
 struct kf_ca_rec {
@@ -216,7 +235,10 @@ struct kf_enrollment {
 };
 void kf_enrollment_clear(struct kf_enrollment *e);
 
-/* KF_E_EXISTS when an enrollment with that id exists (of either kind). */
+/*
+ * KF_E_EXISTS when an enrollment with that id exists (of either kind); KF_E_CONFLICT when an
+ * individual enrollment's id is a service's name (device ids and service names never meet).
+ */
 enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment *e);
 enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_enrollment *out);
 /* Replaces every field of the enrollment `e->id`; KF_E_NOT_FOUND when there is none. */
@@ -247,6 +269,7 @@ struct kf_device {
     int64_t created, updated;
 };
 
+/* KF_E_EXISTS when the id is taken; KF_E_CONFLICT when it is a service's name. */
 enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d);
 enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device *out);
 enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device *d);
@@ -320,7 +343,10 @@ struct kf_service_rec {
     int64_t created, updated;
 };
 
-/* KF_E_EXISTS when the name is taken. */
+/*
+ * KF_E_EXISTS when the name is taken; KF_E_CONFLICT when it is a device's id or an individual
+ * enrollment's registration id (device ids and service names never meet).
+ */
 enum kf_err kf_txn_service_insert(struct kf_txn *txn, const struct kf_service_rec *s);
 enum kf_err kf_txn_service_get(struct kf_txn *txn, const char *name, struct kf_service_rec *out);
 /* Writes the role, status and updated time; KF_E_NOT_FOUND. */

@@ -4,7 +4,8 @@
 usage: mqtt_raw.py PORT CA CERT KEY PACKET [PACKET ...]
 
 Each PACKET is sent as one write, with a short pause between them: hex bytes (spaces allowed),
-or cV:ID[:KEEPALIVE] for a well-formed CONNECT of MQTT version V (4 or 5) with client id ID.
+or cV:ID[:KEEPALIVE] for a well-formed CONNECT of MQTT version V (4 or 5) with client id ID
+(CV:ID[:KEEPALIVE], capital C, the same with clean start off: a persistent session).
 SRC in the environment binds the client to that source address (127.0.1.5, say).
 Prints each packet received as "TYPE HEX" (TYPE the packet type number) and "closed" when the
 server closes the connection, or "open" if it is still open after two seconds of silence.
@@ -53,14 +54,16 @@ def main():
 
 
 def packet(arg):
-    if not (len(arg) > 2 and arg[0] == "c" and arg[1] in "45" and arg[2] == ":"):
+    if not (len(arg) > 2 and arg[0] in "cC" and arg[1] in "45" and arg[2] == ":"):
         return bytes.fromhex(arg.replace(" ", ""))
     parts = arg[1:].split(":")
     version, cid = int(parts[0]), parts[1].encode()
     keep = int(parts[2]) if len(parts) > 2 else 60
-    body = b"\x00\x04MQTT" + bytes([version, 0x02]) + keep.to_bytes(2, "big")
+    clean = arg[0] == "c"
+    body = b"\x00\x04MQTT" + bytes([version, 0x02 if clean else 0x00]) + keep.to_bytes(2, "big")
     if version == 5:
-        body += b"\x00"
+        # a persistent session needs a session expiry (property 0x11) in MQTT 5
+        body += b"\x00" if clean else b"\x05\x11\x00\x00\x0e\x10"
     body += len(cid).to_bytes(2, "big") + cid
     return bytes([0x10]) + varint(len(body)) + body
 

@@ -2438,6 +2438,43 @@ static void test_services(void **state)
     kf_store_close(s);
 }
 
+/* Device ids and service names never meet: each insert refuses a name the other holds. */
+static void test_one_name_one_namespace(void **state)
+{
+    struct kf_store *s = open_new("names.db");
+    struct kf_service_rec dash = service("dash", "reader"), dev = service("dev-1", "reader"),
+                          ind = service("ind-1", "reader"), grp = service("grp-1", "reader");
+    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE),
+                     d2 = device("dash", "", KF_DEVICE_ACTIVE);
+    struct kf_enrollment e1 = enrollment("ind-1", KF_ENROLL_INDIVIDUAL),
+                         e2 = enrollment("dash", KF_ENROLL_INDIVIDUAL),
+                         g1 = enrollment("grp-1", KF_ENROLL_GROUP);
+    struct kf_txn *t;
+
+    KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &dash));
+    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &e1));
+    KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g1));
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, device_insert_cb, &d2));
+    KF_EXPECT_MSG("dash is the name of a service");
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, enroll_insert_cb, &e2));
+    KF_EXPECT_MSG("never the same");
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, service_insert_cb, &dev));
+    KF_EXPECT_MSG("dev-1 is the id of a device");
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, service_insert_cb, &ind));
+    KF_EXPECT_MSG("registration id of an individual enrollment");
+    /* a group's name is no device id: a service may share it */
+    KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &grp));
+    t = rd(s);
+    KF_OK_OR_FAIL(kf_txn_name_free(t, KF_NS_DEVICE, "dev-2"));
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_txn_name_free(t, KF_NS_DEVICE, "dash"));
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_txn_name_free(t, KF_NS_SERVICE, "dev-1"));
+    KF_OK_OR_FAIL(kf_txn_name_free(t, KF_NS_SERVICE, "ops"));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_name_free(t, KF_NS_SERVICE, "Not An Id"));
+    kf_txn_end(t);
+    kf_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2455,6 +2492,7 @@ int main(void)
         cmocka_unit_test(test_registrations),
         cmocka_unit_test(test_hubs),
         cmocka_unit_test(test_services),
+        cmocka_unit_test(test_one_name_one_namespace),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_write_on_read_refused),
         cmocka_unit_test(test_callback_error_rolls_back),
