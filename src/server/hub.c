@@ -101,8 +101,9 @@ struct kf_hub_worker {
     int draining;
     void (*idle_cb)(void *);
     void *idle_arg;
-    struct hub_conf conf; /* this worker's copy, refreshed every tick */
-    int64_t reg_version;
+    struct hub_conf conf;    /* this worker's copy, refreshed every tick */
+    uint64_t reg_generation; /* of the snapshot last enforced */
+    unsigned ticks;
     struct kf_hub_stats st; /* written by this worker only; read with relaxed loads */
     uint8_t *scratch;
     size_t scratch_cap;
@@ -132,7 +133,8 @@ struct hconn {
      */
     char key[KF_ID_MAX + 3];
     char serial[KF_SERIAL_HEX_MAX];
-    char auth_reason[48]; /* why the handshake's chain was refused */
+    time_t not_before, not_after; /* the certificate's, also for a resumed session */
+    char auth_reason[48];         /* why the handshake's chain was refused */
     uint16_t keep_alive;
     uint32_t client_max_packet; /* 0: the protocol's limit */
     uint32_t expiry;
@@ -1217,10 +1219,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
 }
 
 /*
- * The identity a certificate proves: a device id, or a service name and role. `id` gets the CN
- * when it proves none (for the refusal's event).
+ * The identity a certificate proves: a device id, or a service name and role, and the
+ * certificate's validity. `id` gets the CN when it proves none (for the refusal's event). Takes
+ * the reference `x`.
  */
-static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap, char *serial)
+static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap, char *serial,
+                         time_t *not_before, time_t *not_after)
 {
     struct kf_cert *cert = x ? kf_cert_wrap(x) : NULL;
     char role[32];
@@ -1228,6 +1232,8 @@ static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap
 
     if (!cert) return 0;
     kf_cert_serial_hex(cert, serial);
+    *not_before = kf_cert_not_before(cert);
+    *not_after = kf_cert_not_after(cert);
     if (kf_cert_uri_san(cert, "urn:keyfleet:device:", id, idcap) == KF_OK) {
         *kind = KF_ACL_DEVICE;
         ok = 1;
@@ -1244,26 +1250,101 @@ static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap
     return ok;
 }
 
-/* The identity the handshake proved, or that the resumed session brought back. */
-static int identify(struct hconn *c)
+/*
+ * The identity the handshake proved, or that the resumed session brought back, and whether its
+ * certificate stands now: a resumed session had no chain check of OpenSSL's, so its certificate
+ * is judged here as a full handshake's is (revoked first, as OpenSSL orders it, then its
+ * validity). NULL when it may go on; else the reason and `*message`.
+ */
+static const char *identify(struct hconn *c, const char **message)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     X509 *x = SSL_get1_peer_certificate(ssl);
-    int ok;
+    struct kf_registry *reg;
+    time_t now = time(NULL);
+    int ok, revoked;
+
     if (!x)
         ok = c->resumed_ident && kf_id_valid(c->id);
     else
-        ok = cert_identity(x, &c->kind, c->id, sizeof(c->id), c->serial);
-    if (ok) snprintf(c->key, sizeof(c->key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
-    return ok;
+        ok = cert_identity(x, &c->kind, c->id, sizeof(c->id), c->serial, &c->not_before,
+                           &c->not_after);
+    if (!ok) {
+        *message = "the certificate names no keyfleet device or service with a role";
+        return "no_identity";
+    }
+    snprintf(c->key, sizeof(c->key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
+    reg = kf_registry_get(c->hw->hub->registry);
+    revoked = kf_registry_cert_revoked(reg, c->serial);
+    kf_registry_release(reg);
+    if (revoked) {
+        *message = "the certificate is revoked";
+        return "revoked";
+    }
+    if (now > c->not_after) {
+        *message = c->tls_resumed ? "the certificate of the resumed session has expired"
+                                  : "the certificate has expired";
+        return "expired";
+    }
+    if (now < c->not_before) {
+        *message = "the certificate is not valid yet";
+        return "not_yet_valid";
+    }
+    return NULL;
 }
 
-/* The session cache's view of an identity: kind, then id and serial, NUL-terminated. */
-static size_t sess_ident_cb(SSL *ssl, X509 *peer, uint8_t *out)
+/* The session of `ssl` lasts no longer than the certificate that proved it. */
+static void session_bound(SSL_SESSION *sess, time_t not_after)
+{
+    long left = (long)(not_after - SSL_SESSION_get_time(sess));
+    if (left < 1) left = 1;
+    if (left < SSL_SESSION_get_timeout(sess)) SSL_SESSION_set_timeout(sess, left);
+}
+
+/* Stateless tickets: each ticket's lifetime ends with the certificate in it. */
+static int ticket_gen_cb(SSL *ssl, void *arg)
+{
+    SSL_SESSION *sess = SSL_get0_session(ssl);
+    X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
+    (void)arg;
+    if (peer) session_bound(sess, kf_asn1_time(X509_get0_notAfter(peer)));
+    return 1;
+}
+
+/* ... and a ticket whose certificate no longer stands is not resumed (a full handshake instead). */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+                                       size_t name_len, SSL_TICKET_STATUS status, void *arg)
+{
+    X509 *peer = sess ? SSL_SESSION_get0_peer(sess) : NULL;
+    time_t now = time(NULL);
+    (void)ssl;
+    (void)name;
+    (void)name_len;
+    (void)arg;
+    switch (status) {
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW:
+        if (!peer || X509_cmp_time(X509_get0_notAfter(peer), &now) < 0 ||
+            X509_cmp_time(X509_get0_notBefore(peer), &now) > 0)
+            return SSL_TICKET_RETURN_IGNORE;
+        return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+    case SSL_TICKET_FATAL_ERR_MALLOC:
+    case SSL_TICKET_FATAL_ERR_OTHER: return SSL_TICKET_RETURN_ABORT;
+    default: return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+}
+
+/*
+ * The session cache's view of an identity: kind, id and serial (NUL-terminated), then the
+ * certificate's notBefore and notAfter (8 bytes each, as int64_t).
+ */
+static size_t sess_ident_cb(SSL *ssl, X509 *peer, uint8_t *out, time_t *not_after)
 {
     enum kf_acl_kind kind = KF_ACL_DEVICE;
     char id[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
-    size_t il, sl;
+    time_t nb, na;
+    int64_t times[2];
+    size_t il, sl, n;
     if (!peer) {
         /* a new ticket on a resumed connection: the identity it was resumed with */
         struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
@@ -1271,32 +1352,45 @@ static size_t sess_ident_cb(SSL *ssl, X509 *peer, uint8_t *out)
         kind = c->kind;
         snprintf(id, sizeof(id), "%s", c->id);
         snprintf(serial, sizeof(serial), "%s", c->serial);
+        nb = c->not_before;
+        na = c->not_after;
     } else {
         X509_up_ref(peer); /* cert_identity takes one reference */
-        if (!cert_identity(peer, &kind, id, sizeof(id), serial)) return 0;
+        if (!cert_identity(peer, &kind, id, sizeof(id), serial, &nb, &na)) return 0;
     }
     il = strlen(id);
     sl = strlen(serial);
-    if (1 + il + 1 + sl + 1 > KF_SESSCACHE_IDENT_MAX) return 0;
+    n = 1 + il + 1 + sl + 1;
+    if (n + sizeof(times) > KF_SESSCACHE_IDENT_MAX) return 0;
     out[0] = (uint8_t)kind;
     memcpy(out + 1, id, il + 1);
     memcpy(out + 2 + il, serial, sl + 1);
-    return 1 + il + 1 + sl + 1;
+    times[0] = (int64_t)nb;
+    times[1] = (int64_t)na;
+    memcpy(out + n, times, sizeof(times));
+    *not_after = na;
+    return n + sizeof(times);
 }
 
 static void sess_resumed_cb(SSL *ssl, const uint8_t *ident, size_t len)
 {
     struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
     const char *id = (const char *)ident + 1, *serial;
-    size_t il;
-    if (!c || len < 4 || ident[len - 1] != 0) return;
-    il = strnlen(id, len - 1);
-    if (il + 2 >= len || il >= sizeof(c->id)) return;
+    int64_t times[2];
+    size_t il, sl, strs;
+    if (!c || len < 3 + sizeof(times)) return;
+    strs = len - sizeof(times); /* kind, id, serial */
+    il = strnlen(id, strs - 1);
+    if (il + 2 >= strs || il >= sizeof(c->id)) return;
     serial = id + il + 1;
-    if (strlen(serial) >= sizeof(c->serial)) return;
+    sl = strnlen(serial, strs - il - 2);
+    if (1 + il + 1 + sl + 1 != strs || sl >= sizeof(c->serial)) return;
+    memcpy(times, ident + strs, sizeof(times));
     c->kind = (enum kf_acl_kind)ident[0];
     memcpy(c->id, id, il + 1);
-    memcpy(c->serial, serial, strlen(serial) + 1);
+    memcpy(c->serial, serial, sl + 1);
+    c->not_before = (time_t)times[0];
+    c->not_after = (time_t)times[1];
     c->resumed_ident = 1;
 }
 
@@ -1305,12 +1399,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct hconn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         c->handshake_pending = 0;
+        const char *why, *message = NULL;
         c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev));
         kf_limits_handshake_done(c->hw->hub->limits);
-        if (!identify(c)) {
-            auth_failed(c, "no_identity",
-                        "the certificate names no keyfleet device or service with a role");
-            shut(c, 0, "no_identity", 0, 0);
+        why = identify(c, &message);
+        if (why) {
+            auth_failed(c, why, message);
+            shut(c, 0, why, 0, 0);
             maybe_free(c);
         }
         return;
@@ -1499,15 +1594,21 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     } while (n == KF_ARRAY_LEN(peers));
 }
 
-/* Closes the live connections of identities the registry now keeps out. */
+/*
+ * Closes the live connections of identities the registry now keeps out (`reg` non-NULL), and of
+ * certificates past their notAfter: a session lasts no longer than the certificate that opened
+ * it (the device renews at two thirds of its life, and reconnects with the new one).
+ */
 static void enforce(struct kf_hub_worker *hw, const struct kf_registry *reg)
 {
     struct hconn *c, *next;
+    time_t now = time(NULL);
     for (c = hw->conns; c; c = next) {
         const char *why;
         next = c->next;
         if (!c->connected || c->closing) continue;
-        why = kept_out(c, reg);
+        why = reg ? kept_out(c, reg) : NULL;
+        if (!why && now > c->not_after) why = "certificate_expired";
         if (!why) continue;
         shut(c, KF_MQTT_RC_ADMINISTRATIVE_ACTION, why, 1, 1);
         maybe_free(c);
@@ -1524,9 +1625,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     hw->conf = h->conf;
     pthread_mutex_unlock(&h->lock);
     reg = kf_registry_get(h->registry);
-    if (reg->version != hw->reg_version) {
-        hw->reg_version = reg->version;
+    if (reg->generation != hw->reg_generation) {
+        /* a new snapshot (the store's version moved, a new CRL, SIGHUP) */
+        hw->reg_generation = reg->generation;
         enforce(hw, reg);
+    } else if (++hw->ticks % (1000 / TICK_MS) == 0) {
+        enforce(hw, NULL); /* certificates that expired, once a second */
     }
     kf_registry_release(reg);
 }
@@ -1551,7 +1655,7 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
     hw->conf = h->conf;
     pthread_mutex_unlock(&h->lock);
     reg = kf_registry_get(h->registry);
-    hw->reg_version = reg->version;
+    hw->reg_generation = reg->generation;
     kf_registry_release(reg);
     hw->wake = event_new(base, -1, EV_PERSIST, wake_cb, hw);
     hw->tick = event_new(base, -1, EV_PERSIST, tick_cb, hw);
@@ -1660,6 +1764,11 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     rc = kf_tls_new(&tc, &h->tls);
     if (rc) goto fail;
     kf_tlsrec_install(kf_tls_ctx(h->tls), watch_get);
+    if (tc.stateless_tickets &&
+        !SSL_CTX_set_session_ticket_cb(kf_tls_ctx(h->tls), ticket_gen_cb, ticket_dec_cb, h)) {
+        rc = kf_ossl_fail(KF_E_CRYPTO, "cannot bound session tickets by certificate");
+        goto fail;
+    }
     if (!tc.stateless_tickets) {
         static const struct kf_sesscache_hooks hooks = {sess_ident_cb, sess_resumed_cb};
         rc = kf_sesscache_new(kf_tls_ctx(h->tls), (size_t)cfg->session_cache, 3600, &hooks,

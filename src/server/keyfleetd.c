@@ -125,7 +125,7 @@ int main(int argc, char **argv)
     long cores;
     int opt, status = 1, stopping = 0;
     unsigned ticks = 0;
-    int64_t seen_version = 0;
+    uint64_t seen_generation = 0;
     struct timespec stop_at = {0, 0};
     enum kf_err rc;
 
@@ -255,8 +255,8 @@ int main(int argc, char **argv)
             stop_at.tv_nsec += (long)(svc.deploy->cfg.drain_timeout_ms % 1000) * 1000000L;
         } else if (sig < 0 && errno == EAGAIN && !stopping) {
             struct kf_registry *now = kf_registry_fresh(&svc.registry, svc.deploy);
-            if (svc.hub && now->version != seen_version) kf_hub_registry_changed(svc.hub);
-            seen_version = now->version;
+            if (svc.hub && now->generation != seen_generation) kf_hub_registry_changed(svc.hub);
+            seen_generation = now->generation;
             kf_registry_release(now);
             if (svc.hub && ++ticks % 4 == 0) kf_hub_sweep(svc.hub);
         }

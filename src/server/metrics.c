@@ -268,6 +268,11 @@ static enum kf_err render_gauges(const struct kf_metrics_gauges *g, struct kf_bu
          g->hub_sent},
         {"keyfleet_hub_messages_dropped_total", "counter",
          "Messages dropped because a session's queue was full.", g->hub_dropped},
+        {"keyfleet_crl_number", "gauge", "The number of the CRL keyfleetd checks against.",
+         g->crl_number},
+        {"keyfleet_crl_next_update_seconds", "gauge",
+         "When that CRL stops being valid (Unix time); past it every certificate is refused.",
+         g->crl_next_update},
     };
     enum kf_err rc = KF_OK;
     for (size_t i = 0; i < KF_ARRAY_LEN(series) && !rc; i++) {

@@ -2,13 +2,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 #include "server/est.h"
 
 struct load {
     struct kf_registry *r;
-    size_t cap_groups, cap_hubs, cap_blocked;
+    size_t cap_groups, cap_hubs, cap_blocked, cap_revoked;
     enum kf_err rc;
 };
 
@@ -88,6 +89,25 @@ static enum kf_err revoked_service_cb(const struct kf_service_rec *s, void *arg)
     return s->status == KF_SERVICE_REVOKED ? block(arg, 1, s->name, (int)s->status) : KF_OK;
 }
 
+static enum kf_err revoked_cb(const struct kf_cert_rec *c, void *arg)
+{
+    struct load *l = arg;
+    if (l->r->n_revoked == l->cap_revoked) {
+        size_t ncap = l->cap_revoked ? l->cap_revoked * 2 : 64;
+        void *p = realloc(l->r->revoked, ncap * sizeof(*l->r->revoked));
+        if (!p) return kf_fail(KF_E_NOMEM, "out of memory loading revoked certificates");
+        l->r->revoked = p;
+        l->cap_revoked = ncap;
+    }
+    snprintf(l->r->revoked[l->r->n_revoked++], KF_SERIAL_HEX_MAX, "%s", c->serial);
+    return KF_OK;
+}
+
+static int serial_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
 static int blocked_cmp(const void *a, const void *b)
 {
     const struct kf_reg_blocked *x = a, *y = b;
@@ -107,7 +127,34 @@ int kf_registry_blocked(const struct kf_registry *r, int service, const char *id
 
 int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex)
 {
+    if (r->n_revoked && strlen(serial_hex) < KF_SERIAL_HEX_MAX &&
+        bsearch(serial_hex, r->revoked, r->n_revoked, sizeof(*r->revoked), serial_cmp))
+        return 1;
     return r->crl && kf_crl_lists(r->crl, serial_hex, NULL);
+}
+
+/* What tells a replaced file from the one read: its inode, size and modification time. */
+static void file_id(const char *path, struct kf_file_id *out)
+{
+    struct stat st;
+    memset(out, 0, sizeof(*out));
+    if (stat(path, &st) != 0) return;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    out->size = (int64_t)st.st_size;
+    out->ino = (int64_t)st.st_ino;
+}
+
+/* 1 when the CRL file is no longer the one `r` read. */
+static int crl_file_changed(const struct kf_registry *r)
+{
+    char path[KF_CONF_PATH_MAX];
+    struct kf_file_id now;
+    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) != KF_OK) {
+        kf_err_clear();
+        return 0;
+    }
+    file_id(path, &now);
+    return memcmp(&now, &r->crl_file, sizeof(now)) != 0;
 }
 
 static enum kf_err load_ca(struct kf_txn *txn, const char *name, struct kf_cert **out)
@@ -128,6 +175,8 @@ static void add_crl(struct kf_registry *r)
     struct kf_crl *crl = NULL;
 
     kf_buf_init(&text, 64 * 1024 * 1024);
+    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) == KF_OK)
+        file_id(path, &r->crl_file); /* before reading: a newer file is never missed */
     if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) == KF_OK &&
         kf_buf_read_file(&text, path) == KF_OK &&
         kf_crl_parse(text.data, text.len, &crl) == KF_OK && kf_crl_signed_by(crl, r->issuing)) {
@@ -156,7 +205,9 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
 
     *out = NULL;
     if (!r) return kf_fail(KF_E_NOMEM, "out of memory");
+    static uint64_t generations;
     r->refs = 1;
+    r->generation = __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED);
     r->cfg = *cfg;
     kf_buf_init(&r->cacerts, 64 * 1024);
     kf_buf_init(&r->csrattrs, 4096);
@@ -175,11 +226,13 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
     if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_DISABLED, NULL, blocked_device_cb, &l);
     if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_REVOKED, NULL, blocked_device_cb, &l);
     if (!rc) rc = kf_txn_service_list(txn, revoked_service_cb, &l);
+    if (!rc) rc = kf_txn_cert_revoked(txn, "issuing", 0, revoked_cb, &l);
     if (!rc) rc = load_ca(txn, "root", &r->root);
     if (!rc) rc = load_ca(txn, "issuing", &r->issuing);
     kf_txn_end(txn);
     if (rc) goto fail;
     if (r->n_blocked) qsort(r->blocked, r->n_blocked, sizeof(*r->blocked), blocked_cmp);
+    if (r->n_revoked) qsort(r->revoked, r->n_revoked, sizeof(*r->revoked), serial_cmp);
     for (size_t i = 0; i < r->n_groups && !rc; i++) {
         const struct kf_reg_group *g = &r->groups[i];
         rc = kf_trust_add_cert(r->all_groups, g->ca);
@@ -217,6 +270,7 @@ void kf_registry_release(struct kf_registry *r)
     free(r->groups);
     free(r->hubs);
     free(r->blocked);
+    free(r->revoked);
     kf_crl_free(r->crl);
     kf_trust_free(r->eligible);
     kf_trust_free(r->all_groups);
@@ -303,17 +357,17 @@ struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_de
         kf_err_clear();
         return cur;
     }
-    if (version == cur->version) return cur;
+    if (version == cur->version && !crl_file_changed(cur)) return cur;
     pthread_mutex_lock(&h->reload);
     /* Someone may have reloaded while this thread waited. */
     kf_registry_release(cur);
     cur = kf_registry_get(h);
-    if (cur->version < version) {
+    if (cur->version < version || crl_file_changed(cur)) {
         if (kf_registry_load(d, &cur->cfg, &next) == KF_OK) {
             kf_registry_set(h, kf_registry_ref(next));
             kf_registry_release(cur);
             cur = next;
-            kf_log(KF_LOG_INFO, "registry", "the registry changed; reloaded", NULL);
+            kf_log(KF_LOG_INFO, "registry", "the registry or the CRL changed; reloaded", NULL);
         } else {
             kf_log(KF_LOG_ERROR, "registry", "registry reload failed", "error", kf_errmsg(), NULL);
             kf_err_clear();

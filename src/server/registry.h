@@ -42,6 +42,7 @@ struct kf_reg_group {
 struct kf_registry {
     int refs; /* atomic */
     int64_t version;
+    uint64_t generation; /* grows with every snapshot built (SIGHUP and CRL reloads too) */
     struct kf_config cfg;
     struct kf_reg_group *groups;
     size_t n_groups;
@@ -59,6 +60,17 @@ struct kf_registry {
     /* Devices that may not connect (disabled, revoked) and revoked services, sorted by id. */
     struct kf_reg_blocked *blocked;
     size_t n_blocked;
+    /*
+     * Every certificate of the issuing CA ever revoked, from the store, sorted: also those
+     * past their notAfter, which a CRL leaves out, so that no window of the CRL's lets a revoked
+     * serial back in (a resumed session carries no expiry check of OpenSSL's).
+     */
+    char (*revoked)[KF_SERIAL_HEX_MAX];
+    size_t n_revoked;
+    /* The CRL file as it was when this snapshot read it: a new one makes the snapshot stale. */
+    struct kf_file_id {
+        int64_t mtime_ns, size, ino;
+    } crl_file;
 };
 
 /* A device or service the hub must keep out. */
@@ -90,7 +102,10 @@ const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const 
  */
 int kf_registry_blocked(const struct kf_registry *r, int service, const char *id);
 
-/* 1 when the snapshot's CRL lists certificate `serial_hex` (lower-case hex). */
+/*
+ * 1 when certificate `serial_hex` (lower-case hex, as kf_cert_serial_hex writes it) is revoked:
+ * the store says so (whether or not it has expired since), or the snapshot's CRL lists it.
+ */
 int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex);
 
 /* The current snapshot, swapped atomically. */
@@ -120,7 +135,8 @@ enum kf_err kf_registry_reload(struct kf_registry_holder *h, struct kf_deploy *d
 /*
  * The current snapshot, brought up to date first: when the store's registry version has moved
  * since it was loaded (the CLI or another process changed enrollments, hubs, statuses or
- * revocations), it is reloaded with its own configuration, by the first caller to notice while
+ * revocations), or the CRL file was replaced (`keyfleet ca crl`), it is reloaded with its own
+ * configuration, by the first caller to notice while
  * the others wait for it. So a request that starts after `keyfleet enrollment disable` returned
  * sees the change. Costs one small read transaction when nothing changed. Never fails: when the
  * version cannot be read or the reload fails, the error is logged and the snapshot it has is

@@ -127,11 +127,17 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     int dlen;
     long slen;
     struct entry *e;
+    time_t now = time(NULL), not_after = 0, expires;
 
     /* a ticket given on a resumed connection has no certificate: the hook knows the identity */
     if (!sc || !id_len || id_len > SSL_MAX_SSL_SESSION_ID_LENGTH) return 0;
-    ilen = sc->hooks.ident(ssl, peer, ident);
+    ilen = sc->hooks.ident(ssl, peer, ident, &not_after);
     if (!ilen || ilen > KF_SESSCACHE_IDENT_MAX) return 0;
+    /* Never beyond the certificate: an expired one must not come back by resumption. */
+    expires = now + sc->timeout;
+    if (not_after < expires) expires = not_after;
+    if (expires <= now) return 0;
+    SSL_SESSION_set_timeout(sess, (long)(expires - SSL_SESSION_get_time(sess)));
     dlen = i2d_SSL_SESSION(sess, NULL);
     if (dlen <= 0 || dlen > 65535) return 0;
     der = OPENSSL_secure_malloc((size_t)dlen);
@@ -151,7 +157,7 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
     e->id_len = id_len;
     e->ident_len = (uint16_t)ilen;
     e->der_len = (uint16_t)slen;
-    e->expires = time(NULL) + sc->timeout;
+    e->expires = expires;
     e->node.key = e->id;
     e->node.klen = id_len;
     e->node.hash = kf_hash_bytes(e->id, id_len);

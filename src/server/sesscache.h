@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -26,11 +27,13 @@ struct kf_sesscache;
 /*
  * `ident` fills `out` (capacity KF_SESSCACHE_IDENT_MAX) with the identity of a new session's
  * peer certificate (`peer` NULL on a resumed connection, whose session carried none: the identity
- * it was resumed with) and returns its length, or 0 to keep the session out of the cache; `resumed`
- * hands a resumed connection its identity back. Both are called on the connection's worker.
+ * it was resumed with) and returns its length, or 0 to keep the session out of the cache; it sets
+ * `*not_after` to the certificate's notAfter, beyond which the session is never resumed (nor is
+ * it kept: a session lasts no longer than the certificate that proved it). `resumed` hands a
+ * resumed connection its identity back. Both are called on the connection's worker.
  */
 struct kf_sesscache_hooks {
-    size_t (*ident)(SSL *ssl, X509 *peer, uint8_t *out);
+    size_t (*ident)(SSL *ssl, X509 *peer, uint8_t *out, time_t *not_after);
     void (*resumed)(SSL *ssl, const uint8_t *ident, size_t len);
 };
 

@@ -488,6 +488,14 @@ static void serve_metrics(struct conn *c)
         g.hub_sent = hs.messages_sent;
         g.hub_dropped = hs.dropped;
     }
+    {
+        struct kf_registry *reg = kf_registry_get(&svc->registry);
+        if (reg->crl) {
+            g.crl_number = (uint64_t)kf_crl_number(reg->crl);
+            g.crl_next_update = (uint64_t)kf_crl_next_update(reg->crl);
+        }
+        kf_registry_release(reg);
+    }
     kf_buf_init(&out, KF_METRICS_RENDER_MAX);
     if (kf_metrics_render(all, n, &g, &out) == KF_OK)
         send_response(c, 200, KF_METRICS_CONTENT_TYPE, NULL, out.data, out.len);

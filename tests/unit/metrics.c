@@ -128,7 +128,14 @@ static const char idle_text[] =
     "# HELP keyfleet_hub_messages_dropped_total Messages dropped because a session's queue was "
     "full.\n"
     "# TYPE keyfleet_hub_messages_dropped_total counter\n"
-    "keyfleet_hub_messages_dropped_total 0\n";
+    "keyfleet_hub_messages_dropped_total 0\n"
+    "# HELP keyfleet_crl_number The number of the CRL keyfleetd checks against.\n"
+    "# TYPE keyfleet_crl_number gauge\n"
+    "keyfleet_crl_number 0\n"
+    "# HELP keyfleet_crl_next_update_seconds When that CRL stops being valid (Unix time); past it "
+    "every certificate is refused.\n"
+    "# TYPE keyfleet_crl_next_update_seconds gauge\n"
+    "keyfleet_crl_next_update_seconds 0\n";
 
 /*
  * The value of the sample `series` (its name and labels as rendered) in `text`; fails the test

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -16,11 +17,13 @@
 
 static int idents, resumes;
 static char resumed_as[64];
+static long cert_life = 3600; /* the peer certificate's notAfter, from now */
 
-static size_t ident_cb(SSL *ssl, X509 *peer, uint8_t *out)
+static size_t ident_cb(SSL *ssl, X509 *peer, uint8_t *out, time_t *not_after)
 {
     (void)ssl;
     idents++;
+    *not_after = time(NULL) + cert_life;
     if (!peer) { /* a resumed connection's new ticket */
         memcpy(out, resumed_as, strlen(resumed_as) + 1);
         return strlen(resumed_as) + 1;
@@ -166,6 +169,38 @@ static void test_expired_sessions_are_not_resumed(void **state)
     kf_sesscache_free(sc);
 }
 
+/* A session lasts no longer than the certificate that proved it. */
+static void test_sessions_end_with_the_certificate(void **state)
+{
+    static const struct kf_sesscache_hooks hooks = {ident_cb, resumed_cb};
+    struct kf_sesscache *sc = NULL;
+    SSL_SESSION *s1;
+    int reused, peer, before;
+    (void)state;
+    contexts();
+    KF_OK_OR_FAIL(kf_sesscache_new(sctx, 10, 3600, &hooks, &sc));
+    cert_life = 1;
+    s1 = connect_once(NULL, &reused, &peer);
+    assert_int_equal(kf_sesscache_count(sc), 1);
+    /* the session's own timeout says so too, for OpenSSL's check */
+    sleep(2);
+    before = resumes;
+    SSL_SESSION_free(connect_once(s1, &reused, &peer));
+    assert_false(reused);
+    assert_int_equal(resumes, before);
+    assert_true(peer);
+    SSL_SESSION_free(s1);
+    /* an expired certificate's session is not kept at all */
+    cert_life = -5;
+    before = (int)kf_sesscache_count(sc);
+    SSL_SESSION_free(connect_once(NULL, &reused, &peer));
+    assert_int_equal((int)kf_sesscache_count(sc), before);
+    cert_life = 3600;
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    kf_sesscache_free(sc);
+}
+
 static void test_strip_peer(void **state)
 {
     /* SEQUENCE { INTEGER 1, [3] { OCTET STRING "x" }, [4] OCTET STRING "y" } */
@@ -197,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_strip_peer),
         cmocka_unit_test(test_resume_without_certificate),
         cmocka_unit_test(test_expired_sessions_are_not_resumed),
+        cmocka_unit_test(test_sessions_end_with_the_certificate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
