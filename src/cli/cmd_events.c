@@ -8,16 +8,20 @@
 static enum kf_err event_row_cb(const struct kf_event *e, void *arg)
 {
     struct kf_cli_list *l = arg;
+    char who[KF_ID_MAX + 16];
     if (l->arr) {
         json_t *detail = json_loads(e->detail ? e->detail : "{}", 0, NULL);
-        return kf_cli_list_json(l, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id",
-                                             (json_int_t)e->id, "time", kf_cli_time_ms(e->time_ms),
-                                             "type", e->type, "severity", e->severity, "device",
-                                             e->device, "source", e->source, "ip", e->ip, "detail",
-                                             detail ? detail : json_object()));
+        return kf_cli_list_json(
+            l, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id,
+                         "time", kf_cli_time_ms(e->time_ms), "type", e->type, "severity",
+                         e->severity, "device", e->device, "claimed", e->claimed, "source",
+                         e->source, "ip", e->ip, "detail", detail ? detail : json_object()));
     }
-    return kf_cli_table_add(&l->t, kf_cli_time_ms(e->time_ms), e->severity, e->type, e->device,
-                            e->ip, e->detail ? e->detail : "");
+    /* An identity that did not verify is shown as what it is: a claim. */
+    snprintf(who, sizeof(who), "%s%s", e->device[0] || !e->claimed[0] ? "" : "claimed:",
+             e->device[0] ? e->device : e->claimed);
+    return kf_cli_table_add(&l->t, kf_cli_time_ms(e->time_ms), e->severity, e->type, who, e->ip,
+                            e->detail ? e->detail : "");
 }
 
 struct event_query {

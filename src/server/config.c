@@ -88,6 +88,13 @@ static const struct key keys[] = {
     S("hub", "tls_resumption", hub_tls_resumption),
     S("hub", "allow", hub_allow),
     S("hub", "deny", hub_deny),
+    I("hub", "device_event_rate", hub_device_event_rate, 0, 100000),
+    I("hub", "device_event_burst", hub_device_event_burst, 1, 1000000),
+    I("events", "aggregate_s", events_aggregate_s, 1, 3600),
+    I("events", "rate", events_rate, 1, 1000000),
+    I("events", "burst", events_burst, 1, 10000000),
+    I("events", "retention_days", events_retention_days, 0, 36500),
+    I("events", "max_rows", events_max_rows, 0, 2000000000),
 };
 
 void kf_config_defaults(struct kf_config *c)
@@ -126,8 +133,8 @@ void kf_config_defaults(struct kf_config *c)
     c->hub_connect_timeout_ms = 10000;
     c->hub_max_connections = 200000;
     c->hub_max_connections_per_ip = 100000;
-    c->hub_connect_rate_per_ip = 0;
-    c->hub_connect_burst = 1000;
+    c->hub_connect_rate_per_ip = 50;
+    c->hub_connect_burst = 200;
     c->hub_max_handshakes = 4096;
     c->hub_msg_rate = 1000;
     c->hub_msg_burst = 2000;
@@ -148,6 +155,13 @@ void kf_config_defaults(struct kf_config *c)
     snprintf(c->hub_tls_resumption, sizeof(c->hub_tls_resumption), "cache");
     snprintf(c->hub_allow, sizeof(c->hub_allow), "any");
     snprintf(c->hub_deny, sizeof(c->hub_deny), "none");
+    c->hub_device_event_rate = 1;
+    c->hub_device_event_burst = 20;
+    c->events_aggregate_s = 10;
+    c->events_rate = 100;
+    c->events_burst = 1000;
+    c->events_retention_days = 30;
+    c->events_max_rows = 1000000;
 }
 
 struct load_ctx {
@@ -413,7 +427,25 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "tls_offload = %d\n"
             "# TLS resumption: cache (the server keeps each session: fastest reconnects, about\n"
             "# 6 KB a connection) or tickets (stateless: the client keeps it, nothing here).\n"
-            "tls_resumption = %s\n",
+            "tls_resumption = %s\n"
+            "# A device's own security events (devices/<id>/events) per second, and the burst;\n"
+            "# beyond them they are refused (MQTT 5: 0x97) and counted in one event (0: no "
+            "limit).\n"
+            "device_event_rate = %d\n"
+            "device_event_burst = %d\n"
+            "\n"
+            "[events]\n"
+            "# Security events. Repeats of one refusal (same type, reason, identity and address)\n"
+            "# are counted for aggregate_s seconds and recorded as one event with \"repeats\".\n"
+            "aggregate_s = %d\n"
+            "# Refusal events recorded per second in all, and the burst; beyond them they are\n"
+            "# counted into one events.suppressed event per interval.\n"
+            "rate = %d\n"
+            "burst = %d\n"
+            "# Retention: events older than retention_days are deleted (0: never), and the\n"
+            "# oldest beyond max_rows (0: no bound). keyfleetd prunes once a minute.\n"
+            "retention_days = %d\n"
+            "max_rows = %d\n",
             c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_max_connections,
             c->hub_max_connections_per_ip, c->hub_connect_rate_per_ip, c->hub_connect_burst,
             c->hub_max_handshakes, c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate,
@@ -421,7 +453,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             c->hub_max_inflight, c->hub_max_subscriptions, c->hub_max_retained,
             c->hub_max_retained_bytes, c->hub_session_expiry_max_s, c->hub_flap_connects,
             c->hub_flap_window_s, c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload,
-            c->hub_tls_resumption);
+            c->hub_tls_resumption, c->hub_device_event_rate, c->hub_device_event_burst,
+            c->events_aggregate_s, c->events_rate, c->events_burst, c->events_retention_days,
+            c->events_max_rows);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

@@ -79,6 +79,14 @@ struct kf_config {
     char hub_deny[KF_CONF_PATH_MAX];  /* CIDRs refused ("" or "none": none) */
     int hub_tls_offload;              /* 1: idle TLS 1.3 connections leave OpenSSL for tlsrec */
     char hub_tls_resumption[16];      /* "cache" (server session cache) or "tickets" (stateless) */
+    int hub_device_event_rate;        /* a device's own events per second (devices/<id>/events) */
+    int hub_device_event_burst;
+    /* [events] */
+    int events_aggregate_s;    /* repeats of one refusal are counted this long, then one event */
+    int events_rate;           /* refusal events recorded per second in all ... */
+    int events_burst;          /* ... and the burst */
+    int events_retention_days; /* events older than this are deleted (0: kept for ever) */
+    int events_max_rows;       /* and the oldest beyond this many (0: no bound) */
 };
 
 /* Fills `c` with the defaults (relative paths; `dir` empty). */

@@ -61,6 +61,7 @@ struct hub_conf {
     int has_allow, has_deny;
     struct kf_cidr_list allow, deny;
     int tls_offload;
+    double dev_event_rate, dev_event_burst;
 };
 
 /* What the hub remembers of an id between connections: flapping and the networks it used. */
@@ -69,6 +70,8 @@ struct id_rec {
     char id[KF_ID_MAX + 3]; /* "d:" or "s:" then the id */
     int64_t window_start, banned_until, last_seen;
     unsigned count;
+    double ev_tokens; /* the device's own events: a bucket that outlives its connections */
+    int64_t ev_refill_ms;
     unsigned char nets[NETS_KEPT][8];
     unsigned n_nets;
 };
@@ -80,6 +83,7 @@ struct kf_hubd {
     struct kf_sesscache *sesscache; /* NULL with stateless tickets */
     struct kf_broker *broker;
     struct kf_limits *limits;
+    struct kf_events *events; /* borrowed: keyfleetd's sink */
     char host[64];
     int port;
     pthread_mutex_t lock; /* guards conf, ids, workers */
@@ -152,6 +156,7 @@ struct hconn {
     struct kf_tlsrec *rec;
     int rec_eof;       /* close_notify read: the end, once what came before it is handled */
     int resumed_ident; /* kind, id and serial came back from the session cache */
+    int verified;      /* the identity verified and its certificate stands: events name it */
     struct hconn *prev, *next;
 };
 
@@ -161,7 +166,9 @@ struct hconn {
 static void conn_free(struct hconn *c);
 static void flush(struct hconn *c);
 static int is_device_events(const struct hconn *c, struct kf_mqtt_str t);
-static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why);
+static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why,
+                        int *over);
+static void rate_event(struct hconn *c, const char *what);
 
 /* ---- configuration ---- */
 
@@ -182,6 +189,8 @@ static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
     hc->flap_window_s = cfg->hub_flap_window_s;
     hc->flap_ban_s = cfg->hub_flap_ban_s;
     hc->tls_offload = cfg->hub_tls_offload;
+    hc->dev_event_rate = cfg->hub_device_event_rate;
+    hc->dev_event_burst = cfg->hub_device_event_burst;
     /* Checked when the configuration was read. */
     if (strcmp(cfg->hub_allow, "any") != 0 &&
         kf_cidr_parse_list(cfg->hub_allow, &hc->allow) == KF_OK)
@@ -213,10 +222,33 @@ static void limits_conf_from(const struct kf_config *cfg, struct kf_limits_conf 
 
 /* ---- events ---- */
 
+/*
+ * Once a connection's identity has verified, events name the device; before (or when it did not),
+ * the identity its certificate claims is recorded apart, never as the device.
+ */
+static void who_of(const struct hconn *c, struct kf_event_who *w)
+{
+    int device = c->kind == KF_ACL_DEVICE && c->id[0];
+    w->device = c->verified && device ? c->id : NULL;
+    w->claimed = !c->verified && c->id[0] ? c->id : NULL;
+    w->ip = c->ip_text;
+}
+
+/* What happens at most once per connection: recorded as it comes. */
 static void event(struct hconn *c, const char *type, const char *severity, char *detail)
 {
-    kf_events_submit(c->hw->hub->deploy->store, type, severity,
-                     c->kind == KF_ACL_DEVICE ? c->id : NULL, "server", c->ip_text, detail);
+    struct kf_event_who w;
+    who_of(c, &w);
+    kf_events_submit(c->hw->hub->deploy->store, type, severity, w.device, w.claimed, "server", w.ip,
+                     detail);
+}
+
+/* What a peer can cause again and again (a refusal): aggregated by the sink. */
+static void refusal(struct hconn *c, const char *type, const char *reason, char *detail)
+{
+    struct kf_event_who w;
+    who_of(c, &w);
+    kf_events_note(c->hw->hub->events, type, "warning", reason, &w, detail);
 }
 
 static const char *kind_name(enum kf_acl_kind k)
@@ -232,9 +264,9 @@ static const char *kind_name(enum kf_acl_kind k)
 static void auth_failed(struct hconn *c, const char *reason, const char *message)
 {
     STAT_ADD(c->hw, auth_failed, 1);
-    event(c, "hub.auth_failed", "warning",
-          kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "reason", reason, "message", message, "id",
-                           c->id, "identity", kind_name(c->kind)));
+    refusal(c, "hub.auth_failed", reason,
+            kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "reason", reason, "message", message, "id",
+                             c->id, "identity", kind_name(c->kind)));
 }
 
 /* ---- ids: flapping and networks ---- */
@@ -512,7 +544,8 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
         if (c->will && send_will && is_device_events(c, c->will->topic)) {
             /* A will on the device's events topic is one of its security events: recorded now. */
             const char *bad = NULL;
-            if (device_event(c, c->will->payload, c->will->payload_len, &bad))
+            int over = 0;
+            if (device_event(c, c->will->payload, c->will->payload_len, &bad, &over))
                 kf_broker_publish(h->broker, c->will, NULL);
             kf_broker_detach(h->broker, &c->peer, kf_now_ms());
         } else if (c->will && send_will) {
@@ -574,10 +607,42 @@ static int is_device_events(const struct hconn *c, struct kf_mqtt_str t)
 }
 
 /*
+ * A token of the device's own event rate, kept by id across its connections (so reconnecting does
+ * not refill it). 0 when it has none: the event is refused.
+ */
+static int device_event_token(struct hconn *c)
+{
+    struct kf_hubd *h = c->hw->hub;
+    const struct hub_conf *hc = &c->hw->conf;
+    int64_t now = kf_now_ms();
+    struct id_rec *r;
+    int ok = 0;
+
+    if (hc->dev_event_rate <= 0) return 1;
+    pthread_mutex_lock(&h->lock);
+    r = id_get(h, c);
+    if (r) {
+        if (!r->ev_refill_ms) r->ev_tokens = hc->dev_event_burst;
+        if (now > r->ev_refill_ms && r->ev_refill_ms)
+            r->ev_tokens += (double)(now - r->ev_refill_ms) / 1000.0 * hc->dev_event_rate;
+        if (r->ev_tokens > hc->dev_event_burst) r->ev_tokens = hc->dev_event_burst;
+        r->ev_refill_ms = now;
+        if (r->ev_tokens >= 1) {
+            r->ev_tokens -= 1;
+            ok = 1;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/*
  * A device's own security event: {"type": "device.<name>", "severity": "info"|"warning"|
  * "critical", "detail": {...}}. Stored with source=device; 0 with `why` when it is not one.
+ * Each takes a token of the device's event rate; beyond it, 0 with `*over` set.
  */
-static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why)
+static int device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why,
+                        int *over)
 {
     json_error_t jerr;
     json_t *j, *type, *sev, *detail;
@@ -615,14 +680,24 @@ static int device_event(struct hconn *c, const uint8_t *payload, size_t len, con
         *why = "\"detail\" must be an object";
         return 0;
     }
+    if (!device_event_token(c)) {
+        json_decref(j);
+        *over = 1;
+        *why = "over the device's event rate (hub.device_event_rate)";
+        rate_event(c, "device_events");
+        return 0;
+    }
     if (detail) text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, "device", c->ip_text, text);
+    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, NULL, "device", c->ip_text, text);
     json_decref(j);
     return 1;
 }
 
-/* Takes tokens for one inbound PUBLISH of `bytes`; 0 when over a rate. */
-static int take_tokens(struct hconn *c, size_t bytes, int64_t now)
+/*
+ * Takes tokens for `msgs` inbound messages (a PUBLISH is one; a SUBSCRIBE or UNSUBSCRIBE one per
+ * filter) of `bytes`; 0 when over a rate.
+ */
+static int take_tokens(struct hconn *c, double msgs, size_t bytes, int64_t now)
 {
     const struct hub_conf *hc = &c->hw->conf;
     double dt = (double)(now - c->refill_ms) / 1000.0;
@@ -630,16 +705,29 @@ static int take_tokens(struct hconn *c, size_t bytes, int64_t now)
     if (hc->msg_rate > 0) {
         c->msg_tokens += dt * hc->msg_rate;
         if (c->msg_tokens > hc->msg_burst) c->msg_tokens = hc->msg_burst;
-        if (c->msg_tokens < 1) return 0;
+        if (c->msg_tokens < msgs) return 0;
     }
     if (hc->byte_rate > 0) {
         c->byte_tokens += dt * hc->byte_rate;
         if (c->byte_tokens > hc->byte_burst) c->byte_tokens = hc->byte_burst;
         if (c->byte_tokens < (double)bytes) return 0;
     }
-    if (hc->msg_rate > 0) c->msg_tokens -= 1;
+    if (hc->msg_rate > 0) c->msg_tokens -= msgs;
     if (hc->byte_rate > 0) c->byte_tokens -= (double)bytes;
     return 1;
+}
+
+/* Over a rate: counted, and one event per connection and interval (the sink aggregates). */
+static void rate_event(struct hconn *c, const char *what)
+{
+    int64_t now = kf_now_ms();
+    STAT_ADD(c->hw, rate_limited, 1);
+    if (now - c->last_rate_event < RATE_EVENT_MS) return;
+    c->last_rate_event = now;
+    refusal(c, "hub.rate_limited", what,
+            kf_jsontext_pack("{s:s, s:s, s:s, s:f, s:f}", "id", c->id, "limit", what, "action",
+                             c->hw->conf.rate_disconnect ? "disconnect" : "drop", "msg_rate",
+                             c->hw->conf.msg_rate, "byte_rate", c->hw->conf.byte_rate));
 }
 
 /* Answers a QoS 1 or 2 PUBLISH with `reason` (MQTT 3.1.1 acks carry none). */
@@ -686,15 +774,8 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "an empty topic without an alias");
         return;
     }
-    if (!take_tokens(c, pkt->size, now)) {
-        STAT_ADD(c->hw, rate_limited, 1);
-        if (now - c->last_rate_event >= RATE_EVENT_MS) {
-            c->last_rate_event = now;
-            event(c, "hub.rate_limited", "warning",
-                  kf_jsontext_pack("{s:s, s:s, s:f, s:f}", "id", c->id, "action",
-                                   c->hw->conf.rate_disconnect ? "disconnect" : "drop", "msg_rate",
-                                   c->hw->conf.msg_rate, "byte_rate", c->hw->conf.byte_rate));
-        }
+    if (!take_tokens(c, 1, pkt->size, now)) {
+        rate_event(c, "publish");
         if (c->hw->conf.rate_disconnect) {
             shut(c, KF_MQTT_RC_MESSAGE_RATE_TOO_HIGH, "message_rate_too_high", 1, 1);
             return;
@@ -708,9 +789,9 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         memcpy(t, topic.p, n);
         t[n] = '\0';
         STAT_ADD(c->hw, acl_denied, 1);
-        event(c, "hub.acl_denied", "warning",
-              kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity", kind_name(c->kind),
-                               "operation", "publish", "topic", t));
+        refusal(c, "hub.acl_denied", "publish",
+                kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
+                                 kind_name(c->kind), "operation", "publish", "topic", t));
         if (c->version == KF_MQTT_V5) {
             ack_publish(c, p, KF_MQTT_RC_NOT_AUTHORIZED);
             return;
@@ -735,9 +816,14 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
     }
     if (is_device_events(c, topic)) {
         const char *why = NULL;
-        if (!device_event(c, p->payload, p->payload_len, &why)) {
-            kf_log(KF_LOG_INFO, "hub", "a device event was refused", "id", c->id, "why", why, NULL);
-            ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_PAYLOAD_FORMAT_INVALID : 0);
+        int over = 0;
+        if (!device_event(c, p->payload, p->payload_len, &why, &over)) {
+            kf_log(KF_LOG_DEBUG, "hub", "a device event was refused", "id", c->id, "why", why,
+                   NULL);
+            ack_publish(c, p,
+                        c->version != KF_MQTT_V5 ? 0
+                        : over                   ? KF_MQTT_RC_QUOTA_EXCEEDED
+                                                 : KF_MQTT_RC_PAYLOAD_FORMAT_INVALID);
             return;
         }
     }
@@ -766,6 +852,22 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
         protocol_fail(c, KF_MQTT_RC_QUOTA_EXCEEDED, "more than 256 filters in one packet");
         return;
     }
+    /* Each filter is a message against the rates: a SUBSCRIBE is no way around them. */
+    if (!take_tokens(c, s->count ? (double)s->count : 1, pkt->size, kf_now_ms())) {
+        rate_event(c, unsubscribe ? "unsubscribe" : "subscribe");
+        if (c->hw->conf.rate_disconnect) {
+            shut(c, KF_MQTT_RC_MESSAGE_RATE_TOO_HIGH, "message_rate_too_high", 1, 1);
+            return;
+        }
+        for (n = 0; n < s->count; n++)
+            codes[n] = c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0x80;
+        if (unsubscribe && c->version != KF_MQTT_V5) n = 0; /* 3.1.1 UNSUBACK has none */
+        buf = scratch(c->hw, 64 + n);
+        if (buf && kf_mqtt_encode_suback(buf, 64 + n, c->version, unsubscribe, s->packet_id, NULL,
+                                         codes, n, &len) == 0)
+            write_bytes(c, buf, len);
+        return;
+    }
     while (kf_mqtt_subs_next(pkt, c->version, &pos, &e)) {
         uint8_t code;
         if (unsubscribe) {
@@ -782,9 +884,9 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
             memcpy(f, e.filter.p, fl);
             f[fl] = '\0';
             STAT_ADD(c->hw, acl_denied, 1);
-            event(c, "hub.acl_denied", "warning",
-                  kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
-                                   kind_name(c->kind), "operation", "subscribe", "topic", f));
+            refusal(c, "hub.acl_denied", "subscribe",
+                    kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
+                                     kind_name(c->kind), "operation", "subscribe", "topic", f));
             code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_NOT_AUTHORIZED : 0x80;
         } else {
             struct kf_broker_sub_opts o;
@@ -872,10 +974,10 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         struct kf_mqtt_publish wp;
         if (!kf_acl_publish(&who, k->will_topic.p, k->will_topic.len)) {
             STAT_ADD(hw, acl_denied, 1);
-            event(c, "hub.acl_denied", "warning",
-                  kf_jsontext_pack("{s:s, s:s, s:s, s:s%}", "id", c->id, "identity",
-                                   kind_name(c->kind), "operation", "will", "topic",
-                                   (const char *)k->will_topic.p, (size_t)k->will_topic.len));
+            refusal(c, "hub.acl_denied", "will",
+                    kf_jsontext_pack("{s:s, s:s, s:s, s:s%}", "id", c->id, "identity",
+                                     kind_name(c->kind), "operation", "will", "topic",
+                                     (const char *)k->will_topic.p, (size_t)k->will_topic.len));
             send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
             shut(c, 0, "will_not_authorized", 0, 0);
             return;
@@ -1407,7 +1509,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             auth_failed(c, why, message);
             shut(c, 0, why, 0, 0);
             maybe_free(c);
+            return;
         }
+        c->verified = 1;
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -1733,7 +1837,7 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
 /* ---- the hub ---- */
 
 enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *registry,
-                       const struct kf_config *cfg, struct kf_hubd **out)
+                       struct kf_events *events, const struct kf_config *cfg, struct kf_hubd **out)
 {
     struct kf_hubd *h = calloc(1, sizeof(*h));
     struct kf_broker_conf bc;
@@ -1746,6 +1850,7 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     if (!h) return kf_fail(KF_E_NOMEM, "out of memory");
     h->deploy = deploy;
     h->registry = registry;
+    h->events = events;
     pthread_mutex_init(&h->lock, NULL);
     conf_from(cfg, &h->conf);
     rc = kf_listen_parse(cfg->hub_listen, h->host, sizeof(h->host), &h->port);

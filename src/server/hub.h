@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "server/config.h"
 #include "server/deploy.h"
+#include "server/events.h"
 #include "server/registry.h"
 
 struct kf_hubd;
@@ -48,11 +49,11 @@ struct kf_hub_stats {
 
 /*
  * Makes the hub from the deployment: its TLS context (the server certificate, client
- * certificates from the issuing CA), its broker and limits, configured from `cfg`. `registry`
- * and `deploy` are borrowed for the hub's life.
+ * certificates from the issuing CA), its broker and limits, configured from `cfg`. `registry`,
+ * `deploy` and `events` (the sink its refusals go through) are borrowed for the hub's life.
  */
 enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *registry,
-                       const struct kf_config *cfg, struct kf_hubd **out);
+                       struct kf_events *events, const struct kf_config *cfg, struct kf_hubd **out);
 void kf_hub_free(struct kf_hubd *h);
 
 /* Takes the limits of a new configuration (SIGHUP); listen changes only on restart. */

@@ -47,6 +47,14 @@ static const char usage[] =
     "warn,\n"
     "error); logs are logfmt lines on stderr.\n";
 
+static void events_from(const struct kf_config *c, struct kf_events_conf *e)
+{
+    kf_events_conf_default(e);
+    e->interval_s = c->events_aggregate_s;
+    e->rate = c->events_rate;
+    e->burst = c->events_burst;
+}
+
 static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
 {
     memset(l, 0, sizeof(*l));
@@ -74,6 +82,7 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
 {
     struct kf_config cfg;
     struct kf_limits_conf lc;
+    struct kf_events_conf ec;
     char path[KF_CONF_PATH_MAX];
     enum kf_err rc;
 
@@ -94,6 +103,8 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
         kf_log(KF_LOG_WARN, "keyfleetd", "listen and workers change only on restart", NULL);
     limits_from(&cfg, &lc);
     kf_limits_configure(svc->limits, &lc);
+    events_from(&cfg, &ec);
+    kf_events_configure(svc->events, &ec);
     if (svc->hub) kf_hub_configure(svc->hub, &cfg);
     svc->request_timeout_ms = cfg.request_timeout_ms;
     svc->retry_after = (unsigned)cfg.retry_after;
@@ -181,6 +192,11 @@ int main(int argc, char **argv)
     }
     limits_from(&svc.deploy->cfg, &lc);
     rc = kf_limits_new(&lc, &svc.limits);
+    if (!rc) {
+        struct kf_events_conf ec;
+        events_from(&svc.deploy->cfg, &ec);
+        rc = kf_events_new(svc.deploy->store, &ec, &svc.events);
+    }
     if (!rc) rc = kf_registry_load(svc.deploy, &svc.deploy->cfg, &reg);
     if (rc) {
         status = fail(NULL);
@@ -192,7 +208,7 @@ int main(int argc, char **argv)
         int port;
         rc = kf_listen_parse(svc.deploy->cfg.hub_listen, host, sizeof(host), &port);
         if (!rc) rc = kf_listen_probe(host, port);
-        if (!rc) rc = kf_hub_new(svc.deploy, &svc.registry, &svc.deploy->cfg, &svc.hub);
+        if (!rc) rc = kf_hub_new(svc.deploy, &svc.registry, svc.events, &svc.deploy->cfg, &svc.hub);
         if (rc) {
             status = fail(NULL);
             goto out;
@@ -258,7 +274,15 @@ int main(int argc, char **argv)
             if (svc.hub && now->generation != seen_generation) kf_hub_registry_changed(svc.hub);
             seen_generation = now->generation;
             kf_registry_release(now);
-            if (svc.hub && ++ticks % 4 == 0) kf_hub_sweep(svc.hub);
+            if (++ticks % 4 == 0) {
+                struct kf_registry *cur = kf_registry_get(&svc.registry);
+                if (svc.hub) kf_hub_sweep(svc.hub);
+                kf_events_tick(svc.events, kf_now_ms());
+                if (ticks % 40 == 0) /* every ten seconds */
+                    kf_events_prune(svc.events, cur->cfg.events_retention_days,
+                                    cur->cfg.events_max_rows);
+                kf_registry_release(cur);
+            }
         }
         if (stopping) {
             struct timespec now;
@@ -281,7 +305,9 @@ stop:
     for (size_t i = 0; i < svc.n_workers; i++)
         kf_worker_join(svc.workers[i]);
 out:
-    /* The store closes first: what it still holds completes into the workers' queues. */
+    /* What the event sink still counts is recorded; then the store closes, first: what it
+     * still holds completes into the workers' queues. */
+    if (svc.events) kf_events_tick(svc.events, INT64_MAX);
     if (svc.deploy) {
         kf_store_close(svc.deploy->store);
         svc.deploy->store = NULL;
@@ -291,6 +317,7 @@ out:
     free(svc.workers);
     if (reg) kf_registry_holder_destroy(&svc.registry);
     kf_hub_free(svc.hub);
+    kf_events_free(svc.events);
     kf_limits_free(svc.limits);
     kf_tls_free(svc.tls);
     kf_deploy_close(svc.deploy);

@@ -317,6 +317,7 @@ static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *st
     if (!v->verified)
         return refuse(ref, 403, KF_REFUSAL_GROUP_UNVERIFIED,
                       "group %s has not proven possession of its CA's key yet", v->id);
+    ref->verified = 1; /* an enrollment that may provision vouches for the id */
     if (v->networks && !kf_cidr_match(v->networks, in->ip))
         return refuse(ref, 403, KF_REFUSAL_NETWORK_DENIED,
                       "source address %s is outside the networks enrollment %s allows", in->ip,
@@ -356,6 +357,7 @@ static enum kf_err identify_operational(struct kf_registry *reg, struct kf_store
     if (!k->have_device)
         return refuse(ref, 401, KF_REFUSAL_CERTIFICATE_INVALID,
                       "device %s is not known to this keyfleet", id);
+    ref->verified = 1;
     if (k->have_registration)
         snprintf(job->enrollment, sizeof(job->enrollment), "%s", k->registration.enrollment);
     else
@@ -539,6 +541,7 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
         return rc;
     } else if (dev.status != KF_DEVICE_ACTIVE) {
         int disabled = dev.status == KF_DEVICE_DISABLED;
+        job->refusal.verified = 1;
         refuse(&job->refusal, 403,
                disabled ? KF_REFUSAL_DEVICE_DISABLED : KF_REFUSAL_DEVICE_REVOKED, "device %s is %s",
                job->device_id, disabled ? "disabled" : "revoked");
@@ -611,13 +614,14 @@ refused:
 
 /* ---- refusal events, not waited for ---- */
 
-void kf_prov_event_denied(struct kf_store *store, const struct kf_prov_refusal *ref, const char *id,
-                          const char *ip)
+void kf_prov_event_denied(struct kf_events *events, const struct kf_prov_refusal *ref,
+                          const char *id, const char *ip)
 {
     /* Another enrollment's identity for a device: a takeover, unless an operator erred. */
     const char *severity = ref->reason == KF_REFUSAL_ENROLLED_ELSEWHERE ? "critical" : "warning";
-    kf_events_submit(store, "provisioning.denied", severity, id, "server", ip,
-                     kf_jsontext_pack("{s:s, s:s, s:s, s:i}", "reason",
-                                      kf_refusal_name(ref->reason), "id", id ? id : "", "message",
-                                      ref->message, "status", ref->status));
+    struct kf_event_who who = {ref->verified ? id : NULL, ref->verified ? NULL : id, ip};
+    kf_events_note(events, "provisioning.denied", severity, kf_refusal_name(ref->reason), &who,
+                   kf_jsontext_pack("{s:s, s:s, s:s, s:i}", "reason", kf_refusal_name(ref->reason),
+                                    "id", id ? id : "", "message", ref->message, "status",
+                                    ref->status));
 }

@@ -19,6 +19,7 @@
 
 #include "common/pki_cert.h"
 #include "common/pki_csr.h"
+#include "server/events.h"
 #include "server/limits.h"
 #include "server/metrics.h"
 #include "server/registry.h"
@@ -38,6 +39,7 @@ struct kf_prov_refusal {
     int status;             /* 400, 401, 403, 404, 409, 503 */
     enum kf_refusal reason; /* the stable code */
     char message[512];      /* a sentence for the device's developer */
+    int verified;           /* the device's identity was established before the refusal */
 };
 
 /* What the worker knows of a request. All borrowed for kf_prov_decide. */
@@ -89,10 +91,11 @@ void kf_prov_job_free(struct kf_prov_job *job);
 
 /*
  * Records a provisioning.denied security event (reason, registration id, message, source
- * address) without waiting for it: the store writes it with the next commit. Events that find
- * the store's queue full are dropped and logged, so that refusals cannot clog the store.
+ * address) through the sink `events`, which aggregates repeats and bounds them all, so that
+ * refusals cannot clog the store. `id` is the event's device when `ref->verified`, else the
+ * identity claimed.
  */
-void kf_prov_event_denied(struct kf_store *store, const struct kf_prov_refusal *ref, const char *id,
-                          const char *ip);
+void kf_prov_event_denied(struct kf_events *events, const struct kf_prov_refusal *ref,
+                          const char *id, const char *ip);
 
 #endif

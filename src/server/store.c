@@ -59,7 +59,8 @@ struct kf_store {
     pthread_mutex_t wmu; /* guards the write queue, the committer's state and the statistics */
     pthread_cond_t wcv;  /* the committer waits here for requests, or for the store to close */
     struct kf_store_req *head, *tail; /* queued, not yet taken into a batch */
-    size_t n_submitted;               /* of them, from kf_store_submit (KF_STORE_QUEUE_MAX) */
+    size_t n_submitted;               /* of them, from kf_store_submit */
+    size_t n_lazy_submitted;          /* of those, lazy (KF_STORE_LAZY_MAX; the rest: QUEUE_MAX) */
     size_t n_queued;                  /* all of them */
     size_t n_eager;                   /* of them, not lazy: someone waits for the outcome */
     int lazy_wait; /* the committer is in wait_while_lazy: only what ends the wait wakes it */
@@ -716,7 +717,10 @@ static void *committer_main(void *arg)
         while (s->head && n < BATCH_MAX) {
             struct kf_store_req *r = s->head;
             s->head = r->next;
-            if (!is_sync(r)) s->n_submitted--;
+            if (!is_sync(r)) {
+                s->n_submitted--;
+                if (r->lazy) s->n_lazy_submitted--;
+            }
             if (!r->lazy) s->n_eager--;
             s->n_queued--;
             batch[n++] = r;
@@ -773,13 +777,20 @@ void kf_store_commit_hint(struct kf_store *store, size_t (*fn)(void *arg), void 
     pthread_mutex_unlock(&store->wmu);
 }
 
-/* Queues `r` behind what is queued; called under wmu. `bounded`: counts to KF_STORE_QUEUE_MAX. */
+/*
+ * Queues `r` behind what is queued; called under wmu. `bounded`: counts to KF_STORE_LAZY_MAX when
+ * lazy, else to KF_STORE_QUEUE_MAX: two budgets, so that what nobody waits for (events) can never
+ * take the room of what someone does (an enrollment).
+ */
 static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bounded)
 {
     enum kf_err rc;
 
     if (s->closing) return kf_fail(KF_E_INVALID, "the store is closing: it takes no more writes");
-    if (bounded && s->n_submitted >= KF_STORE_QUEUE_MAX)
+    if (bounded && r->lazy && s->n_lazy_submitted >= KF_STORE_LAZY_MAX)
+        return kf_fail(KF_E_BUSY, "the store's queue for events is full (%d wait): dropped",
+                       KF_STORE_LAZY_MAX);
+    if (bounded && !r->lazy && s->n_submitted - s->n_lazy_submitted >= KF_STORE_QUEUE_MAX)
         return kf_fail(KF_E_BUSY,
                        "the store's write queue is full (%d requests wait for their commit): try "
                        "again shortly",
@@ -796,6 +807,7 @@ static enum kf_err enqueue(struct kf_store *s, struct kf_store_req *r, int bound
         s->head = r;
     s->tail = r;
     if (bounded) s->n_submitted++;
+    if (bounded && r->lazy) s->n_lazy_submitted++;
     if (!r->lazy) s->n_eager++;
     s->n_queued++;
     /* A lazy request that cannot end the committer's lazy wait need not wake it to say so. */
@@ -1411,6 +1423,8 @@ enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, in
     if (rc) return rc;
     rc = check_fixed("event device", e->device, sizeof(e->device), 0);
     if (rc) return rc;
+    rc = check_fixed("event claimed identity", e->claimed, sizeof(e->claimed), 0);
+    if (rc) return rc;
     rc = check_one_of("event source", e->source, sizeof(e->source), sources, KF_ARRAY_LEN(sources));
     if (rc) return rc;
     rc = check_fixed("event address", e->ip, sizeof(e->ip), 0);
@@ -1422,6 +1436,20 @@ enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, in
     copy = *e;
     if (!copy.detail) copy.detail = empty;
     return txn->store->be->event_insert(txn->conn, &copy, id);
+}
+
+enum kf_err kf_txn_event_prune(struct kf_txn *txn, int64_t before_ms, int64_t keep_rows,
+                               int64_t limit, int64_t *deleted)
+{
+    int64_t n = 0;
+    enum kf_err rc = need_write(txn, txn, "prune events");
+    if (deleted) *deleted = 0;
+    if (rc) return rc;
+    if (before_ms < 0 || keep_rows < 0 || limit <= 0)
+        return kf_fail(KF_E_INVALID, "pruning events needs a time or a row count >= 0 and a limit");
+    rc = txn->store->be->event_prune(txn->conn, before_ms, keep_rows, limit, &n);
+    if (deleted) *deleted = n;
+    return rc;
 }
 
 enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *type,

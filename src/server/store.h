@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 3
+#define KF_STORE_SCHEMA_VERSION 4
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -97,8 +97,13 @@ typedef enum kf_err (*kf_store_write_cb)(struct kf_txn *txn, void *arg);
  */
 enum kf_err kf_store_write(struct kf_store *store, kf_store_write_cb cb, void *arg);
 
-/* The most submitted requests waiting for the committer; one more is refused with KF_E_BUSY. */
+/*
+ * The most submitted requests waiting for the committer; one more is refused with KF_E_BUSY.
+ * Lazy requests (struct kf_store_req.lazy) have a budget of their own, KF_STORE_LAZY_MAX, so
+ * that a flood of them (security events) never takes the room of the others (enrollments).
+ */
 #define KF_STORE_QUEUE_MAX 4096
+#define KF_STORE_LAZY_MAX  1024
 
 /*
  * An asynchronous write request. The caller fills in cb, arg, done_cb and done_arg; the store
@@ -397,7 +402,8 @@ struct kf_event {
     int64_t time_ms;
     char type[KF_EVENT_TYPE_MAX]; /* "provisioning.denied", "hub.acl_denied", ... */
     char severity[16];            /* "info", "warning", "critical" */
-    char device[KF_ID_MAX + 1];   /* "" when none */
+    char device[KF_ID_MAX + 1];   /* "" when none: only an identity that was verified */
+    char claimed[KF_ID_MAX + 1];  /* an identity that did not verify, as it was claimed; "" */
     char source[32];              /* "server", "device" */
     char ip[KF_IP_MAX];           /* "" when none */
     char *detail;                 /* JSON object; NULL: {} */
@@ -406,6 +412,13 @@ void kf_event_clear(struct kf_event *e);
 
 /* Inserts `e` and sets `*id` (may be NULL) to its id. */
 enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, int64_t *id);
+/*
+ * Deletes events, oldest first, at most `limit` of them in one call (so a prune never holds the
+ * write lock long): those older than `before_ms` (0: none by age), then the oldest beyond the
+ * newest `keep_rows` (0: no bound on rows). `*deleted` (may be NULL) says how many went.
+ */
+enum kf_err kf_txn_event_prune(struct kf_txn *txn, int64_t before_ms, int64_t keep_rows,
+                               int64_t limit, int64_t *deleted);
 /* Lists events at or after `since_ms`, oldest first; `type`/`device` NULL for all. */
 enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *type,
                               const char *device, int64_t limit,

@@ -132,6 +132,10 @@ struct kf_store_backend {
     enum kf_err (*event_insert)(struct kf_store_conn *c, const struct kf_event *e, int64_t *id);
     enum kf_err (*event_list)(struct kf_store_conn *c, int64_t since_ms, const char *type,
                               const char *device, int64_t limit, kf_event_cb cb, void *arg);
+    /* Deletes at most `limit` events, oldest first: those before `before_ms` (> 0), then those
+     * beyond the newest `keep_rows` (> 0); `*deleted` says how many. */
+    enum kf_err (*event_prune)(struct kf_store_conn *c, int64_t before_ms, int64_t keep_rows,
+                               int64_t limit, int64_t *deleted);
 
     /*
      * The audit table is written only through audit_insert with a record store.c completed (seq,

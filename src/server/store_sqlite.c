@@ -212,6 +212,13 @@ static const char schema_v3[] =
     "CREATE TRIGGER services_version_update AFTER UPDATE ON services" BUMP_VERSION
     "CREATE TRIGGER services_version_delete AFTER DELETE ON services" BUMP_VERSION
     "PRAGMA user_version = 3;";
+/*
+ * Version 4: an identity that did not verify is recorded apart, as claimed, never as the device.
+ */
+static const char schema_v4[] =
+    "ALTER TABLE security_events ADD COLUMN claimed TEXT NOT NULL DEFAULT ''"
+    " CHECK (length(claimed) <= 128);"
+    "PRAGMA user_version = 4;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -223,6 +230,7 @@ static const char *const migrations[] = {
     schema_v1,
     schema_v2,
     schema_v3,
+    schema_v4,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -240,7 +248,7 @@ _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
     "device_id, enrollment, hub, cert_serial, source_ip, first_at, last_at, renew_after, count"
 #define HUB_COLS     "name, endpoint, weight, enabled, created"
 #define SERVICE_COLS "name, role, status, created, updated"
-#define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail"
+#define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail, claimed"
 #define AUDIT_COLS   "seq, time_ms, actor, action, object, detail, prev_hash, hash"
 #define CA_COLS \
     "name, serial, subject, cert_pem, key_uri, not_before, not_after, crl_number, created"
@@ -296,6 +304,8 @@ enum stmt_id {
     ST_HUB_DELETE,
     ST_HUB_LIST,
     ST_EVENT_INSERT,
+    ST_EVENT_PRUNE_AGE,
+    ST_EVENT_PRUNE_ROWS,
     /* The four event lists: + 1 for type, + 2 for device. */
     ST_EVENT_LIST,
     ST_EVENT_LIST_T,
@@ -390,7 +400,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_HUB_LIST] = "SELECT " HUB_COLS " FROM hubs ORDER BY name",
 
     [ST_EVENT_INSERT] = "INSERT INTO security_events (time_ms, type, severity, device, source, "
-                        "ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "ip, detail, claimed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_EVENT_PRUNE_AGE] = "DELETE FROM security_events WHERE id IN (SELECT id FROM "
+                           "security_events WHERE time_ms < ?1 ORDER BY id LIMIT ?2)",
+    [ST_EVENT_PRUNE_ROWS] = "DELETE FROM security_events WHERE id IN (SELECT id FROM "
+                            "security_events ORDER BY id LIMIT max(0, min(?2, (SELECT count(*) "
+                            "FROM security_events) - ?1)))",
     [ST_EVENT_LIST] = "SELECT " EVENT_COLS " FROM security_events WHERE time_ms >= ?1 "
                       "ORDER BY time_ms, id LIMIT ?4",
     [ST_EVENT_LIST_T] = "SELECT " EVENT_COLS " FROM security_events WHERE time_ms >= ?1 "
@@ -1823,7 +1838,7 @@ static enum kf_err sq_event_insert(struct kf_store_conn *kc, const struct kf_eve
     if (rc) return rc;
     if (bind_i(st, 1, e->time_ms) | bind_s(st, 2, e->type) | bind_s(st, 3, e->severity) |
         bind_s(st, 4, e->device) | bind_s(st, 5, e->source) | bind_s(st, 6, e->ip) |
-        bind_s(st, 7, e->detail)) {
+        bind_s(st, 7, e->detail) | bind_s(st, 8, e->claimed)) {
         rc = bind_fail(c, "an event");
         goto out;
     }
@@ -1849,6 +1864,7 @@ static enum kf_err row_event(struct sq_conn *c, sqlite3_stmt *st, struct kf_even
     f |= col_fixed(st, 5, e->source, sizeof(e->source));
     f |= col_fixed(st, 6, e->ip, sizeof(e->ip));
     f |= col_dup(st, 7, &e->detail);
+    f |= col_fixed(st, 8, e->claimed, sizeof(e->claimed));
     rc = col_result(c, f, "security event");
     if (rc) kf_event_clear(e);
     return rc;
@@ -1881,6 +1897,34 @@ static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, con
     if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list events");
 out:
     release(c, id, st);
+    return rc;
+}
+
+static enum kf_err sq_event_prune(struct kf_store_conn *kc, int64_t before_ms, int64_t keep_rows,
+                                  int64_t limit, int64_t *deleted)
+{
+    struct sq_conn *c = sq(kc);
+    enum kf_err rc = KF_OK;
+    *deleted = 0;
+    for (int pass = 0; pass < 2 && !rc && *deleted < limit; pass++) {
+        enum stmt_id id = pass == 0 ? ST_EVENT_PRUNE_AGE : ST_EVENT_PRUNE_ROWS;
+        sqlite3_stmt *st = NULL;
+        int s;
+        if (pass == 0 && before_ms <= 0) continue;
+        if (pass == 1 && keep_rows <= 0) continue;
+        rc = stmt(c, id, &st);
+        if (rc) break;
+        if (bind_i(st, 1, pass == 0 ? before_ms : keep_rows) || bind_i(st, 2, limit - *deleted)) {
+            rc = bind_fail(c, "the event pruning");
+        } else {
+            s = sqlite3_step(st);
+            if (s != SQLITE_DONE)
+                rc = sq_fail(c, s, "cannot prune security events");
+            else
+                *deleted += sqlite3_changes(c->h);
+        }
+        release(c, id, st);
+    }
     return rc;
 }
 
@@ -2089,6 +2133,7 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .hub_list = sq_hub_list,
     .event_insert = sq_event_insert,
     .event_list = sq_event_list,
+    .event_prune = sq_event_prune,
     .audit_last = sq_audit_last,
     .audit_insert = sq_audit_insert,
     .audit_list = sq_audit_list,

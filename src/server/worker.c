@@ -208,6 +208,9 @@ static void send_json(struct conn *c, int status, json_t *j, const char *extra)
     free(text);
 }
 
+/* Whether a refusal is a security event, and whether the identity in it had verified. */
+enum { NO_EVENT = 0, EVENT_CLAIMED = 1, EVENT_VERIFIED = 2 };
+
 /* The refusal answer: a JSON error, the counter, and (for policy refusals) a security event. */
 static void send_refusal(struct conn *c, int status, enum kf_refusal reason, const char *message,
                          int event)
@@ -226,9 +229,9 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
     kf_metrics_refusal(&c->w->metrics, reason);
     c->error = kf_refusal_name(reason);
     if (event) {
-        struct kf_prov_refusal ref = {status, reason, ""};
+        struct kf_prov_refusal ref = {status, reason, "", event == EVENT_VERIFIED};
         snprintf(ref.message, sizeof(ref.message), "%s", message);
-        kf_prov_event_denied(c->w->svc->deploy->store, &ref, c->id[0] ? c->id : NULL, c->ip_text);
+        kf_prov_event_denied(c->w->svc->events, &ref, c->id[0] ? c->id : NULL, c->ip_text);
     }
     send_json(c, status,
               json_pack("{s:s, s:s}", "error", kf_refusal_name(reason), "message", message),
@@ -258,7 +261,8 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
     char renew[KF_TIME_TEXT_MAX], endpoint[KF_ENDPOINT_MAX + 8];
 
     if (job->refused) {
-        send_refusal(c, job->refusal.status, job->refusal.reason, job->refusal.message, 1);
+        send_refusal(c, job->refusal.status, job->refusal.reason, job->refusal.message,
+                     job->refusal.verified ? EVENT_VERIFIED : EVENT_CLAIMED);
         return;
     }
     if (rc) {
@@ -401,7 +405,8 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
     kf_registry_release(reg);
     if (rc == KF_E_DENIED) {
-        send_refusal(c, ref.status, ref.reason, ref.message, 1);
+        send_refusal(c, ref.status, ref.reason, ref.message,
+                     ref.verified ? EVENT_VERIFIED : EVENT_CLAIMED);
         goto out;
     }
     if (rc) goto internal;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "server/deploy.h"
+#include "server/events.h"
 #include "server/http.h"
 #include "server/limits.h"
 #include "server/metrics.h"
@@ -35,8 +36,9 @@ struct kf_service {
     unsigned retry_after;   /* seconds, in 429 and 503 answers */
     char listen_host[64];
     int listen_port;
-    struct kf_hubd *hub; /* NULL: no hub */
-    int draining;        /* atomic: stop accepting, finish what is in flight */
+    struct kf_hubd *hub;      /* NULL: no hub */
+    struct kf_events *events; /* the sink refusals go through */
+    int draining;             /* atomic: stop accepting, finish what is in flight */
     struct kf_worker **workers;
     size_t n_workers;
 };

@@ -14,6 +14,9 @@ group_enroll factory fca
 conf_set hub max_packet_bytes 1024
 conf_set hub flap_connects 100000
 conf_set hub max_connections_per_ip 3
+conf_set hub connect_rate_per_ip 0
+# each limit's event is looked at within seconds: repeats are counted for one second only
+conf_set events aggregate_s 1
 start_kfd
 provision dev-1
 provision dev-2

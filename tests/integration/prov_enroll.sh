@@ -239,7 +239,12 @@ done
 check "events are warnings from the server" sh -c "jq -e 'all(.severity == \"warning\" and .source == \"server\")' <<'J'
 $events
 J"
-check "events name the id" sh -c "jq -e 'map(select(.device == \"who-1\")) | length > 0' <<'J'
+check "an identity that did not verify is recorded as claimed, never as the device" sh -c \
+    "jq -e 'map(select(.claimed == \"who-1\" and .device == \"\")) | length > 0' <<'J'
+$events
+J"
+check "no refusal of an unverified identity names a device" sh -c \
+    "jq -e 'map(select(.detail.reason == \"enrollment_not_found\" or .detail.reason == \"client_certificate_required\" or .detail.reason == \"certificate_invalid\") | select(.device != \"\")) | length == 0' <<'J'
 $events
 J"
 check "events name the address" sh -c "jq -e 'map(select(.ip == \"127.0.0.1\")) | length == (. | length)' <<'J'
