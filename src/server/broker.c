@@ -24,6 +24,14 @@ struct retained {
     struct kf_msg *msg;
 };
 
+/* What one publisher holds retained, for its quota. */
+struct owner {
+    struct kf_hnode node;
+    unsigned n;
+    size_t bytes;
+    char id[KF_ID_MAX + 3];
+};
+
 /* Everything whose topic starts with the same two levels. */
 struct bucket {
     struct kf_hnode node;
@@ -81,7 +89,7 @@ struct match {
 struct kf_broker {
     pthread_mutex_t lock;
     struct kf_broker_conf conf;
-    struct kf_htab sessions, buckets;
+    struct kf_htab sessions, buckets, owners;
     struct sub *wild;
     uint64_t stamp;
     struct match *matches;
@@ -326,8 +334,15 @@ void kf_broker_free(struct kf_broker *b)
             k->ret = NULL;
             bucket_maybe_free(b, k);
         }
+    for (size_t i = 0; i < b->owners.n_slots; i++)
+        while (b->owners.slots[i]) {
+            struct kf_hnode *n = b->owners.slots[i];
+            kf_htab_remove(&b->owners, n);
+            free(n);
+        }
     kf_htab_free(&b->sessions);
     kf_htab_free(&b->buckets);
+    kf_htab_free(&b->owners);
     free(b->matches);
     pthread_mutex_destroy(&b->lock);
     free(b);
@@ -503,36 +518,113 @@ static void match_sub(struct kf_broker *b, struct sub *u, const struct kf_msg *m
     x->sub_id = u->opts.sub_id;
 }
 
+static struct owner *owner_find(struct kf_broker *b, const char *id)
+{
+    size_t n = strlen(id);
+    struct kf_hnode *h =
+        kf_htab_find(&b->owners, (const uint8_t *)id, n, kf_hash_bytes((const uint8_t *)id, n));
+    return h ? (struct owner *)h : NULL;
+}
+
+/* Counts `m` held retained (+1) or given up (-1) against its publisher. */
+static void owner_count(struct kf_broker *b, const struct kf_msg *m, int sign)
+{
+    struct owner *o = owner_find(b, m->origin);
+    if (!o && sign > 0) {
+        o = calloc(1, sizeof(*o));
+        if (!o) return; /* uncounted: the global bound still holds */
+        snprintf(o->id, sizeof(o->id), "%s", m->origin);
+        o->node.key = (const uint8_t *)o->id;
+        o->node.klen = strlen(o->id);
+        o->node.hash = kf_hash_bytes(o->node.key, o->node.klen);
+        if (kf_htab_insert(&b->owners, &o->node)) {
+            free(o);
+            return;
+        }
+    }
+    if (!o) return;
+    if (sign > 0) {
+        o->n++;
+        o->bytes += m->size;
+    } else {
+        o->n -= o->n ? 1 : 0;
+        o->bytes -= o->bytes >= m->size ? m->size : o->bytes;
+    }
+    if (!o->n) {
+        kf_htab_remove(&b->owners, &o->node);
+        free(o);
+    }
+}
+
+/* The retained entry for `m`'s topic, or where one would go; `*k` its bucket (may be NULL). */
+static struct retained **retained_slot(struct kf_broker *b, const struct kf_msg *m,
+                                       struct bucket **k)
+{
+    size_t plen = prefix_len(m->topic.p, m->topic.len);
+    struct retained **pp;
+    *k = bucket_find(b, m->topic.p, plen);
+    if (!*k) return NULL;
+    for (pp = &(*k)->ret; *pp; pp = &(*pp)->next)
+        if ((*pp)->msg->topic.len == m->topic.len &&
+            memcmp((*pp)->msg->topic.p, m->topic.p, m->topic.len) == 0)
+            return pp;
+    return NULL;
+}
+
+/*
+ * Whether retained `m` (a non-empty payload) may be kept: within its publisher's share and the
+ * broker's bounds, counting what it would replace as given up.
+ */
+static enum kf_retain_refusal retain_allowed(struct kf_broker *b, const struct kf_msg *m)
+{
+    struct bucket *k;
+    struct retained **pp = retained_slot(b, m, &k);
+    const struct kf_msg *old = pp ? (*pp)->msg : NULL;
+    struct owner *o = owner_find(b, m->origin);
+    size_t n = o ? o->n : 0, bytes = o ? o->bytes : 0;
+    size_t all_n = b->n_retained, all_bytes = b->retained_bytes;
+
+    if (old) {
+        all_n--;
+        all_bytes -= old->size;
+        if (strcmp(old->origin, m->origin) == 0) {
+            n--;
+            bytes -= old->size;
+        }
+    }
+    if (n + 1 > b->conf.max_retained_per_id || bytes + m->size > b->conf.max_retained_bytes_per_id)
+        return KF_RETAIN_QUOTA;
+    if (all_n + 1 > b->conf.max_retained || all_bytes + m->size > b->conf.max_retained_bytes)
+        return KF_RETAIN_FULL;
+    return KF_RETAIN_OK;
+}
+
+/* Keeps retained `m` (allowed by retain_allowed), or with an empty payload deletes the topic's. */
 static void retain_msg(struct kf_broker *b, struct kf_msg *m)
 {
     size_t plen = prefix_len(m->topic.p, m->topic.len);
-    struct bucket *k = bucket_find(b, m->topic.p, plen);
-    struct retained **pp, *r;
+    struct bucket *k;
+    struct retained **pp = retained_slot(b, m, &k), *r;
 
-    if (k)
-        for (pp = &k->ret; *pp; pp = &(*pp)->next) {
-            r = *pp;
-            if (r->msg->topic.len != m->topic.len ||
-                memcmp(r->msg->topic.p, m->topic.p, m->topic.len) != 0)
-                continue;
-            /* Replace or, with an empty payload, delete. */
-            b->retained_bytes -= r->msg->size;
-            kf_msg_release(r->msg);
-            if (m->payload_len == 0) {
-                *pp = r->next;
-                free(r);
-                b->n_retained--;
-                bucket_maybe_free(b, k);
-            } else {
-                r->msg = kf_msg_ref(m);
-                b->retained_bytes += m->size;
-            }
-            return;
+    if (pp) {
+        r = *pp;
+        /* Replace or, with an empty payload, delete. */
+        b->retained_bytes -= r->msg->size;
+        owner_count(b, r->msg, -1);
+        kf_msg_release(r->msg);
+        if (m->payload_len == 0) {
+            *pp = r->next;
+            free(r);
+            b->n_retained--;
+            bucket_maybe_free(b, k);
+        } else {
+            r->msg = kf_msg_ref(m);
+            b->retained_bytes += m->size;
+            owner_count(b, m, 1);
         }
-    if (m->payload_len == 0) return;
-    if (b->n_retained >= b->conf.max_retained ||
-        b->retained_bytes + m->size > b->conf.max_retained_bytes)
         return;
+    }
+    if (m->payload_len == 0) return;
     if (!k) k = bucket_get(b, m->topic.p, plen);
     r = k ? malloc(sizeof(*r)) : NULL;
     if (!r) {
@@ -544,6 +636,7 @@ static void retain_msg(struct kf_broker *b, struct kf_msg *m)
     k->ret = r;
     b->n_retained++;
     b->retained_bytes += m->size;
+    owner_count(b, m, 1);
 }
 
 /* Routes `m` with the lock held; `*lost` counts sessions whose queue was full. */
@@ -568,19 +661,24 @@ static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost
         else
             (*lost)++;
     }
-    if (m->retain) retain_msg(b, m);
+    /* A will is published whatever its retain flag can get: kept only within the bounds. */
+    if (m->retain && (!m->payload_len || retain_allowed(b, m) == KF_RETAIN_OK)) retain_msg(b, m);
     b->routed += queued;
     b->dropped += *lost;
     return queued;
 }
 
-size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped)
+size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped,
+                         enum kf_retain_refusal *refused)
 {
-    size_t queued, lost;
+    enum kf_retain_refusal why = KF_RETAIN_OK;
+    size_t queued = 0, lost = 0;
     pthread_mutex_lock(&b->lock);
-    queued = publish_locked(b, m, &lost);
+    if (m->retain && m->payload_len) why = retain_allowed(b, m);
+    if (!why) queued = publish_locked(b, m, &lost);
     pthread_mutex_unlock(&b->lock);
     if (dropped) *dropped = lost;
+    if (refused) *refused = why;
     return queued;
 }
 

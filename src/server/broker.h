@@ -81,11 +81,13 @@ struct kf_broker_peer {
 };
 
 struct kf_broker_conf {
-    unsigned max_queued;       /* messages a session may hold queued */
-    unsigned max_retained;     /* retained messages in all */
-    size_t max_retained_bytes; /* bytes they may hold in all */
-    unsigned max_subs;         /* subscriptions a session may hold */
-    unsigned max_inflight_in;  /* QoS 2 messages a client may have unreleased */
+    unsigned max_queued;              /* messages a session may hold queued */
+    unsigned max_retained;            /* retained messages in all */
+    size_t max_retained_bytes;        /* bytes they may hold in all */
+    unsigned max_retained_per_id;     /* retained messages one publisher (origin) may hold */
+    size_t max_retained_bytes_per_id; /* and their bytes */
+    unsigned max_subs;                /* subscriptions a session may hold */
+    unsigned max_inflight_in;         /* QoS 2 messages a client may have unreleased */
 };
 
 enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out);
@@ -120,13 +122,23 @@ void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t 
 void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, struct kf_msg *m,
                            uint32_t delay_s, int64_t now_ms);
 
+/* Why a retained message was refused (it is then not routed either). */
+enum kf_retain_refusal {
+    KF_RETAIN_OK = 0,
+    KF_RETAIN_QUOTA = 1, /* its publisher (m->origin) holds its share already */
+    KF_RETAIN_FULL = 2,  /* the broker holds max_retained or max_retained_bytes */
+};
+
 /*
  * Routes `m` (borrowed; the broker takes its own references) to every matching subscription
- * and, when it is retained, keeps it (an empty retained payload deletes the topic's). Returns
- * the number of sessions it was queued for; `*dropped` (may be NULL) counts sessions whose
- * queue was full.
+ * and, when it is retained, keeps it (an empty retained payload deletes the topic's). A retained
+ * message that cannot be kept, because its publisher (m->origin) has its quota or the broker is
+ * full, is refused whole: not routed, and `*refused` (may be NULL) says why; a client should be
+ * told (MQTT 5: 0x97). Returns the number of sessions it was queued for; `*dropped` (may be
+ * NULL) counts sessions whose queue was full.
  */
-size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped);
+size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped,
+                         enum kf_retain_refusal *refused);
 
 struct kf_broker_sub_opts {
     uint8_t qos;

@@ -80,6 +80,8 @@ static const struct key keys[] = {
     I("hub", "max_subscriptions", hub_max_subscriptions, 1, 100000),
     I("hub", "max_retained", hub_max_retained, 0, 10000000),
     I("hub", "max_retained_bytes", hub_max_retained_bytes, 0, 2000000000),
+    I("hub", "max_retained_per_id", hub_max_retained_per_id, 0, 10000000),
+    I("hub", "max_retained_bytes_per_id", hub_max_retained_bytes_per_id, 0, 2000000000),
     I("hub", "session_expiry_max_s", hub_session_expiry_max_s, 0, 2000000000),
     I("hub", "flap_connects", hub_flap_connects, 1, 1000000),
     I("hub", "flap_window_s", hub_flap_window_s, 1, 86400),
@@ -147,6 +149,8 @@ void kf_config_defaults(struct kf_config *c)
     c->hub_max_subscriptions = 64;
     c->hub_max_retained = 100000;
     c->hub_max_retained_bytes = 64 * 1024 * 1024;
+    c->hub_max_retained_per_id = 100;
+    c->hub_max_retained_bytes_per_id = 64 * 1024;
     c->hub_session_expiry_max_s = 86400;
     c->hub_flap_connects = 10;
     c->hub_flap_window_s = 60;
@@ -407,9 +411,12 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "max_queued = %d\n"
             "max_inflight = %d\n"
             "max_subscriptions = %d\n"
-            "# Retained messages kept, and their bytes, in all.\n"
+            "# Retained messages kept, and their bytes, in all; and what one identity may hold\n"
+            "# of them (beyond, a retained message is refused: MQTT 5 PUBACK 0x97, an event).\n"
             "max_retained = %d\n"
             "max_retained_bytes = %d\n"
+            "max_retained_per_id = %d\n"
+            "max_retained_bytes_per_id = %d\n"
             "# A persistent session ends this long after its client left (seconds).\n"
             "session_expiry_max_s = %d\n"
             "# Flapping: more than flap_connects connects by one id within flap_window_s\n"
@@ -451,11 +458,11 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             c->hub_max_handshakes, c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate,
             c->hub_byte_burst, c->hub_rate_action, c->hub_acl_action, c->hub_max_queued,
             c->hub_max_inflight, c->hub_max_subscriptions, c->hub_max_retained,
-            c->hub_max_retained_bytes, c->hub_session_expiry_max_s, c->hub_flap_connects,
-            c->hub_flap_window_s, c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload,
-            c->hub_tls_resumption, c->hub_device_event_rate, c->hub_device_event_burst,
-            c->events_aggregate_s, c->events_rate, c->events_burst, c->events_retention_days,
-            c->events_max_rows);
+            c->hub_max_retained_bytes, c->hub_max_retained_per_id, c->hub_max_retained_bytes_per_id,
+            c->hub_session_expiry_max_s, c->hub_flap_connects, c->hub_flap_window_s,
+            c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload, c->hub_tls_resumption,
+            c->hub_device_event_rate, c->hub_device_event_burst, c->events_aggregate_s,
+            c->events_rate, c->events_burst, c->events_retention_days, c->events_max_rows);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

@@ -71,6 +71,8 @@ struct kf_config {
     int hub_max_subscriptions; /* per session */
     int hub_max_retained;      /* retained messages in all */
     int hub_max_retained_bytes;
+    int hub_max_retained_per_id; /* retained messages one identity may hold */
+    int hub_max_retained_bytes_per_id;
     int hub_session_expiry_max_s; /* persistent sessions end this long after their client left */
     int hub_flap_connects;        /* more connects than this by one id ... */
     int hub_flap_window_s;        /* ... within this many seconds ... */

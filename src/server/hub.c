@@ -206,6 +206,8 @@ static void broker_conf_from(const struct kf_config *cfg, struct kf_broker_conf 
     bc->max_queued = (unsigned)cfg->hub_max_queued;
     bc->max_retained = (unsigned)cfg->hub_max_retained;
     bc->max_retained_bytes = (size_t)cfg->hub_max_retained_bytes;
+    bc->max_retained_per_id = (unsigned)cfg->hub_max_retained_per_id;
+    bc->max_retained_bytes_per_id = (size_t)cfg->hub_max_retained_bytes_per_id;
     bc->max_subs = (unsigned)cfg->hub_max_subscriptions;
     bc->max_inflight_in = (unsigned)cfg->hub_max_inflight;
 }
@@ -546,7 +548,7 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
             const char *bad = NULL;
             int over = 0;
             if (device_event(c, c->will->payload, c->will->payload_len, &bad, &over))
-                kf_broker_publish(h->broker, c->will, NULL);
+                kf_broker_publish(h->broker, c->will, NULL, NULL);
             kf_broker_detach(h->broker, &c->peer, kf_now_ms());
         } else if (c->will && send_will) {
             kf_broker_detach_will(h->broker, &c->peer, c->will, c->will_delay, kf_now_ms());
@@ -746,6 +748,7 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
     int64_t now = kf_now_ms();
     struct kf_msg *m;
     size_t routed;
+    enum kf_retain_refusal unkept = KF_RETAIN_OK;
 
     /* Topic aliases (MQTT 5): the client maps short numbers to topics [MQTT-3.3.2.3.4]. */
     if (KF_MQTT_HAS(&p->props, KF_MQTT_P_TOPIC_ALIAS)) {
@@ -820,6 +823,8 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         if (!device_event(c, p->payload, p->payload_len, &why, &over)) {
             kf_log(KF_LOG_DEBUG, "hub", "a device event was refused", "id", c->id, "why", why,
                    NULL);
+            /* a refused QoS 2 message ends here: no PUBREL will come for it */
+            if (p->qos == 2) kf_broker_qos2_released(h->broker, &c->peer, p->packet_id);
             ack_publish(c, p,
                         c->version != KF_MQTT_V5 ? 0
                         : over                   ? KF_MQTT_RC_QUOTA_EXCEEDED
@@ -832,8 +837,25 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
         return;
     }
-    routed = kf_broker_publish(h->broker, m, NULL);
+    routed = kf_broker_publish(h->broker, m, NULL, &unkept);
     kf_msg_release(m);
+    if (unkept) {
+        /* Refused whole, and said so: a retained message is never dropped in silence. */
+        char t[200];
+        size_t n = topic.len < sizeof(t) - 1 ? topic.len : sizeof(t) - 1;
+        memcpy(t, topic.p, n);
+        t[n] = '\0';
+        refusal(c, "hub.retained_refused", unkept == KF_RETAIN_QUOTA ? "quota" : "full",
+                kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
+                                 kind_name(c->kind), "topic", t, "reason",
+                                 unkept == KF_RETAIN_QUOTA
+                                     ? "the identity holds its share of retained messages "
+                                       "(hub.max_retained_per_id, max_retained_bytes_per_id)"
+                                     : "the hub holds max_retained or max_retained_bytes"));
+        if (p->qos == 2) kf_broker_qos2_released(h->broker, &c->peer, p->packet_id);
+        ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0);
+        return;
+    }
     STAT_ADD(c->hw, messages_received, 1);
     ack_publish(c, p,
                 c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);

@@ -17,7 +17,13 @@ static void wake_cb(void *arg)
 
 static struct kf_broker *new_broker(unsigned max_queued)
 {
-    struct kf_broker_conf c = {max_queued, 100, 1 << 20, 8, 4};
+    struct kf_broker_conf c = {.max_queued = max_queued,
+                               .max_retained = 100,
+                               .max_retained_bytes = 1 << 20,
+                               .max_retained_per_id = 100,
+                               .max_retained_bytes_per_id = 1 << 20,
+                               .max_subs = 8,
+                               .max_inflight_in = 4};
     struct kf_broker *b;
     KF_OK_OR_FAIL(kf_broker_new(&c, &b));
     return b;
@@ -43,7 +49,7 @@ static size_t publish(struct kf_broker *b, const char *topic, const char *payloa
     struct kf_msg *m = msg(topic, payload, qos, retain, "pub");
     size_t n;
     assert_non_null(m);
-    n = kf_broker_publish(b, m, NULL);
+    n = kf_broker_publish(b, m, NULL, NULL);
     kf_msg_release(m);
     return n;
 }
@@ -171,7 +177,7 @@ static void test_offline_session(void **state)
     publish(b, "devices/d1/commands/c", "3", 2, 0);
     publish(b, "devices/d1/commands/d", "4", 1, 0);
     m = msg("devices/d1/commands/e", "5", 1, 0, "x");
-    kf_broker_publish(b, m, &dropped); /* the queue holds 3 */
+    kf_broker_publish(b, m, &dropped, NULL); /* the queue holds 3 */
     kf_msg_release(m);
     assert_int_equal(dropped, 1);
     attach(b, &p, &box, "d1", 0, 3600, &present);
@@ -261,7 +267,7 @@ static void test_no_local(void **state)
     o.no_local = 1;
     KF_OK_OR_FAIL(kf_broker_subscribe(b, &p, (const uint8_t *)"devices/+/events", 16, &o));
     m = msg("devices/x/events", "{}", 0, 0, "svc");
-    assert_int_equal(kf_broker_publish(b, m, NULL), 0);
+    assert_int_equal(kf_broker_publish(b, m, NULL, NULL), 0);
     kf_msg_release(m);
     assert_int_equal(publish(b, "devices/x/events", "{}", 0, 0), 1);
     kf_broker_detach(b, &p, 0);
@@ -315,12 +321,64 @@ static void test_will_delay(void **state)
     kf_broker_free(b);
 }
 
+/* Each publisher has a share of the retained store; beyond it, and when all is full, refused. */
+static void test_retained_quota(void **state)
+{
+    struct kf_broker_conf c = {.max_queued = 10,
+                               .max_retained = 5,
+                               .max_retained_bytes = 1 << 20,
+                               .max_retained_per_id = 2,
+                               .max_retained_bytes_per_id = 1 << 20,
+                               .max_subs = 8,
+                               .max_inflight_in = 4};
+    struct kf_broker *b;
+    struct kf_broker_peer p;
+    struct box box;
+    enum kf_retain_refusal why;
+    struct kf_broker_stats st;
+    int present;
+    (void)state;
+#define RETAIN(origin, topic, payload, want)                   \
+    do {                                                       \
+        struct kf_msg *m_ = msg(topic, payload, 0, 1, origin); \
+        kf_broker_publish(b, m_, NULL, &why);                  \
+        kf_msg_release(m_);                                    \
+        assert_int_equal(why, want);                           \
+    } while (0)
+    KF_OK_OR_FAIL(kf_broker_new(&c, &b));
+    memset(&box, 0, sizeof(box));
+    box.inbox.wake = wake_cb;
+    box.inbox.wake_arg = &box;
+    attach(b, &p, &box, "d:sub", 1, 0, &present);
+    subscribe(b, &p, "#", 0);
+    RETAIN("d:a", "devices/a/1", "x", KF_RETAIN_OK);
+    RETAIN("d:a", "devices/a/2", "x", KF_RETAIN_OK);
+    RETAIN("d:a", "devices/a/3", "x", KF_RETAIN_QUOTA);
+    RETAIN("d:a", "devices/a/2", "replaced", KF_RETAIN_OK); /* its own: no more than before */
+    RETAIN("d:b", "devices/b/1", "x", KF_RETAIN_OK);        /* another's share is its own */
+    kf_broker_stats(b, &st);
+    assert_int_equal(st.retained, 3);
+    assert_int_equal(st.routed, 4);                 /* the refused one was not routed either */
+    RETAIN("d:a", "devices/a/1", "", KF_RETAIN_OK); /* deleting frees its share */
+    RETAIN("d:a", "devices/a/3", "x", KF_RETAIN_OK);
+    RETAIN("d:b", "devices/b/2", "x", KF_RETAIN_OK);
+    RETAIN("d:c", "devices/c/1", "x", KF_RETAIN_OK); /* 5 of 5 */
+    RETAIN("d:c", "devices/c/2", "x", KF_RETAIN_FULL);
+    kf_broker_detach(b, &p, 0);
+    kf_broker_free(b);
+#undef RETAIN
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routing),         cmocka_unit_test(test_retained),
-        cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
-        cmocka_unit_test(test_no_local),        cmocka_unit_test(test_will_delay),
+        cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_retained_quota),
+        cmocka_unit_test(test_offline_session),
+        cmocka_unit_test(test_takeover_expiry_qos2),
+        cmocka_unit_test(test_no_local),
+        cmocka_unit_test(test_will_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
