@@ -21,7 +21,8 @@ HP=$(free_port)
 # One address sends the whole fleet: no per-address limits for it (a real fleet has many).
 sed -i "/^\[provisioning\]/,/^\[/ s/^listen = .*/listen = 127.0.0.1:$PP/; \
 /^\[hub\]/,\$ s/^listen = .*/listen = 127.0.0.1:$HP/; s/^rate_per_ip = .*/rate_per_ip = 0/; \
-s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/; s/^flap_connects = .*/flap_connects = 1000000/; \
+s/^max_handshakes_per_ip = .*/max_handshakes_per_ip = 1000000/; s/^max_handshakes_per_net = .*/max_handshakes_per_net = 1000000/; \
+s/^max_connections_per_net = .*/max_connections_per_net = 1000000/; s/^connect_rate_per_ip = .*/connect_rate_per_ip = 0/; s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/; s/^flap_connects = .*/flap_connects = 1000000/; \
 s/^msg_rate = .*/msg_rate = 0/; s/^byte_rate = .*/byte_rate = 0/" "$FD/d/keyfleet.conf"
 "$SIM" --make-factory-ca --dir "$FD/sim" >/dev/null
 code=$("$KF" --dir "$FD/d" --json enrollment group create --name sim --ca "$FD/sim/factory-ca.pem" |

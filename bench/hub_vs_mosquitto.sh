@@ -23,6 +23,8 @@ MPORT=$(free_port)
 # keyfleetd: its defaults, except the limits a load generator on one address would trip.
 sed -i "/^\[provisioning\]/,/^\[/ s/^listen = .*/listen = 127.0.0.1:$PPORT/; \
 /^\[hub\]/,\$ s/^listen = .*/listen = 127.0.0.1:$KPORT/; s/^flap_connects = .*/flap_connects = 1000000/; \
+s/^max_handshakes_per_ip = .*/max_handshakes_per_ip = 1000000/; s/^max_handshakes_per_net = .*/max_handshakes_per_net = 1000000/; \
+s/^max_connections_per_net = .*/max_connections_per_net = 1000000/; s/^connect_rate_per_ip = .*/connect_rate_per_ip = 0/; s/^max_connections_per_ip = .*/max_connections_per_ip = 1000000/; \
 s/^msg_rate = .*/msg_rate = 0/; s/^byte_rate = .*/byte_rate = 0/" "$HD/d/keyfleet.conf"
 # Mosquitto at its best: client certificates, identity as user name, TCP_NODELAY, no persistence.
 cat "$HD/d/ca/root.crt" "$HD/d/ca/issuing.crt" >"$HD/chain.pem"

@@ -49,10 +49,11 @@ openssl x509 -req -in "$PD/v.csr" -CA "$PD/fca.pem" -CAkey "$PD/fca.key" -days 1
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$PD/dev.key" \
     -out "$PD/dev.csr" -subj /CN=floor-1 2>/dev/null
 openssl x509 -req -in "$PD/dev.csr" -CA "$PD/fca.pem" -CAkey "$PD/fca.key" -days 30 -out "$PD/dev.pem" 2>/dev/null
-# The load generator comes from one address: no per-address rate limit for it.
+# The load generator comes from one address: no per-address (or per-network) limits for it.
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 sed -i "s/^listen = 0.0.0.0:8443/listen = 127.0.0.1:$PORT/; s/^rate_per_ip = .*/rate_per_ip = 0/; \
-s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/" "$PD/d/keyfleet.conf"
+s/^max_handshakes_per_ip = .*/max_handshakes_per_ip = 1000000/; s/^max_handshakes_per_net = .*/max_handshakes_per_net = 1000000/; \
+s/^max_connections_per_net = .*/max_connections_per_net = 1000000/; s/^connect_rate_per_ip = .*/connect_rate_per_ip = 0/; s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/" "$PD/d/keyfleet.conf"
 KEYFLEET_LOG=info "$KFD" --dir "$PD/d" >"$PD/kfd.log" 2>&1 &
 KFD_PID=$!
 trap 'kill $KFD_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -57,6 +57,11 @@ static const struct key keys[] = {
     I("provisioning", "rate_per_ip", rate_per_ip, 0, 1000000),
     I("provisioning", "rate_burst", rate_burst, 1, 1000000),
     I("provisioning", "max_handshakes", max_handshakes, 1, 1000000),
+    I("provisioning", "max_connections_per_net", max_connections_per_net, 1, 1000000),
+    I("provisioning", "max_handshakes_per_ip", max_handshakes_per_ip, 1, 1000000),
+    I("provisioning", "max_handshakes_per_net", max_handshakes_per_net, 1, 1000000),
+    I("provisioning", "hello_timeout_ms", hello_timeout_ms, 100, 600000),
+    I("provisioning", "handshake_timeout_ms", handshake_timeout_ms, 100, 600000),
     I("provisioning", "retry_after", retry_after, 1, 3600),
     I("provisioning", "drain_timeout_ms", drain_timeout_ms, 0, 600000),
     I("provisioning", "session_cache", session_cache, 0, 1000000),
@@ -69,6 +74,11 @@ static const struct key keys[] = {
     I("hub", "connect_rate_per_ip", hub_connect_rate_per_ip, 0, 1000000),
     I("hub", "connect_burst", hub_connect_burst, 1, 1000000),
     I("hub", "max_handshakes", hub_max_handshakes, 1, 1000000),
+    I("hub", "max_connections_per_net", hub_max_connections_per_net, 1, 10000000),
+    I("hub", "max_handshakes_per_ip", hub_max_handshakes_per_ip, 1, 1000000),
+    I("hub", "max_handshakes_per_net", hub_max_handshakes_per_net, 1, 1000000),
+    I("hub", "hello_timeout_ms", hub_hello_timeout_ms, 100, 600000),
+    I("hub", "handshake_timeout_ms", hub_handshake_timeout_ms, 100, 600000),
     I("hub", "msg_rate", hub_msg_rate, 0, 10000000),
     I("hub", "msg_burst", hub_msg_burst, 1, 10000000),
     I("hub", "byte_rate", hub_byte_rate, 0, 1000000000),
@@ -122,10 +132,15 @@ void kf_config_defaults(struct kf_config *c)
     c->max_body_bytes = 65536;
     c->max_header_bytes = 8192;
     c->max_connections = 50000;
-    c->max_connections_per_ip = 4096;
+    c->max_connections_per_ip = 1024;
+    c->max_connections_per_net = 4096;
     c->rate_per_ip = 100;
     c->rate_burst = 200;
     c->max_handshakes = 2048;
+    c->max_handshakes_per_ip = 64;
+    c->max_handshakes_per_net = 256;
+    c->hello_timeout_ms = 2000;
+    c->handshake_timeout_ms = 5000;
     c->retry_after = 2;
     c->drain_timeout_ms = 10000;
     c->session_cache = 20000;
@@ -134,7 +149,12 @@ void kf_config_defaults(struct kf_config *c)
     c->hub_max_packet_bytes = 262144;
     c->hub_connect_timeout_ms = 10000;
     c->hub_max_connections = 200000;
-    c->hub_max_connections_per_ip = 100000;
+    c->hub_max_connections_per_ip = 10000;
+    c->hub_max_connections_per_net = 50000;
+    c->hub_max_handshakes_per_ip = 64;
+    c->hub_max_handshakes_per_net = 512;
+    c->hub_hello_timeout_ms = 2000;
+    c->hub_handshake_timeout_ms = 5000;
     c->hub_connect_rate_per_ip = 50;
     c->hub_connect_burst = 200;
     c->hub_max_handshakes = 4096;
@@ -355,15 +375,26 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "# Largest request body (a CSR) and request head.\n"
         "max_body_bytes = %d\n"
         "max_header_bytes = %d\n"
-        "# Connections in all, and from one source address.\n"
+        "# Connections in all, from one source address, and from one source network (IPv4\n"
+        "# /24, IPv6 /64). A network never gets more than half of a global budget, and an\n"
+        "# address never more than its network, whatever is set here.\n"
         "max_connections = %d\n"
         "max_connections_per_ip = %d\n"
+        "max_connections_per_net = %d\n"
         "# Requests per second from one source address (0: no limit), and the burst allowed;\n"
         "# beyond them: 429 with Retry-After.\n"
         "rate_per_ip = %d\n"
         "rate_burst = %d\n"
-        "# TLS handshakes in flight; connections beyond get 503 with Retry-After.\n"
+        "# TLS handshakes in flight (a connection that has not sent its ClientHello yet is\n"
+        "# one); connections beyond get 503 with Retry-After. From one address or network,\n"
+        "# beyond their share, a connection is closed at once.\n"
         "max_handshakes = %d\n"
+        "max_handshakes_per_ip = %d\n"
+        "max_handshakes_per_net = %d\n"
+        "# A new connection must send its ClientHello within hello_timeout_ms and finish the\n"
+        "# TLS handshake within handshake_timeout_ms (both within request_timeout_ms).\n"
+        "hello_timeout_ms = %d\n"
+        "handshake_timeout_ms = %d\n"
         "retry_after = %d\n"
         "# On SIGTERM, how long requests in flight may take to finish.\n"
         "drain_timeout_ms = %d\n"
@@ -380,23 +411,33 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         c->issuing_key, c->crl_file, c->device_cert_days, c->device_cert_minutes,
         c->service_cert_days, c->server_cert_days, c->crl_hours, c->server_cert, c->server_key,
         c->provisioning_listen, c->workers, c->request_timeout_ms, c->max_body_bytes,
-        c->max_header_bytes, c->max_connections, c->max_connections_per_ip, c->rate_per_ip,
-        c->rate_burst, c->max_handshakes, c->retry_after, c->drain_timeout_ms, c->session_cache,
+        c->max_header_bytes, c->max_connections, c->max_connections_per_ip,
+        c->max_connections_per_net, c->rate_per_ip, c->rate_burst, c->max_handshakes,
+        c->max_handshakes_per_ip, c->max_handshakes_per_net, c->hello_timeout_ms,
+        c->handshake_timeout_ms, c->retry_after, c->drain_timeout_ms, c->session_cache,
         c->commit_delay_us, c->hub_listen);
     if (!rc)
         rc = kf_buf_appendf(
             &b,
             "# Largest MQTT packet, either way (CONNACK tells clients).\n"
             "max_packet_bytes = %d\n"
-            "# The TLS handshake and CONNECT must arrive within this time.\n"
+            "# The TLS handshake and CONNECT must arrive within this time; the ClientHello\n"
+            "# within hello_timeout_ms, the handshake within handshake_timeout_ms.\n"
             "connect_timeout_ms = %d\n"
-            "# Connections in all and from one address; new connections per second from one\n"
-            "# address (0: no limit) and its burst; TLS handshakes in flight.\n"
+            "hello_timeout_ms = %d\n"
+            "handshake_timeout_ms = %d\n"
+            "# Connections in all, from one address and from one network (IPv4 /24, IPv6 /64);\n"
+            "# new connections per second from one address (0: no limit) and its burst; TLS\n"
+            "# handshakes in flight, in all, per address and per network. A network never gets\n"
+            "# more than half of a global budget, an address never more than its network.\n"
             "max_connections = %d\n"
             "max_connections_per_ip = %d\n"
+            "max_connections_per_net = %d\n"
             "connect_rate_per_ip = %d\n"
             "connect_burst = %d\n"
             "max_handshakes = %d\n"
+            "max_handshakes_per_ip = %d\n"
+            "max_handshakes_per_net = %d\n"
             "# What one connection may send: PUBLISH packets and bytes per second (0: no\n"
             "# limit) with their bursts; beyond them, rate_action: disconnect or drop.\n"
             "msg_rate = %d\n"
@@ -453,12 +494,14 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "# oldest beyond max_rows (0: no bound). keyfleetd prunes once a minute.\n"
             "retention_days = %d\n"
             "max_rows = %d\n",
-            c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_max_connections,
-            c->hub_max_connections_per_ip, c->hub_connect_rate_per_ip, c->hub_connect_burst,
-            c->hub_max_handshakes, c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate,
-            c->hub_byte_burst, c->hub_rate_action, c->hub_acl_action, c->hub_max_queued,
-            c->hub_max_inflight, c->hub_max_subscriptions, c->hub_max_retained,
-            c->hub_max_retained_bytes, c->hub_max_retained_per_id, c->hub_max_retained_bytes_per_id,
+            c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_hello_timeout_ms,
+            c->hub_handshake_timeout_ms, c->hub_max_connections, c->hub_max_connections_per_ip,
+            c->hub_max_connections_per_net, c->hub_connect_rate_per_ip, c->hub_connect_burst,
+            c->hub_max_handshakes, c->hub_max_handshakes_per_ip, c->hub_max_handshakes_per_net,
+            c->hub_msg_rate, c->hub_msg_burst, c->hub_byte_rate, c->hub_byte_burst,
+            c->hub_rate_action, c->hub_acl_action, c->hub_max_queued, c->hub_max_inflight,
+            c->hub_max_subscriptions, c->hub_max_retained, c->hub_max_retained_bytes,
+            c->hub_max_retained_per_id, c->hub_max_retained_bytes_per_id,
             c->hub_session_expiry_max_s, c->hub_flap_connects, c->hub_flap_window_s,
             c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload, c->hub_tls_resumption,
             c->hub_device_event_rate, c->hub_device_event_burst, c->events_aggregate_s,

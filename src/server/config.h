@@ -38,19 +38,24 @@ struct kf_config {
     char server_key[KF_CONF_PATH_MAX];
     /* [provisioning] */
     char provisioning_listen[128];
-    int workers;                /* 0: one per core */
-    int request_timeout_ms;     /* a whole request, TLS handshake included */
-    int max_body_bytes;         /* request body (a CSR) */
-    int max_header_bytes;       /* request line and headers */
-    int max_connections;        /* in all */
-    int max_connections_per_ip; /* per source address */
-    int rate_per_ip;            /* requests per second per source address; 0: no limit */
-    int rate_burst;             /* requests a source address may send at once */
-    int max_handshakes;         /* TLS handshakes in flight; beyond: 503 */
-    int retry_after;            /* seconds, in 429 and 503 answers */
-    int drain_timeout_ms;       /* on SIGTERM, how long in-flight requests may take */
-    int session_cache;          /* TLS sessions kept for resumption */
-    int commit_delay_us;        /* group commit: longest wait for more writers to share a commit */
+    int workers;                 /* 0: one per core */
+    int request_timeout_ms;      /* a whole request, TLS handshake included */
+    int max_body_bytes;          /* request body (a CSR) */
+    int max_header_bytes;        /* request line and headers */
+    int max_connections;         /* in all */
+    int max_connections_per_ip;  /* per source address */
+    int rate_per_ip;             /* requests per second per source address; 0: no limit */
+    int rate_burst;              /* requests a source address may send at once */
+    int max_handshakes;          /* TLS handshakes in flight; beyond: 503 */
+    int max_connections_per_net; /* per IPv4 /24, IPv6 /64 */
+    int max_handshakes_per_ip;   /* handshakes in flight from one address; beyond: closed */
+    int max_handshakes_per_net;  /* ... from one network */
+    int hello_timeout_ms;        /* a new connection must send its ClientHello within this */
+    int handshake_timeout_ms;    /* and finish the TLS handshake within this */
+    int retry_after;             /* seconds, in 429 and 503 answers */
+    int drain_timeout_ms;        /* on SIGTERM, how long in-flight requests may take */
+    int session_cache;           /* TLS sessions kept for resumption */
+    int commit_delay_us;         /* group commit: longest wait for more writers to share a commit */
     /* [hub] */
     char hub_listen[128];       /* "off": no hub */
     int hub_max_packet_bytes;   /* largest MQTT packet either way */
@@ -60,7 +65,12 @@ struct kf_config {
     int hub_connect_rate_per_ip; /* new connections per second from one address; 0: no limit */
     int hub_connect_burst;
     int hub_max_handshakes; /* TLS handshakes in flight; beyond: closed at once */
-    int hub_msg_rate;       /* inbound PUBLISH per second per connection; 0: no limit */
+    int hub_max_connections_per_net;
+    int hub_max_handshakes_per_ip;
+    int hub_max_handshakes_per_net;
+    int hub_hello_timeout_ms;
+    int hub_handshake_timeout_ms;
+    int hub_msg_rate; /* inbound PUBLISH per second per connection; 0: no limit */
     int hub_msg_burst;
     int hub_byte_rate; /* inbound bytes per second per connection; 0: no limit */
     int hub_byte_burst;

@@ -51,7 +51,7 @@
 
 struct hub_conf {
     size_t max_packet;
-    int connect_timeout_ms;
+    int connect_timeout_ms, hello_timeout_ms, handshake_timeout_ms;
     double msg_rate, msg_burst, byte_rate, byte_burst;
     int rate_disconnect, acl_disconnect;
     uint16_t max_inflight;
@@ -122,7 +122,10 @@ struct alias {
 struct hconn {
     struct kf_broker_peer peer; /* first: the inbox hands back peers */
     struct kf_hub_worker *hw;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* NULL until the ClientHello's first bytes are there */
+    struct event *wait;      /* until then: the socket's first bytes, or the hello deadline */
+    evutil_socket_t fd;      /* the socket, until the bufferevent owns it */
+    int64_t accepted_ms;
     struct event *timer;
     struct kf_ipaddr ip;
     char ip_text[INET6_ADDRSTRLEN];
@@ -177,6 +180,8 @@ static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
     memset(hc, 0, sizeof(*hc));
     hc->max_packet = (size_t)cfg->hub_max_packet_bytes;
     hc->connect_timeout_ms = cfg->hub_connect_timeout_ms;
+    hc->hello_timeout_ms = cfg->hub_hello_timeout_ms;
+    hc->handshake_timeout_ms = cfg->hub_handshake_timeout_ms;
     hc->msg_rate = cfg->hub_msg_rate;
     hc->msg_burst = cfg->hub_msg_burst;
     hc->byte_rate = cfg->hub_byte_rate;
@@ -220,6 +225,9 @@ static void limits_conf_from(const struct kf_config *cfg, struct kf_limits_conf 
     lc->rate_per_ip = cfg->hub_connect_rate_per_ip;
     lc->burst_per_ip = cfg->hub_connect_burst;
     lc->max_handshakes = (unsigned)cfg->hub_max_handshakes;
+    lc->max_conns_per_net = (unsigned)cfg->hub_max_connections_per_net;
+    lc->max_handshakes_per_ip = (unsigned)cfg->hub_max_handshakes_per_ip;
+    lc->max_handshakes_per_net = (unsigned)cfg->hub_max_handshakes_per_net;
 }
 
 /* ---- events ---- */
@@ -528,6 +536,17 @@ static void arm(struct hconn *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+}
+
+/* Arms `ev` to fire `deadline_ms` after the connection was accepted (at least 1 ms from now). */
+static void arm_since_accept(struct hconn *c, struct event *ev, int deadline_ms)
+{
+    int64_t left = c->accepted_ms + deadline_ms - kf_now_ms();
+    struct timeval tv;
+    if (left < 1) left = 1;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+    event_add(ev, &tv);
 }
 
 /*
@@ -1140,6 +1159,8 @@ static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
 static void conn_free(struct hconn *c)
 {
     struct kf_hub_worker *hw = c->hw;
+    if (c->wait) event_free(c->wait);
+    if (c->fd >= 0) evutil_closesocket(c->fd);
     if (!c->closing) shut(c, 0, "closed", 0, 1);
     if (!c->detached) kf_broker_detach(hw->hub->broker, &c->peer, kf_now_ms());
     if (c->prev)
@@ -1525,7 +1546,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         c->handshake_pending = 0;
         const char *why, *message = NULL;
         c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev));
-        kf_limits_handshake_done(c->hw->hub->limits);
+        kf_limits_handshake_done(c->hw->hub->limits, &c->ip);
+        /* CONNECT must come within what is left of connect_timeout_ms. */
+        arm_since_accept(c, c->timer, c->hw->conf.connect_timeout_ms);
         why = identify(c, &message);
         if (why) {
             auth_failed(c, why, message);
@@ -1606,6 +1629,13 @@ static int verify_cb(void *arg, struct ssl_st *ssl, struct kf_cert *leaf, struct
     return rc == KF_OK;
 }
 
+static int min_ms(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+static void hello_cb(evutil_socket_t fd, short what, void *arg);
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
 {
@@ -1614,7 +1644,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct kf_ipaddr ip;
     char text[INET6_ADDRSTRLEN];
     struct hconn *c;
-    SSL *ssl;
     int over = 0, one = 1;
     const char *why = NULL;
     enum kf_limits_verdict v;
@@ -1652,38 +1681,68 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c = calloc(1, sizeof(*c));
-    ssl = c ? kf_tls_ssl_new(h->tls) : NULL;
-    if (!ssl) {
-        free(c);
+    if (!c) {
         kf_limits_conn_close(h->limits, &ip, 1);
         evutil_closesocket(fd);
         return;
     }
-    SSL_set_ex_data(ssl, kf_tls_ex_index(), c);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->hw = hw;
     c->ip = ip;
+    c->fd = fd;
+    c->accepted_ms = kf_now_ms();
     memcpy(c->ip_text, text, sizeof(text));
     c->handshake_pending = 1;
     c->peer.inbox = &hw->inbox;
-    c->bev = bufferevent_openssl_socket_new(hw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    c->timer = evtimer_new(hw->base, timer_cb, c);
     c->next = hw->conns;
     if (hw->conns) hw->conns->prev = c;
     hw->conns = c;
     hw->n_conns++;
-    if (!c->bev || !c->timer) {
-        if (!c->bev) evutil_closesocket(fd);
+    /* No TLS state until the peer says something (worker.c does the same, and says why). */
+    c->wait = event_new(hw->base, fd, EV_READ, hello_cb, c);
+    c->timer = evtimer_new(hw->base, timer_cb, c);
+    if (!c->wait || !c->timer) {
         c->closing = 1;
         conn_free(c);
         return;
     }
+    arm_since_accept(c, c->wait,
+                     min_ms(hw->conf.hello_timeout_ms,
+                            min_ms(hw->conf.handshake_timeout_ms, hw->conf.connect_timeout_ms)));
+}
+
+/* The first bytes of the TLS handshake are there (or the hello deadline passed). */
+static void hello_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hconn *c = arg;
+    struct kf_hub_worker *hw = c->hw;
+    SSL *ssl;
+
+    event_free(c->wait);
+    c->wait = NULL;
+    if (what & EV_TIMEOUT) {
+        kf_log(KF_LOG_DEBUG, "hub", "no ClientHello in time", "ip", c->ip_text, NULL);
+        c->closing = 1;
+        conn_free(c);
+        return;
+    }
+    ssl = kf_tls_ssl_new(hw->hub->tls);
+    if (ssl) SSL_set_ex_data(ssl, kf_tls_ex_index(), c);
+    c->bev = ssl ? bufferevent_openssl_socket_new(hw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                  BEV_OPT_CLOSE_ON_FREE)
+                 : NULL;
+    if (!c->bev) {
+        c->closing = 1;
+        conn_free(c); /* closes the socket */
+        return;
+    }
+    c->fd = -1; /* the bufferevent's now */
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    arm(c, hw->conf.connect_timeout_ms);
+    arm_since_accept(c, c->timer,
+                     min_ms(hw->conf.handshake_timeout_ms, hw->conf.connect_timeout_ms));
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -1975,6 +2034,11 @@ void kf_hub_registry_changed(struct kf_hubd *h)
     for (struct kf_hub_worker *hw = h->workers; hw; hw = hw->next)
         event_active(hw->tick, EV_TIMEOUT, 0);
     pthread_mutex_unlock(&h->lock);
+}
+
+uint64_t kf_hub_connections_open(struct kf_hubd *h)
+{
+    return h ? kf_limits_connections(h->limits) : 0;
 }
 
 void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out)

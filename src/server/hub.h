@@ -68,6 +68,9 @@ void kf_hub_sweep(struct kf_hubd *h);
  */
 void kf_hub_registry_changed(struct kf_hubd *h);
 
+/* Connections open on the hub's listeners now (TLS not done yet included). Any thread. */
+uint64_t kf_hub_connections_open(struct kf_hubd *h);
+
 /* Sums the workers' counters and the broker's. */
 void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out);
 

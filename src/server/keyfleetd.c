@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,9 @@ static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
     l->rate_per_ip = c->rate_per_ip;
     l->burst_per_ip = c->rate_burst;
     l->max_handshakes = (unsigned)c->max_handshakes;
+    l->max_conns_per_net = (unsigned)c->max_connections_per_net;
+    l->max_handshakes_per_ip = (unsigned)c->max_handshakes_per_ip;
+    l->max_handshakes_per_net = (unsigned)c->max_handshakes_per_net;
 }
 
 /* The commit hint: every open connection may be about to write an enrollment. */
@@ -75,6 +79,22 @@ static int fail(const char *what)
 {
     fprintf(stderr, "keyfleetd: %s%s%s\n", what ? what : "", what ? ": " : "", kf_errmsg());
     return 1;
+}
+
+/*
+ * Gives the heap back to the system after a flood of connections has gone: glibc keeps freed
+ * memory in its arenas otherwise, and an attack would leave keyfleetd at its peak for good.
+ * Called once a second; trims when the connections open fell well below the peak since the
+ * last trim.
+ */
+static void trim_after_flood(struct kf_service *svc, uint64_t *peak)
+{
+    uint64_t now = kf_limits_connections(svc->limits) + kf_hub_connections_open(svc->hub);
+    if (now > *peak) *peak = now;
+    if (*peak >= 256 && now < *peak / 2) {
+        malloc_trim(0);
+        *peak = now;
+    }
 }
 
 /* SIGHUP: the configuration's limits, then everything the registry holds. */
@@ -107,6 +127,8 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
     kf_events_configure(svc->events, &ec);
     if (svc->hub) kf_hub_configure(svc->hub, &cfg);
     svc->request_timeout_ms = cfg.request_timeout_ms;
+    svc->hello_timeout_ms = cfg.hello_timeout_ms;
+    svc->handshake_timeout_ms = cfg.handshake_timeout_ms;
     svc->retry_after = (unsigned)cfg.retry_after;
     rc = kf_registry_reload(&svc->registry, svc->deploy, &cfg);
     if (rc) {
@@ -136,7 +158,7 @@ int main(int argc, char **argv)
     long cores;
     int opt, status = 1, stopping = 0;
     unsigned ticks = 0;
-    uint64_t seen_generation = 0;
+    uint64_t seen_generation = 0, conn_peak = 0;
     struct timespec stop_at = {0, 0};
     enum kf_err rc;
 
@@ -219,6 +241,8 @@ int main(int argc, char **argv)
     svc.http.max_head = (size_t)svc.deploy->cfg.max_header_bytes;
     svc.http.max_body = (size_t)svc.deploy->cfg.max_body_bytes;
     svc.request_timeout_ms = svc.deploy->cfg.request_timeout_ms;
+    svc.hello_timeout_ms = svc.deploy->cfg.hello_timeout_ms;
+    svc.handshake_timeout_ms = svc.deploy->cfg.handshake_timeout_ms;
     svc.retry_after = (unsigned)svc.deploy->cfg.retry_after;
     cores = sysconf(_SC_NPROCESSORS_ONLN);
     svc.n_workers =
@@ -278,6 +302,7 @@ int main(int argc, char **argv)
                 struct kf_registry *cur = kf_registry_get(&svc.registry);
                 if (svc.hub) kf_hub_sweep(svc.hub);
                 kf_events_tick(svc.events, kf_now_ms());
+                trim_after_flood(&svc, &conn_peak);
                 if (ticks % 40 == 0) /* every ten seconds */
                     kf_events_prune(svc.events, cur->cfg.events_retention_days,
                                     cur->cfg.events_max_rows);

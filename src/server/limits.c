@@ -12,9 +12,9 @@
 #define SLOTS_PER_SHARD 1024 /* 65,536 live addresses in all */
 
 struct slot {
-    struct kf_ipaddr ip;
-    uint32_t conns;
-    uint8_t used;
+    struct kf_ipaddr ip; /* an address, or a network's first address (`net`) */
+    uint8_t used, net;
+    uint32_t conns, handshakes;
     double tokens;
     int64_t last_ms;
 };
@@ -49,13 +49,25 @@ enum kf_err kf_ipaddr_from_sockaddr(const struct sockaddr *sa, struct kf_ipaddr 
     return kf_fail(KF_E_INVALID, "not an IP address (family %d)", sa->sa_family);
 }
 
+static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 void kf_ipaddr_text(const struct kf_ipaddr *ip, char *out, size_t cap)
 {
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (memcmp(ip->b, mapped, 12) == 0)
         inet_ntop(AF_INET, ip->b + 12, out, (socklen_t)cap);
     else
         inet_ntop(AF_INET6, ip->b, out, (socklen_t)cap);
+}
+
+/* The network of an address: IPv4 /24, IPv6 /64. */
+static struct kf_ipaddr net_of(const struct kf_ipaddr *ip)
+{
+    struct kf_ipaddr n = *ip;
+    if (memcmp(ip->b, mapped, 12) == 0)
+        n.b[15] = 0;
+    else
+        memset(n.b + 8, 0, 8);
+    return n;
 }
 
 enum kf_err kf_limits_new(const struct kf_limits_conf *conf, struct kf_limits **out)
@@ -100,10 +112,10 @@ static struct kf_limits_conf conf_of(struct kf_limits *l)
     return c;
 }
 
-/* FNV-1a over the address: spreads addresses over shards and slots. */
-static uint64_t ip_hash(const struct kf_ipaddr *ip)
+/* FNV-1a over the address and whether it is a network: spreads them over shards and slots. */
+static uint64_t ip_hash(const struct kf_ipaddr *ip, int net)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)net;
     for (int i = 0; i < 16; i++) {
         h ^= ip->b[i];
         h *= 1099511628211ULL;
@@ -120,21 +132,22 @@ static void refill(struct slot *s, const struct kf_limits_conf *c, int64_t now_m
     s->last_ms = now_ms;
 }
 
-/* An address that has no connection and a full bucket carries no state: its slot can go. */
+/* A slot with no connection, no handshake and a full bucket carries no state: it can go. */
 static int stale(struct slot *s, const struct kf_limits_conf *c, int64_t now_ms)
 {
     double burst = c->burst_per_ip < 1 ? 1 : c->burst_per_ip;
-    if (s->conns) return 0;
+    if (s->conns || s->handshakes) return 0;
+    if (s->net) return 1;
     refill(s, c, now_ms);
     return c->rate_per_ip <= 0 || s->tokens >= burst;
 }
 
 /*
- * Finds `ip`'s slot in its shard (locked by the caller), or makes one when `create`. Slots are
- * never emptied, only reused, so a probe chain is never broken: a lookup goes on past other
- * addresses until it finds this one or a never-used slot.
+ * Finds the slot of `ip` (an address, or a network when `net`) in its shard (locked by the
+ * caller), or makes one when `create`. Slots are never emptied, only reused, so a probe chain is
+ * never broken: a lookup goes on past others until it finds this one or a never-used slot.
  */
-static struct slot *find(struct shard *sh, const struct kf_ipaddr *ip, uint64_t h,
+static struct slot *find(struct shard *sh, const struct kf_ipaddr *ip, int net, uint64_t h,
                          const struct kf_limits_conf *c, int64_t now_ms, int create)
 {
     struct slot *reusable = NULL;
@@ -146,78 +159,129 @@ static struct slot *find(struct shard *sh, const struct kf_ipaddr *ip, uint64_t 
             if (!reusable) reusable = s;
             break;
         }
-        if (memcmp(s->ip.b, ip->b, 16) == 0) return s;
+        if (s->net == net && memcmp(s->ip.b, ip->b, 16) == 0) return s;
         if (create && !reusable && stale(s, c, now_ms)) reusable = s;
     }
     if (!reusable) return NULL;
     memset(reusable, 0, sizeof(*reusable));
     reusable->used = 1;
+    reusable->net = (uint8_t)net;
     reusable->ip = *ip;
     reusable->tokens = c->burst_per_ip < 1 ? 1 : c->burst_per_ip;
     reusable->last_ms = now_ms;
     return reusable;
 }
 
+/*
+ * Counts a new connection (and its handshake) for one slot, within `max_conns` and
+ * `max_handshakes` (0: none). `net` says which kind of slot, for the verdicts.
+ */
+static enum kf_limits_verdict take(struct kf_limits *l, const struct kf_ipaddr *ip, int net,
+                                   unsigned max_conns, unsigned max_handshakes,
+                                   const struct kf_limits_conf *c, int64_t now_ms)
+{
+    uint64_t h = ip_hash(ip, net);
+    struct shard *sh = &l->shards[h % SHARDS];
+    enum kf_limits_verdict v = KF_LIMITS_OK;
+    struct slot *s;
+    pthread_mutex_lock(&sh->lock);
+    s = find(sh, ip, net, h, c, now_ms, 1);
+    if (!s)
+        v = KF_LIMITS_TABLE_FULL;
+    else if (max_conns && s->conns >= max_conns)
+        v = net ? KF_LIMITS_PER_NET : KF_LIMITS_PER_IP;
+    else if (max_handshakes && s->handshakes >= max_handshakes)
+        v = net ? KF_LIMITS_HANDSHAKES_PER_NET : KF_LIMITS_HANDSHAKES_PER_IP;
+    else
+        s->conns++, s->handshakes++;
+    pthread_mutex_unlock(&sh->lock);
+    return v;
+}
+
+/* Gives back what `take` counted: a connection (`conns`) and/or its handshake (`handshakes`). */
+static void give(struct kf_limits *l, const struct kf_ipaddr *ip, int net, int conns,
+                 int handshakes, const struct kf_limits_conf *c)
+{
+    uint64_t h = ip_hash(ip, net);
+    struct shard *sh = &l->shards[h % SHARDS];
+    struct slot *s;
+    pthread_mutex_lock(&sh->lock);
+    s = find(sh, ip, net, h, c, 0, 0);
+    if (s && conns && s->conns) s->conns--;
+    if (s && handshakes && s->handshakes) s->handshakes--;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/*
+ * A source's share of a global budget `all` (0: none): what it is configured to (`share`, 0:
+ * none), but never more than `within` (0: no bound) nor more than half of `all`, so that no
+ * single network, and no address in it, can hold a whole budget whatever the configuration says.
+ */
+static unsigned share_of(unsigned share, unsigned within, unsigned all)
+{
+    unsigned half = all ? (all / 2 ? all / 2 : 1) : 0;
+    if (half && (!share || share > half)) share = half;
+    if (within && (!share || share > within)) share = within;
+    return share;
+}
+
 enum kf_limits_verdict kf_limits_conn_open(struct kf_limits *l, const struct kf_ipaddr *ip,
                                            int64_t now_ms, int *over_handshakes)
 {
     struct kf_limits_conf c = conf_of(l);
-    uint64_t h = ip_hash(ip);
-    struct shard *sh = &l->shards[h % SHARDS];
-    enum kf_limits_verdict v = KF_LIMITS_OK;
-    struct slot *s;
+    struct kf_ipaddr net = net_of(ip);
+    unsigned net_conns = share_of(c.max_conns_per_net, 0, c.max_conns);
+    unsigned net_hs = share_of(c.max_handshakes_per_net, 0, c.max_handshakes);
+    enum kf_limits_verdict v;
     uint64_t hs;
 
     *over_handshakes = 0;
     if (c.max_conns && __atomic_load_n(&l->conns, __ATOMIC_RELAXED) >= c.max_conns)
         return KF_LIMITS_TOTAL;
-    pthread_mutex_lock(&sh->lock);
-    s = find(sh, ip, h, &c, now_ms, 1);
-    if (!s)
-        v = KF_LIMITS_TABLE_FULL;
-    else if (c.max_conns_per_ip && s->conns >= c.max_conns_per_ip)
-        v = KF_LIMITS_PER_IP;
-    else
-        s->conns++;
-    pthread_mutex_unlock(&sh->lock);
+    v = take(l, ip, 0, share_of(c.max_conns_per_ip, net_conns, c.max_conns),
+             share_of(c.max_handshakes_per_ip, net_hs, c.max_handshakes), &c, now_ms);
     if (v) return v;
+    v = take(l, &net, 1, net_conns, net_hs, &c, now_ms);
+    if (v) {
+        give(l, ip, 0, 1, 1, &c);
+        return v;
+    }
     __atomic_add_fetch(&l->conns, 1, __ATOMIC_RELAXED);
     hs = __atomic_add_fetch(&l->handshakes, 1, __ATOMIC_RELAXED);
     if (c.max_handshakes && hs > c.max_handshakes) *over_handshakes = 1;
     return KF_LIMITS_OK;
 }
 
-void kf_limits_handshake_done(struct kf_limits *l)
+void kf_limits_handshake_done(struct kf_limits *l, const struct kf_ipaddr *ip)
 {
+    struct kf_limits_conf c = conf_of(l);
+    struct kf_ipaddr net = net_of(ip);
     __atomic_sub_fetch(&l->handshakes, 1, __ATOMIC_RELAXED);
+    give(l, ip, 0, 0, 1, &c);
+    give(l, &net, 1, 0, 1, &c);
 }
 
 void kf_limits_conn_close(struct kf_limits *l, const struct kf_ipaddr *ip, int handshake_pending)
 {
     struct kf_limits_conf c = conf_of(l);
-    uint64_t h = ip_hash(ip);
-    struct shard *sh = &l->shards[h % SHARDS];
-    struct slot *s;
-
-    if (handshake_pending) kf_limits_handshake_done(l);
+    struct kf_ipaddr net = net_of(ip);
+    if (handshake_pending) __atomic_sub_fetch(&l->handshakes, 1, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&l->conns, 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&sh->lock);
-    s = find(sh, ip, h, &c, 0, 0);
-    if (s && s->conns) s->conns--;
-    pthread_mutex_unlock(&sh->lock);
+    give(l, ip, 0, 1, handshake_pending, &c);
+    give(l, &net, 1, 1, handshake_pending, &c);
 }
 
 unsigned kf_limits_request(struct kf_limits *l, const struct kf_ipaddr *ip, int64_t now_ms)
 {
     struct kf_limits_conf c = conf_of(l);
-    uint64_t h = ip_hash(ip);
+    uint64_t h = ip_hash(ip, 0);
     struct shard *sh = &l->shards[h % SHARDS];
     unsigned wait = 0;
     struct slot *s;
 
     if (c.rate_per_ip <= 0) return 0;
     pthread_mutex_lock(&sh->lock);
-    s = find(sh, ip, h, &c, now_ms, 1);
+    s = find(sh, ip, 0, h, &c, now_ms, 1);
     if (!s) {
         wait = 1; /* no room to remember the address: treat it as over its rate */
     } else {
@@ -251,6 +315,10 @@ const char *kf_limits_verdict_text(enum kf_limits_verdict v)
     case KF_LIMITS_PER_IP: return "too many connections from this address";
     case KF_LIMITS_TOTAL: return "too many connections";
     case KF_LIMITS_TABLE_FULL: return "too many addresses";
+    case KF_LIMITS_PER_NET: return "too many connections from this address's network";
+    case KF_LIMITS_HANDSHAKES_PER_IP: return "too many TLS handshakes in flight from this address";
+    case KF_LIMITS_HANDSHAKES_PER_NET:
+        return "too many TLS handshakes in flight from this address's network";
     }
     return "refused";
 }

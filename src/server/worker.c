@@ -65,7 +65,10 @@ struct kf_worker {
 
 struct conn {
     struct kf_worker *w;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* NULL until the ClientHello's first bytes are there */
+    struct event *wait;      /* until then: the socket's first bytes, or the hello deadline */
+    evutil_socket_t fd;      /* the socket, until the bufferevent owns it */
+    struct timespec accepted;
     struct event *timer;
     struct kf_ipaddr ip;
     char ip_text[INET6_ADDRSTRLEN];
@@ -165,6 +168,22 @@ static void arm_deadline(struct conn *c)
     struct timeval tv = {c->w->svc->request_timeout_ms / 1000,
                          (c->w->svc->request_timeout_ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+}
+
+static int min_ms(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* Arms `ev` to fire when `deadline_ms` have passed since the connection was accepted. */
+static void arm_since_accept(struct conn *c, struct event *ev, int deadline_ms)
+{
+    int64_t left = deadline_ms - elapsed_us(&c->accepted) / 1000;
+    struct timeval tv;
+    if (left < 1) left = 1;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+    event_add(ev, &tv);
 }
 
 /* Sends a whole response; the request ends when it has been written. */
@@ -632,6 +651,8 @@ static void process(struct conn *c)
 static void conn_free(struct conn *c)
 {
     struct kf_worker *w = c->w;
+    if (c->wait) event_free(c->wait);
+    if (c->fd >= 0) evutil_closesocket(c->fd);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -655,7 +676,7 @@ static void conn_close(struct conn *c)
         bufferevent_free(c->bev);
         c->bev = NULL;
     }
-    evtimer_del(c->timer);
+    if (c->timer) evtimer_del(c->timer);
     if (c->busy) {
         c->dead = 1; /* wake_cb frees it */
         return;
@@ -693,9 +714,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
         c->handshake_pending = 0;
-        kf_limits_handshake_done(c->w->svc->limits);
+        kf_limits_handshake_done(c->w->svc->limits, &c->ip);
         kf_metrics_handshake(&c->w->metrics,
                              kf_tls_resumed(ssl) ? KF_HANDSHAKE_RESUMED : KF_HANDSHAKE_FULL);
+        /* The rest of the request's deadline, which counts from the accept. */
+        arm_since_accept(c, c->timer, c->w->svc->request_timeout_ms);
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -739,6 +762,8 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
               NULL);
 }
 
+static void hello_cb(evutil_socket_t fd, short what, void *arg);
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
                       void *arg)
 {
@@ -746,7 +771,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct kf_service *svc = w->svc;
     struct kf_ipaddr ip;
     struct conn *c;
-    SSL *ssl;
     int over = 0, one = 1;
     enum kf_limits_verdict v;
 
@@ -765,9 +789,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c = calloc(1, sizeof(*c));
-    ssl = c ? kf_tls_ssl_new(svc->tls) : NULL;
-    if (!ssl) {
-        free(c);
+    if (!c) {
         kf_limits_conn_close(svc->limits, &ip, 1);
         evutil_closesocket(fd);
         return;
@@ -775,25 +797,57 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->w = w;
     c->ip = ip;
+    c->fd = fd;
+    clock_gettime(CLOCK_MONOTONIC, &c->accepted);
     kf_ipaddr_text(&ip, c->ip_text, sizeof(c->ip_text));
     c->handshake_pending = 1;
     c->over_handshakes = over;
-    c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    c->timer = evtimer_new(w->base, timeout_cb, c);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    if (!c->bev || !c->timer) {
-        if (!c->bev) evutil_closesocket(fd);
+    /*
+     * No TLS state until the peer says something: a socket that never sends its ClientHello
+     * costs a few hundred bytes, not OpenSSL's tens of kilobytes, and goes at the hello deadline.
+     */
+    c->wait = event_new(w->base, fd, EV_READ, hello_cb, c);
+    c->timer = evtimer_new(w->base, timeout_cb, c);
+    if (!c->wait || !c->timer) {
         conn_close(c);
         return;
     }
+    arm_since_accept(
+        c, c->wait,
+        min_ms(svc->hello_timeout_ms, min_ms(svc->handshake_timeout_ms, svc->request_timeout_ms)));
+}
+
+/* The first bytes of the TLS handshake are there (or the hello deadline passed). */
+static void hello_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct kf_service *svc = c->w->svc;
+    SSL *ssl;
+
+    event_free(c->wait);
+    c->wait = NULL;
+    if (what & EV_TIMEOUT) {
+        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
+        conn_close(c);
+        return;
+    }
+    ssl = kf_tls_ssl_new(svc->tls);
+    c->bev = ssl ? bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                  BEV_OPT_CLOSE_ON_FREE)
+                 : NULL;
+    if (!c->bev) {
+        conn_close(c); /* closes the socket */
+        return;
+    }
+    c->fd = -1; /* the bufferevent's now */
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    arm_deadline(c);
+    arm_since_accept(c, c->timer, min_ms(svc->handshake_timeout_ms, svc->request_timeout_ms));
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -814,7 +868,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     /* Idle connections go now; busy ones after their answer (send_response closes them). */
     for (c = w->conns; c; c = next) {
         next = c->next;
-        if (!c->busy && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (!c->bev || (!c->busy && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0))
             conn_close(c);
     }
     if (w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0) event_base_loopbreak(w->base);

@@ -46,20 +46,38 @@ timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KFD_PORT; cat <&3 >/dev/null" 2>
 took=$((($(date +%s%N) - start) / 1000000))
 check "silent client dropped at the deadline" test "$took" -ge 1000 -a "$took" -lt 5000
 
-# Handshakes in flight: two raw connections that never say hello hold the budget; the next
-# client completes its handshake and is told 503, with Retry-After.
-exec 5<>/dev/tcp/127.0.0.1/"$KFD_PORT"
-exec 6<>/dev/tcp/127.0.0.1/"$KFD_PORT"
+# Handshakes in flight: two raw connections that never say hello hold the budget (from two
+# networks: one network may hold only half of it); the next client completes its handshake and
+# is told 503, with Retry-After.
+python3 -c "
+import socket, time
+s = [socket.create_connection(('127.0.0.1', $KFD_PORT), source_address=(a, 0))
+     for a in ('127.0.8.1', '127.0.9.1')]
+open('$T/held', 'w').close()
+time.sleep(1)
+" &
+holder=$!
+for _ in $(seq 1 100); do [ -e "$T/held" ] && break; sleep 0.05; done
 sleep 0.2
 HTTP=$($CURL -o "$T/resp" -D "$T/h" -w '%{http_code}' "$URL/healthz")
 BODY=$(cat "$T/resp")
 expect_refusal "beyond max_handshakes" 503 overloaded "too many TLS handshakes in flight"
 contains "503 says when to come back" "$(cat "$T/h")" "Retry-After: 7"
-# Connections per address: those two, plus the curl above gone; a third holds; a fourth is cut.
-exec 7<>/dev/tcp/127.0.0.1/"$KFD_PORT"
-sleep 0.2
+wait "$holder"
+# Connections per address: three that finished their handshakes hold; a fourth is cut.
+rm -f "$T/held"
+python3 -c "
+import socket, ssl, time
+ctx = ssl.create_default_context(cafile='$D/ca/root.crt')
+ctx.check_hostname = False
+s = [ctx.wrap_socket(socket.create_connection(('127.0.0.1', $KFD_PORT))) for _ in range(3)]
+open('$T/held', 'w').close()
+time.sleep(1.2)
+" &
+holder=$!
+for _ in $(seq 1 100); do [ -e "$T/held" ] && break; sleep 0.05; done
 check_not "beyond max_connections_per_ip: refused at once" $CURL --max-time 3 -o /dev/null "$URL/healthz"
-exec 5>&- 6>&- 7>&-
+wait "$holder"
 sleep 0.3
 HTTP=$($CURL -o /dev/null -w '%{http_code}' "$URL/healthz")
 equals "room again once they close" "$HTTP" 200

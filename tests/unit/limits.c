@@ -32,7 +32,11 @@ static struct kf_ipaddr v6(const char *text)
 static struct kf_limits *make(unsigned per_ip, unsigned total, double rate, double burst,
                               unsigned handshakes)
 {
-    struct kf_limits_conf c = {per_ip, total, rate, burst, handshakes};
+    struct kf_limits_conf c = {.max_conns_per_ip = per_ip,
+                               .max_conns = total,
+                               .rate_per_ip = rate,
+                               .burst_per_ip = burst,
+                               .max_handshakes = handshakes};
     struct kf_limits *l = NULL;
     KF_OK_OR_FAIL(kf_limits_new(&c, &l));
     return l;
@@ -78,7 +82,8 @@ static void test_connections_per_address(void **state)
 static void test_connections_in_all(void **state)
 {
     struct kf_limits *l = make(0, 3, 0, 1, 0);
-    struct kf_ipaddr ip[4] = {v4("10.0.0.1"), v4("10.0.0.2"), v4("10.0.0.3"), v4("10.0.0.4")};
+    /* four networks: one alone may hold only half of the connections */
+    struct kf_ipaddr ip[4] = {v4("10.0.1.1"), v4("10.0.2.1"), v4("10.0.3.1"), v4("10.0.4.1")};
     int over = 0;
     for (int i = 0; i < 3; i++)
         assert_int_equal(kf_limits_conn_open(l, &ip[i], 0, &over), KF_LIMITS_OK);
@@ -93,23 +98,114 @@ static void test_connections_in_all(void **state)
 /* Beyond the budget a connection is still counted, but flagged: it gets 503 after its handshake. */
 static void test_handshake_budget(void **state)
 {
-    struct kf_limits *l = make(0, 0, 0, 1, 2);
-    struct kf_ipaddr a = v4("192.0.2.9");
+    struct kf_limits *l = make(0, 0, 0, 1, 4);
+    /* four networks: one network alone may hold only half of the budget */
+    struct kf_ipaddr a[5] = {v4("192.0.2.9"), v4("198.51.100.9"), v4("203.0.113.9"),
+                             v4("192.0.3.9"), v4("192.0.4.9")};
     int over = -1;
-    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
-    assert_int_equal(over, 0);
-    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
-    assert_int_equal(over, 0);
-    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(kf_limits_conn_open(l, &a[i], 0, &over), KF_LIMITS_OK);
+        assert_int_equal(over, 0);
+    }
+    assert_int_equal(kf_limits_conn_open(l, &a[4], 0, &over), KF_LIMITS_OK);
     assert_int_equal(over, 1);
-    assert_int_equal(kf_limits_handshakes(l), 3);
+    assert_int_equal(kf_limits_handshakes(l), 5);
     /* Two finish their handshakes: there is room again. */
-    kf_limits_handshake_done(l);
-    kf_limits_handshake_done(l);
-    kf_limits_conn_close(l, &a, 1); /* the third closes before its handshake finished */
-    assert_int_equal(kf_limits_handshakes(l), 0);
-    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
+    kf_limits_handshake_done(l, &a[0]);
+    kf_limits_handshake_done(l, &a[1]);
+    kf_limits_conn_close(l, &a[4], 1); /* the fifth closes before its handshake finished */
+    assert_int_equal(kf_limits_handshakes(l), 2);
+    assert_int_equal(kf_limits_conn_open(l, &a[4], 0, &over), KF_LIMITS_OK);
     assert_int_equal(over, 0);
+    kf_limits_free(l);
+}
+
+/*
+ * One address, one network (IPv4 /24, IPv6 /64): each holds at most its share of the
+ * connections and of the handshakes in flight; another network is not touched by it.
+ */
+static void test_shares_per_address_and_network(void **state)
+{
+    struct kf_limits_conf c = {.max_conns = 100,
+                               .max_conns_per_ip = 10,
+                               .max_conns_per_net = 20,
+                               .burst_per_ip = 1,
+                               .max_handshakes = 100,
+                               .max_handshakes_per_ip = 3,
+                               .max_handshakes_per_net = 5};
+    struct kf_limits *l = NULL;
+    struct kf_ipaddr a1 = v4("192.0.2.1"), a2 = v4("192.0.2.2"), a3 = v4("192.0.2.3"),
+                     b = v4("192.0.3.1");
+    struct kf_ipaddr v6a = v6("2001:db8:1:2::1"), v6b = v6("2001:db8:1:2:ffff::9"),
+                     v6c = v6("2001:db8:1:3::1");
+    int over = 0;
+
+    KF_OK_OR_FAIL(kf_limits_new(&c, &l));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kf_limits_conn_open(l, &a1, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &a1, 0, &over), KF_LIMITS_HANDSHAKES_PER_IP);
+    assert_string_equal(kf_limits_verdict_text(KF_LIMITS_HANDSHAKES_PER_IP),
+                        "too many TLS handshakes in flight from this address");
+    /* the same /24: two more handshakes for the network, then none */
+    assert_int_equal(kf_limits_conn_open(l, &a2, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &a2, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &a2, 0, &over), KF_LIMITS_HANDSHAKES_PER_NET);
+    /* another /24 is its own */
+    assert_int_equal(kf_limits_conn_open(l, &b, 0, &over), KF_LIMITS_OK);
+    /* handshakes done: now connections count, per address then per network */
+    for (int i = 0; i < 3; i++)
+        kf_limits_handshake_done(l, &a1);
+    kf_limits_handshake_done(l, &a2);
+    kf_limits_handshake_done(l, &a2);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(kf_limits_conn_open(l, &a1, 0, &over), KF_LIMITS_OK);
+        kf_limits_handshake_done(l, &a1);
+    }
+    assert_int_equal(kf_limits_conn_open(l, &a1, 0, &over), KF_LIMITS_PER_IP);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(kf_limits_conn_open(l, &a2, 0, &over), KF_LIMITS_OK);
+        kf_limits_handshake_done(l, &a2);
+    }
+    assert_int_equal(kf_limits_conn_open(l, &a3, 0, &over), KF_LIMITS_PER_NET);
+    /* IPv6: one /64, whatever the interface identifiers */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kf_limits_conn_open(l, &v6a, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &v6b, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &v6b, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &v6b, 0, &over), KF_LIMITS_HANDSHAKES_PER_NET);
+    assert_int_equal(kf_limits_conn_open(l, &v6c, 0, &over), KF_LIMITS_OK);
+    kf_limits_free(l);
+}
+
+/* Whatever is configured, a network holds at most half of a global budget. */
+static void test_share_never_the_whole(void **state)
+{
+    struct kf_limits_conf c = {.max_conns = 10,
+                               .max_conns_per_ip = 1000,
+                               .max_conns_per_net = 1000,
+                               .burst_per_ip = 1,
+                               .max_handshakes = 4,
+                               .max_handshakes_per_ip = 0,
+                               .max_handshakes_per_net = 0};
+    struct kf_limits *l = NULL;
+    struct kf_ipaddr a = v4("192.0.2.1"), b = v4("198.51.100.1");
+    int over = 0;
+    KF_OK_OR_FAIL(kf_limits_new(&c, &l));
+    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_HANDSHAKES_PER_IP);
+    assert_int_equal(kf_limits_conn_open(l, &b, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(kf_limits_conn_open(l, &b, 0, &over), KF_LIMITS_OK);
+    assert_int_equal(over, 0);
+    for (int i = 0; i < 2; i++) {
+        kf_limits_handshake_done(l, &a);
+        kf_limits_handshake_done(l, &b);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
+        kf_limits_handshake_done(l, &a);
+    }
+    assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_PER_IP); /* 5 of 10 */
     kf_limits_free(l);
 }
 
@@ -148,7 +244,7 @@ static void test_slow_rate_retry_after(void **state)
 static void test_configure(void **state)
 {
     struct kf_limits *l = make(1, 0, 0, 1, 0);
-    struct kf_limits_conf c = {3, 0, 1, 1, 0};
+    struct kf_limits_conf c = {.max_conns_per_ip = 3, .rate_per_ip = 1, .burst_per_ip = 1};
     struct kf_ipaddr a = v4("203.0.113.5");
     int over = 0;
     assert_int_equal(kf_limits_conn_open(l, &a, 0, &over), KF_LIMITS_OK);
@@ -211,6 +307,8 @@ int main(void)
         cmocka_unit_test(test_connections_per_address),
         cmocka_unit_test(test_connections_in_all),
         cmocka_unit_test(test_handshake_budget),
+        cmocka_unit_test(test_shares_per_address_and_network),
+        cmocka_unit_test(test_share_never_the_whole),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_slow_rate_retry_after),
         cmocka_unit_test(test_configure),
