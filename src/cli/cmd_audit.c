@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "common/timefmt.h"
+#include "server/checkpoint.h"
 
 static enum kf_err audit_row_cb(const struct kf_audit_rec *r, void *arg)
 {
@@ -62,6 +63,9 @@ int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
     static const struct option opts[] = {{"head", required_argument, NULL, 'H'},
                                          {NULL, 0, NULL, 0}};
     struct kf_audit_verdict v;
+    struct kf_checkpoint_verdict cv;
+    struct kf_cert *issuer = NULL;
+    char path[KF_CONF_PATH_MAX];
     struct kf_txn *txn = NULL;
     const char *head = NULL;
     enum kf_err rc;
@@ -82,13 +86,37 @@ int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     memset(&v, 0, sizeof(v));
+    memset(&cv, 0, sizeof(cv));
+    /* The checkpoints' signatures are checked with the issuing CA as the deployment holds it on
+     * disk: the copy in the store is as writable as the log. */
+    rc = kf_deploy_path(c->deploy, c->deploy->cfg.issuing_cert, path, sizeof(path));
+    if (!rc) rc = kf_cert_load_file(path, &issuer);
+    if (rc) return kf_cli_fail(c, kf_wrap(rc, "cannot check the audit checkpoints"));
     rc = kf_store_read(c->deploy->store, &txn);
     if (!rc) rc = kf_txn_audit_verify(txn, head, &v);
+    if (rc == KF_OK || (rc == KF_E_TAMPERED && v.fault == KF_AUDIT_HEAD)) {
+        /* The chain holds (maybe short of an expected head): do the signed checkpoints agree? */
+        enum kf_err crc = kf_checkpoint_verify(txn, issuer, &cv);
+        if (crc == KF_E_TAMPERED && (cv.fault != KF_AUDIT_HEAD || rc == KF_OK)) {
+            v.fault = cv.fault;
+            v.seq = cv.seq;
+            snprintf(v.message, sizeof(v.message), "%s", cv.message);
+            rc = crc;
+        } else if (crc && crc != KF_E_TAMPERED) {
+            rc = crc;
+        }
+    }
     kf_txn_end(txn);
+    kf_cert_free(issuer);
     if (rc && rc != KF_E_TAMPERED) return kf_cli_fail(c, rc);
     if (c->json) {
-        json_t *j = json_pack("{s:b, s:I, s:s}", "intact", rc == KF_OK, "records",
-                              (json_int_t)v.records, "head", v.head);
+        json_t *j = json_pack("{s:b, s:I, s:s, s:I, s:I, s:I}", "intact", rc == KF_OK, "records",
+                              (json_int_t)v.records, "head", v.head, "checkpoints",
+                              (json_int_t)cv.checkpoints, "checkpoint_seq",
+                              (json_int_t)cv.newest_seq, "uncovered", (json_int_t)cv.uncovered);
+        if (cv.newest_seq)
+            json_object_set_new(j, "checkpoint_time",
+                                json_string(kf_cli_time_ms(cv.newest_time_ms)));
         if (rc) {
             json_object_set_new(j, "fault", json_string(kf_audit_fault_name(v.fault)));
             json_object_set_new(j, "seq", json_integer(v.seq));
@@ -100,6 +128,15 @@ int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
     } else {
         printf("audit log intact: %lld records, head %s\n", (long long)v.records,
                v.head[0] ? v.head : "(empty)");
+        if (cv.newest_seq)
+            printf("signed checkpoints: %lld, the newest of record %lld (%s); %lld record%s after "
+                   "it covered by the chain alone\n",
+                   (long long)cv.checkpoints, (long long)cv.newest_seq,
+                   kf_cli_time_ms(cv.newest_time_ms), (long long)cv.uncovered,
+                   cv.uncovered == 1 ? "" : "s");
+        else if (v.records)
+            printf("no signed checkpoint yet: the chain alone covers the log (keyfleetd signs one "
+                   "every [audit] checkpoint_s)\n");
         printf("(keep the head: `keyfleet audit verify --head %s` later also catches records cut "
                "off the end)\n",
                v.head[0] ? v.head : "HASH");

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "common/buf.h"
 #include "common/cidr.h"
 #include "common/file.h"
@@ -107,6 +109,7 @@ static const struct key keys[] = {
     I("events", "burst", events_burst, 1, 10000000),
     I("events", "retention_days", events_retention_days, 0, 36500),
     I("events", "max_rows", events_max_rows, 0, 2000000000),
+    I("audit", "checkpoint_s", audit_checkpoint_s, 1, 86400),
 };
 
 void kf_config_defaults(struct kf_config *c)
@@ -186,6 +189,7 @@ void kf_config_defaults(struct kf_config *c)
     c->events_burst = 1000;
     c->events_retention_days = 30;
     c->events_max_rows = 1000000;
+    c->audit_checkpoint_s = 300;
 }
 
 struct load_ctx {
@@ -282,6 +286,38 @@ enum kf_err kf_config_load(const char *path, struct kf_config *c)
     }
     kf_buf_free(&text);
     return rc;
+}
+
+/* Keys whose values may carry a secret: a diff says only that they changed. */
+static int secret_key(const struct key *k)
+{
+    return strcmp(k->section, "store") == 0 ||
+           (strcmp(k->section, "ca") == 0 &&
+            (strcmp(k->name, "issuing_key") == 0 || strcmp(k->name, "root_key") == 0));
+}
+
+char *kf_config_diff(const struct kf_config *a, const struct kf_config *b)
+{
+    json_t *j = json_object();
+    char *text;
+    for (size_t i = 0; j && i < KF_ARRAY_LEN(keys); i++) {
+        const struct key *k = &keys[i];
+        const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+        char name[96];
+        json_t *change;
+        if (k->kind == STR ? strcmp(pa, pb) == 0 : *(const int *)pa == *(const int *)pb) continue;
+        snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
+        if (secret_key(k))
+            change = json_pack("{s:b}", "changed", 1);
+        else if (k->kind == STR)
+            change = json_pack("{s:s, s:s}", "from", pa, "to", pb);
+        else
+            change = json_pack("{s:i, s:i}", "from", *(const int *)pa, "to", *(const int *)pb);
+        json_object_set_new(j, name, change);
+    }
+    text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    return text;
 }
 
 enum kf_err kf_config_resolve(const struct kf_config *c, const char *value, char *out, size_t cap)
@@ -493,7 +529,14 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "# Retention: events older than retention_days are deleted (0: never), and the\n"
             "# oldest beyond max_rows (0: no bound). keyfleetd prunes once a minute.\n"
             "retention_days = %d\n"
-            "max_rows = %d\n",
+            "max_rows = %d\n"
+            "\n"
+            "[audit]\n"
+            "# keyfleetd signs a checkpoint of the audit log's head with the issuing CA's key "
+            "this\n"
+            "# often (seconds), when it moved, so that a rewrite of the log is caught by\n"
+            "# keyfleet audit verify without a head kept elsewhere.\n"
+            "checkpoint_s = %d\n",
             c->hub_max_packet_bytes, c->hub_connect_timeout_ms, c->hub_hello_timeout_ms,
             c->hub_handshake_timeout_ms, c->hub_max_connections, c->hub_max_connections_per_ip,
             c->hub_max_connections_per_net, c->hub_connect_rate_per_ip, c->hub_connect_burst,
@@ -505,7 +548,8 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             c->hub_session_expiry_max_s, c->hub_flap_connects, c->hub_flap_window_s,
             c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload, c->hub_tls_resumption,
             c->hub_device_event_rate, c->hub_device_event_burst, c->events_aggregate_s,
-            c->events_rate, c->events_burst, c->events_retention_days, c->events_max_rows);
+            c->events_rate, c->events_burst, c->events_retention_days, c->events_max_rows,
+            c->audit_checkpoint_s);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

@@ -99,6 +99,8 @@ struct kf_config {
     int events_burst;          /* ... and the burst */
     int events_retention_days; /* events older than this are deleted (0: kept for ever) */
     int events_max_rows;       /* and the oldest beyond this many (0: no bound) */
+    /* [audit] */
+    int audit_checkpoint_s; /* keyfleetd signs a checkpoint of the audit log's head this often */
 };
 
 /* Fills `c` with the defaults (relative paths; `dir` empty). */
@@ -116,6 +118,13 @@ enum kf_err kf_config_load(const char *path, struct kf_config *c);
  * is a line saying who wrote it, for the header.
  */
 enum kf_err kf_config_write(const char *path, const struct kf_config *c, const char *when);
+
+/*
+ * What differs between `a` and `b`, as JSON object text (owned; NULL when out of memory):
+ * {"hub.msg_rate": {"from": 1000, "to": 5}, ...}. Keys whose values may hold a secret (the CA key
+ * URIs, which may carry a PIN; the store URL) say only {"changed": true}. "{}" when nothing did.
+ */
+char *kf_config_diff(const struct kf_config *a, const struct kf_config *b);
 
 /*
  * Resolves a path or URI from the config: URIs (pkcs11:, tpm2:, sqlite:, postgresql:) and

@@ -22,12 +22,15 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "server/ca.h"
+#include "server/checkpoint.h"
 #include "server/jsontext.h"
 
 #define DAY          86400L
 #define ROOT_DAYS    (20 * 365L)
 #define ISSUING_DAYS (10 * 365L)
 #define PEM_MAX      (256 * 1024)
+
+static int64_t audit_seq(struct kf_store *store);
 
 enum kf_err kf_deploy_path(const struct kf_deploy *d, const char *value, char *out, size_t cap)
 {
@@ -74,6 +77,7 @@ enum kf_err kf_deploy_open_config(const char *dir, const char *conf_path, struct
     rc = kf_deploy_path(d, d->cfg.store_url, url, sizeof(url));
     if (!rc) rc = kf_store_open(url, 0, &d->store);
     if (rc) goto fail;
+    d->audit_seq_at_open = audit_seq(d->store);
     *out = d;
     return KF_OK;
 fail:
@@ -86,9 +90,37 @@ enum kf_err kf_deploy_open(const char *dir, struct kf_deploy **out)
     return kf_deploy_open_config(dir, NULL, out);
 }
 
+/* The audit log's last seq (0 when empty or unreadable). */
+static int64_t audit_seq(struct kf_store *store)
+{
+    struct kf_txn *txn = NULL;
+    char head[KF_HASH_HEX];
+    int64_t seq = 0;
+    if (kf_store_read(store, &txn) != KF_OK || kf_txn_audit_head(txn, &seq, head) != KF_OK) seq = 0;
+    kf_txn_end(txn);
+    kf_err_clear();
+    return seq;
+}
+
+void kf_deploy_checkpoint(struct kf_deploy *d)
+{
+    struct kf_signer *signer;
+    if (!d || !d->store || audit_seq(d->store) == d->audit_seq_at_open) return;
+    if (kf_deploy_issuer(d, &signer) != KF_OK || kf_checkpoint_make(d->store, signer, NULL)) {
+        kf_log(KF_LOG_WARN, "audit",
+               "the new audit records are not checkpointed yet (keyfleetd will, or the next "
+               "command that can use the issuing CA's key)",
+               "error", kf_errmsg(), NULL);
+        kf_err_clear();
+        return;
+    }
+    d->audit_seq_at_open = audit_seq(d->store);
+}
+
 void kf_deploy_close(struct kf_deploy *d)
 {
     if (!d) return;
+    kf_deploy_checkpoint(d);
     kf_signer_free(d->issuer);
     kf_store_close(d->store);
     OPENSSL_cleanse(&d->cfg, sizeof(d->cfg)); /* issuing_key may hold a PIN */
@@ -587,6 +619,8 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     w.issuer = issuer;
     w.cfg = &cfg;
     rc = kf_store_write(store, init_write_cb, &w);
+    /* The first records are vouched for from the start. */
+    if (!rc) rc = kf_checkpoint_make(store, issuer, NULL);
     kf_store_close(store);
     store = NULL;
     if (!rc) rc = kf_crl_pem(w.crl, &crl_pem);

@@ -25,8 +25,9 @@ struct kf_deploy {
     char dir[KF_CONF_PATH_MAX];
     char conf_path[KF_CONF_PATH_MAX];
     struct kf_config cfg;
-    struct kf_store *store;   /* owned */
-    struct kf_signer *issuer; /* owned; opened on first use by kf_deploy_issuer() */
+    struct kf_store *store;    /* owned */
+    struct kf_signer *issuer;  /* owned; opened on first use by kf_deploy_issuer() */
+    int64_t audit_seq_at_open; /* the audit log's last seq when opened or last checkpointed */
 };
 
 /*
@@ -50,6 +51,14 @@ void kf_deploy_close(struct kf_deploy *d);
  * KEYFLEET_CA_PASSPHRASE). Borrowed: lives as long as `d`.
  */
 enum kf_err kf_deploy_issuer(struct kf_deploy *d, struct kf_signer **out);
+
+/*
+ * Signs a checkpoint of the audit log when records were added since the deployment was opened
+ * (or since its last checkpoint here): see checkpoint.h. kf_deploy_close calls it; a failure
+ * (the issuing key cannot be used) is logged, not returned: the records stay, unvouched for
+ * until the next checkpoint.
+ */
+void kf_deploy_checkpoint(struct kf_deploy *d);
 
 /* Resolves a path or URI from the configuration against the deployment directory. */
 enum kf_err kf_deploy_path(const struct kf_deploy *d, const char *value, char *out, size_t cap);

@@ -21,11 +21,14 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <jansson.h>
 
 #include "common/log.h"
 #include "common/timefmt.h"
+#include "server/checkpoint.h"
 #include "server/deploy.h"
 #include "server/hub.h"
+#include "server/jsontext.h"
 #include "server/registry.h"
 #include "server/worker.h"
 
@@ -97,13 +100,39 @@ static void trim_after_flood(struct kf_service *svc, uint64_t *peak)
     }
 }
 
+struct reload_audit {
+    const char *action, *path;
+    char *detail;
+};
+
+static enum kf_err reload_audit_cb(struct kf_txn *txn, void *arg)
+{
+    struct reload_audit *a = arg;
+    char object[KF_OBJECT_MAX];
+    snprintf(object, sizeof(object), "config:%s", a->path);
+    return kf_txn_audit_append(txn, "keyfleetd", a->action, object, a->detail);
+}
+
+/* A reload, applied or refused, in the audit log with what changed (or why not). */
+static void audit_reload(struct kf_service *svc, const char *action, const char *path, char *detail)
+{
+    struct reload_audit a = {action, path, detail};
+    if (detail && kf_store_write(svc->deploy->store, reload_audit_cb, &a) != KF_OK) {
+        kf_log(KF_LOG_ERROR, "keyfleetd", "the reload could not be audited", "error", kf_errmsg(),
+               NULL);
+        kf_err_clear();
+    }
+    free(detail);
+}
+
 /* SIGHUP: the configuration's limits, then everything the registry holds. */
 static void reload(struct kf_service *svc, const char *dir, const char *conf_path)
 {
     struct kf_config cfg;
     struct kf_limits_conf lc;
     struct kf_events_conf ec;
-    char path[KF_CONF_PATH_MAX];
+    struct kf_registry *cur;
+    char path[KF_CONF_PATH_MAX], *changed;
     enum kf_err rc;
 
     if (conf_path)
@@ -114,6 +143,8 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
     if (rc) {
         kf_log(KF_LOG_ERROR, "keyfleetd", "reload refused: the configuration has an error", "error",
                kf_errmsg(), NULL);
+        audit_reload(svc, "config.reload_refused", path,
+                     kf_jsontext_pack("{s:s}", "error", kf_errmsg()));
         return;
     }
     snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
@@ -130,12 +161,22 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
     svc->hello_timeout_ms = cfg.hello_timeout_ms;
     svc->handshake_timeout_ms = cfg.handshake_timeout_ms;
     svc->retry_after = (unsigned)cfg.retry_after;
+    cur = kf_registry_get(&svc->registry);
+    changed = kf_config_diff(&cur->cfg, &cfg);
+    kf_registry_release(cur);
     rc = kf_registry_reload(&svc->registry, svc->deploy, &cfg);
     if (rc) {
         kf_log(KF_LOG_ERROR, "keyfleetd", "reload failed", "error", kf_errmsg(), NULL);
+        free(changed);
         return;
     }
-    kf_log(KF_LOG_INFO, "keyfleetd", "reloaded", "config", path, NULL);
+    kf_log(KF_LOG_INFO, "keyfleetd", "reloaded", "config", path, "changed", changed, NULL);
+    if (changed && strcmp(changed, "{}") != 0) {
+        char *detail =
+            kf_jsontext_pack("{s:s, s:o}", "file", path, "changed", json_loads(changed, 0, NULL));
+        audit_reload(svc, "config.reload", path, detail);
+    }
+    free(changed);
 }
 
 int main(int argc, char **argv)
@@ -159,6 +200,7 @@ int main(int argc, char **argv)
     int opt, status = 1, stopping = 0;
     unsigned ticks = 0;
     uint64_t seen_generation = 0, conn_peak = 0;
+    int checkpoint_ticks = 0; /* seconds since the last checkpoint */
     struct timespec stop_at = {0, 0};
     enum kf_err rc;
 
@@ -303,6 +345,14 @@ int main(int argc, char **argv)
                 if (svc.hub) kf_hub_sweep(svc.hub);
                 kf_events_tick(svc.events, kf_now_ms());
                 trim_after_flood(&svc, &conn_peak);
+                if (++checkpoint_ticks >= cur->cfg.audit_checkpoint_s) {
+                    checkpoint_ticks = 0;
+                    if (kf_checkpoint_make(svc.deploy->store, svc.signer, NULL) != KF_OK) {
+                        kf_log(KF_LOG_ERROR, "audit", "cannot checkpoint the audit log", "error",
+                               kf_errmsg(), NULL);
+                        kf_err_clear();
+                    }
+                }
                 if (ticks % 40 == 0) /* every ten seconds */
                     kf_events_prune(svc.events, cur->cfg.events_retention_days,
                                     cur->cfg.events_max_rows);
@@ -333,6 +383,12 @@ out:
     /* What the event sink still counts is recorded; then the store closes, first: what it
      * still holds completes into the workers' queues. */
     if (svc.events) kf_events_tick(svc.events, INT64_MAX);
+    /* A last checkpoint: what this run added to the audit log is vouched for. */
+    if (svc.deploy && svc.signer && kf_checkpoint_make(svc.deploy->store, svc.signer, NULL)) {
+        kf_log(KF_LOG_ERROR, "audit", "cannot checkpoint the audit log", "error", kf_errmsg(),
+               NULL);
+        kf_err_clear();
+    }
     if (svc.deploy) {
         kf_store_close(svc.deploy->store);
         svc.deploy->store = NULL;

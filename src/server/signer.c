@@ -1,5 +1,6 @@
 #include "server/signer.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,37 @@ enum kf_err kf_signer_crl(struct kf_signer *s, const struct kf_revoked *revoked,
     rc = kf_crl_build(s->cert, s->key, revoked, n, number, this_update, next_update, out);
     if (!rc) s->count++;
     pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+enum kf_err kf_signer_checkpoint_statement(int64_t seq, const char *head, int64_t time_ms,
+                                           struct kf_buf *out)
+{
+    if (seq < 1 || time_ms < 0 || !head || strlen(head) != 64 ||
+        strspn(head, "0123456789abcdef") != 64)
+        return kf_fail(KF_E_INVALID, "an audit checkpoint needs a seq >= 1, a SHA-256 head in "
+                                     "lower-case hex and a time");
+    return kf_buf_appendf(
+        out, "keyfleet audit checkpoint v1\nseq %" PRId64 "\nhead %s\ntime %" PRId64 "\n", seq,
+        head, time_ms);
+}
+
+enum kf_err kf_signer_checkpoint(struct kf_signer *s, int64_t seq, const char *head,
+                                 int64_t time_ms, struct kf_buf *sig)
+{
+    struct kf_buf text;
+    enum kf_err rc;
+    if (s->role != KF_SIGNER_ISSUING)
+        return kf_fail(KF_E_DENIED, "only the issuing CA signs audit checkpoints");
+    kf_buf_init(&text, 256);
+    rc = kf_signer_checkpoint_statement(seq, head, time_ms, &text);
+    if (!rc) {
+        pthread_mutex_lock(&s->lock);
+        rc = kf_key_sign(s->key, text.data, text.len, sig);
+        if (!rc) s->count++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    kf_buf_free(&text);
     return rc;
 }
 

@@ -7,7 +7,8 @@
  * (OpenSSH's monitor: the privileged side checks what it is asked to do). The request is plain
  * data, so the signer can later move into a separate key process without its callers changing.
  *
- * A signer is either the issuing CA (device, service and server certificates, CRLs) or the root
+ * A signer is either the issuing CA (device, service and server certificates, CRLs, and the audit
+ * log's checkpoints, whose statement it writes itself) or the root
  * CA (issuing CA certificates only). Its key may be a file, a PKCS#11 token or a TPM. Signing is
  * serialized per signer; a signer may be shared by threads.
  */
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/pki_cert.h"
 #include "common/pki_crl.h"
 #include "common/pki_key.h"
@@ -91,6 +93,21 @@ enum kf_err kf_signer_issue(struct kf_signer *s, const struct kf_sign_request *r
 enum kf_err kf_signer_crl(struct kf_signer *s, const struct kf_revoked *revoked, size_t n,
                           uint64_t number, time_t this_update, time_t next_update,
                           struct kf_crl **out);
+
+/*
+ * The statement an audit checkpoint signs: that record `seq` (>= 1) of the deployment's audit
+ * log had hash `head` (64 lower-case hex digits) at `time_ms`, as one line of text each after a
+ * domain tag ("keyfleet audit checkpoint v1"), appended to `out`. KF_E_INVALID for bad fields.
+ */
+enum kf_err kf_signer_checkpoint_statement(int64_t seq, const char *head, int64_t time_ms,
+                                           struct kf_buf *out);
+
+/*
+ * Signs an audit checkpoint (issuing signer only): builds the statement from the fields itself,
+ * so it never signs bytes it was handed, and appends the signature to `sig`.
+ */
+enum kf_err kf_signer_checkpoint(struct kf_signer *s, int64_t seq, const char *head,
+                                 int64_t time_ms, struct kf_buf *sig);
 
 /* The CA certificate (borrowed, lives as long as the signer). */
 const struct kf_cert *kf_signer_cert(const struct kf_signer *s);

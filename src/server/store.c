@@ -154,6 +154,8 @@ const char *kf_audit_fault_name(enum kf_audit_fault f)
     case KF_AUDIT_REORDERED: return "reordered";
     case KF_AUDIT_BROKEN: return "broken";
     case KF_AUDIT_HEAD: return "truncated";
+    case KF_AUDIT_REWRITTEN: return "rewritten";
+    case KF_AUDIT_FORGED: return "forged";
     }
     return "unknown";
 }
@@ -1611,6 +1613,45 @@ enum kf_err kf_txn_audit_list(struct kf_txn *txn, int64_t since_ms,
     return txn->store->be->audit_list(txn->conn, since_ms, cb, arg);
 }
 
+enum kf_err kf_txn_audit_head(struct kf_txn *txn, int64_t *seq, char *hash)
+{
+    enum kf_err rc = need_txn(txn, seq);
+    if (rc) return rc;
+    *seq = 0;
+    hash[0] = '\0';
+    rc = txn->store->be->audit_last(txn->conn, seq, hash);
+    if (rc == KF_E_NOT_FOUND) {
+        *seq = 0;
+        hash[0] = '\0';
+        kf_err_clear();
+        return KF_OK;
+    }
+    return rc;
+}
+
+enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_audit_checkpoint *cp)
+{
+    enum kf_err rc = need_write(txn, cp, "record an audit checkpoint");
+    if (rc) return rc;
+    if (cp->seq < 1 || strnlen(cp->head, KF_HASH_HEX) != KF_HASH_HEX - 1 ||
+        strspn(cp->head, "0123456789abcdef") != KF_HASH_HEX - 1)
+        return kf_fail(KF_E_INVALID, "an audit checkpoint needs a seq >= 1 and a SHA-256 head");
+    rc = check_fixed("checkpoint signer", cp->signer, sizeof(cp->signer), 1);
+    if (!rc) rc = check_text("checkpoint signature", cp->signature, 4096, 1);
+    if (rc) return rc;
+    return txn->store->be->checkpoint_insert(txn->conn, cp);
+}
+
+enum kf_err kf_txn_checkpoint_list(struct kf_txn *txn,
+                                   enum kf_err (*cb)(const struct kf_audit_checkpoint *cp,
+                                                     void *arg),
+                                   void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (rc) return rc;
+    return txn->store->be->checkpoint_list(txn->conn, cb, arg);
+}
+
 struct verify_walk {
     const char *expected_head; /* NULL: none */
     int head_seen;
@@ -1766,6 +1807,8 @@ enum kf_err kf_txn_audit_verify(struct kf_txn *txn, const char *expected_head,
                  "the log was cut off: head %s is gone (the log now ends at record %" PRId64 ")",
                  w.expected_head, w.seq - 1);
         break;
+    case KF_AUDIT_REWRITTEN:
+    case KF_AUDIT_FORGED: break; /* checkpoints' faults: checkpoint.c finds them */
     }
     return kf_fail(KF_E_TAMPERED, "%s", out->message);
 }

@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 4
+#define KF_STORE_SCHEMA_VERSION 5
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -457,6 +457,33 @@ enum kf_err kf_txn_audit_list(struct kf_txn *txn, int64_t since_ms,
  */
 void kf_audit_hash(const struct kf_audit_rec *r, char *hex);
 
+/*
+ * The chain's head: the seq and stored hash of the last record (`*seq` 0 and `hash` "" when the
+ * log is empty).
+ */
+enum kf_err kf_txn_audit_head(struct kf_txn *txn, int64_t *seq, char *hash);
+
+/*
+ * A signed checkpoint: the issuing CA's signer vouched, at `time_ms`, that audit record `seq`
+ * had hash `head`. Whoever can write the store can rewrite records and recompute the chain, but
+ * not sign; so a record that no longer has the hash a checkpoint gives was rewritten.
+ */
+struct kf_audit_checkpoint {
+    int64_t seq;
+    char head[KF_HASH_HEX];
+    int64_t time_ms;
+    char signer[KF_SERIAL_HEX_MAX]; /* the serial of the certificate whose key signed */
+    char *signature;                /* lower-case hex (heap, owned by the record) */
+};
+
+/* KF_E_EXISTS when `cp->seq` has a checkpoint already. */
+enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_audit_checkpoint *cp);
+/* Lists checkpoints in seq order (records borrowed for the call). */
+enum kf_err kf_txn_checkpoint_list(struct kf_txn *txn,
+                                   enum kf_err (*cb)(const struct kf_audit_checkpoint *cp,
+                                                     void *arg),
+                                   void *arg);
+
 enum kf_audit_fault {
     KF_AUDIT_INTACT = 0,
     KF_AUDIT_ALTERED,   /* a record's contents no longer match its hash */
@@ -464,6 +491,8 @@ enum kf_audit_fault {
     KF_AUDIT_REORDERED, /* a record's link points at a record other than the one before it */
     KF_AUDIT_BROKEN,    /* a record's link matches no record: its predecessor was replaced */
     KF_AUDIT_HEAD,      /* the log ends before the expected head: records were cut off */
+    KF_AUDIT_REWRITTEN, /* the chain verifies, but a signed checkpoint does not: rewritten */
+    KF_AUDIT_FORGED,    /* a checkpoint's signature does not verify */
 };
 const char *kf_audit_fault_name(enum kf_audit_fault f);
 

@@ -43,6 +43,7 @@ typedef enum kf_err (*kf_cert_cb)(const struct kf_cert_rec *r, void *arg);
 typedef enum kf_err (*kf_hub_cb)(const struct kf_hub *h, void *arg);
 typedef enum kf_err (*kf_service_cb)(const struct kf_service_rec *s, void *arg);
 typedef enum kf_err (*kf_event_cb)(const struct kf_event *e, void *arg);
+typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_audit_checkpoint *cp, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 
 struct kf_store_backend {
@@ -148,6 +149,9 @@ struct kf_store_backend {
     enum kf_err (*audit_last)(struct kf_store_conn *c, int64_t *seq, char *hash);
     enum kf_err (*audit_insert)(struct kf_store_conn *c, const struct kf_audit_rec *r);
     enum kf_err (*audit_list)(struct kf_store_conn *c, int64_t since_ms, kf_audit_cb cb, void *arg);
+    /* Checkpoints: KF_E_EXISTS for a seq checkpointed already; listed in seq order. */
+    enum kf_err (*checkpoint_insert)(struct kf_store_conn *c, const struct kf_audit_checkpoint *cp);
+    enum kf_err (*checkpoint_list)(struct kf_store_conn *c, kf_checkpoint_cb cb, void *arg);
     enum kf_err (*audit_find_hash)(struct kf_store_conn *c, const char *hash, int64_t not_seq,
                                    int64_t *seq);
 

@@ -219,6 +219,23 @@ static const char schema_v4[] =
     "ALTER TABLE security_events ADD COLUMN claimed TEXT NOT NULL DEFAULT ''"
     " CHECK (length(claimed) <= 128);"
     "PRAGMA user_version = 4;";
+/*
+ * Version 5: signed checkpoints of the audit chain's head, so that a rewrite of the log (records
+ * changed and the chain recomputed) is caught without a head kept elsewhere. Append-only too.
+ */
+static const char schema_v5[] =
+    "CREATE TABLE audit_checkpoints ("
+    " seq INTEGER PRIMARY KEY CHECK (seq >= 1),"
+    " head TEXT NOT NULL CHECK (length(head) = 64),"
+    " time_ms INTEGER NOT NULL,"
+    " signer TEXT NOT NULL,"
+    " signature TEXT NOT NULL"
+    ") STRICT;"
+    "CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints"
+    " BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+    "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+    " BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+    "PRAGMA user_version = 5;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -227,10 +244,7 @@ static const char schema_v4[] =
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
-    schema_v1,
-    schema_v2,
-    schema_v3,
-    schema_v4,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -316,6 +330,8 @@ enum stmt_id {
     ST_AUDIT_LIST,
     ST_AUDIT_LIST_SINCE,
     ST_AUDIT_FIND_HASH,
+    ST_CHECKPOINT_INSERT,
+    ST_CHECKPOINT_LIST,
     ST_REGISTRY_VERSION,
     ST_COUNT
 };
@@ -419,6 +435,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUDIT_INSERT] = "INSERT INTO audit (" AUDIT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
                         "?8)",
     [ST_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq",
+    [ST_CHECKPOINT_INSERT] = "INSERT INTO audit_checkpoints (seq, head, time_ms, signer, "
+                             "signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_CHECKPOINT_LIST] = "SELECT seq, head, time_ms, signer, signature FROM audit_checkpoints "
+                           "ORDER BY seq",
     [ST_AUDIT_LIST_SINCE] = "SELECT " AUDIT_COLS " FROM audit WHERE time_ms >= ?1 ORDER BY seq",
     [ST_AUDIT_FIND_HASH] = "SELECT seq FROM audit WHERE hash = ?1 AND seq <> ?2 "
                            "ORDER BY seq LIMIT 1",
@@ -2036,6 +2056,58 @@ out:
     return rc;
 }
 
+static enum kf_err sq_checkpoint_insert(struct kf_store_conn *kc,
+                                        const struct kf_audit_checkpoint *cp)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_CHECKPOINT_INSERT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_i(st, 1, cp->seq) | bind_s(st, 2, cp->head) | bind_i(st, 3, cp->time_ms) |
+        bind_s(st, 4, cp->signer) | bind_s(st, 5, cp->signature)) {
+        rc = bind_fail(c, "an audit checkpoint");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_CONSTRAINT_PRIMARYKEY || (s & 0xff) == SQLITE_CONSTRAINT)
+        rc = kf_fail(KF_E_EXISTS, "a checkpoint of audit record %" PRId64 " exists", cp->seq);
+    else if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot record an audit checkpoint");
+out:
+    release(c, ST_CHECKPOINT_INSERT, st);
+    return rc;
+}
+
+static enum kf_err sq_checkpoint_list(struct kf_store_conn *kc, kf_checkpoint_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    struct kf_audit_checkpoint cp;
+    enum kf_err rc = stmt(c, ST_CHECKPOINT_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        int f = 0;
+        memset(&cp, 0, sizeof(cp));
+        cp.seq = col_i(st, 0);
+        f |= col_fixed(st, 1, cp.head, sizeof(cp.head));
+        cp.time_ms = col_i(st, 2);
+        f |= col_fixed(st, 3, cp.signer, sizeof(cp.signer));
+        f |= col_dup(st, 4, &cp.signature);
+        rc = col_result(c, f, "audit checkpoint");
+        if (!rc) rc = cb(&cp, arg);
+        free(cp.signature);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list the audit checkpoints");
+out:
+    release(c, ST_CHECKPOINT_LIST, st);
+    return rc;
+}
+
 static enum kf_err sq_audit_find_hash(struct kf_store_conn *kc, const char *hash, int64_t not_seq,
                                       int64_t *seq)
 {
@@ -2138,5 +2210,7 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .audit_insert = sq_audit_insert,
     .audit_list = sq_audit_list,
     .audit_find_hash = sq_audit_find_hash,
+    .checkpoint_insert = sq_checkpoint_insert,
+    .checkpoint_list = sq_checkpoint_list,
     .registry_version = sq_registry_version,
 };

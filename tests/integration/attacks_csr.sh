@@ -18,7 +18,7 @@ openssl ecparam -name prime256v1 -param_enc explicit -genkey -noout -out "$T/exp
 openssl req -new -key "$T/explicit.key" -subj /CN=dev-x -out "$T/explicit.csr" 2>/dev/null
 check "the CSR really carries explicit parameters" sh -c \
     "openssl req -in '$T/explicit.csr' -noout -text | grep -q 'Field Type: prime-field'"
-before=$(store_state security_events sqlite_sequence)
+before=$(store_state security_events sqlite_sequence audit_checkpoints)
 register "$T/dev-x.pem" "$T/dev-x.key" "$T/explicit.csr"
 raw_status=$(curl -s -o /dev/null -D - --cacert "$D/ca/root.crt" --cert "$T/dev-x.pem" \
     --key "$T/dev-x.key" -H 'Content-Type: application/json' --data-binary @"$T/req.json" \
@@ -55,7 +55,7 @@ register "$T/subca.pem" "$T/subca.key" "$T/dev-ca.op.csr"
 expect_refusal "a CA:TRUE factory certificate" 401 certificate_invalid "is a CA certificate"
 check "provisioning.denied for the CA certificate" event_with provisioning.denied \
     '.detail.reason == "certificate_invalid" and (.detail.message | test("CA certificate"))'
-unchanged "every refusal above left the store as it was (events aside)" "$before" security_events sqlite_sequence
+unchanged "every refusal above left the store as it was (events aside)" "$before" security_events sqlite_sequence audit_checkpoints
 
 # A good CSR still works, after all that.
 ocsr dev-x

@@ -30,7 +30,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/
 openssl x509 -req -in "$T/evil.fcsr" -CA "$T/bca.pem" -CAkey "$T/bca.key" -days 30 \
     -out "$T/evil.pem" 2>/dev/null
 ocsr evil victim
-before=$(store_state security_events sqlite_sequence enrollments meta audit)
+before=$(store_state security_events sqlite_sequence enrollments meta audit audit_checkpoints)
 register "$T/evil.pem" "$T/evil.key" "$T/evil.op.csr"
 expect_refusal "group B's identity for group A's device (register)" 409 enrolled_elsewhere \
     "belongs to enrollment group-a"
@@ -43,7 +43,7 @@ register "$T/evil.pem" "$T/evil.key" "$T/evil.op.csr"
 expect_refusal "... while group A is disabled" 409 enrolled_elsewhere "group-a"
 ok "group A enabled" enrollment enable group-a
 unchanged "the device, its certificates and registration are untouched" "$before" \
-    security_events sqlite_sequence enrollments meta audit
+    security_events sqlite_sequence enrollments meta audit audit_checkpoints
 check "a critical provisioning.denied names the takeover" event_with provisioning.denied \
     '.severity == "critical" and .detail.reason == "enrolled_elsewhere" and .ip == "127.0.0.1"'
 ok "device show" device show victim --json

@@ -20,12 +20,12 @@ ok "the reader service dash" service add --name dash --role reader --key-out "$T
 # ---- a device may not take a service's name ----
 fdev dash fca
 ocsr dash
-before=$(store_state security_events sqlite_sequence)
+before=$(store_state security_events sqlite_sequence audit_checkpoints)
 register "$T/dash.pem" "$T/dash.key" "$T/dash.op.csr"
 expect_refusal "provisioning the device id dash" 409 name_conflict "is the name of a service"
 est simpleenroll "$T/dash.pem" "$T/dash.key" "$T/dash.op.csr"
 expect_refusal "... over EST" 409 name_conflict "device ids and service names are never the same"
-unchanged "the store is unchanged" "$before" security_events sqlite_sequence
+unchanged "the store is unchanged" "$before" security_events sqlite_sequence audit_checkpoints
 check "provisioning.denied name_conflict" event_with provisioning.denied \
     '.detail.reason == "name_conflict" and .detail.id == "dash"'
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ind.key" \

@@ -22,9 +22,9 @@ ok "init" init
 D=$T/d
 conf_set hub listen "127.0.0.1:$(free_port)"
 cp "$D/keyfleet.conf" "$T/good.conf"
-echo "bogus_key = 1" >>"$D/keyfleet.conf"
+printf "[hub]\nbogus_key = 1\n" >>"$D/keyfleet.conf"
 kfd_fails "config error" 1 "keyfleet.conf: line" --dir "$D"
-contains "config error names the key" "$(cat "$T/err")" "unknown key 'bogus_key' in section [events]"
+contains "config error names the key" "$(cat "$T/err")" "unknown key 'bogus_key' in section [hub]"
 cp "$T/good.conf" "$D/keyfleet.conf"
 port=$(free_port)
 conf_set provisioning listen "127.0.0.1:$port"

@@ -153,6 +153,27 @@ static void test_defaults_round_trip(void **state)
     assert_memory_equal(&w, &r, sizeof(w));
 }
 
+/* What a reload changed, for the audit log: values, but never a key URI that may hold a PIN. */
+static void test_diff(void **state)
+{
+    struct kf_config a, b;
+    char *text;
+    kf_config_defaults(&a);
+    b = a;
+    text = kf_config_diff(&a, &b);
+    assert_string_equal(text, "{}");
+    free(text);
+    b.hub_msg_rate = 5;
+    snprintf(b.hub_deny, sizeof(b.hub_deny), "192.0.2.0/24");
+    snprintf(b.issuing_key, sizeof(b.issuing_key), "pkcs11:object=k?pin-value=1234");
+    text = kf_config_diff(&a, &b);
+    assert_string_equal(text, "{\"ca.issuing_key\":{\"changed\":true},"
+                              "\"hub.deny\":{\"from\":\"none\",\"to\":\"192.0.2.0/24\"},"
+                              "\"hub.msg_rate\":{\"from\":1000,\"to\":5}}");
+    assert_null(strstr(text, "1234"));
+    free(text);
+}
+
 static void test_unknown_section_and_key(void **state)
 {
     /* The section is reported on its header's line, even when it is empty. */
@@ -297,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_write_then_load),
         cmocka_unit_test(test_defaults_round_trip),
         cmocka_unit_test(test_unknown_section_and_key),
+        cmocka_unit_test(test_diff),
         cmocka_unit_test(test_key_set_twice),
         cmocka_unit_test(test_bad_numbers),
         cmocka_unit_test(test_bad_strings),
