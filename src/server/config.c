@@ -68,6 +68,8 @@ static const struct key keys[] = {
     I("provisioning", "drain_timeout_ms", drain_timeout_ms, 0, 600000),
     I("provisioning", "session_cache", session_cache, 0, 1000000),
     I("provisioning", "commit_delay_us", commit_delay_us, 0, 100000),
+    S("provisioning", "metrics_allow", metrics_allow),
+    I("provisioning", "metrics_certificate", metrics_certificate, 0, 1),
     S("hub", "listen", hub_listen),
     I("hub", "max_packet_bytes", hub_max_packet_bytes, 64, 268435460),
     I("hub", "connect_timeout_ms", hub_connect_timeout_ms, 100, 600000),
@@ -148,6 +150,8 @@ void kf_config_defaults(struct kf_config *c)
     c->drain_timeout_ms = 10000;
     c->session_cache = 20000;
     c->commit_delay_us = 5000;
+    snprintf(c->metrics_allow, sizeof(c->metrics_allow), "127.0.0.0/8,::1/128");
+    c->metrics_certificate = 1;
     snprintf(c->hub_listen, sizeof(c->hub_listen), "0.0.0.0:8883");
     c->hub_max_packet_bytes = 262144;
     c->hub_connect_timeout_ms = 10000;
@@ -200,6 +204,12 @@ struct load_ctx {
 /* The string keys whose values have a shape, checked where they are read (file and line). */
 static enum kf_err check_str(const char *section, const char *name, const char *value)
 {
+    if (strcmp(section, "provisioning") == 0 && strcmp(name, "metrics_allow") == 0 &&
+        strcmp(value, "any") != 0 && strcmp(value, "none") != 0) {
+        struct kf_cidr_list list;
+        if (kf_cidr_parse_list(value, &list) != KF_OK)
+            return kf_wrap(KF_E_CONFIG, "provisioning.metrics_allow");
+    }
     if (strcmp(section, "hub") != 0) return KF_OK;
     if (strcmp(name, "rate_action") == 0 || strcmp(name, "acl_action") == 0) {
         if (strcmp(value, "disconnect") != 0 && strcmp(value, "drop") != 0)
@@ -439,6 +449,10 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "# Group commit: while more devices are on their way, the store may wait this long for\n"
         "# them so that their records share one durable commit (0: never wait).\n"
         "commit_delay_us = %d\n"
+        "# Who may read /metrics: these source networks (\"any\", \"none\"), and with\n"
+        "# metrics_certificate = 1 a client with a keyfleet service certificate, from anywhere.\n"
+        "metrics_allow = %s\n"
+        "metrics_certificate = %d\n"
         "\n"
         "[hub]\n"
         "# MQTT 3.1.1 and 5.0 over mutual TLS (\"off\": no hub).\n"
@@ -451,7 +465,7 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         c->max_connections_per_net, c->rate_per_ip, c->rate_burst, c->max_handshakes,
         c->max_handshakes_per_ip, c->max_handshakes_per_net, c->hello_timeout_ms,
         c->handshake_timeout_ms, c->retry_after, c->drain_timeout_ms, c->session_cache,
-        c->commit_delay_us, c->hub_listen);
+        c->commit_delay_us, c->metrics_allow, c->metrics_certificate, c->hub_listen);
     if (!rc)
         rc = kf_buf_appendf(
             &b,

@@ -56,6 +56,8 @@ struct kf_config {
     int drain_timeout_ms;        /* on SIGTERM, how long in-flight requests may take */
     int session_cache;           /* TLS sessions kept for resumption */
     int commit_delay_us;         /* group commit: longest wait for more writers to share a commit */
+    char metrics_allow[KF_CONF_PATH_MAX]; /* CIDRs that may read /metrics ("any", "none") */
+    int metrics_certificate;              /* 1: a keyfleet service certificate may, from anywhere */
     /* [hub] */
     char hub_listen[128];       /* "off": no hub */
     int hub_max_packet_bytes;   /* largest MQTT packet either way */

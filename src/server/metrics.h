@@ -102,7 +102,8 @@ enum kf_endpoint {
     X(CONNECTION_LIMIT, "connection_limit")                       \
     X(INTERNAL_ERROR, "internal_error")                           \
     X(ENROLLED_ELSEWHERE, "enrolled_elsewhere")                   \
-    X(NAME_CONFLICT, "name_conflict")
+    X(NAME_CONFLICT, "name_conflict")                             \
+    X(FORBIDDEN, "forbidden")
 
 enum kf_refusal {
 #define KF_REFUSAL_ENUM_(name, label) KF_REFUSAL_##name,

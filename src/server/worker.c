@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/cidr.h"
 #include "common/hostport.h"
 #include "common/ident.h"
 #include "common/log.h"
@@ -475,6 +476,42 @@ static const struct route routes[] = {
     {"/metrics", "GET", KF_EP_METRICS},
 };
 
+/*
+ * Whether `c` may read /metrics: from [provisioning] metrics_allow (default: loopback), or with a
+ * keyfleet service certificate that stands (metrics_certificate). The metrics tell the fleet's
+ * size and load, refusal counts, the CRL's age: not for anyone who can reach the port.
+ */
+static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
+{
+    const char *allow = reg->cfg.metrics_allow;
+    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
+    struct kf_cidr_list nets;
+    size_t n = 0;
+    int ok = 0;
+
+    if (strcmp(allow, "any") == 0) return 1;
+    if (strcmp(allow, "none") != 0 && kf_cidr_parse_list(allow, &nets) == KF_OK &&
+        kf_cidr_match(&nets, c->ip_text))
+        return 1;
+    kf_err_clear();
+    if (!reg->cfg.metrics_certificate) return 0;
+    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n) ==
+            KF_OK &&
+        leaf) {
+        char name[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
+        kf_cert_serial_hex(leaf, serial);
+        ok = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT,
+                             NULL) == KF_OK &&
+             kf_cert_uri_san(leaf, "urn:keyfleet:service:", name, sizeof(name)) == KF_OK &&
+             !kf_registry_blocked(reg, 1, name) && !kf_registry_cert_revoked(reg, serial);
+    }
+    kf_err_clear();
+    kf_cert_free(leaf);
+    for (size_t i = 0; i < n; i++)
+        kf_cert_free(chain[i]);
+    return ok;
+}
+
 static void serve_metrics(struct conn *c)
 {
     struct kf_service *svc = c->w->svc;
@@ -587,7 +624,20 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
         return;
     }
     case KF_EP_HEALTHZ: send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL); return;
-    case KF_EP_METRICS: serve_metrics(c); return;
+    case KF_EP_METRICS: {
+        struct kf_registry *reg = kf_registry_get(&svc->registry);
+        int allowed = metrics_allowed(c, reg);
+        kf_registry_release(reg);
+        if (!allowed) {
+            send_refusal(c, 403, KF_REFUSAL_FORBIDDEN,
+                         "/metrics is served to provisioning.metrics_allow and to clients with a "
+                         "keyfleet service certificate (provisioning.metrics_certificate)",
+                         NO_EVENT);
+            return;
+        }
+        serve_metrics(c);
+        return;
+    }
     case KF_EP_SIMPLEENROLL: provision(c, req, KF_PROV_SIMPLEENROLL); return;
     case KF_EP_SIMPLEREENROLL: provision(c, req, KF_PROV_SIMPLEREENROLL); return;
     case KF_EP_REGISTER: provision(c, req, KF_PROV_REGISTER); return;
