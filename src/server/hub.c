@@ -723,6 +723,8 @@ static int take_tokens(struct hconn *c, double msgs, size_t bytes, int64_t now)
     const struct hub_conf *hc = &c->hw->conf;
     double dt = (double)(now - c->refill_ms) / 1000.0;
     c->refill_ms = now;
+    /* a packet never needs more than a full bucket: one may always pass, after a wait */
+    if (msgs > hc->msg_burst) msgs = hc->msg_burst;
     if (hc->msg_rate > 0) {
         c->msg_tokens += dt * hc->msg_rate;
         if (c->msg_tokens > hc->msg_burst) c->msg_tokens = hc->msg_burst;
