@@ -89,7 +89,7 @@ static enum kf_err revoked_service_cb(const struct kf_service_rec *s, void *arg)
     return s->status == KF_SERVICE_REVOKED ? block(arg, 1, s->name, (int)s->status) : KF_OK;
 }
 
-static enum kf_err revoked_cb(const struct kf_cert_rec *c, void *arg)
+static enum kf_err revoked_cb(const char *serial, void *arg)
 {
     struct load *l = arg;
     if (l->r->n_revoked == l->cap_revoked) {
@@ -99,7 +99,7 @@ static enum kf_err revoked_cb(const struct kf_cert_rec *c, void *arg)
         l->r->revoked = p;
         l->cap_revoked = ncap;
     }
-    snprintf(l->r->revoked[l->r->n_revoked++], KF_SERIAL_HEX_MAX, "%s", c->serial);
+    snprintf(l->r->revoked[l->r->n_revoked++], KF_SERIAL_HEX_MAX, "%s", serial);
     return KF_OK;
 }
 
@@ -226,12 +226,13 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
     if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_DISABLED, NULL, blocked_device_cb, &l);
     if (!rc) rc = kf_txn_device_list(txn, KF_DEVICE_REVOKED, NULL, blocked_device_cb, &l);
     if (!rc) rc = kf_txn_service_list(txn, revoked_service_cb, &l);
-    if (!rc) rc = kf_txn_cert_revoked(txn, "issuing", 0, revoked_cb, &l);
+    if (!rc) rc = kf_txn_cert_revoked_serials(txn, "issuing", revoked_cb, &l);
     if (!rc) rc = load_ca(txn, "root", &r->root);
     if (!rc) rc = load_ca(txn, "issuing", &r->issuing);
     kf_txn_end(txn);
     if (rc) goto fail;
     if (r->n_blocked) qsort(r->blocked, r->n_blocked, sizeof(*r->blocked), blocked_cmp);
+    /* Listed in serial order already; sorted again all the same, bsearch relies on it. */
     if (r->n_revoked) qsort(r->revoked, r->n_revoked, sizeof(*r->revoked), serial_cmp);
     for (size_t i = 0; i < r->n_groups && !rc; i++) {
         const struct kf_reg_group *g = &r->groups[i];

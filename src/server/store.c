@@ -1237,6 +1237,16 @@ enum kf_err kf_txn_cert_list(struct kf_txn *txn, const char *device_id, int stat
     return txn->store->be->cert_list(txn->conn, device_id, status, limit, cb, arg);
 }
 
+enum kf_err kf_txn_cert_revoked_serials(struct kf_txn *txn, const char *issuer,
+                                        enum kf_err (*cb)(const char *serial, void *arg), void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (rc) return rc;
+    rc = check_id("certificate issuer", issuer, FIELD_CAP(struct kf_cert_rec, issuer), 0);
+    if (rc) return rc;
+    return txn->store->be->cert_revoked_serials(txn->conn, issuer, cb, arg);
+}
+
 enum kf_err kf_txn_cert_revoked(struct kf_txn *txn, const char *issuer, int64_t now,
                                 enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
                                 void *arg)

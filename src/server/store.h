@@ -324,7 +324,14 @@ enum kf_err kf_txn_cert_list(struct kf_txn *txn, const char *device_id, int stat
 enum kf_err kf_txn_cert_list_service(struct kf_txn *txn, const char *name,
                                      enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
                                      void *arg);
-/* Lists the revoked certificates issued by CA `issuer` that have not expired at `now` (0: all). */
+/*
+ * Lists the serials of every certificate CA `issuer` issued that is revoked, expired or not (for
+ * keyfleetd's memory: a revoked serial stays refused whatever a CRL says), cheaply: serials only.
+ */
+enum kf_err kf_txn_cert_revoked_serials(struct kf_txn *txn, const char *issuer,
+                                        enum kf_err (*cb)(const char *serial, void *arg),
+                                        void *arg);
+/* Lists the revoked certificates issued by CA `issuer` that have not expired at `now`. */
 enum kf_err kf_txn_cert_revoked(struct kf_txn *txn, const char *issuer, int64_t now,
                                 enum kf_err (*cb)(const struct kf_cert_rec *r, void *arg),
                                 void *arg);

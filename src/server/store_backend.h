@@ -44,6 +44,7 @@ typedef enum kf_err (*kf_hub_cb)(const struct kf_hub *h, void *arg);
 typedef enum kf_err (*kf_service_cb)(const struct kf_service_rec *s, void *arg);
 typedef enum kf_err (*kf_event_cb)(const struct kf_event *e, void *arg);
 typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_audit_checkpoint *cp, void *arg);
+typedef enum kf_err (*kf_serial_cb)(const char *serial, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 
 struct kf_store_backend {
@@ -108,6 +109,9 @@ struct kf_store_backend {
     /* `limit` 0: no limit (store.c refuses negative limits). */
     enum kf_err (*cert_list)(struct kf_store_conn *c, const char *device_id, int status,
                              int64_t limit, kf_cert_cb cb, void *arg);
+    /* Every revoked serial of `issuer`, expired or not, in serial order. */
+    enum kf_err (*cert_revoked_serials)(struct kf_store_conn *c, const char *issuer,
+                                        kf_serial_cb cb, void *arg);
     enum kf_err (*cert_revoked)(struct kf_store_conn *c, const char *issuer, int64_t now,
                                 kf_cert_cb cb, void *arg);
     enum kf_err (*cert_list_service)(struct kf_store_conn *c, const char *name, kf_cert_cb cb,

@@ -305,6 +305,7 @@ enum stmt_id {
     ST_CERT_LIST_S,
     ST_CERT_LIST_DS,
     ST_CERT_REVOKED,
+    ST_CERT_REVOKED_SERIALS,
     ST_CERT_LIST_SERVICE,
     ST_SERVICE_INSERT,
     ST_SERVICE_GET,
@@ -392,6 +393,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "AND status = ?2 ORDER BY created DESC, id DESC LIMIT ?3",
     [ST_CERT_REVOKED] = "SELECT " CERT_COLS " FROM certificates WHERE issuer = ?1 "
                         "AND status = 'revoked' AND not_after >= ?2 ORDER BY id",
+    [ST_CERT_REVOKED_SERIALS] = "SELECT serial FROM certificates WHERE issuer = ?1 "
+                                "AND status = 'revoked' ORDER BY serial",
     [ST_CERT_LIST_SERVICE] = "SELECT " CERT_COLS " FROM certificates WHERE service = ?1 "
                              "ORDER BY created DESC, id DESC",
     [ST_SERVICE_INSERT] = "INSERT INTO services (" SERVICE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1546,6 +1549,31 @@ out:
     return rc;
 }
 
+static enum kf_err sq_cert_revoked_serials(struct kf_store_conn *kc, const char *issuer,
+                                           kf_serial_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    char serial[KF_SERIAL_HEX_MAX];
+    enum kf_err rc = stmt(c, ST_CERT_REVOKED_SERIALS, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, issuer)) {
+        rc = bind_fail(c, "the revoked serials");
+        goto out;
+    }
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (col_fixed(st, 0, serial, sizeof(serial))) continue; /* not a serial of ours */
+        rc = cb(serial, arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list the revoked serials");
+out:
+    release(c, ST_CERT_REVOKED_SERIALS, st);
+    return rc;
+}
+
 static enum kf_err sq_cert_list_service(struct kf_store_conn *kc, const char *name, kf_cert_cb cb,
                                         void *arg)
 {
@@ -2191,6 +2219,7 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .cert_revoke = sq_cert_revoke,
     .cert_list = sq_cert_list,
     .cert_revoked = sq_cert_revoked,
+    .cert_revoked_serials = sq_cert_revoked_serials,
     .cert_list_service = sq_cert_list_service,
     .service_insert = sq_service_insert,
     .service_get = sq_service_get,
