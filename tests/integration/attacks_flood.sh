@@ -98,8 +98,14 @@ check "hub: the /24 beyond its share was refused at once ($(field nethub closed_
 sleep 3
 rss_after=$(rss_kb)
 echo "keyfleetd RSS: ${rss_before} kB before, ${rss_peak} kB during, ${rss_after} kB after"
-check "memory returns to its baseline: ${rss_after} kB after, ${rss_before} kB before (+16 MB allowed)" \
-    test "$rss_after" -le $((rss_before + 16384))
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+    # AddressSanitizer keeps freed memory in its quarantine (256 MB) and trims nothing: the
+    # normal build of the same suite makes this check.
+    echo "(the sanitizer build keeps freed memory in quarantine: memory is checked in the normal build)"
+else
+    check "memory returns to its baseline: ${rss_after} kB after, ${rss_before} kB before (+16 MB allowed)" \
+        test "$rss_after" -le $((rss_before + 16384))
+fi
 legit dev-c
 equals "and service is normal afterwards" "$HTTP$RC" 2000
 
