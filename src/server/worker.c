@@ -1028,13 +1028,20 @@ void kf_worker_free(struct kf_worker *w)
     kf_worker_join(w);
     /* Jobs the store finished after the loop ended (the store is closed before this). */
     wake_cb(-1, 0, w);
+    if (w->listener) evconnlistener_free(w->listener);
+    w->listener = NULL;
     while (w->conns) {
         struct conn *c = w->conns;
         c->busy = 0;
         conn_close(c);
     }
     kf_hub_worker_free(w->hub);
-    if (w->listener) evconnlistener_free(w->listener);
+    /*
+     * A bufferevent freed while the loop stood still is only finalized by the loop: its
+     * deferred callbacks hold a reference (and with it the SSL) that event_base_free would drop
+     * unrun. One pass without waiting lets them run and the TLS state go.
+     */
+    if (w->base) event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (w->wake) event_free(w->wake);
     if (w->drain) event_free(w->drain);
     if (w->stop) event_free(w->stop);

@@ -28,7 +28,7 @@ start_agent hsm
 ID=$T/hsm.data/identity.json
 check "provisioned with the token's factory key" wait_file "$ID" 20
 equals "the operational key is in the token" "$(jq -r .key "$ID")" "pkcs11:token=kf-dev;object=keyfleet-op-1;type=private"
-check_not "no PIN is stored" grep -q "4321\|pin-" "$ID"
+check_not "no PIN is stored" grep -qE '"4321"|"pin"|pin-(value|source)' "$ID"
 pkcs11-tool --module "$MODULE" --token-label kf-dev --login --pin 4321 --list-objects --type privkey >"$T/objs" 2>&1
 contains "the token holds it" "$(cat "$T/objs")" "keyfleet-op-1"
 check "sensitive and never extractable" sh -c "sed -n '/keyfleet-op-1/,/^Private\\|^\$/p' '$T/objs' | grep -q 'never extractable\\|sensitive'"
