@@ -5,6 +5,11 @@
 #include "cli/cli.h"
 #include "common/pki_key.h"
 
+/* What a device dialing an address would meet, said where the names are chosen. */
+#define NO_IP_NOTE                                                                         \
+    "the server certificate names no IP address: a device that dials one (127.0.0.1 too) " \
+    "fails the name check; add --hostname ADDRESS for each address devices dial"
+
 int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -47,18 +52,19 @@ int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
     rc = kf_deploy_init(&o, &rep);
     if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        json_t *list = json_array();
+        json_t *list = json_array(), *notes = json_array();
         char names_copy[sizeof(rep.names)], *save = NULL;
         snprintf(names_copy, sizeof(names_copy), "%s", rep.names);
         for (char *n = strtok_r(names_copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
             json_array_append_new(list, json_string(n));
+        if (rep.n_ips == 0) json_array_append_new(notes, json_string(NO_IP_NOTE));
         kf_cli_print_json(json_pack(
-            "{s:s, s:{s:s, s:s, s:i}, s:{s:s, s:s, s:s, s:i}, s:{s:o, s:s, s:i}, s:s, s:s}", "dir",
-            rep.dir, "root_ca", "subject", rep.root_subject, "sha256", rep.root_fingerprint, "days",
-            (int)rep.root_days, "issuing_ca", "subject", rep.issuing_subject, "sha256",
+            "{s:s, s:{s:s, s:s, s:i}, s:{s:s, s:s, s:s, s:i}, s:{s:o, s:s, s:i}, s:s, s:s, s:o}",
+            "dir", rep.dir, "root_ca", "subject", rep.root_subject, "sha256", rep.root_fingerprint,
+            "days", (int)rep.root_days, "issuing_ca", "subject", rep.issuing_subject, "sha256",
             rep.issuing_fingerprint, "key", rep.issuing_key_location, "days", (int)rep.issuing_days,
             "server", "names", list, "sha256", rep.server_fingerprint, "days", (int)rep.server_days,
-            "store", "keyfleet.db", "config", "keyfleet.conf"));
+            "store", "keyfleet.db", "config", "keyfleet.conf", "notes", notes));
         return KF_EXIT_OK;
     }
     printf("Created a keyfleet deployment in %s\n\n", rep.dir);
@@ -77,6 +83,7 @@ int kf_cmd_init(struct kf_cli *c, int argc, char **argv)
         printf("               key ca/issuing.key\n");
     printf("  server       %s (%ld days)\n", rep.names, rep.server_days);
     printf("               sha256 %s\n", rep.server_fingerprint);
+    if (rep.n_ips == 0) printf("               note: %s\n", NO_IP_NOTE);
     printf("  CRL          ca/crl.pem (number 1, empty)\n");
     printf("  trust        ca/chain.pem (issuing + root): what devices and clients trust\n");
     printf("  store        keyfleet.db (SQLite)\n");

@@ -34,6 +34,7 @@ void kf_csr_policy_default(struct kf_csr_policy *p)
     p->min_rsa_bits = KF_KEY_MIN_RSA_BITS;
     p->expected_cn = NULL;
     p->allow_org_units = 0;
+    p->renewing = NULL;
 }
 
 /*
@@ -274,7 +275,7 @@ enum kf_err kf_csr_check(const struct kf_csr *csr, const struct kf_csr_policy *p
     const X509_NAME *name = csr->subject;
     char cn[KF_ID_MAX + 2];
     struct kf_key *key = NULL;
-    int n_cn = 0, md = NID_undef;
+    int n_cn = 0, md = NID_undef, same_subject;
     enum kf_err rc;
 
     if (failed) *failed = KF_CSR_RULE_NONE;
@@ -303,14 +304,25 @@ enum kf_err kf_csr_check(const struct kf_csr *csr, const struct kf_csr_policy *p
                        "its key", NULL);
     if (rc) return rule_fail(KF_CSR_RULE_KEY_TYPE, failed, rc);
 
+    same_subject = policy->renewing && policy->renewing->x509 &&
+                   X509_NAME_cmp(name, X509_get_subject_name(policy->renewing->x509)) == 0;
     for (int i = 0; i < X509_NAME_entry_count(name); i++) {
         int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(name, i)));
         if (nid == NID_commonName) {
             n_cn++;
-        } else if (!(policy->allow_org_units &&
+        } else if (!same_subject &&
+                   !(policy->allow_org_units &&
                      (nid == NID_organizationName || nid == NID_organizationalUnitName))) {
-            kf_fail(KF_E_POLICY, "its subject holds %s; only CN is allowed",
-                    nid != NID_undef ? OBJ_nid2sn(nid) : "an unknown attribute");
+            const char *what = nid != NID_undef ? OBJ_nid2sn(nid) : "an unknown attribute";
+            if (policy->renewing)
+                kf_fail(KF_E_POLICY,
+                        "its subject holds %s but is not the subject of the certificate being "
+                        "renewed; re-enrollment repeats that subject exactly (RFC 7030 4.2.2) or "
+                        "sends CN alone",
+                        what);
+            else
+                kf_fail(KF_E_POLICY, "its subject holds %s; only CN%s is allowed", what,
+                        policy->allow_org_units ? " (and O, OU, which keyfleet replaces)" : "");
             return rule_fail(KF_CSR_RULE_SUBJECT_EXTRA, failed, KF_E_POLICY);
         }
     }

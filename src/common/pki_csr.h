@@ -31,7 +31,8 @@ enum kf_csr_rule {
     KF_CSR_RULE_DIGEST,        /* the self-signature's digest must be SHA-256 or stronger */
 };
 
-/* "signature", "digest", "key_type", "key_size", "subject_cn", "subject_id", "subject_match", ... */
+/* "signature", "digest", "key_type", "key_size", "subject_cn", "subject_id", "subject_match", ...
+ */
 const char *kf_csr_rule_name(enum kf_csr_rule rule);
 
 struct kf_csr_policy {
@@ -39,6 +40,11 @@ struct kf_csr_policy {
     int min_rsa_bits;
     const char *expected_cn; /* borrowed; NULL: any valid id */
     int allow_org_units;     /* 1: O and OU may appear beside CN */
+    /*
+     * Borrowed; re-enrollment: the certificate being renewed. A subject identical to its subject
+     * passes the subject_extra rule whatever it holds (RFC 7030 4.2.2).
+     */
+    const struct kf_cert *renewing;
 };
 
 /* Fills `p` with keyfleet's defaults: every issued type, RSA >= 2048, any valid id, CN only. */

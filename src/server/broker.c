@@ -84,7 +84,10 @@ struct match {
     struct kf_session *s;
     uint8_t qos, retain;
     uint32_t sub_id;
+    size_t next; /* the session's next copy of this message (NO_MATCH: none) */
 };
+
+#define NO_MATCH ((size_t)-1)
 
 struct kf_broker {
     pthread_mutex_t lock;
@@ -488,6 +491,20 @@ static int enqueue(struct kf_broker *b, struct kf_session *s, struct kf_msg *m, 
     return 1;
 }
 
+/* One more entry at the end of the match list; 0 when there is no memory for it. */
+static int add_match(struct kf_broker *b)
+{
+    if (b->n_matches == b->cap_matches) {
+        size_t ncap = b->cap_matches ? b->cap_matches * 2 : 64;
+        void *p = realloc(b->matches, ncap * sizeof(*b->matches));
+        if (!p) return 0;
+        b->matches = p;
+        b->cap_matches = ncap;
+    }
+    b->n_matches++;
+    return 1;
+}
+
 static void match_sub(struct kf_broker *b, struct sub *u, const struct kf_msg *m)
 {
     struct kf_session *s = u->s;
@@ -495,27 +512,34 @@ static void match_sub(struct kf_broker *b, struct sub *u, const struct kf_msg *m
     if (!kf_mqtt_topic_match(u->filter, u->len, m->topic.p, m->topic.len)) return;
     if (u->opts.no_local && strcmp(s->id, m->origin) == 0) return;
     if (s->stamp == b->stamp) {
-        /* Overlapping subscriptions: one copy, at the highest QoS they grant. */
-        x = &b->matches[s->match_index];
-        if (u->opts.qos > x->qos) x->qos = u->opts.qos;
-        if (u->opts.retain_as_published) x->retain = m->retain;
-        if (!x->sub_id) x->sub_id = u->opts.sub_id;
-        return;
+        /*
+         * Overlapping subscriptions: one copy for all that carry no subscription identifier or
+         * the same one, at the highest QoS they grant [MQTT-3.3.4-2], and one more copy for
+         * each further identifier, carrying it [MQTT-3.3.4-5]. A copy carries every identifier
+         * of the subscriptions it stands for [MQTT-3.3.4-4].
+         */
+        size_t i = s->match_index, last = i;
+        for (; i != NO_MATCH; last = i, i = b->matches[i].next) {
+            x = &b->matches[i];
+            if (x->sub_id && u->opts.sub_id && x->sub_id != u->opts.sub_id) continue;
+            if (u->opts.qos > x->qos) x->qos = u->opts.qos;
+            if (u->opts.retain_as_published) x->retain = m->retain;
+            if (!x->sub_id) x->sub_id = u->opts.sub_id;
+            return;
+        }
+        if (!add_match(b)) return;
+        b->matches[last].next = b->n_matches - 1;
+    } else {
+        if (!add_match(b)) return;
+        s->stamp = b->stamp;
+        s->match_index = b->n_matches - 1;
     }
-    if (b->n_matches == b->cap_matches) {
-        size_t ncap = b->cap_matches ? b->cap_matches * 2 : 64;
-        void *p = realloc(b->matches, ncap * sizeof(*b->matches));
-        if (!p) return;
-        b->matches = p;
-        b->cap_matches = ncap;
-    }
-    s->stamp = b->stamp;
-    s->match_index = b->n_matches;
-    x = &b->matches[b->n_matches++];
+    x = &b->matches[b->n_matches - 1];
     x->s = s;
     x->qos = u->opts.qos;
     x->retain = u->opts.retain_as_published ? m->retain : 0;
     x->sub_id = u->opts.sub_id;
+    x->next = NO_MATCH;
 }
 
 static struct owner *owner_find(struct kf_broker *b, const char *id)

@@ -665,6 +665,8 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
         if (wlen < 0 || (size_t)wlen >= sizeof(rep->names) - used) break;
         used += (size_t)wlen;
     }
+    rep->n_dns = n_dns;
+    rep->n_ips = n_ips;
     rep->root_days = ROOT_DAYS;
     rep->issuing_days = ISSUING_DAYS;
     rep->server_days = cfg.server_cert_days;

@@ -83,6 +83,7 @@ struct kf_init_report {
     char key_desc[32];             /* "EC P-256" */
     char issuing_key_location[16]; /* "file", "pkcs11", "tpm2" */
     char names[512];               /* the server certificate's names, comma-separated */
+    size_t n_dns, n_ips;           /* of which DNS names, IP addresses */
     long root_days, issuing_days, server_days;
 };
 

@@ -17,11 +17,19 @@
 #include "common/pki_csr.h"
 
 /*
- * Content-Type of the simpleenroll / simplereenroll answers (RFC 7030 4.2.3), and of /cacerts
- * (4.1.3 names only "application/pkcs7-mime"; the parameter is allowed). Send it as written:
- * libest compares it byte for byte (for /cacerts, only the part before ";").
+ * Content-Type of the simpleenroll / simplereenroll answers (RFC 7030 4.2.3). Send it as
+ * written: libest compares it byte for byte.
  */
 #define KF_EST_TYPE_CERTS_ONLY "application/pkcs7-mime; smime-type=certs-only"
+/* Content-Type of the /cacerts answer: RFC 7030 4.1.3 names the bare type, no parameter. */
+#define KF_EST_TYPE_CACERTS "application/pkcs7-mime"
+/*
+ * The challenge of every 401 (RFC 9110 11.6.1 requires one). EST here authenticates by TLS
+ * client certificate only; offering Basic would invite devices to send a password. The scheme
+ * names what to present; the body says what was wrong with what came.
+ */
+#define KF_EST_HEADER_AUTHENTICATE \
+    "WWW-Authenticate: ClientCertificate realm=\"keyfleet provisioning\"\r\n"
 /* Content-Type of a simpleenroll / simplereenroll request (RFC 7030 4.2.1). */
 #define KF_EST_TYPE_PKCS10 "application/pkcs10"
 /* Content-Type of the /csrattrs answer (RFC 7030 4.5.2). */

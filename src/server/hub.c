@@ -158,6 +158,7 @@ struct hconn {
     struct kf_tlsrec_watch watch;
     struct kf_tlsrec *rec;
     int rec_eof;       /* close_notify read: the end, once what came before it is handled */
+    int rec_bad;       /* tlsrec refused a record: the end, with the alert it calls for */
     int resumed_ident; /* kind, id and serial came back from the session cache */
     int verified;      /* the identity verified and its certificate stands: events name it */
     struct hconn *prev, *next;
@@ -983,7 +984,12 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         shut(c, 0, "bad_auth_method", 0, 0);
         return;
     }
-    if (k->client_id.len == 0) {
+    if (k->client_id.len == 0 && k->version != KF_MQTT_V5 && !k->clean_start) {
+        /* MQTT-3.1.3-8: no session can be kept for a client that has no name for it. */
+        send_connack(c, KF_MQTT_RC_CLIENT_ID_NOT_VALID, KF_MQTT_V311_ID_REJECTED, 0, NULL);
+        shut(c, 0, "empty_client_id_persistent", 0, 0);
+        return;
+    } else if (k->client_id.len == 0) {
         assigned = 1;
     } else if (k->client_id.len != strlen(c->id) || memcmp(k->client_id.p, c->id, strlen(c->id))) {
         char got[160];
@@ -1173,10 +1179,12 @@ static void conn_free(struct hconn *c)
     hw->n_conns--;
     kf_limits_conn_close(hw->hub->limits, &c->ip, c->handshake_pending);
     if (c->bev && c->rec) {
-        /* close_notify, best effort, as SSL_shutdown does it below */
+        /* close_notify (or the fatal alert a refused record calls for), best effort, as
+         * SSL_shutdown does it below */
         struct kf_buf b;
         kf_buf_init(&b, 64);
-        if (kf_tlsrec_close_notify(c->rec, &b) == KF_OK)
+        if (c->rec_bad ? kf_tlsrec_fatal_alert(c->rec, &b)
+                       : kf_tlsrec_close_notify(c->rec, &b) == KF_OK)
             (void)!send(bufferevent_getfd(bufferevent_get_underlying(c->bev)), b.data, b.len,
                         MSG_DONTWAIT | MSG_NOSIGNAL);
         kf_buf_free(&b);
@@ -1224,16 +1232,22 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
     if (reply.len) bufferevent_write(bufferevent_get_underlying(c->bev), reply.data, reply.len);
     kf_buf_free(&plain);
     kf_buf_free(&reply);
-    if (st == KF_TLSREC_BAD) {
-        kf_log(KF_LOG_INFO, "hub", "TLS record refused", "id", c->id, "ip", c->ip_text, "why", why,
-               NULL);
-        STAT_ADD(c->hw, malformed, 1);
-        return BEV_ERROR;
-    }
-    if (st == KF_TLSREC_CLOSED) {
-        /* what arrived before close_notify is read first (read_cb ends the connection) */
-        if (!used || !evbuffer_get_length(dst)) return BEV_ERROR; /* nothing before it: end now */
-        c->rec_eof = 1;
+    if (st == KF_TLSREC_BAD || st == KF_TLSREC_CLOSED) {
+        /*
+         * libevent does nothing with a filter's BEV_ERROR: the end is the connection's own to
+         * handle, outside the filter. What arrived before it is read first (read_cb ends the
+         * connection then); with nothing before it, the timer's callback ends it now.
+         */
+        if (st == KF_TLSREC_BAD) {
+            kf_log(KF_LOG_INFO, "hub", "TLS record refused", "id", c->id, "ip", c->ip_text, "why",
+                   why, NULL);
+            STAT_ADD(c->hw, malformed, 1);
+            c->rec_bad = 1;
+        } else {
+            c->rec_eof = 1;
+        }
+        evbuffer_drain(src, evbuffer_get_length(src)); /* nothing after the end is read */
+        event_active(c->timer, EV_TIMEOUT, 1);
         return BEV_OK;
     }
     return used ? BEV_OK : BEV_NEED_MORE;
@@ -1317,6 +1331,17 @@ static void maybe_offload(struct hconn *c)
     kf_log(KF_LOG_DEBUG, "hub", "TLS records taken over from OpenSSL", "id", c->id, NULL);
 }
 
+/*
+ * tlsrec read the client's close_notify, or refused a record: the connection ends as if TCP had
+ * closed (the will goes, unless the client disconnected normally), answered with our
+ * close_notify or the fatal alert the record called for.
+ */
+static void rec_ended(struct hconn *c)
+{
+    if (c->rec_bad && !c->closing) shut(c, 0, "tls_record_refused", 0, 1);
+    event_cb(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct hconn *c = arg;
@@ -1346,8 +1371,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         maybe_free(c);
         return;
     }
-    if (c->rec_eof) {
-        event_cb(bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
+    if (c->rec_eof || c->rec_bad) {
+        rec_ended(c); /* frees c */
         return;
     }
     maybe_offload(c);
@@ -1592,6 +1617,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct hconn *c = arg;
+    if (c->rec_eof || c->rec_bad) {
+        rec_ended(c);
+        return;
+    }
     if (c->closing) {
         conn_free(c); /* it did not read its last bytes in time */
         return;

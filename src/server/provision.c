@@ -381,6 +381,15 @@ static enum kf_err check_csr(const struct kf_prov_input *in, const char *id,
     }
     kf_csr_policy_default(&p);
     p.expected_cn = id;
+    /*
+     * First enrollment: O and OU may come (EST clients fill them in from a template), and the
+     * certificate carries O=<deployment> and CN=<id> whatever they said. Re-enrollment: the
+     * subject of the certificate being renewed, exactly (RFC 7030 4.2.2), or CN alone.
+     */
+    if (in->kind == KF_PROV_SIMPLEREENROLL)
+        p.renewing = in->leaf;
+    else
+        p.allow_org_units = 1;
     if (kf_csr_check(in->csr, &p, NULL) != KF_OK)
         return refuse(ref, 400, KF_REFUSAL_CSR_REJECTED, "%s", kf_errmsg());
     return KF_OK;

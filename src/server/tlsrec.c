@@ -29,6 +29,15 @@ struct kf_tlsrec {
     const char *md;
     size_t key_len, secret_len;
     struct dir rd, wr;
+    uint8_t fail_alert; /* the fatal alert the last refused record calls for (0: none) */
+};
+
+/* TLS alert descriptions (RFC 8446 6) for what a refused record calls for. */
+enum {
+    ALERT_UNEXPECTED_MESSAGE = 10,
+    ALERT_BAD_RECORD_MAC = 20,
+    ALERT_RECORD_OVERFLOW = 22,
+    ALERT_INTERNAL_ERROR = 80,
 };
 
 static struct kf_tlsrec_watch *(*watch_of)(const SSL *ssl);
@@ -354,23 +363,37 @@ enum kf_err kf_tlsrec_close_notify(struct kf_tlsrec *r, struct kf_buf *out)
     return seal_one(r, 21, alert, sizeof(alert), out);
 }
 
+int kf_tlsrec_fatal_alert(struct kf_tlsrec *r, struct kf_buf *out)
+{
+    uint8_t alert[2] = {2, r->fail_alert}; /* fatal */
+    if (!r->fail_alert) return 0;
+    return seal_one(r, 21, alert, sizeof(alert), out) == KF_OK;
+}
+
+/* Refuses a record: what it was, and the alert to end the connection with (0: none). */
+static enum kf_tlsrec_status refuse(struct kf_tlsrec *r, uint8_t alert, const char **why,
+                                    const char *text)
+{
+    r->fail_alert = alert;
+    *why = text;
+    return KF_TLSREC_BAD;
+}
+
 /* A handshake message after the handshake: only KeyUpdate is acceptable from a client. */
 static enum kf_tlsrec_status post_handshake(struct kf_tlsrec *r, const uint8_t *p, size_t n,
                                             struct kf_buf *reply, const char **why)
 {
     if (n != 5 || p[0] != SSL3_MT_KEY_UPDATE || p[1] || p[2] || p[3] != 1 || p[4] > 1) {
-        *why = "unexpected handshake message after the handshake";
-        return KF_TLSREC_BAD;
+        return refuse(r, ALERT_UNEXPECTED_MESSAGE, why,
+                      "unexpected handshake message after the handshake");
     }
     if (update(r, &r->rd, 0)) {
-        *why = "cannot update the read keys";
-        return KF_TLSREC_BAD;
+        return refuse(r, ALERT_INTERNAL_ERROR, why, "cannot update the read keys");
     }
     if (p[4] == 1) { /* update_requested: answer with ours (not requested), then switch */
         static const uint8_t ku[5] = {SSL3_MT_KEY_UPDATE, 0, 0, 1, 0};
         if (seal_one(r, 22, ku, sizeof(ku), reply) || update(r, &r->wr, 1)) {
-            *why = "cannot update the write keys";
-            return KF_TLSREC_BAD;
+            return refuse(r, ALERT_INTERNAL_ERROR, why, "cannot update the write keys");
         }
     }
     return KF_TLSREC_OK;
@@ -393,12 +416,11 @@ enum kf_tlsrec_status kf_tlsrec_open(struct kf_tlsrec *r, const uint8_t *in, siz
         enum kf_tlsrec_status st = KF_TLSREC_OK;
 
         if (h[0] != 23 || h[1] != 3) {
-            *why = "a record that is not application data after the handshake";
-            return KF_TLSREC_BAD;
+            return refuse(r, ALERT_UNEXPECTED_MESSAGE, why,
+                          "a record that is not application data after the handshake");
         }
         if (rl < TAG_LEN + 1 || rl > REC_MAX_CIPHER) {
-            *why = "a record of an impossible length";
-            return KF_TLSREC_BAD;
+            return refuse(r, ALERT_RECORD_OVERFLOW, why, "a record of an impossible length");
         }
         if (len - off < 5 + rl) break; /* the rest has not arrived */
         nonce(&r->rd, n);
@@ -409,38 +431,35 @@ enum kf_tlsrec_status kf_tlsrec_open(struct kf_tlsrec *r, const uint8_t *in, siz
                                 (void *)(h + 5 + rl - TAG_LEN)) != 1 ||
             EVP_DecryptFinal_ex(r->rd.ctx, pt + l1, &l2) != 1) {
             kf_ossl_clear();
-            *why = "a record that does not decrypt (bad_record_mac)";
-            return KF_TLSREC_BAD;
+            return refuse(r, ALERT_BAD_RECORD_MAC, why,
+                          "a record that does not decrypt (bad_record_mac)");
         }
         r->rd.seq++;
         plen = rl - TAG_LEN;
         while (plen && pt[plen - 1] == 0)
             plen--; /* padding */
         if (!plen) {
-            *why = "a record with no content type";
-            return KF_TLSREC_BAD;
+            return refuse(r, ALERT_UNEXPECTED_MESSAGE, why, "a record with no content type");
         }
         type = pt[--plen];
         off += 5 + rl;
         if (type == 23) {
             if (plen > REC_MAX_PLAIN) {
-                *why = "a record longer than 16 KiB";
-                return KF_TLSREC_BAD;
+                return refuse(r, ALERT_RECORD_OVERFLOW, why, "a record longer than 16 KiB");
             }
             if (kf_buf_append(plain, pt, plen)) {
-                *why = "more data than the connection may hold";
-                return KF_TLSREC_BAD;
+                return refuse(r, ALERT_INTERNAL_ERROR, why,
+                              "more data than the connection may hold");
             }
         } else if (type == 21) {
             *used = off;
             if (plen == 2 && pt[1] == 0) return KF_TLSREC_CLOSED;
-            *why = "an alert from the peer";
-            return KF_TLSREC_BAD;
+            /* a fatal alert of the peer's: nothing is sent back (RFC 8446 6.2) */
+            return refuse(r, 0, why, "an alert from the peer");
         } else if (type == 22) {
             st = post_handshake(r, pt, plen, reply, why);
         } else {
-            *why = "a record of an unknown content type";
-            st = KF_TLSREC_BAD;
+            st = refuse(r, ALERT_UNEXPECTED_MESSAGE, why, "a record of an unknown content type");
         }
         OPENSSL_cleanse(pt, plen + 1);
         if (st) return st;

@@ -87,6 +87,13 @@ enum kf_err kf_tlsrec_seal(struct kf_tlsrec *r, const uint8_t *data, size_t len,
 /* Appends a close_notify alert record to `out`. */
 enum kf_err kf_tlsrec_close_notify(struct kf_tlsrec *r, struct kf_buf *out);
 
+/*
+ * After kf_tlsrec_open() refused a record: appends the fatal alert it calls for
+ * (bad_record_mac, unexpected_message, record_overflow, internal_error) and returns 1; 0 (and
+ * nothing appended) when none is due, as after the peer's own fatal alert.
+ */
+int kf_tlsrec_fatal_alert(struct kf_tlsrec *r, struct kf_buf *out);
+
 /* Bytes of heap the record layer holds (for the memory figures). */
 size_t kf_tlsrec_size(const struct kf_tlsrec *r);
 

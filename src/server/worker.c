@@ -235,7 +235,7 @@ enum { NO_EVENT = 0, EVENT_CLAIMED = 1, EVENT_VERIFIED = 2 };
 static void send_refusal(struct conn *c, int status, enum kf_refusal reason, const char *message,
                          int event)
 {
-    char extra[64] = "";
+    char extra[160] = "";
     if (status < 400 || status > 599) {
         /* A refusal without its status is a bug of ours: say so, never send status 0. */
         kf_log(KF_LOG_ERROR, "http", "a refusal had no status", "reason", kf_refusal_name(reason),
@@ -246,6 +246,8 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
     }
     if (status == 429 || status == 503)
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->w->svc->retry_after);
+    if (status == 401) /* RFC 9110 15.5.2: a 401 carries a challenge */
+        snprintf(extra, sizeof(extra), "%s", KF_EST_HEADER_AUTHENTICATE);
     kf_metrics_refusal(&c->w->metrics, reason);
     c->error = kf_refusal_name(reason);
     if (event) {
@@ -617,8 +619,7 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     case KF_EP_CSRATTRS: {
         struct kf_registry *reg = kf_registry_get(&svc->registry);
         const struct kf_buf *b = r->ep == KF_EP_CACERTS ? &reg->cacerts : &reg->csrattrs;
-        send_response(c, 200,
-                      r->ep == KF_EP_CACERTS ? KF_EST_TYPE_CERTS_ONLY : KF_EST_TYPE_CSRATTRS,
+        send_response(c, 200, r->ep == KF_EP_CACERTS ? KF_EST_TYPE_CACERTS : KF_EST_TYPE_CSRATTRS,
                       KF_EST_HEADER_CTE, b->data, b->len);
         kf_registry_release(reg);
         return;

@@ -4,6 +4,7 @@
 
 ok "init" init --hostname kf.example.com --hostname 10.1.2.3
 contains "init says where" "$OUT" "Created a keyfleet deployment in $T/d"
+check_not "with an address named, no warning about addresses" grep -q "names no IP address" <<<"$OUT"
 D=$T/d
 
 # Files and modes.
@@ -90,6 +91,13 @@ equals "a long first hostname is fine" "$?" 0
 check "it is in the SANs" openssl verify -CAfile "$T/longname/ca/root.crt" -untrusted "$T/longname/ca/issuing.crt" \
     -verify_hostname "$long" "$T/longname/server/server.crt"
 equals "duplicates dropped" "$(openssl x509 -in "$T/longname/server/server.crt" -noout -ext subjectAltName | grep -o "DNS:" | wc -l)" 1
+# DNS names only: init says a device dialing an address would fail the name check.
+"$KF" --dir "$T/dnsonly" init --hostname kf.example.com >"$T/out" 2>&1
+equals "DNS names only: made" "$?" 0
+contains "DNS names only: init warns" "$(cat "$T/out")" "the server certificate names no IP address: a device that dials one (127.0.0.1 too) fails the name check"
+check "and it is true: openssl refuses 127.0.0.1" sh -c "! openssl verify -CAfile '$T/dnsonly/ca/root.crt' -untrusted '$T/dnsonly/ca/issuing.crt' -verify_ip 127.0.0.1 '$T/dnsonly/server/server.crt' >/dev/null 2>&1"
+"$KF" --dir "$T/dnsonly2" --json init --hostname kf.example.com >"$T/out" 2>&1
+contains "--json carries it in notes" "$(jq -r '.notes[0]' "$T/out")" "names no IP address"
 check_not "nothing left after a failed init" sh -c "ls -d '$T'/k*"
 
 # What an init killed midway left beside its target (keys!) is cleared by the next init; an

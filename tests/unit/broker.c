@@ -62,6 +62,16 @@ static void subscribe(struct kf_broker *b, struct kf_broker_peer *p, const char 
     KF_OK_OR_FAIL(kf_broker_subscribe(b, p, (const uint8_t *)f, strlen(f), &o));
 }
 
+static void subscribe_id(struct kf_broker *b, struct kf_broker_peer *p, const char *f, uint8_t qos,
+                         uint32_t sub_id)
+{
+    struct kf_broker_sub_opts o;
+    memset(&o, 0, sizeof(o));
+    o.qos = qos;
+    o.sub_id = sub_id;
+    KF_OK_OR_FAIL(kf_broker_subscribe(b, p, (const uint8_t *)f, strlen(f), &o));
+}
+
 static void attach(struct kf_broker *b, struct kf_broker_peer *p, struct box *box, const char *id,
                    int clean, uint32_t expiry, int *present)
 {
@@ -125,6 +135,40 @@ static void test_routing(void **state)
                      0);
     assert_int_equal(publish(b, "devices/d1/commands/reboot", "now", 0, 0), 0);
     kf_broker_detach(b, &dev, 0);
+    kf_broker_detach(b, &svc, 0);
+    kf_broker_free(b);
+}
+
+/* Overlapping subscriptions with identifiers: a copy per identifier, each carrying its own. */
+static void test_subscription_ids(void **state)
+{
+    struct kf_broker *b = new_broker(100);
+    struct kf_broker_peer svc;
+    struct kf_broker_out out[8];
+    struct box box;
+    int more;
+    uint32_t seen = 0;
+
+    box_init(&box);
+    attach(b, &svc, &box, "svc", 1, 0, NULL);
+    subscribe_id(b, &svc, "devices/+/telemetry/#", 0, 7);
+    subscribe_id(b, &svc, "devices/d1/telemetry/temp", 1, 9);
+    subscribe(b, &svc, "devices/d2/#", 0);                 /* no identifier: rides with a copy */
+    subscribe_id(b, &svc, "devices/d1/telemetry/#", 0, 9); /* the same identifier: one copy */
+    assert_int_equal(publish(b, "devices/d1/telemetry/temp", "21", 1, 0), 2);
+    assert_int_equal(kf_broker_pull(b, &svc, 0, out, 8, &more), 2);
+    for (int i = 0; i < 2; i++) {
+        seen |= 1u << out[i].sub_id;
+        /* each copy at its own subscriptions' QoS */
+        assert_int_equal(out[i].qos, out[i].sub_id == 9 ? 1 : 0);
+        kf_msg_release(out[i].msg);
+    }
+    assert_int_equal(seen, (1u << 7) | (1u << 9));
+    /* One identifier matched (and one without): one copy, carrying it. */
+    assert_int_equal(publish(b, "devices/d2/telemetry/x", "1", 1, 0), 1);
+    assert_int_equal(kf_broker_pull(b, &svc, 0, out, 8, &more), 1);
+    assert_int_equal(out[0].sub_id, 7);
+    kf_msg_release(out[0].msg);
     kf_broker_detach(b, &svc, 0);
     kf_broker_free(b);
 }
@@ -372,13 +416,10 @@ static void test_retained_quota(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routing),
-        cmocka_unit_test(test_retained),
-        cmocka_unit_test(test_retained_quota),
-        cmocka_unit_test(test_offline_session),
-        cmocka_unit_test(test_takeover_expiry_qos2),
-        cmocka_unit_test(test_no_local),
-        cmocka_unit_test(test_will_delay),
+        cmocka_unit_test(test_routing),         cmocka_unit_test(test_subscription_ids),
+        cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_quota),
+        cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
+        cmocka_unit_test(test_no_local),        cmocka_unit_test(test_will_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

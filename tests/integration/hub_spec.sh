@@ -1,0 +1,94 @@
+#!/bin/bash
+# The hub to the letter of the MQTT and TLS specifications, through the real listener: a TLS
+# close_notify (and a record that cannot decrypt) from a client that keeps TCP open, on
+# connections carried by keyfleet's own record layer and by OpenSSL; overlapping subscriptions
+# with subscription identifiers (MQTT-3.3.4-4/5); an empty client id with CleanSession=0 in
+# MQTT 3.1.1 (MQTT-3.1.3-8). docs/hub.md lists the statements and points here.
+. "$(dirname "$0")/lib.sh"
+
+ok "init" init
+D=$T/d
+mkca fca
+group_enroll factory fca
+conf_set hub flap_connects 100000
+KFD_LOG=debug start_kfd || exit 1
+provision dev-1
+provision dev-2
+ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
+
+close_as() { # close_as WHO MODE: mqtt_close.py as a provisioned device; output in CLOSE
+    CLOSE=$(timeout 30 python3 "$(dirname "$0")/mqtt_close.py" "$HUB_PORT" "$D/ca/root.crt" \
+        "$T/$1.op.pem" "$T/$1.op.key" "$2" "$1" "devices/$1/telemetry/will" 2>&1)
+}
+offloaded() { grep -c "TLS records taken over from OpenSSL.*id=dev-1" "$T/kfd.log"; }
+
+for offload in on off; do
+    if [ "$offload" = off ]; then
+        stop_kfd
+        conf_set hub tls_offload 0 || exit 1
+        REUSE_PORTS=1 KFD_LOG=debug start_kfd || exit 1
+    fi
+    before=$(offloaded)
+    sub wills dash -t 'devices/dev-1/telemetry/will' -v
+    # close_notify, TCP left open: answered at once with ours, the will goes, TCP closes.
+    close_as dev-1 close_notify
+    contains "offload $offload: close_notify is answered with close_notify" "$CLOSE" "answered close_notify"
+    contains "offload $offload: and the hub closes TCP" "$CLOSE" "tcp closed"
+    check "offload $offload: the will is sent" wait_for wills "devices/dev-1/telemetry/will gone"
+    if [ "$offload" = on ]; then
+        check "offload on: that connection was carried by keyfleet's record layer" test "$(offloaded)" -gt "$before"
+    else
+        equals "offload off: carried by OpenSSL" "$(offloaded)" "$before"
+    fi
+    kill "$SUB_wills" 2>/dev/null
+    # A record that cannot decrypt: bad_record_mac, the will, TCP closed.
+    before=$(offloaded)
+    sub wills dash -t 'devices/dev-1/telemetry/will' -v
+    close_as dev-1 bad_record
+    contains "offload $offload: a bad record is answered with bad_record_mac" "$CLOSE" "alert: SSLV3_ALERT_BAD_RECORD_MAC"
+    contains "offload $offload: and TCP closes" "$CLOSE" "tcp closed"
+    check "offload $offload: the will is sent after a bad record" wait_for wills "devices/dev-1/telemetry/will gone"
+    [ "$offload" = on ] && check "offload on: (carried by the record layer)" test "$(offloaded)" -gt "$before"
+    kill "$SUB_wills" 2>/dev/null
+done
+contains "the refused record is logged" "$(cat "$T/kfd.log")" "TLS record refused"
+
+# ---- overlapping subscriptions with subscription identifiers (MQTT 5) ----
+sub5() { # sub5 PACKET_ID SUB_ID FILTER [QOS]: a SUBSCRIBE in hex
+    python3 -c '
+import sys
+pid, sid, f, q = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), int(sys.argv[4])
+body = pid.to_bytes(2, "big") + bytes([2, 0x0B, sid]) + len(f).to_bytes(2, "big") + f + bytes([q])
+print((bytes([0x82, len(body)]) + body).hex())' "$1" "$2" "$3" "${4:-0}"
+}
+(sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
+publisher=$!
+raw dash c5:dash "$(sub5 1 7 'devices/+/telemetry/#')" "$(sub5 2 9 'devices/dev-2/telemetry/x' 1)"
+wait "$publisher"
+publishes=$(grep '^3 ' <<<"$RAW")
+equals "two subscriptions with two identifiers: two copies" "$(wc -l <<<"$publishes")" 2
+check "one carries identifier 7" grep -q "0b07" <<<"$publishes"
+check "the other identifier 9" grep -q "0b09" <<<"$publishes"
+check "each carries one identifier only" sh -c "! grep -q '0b07.*0b09\|0b09.*0b07' <<'EOF'
+$publishes
+EOF"
+check "the copy for the QoS 1 subscription is QoS 1" grep -q "^3 32.*0b09" <<<"$publishes"
+# The same identifier on both: one copy.
+(sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
+publisher=$!
+raw dash c5:dash "$(sub5 1 5 'devices/+/telemetry/#')" "$(sub5 2 5 'devices/dev-2/telemetry/#' 1)"
+wait "$publisher"
+equals "one identifier on both: one copy" "$(grep -c '^3 ' <<<"$RAW")" 1
+check "at the higher QoS, with the identifier" grep -q "^3 32.*0b05" <<<"$RAW"
+
+# ---- MQTT 3.1.1: an empty client id needs CleanSession=1 ----
+raw dev-1 C4:
+equals "empty client id, CleanSession=0: CONNACK 0x02 (identifier rejected), then closed" "$RAW" "2 20020002
+closed"
+raw dev-1 c4:
+contains "empty client id, CleanSession=1: accepted, the certificate names it" "$RAW" "2 20020000"
+
+stop_kfd
+equals "keyfleetd stops cleanly" "$KFD_STATUS" 0
+check_not "nothing went wrong in keyfleetd" grep -E "level=error|Sanitizer|runtime error" "$T/kfd.log"
+finish
