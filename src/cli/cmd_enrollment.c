@@ -20,6 +20,8 @@ static json_t *enrollment_json(const struct kf_enrollment *e)
     if (!j) return NULL;
     json_object_set_new(j, "hub", e->hub[0] ? json_string(e->hub) : json_null());
     json_object_set_new(j, "networks", e->networks ? json_string(e->networks) : json_null());
+    json_object_set_new(j, "approval", json_string(e->approval_manual ? "manual" : "auto"));
+    json_object_set_new(j, "require_binding", json_boolean(e->require_binding));
     if (e->kind == KF_ENROLL_GROUP && !e->verified) {
         json_object_set_new(j, "verification_code", json_string(e->verification_code));
         json_object_set_new(j, "code_expires", json_string(kf_cli_time(e->code_expires)));
@@ -76,13 +78,14 @@ static const char *allocation_text(const struct kf_enroll_opts *eo)
 int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},     {"cert", required_argument, NULL, 'c'},
-        {"pubkey", required_argument, NULL, 'p'}, {"networks", required_argument, NULL, 'n'},
-        {"disabled", no_argument, NULL, 'd'},     {"allocation", required_argument, NULL, 'A'},
-        {"hub", required_argument, NULL, 'H'},    {NULL, 0, NULL, 0},
+        {"id", required_argument, NULL, 'i'},        {"cert", required_argument, NULL, 'c'},
+        {"pubkey", required_argument, NULL, 'p'},    {"networks", required_argument, NULL, 'n'},
+        {"disabled", no_argument, NULL, 'd'},        {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},       {"approval", required_argument, NULL, 'P'},
+        {"require-binding", no_argument, NULL, 'B'}, {NULL, 0, NULL, 0},
     };
     const char *id = NULL, *cert = NULL, *pubkey = NULL;
-    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL, NULL, 0};
     enum kf_err rc;
     int opt, r;
 
@@ -95,6 +98,8 @@ int kf_cmd_enrollment_add(struct kf_cli *c, int argc, char **argv)
         case 'd': eo.disabled = 1; break;
         case 'A': eo.allocation = optarg; break;
         case 'H': eo.hub = optarg; break;
+        case 'P': eo.approval = optarg; break;
+        case 'B': eo.require_binding = 1; break;
         case 'h': return KF_EXIT_OK;
         default: return KF_EXIT_USAGE;
         }
@@ -120,10 +125,11 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
                       const char *file_opt, struct kf_enroll_opts *eo)
 {
     static const struct option opts[] = {
-        {"name", required_argument, NULL, 'N'}, {"ca", required_argument, NULL, 'a'},
-        {"cert", required_argument, NULL, 'c'}, {"networks", required_argument, NULL, 'n'},
-        {"disabled", no_argument, NULL, 'd'},   {"allocation", required_argument, NULL, 'A'},
-        {"hub", required_argument, NULL, 'H'},  {NULL, 0, NULL, 0},
+        {"name", required_argument, NULL, 'N'},      {"ca", required_argument, NULL, 'a'},
+        {"cert", required_argument, NULL, 'c'},      {"networks", required_argument, NULL, 'n'},
+        {"disabled", no_argument, NULL, 'd'},        {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},       {"approval", required_argument, NULL, 'P'},
+        {"require-binding", no_argument, NULL, 'B'}, {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
@@ -139,10 +145,16 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
         case 'd':
         case 'A':
         case 'H':
+        case 'P':
+        case 'B':
             if (!eo)
-                return kf_cli_usage(c, "--networks, --disabled, --allocation and --hub go with "
-                                       "group create");
-            if (opt == 'n')
+                return kf_cli_usage(c, "--networks, --disabled, --allocation, --hub, --approval "
+                                       "and --require-binding go with group create");
+            if (opt == 'P')
+                eo->approval = optarg;
+            else if (opt == 'B')
+                eo->require_binding = 1;
+            else if (opt == 'n')
                 eo->networks = optarg;
             else if (opt == 'd')
                 eo->disabled = 1;
@@ -164,7 +176,7 @@ static int group_args(struct kf_cli *c, int argc, char **argv, const char **name
 int kf_cmd_group_create(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = NULL, *ca = NULL;
-    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL, NULL, 0};
     char code[KF_CODE_MAX];
     enum kf_err rc;
     int r = group_args(c, argc, argv, &name, &ca, "--ca", &eo);
@@ -303,6 +315,11 @@ int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
                e.subject ? e.subject : "(enrolled by public key)");
         printf("key sha256       %s\n", e.key_fingerprint);
         printf("networks         %s\n", e.networks ? e.networks : "any");
+        printf("approval         %s\n", e.approval_manual ? "manual (new devices wait for an "
+                                                            "operator)"
+                                                          : "auto");
+        printf("channel binding  %s\n",
+               e.require_binding ? "required in every CSR" : "checked when sent");
         printf("allocation       %s\n", e.allocation);
         if (e.hub[0]) printf("hub              %s\n", e.hub);
         printf("created          %s\n", kf_cli_time(e.created));
@@ -315,12 +332,18 @@ int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
 int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},    {"allocation", required_argument, NULL, 'A'},
-        {"hub", required_argument, NULL, 'H'},   {"networks", required_argument, NULL, 'n'},
-        {"any-network", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+        {"id", required_argument, NULL, 'i'},
+        {"allocation", required_argument, NULL, 'A'},
+        {"hub", required_argument, NULL, 'H'},
+        {"networks", required_argument, NULL, 'n'},
+        {"any-network", no_argument, NULL, 'a'},
+        {"approval", required_argument, NULL, 'P'},
+        {"require-binding", no_argument, NULL, 'B'},
+        {"no-require-binding", no_argument, NULL, 'b'},
+        {NULL, 0, NULL, 0},
     };
-    struct kf_enroll_change ch = {NULL, NULL, NULL, 0};
-    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL};
+    struct kf_enroll_change ch = {NULL, NULL, NULL, 0, NULL, -1};
+    struct kf_enroll_opts eo = {NULL, 0, NULL, NULL, NULL, 0};
     struct kf_enrollment e;
     struct kf_txn *txn = NULL;
     const char *id = NULL;
@@ -334,6 +357,9 @@ int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
         case 'H': ch.hub = optarg; break;
         case 'n': ch.networks = optarg; break;
         case 'a': ch.any_network = 1; break;
+        case 'P': ch.approval = optarg; break;
+        case 'B': ch.require_binding = 1; break;
+        case 'b': ch.require_binding = 0; break;
         case 'h': return KF_EXIT_OK;
         default: return KF_EXIT_USAGE;
         }
@@ -341,9 +367,10 @@ int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
     if (optind < argc && !id) id = argv[optind++];
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!id) return kf_cli_usage(c, "which enrollment? give its ID");
-    if (!ch.allocation && !ch.hub && !ch.networks && !ch.any_network)
-        return kf_cli_usage(c, "nothing to change: give --allocation, --hub, --networks or "
-                               "--any-network");
+    if (!ch.allocation && !ch.hub && !ch.networks && !ch.any_network && !ch.approval &&
+        ch.require_binding < 0)
+        return kf_cli_usage(c, "nothing to change: give --allocation, --hub, --networks, "
+                               "--any-network, --approval or --require-binding");
     if (ch.networks && ch.any_network)
         return kf_cli_usage(c, "give --networks or --any-network, not both");
     eo.allocation = ch.allocation;
@@ -359,14 +386,16 @@ int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
     kf_txn_end(txn);
     if (rc) return kf_cli_fail(c, rc);
     if (c->json) {
-        kf_cli_print_json(json_pack("{s:s, s:b, s:s, s:o, s:o}", "id", id, "changed", changed,
-                                    "allocation", e.allocation, "hub",
-                                    e.hub[0] ? json_string(e.hub) : json_null(), "networks",
-                                    e.networks ? json_string(e.networks) : json_null()));
+        kf_cli_print_json(json_pack(
+            "{s:s, s:b, s:s, s:o, s:o, s:s, s:b}", "id", id, "changed", changed, "allocation",
+            e.allocation, "hub", e.hub[0] ? json_string(e.hub) : json_null(), "networks",
+            e.networks ? json_string(e.networks) : json_null(), "approval",
+            e.approval_manual ? "manual" : "auto", "require_binding", e.require_binding));
     } else {
-        printf("enrollment %s %s: %s allocation%s%s, networks %s\n", id,
+        printf("enrollment %s %s: %s allocation%s%s, networks %s, approval %s%s\n", id,
                changed ? "changed" : "unchanged", e.allocation, e.hub[0] ? " to hub " : "", e.hub,
-               e.networks ? e.networks : "any");
+               e.networks ? e.networks : "any", e.approval_manual ? "manual" : "auto",
+               e.require_binding ? ", channel binding required" : "");
     }
     kf_enrollment_clear(&e);
     return KF_EXIT_OK;
@@ -415,4 +444,104 @@ int kf_cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv)
     else
         printf("enrollment %s removed\n", id);
     return KF_EXIT_OK;
+}
+
+/* ---- approvals ---- */
+
+static json_t *approval_json(const struct kf_approval *a)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "device", a->device_id,
+                     "enrollment", a->enrollment, "state", kf_approval_state_name((int)a->state),
+                     "key_fingerprint", a->fingerprint, "ip", a->source_ip, "requested",
+                     kf_cli_time(a->requested), "last_request", kf_cli_time(a->last_request),
+                     "requests", (json_int_t)a->requests, "decided",
+                     a->decided ? json_string(kf_cli_time(a->decided)) : json_null(), "decided_by",
+                     a->decided_by[0] ? json_string(a->decided_by) : json_null());
+}
+
+struct pending_list {
+    json_t *all;
+    size_t n;
+};
+
+static enum kf_err pending_row(const struct kf_approval *a, void *arg)
+{
+    struct pending_list *l = arg;
+    l->n++;
+    if (l->all) {
+        json_array_append_new(l->all, approval_json(a));
+        return KF_OK;
+    }
+    if (l->n == 1)
+        printf("%-24s %-16s %-9s %-20s %-15s %s\n", "DEVICE", "ENROLLMENT", "STATE", "FIRST ASKED",
+               "FROM", "KEY SHA-256");
+    printf("%-24s %-16s %-9s %-20s %-15s %.16s...\n", a->device_id, a->enrollment,
+           kf_approval_state_name((int)a->state), kf_cli_time(a->requested), a->source_ip,
+           a->fingerprint);
+    return KF_OK;
+}
+
+int kf_cmd_enrollment_pending(struct kf_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"all", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
+    struct pending_list l = {NULL, 0};
+    struct kf_txn *txn = NULL;
+    int all = 0, opt;
+    enum kf_err rc;
+
+    while ((opt = kf_cli_getopt(c, argc, argv, "", opts)) != -1) {
+        switch (opt) {
+        case 'a': all = 1; break;
+        case 'h': return KF_EXIT_OK;
+        default: return KF_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    if (c->json) l.all = json_array();
+    rc = kf_store_read(c->deploy->store, &txn);
+    if (!rc) rc = kf_txn_approval_list(txn, all ? -1 : KF_APPROVAL_PENDING, pending_row, &l);
+    kf_txn_end(txn);
+    if (rc) {
+        json_decref(l.all);
+        return kf_cli_fail(c, rc);
+    }
+    if (c->json)
+        kf_cli_print_json(l.all);
+    else if (!l.n)
+        printf("%s\n", all ? "no device has asked for approval" : "no device waits for approval");
+    return KF_EXIT_OK;
+}
+
+static int decide(struct kf_cli *c, int argc, char **argv, int approve)
+{
+    struct kf_approval a;
+    const char *id;
+    int changed = 0;
+    enum kf_err rc;
+    int r = one_id(c, argc, argv, &id);
+    if (r) return r < 0 ? KF_EXIT_OK : r;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_enroll_decide(c->deploy, c->actor, id, approve, &a, &changed);
+    if (rc) return kf_cli_fail(c, rc);
+    if (c->json) {
+        json_t *j = approval_json(&a);
+        json_object_set_new(j, "changed", json_boolean(changed));
+        kf_cli_print_json(j);
+    } else {
+        printf("device %s %s%s (enrollment %s)%s\n", id, changed ? "" : "was already ",
+               approve ? "approved" : "rejected", a.enrollment,
+               approve && changed ? ": it gets its certificate when it next asks" : "");
+    }
+    return KF_EXIT_OK;
+}
+
+int kf_cmd_enrollment_approve(struct kf_cli *c, int argc, char **argv)
+{
+    return decide(c, argc, argv, 1);
+}
+
+int kf_cmd_enrollment_reject(struct kf_cli *c, int argc, char **argv)
+{
+    return decide(c, argc, argv, 0);
 }

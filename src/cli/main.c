@@ -39,7 +39,7 @@ static const struct command commands[] = {
      "create a deployment"},
     {"enrollment", "add", kf_cmd_enrollment_add,
      "enrollment add --id ID (--cert FILE | --pubkey FILE) [--networks CIDR,...] [--disabled] "
-     "[--allocation hashed|static] [--hub NAME]\n"
+     "[--allocation hashed|static] [--hub NAME] [--approval auto|manual] [--require-binding]\n"
      "\n"
      "Lets device ID provision with the factory certificate FILE (whose CN must be ID) or with\n"
      "the private key matching the public key FILE.\n"
@@ -48,17 +48,21 @@ static const struct command commands[] = {
      "  --disabled         add it disabled\n"
      "  --allocation P     how the device gets its hub: hashed (default: weighted hashing of\n"
      "                     the device id over the enabled hubs) or static (the --hub)\n"
-     "  --hub NAME         always this hub (implies --allocation static)",
+     "  --hub NAME         always this hub (implies --allocation static)\n"
+     "  --approval MODE    auto (default), or manual: a new device waits (202, Retry-After)\n"
+     "                     until an operator runs `enrollment approve` or `reject`\n"
+     "  --require-binding  every CSR must carry the TLS channel binding in its\n"
+     "                     challengePassword (RFC 7030 3.5; one that does is always checked)",
      "enroll one device by its factory certificate or key"},
     {"enrollment", "group create", kf_cmd_group_create,
      "enrollment group create --name NAME --ca FILE [--networks CIDR,...] [--disabled] "
-     "[--allocation hashed|static] [--hub NAME]\n"
+     "[--allocation hashed|static] [--hub NAME] [--approval auto|manual] [--require-binding]\n"
      "\n"
      "Creates a group enrollment for the manufacturer CA certificate FILE and prints a\n"
      "verification code. The group takes effect once you prove you hold the CA's key: make a\n"
      "certificate whose CN is the code, signed by that CA, and pass it to `group verify`.\n"
-     "The code is valid for 24 hours. --networks, --disabled, --allocation and --hub are as\n"
-     "for `enrollment add`.",
+     "The code is valid for 24 hours. --networks, --disabled, --allocation, --hub, --approval\n"
+     "and --require-binding are as for `enrollment add`.",
      "enroll devices by their manufacturer CA"},
     {"enrollment", "group verify", kf_cmd_group_verify,
      "enrollment group verify --name NAME --cert FILE\n"
@@ -75,7 +79,7 @@ static const struct command commands[] = {
      "show one enrollment"},
     {"enrollment", "set", kf_cmd_enrollment_set,
      "enrollment set ID [--allocation hashed|static] [--hub NAME] [--networks CIDR,... | "
-     "--any-network]\n"
+     "--any-network] [--approval auto|manual] [--require-binding | --no-require-binding]\n"
      "\n"
      "Changes how an enrollment's devices get their hub, or where they may provision from.\n"
      "Takes effect when each device next registers (under hashed allocation, a device keeps an\n"
@@ -85,8 +89,29 @@ static const struct command commands[] = {
      "                     static (needs --hub)\n"
      "  --hub NAME         always this hub, which must exist (implies --allocation static)\n"
      "  --networks CIDRS   only from these source networks (replaces the list)\n"
-     "  --any-network      from anywhere",
-     "change an enrollment's hub allocation or networks"},
+     "  --any-network      from anywhere\n"
+     "  --approval MODE    auto, or manual: new devices wait for `enrollment approve`\n"
+     "  --require-binding  every CSR must carry the TLS channel binding (or no longer must)",
+     "change an enrollment's hub allocation, networks, approval or binding"},
+    {"enrollment", "pending", kf_cmd_enrollment_pending,
+     "enrollment pending [--all] [--json]\n"
+     "\n"
+     "Lists the devices waiting for an operator's approval (enrollments with --approval\n"
+     "manual), oldest first, with the factory key that asked; --all lists the approved and\n"
+     "rejected ones too.",
+     "list devices waiting for approval"},
+    {"enrollment", "approve", kf_cmd_enrollment_approve,
+     "enrollment approve DEVICE\n"
+     "\n"
+     "Approves a waiting device: it gets its certificate when it next asks, for the factory key\n"
+     "that asked. Audited (approval.approve), with a provisioning.approved event.",
+     "approve a waiting device"},
+    {"enrollment", "reject", kf_cmd_enrollment_reject,
+     "enrollment reject DEVICE\n"
+     "\n"
+     "Rejects a waiting (or approved, not yet provisioned) device: its requests are refused\n"
+     "(403 approval_rejected). Audited (approval.reject), with a provisioning.rejected event.",
+     "reject a waiting device"},
     {"enrollment", "enable", kf_cmd_enrollment_enable, "enrollment enable ID",
      "enable an enrollment"},
     {"enrollment", "disable", kf_cmd_enrollment_disable, "enrollment disable ID",

@@ -51,6 +51,7 @@ struct kf_csr {
     X509_NAME *subject;   /* owned */
     X509_ALGOR *sig_alg;  /* owned */
     ASN1_BIT_STRING *sig; /* owned */
+    char *challenge;      /* owned: its challengePassword attribute, or NULL */
 };
 
 struct kf_crl {

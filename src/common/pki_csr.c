@@ -58,6 +58,29 @@ static int der_tlv(const unsigned char **p, const unsigned char *end, int want_t
 }
 
 /*
+ * The challengePassword attribute (PKCS#9: one DirectoryString value of 1..255 characters) into
+ * csr->challenge; NULL, or why it is refused.
+ */
+static const char *challenge_of(X509_ATTRIBUTE *attr, struct kf_csr *csr)
+{
+    ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(attr, 0);
+    int n;
+    if (csr->challenge) return "not a valid PKCS#10 CSR: two challengePassword attributes";
+    if (X509_ATTRIBUTE_count(attr) != 1 || !t ||
+        (t->type != V_ASN1_PRINTABLESTRING && t->type != V_ASN1_UTF8STRING &&
+         t->type != V_ASN1_IA5STRING && t->type != V_ASN1_T61STRING &&
+         t->type != V_ASN1_BMPSTRING && t->type != V_ASN1_UNIVERSALSTRING))
+        return "not a valid PKCS#10 CSR: a challengePassword that is not one string";
+    n = ASN1_STRING_to_UTF8((unsigned char **)&csr->challenge, t->value.asn1_string);
+    if (n < 1 || n > 255 || strlen(csr->challenge) != (size_t)n) {
+        OPENSSL_free(csr->challenge);
+        csr->challenge = NULL;
+        return "not a valid PKCS#10 CSR: a challengePassword of 0 or more than 255 characters";
+    }
+    return NULL;
+}
+
+/*
  * CertificationRequest ::= SEQUENCE {
  *   certificationRequestInfo SEQUENCE {
  *     version INTEGER (0), subject Name, subjectPKInfo SubjectPublicKeyInfo,
@@ -114,6 +137,13 @@ static enum kf_err parse_der(const unsigned char *der, size_t len, struct kf_csr
                 why = "not a valid PKCS#10 CSR: a malformed attribute";
                 goto bad;
             }
+            if (OBJ_obj2nid(X509_ATTRIBUTE_get0_object(attr)) == NID_pkcs9_challengePassword) {
+                why = challenge_of(attr, csr);
+                X509_ATTRIBUTE_free(attr);
+                if (why) goto bad;
+                why = "not a valid PKCS#10 CSR";
+                continue;
+            }
             X509_ATTRIBUTE_free(attr);
         }
     }
@@ -156,10 +186,16 @@ void kf_csr_free(struct kf_csr *csr)
 {
     if (!csr) return;
     X509_NAME_free(csr->subject);
+    if (csr->challenge) OPENSSL_clear_free(csr->challenge, strlen(csr->challenge));
     X509_ALGOR_free(csr->sig_alg);
     ASN1_BIT_STRING_free(csr->sig);
     free(csr->der);
     free(csr);
+}
+
+const char *kf_csr_challenge(const struct kf_csr *csr)
+{
+    return csr->challenge;
 }
 
 enum kf_err kf_csr_subject_cn(const struct kf_csr *csr, char *out, size_t cap)

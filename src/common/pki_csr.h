@@ -65,6 +65,9 @@ void kf_csr_free(struct kf_csr *csr);
 enum kf_err kf_csr_check(const struct kf_csr *csr, const struct kf_csr_policy *policy,
                          enum kf_csr_rule *failed);
 
+/* Its challengePassword attribute (UTF-8), or NULL when it has none. */
+const char *kf_csr_challenge(const struct kf_csr *csr);
+
 /* The subject's CN; KF_E_NOT_FOUND when there is none. */
 enum kf_err kf_csr_subject_cn(const struct kf_csr *csr, char *out, size_t cap);
 

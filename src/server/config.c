@@ -65,6 +65,7 @@ static const struct key keys[] = {
     I("provisioning", "hello_timeout_ms", hello_timeout_ms, 100, 600000),
     I("provisioning", "handshake_timeout_ms", handshake_timeout_ms, 100, 600000),
     I("provisioning", "retry_after", retry_after, 1, 3600),
+    I("provisioning", "approval_retry_after", approval_retry_after, 1, 86400),
     I("provisioning", "drain_timeout_ms", drain_timeout_ms, 0, 600000),
     I("provisioning", "session_cache", session_cache, 0, 1000000),
     I("provisioning", "commit_delay_us", commit_delay_us, 0, 100000),
@@ -147,6 +148,7 @@ void kf_config_defaults(struct kf_config *c)
     c->hello_timeout_ms = 2000;
     c->handshake_timeout_ms = 5000;
     c->retry_after = 2;
+    c->approval_retry_after = 60;
     c->drain_timeout_ms = 10000;
     c->session_cache = 20000;
     c->commit_delay_us = 5000;
@@ -442,6 +444,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         "hello_timeout_ms = %d\n"
         "handshake_timeout_ms = %d\n"
         "retry_after = %d\n"
+        "# A device that waits for an operator's approval (--approval manual) is told when to\n"
+        "# come back: after this many seconds (202 and Retry-After).\n"
+        "approval_retry_after = %d\n"
         "# On SIGTERM, how long requests in flight may take to finish.\n"
         "drain_timeout_ms = %d\n"
         "# TLS sessions kept for resumption (cheap reconnects).\n"
@@ -464,8 +469,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
         c->max_header_bytes, c->max_connections, c->max_connections_per_ip,
         c->max_connections_per_net, c->rate_per_ip, c->rate_burst, c->max_handshakes,
         c->max_handshakes_per_ip, c->max_handshakes_per_net, c->hello_timeout_ms,
-        c->handshake_timeout_ms, c->retry_after, c->drain_timeout_ms, c->session_cache,
-        c->commit_delay_us, c->metrics_allow, c->metrics_certificate, c->hub_listen);
+        c->handshake_timeout_ms, c->retry_after, c->approval_retry_after, c->drain_timeout_ms,
+        c->session_cache, c->commit_delay_us, c->metrics_allow, c->metrics_certificate,
+        c->hub_listen);
     if (!rc)
         rc = kf_buf_appendf(
             &b,

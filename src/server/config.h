@@ -53,6 +53,7 @@ struct kf_config {
     int hello_timeout_ms;        /* a new connection must send its ClientHello within this */
     int handshake_timeout_ms;    /* and finish the TLS handshake within this */
     int retry_after;             /* seconds, in 429 and 503 answers */
+    int approval_retry_after;    /* seconds, in 202 answers to devices awaiting approval */
     int drain_timeout_ms;        /* on SIGTERM, how long in-flight requests may take */
     int session_cache;           /* TLS sessions kept for resumption */
     int commit_delay_us;         /* group commit: longest wait for more writers to share a commit */

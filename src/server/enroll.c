@@ -161,12 +161,15 @@ static enum kf_err add_cb(struct kf_txn *txn, void *arg)
         return kf_fail(KF_E_EXISTS, "an enrollment named %s already exists", w->e->id);
     if (rc) return rc;
     snprintf(object, sizeof(object), "enrollment:%s", w->e->id);
-    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:s?}", "kind",
+    /* approval and require_binding appear when they differ from the defaults */
+    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:s?, s:o*, s:o*}", "kind",
                               w->e->kind == KF_ENROLL_GROUP ? "group" : "individual", "subject",
                               w->e->subject ? w->e->subject : "", "key_fingerprint",
                               w->e->key_fingerprint, "enabled", w->e->enabled, "networks",
                               w->e->networks, "allocation", w->e->allocation, "hub",
-                              w->e->hub[0] ? w->e->hub : NULL);
+                              w->e->hub[0] ? w->e->hub : NULL, "approval",
+                              w->e->approval_manual ? json_string("manual") : NULL,
+                              "require_binding", w->e->require_binding ? json_true() : NULL);
     rc = kf_txn_audit_append(txn, w->actor, w->action, object, detail);
     free(detail);
     return rc;
@@ -203,6 +206,7 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     if (!cert_path == !pubkey_path)
         return kf_fail(KF_E_USAGE, "give either a factory certificate or a public key");
     rc = check_networks(opts ? opts->networks : NULL, nets, sizeof(nets));
+    if (!rc) rc = kf_enroll_approval_check(opts ? opts->approval : NULL);
     if (!rc)
         rc = resolve_allocation(opts ? opts->allocation : NULL, opts ? opts->hub : NULL,
                                 e.allocation, e.hub);
@@ -267,6 +271,8 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
     snprintf(e.id, sizeof(e.id), "%s", id);
     e.kind = KF_ENROLL_INDIVIDUAL;
     e.enabled = !(opts && opts->disabled);
+    e.approval_manual = opts && opts->approval && strcmp(opts->approval, "manual") == 0;
+    e.require_binding = opts && opts->require_binding;
     e.verified = 1;
     e.networks = nets[0] ? nets : NULL;
     e.created = e.updated = now;
@@ -297,6 +303,7 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
     code[0] = '\0';
     rc = kf_id_check("group name", name);
     if (!rc) rc = check_networks(opts ? opts->networks : NULL, nets, sizeof(nets));
+    if (!rc) rc = kf_enroll_approval_check(opts ? opts->approval : NULL);
     if (!rc)
         rc = resolve_allocation(opts ? opts->allocation : NULL, opts ? opts->hub : NULL,
                                 e.allocation, e.hub);
@@ -313,6 +320,8 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
     snprintf(e.id, sizeof(e.id), "%s", name);
     e.kind = KF_ENROLL_GROUP;
     e.enabled = !(opts && opts->disabled);
+    e.approval_manual = opts && opts->approval && strcmp(opts->approval, "manual") == 0;
+    e.require_binding = opts && opts->require_binding;
     e.verified = 0;
     e.subject = subject;
     e.code_expires = now + KF_CODE_TTL;
@@ -498,6 +507,8 @@ struct update_write {
     const char *policy;   /* NULL: unchanged; else "hashed" or "static" with `hub` */
     const char *hub;      /* "" for hashed */
     const char *networks; /* canonical; "": any; NULL: unchanged */
+    int approval;         /* -1: unchanged, 0: auto, 1: manual */
+    int binding;          /* -1: unchanged, 0, 1 */
     int changed;
 };
 
@@ -511,7 +522,7 @@ static enum kf_err update_cb(struct kf_txn *txn, void *arg)
     struct update_write *w = arg;
     struct kf_enrollment e;
     char object[KF_OBJECT_MAX], *detail, *old_networks;
-    int alloc_changed = 0, hub_changed = 0, nets_changed = 0;
+    int alloc_changed = 0, hub_changed = 0, nets_changed = 0, appr_changed = 0, bind_changed = 0;
     enum kf_err rc;
 
     w->changed = 0;
@@ -531,15 +542,26 @@ static enum kf_err update_cb(struct kf_txn *txn, void *arg)
         e.networks = w->networks[0] ? (char *)w->networks : NULL;
         nets_changed = text_differs(old_networks, e.networks);
     }
-    if (!alloc_changed && !hub_changed && !nets_changed) goto out;
+    if (w->approval >= 0) {
+        appr_changed = e.approval_manual != w->approval;
+        e.approval_manual = w->approval;
+    }
+    if (w->binding >= 0) {
+        bind_changed = e.require_binding != w->binding;
+        e.require_binding = w->binding;
+    }
+    if (!alloc_changed && !hub_changed && !nets_changed && !appr_changed && !bind_changed) goto out;
     e.updated = time(NULL);
     rc = kf_txn_enrollment_update(txn, &e);
     if (rc) goto out;
     /* The detail holds what changed, with its new value (null: none). */
     detail = kf_jsontext_pack(
-        "{s:o*, s:o*, s:o*}", "allocation", alloc_changed ? json_string(e.allocation) : NULL, "hub",
+        "{s:o*, s:o*, s:o*, s:o*, s:o*}", "allocation",
+        alloc_changed ? json_string(e.allocation) : NULL, "hub",
         hub_changed ? (e.hub[0] ? json_string(e.hub) : json_null()) : NULL, "networks",
-        nets_changed ? (e.networks ? json_string(e.networks) : json_null()) : NULL);
+        nets_changed ? (e.networks ? json_string(e.networks) : json_null()) : NULL, "approval",
+        appr_changed ? json_string(e.approval_manual ? "manual" : "auto") : NULL, "require_binding",
+        bind_changed ? json_boolean(e.require_binding) : NULL);
     snprintf(object, sizeof(object), "enrollment:%s", w->id);
     rc = kf_txn_audit_append(txn, w->actor, "enrollment.update", object, detail);
     free(detail);
@@ -553,16 +575,23 @@ out:
 enum kf_err kf_enroll_update(struct kf_deploy *d, const char *actor, const char *id,
                              const struct kf_enroll_change *c, int *changed)
 {
-    struct update_write w = {actor, id, NULL, NULL, NULL, 0};
+    struct update_write w = {actor, id, NULL, NULL, NULL, -1, -1, 0};
     char policy[16], hub[KF_ID_MAX + 1], nets[KF_CIDR_TEXT_MAX];
     enum kf_err rc;
 
     if (changed) *changed = 0;
     rc = kf_id_check("enrollment id", id);
     if (rc) return rc;
-    if (!c || (!c->allocation && !c->hub && !c->networks && !c->any_network))
-        return kf_fail(KF_E_USAGE,
-                       "nothing to change: give --allocation, --hub, --networks or --any-network");
+    if (!c || (!c->allocation && !c->hub && !c->networks && !c->any_network && !c->approval &&
+               c->require_binding < 0))
+        return kf_fail(KF_E_USAGE, "nothing to change: give --allocation, --hub, --networks, "
+                                   "--any-network, --approval or --require-binding");
+    if (c->approval) {
+        rc = kf_enroll_approval_check(c->approval);
+        if (rc) return rc;
+        w.approval = strcmp(c->approval, "manual") == 0;
+    }
+    w.binding = c->require_binding;
     if (c->networks && c->any_network)
         return kf_fail(KF_E_USAGE, "give --networks or --any-network, not both");
     if (c->allocation || c->hub) {
@@ -583,8 +612,85 @@ enum kf_err kf_enroll_update(struct kf_deploy *d, const char *actor, const char 
     return rc;
 }
 
+enum kf_err kf_enroll_approval_check(const char *approval)
+{
+    char shown[64];
+    if (!approval || strcmp(approval, "auto") == 0 || strcmp(approval, "manual") == 0) return KF_OK;
+    kf_text_quote(shown, sizeof(shown), approval);
+    return kf_fail(KF_E_USAGE, "approval \"%s\" is unknown: it is auto or manual", shown);
+}
+
 enum kf_err kf_enroll_remove(struct kf_deploy *d, const char *actor, const char *id)
 {
     struct change_write w = {actor, id, CH_REMOVE, NULL, NULL, "", 0};
     return change(d, &w);
+}
+
+/* ---- approvals ---- */
+
+struct decide_write {
+    const char *actor, *id;
+    int approve;
+    struct kf_approval a;
+    int changed;
+};
+
+static enum kf_err decide_cb(struct kf_txn *txn, void *arg)
+{
+    struct decide_write *w = arg;
+    enum kf_approval_state want = w->approve ? KF_APPROVAL_APPROVED : KF_APPROVAL_REJECTED;
+    char object[KF_OBJECT_MAX], *detail;
+    struct kf_event ev;
+    enum kf_err rc;
+
+    w->changed = 0;
+    rc = kf_txn_approval_get(txn, w->id, &w->a);
+    if (rc == KF_E_NOT_FOUND)
+        return kf_fail(KF_E_NOT_FOUND,
+                       "device %s has not asked for approval (keyfleet enrollment pending lists "
+                       "those that have)",
+                       w->id);
+    if (rc) return rc;
+    if (w->a.state == want) return KF_OK;
+    w->a.state = want;
+    w->a.decided = time(NULL);
+    snprintf(w->a.decided_by, sizeof(w->a.decided_by), "%s", w->actor);
+    rc = kf_txn_approval_put(txn, &w->a);
+    if (rc) return rc;
+    snprintf(object, sizeof(object), "device:%s", w->id);
+    detail = kf_jsontext_pack("{s:s, s:s, s:s}", "enrollment", w->a.enrollment, "key_fingerprint",
+                              w->a.fingerprint, "ip", w->a.source_ip);
+    rc = kf_txn_audit_append(txn, w->actor, w->approve ? "approval.approve" : "approval.reject",
+                             object, detail);
+    if (!rc) {
+        memset(&ev, 0, sizeof(ev));
+        ev.time_ms = kf_now_ms();
+        snprintf(ev.type, sizeof(ev.type), "%s",
+                 w->approve ? "provisioning.approved" : "provisioning.rejected");
+        snprintf(ev.severity, sizeof(ev.severity), "%s", w->approve ? "info" : "warning");
+        snprintf(ev.device, sizeof(ev.device), "%s", w->id);
+        snprintf(ev.source, sizeof(ev.source), "server");
+        ev.detail = detail;
+        rc = kf_txn_event_insert(txn, &ev, NULL);
+    }
+    free(detail);
+    if (!rc) w->changed = 1;
+    return rc;
+}
+
+enum kf_err kf_enroll_decide(struct kf_deploy *d, const char *actor, const char *device_id,
+                             int approve, struct kf_approval *out, int *changed)
+{
+    struct decide_write w;
+    enum kf_err rc = kf_id_check("device id", device_id);
+    if (changed) *changed = 0;
+    if (rc) return rc;
+    memset(&w, 0, sizeof(w));
+    w.actor = actor;
+    w.id = device_id;
+    w.approve = approve;
+    rc = kf_store_write(d->store, decide_cb, &w);
+    if (!rc && out) *out = w.a;
+    if (!rc && changed) *changed = w.changed;
+    return rc;
 }

@@ -24,9 +24,24 @@ struct kf_enroll_opts {
     const char *networks; /* comma-separated CIDRs allowed to provision; NULL: any */
     int disabled;         /* create it disabled */
     const char
-        *allocation; /* "hashed" or "static"; NULL: static when `hub` is given, else hashed */
-    const char *hub; /* the hub of a static allocation; NULL: none */
+        *allocation;      /* "hashed" or "static"; NULL: static when `hub` is given, else hashed */
+    const char *hub;      /* the hub of a static allocation; NULL: none */
+    const char *approval; /* "auto" (the default) or "manual": new devices wait for an operator */
+    int require_binding;  /* 1: every CSR carries the TLS channel binding (RFC 7030 3.5) */
 };
+
+/*
+ * An operator's decision on device `device_id`, which asked to provision through an enrollment
+ * with approval manual: approved (it gets its certificate when it next asks) or rejected (it is
+ * refused). Audited as approval.approve / approval.reject, with a provisioning.approved /
+ * .rejected event. No change (and no record) when it already stands so; KF_E_NOT_FOUND when the
+ * device never asked. `*out` (may be NULL): the approval as it now is.
+ */
+enum kf_err kf_enroll_decide(struct kf_deploy *d, const char *actor, const char *device_id,
+                             int approve, struct kf_approval *out, int *changed);
+
+/* KF_E_USAGE unless `approval` is NULL, "auto" or "manual". */
+enum kf_err kf_enroll_approval_check(const char *approval);
 
 /*
  * Adds an individual enrollment for registration id `id`, bound to a factory certificate
@@ -69,6 +84,8 @@ struct kf_enroll_change {
     const char *hub;        /* a hub for static allocation; implies static */
     const char *networks;   /* comma-separated CIDRs that replace the enrollment's networks */
     int any_network;        /* 1: lift the network limit (not with `networks`) */
+    const char *approval;   /* "auto" or "manual" */
+    int require_binding;    /* -1: leave it, 0: no longer required, 1: required */
 };
 
 /*

@@ -161,6 +161,7 @@ static void reload(struct kf_service *svc, const char *dir, const char *conf_pat
     svc->hello_timeout_ms = cfg.hello_timeout_ms;
     svc->handshake_timeout_ms = cfg.handshake_timeout_ms;
     svc->retry_after = (unsigned)cfg.retry_after;
+    svc->approval_retry_after = (unsigned)cfg.approval_retry_after;
     cur = kf_registry_get(&svc->registry);
     changed = kf_config_diff(&cur->cfg, &cfg);
     kf_registry_release(cur);
@@ -286,6 +287,7 @@ int main(int argc, char **argv)
     svc.hello_timeout_ms = svc.deploy->cfg.hello_timeout_ms;
     svc.handshake_timeout_ms = svc.deploy->cfg.handshake_timeout_ms;
     svc.retry_after = (unsigned)svc.deploy->cfg.retry_after;
+    svc.approval_retry_after = (unsigned)svc.deploy->cfg.approval_retry_after;
     cores = sysconf(_SC_NPROCESSORS_ONLN);
     svc.n_workers =
         svc.deploy->cfg.workers ? (size_t)svc.deploy->cfg.workers : (size_t)(cores > 0 ? cores : 1);

@@ -103,7 +103,9 @@ enum kf_endpoint {
     X(INTERNAL_ERROR, "internal_error")                           \
     X(ENROLLED_ELSEWHERE, "enrolled_elsewhere")                   \
     X(NAME_CONFLICT, "name_conflict")                             \
-    X(FORBIDDEN, "forbidden")
+    X(FORBIDDEN, "forbidden")                                     \
+    X(APPROVAL_REJECTED, "approval_rejected")                     \
+    X(APPROVAL_CONFLICT, "approval_conflict")
 
 enum kf_refusal {
 #define KF_REFUSAL_ENUM_(name, label) KF_REFUSAL_##name,

@@ -69,6 +69,7 @@ struct verdict {
     struct kf_cidr_list individual_nets;
     char allocation[16];
     char hub[KF_ID_MAX + 1];
+    int approval_manual, require_binding;
 };
 
 /* The individual enrollment for `id`, when the client's certificate is the one enrolled. */
@@ -121,6 +122,8 @@ static enum kf_err match_individual(const struct kf_enrollment *e, const struct 
     }
     snprintf(v->allocation, sizeof(v->allocation), "%s", e->allocation);
     snprintf(v->hub, sizeof(v->hub), "%s", e->hub);
+    v->approval_manual = e->approval_manual;
+    v->require_binding = e->require_binding;
     return KF_OK;
 }
 
@@ -133,6 +136,8 @@ static void take_group(const struct kf_reg_group *g, struct verdict *v)
     v->networks = g->has_networks ? &g->networks : NULL;
     snprintf(v->allocation, sizeof(v->allocation), "%s", g->allocation);
     snprintf(v->hub, sizeof(v->hub), "%s", g->hub);
+    v->approval_manual = g->approval_manual;
+    v->require_binding = g->require_binding;
 }
 
 /* The group whose CA the factory chain reaches (eligible ones first, to say why otherwise). */
@@ -365,6 +370,33 @@ static enum kf_err identify_operational(struct kf_registry *reg, struct kf_store
     return device_allowed(k, id, ref);
 }
 
+/*
+ * Proof of possession (RFC 7030 3.5): a challengePassword must be this connection's channel
+ * binding, so that a CSR made on (or for) another connection is refused, not ignored; keyfleet
+ * takes no passwords. `required`: the enrollment wants it in every request.
+ */
+static enum kf_err check_binding(const struct kf_prov_input *in, const char *enrollment,
+                                 int required, struct kf_prov_refusal *ref)
+{
+    const char *got = kf_csr_challenge(in->csr), *kind = in->binding_kind ? in->binding_kind : "";
+    if (!got && !required) return KF_OK;
+    if (!in->binding)
+        return refuse(ref, 500, KF_REFUSAL_INTERNAL_ERROR,
+                      "cannot derive this connection's channel binding");
+    if (!got)
+        return refuse(ref, 400, KF_REFUSAL_CSR_REJECTED,
+                      "enrollment %s requires proof of possession: the CSR's challengePassword "
+                      "must be this TLS connection's %s channel binding, base64 (RFC 7030 3.5%s)",
+                      enrollment, kind, strcmp(kind, "tls-exporter") == 0 ? ", RFC 9266" : "");
+    if (strlen(got) != strlen(in->binding) || CRYPTO_memcmp(got, in->binding, strlen(got)) != 0)
+        return refuse(ref, 400, KF_REFUSAL_CSR_REJECTED,
+                      "the CSR's challengePassword is not this TLS connection's %s channel "
+                      "binding (RFC 7030 3.5): a CSR made for another connection is refused, and "
+                      "keyfleet takes no passwords",
+                      kind);
+    return KF_OK;
+}
+
 static enum kf_err check_csr(const struct kf_prov_input *in, const char *id,
                              struct kf_prov_refusal *ref)
 {
@@ -425,6 +457,113 @@ out:
     return rc;
 }
 
+/*
+ * An enrollment with approval manual: a new device gets its certificate once an operator has
+ * approved it, for the factory key that asked. Until then the request is held (job->pending:
+ * the store callback records it and the answer is 202); a rejected one is refused; another key
+ * asking for an id already held is refused too, so that nobody can slip in behind a request.
+ */
+static enum kf_err held(struct kf_store *store, const struct kf_prov_input *in,
+                        const struct verdict *v, struct kf_prov_job *job,
+                        struct kf_prov_refusal *ref)
+{
+    struct kf_approval a;
+    struct kf_txn *txn = NULL;
+    struct kf_key *key = NULL;
+    enum kf_err rc = kf_cert_public_key(in->leaf, &key);
+    if (!rc) rc = kf_key_fingerprint(key, job->fingerprint);
+    kf_key_free(key);
+    if (!rc) rc = kf_store_read(store, &txn);
+    if (rc) return rc;
+    rc = kf_txn_approval_get(txn, job->device_id, &a);
+    kf_txn_end(txn);
+    if (rc == KF_E_NOT_FOUND) {
+        kf_err_clear();
+        job->pending = 1;
+        return KF_OK;
+    }
+    if (rc) return rc;
+    ref->verified = 1;
+    if (strcmp(a.fingerprint, job->fingerprint) != 0)
+        return refuse(ref, 409, KF_REFUSAL_APPROVAL_CONFLICT,
+                      "device %s waits for approval (or was decided) with another factory key; "
+                      "an operator rejects that one first: keyfleet enrollment reject %s",
+                      job->device_id, job->device_id);
+    if (a.state == KF_APPROVAL_REJECTED)
+        return refuse(ref, 403, KF_REFUSAL_APPROVAL_REJECTED,
+                      "device %s was rejected by %s; enrollment %s will not provision it",
+                      job->device_id, a.decided_by[0] ? a.decided_by : "an operator", v->id);
+    if (a.state == KF_APPROVAL_PENDING) job->pending = 1;
+    return KF_OK;
+}
+
+/* The audit record `action` on `object`, and an info event `type` for the job's device, with
+ * the same detail, in the job's transaction. */
+static enum kf_err audit_and_event(struct kf_txn *txn, const char *action, const char *object,
+                                   char *detail, const char *type, const struct kf_prov_job *job)
+{
+    struct kf_event ev;
+    enum kf_err rc = kf_txn_audit_append(txn, KF_PROV_ACTOR, action, object, detail);
+    if (rc) return rc;
+    memset(&ev, 0, sizeof(ev));
+    ev.time_ms = kf_now_ms();
+    snprintf(ev.type, sizeof(ev.type), "%s", type);
+    snprintf(ev.severity, sizeof(ev.severity), "info");
+    snprintf(ev.device, sizeof(ev.device), "%s", job->device_id);
+    snprintf(ev.source, sizeof(ev.source), "server");
+    snprintf(ev.ip, sizeof(ev.ip), "%s", job->ip);
+    ev.detail = detail;
+    return kf_txn_event_insert(txn, &ev, NULL);
+}
+
+/* The store callback of a held request: the approval asked for, recorded (bounded). */
+static enum kf_err hold_cb(struct kf_txn *txn, struct kf_prov_job *job, time_t now)
+{
+    struct kf_approval a;
+    char object[KF_OBJECT_MAX], *detail;
+    int64_t n = 0;
+    enum kf_err rc = kf_txn_approval_get(txn, job->device_id, &a);
+
+    if (rc == KF_OK) {
+        if (strcmp(a.fingerprint, job->fingerprint) != 0 || a.state != KF_APPROVAL_PENDING) {
+            /* decided, or asked by another key, since the decision: the next request says */
+            return KF_OK;
+        }
+        a.last_request = now;
+        a.requests++;
+        snprintf(a.source_ip, sizeof(a.source_ip), "%s", job->ip);
+        return kf_txn_approval_put(txn, &a);
+    }
+    if (rc != KF_E_NOT_FOUND) return rc;
+    kf_err_clear();
+    rc = kf_txn_approval_count(txn, KF_APPROVAL_PENDING, &n);
+    if (rc) return rc;
+    if (n >= KF_APPROVALS_PENDING_MAX) {
+        refuse(&job->refusal, 503, KF_REFUSAL_OVERLOADED,
+               "%lld devices wait for approval already, the most keyfleet holds; decide some "
+               "first (keyfleet enrollment pending)",
+               (long long)n);
+        job->refused = 1;
+        return kf_fail(KF_E_DENIED, "%s", job->refusal.message);
+    }
+    memset(&a, 0, sizeof(a));
+    snprintf(a.device_id, sizeof(a.device_id), "%s", job->device_id);
+    snprintf(a.enrollment, sizeof(a.enrollment), "%s", job->enrollment);
+    a.state = KF_APPROVAL_PENDING;
+    snprintf(a.fingerprint, sizeof(a.fingerprint), "%s", job->fingerprint);
+    snprintf(a.source_ip, sizeof(a.source_ip), "%s", job->ip);
+    a.requested = a.last_request = now;
+    a.requests = 1;
+    rc = kf_txn_approval_put(txn, &a);
+    if (rc) return rc;
+    snprintf(object, sizeof(object), "device:%s", job->device_id);
+    detail = kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "device", job->device_id, "enrollment",
+                              job->enrollment, "key_fingerprint", job->fingerprint, "ip", job->ip);
+    rc = audit_and_event(txn, "approval.request", object, detail, "provisioning.pending", job);
+    free(detail);
+    return rc;
+}
+
 enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
                            struct kf_signer *signer, const struct kf_prov_input *in, time_t now,
                            struct kf_prov_job **out, struct kf_prov_refusal *ref)
@@ -455,6 +594,16 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
         }
     }
     if (!rc) rc = check_csr(in, job->device_id, ref);
+    if (!rc) {
+        const struct kf_reg_group *g = NULL;
+        int required = v.require_binding;
+        if (in->kind == KF_PROV_SIMPLEREENROLL) {
+            for (size_t i = 0; i < reg->n_groups && !g; i++)
+                if (strcmp(reg->groups[i].id, job->enrollment) == 0) g = &reg->groups[i];
+            required = g && g->require_binding;
+        }
+        rc = check_binding(in, job->enrollment, required, ref);
+    }
     if (rc) goto fail;
     if (in->kind == KF_PROV_SIMPLEREENROLL) {
         struct verdict keep;
@@ -464,12 +613,18 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
     } else {
         choose_hub(reg, &v, &k, job->device_id, job);
     }
+    if (!rc && in->kind != KF_PROV_SIMPLEREENROLL && v.approval_manual && !k.have_device) {
+        rc = held(store, in, &v, job, ref);
+        if (rc || job->pending) goto held_out;
+    }
     rc = sign(reg, signer, in, now, job);
     if (rc == KF_E_POLICY || rc == KF_E_INVALID || rc == KF_E_MALFORMED || rc == KF_E_DENIED ||
         rc == KF_E_UNSUPPORTED) {
         /* The signer checks every request again: its refusal is the CSR's, in its words. */
         rc = refuse(ref, 400, KF_REFUSAL_CSR_REJECTED, "%s", kf_errmsg());
     }
+    if (rc) goto fail;
+held_out:
     if (rc) goto fail;
     job->req.cb = kf_prov_write_cb;
     job->req.arg = job;
@@ -503,7 +658,6 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
     struct kf_prov_job *job = arg;
     struct kf_device dev;
     struct kf_registration reg;
-    struct kf_event ev;
     char object[KF_OBJECT_MAX], when[KF_TIME_TEXT_MAX];
     char *detail;
     time_t now = time(NULL);
@@ -511,6 +665,7 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
 
     job->refused = 0;
     job->new_device = 0;
+    if (job->pending) return hold_cb(txn, job, now);
     /* The presented certificate, for a renewal: revoked since the decision? */
     if (job->kind == KF_PROV_SIMPLEREENROLL) {
         struct kf_cert_rec old;
@@ -602,18 +757,7 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
         kf_jsontext_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "device", job->device_id,
                          "enrollment", job->enrollment, "kind", kind_name(job->kind), "ip", job->ip,
                          "not_after", when, "hub", dev.hub, "new_device", job->new_device);
-    rc = kf_txn_audit_append(txn, KF_PROV_ACTOR, "cert.issue", object, detail);
-    if (!rc) {
-        memset(&ev, 0, sizeof(ev));
-        ev.time_ms = kf_now_ms();
-        snprintf(ev.type, sizeof(ev.type), "provisioning.assigned");
-        snprintf(ev.severity, sizeof(ev.severity), "info");
-        snprintf(ev.device, sizeof(ev.device), "%s", job->device_id);
-        snprintf(ev.source, sizeof(ev.source), "server");
-        snprintf(ev.ip, sizeof(ev.ip), "%s", job->ip);
-        ev.detail = detail;
-        rc = kf_txn_event_insert(txn, &ev, NULL);
-    }
+    rc = audit_and_event(txn, "cert.issue", object, detail, "provisioning.assigned", job);
     free(detail);
     return rc;
 refused:

@@ -50,6 +50,8 @@ struct kf_prov_input {
     struct kf_cert *const *chain; /* what it sent above its certificate */
     size_t n_chain;
     const struct kf_csr *csr;
+    const char *binding;      /* the TLS channel binding, base64 (kf_tls_channel_binding) */
+    const char *binding_kind; /* "tls-unique", "tls-exporter" */
 };
 
 /* One enrollment from decision to answer. */
@@ -67,6 +69,8 @@ struct kf_prov_job {
     time_t renew_after;
     int new_device; /* set by the store callback */
     int refused;    /* set by the store callback when the device may not have it */
+    int pending;    /* waiting for an operator's approval: no certificate, answer 202 */
+    char fingerprint[KF_HASH_HEX]; /* the factory certificate's SPKI SHA-256 (approvals) */
     struct kf_prov_refusal refusal;
 };
 
@@ -88,6 +92,9 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
 enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg);
 
 void kf_prov_job_free(struct kf_prov_job *job);
+
+/* The most devices that may wait for approval at once (each a row in the store). */
+#define KF_APPROVALS_PENDING_MAX 10000
 
 /*
  * Records a provisioning.denied security event (reason, registration id, message, source

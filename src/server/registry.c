@@ -34,6 +34,8 @@ static enum kf_err group_cb(const struct kf_enrollment *e, void *arg)
     snprintf(g->fingerprint, sizeof(g->fingerprint), "%s", e->key_fingerprint);
     snprintf(g->allocation, sizeof(g->allocation), "%s", e->allocation);
     snprintf(g->hub, sizeof(g->hub), "%s", e->hub);
+    g->approval_manual = e->approval_manual;
+    g->require_binding = e->require_binding;
     rc = kf_cert_parse(e->cert_pem, strlen(e->cert_pem), &g->ca);
     if (rc) return kf_wrap(rc, "group %s: its CA certificate", e->id);
     if (e->networks && *e->networks) {

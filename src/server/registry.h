@@ -37,6 +37,7 @@ struct kf_reg_group {
     struct kf_cidr_list networks;
     char allocation[16];
     char hub[KF_ID_MAX + 1];
+    int approval_manual, require_binding;
 };
 
 struct kf_registry {

@@ -1291,6 +1291,76 @@ enum kf_err kf_txn_registration_get(struct kf_txn *txn, const char *device_id,
     return txn->store->be->registration_get(txn->conn, device_id, out);
 }
 
+/* ---- approvals ---- */
+
+const char *kf_approval_state_name(int state)
+{
+    switch (state) {
+    case KF_APPROVAL_PENDING: return "pending";
+    case KF_APPROVAL_APPROVED: return "approved";
+    case KF_APPROVAL_REJECTED: return "rejected";
+    }
+    return NULL;
+}
+
+int kf_approval_state_parse(const char *s)
+{
+    for (int i = KF_APPROVAL_PENDING; i <= KF_APPROVAL_REJECTED; i++)
+        if (strcmp(s, kf_approval_state_name(i)) == 0) return i;
+    return -1;
+}
+
+static enum kf_err bad_state(int state)
+{
+    return kf_fail(KF_E_INVALID, "approval state %d is not one of pending, approved, rejected",
+                   state);
+}
+
+enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval *a)
+{
+    enum kf_err rc = need_write(txn, a, "record an approval");
+    if (rc) return rc;
+    rc = check_id("approval device", a->device_id, sizeof(a->device_id), 0);
+    if (!rc) rc = check_id("approval enrollment", a->enrollment, sizeof(a->enrollment), 0);
+    if (!rc && !kf_approval_state_name((int)a->state)) rc = bad_state((int)a->state);
+    if (!rc) rc = check_hex("approval fingerprint", a->fingerprint, sizeof(a->fingerprint), 64, 0);
+    if (!rc) rc = check_fixed("approval source address", a->source_ip, sizeof(a->source_ip), 0);
+    if (!rc) rc = check_fixed("approval decided by", a->decided_by, sizeof(a->decided_by), 0);
+    if (!rc && a->requests < 1)
+        rc = kf_fail(KF_E_INVALID, "an approval is asked for at least once");
+    if (rc) return rc;
+    return txn->store->be->approval_put(txn->conn, a);
+}
+
+enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id, struct kf_approval *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    memset(out, 0, sizeof(*out));
+    rc = check_id("device id", device_id, sizeof(out->device_id), 0);
+    if (rc) return rc;
+    return txn->store->be->approval_get(txn->conn, device_id, out);
+}
+
+enum kf_err kf_txn_approval_list(struct kf_txn *txn, int state,
+                                 enum kf_err (*cb)(const struct kf_approval *a, void *arg),
+                                 void *arg)
+{
+    enum kf_err rc = need_txn(txn, cb);
+    if (rc) return rc;
+    if (state >= 0 && !kf_approval_state_name(state)) return bad_state(state);
+    return txn->store->be->approval_list(txn->conn, state, cb, arg);
+}
+
+enum kf_err kf_txn_approval_count(struct kf_txn *txn, int state, int64_t *n)
+{
+    enum kf_err rc = need_txn(txn, n);
+    if (rc) return rc;
+    *n = 0;
+    if (!kf_approval_state_name(state)) return bad_state(state);
+    return txn->store->be->approval_count(txn->conn, state, n);
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err hub_checked(const struct kf_hub *h, struct kf_hub *copy)

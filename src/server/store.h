@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 5
+#define KF_STORE_SCHEMA_VERSION 6
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -237,6 +237,8 @@ struct kf_enrollment {
     char *networks; /* allowed source networks, comma-separated CIDRs; NULL: any */
     char *settings; /* initial device settings, JSON object; NULL: none */
     int64_t created, updated;
+    int approval_manual; /* 1: a new device waits for an operator's approval */
+    int require_binding; /* 1: the CSR must carry the TLS channel binding */
 };
 void kf_enrollment_clear(struct kf_enrollment *e);
 
@@ -379,6 +381,40 @@ struct kf_registration {
     int64_t first_at, last_at, renew_after;
     int64_t count; /* how many times it registered */
 };
+
+/* ---- approvals: new devices an enrollment with approval manual holds for an operator ---- */
+
+enum kf_approval_state {
+    KF_APPROVAL_PENDING = 0,
+    KF_APPROVAL_APPROVED = 1,
+    KF_APPROVAL_REJECTED = 2,
+};
+/* "pending", "approved", "rejected"; NULL for another value. */
+const char *kf_approval_state_name(int state);
+/* The state named `s`, or -1. */
+int kf_approval_state_parse(const char *s);
+
+struct kf_approval {
+    char device_id[KF_ID_MAX + 1];
+    char enrollment[KF_ID_MAX + 1];
+    enum kf_approval_state state;
+    char fingerprint[KF_HASH_HEX];   /* SHA-256 of the SPKI of the factory certificate that asked */
+    char source_ip[KF_IP_MAX];       /* where it last asked from */
+    int64_t requested, last_request; /* seconds since the epoch */
+    int64_t requests;                /* how many times it asked */
+    int64_t decided;                 /* 0 while pending */
+    char decided_by[KF_ACTOR_MAX];
+};
+
+/* Inserts or replaces the approval of `a->device_id`. */
+enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval *a);
+/* KF_E_NOT_FOUND when the device never asked. */
+enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id, struct kf_approval *out);
+/* In the order they were first asked for; `state` -1 for every state. */
+enum kf_err kf_txn_approval_list(struct kf_txn *txn, int state,
+                                 enum kf_err (*cb)(const struct kf_approval *a, void *arg),
+                                 void *arg);
+enum kf_err kf_txn_approval_count(struct kf_txn *txn, int state, int64_t *n);
 
 /* Inserts or replaces the registration of `r->device_id`. */
 enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r);

@@ -46,6 +46,7 @@ typedef enum kf_err (*kf_event_cb)(const struct kf_event *e, void *arg);
 typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_audit_checkpoint *cp, void *arg);
 typedef enum kf_err (*kf_serial_cb)(const char *serial, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
+typedef enum kf_err (*kf_approval_cb)(const struct kf_approval *a, void *arg);
 
 struct kf_store_backend {
     const char *name; /* "sqlite" */
@@ -126,6 +127,13 @@ struct kf_store_backend {
     enum kf_err (*registration_put)(struct kf_store_conn *c, const struct kf_registration *r);
     enum kf_err (*registration_get)(struct kf_store_conn *c, const char *device_id,
                                     struct kf_registration *out);
+
+    enum kf_err (*approval_put)(struct kf_store_conn *c, const struct kf_approval *a);
+    enum kf_err (*approval_get)(struct kf_store_conn *c, const char *device_id,
+                                struct kf_approval *out);
+    /* `state` -1: every state */
+    enum kf_err (*approval_list)(struct kf_store_conn *c, int state, kf_approval_cb cb, void *arg);
+    enum kf_err (*approval_count)(struct kf_store_conn *c, int state, int64_t *n);
 
     enum kf_err (*hub_insert)(struct kf_store_conn *c, const struct kf_hub *h);
     enum kf_err (*hub_get)(struct kf_store_conn *c, const char *name, struct kf_hub *out);

@@ -236,6 +236,32 @@ static const char schema_v5[] =
     "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
     " BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
     "PRAGMA user_version = 5;";
+/*
+ * Version 6: enrollments that hold new devices for an operator's approval, or that require the
+ * CSR to carry the TLS channel binding; the approvals asked for and given.
+ */
+static const char schema_v6[] =
+    "ALTER TABLE enrollments ADD COLUMN approval TEXT NOT NULL DEFAULT 'auto'"
+    " CHECK (approval IN ('auto', 'manual'));"
+    "ALTER TABLE enrollments ADD COLUMN binding INTEGER NOT NULL DEFAULT 0"
+    " CHECK (binding IN (0, 1));"
+    "CREATE TABLE approvals ("
+    " device_id TEXT PRIMARY KEY NOT NULL CHECK (length(device_id) BETWEEN 1 AND 128),"
+    " enrollment TEXT NOT NULL CHECK (length(enrollment) BETWEEN 1 AND 128),"
+    " state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),"
+    " fingerprint TEXT NOT NULL CHECK (length(fingerprint) = 64),"
+    " source_ip TEXT NOT NULL,"
+    " requested INTEGER NOT NULL,"
+    " last_request INTEGER NOT NULL,"
+    " requests INTEGER NOT NULL CHECK (requests >= 1),"
+    " decided INTEGER NOT NULL DEFAULT 0,"
+    " decided_by TEXT NOT NULL DEFAULT ''"
+    ") STRICT;"
+    "CREATE INDEX approvals_state ON approvals (state, requested);"
+    "CREATE TRIGGER approvals_version_insert AFTER INSERT ON approvals" BUMP_VERSION
+    "CREATE TRIGGER approvals_version_update AFTER UPDATE ON approvals" BUMP_VERSION
+    "CREATE TRIGGER approvals_version_delete AFTER DELETE ON approvals" BUMP_VERSION
+    "PRAGMA user_version = 6;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -244,22 +270,26 @@ static const char schema_v5[] =
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
 
 /* ---- statements ---- */
 
-#define ENROLL_COLS                                                                 \
-    "id, kind, enabled, verified, cert_pem, pubkey_pem, key_fingerprint, subject, " \
-    "verification_code, code_expires, allocation, hub, networks, settings, created, updated"
+#define ENROLL_COLS                                                                            \
+    "id, kind, enabled, verified, cert_pem, pubkey_pem, key_fingerprint, subject, "            \
+    "verification_code, code_expires, allocation, hub, networks, settings, created, updated, " \
+    "approval, binding"
 #define DEVICE_COLS "id, enrollment, status, hub, created, updated"
 #define CERT_COLS                                                                              \
     "serial, device_id, profile, issuer, subject, not_before, not_after, status, revoked_at, " \
     "reason, fingerprint, pem, created, service"
 #define REG_COLS \
     "device_id, enrollment, hub, cert_serial, source_ip, first_at, last_at, renew_after, count"
+#define APPROVAL_COLS                                                                           \
+    "device_id, enrollment, state, fingerprint, source_ip, requested, last_request, requests, " \
+    "decided, decided_by"
 #define HUB_COLS     "name, endpoint, weight, enabled, created"
 #define SERVICE_COLS "name, role, status, created, updated"
 #define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail, claimed"
@@ -313,6 +343,11 @@ enum stmt_id {
     ST_SERVICE_LIST,
     ST_REG_PUT,
     ST_REG_GET,
+    ST_APPROVAL_PUT,
+    ST_APPROVAL_GET,
+    ST_APPROVAL_LIST,
+    ST_APPROVAL_LIST_STATE,
+    ST_APPROVAL_COUNT,
     ST_HUB_INSERT,
     ST_HUB_GET,
     ST_HUB_UPDATE,
@@ -354,13 +389,13 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE cas SET crl_number = crl_number + 1 WHERE name = ?1 RETURNING crl_number",
 
     [ST_ENROLL_INSERT] = "INSERT INTO enrollments (" ENROLL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, "
-                         "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                         "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     [ST_ENROLL_GET] = "SELECT " ENROLL_COLS " FROM enrollments WHERE id = ?1",
     [ST_ENROLL_UPDATE] = "UPDATE enrollments SET kind = ?2, enabled = ?3, verified = ?4, "
                          "cert_pem = ?5, pubkey_pem = ?6, key_fingerprint = ?7, subject = ?8, "
                          "verification_code = ?9, code_expires = ?10, allocation = ?11, "
                          "hub = ?12, networks = ?13, settings = ?14, created = ?15, "
-                         "updated = ?16 WHERE id = ?1",
+                         "updated = ?16, approval = ?17, binding = ?18 WHERE id = ?1",
     [ST_ENROLL_DELETE] = "DELETE FROM enrollments WHERE id = ?1",
     [ST_ENROLL_LIST] = "SELECT " ENROLL_COLS " FROM enrollments ORDER BY id",
     [ST_ENROLL_LIST_KIND] = "SELECT " ENROLL_COLS " FROM enrollments WHERE kind = ?1 ORDER BY id",
@@ -410,6 +445,19 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "first_at = excluded.first_at, last_at = excluded.last_at, "
                    "renew_after = excluded.renew_after, count = excluded.count",
     [ST_REG_GET] = "SELECT " REG_COLS " FROM registrations WHERE device_id = ?1",
+
+    [ST_APPROVAL_PUT] = "INSERT INTO approvals (" APPROVAL_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, "
+                        "?6, ?7, ?8, ?9, ?10) ON CONFLICT (device_id) DO UPDATE SET "
+                        "enrollment = excluded.enrollment, state = excluded.state, "
+                        "fingerprint = excluded.fingerprint, source_ip = excluded.source_ip, "
+                        "requested = excluded.requested, last_request = excluded.last_request, "
+                        "requests = excluded.requests, decided = excluded.decided, "
+                        "decided_by = excluded.decided_by",
+    [ST_APPROVAL_GET] = "SELECT " APPROVAL_COLS " FROM approvals WHERE device_id = ?1",
+    [ST_APPROVAL_LIST] = "SELECT " APPROVAL_COLS " FROM approvals ORDER BY requested, device_id",
+    [ST_APPROVAL_LIST_STATE] = "SELECT " APPROVAL_COLS " FROM approvals WHERE state = ?1 "
+                               "ORDER BY requested, device_id",
+    [ST_APPROVAL_COUNT] = "SELECT count(*) FROM approvals WHERE state = ?1",
 
     [ST_HUB_INSERT] = "INSERT INTO hubs (" HUB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_HUB_GET] = "SELECT " HUB_COLS " FROM hubs WHERE name = ?1",
@@ -1087,12 +1135,14 @@ static int bind_enrollment(sqlite3_stmt *st, const struct kf_enrollment *e)
            bind_s(st, 8, e->subject) | bind_s(st, 9, e->verification_code) |
            bind_i(st, 10, e->code_expires) | bind_s(st, 11, e->allocation) |
            bind_s(st, 12, e->hub) | bind_s(st, 13, e->networks) | bind_s(st, 14, e->settings) |
-           bind_i(st, 15, e->created) | bind_i(st, 16, e->updated);
+           bind_i(st, 15, e->created) | bind_i(st, 16, e->updated) |
+           bind_s(st, 17, e->approval_manual ? "manual" : "auto") |
+           bind_i(st, 18, e->require_binding ? 1 : 0);
 }
 
 static enum kf_err row_enrollment(struct sq_conn *c, sqlite3_stmt *st, struct kf_enrollment *e)
 {
-    char kind[16];
+    char kind[16], approval[16];
     int f = 0, k;
     enum kf_err rc;
 
@@ -1112,6 +1162,9 @@ static enum kf_err row_enrollment(struct sq_conn *c, sqlite3_stmt *st, struct kf
     f |= col_dup(st, 13, &e->settings);
     e->created = col_i(st, 14);
     e->updated = col_i(st, 15);
+    f |= col_fixed(st, 16, approval, sizeof(approval));
+    e->approval_manual = strcmp(approval, "manual") == 0;
+    e->require_binding = col_i(st, 17) != 0;
     k = kf_store_enroll_kind_parse(kind);
     if (k < 0) f |= COL_BAD;
     e->kind = (enum kf_enroll_kind)(k < 0 ? 0 : k);
@@ -1759,6 +1812,125 @@ out:
     return rc;
 }
 
+/* ---- approvals ---- */
+
+static enum kf_err sq_approval_put(struct kf_store_conn *kc, const struct kf_approval *a)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_APPROVAL_PUT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, a->device_id) | bind_s(st, 2, a->enrollment) |
+        bind_s(st, 3, kf_approval_state_name((int)a->state)) | bind_s(st, 4, a->fingerprint) |
+        bind_s(st, 5, a->source_ip) | bind_i(st, 6, a->requested) | bind_i(st, 7, a->last_request) |
+        bind_i(st, 8, a->requests) | bind_i(st, 9, a->decided) | bind_s(st, 10, a->decided_by)) {
+        rc = bind_fail(c, "an approval");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot record the approval of device %s", a->device_id);
+out:
+    release(c, ST_APPROVAL_PUT, st);
+    return rc;
+}
+
+static enum kf_err row_approval(struct sq_conn *c, sqlite3_stmt *st, struct kf_approval *a)
+{
+    char state[16];
+    int f = 0, k;
+    f |= col_fixed(st, 0, a->device_id, sizeof(a->device_id));
+    f |= col_fixed(st, 1, a->enrollment, sizeof(a->enrollment));
+    f |= col_fixed(st, 2, state, sizeof(state));
+    f |= col_fixed(st, 3, a->fingerprint, sizeof(a->fingerprint));
+    f |= col_fixed(st, 4, a->source_ip, sizeof(a->source_ip));
+    a->requested = col_i(st, 5);
+    a->last_request = col_i(st, 6);
+    a->requests = col_i(st, 7);
+    a->decided = col_i(st, 8);
+    f |= col_fixed(st, 9, a->decided_by, sizeof(a->decided_by));
+    k = kf_approval_state_parse(state);
+    if (k < 0) f |= COL_BAD;
+    a->state = (enum kf_approval_state)(k < 0 ? 0 : k);
+    return col_result(c, f, "approval");
+}
+
+static enum kf_err sq_approval_get(struct kf_store_conn *kc, const char *device_id,
+                                   struct kf_approval *a)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_APPROVAL_GET, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, device_id)) {
+        rc = bind_fail(c, "an approval");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        rc = row_approval(c, st, a);
+    else if (s == SQLITE_DONE)
+        rc = kf_fail(KF_E_NOT_FOUND, "device %s never asked for approval", device_id);
+    else
+        rc = sq_fail(c, s, "cannot read the approval of device %s", device_id);
+out:
+    release(c, ST_APPROVAL_GET, st);
+    return rc;
+}
+
+static enum kf_err sq_approval_list(struct kf_store_conn *kc, int state, kf_approval_cb cb,
+                                    void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum stmt_id id = state < 0 ? ST_APPROVAL_LIST : ST_APPROVAL_LIST_STATE;
+    struct kf_approval a;
+    enum kf_err rc = stmt(c, id, &st);
+    int s;
+
+    if (rc) return rc;
+    if (state >= 0 && bind_s(st, 1, kf_approval_state_name(state))) {
+        rc = bind_fail(c, "approvals");
+        goto out;
+    }
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&a, 0, sizeof(a));
+        rc = row_approval(c, st, &a);
+        if (!rc) rc = cb(&a, arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list approvals");
+out:
+    release(c, id, st);
+    return rc;
+}
+
+static enum kf_err sq_approval_count(struct kf_store_conn *kc, int state, int64_t *n)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_APPROVAL_COUNT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, kf_approval_state_name(state))) {
+        rc = bind_fail(c, "approvals");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *n = col_i(st, 0);
+    else
+        rc = sq_fail(c, s, "cannot count approvals");
+out:
+    release(c, ST_APPROVAL_COUNT, st);
+    return rc;
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub *h)
@@ -2227,6 +2399,10 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .service_list = sq_service_list,
     .registration_put = sq_registration_put,
     .registration_get = sq_registration_get,
+    .approval_put = sq_approval_put,
+    .approval_get = sq_approval_get,
+    .approval_list = sq_approval_list,
+    .approval_count = sq_approval_count,
     .hub_insert = sq_hub_insert,
     .hub_get = sq_hub_get,
     .hub_update = sq_hub_update,

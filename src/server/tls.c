@@ -187,3 +187,31 @@ void kf_tls_error(char *out, size_t cap)
     snprintf(out, cap, "%s", r ? r : "");
     ERR_clear_error();
 }
+
+enum kf_err kf_tls_channel_binding(SSL *ssl, char *out, size_t cap, const char **kind)
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+    unsigned char raw[64];
+    size_t n;
+
+    *kind = NULL;
+    if (!ssl) return kf_fail(KF_E_INVALID, "no TLS connection");
+    if (SSL_version(ssl) >= TLS1_3_VERSION) {
+        *kind = "tls-exporter";
+        n = 32;
+        if (SSL_export_keying_material(ssl, raw, n, label, sizeof(label) - 1, NULL, 0, 0) != 1)
+            return kf_ossl_fail(KF_E_INTERNAL, "cannot derive the tls-exporter channel binding");
+    } else {
+        *kind = "tls-unique";
+        /* The first Finished of the handshake: the client's in a full one, ours in a resumed one.
+         */
+        n = SSL_session_reused(ssl) ? SSL_get_finished(ssl, raw, sizeof(raw))
+                                    : SSL_get_peer_finished(ssl, raw, sizeof(raw));
+        if (n == 0 || n > sizeof(raw))
+            return kf_fail(KF_E_INTERNAL, "no Finished message for the tls-unique channel binding");
+    }
+    if (cap < 4 * ((n + 2) / 3) + 1) return kf_fail(KF_E_OVERSIZE, "channel binding too long");
+    EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return KF_OK;
+}

@@ -73,6 +73,17 @@ int kf_tls_ex_index(void);
 /* 1 when the session was resumed. */
 int kf_tls_resumed(struct ssl_st *ssl);
 
+/* Room for a channel binding in base64, with its NUL. */
+#define KF_TLS_BINDING_MAX 96
+
+/*
+ * The connection's channel binding, base64 as RFC 7030 3.5 carries it in a CSR's
+ * challengePassword: tls-unique (RFC 5929: the first Finished message) on TLS 1.2, tls-exporter
+ * (RFC 9266: 32 bytes of the exporter labelled "EXPORTER-Channel-Binding", no context) on TLS
+ * 1.3. `*kind` (static) names which.
+ */
+enum kf_err kf_tls_channel_binding(struct ssl_st *ssl, char *out, size_t cap, const char **kind);
+
 /* Why the last handshake on `ssl` failed, drained from OpenSSL's queue ("" when unknown). */
 void kf_tls_error(char *out, size_t cap);
 

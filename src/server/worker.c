@@ -296,6 +296,25 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
                      "the enrollment could not be recorded; try again later", 0);
         return;
     }
+    if (job->pending) {
+        /* RFC 7030 4.2.3: 202 and Retry-After; the register API says "pending" too. */
+        char extra[64], msg[2 * KF_ID_MAX + 160];
+        unsigned wait = c->w->svc->approval_retry_after;
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
+        snprintf(msg, sizeof(msg),
+                 "device %s waits for an operator's approval (keyfleet enrollment "
+                 "approve %s); ask again in %u seconds",
+                 job->device_id, job->device_id, wait);
+        c->error = "pending";
+        if (job->kind == KF_PROV_REGISTER)
+            send_json(c, 202,
+                      json_pack("{s:s, s:s, s:I, s:s}", "deviceId", job->device_id, "status",
+                                "pending", "retryAfter", (json_int_t)wait, "message", msg),
+                      extra);
+        else
+            send_response(c, 202, "text/plain; charset=utf-8", extra, msg, strlen(msg));
+        return;
+    }
     kf_metrics_enrollment(&c->w->metrics, job->kind == KF_PROV_REGISTER ? KF_ISSUE_REGISTER
                                           : job->kind == KF_PROV_SIMPLEENROLL
                                               ? KF_ISSUE_SIMPLEENROLL
@@ -408,6 +427,7 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     struct kf_registry *reg;
     struct kf_csr *csr = NULL;
     struct pending *p;
+    char binding[KF_TLS_BINDING_MAX];
     size_t n = 0;
     enum kf_err rc;
 
@@ -423,6 +443,10 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     in.chain = chain;
     in.n_chain = n;
     in.csr = csr;
+    if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->bev), binding, sizeof(binding),
+                               &in.binding_kind) == KF_OK)
+        in.binding = binding;
+    kf_err_clear();
     reg = kf_registry_fresh(&svc->registry, svc->deploy);
     rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
     kf_registry_release(reg);
@@ -1040,12 +1064,16 @@ void kf_worker_free(struct kf_worker *w)
     /*
      * A bufferevent freed while the loop stood still is only finalized by the loop: its
      * deferred callbacks hold a reference (and with it the SSL) that event_base_free would drop
-     * unrun. One pass without waiting lets them run and the TLS state go.
+     * unrun. Passes without waiting let them run and the TLS state go, once the worker's own
+     * events are gone (a stop still active would break the pass before them).
      */
-    if (w->base) event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (w->wake) event_free(w->wake);
     if (w->drain) event_free(w->drain);
     if (w->stop) event_free(w->stop);
+    for (int i = 0; w->base && i < 8; i++) {
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        if (!event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE)) break;
+    }
     if (w->base) event_base_free(w->base);
     pthread_mutex_destroy(&w->lock);
     free(w);

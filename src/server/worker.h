@@ -32,10 +32,11 @@ struct kf_service {
     struct kf_limits *limits;
     struct kf_registry_holder registry;
     struct kf_http_limits http;
-    int request_timeout_ms;   /* a whole request, TLS handshake included */
-    int hello_timeout_ms;     /* from accept to the ClientHello's first bytes */
-    int handshake_timeout_ms; /* from accept to the end of the TLS handshake */
-    unsigned retry_after;     /* seconds, in 429 and 503 answers */
+    int request_timeout_ms;        /* a whole request, TLS handshake included */
+    int hello_timeout_ms;          /* from accept to the ClientHello's first bytes */
+    int handshake_timeout_ms;      /* from accept to the end of the TLS handshake */
+    unsigned retry_after;          /* seconds, in 429 and 503 answers */
+    unsigned approval_retry_after; /* seconds, in 202 answers (awaiting approval) */
     char listen_host[64];
     int listen_port;
     struct kf_hubd *hub;      /* NULL: no hub */

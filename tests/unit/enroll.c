@@ -150,7 +150,7 @@ static void test_add_by_cert(void **state)
     struct fixture *f = *state;
     struct kf_key *k = NULL;
     const char *cert = factory_cert(&f->a, "dev-1", "dev-1.pem", &k);
-    struct kf_enroll_opts o = {"10.0.0.0/8, 192.168.1.0/24", 0, NULL, NULL};
+    struct kf_enroll_opts o = {"10.0.0.0/8, 192.168.1.0/24", 0, NULL, NULL, NULL, 0};
     struct kf_enrollment e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
@@ -198,7 +198,7 @@ static void test_add_by_pubkey(void **state)
     struct fixture *f = *state;
     char fp[KF_FINGERPRINT_HEX], detail[512];
     const char *pub = pubkey_file("dev-2.pub", fp);
-    struct kf_enroll_opts o = {NULL, 1, NULL, NULL};
+    struct kf_enroll_opts o = {NULL, 1, NULL, NULL, NULL, 0};
     struct kf_enrollment e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
@@ -235,9 +235,9 @@ static void test_add_refusals(void **state)
     struct kf_cert_template t;
     struct kf_cert *c;
     struct kf_key *k = NULL;
-    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL};
-    struct kf_enroll_opts bad_prefix = {"10.0.0.0/33", 0, NULL, NULL};
-    struct kf_enroll_opts trailing = {"10.0.0.0/8,", 0, NULL, NULL};
+    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL, NULL, 0};
+    struct kf_enroll_opts bad_prefix = {"10.0.0.0/33", 0, NULL, NULL, NULL, 0};
+    struct kf_enroll_opts trailing = {"10.0.0.0/8,", 0, NULL, NULL, NULL, 0};
     char fp[KF_FINGERPRINT_HEX], when[KF_TIME_TEXT_MAX], msg[256];
     const char *pub = pubkey_file("dup-1.pub", fp);
 
@@ -319,7 +319,7 @@ static void test_group_create(void **state)
     struct kf_key *k = NULL;
     struct kf_enrollment e;
     struct kf_test_audit a;
-    struct kf_enroll_opts o = {"2001:db8::/32", 0, NULL, NULL};
+    struct kf_enroll_opts o = {"2001:db8::/32", 0, NULL, NULL, NULL, 0};
     int64_t audit0 = kf_test_audit_count(f->d->store);
     time_t t0 = time(NULL);
 
@@ -358,7 +358,7 @@ static void test_group_create_refusals(void **state)
     char code[KF_CODE_MAX];
     const char *ca = kf_test_path("d-root.pem");
     const char *dev = factory_cert(&f->b, "dev-b", "dev-b.pem", NULL);
-    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL};
+    struct kf_enroll_opts bad_net = {"10.0.0.1/8", 0, NULL, NULL, NULL, 0};
 
     kf_test_pki_make(&d, KF_KEY_EC_P256);
     kf_test_save_cert(d.root, ca);
@@ -664,14 +664,14 @@ static void test_allocation_on_add(void **state)
 {
     struct fixture *f = *state;
     char fp[KF_FINGERPRINT_HEX], detail[512];
-    struct kf_enroll_opts by_hub = {NULL, 0, NULL, "alloc-a"};
-    struct kf_enroll_opts both = {NULL, 0, "static", "alloc-a"};
-    struct kf_enroll_opts hashed = {NULL, 0, "hashed", NULL};
-    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL};
-    struct kf_enroll_opts hashed_hub = {NULL, 0, "hashed", "alloc-a"};
-    struct kf_enroll_opts unknown = {NULL, 0, "round-robin", NULL};
-    struct kf_enroll_opts no_such_hub = {NULL, 0, NULL, "alloc-z"};
-    struct kf_enroll_opts bad_hub = {NULL, 0, NULL, "Alloc-A"};
+    struct kf_enroll_opts by_hub = {NULL, 0, NULL, "alloc-a", NULL, 0};
+    struct kf_enroll_opts both = {NULL, 0, "static", "alloc-a", NULL, 0};
+    struct kf_enroll_opts hashed = {NULL, 0, "hashed", NULL, NULL, 0};
+    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL, NULL, 0};
+    struct kf_enroll_opts hashed_hub = {NULL, 0, "hashed", "alloc-a", NULL, 0};
+    struct kf_enroll_opts unknown = {NULL, 0, "round-robin", NULL, NULL, 0};
+    struct kf_enroll_opts no_such_hub = {NULL, 0, NULL, "alloc-z", NULL, 0};
+    struct kf_enroll_opts bad_hub = {NULL, 0, NULL, "Alloc-A", NULL, 0};
     struct kf_test_audit a;
     const char *pub;
     int64_t audit0;
@@ -720,9 +720,9 @@ static void test_allocation_on_group_create(void **state)
     struct kf_test_pki g, h;
     char code[KF_CODE_MAX];
     const char *g_root = kf_test_path("g-root.pem"), *h_root = kf_test_path("h-root.pem");
-    struct kf_enroll_opts on_hub = {NULL, 0, NULL, "alloc-g"};
-    struct kf_enroll_opts no_such_hub = {NULL, 0, "static", "alloc-z"};
-    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL};
+    struct kf_enroll_opts on_hub = {NULL, 0, NULL, "alloc-g", NULL, 0};
+    struct kf_enroll_opts no_such_hub = {NULL, 0, "static", "alloc-z", NULL, 0};
+    struct kf_enroll_opts static_no_hub = {NULL, 0, "static", NULL, NULL, 0};
     struct kf_test_audit a;
     int64_t audit0;
 
@@ -755,20 +755,20 @@ static void test_update(void **state)
 {
     struct fixture *f = *state;
     char fp[KF_FINGERPRINT_HEX];
-    struct kf_enroll_change to_a = {NULL, "upd-a", NULL, 0};
-    struct kf_enroll_change to_b = {"static", "upd-b", NULL, 0};
-    struct kf_enroll_change to_hashed = {"hashed", NULL, NULL, 0};
-    struct kf_enroll_change nets = {NULL, NULL, "192.168.0.0/16, 10.0.0.0/8", 0};
-    struct kf_enroll_change any = {NULL, NULL, NULL, 1};
-    struct kf_enroll_change all = {NULL, "upd-a", "10.0.0.0/8", 0};
-    struct kf_enroll_change nothing = {NULL, NULL, NULL, 0};
-    struct kf_enroll_change nets_and_any = {NULL, NULL, "10.0.0.0/8", 1};
-    struct kf_enroll_change static_no_hub = {"static", NULL, NULL, 0};
-    struct kf_enroll_change hashed_hub = {"hashed", "upd-a", NULL, 0};
-    struct kf_enroll_change unknown = {"sticky", NULL, NULL, 0};
-    struct kf_enroll_change no_such_hub = {NULL, "upd-z", NULL, 0};
-    struct kf_enroll_change bad_nets = {NULL, NULL, "10.0.0.1/8", 0};
-    struct kf_enroll_change bad_hub = {NULL, "upd a", NULL, 0};
+    struct kf_enroll_change to_a = {NULL, "upd-a", NULL, 0, NULL, -1};
+    struct kf_enroll_change to_b = {"static", "upd-b", NULL, 0, NULL, -1};
+    struct kf_enroll_change to_hashed = {"hashed", NULL, NULL, 0, NULL, -1};
+    struct kf_enroll_change nets = {NULL, NULL, "192.168.0.0/16, 10.0.0.0/8", 0, NULL, -1};
+    struct kf_enroll_change any = {NULL, NULL, NULL, 1, NULL, -1};
+    struct kf_enroll_change all = {NULL, "upd-a", "10.0.0.0/8", 0, NULL, -1};
+    struct kf_enroll_change nothing = {NULL, NULL, NULL, 0, NULL, -1};
+    struct kf_enroll_change nets_and_any = {NULL, NULL, "10.0.0.0/8", 1, NULL, -1};
+    struct kf_enroll_change static_no_hub = {"static", NULL, NULL, 0, NULL, -1};
+    struct kf_enroll_change hashed_hub = {"hashed", "upd-a", NULL, 0, NULL, -1};
+    struct kf_enroll_change unknown = {"sticky", NULL, NULL, 0, NULL, -1};
+    struct kf_enroll_change no_such_hub = {NULL, "upd-z", NULL, 0, NULL, -1};
+    struct kf_enroll_change bad_nets = {NULL, NULL, "10.0.0.1/8", 0, NULL, -1};
+    struct kf_enroll_change bad_hub = {NULL, "upd a", NULL, 0, NULL, -1};
     struct kf_enrollment e, before;
     int64_t audit0;
     int changed = -1;
@@ -834,7 +834,8 @@ static void test_update(void **state)
 
     changed = -1;
     EXPECT_REFUSED(f, KF_E_USAGE,
-                   "nothing to change: give --allocation, --hub, --networks or --any-network",
+                   "nothing to change: give --allocation, --hub, --networks, --any-network, "
+                   "--approval or --require-binding",
                    kf_enroll_update(f->d, KF_TEST_ACTOR, "upd-1", &nothing, &changed));
     assert_int_equal(changed, 0);
     EXPECT_REFUSED(f, KF_E_USAGE, "nothing to change",

@@ -393,8 +393,8 @@ static void test_weight(void **state)
 static void test_remove(void **state)
 {
     struct fixture *f = *state;
-    struct kf_enroll_opts on_rm = {NULL, 0, NULL, "rm"};
-    struct kf_enroll_change hashed = {"hashed", NULL, NULL, 0};
+    struct kf_enroll_opts on_rm = {NULL, 0, NULL, "rm", NULL, 0};
+    struct kf_enroll_change hashed = {"hashed", NULL, NULL, 0, NULL, -1};
     struct kf_device dev;
     struct kf_hub h;
     int64_t audit0;
@@ -422,7 +422,8 @@ static void test_remove(void **state)
     KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "rm-static-1", &hashed, NULL));
     KF_OK_OR_FAIL(kf_enroll_remove(f->d, KF_TEST_ACTOR, "rm-static-2"));
     KF_OK_OR_FAIL(kf_enroll_update(f->d, KF_TEST_ACTOR, "rm-static-3",
-                                   &(struct kf_enroll_change){NULL, "rm-other", NULL, 0}, NULL));
+                                   &(struct kf_enroll_change){NULL, "rm-other", NULL, 0, NULL, -1},
+                                   NULL));
     device_on(f, "rm-dev-1", "rm", KF_DEVICE_ACTIVE);
     audit0 = kf_test_audit_count(f->d->store);
     KF_OK_OR_FAIL(kf_hubs_remove(f->d, KF_TEST_ACTOR, "rm"));
@@ -449,7 +450,7 @@ static enum kf_err collect_cb(const struct kf_enrollment *e, void *arg)
 static void test_devices_and_enrollments(void **state)
 {
     struct fixture *f = *state;
-    struct kf_enroll_opts on_cnt = {NULL, 0, "static", "cnt"};
+    struct kf_enroll_opts on_cnt = {NULL, 0, "static", "cnt", NULL, 0};
     struct kf_txn *t = NULL;
     struct kf_buf b;
     int64_t all = -1, active = -1;
