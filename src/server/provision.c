@@ -593,6 +593,11 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
             snprintf(job->enrollment, sizeof(job->enrollment), "%s", v.id);
         }
     }
+    if (!rc && in->label && strcmp(in->label, job->enrollment) != 0)
+        rc = refuse(ref, 404, KF_REFUSAL_ENROLLMENT_NOT_FOUND,
+                    "device %s is not of group %s, the CA label this request came under (it "
+                    "belongs to enrollment %s)",
+                    job->device_id, in->label, job->enrollment[0] ? job->enrollment : "none");
     if (!rc) rc = check_csr(in, job->device_id, ref);
     if (!rc) {
         const struct kf_reg_group *g = NULL;

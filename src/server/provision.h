@@ -52,6 +52,7 @@ struct kf_prov_input {
     const struct kf_csr *csr;
     const char *binding;      /* the TLS channel binding, base64 (kf_tls_channel_binding) */
     const char *binding_kind; /* "tls-unique", "tls-exporter" */
+    const char *label;        /* the EST CA label the request came under, or NULL */
 };
 
 /* One enrollment from decision to answer. */

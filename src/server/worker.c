@@ -82,6 +82,7 @@ struct conn {
     /* the request being answered, for the log line and the metrics */
     struct timespec started;
     enum kf_endpoint ep;
+    char label[KF_ID_MAX + 1]; /* the EST CA label of the request (RFC 7030 3.2.2), or "" */
     char method[KF_HTTP_METHOD_MAX];
     char path[KF_HTTP_TARGET_MAX];
     char id[KF_ID_MAX + 1];
@@ -443,6 +444,7 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     in.chain = chain;
     in.n_chain = n;
     in.csr = csr;
+    in.label = c->label[0] ? c->label : NULL;
     if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->bev), binding, sizeof(binding),
                                &in.binding_kind) == KF_OK)
         in.binding = binding;
@@ -501,6 +503,42 @@ static const struct route routes[] = {
     {"/healthz", "GET", KF_EP_HEALTHZ},
     {"/metrics", "GET", KF_EP_METRICS},
 };
+
+/*
+ * An EST path with a CA label, /.well-known/est/<label>/<operation> (RFC 7030 3.2.2): the
+ * operation's route, the label into `label`; NULL when it is not one.
+ */
+static const struct route *labelled_route(const char *path, char *label, size_t cap)
+{
+    static const char prefix[] = "/.well-known/est/";
+    const char *seg = path + sizeof(prefix) - 1, *slash;
+    char op[64];
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0) return NULL;
+    slash = strchr(seg, '/');
+    if (!slash || (size_t)(slash - seg) >= cap || slash == seg) return NULL;
+    memcpy(label, seg, (size_t)(slash - seg));
+    label[slash - seg] = '\0';
+    if (!kf_id_valid(label)) {
+        label[0] = '\0';
+        return NULL;
+    }
+    snprintf(op, sizeof(op), "%s%s", prefix, slash + 1);
+    for (size_t i = 0; i < 4; i++) /* the EST routes come first */
+        if (strcmp(routes[i].path, op) == 0) return &routes[i];
+    label[0] = '\0';
+    return NULL;
+}
+
+/* Whether `label` names a group enrollment (in the registry as the store has it now). */
+static int label_known(struct kf_service *svc, const char *label)
+{
+    struct kf_registry *reg = kf_registry_fresh(&svc->registry, svc->deploy);
+    int found = 0;
+    for (size_t i = 0; i < reg->n_groups && !found; i++)
+        found = strcmp(reg->groups[i].id, label) == 0;
+    kf_registry_release(reg);
+    return found;
+}
 
 /*
  * Whether `c` may read /metrics: from [provisioning] metrics_allow (default: loopback), or with a
@@ -599,6 +637,8 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
 
     for (size_t i = 0; i < KF_ARRAY_LEN(routes); i++)
         if (strcmp(routes[i].path, req->path) == 0) r = &routes[i];
+    c->label[0] = '\0';
+    if (!r) r = labelled_route(req->path, c->label, sizeof(c->label));
     c->ep = r ? r->ep : KF_EP_OTHER;
     if (c->over_handshakes) {
         c->closing = 1;
@@ -625,6 +665,13 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     }
     if (!r) {
         send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such endpoint", 0);
+        return;
+    }
+    if (c->label[0] && !label_known(svc, c->label)) {
+        char msg[KF_ID_MAX + 96];
+        snprintf(msg, sizeof(msg), "no CA label \"%s\": a label is the name of a group enrollment",
+                 c->label);
+        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, msg, 0);
         return;
     }
     if (strcmp(req->method, r->method) != 0) {

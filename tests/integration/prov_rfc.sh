@@ -72,4 +72,28 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/
     -out "$T/dev-2y.csr" -subj "/CN=dev-2/O=acme" 2>/dev/null
 est simplereenroll "$T/dev-2r.op.pem" "$T/dev-2r.op.key" "$T/dev-2y.csr"
 expect_refusal "re-enrollment with the attributes reordered" 400 csr_rejected "RFC 7030 4.2.2"
+
+# ---- CA labels (RFC 7030 3.2.2): /.well-known/est/<group>/... ----
+mkca other
+group_enroll line2 other
+HTTP=$(curl -s -o "$T/lc" -D "$T/h" -w '%{http_code}' --cacert "$D/ca/root.crt" "$URL/.well-known/est/fab/cacerts")
+equals "cacerts under a label: 200" "$HTTP" 200
+check "the same CA certificates" sh -c "curl -s --cacert '$D/ca/root.crt' '$URL/.well-known/est/cacerts' | cmp -s - '$T/lc'"
+HTTP=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$D/ca/root.crt" "$URL/.well-known/est/nosuch/cacerts")
+BODY=$(cat "$T/resp")
+expect_refusal "an unknown label" 404 not_found 'no CA label "nosuch": a label is the name of a group enrollment'
+HTTP=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$D/ca/root.crt" "$URL/.well-known/est/fab/nosuch")
+equals "a label before an unknown operation: 404" "$HTTP" 404
+fdev dev-9 factory
+ocsr dev-9
+openssl req -in "$T/dev-9.op.csr" -outform DER | openssl base64 >"$T/req.b64"
+lab() { # lab LABEL OP CERT KEY: an EST request under a label; HTTP, BODY
+    HTTP=$(curl -s -o "$T/resp" -w '%{http_code}' --cacert "$D/ca/root.crt" --cert "$3" --key "$4" \
+        -H 'Content-Type: application/pkcs10' --data-binary @"$T/req.b64" "$URL/.well-known/est/$1/$2")
+    BODY=$(cat "$T/resp")
+}
+lab line2 simpleenroll "$T/dev-9.pem" "$T/dev-9.key"
+expect_refusal "a device of fab under the label line2" 404 enrollment_not_found "device dev-9 is not of group line2, the CA label this request came under (it belongs to enrollment fab)"
+lab fab simpleenroll "$T/dev-9.pem" "$T/dev-9.key"
+equals "under its own group's label: 200" "$HTTP" 200
 finish
