@@ -388,6 +388,39 @@ static void test_tampered_requests(void **state)
 }
 
 /* Structures that are not DER PKCS#10: each refused as malformed, none crashes. */
+/* A CSR from openssl with config `conf` (which names its own subject and attributes). */
+static struct kf_csr *csr_from_config(const char *conf)
+{
+    const char *cnf = kf_test_path("csr.cnf"), *req = kf_test_path("csr.pem");
+    struct kf_csr *csr = NULL;
+    char *text;
+    FILE *f = fopen(cnf, "w");
+    assert_non_null(f);
+    fputs(conf, f);
+    fclose(f);
+    kf_test_sh("rm -f '%s'", req);
+    assert_int_equal(kf_test_sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                                "-nodes -keyout '%s' -out '%s' -config '%s' 2>/dev/null",
+                                kf_test_path("csr.key"), req, cnf),
+                     0);
+    text = kf_test_read(req);
+    KF_OK_OR_FAIL(kf_csr_parse(text, strlen(text), &csr));
+    free(text);
+    return csr;
+}
+
+/* The challengePassword attribute (PKCS#9), read for the channel binding check. */
+static void test_challenge_password(void **state)
+{
+    struct kf_csr *csr = csr_from_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=d");
+    assert_null(kf_csr_challenge(csr));
+    kf_csr_free(csr);
+    csr = csr_from_config("[req]\nprompt = no\ndistinguished_name = dn\nattributes = a\n"
+                          "[dn]\nCN = d\n[a]\nchallengePassword = c2VjcmV0K2JpbmRpbmc=\n");
+    assert_string_equal(kf_csr_challenge(csr), "c2VjcmV0K2JpbmRpbmc=");
+    kf_csr_free(csr);
+}
+
 static void test_malformed_structures(void **state)
 {
     static const struct {
@@ -423,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_agrees_with_openssl),
         cmocka_unit_test(test_tampered_requests),
         cmocka_unit_test(test_malformed_structures),
+        cmocka_unit_test(test_challenge_password),
         cmocka_unit_test(test_explicit_curve_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
