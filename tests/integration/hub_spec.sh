@@ -63,7 +63,7 @@ print((bytes([0x82, len(body)]) + body).hex())' "$1" "$2" "$3" "${4:-0}"
 }
 (sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
 publisher=$!
-raw dash c5:dash "$(sub5 1 7 'devices/+/telemetry/#')" "$(sub5 2 9 'devices/dev-2/telemetry/x' 1)"
+RAW_WAIT=4 raw dash c5:dash "$(sub5 1 7 'devices/+/telemetry/#')" "$(sub5 2 9 'devices/dev-2/telemetry/x' 1)"
 wait "$publisher"
 publishes=$(grep '^3 ' <<<"$RAW")
 equals "two subscriptions with two identifiers: two copies" "$(wc -l <<<"$publishes")" 2
@@ -76,7 +76,7 @@ check "the copy for the QoS 1 subscription is QoS 1" grep -q "^3 32.*0b09" <<<"$
 # The same identifier on both: one copy.
 (sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
 publisher=$!
-raw dash c5:dash "$(sub5 1 5 'devices/+/telemetry/#')" "$(sub5 2 5 'devices/dev-2/telemetry/#' 1)"
+RAW_WAIT=4 raw dash c5:dash "$(sub5 1 5 'devices/+/telemetry/#')" "$(sub5 2 5 'devices/dev-2/telemetry/#' 1)"
 wait "$publisher"
 equals "one identifier on both: one copy" "$(grep -c '^3 ' <<<"$RAW")" 1
 check "at the higher QoS, with the identifier" grep -q "^3 32.*0b05" <<<"$RAW"

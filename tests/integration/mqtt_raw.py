@@ -6,7 +6,8 @@ usage: mqtt_raw.py PORT CA CERT KEY PACKET [PACKET ...]
 Each PACKET is sent as one write, with a short pause between them: hex bytes (spaces allowed),
 or cV:ID[:KEEPALIVE] for a well-formed CONNECT of MQTT version V (4 or 5) with client id ID
 (CV:ID[:KEEPALIVE], capital C, the same with clean start off: a persistent session).
-SRC in the environment binds the client to that source address (127.0.1.5, say).
+SRC in the environment binds the client to that source address (127.0.1.5, say); RAW_WAIT
+sets the seconds of silence that end the reading (default 2).
 Prints each packet received as "TYPE HEX" (TYPE the packet type number) and "closed" when the
 server closes the connection, or "open" if it is still open after two seconds of silence.
 Used by the hub tests to send what no well-behaved client would.
@@ -35,7 +36,7 @@ def main():
     except OSError:  # ssl.SSLError and the connection errors are OSErrors
         print("closed")
         return
-    s.settimeout(2)
+    s.settimeout(float(os.environ.get("RAW_WAIT", "2")))
     buf = b""
     try:
         while True:
