@@ -88,6 +88,13 @@ closed"
 raw dev-1 c4:
 contains "empty client id, CleanSession=1: accepted, the certificate names it" "$RAW" "2 20020000"
 
+# ---- MQTT 5: a session that ends with its connection cannot be made to last at DISCONNECT ----
+raw dev-1 c5:dev-1 "e00700051100000e10"
+check "session expiry set at DISCONNECT after 0 at CONNECT: DISCONNECT 0x82 (MQTT-3.14.2-2)" grep -Eq '^14 e0[0-9a-f]{2}82' <<<"$RAW"
+contains "and the connection is closed" "$RAW" "closed"
+raw dev-1 C5:dev-1
+check "no session was kept for it" grep -Eq '^2 20[0-9a-f]{2}00' <<<"$RAW"
+
 stop_kfd
 equals "keyfleetd stops cleanly" "$KFD_STATUS" 0
 check_not "nothing went wrong in keyfleetd" grep -E "level=error|Sanitizer|runtime error" "$T/kfd.log"
