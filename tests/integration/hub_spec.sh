@@ -88,6 +88,23 @@ closed"
 raw dev-1 c4:
 contains "empty client id, CleanSession=1: accepted, the certificate names it" "$RAW" "2 20020000"
 
+# ---- more statements, each with a packet no well-behaved client sends ----
+disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
+raw dev-1 c5:dev-1 c5:dev-1
+check "a second CONNECT: DISCONNECT 0x82 (MQTT-3.1.0-2)" disconnected_with 82
+raw dev-1 c5:dev-1 "30 07 00 03 61 2f 2b 00 78"
+check "a wildcard in a topic name: DISCONNECT (MQTT-3.3.2-2)" disconnected_with '(82|90)'
+raw dev-1 c5:dev-1 "32 08 00 03 61 2f 62 00 00 00"
+check "QoS 1 with packet id 0: DISCONNECT (MQTT-2.2.1-3)" disconnected_with '(81|82)'
+raw dev-1 c5:dev-1 "82 0b 00 01 00 00 05 61 2f 23 2f 62 00"
+contains "a filter with # not last: SUBACK 0x8F, connection open (MQTT-4.7.1-1)" "$RAW" "9 90040001008f"
+raw dev-1 c4:dev-1 "82 0a 00 01 00 05 61 2f 23 2f 62 00"
+contains "MQTT 3.1.1: SUBACK 0x80" "$RAW" "9 9003000180"
+raw dev-1 c4:dev-1 "c0 00"
+contains "PINGREQ: PINGRESP (MQTT-3.12.4-1)" "$RAW" "13 d000"
+raw dev-1 "10 11 00 04 4d 51 54 54 04 03 00 3c 00 05 64 65 76 2d 31"
+equals "CONNECT with its reserved flag set: closed, no CONNACK (MQTT-3.1.2-3)" "$RAW" "closed"
+
 # ---- MQTT 5: a session that ends with its connection cannot be made to last at DISCONNECT ----
 raw dev-1 c5:dev-1 "e00700051100000e10"
 check "session expiry set at DISCONNECT after 0 at CONNECT: DISCONNECT 0x82 (MQTT-3.14.2-2)" grep -Eq '^14 e0[0-9a-f]{2}82' <<<"$RAW"
