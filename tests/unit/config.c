@@ -217,6 +217,9 @@ static void test_bad_numbers(void **state)
          "ca.service_cert_days = \"0x10\" is not a whole number"},
         {"[ca]\ncrl_hours = 99999999999999999999\n", "is not a whole number from 1 to 8784"},
         {"[ca]\ncrl_hours =\n", "ca.crl_hours = \"\" is not a whole number"},
+        {"[hub]\ntls_offload = maybe\n",
+         "hub.tls_offload = \"maybe\" is not a switch: 0 or 1 (true/false, yes/no, on/off)"},
+        {"[hub]\ntls_offload = 2\n", "hub.tls_offload = \"2\" is not a whole number from 0 to 1"},
     };
     struct kf_config c;
     for (size_t i = 0; i < KF_ARRAY_LEN(cases); i++) {
@@ -229,6 +232,13 @@ static void test_bad_numbers(void **state)
     KF_OK_OR_FAIL(load_text("num.conf", "[ca]\ndevice_cert_days = 1\ncrl_hours = 8784\n", &c));
     assert_int_equal(c.device_cert_days, 1);
     assert_int_equal(c.crl_hours, 8784);
+    /* Switches take the words people write for them too. */
+    KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = false\n", &c));
+    assert_int_equal(c.hub_tls_offload, 0);
+    KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = Yes\n", &c));
+    assert_int_equal(c.hub_tls_offload, 1);
+    KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = off\n", &c));
+    assert_int_equal(c.hub_tls_offload, 0);
 }
 
 static void test_bad_strings(void **state)
