@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/htab.h"
 #include "common/ident.h"
 
@@ -99,6 +100,8 @@ struct kf_broker {
     size_t n_matches, cap_matches;
     uint64_t n_online, n_subs, n_retained, n_queued, routed, dropped;
     size_t retained_bytes;
+    void (*on_retained)(void *arg, const struct kf_msg *m);
+    void *on_retained_arg;
 };
 
 static void will_now(struct kf_broker *b, struct kf_session *s);
@@ -663,6 +666,179 @@ static void retain_msg(struct kf_broker *b, struct kf_msg *m)
     owner_count(b, m, 1);
 }
 
+void kf_broker_on_retained(struct kf_broker *b, void (*cb)(void *arg, const struct kf_msg *m),
+                           void *arg)
+{
+    pthread_mutex_lock(&b->lock);
+    b->on_retained = cb;
+    b->on_retained_arg = arg;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void kf_broker_restore_retained(struct kf_broker *b, struct kf_msg *m)
+{
+    pthread_mutex_lock(&b->lock);
+    if (m->payload_len) retain_msg(b, m);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- messages as bytes ---- */
+
+#define MSG_FORMAT 1
+
+static int put32(struct kf_buf *out, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    return kf_buf_append(out, b, 4) != KF_OK;
+}
+
+static int put_str(struct kf_buf *out, const uint8_t *p, size_t n)
+{
+    return put32(out, (uint32_t)n) | (n && kf_buf_append(out, p, n) != KF_OK);
+}
+
+enum kf_err kf_msg_encode(const struct kf_msg *m, struct kf_buf *out)
+{
+    uint8_t head[4] = {MSG_FORMAT, m->qos, m->retain,
+                       (uint8_t)((m->has_payload_format ? 1 : 0) | (m->content_type.p ? 2 : 0) |
+                                 (m->response_topic.p ? 4 : 0) | (m->correlation_data.p ? 8 : 0))};
+    size_t before = out->len;
+    int bad = kf_buf_append(out, head, sizeof(head)) != KF_OK;
+    bad |= kf_buf_append(out, &m->payload_format, 1) != KF_OK;
+    bad |= put32(out, (uint32_t)((uint64_t)m->expires_ms >> 32));
+    bad |= put32(out, (uint32_t)m->expires_ms);
+    bad |= put_str(out, m->topic.p, m->topic.len);
+    bad |= put_str(out, m->payload, m->payload_len);
+    bad |= put_str(out, m->content_type.p, m->content_type.len);
+    bad |= put_str(out, m->response_topic.p, m->response_topic.len);
+    bad |= put_str(out, m->correlation_data.p, m->correlation_data.len);
+    bad |= put_str(out, (const uint8_t *)m->origin, strlen(m->origin));
+    bad |= put32(out, (uint32_t)m->n_user);
+    for (size_t i = 0; i < m->n_user; i++) {
+        bad |= put_str(out, m->user[i].name.p, m->user[i].name.len);
+        bad |= put_str(out, m->user[i].value.p, m->user[i].value.len);
+    }
+    if (bad) {
+        out->len = before;
+        return kf_fail(KF_E_NOMEM, "cannot encode a message");
+    }
+    return KF_OK;
+}
+
+struct reader {
+    const uint8_t *p;
+    size_t left;
+    int bad;
+};
+
+static uint32_t get32(struct reader *r)
+{
+    uint32_t v;
+    if (r->left < 4) {
+        r->bad = 1;
+        return 0;
+    }
+    v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+    r->p += 4;
+    r->left -= 4;
+    return v;
+}
+
+static struct kf_mqtt_str get_str(struct reader *r)
+{
+    struct kf_mqtt_str s = {NULL, 0};
+    uint32_t n = get32(r);
+    if (r->bad || n > r->left || n > 0xFFFFFFu) {
+        r->bad = 1;
+        return s;
+    }
+    s.p = r->p;
+    s.len = n;
+    r->p += n;
+    r->left -= n;
+    return s;
+}
+
+struct kf_msg *kf_msg_decode(const uint8_t *data, size_t len)
+{
+    struct reader r = {data, len, 0};
+    struct kf_mqtt_str topic, payload, ct, rt, cd, origin, names[256], values[256];
+    uint8_t flags, pf;
+    uint32_t n_user;
+    int64_t expires;
+    size_t need, pos = 0;
+    struct kf_msg *m;
+    struct kf_mqtt_user_prop *up;
+    uint8_t *d;
+
+    if (len < 13 || data[0] != MSG_FORMAT || data[1] > 2 || data[2] > 1) goto bad;
+    flags = data[3];
+    pf = data[4];
+    r.p += 5;
+    r.left -= 5;
+    {
+        uint64_t hi = get32(&r), lo = get32(&r);
+        expires = (int64_t)(hi << 32 | lo);
+    }
+    topic = get_str(&r);
+    payload = get_str(&r);
+    ct = get_str(&r);
+    rt = get_str(&r);
+    cd = get_str(&r);
+    origin = get_str(&r);
+    n_user = get32(&r);
+    if (r.bad || n_user > 256 || !topic.len || origin.len > KF_ID_MAX + 2) goto bad;
+    need = sizeof(*m) + n_user * sizeof(*up) + topic.len + payload.len + ct.len + rt.len + cd.len;
+    for (uint32_t i = 0; i < n_user; i++) {
+        names[i] = get_str(&r);
+        values[i] = get_str(&r);
+        need += names[i].len + values[i].len;
+    }
+    if (r.bad || r.left) goto bad;
+    m = calloc(1, need);
+    if (!m) {
+        kf_fail(KF_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    up = (struct kf_mqtt_user_prop *)(m + 1);
+    d = (uint8_t *)(up + n_user);
+#define KEEP(dst, src)                                      \
+    do {                                                    \
+        if ((src).len) memcpy(d + pos, (src).p, (src).len); \
+        (dst).p = d + pos;                                  \
+        (dst).len = (src).len;                              \
+        pos += (src).len;                                   \
+    } while (0)
+    m->refs = 1;
+    m->qos = data[1];
+    m->retain = data[2];
+    m->has_payload_format = flags & 1;
+    m->payload_format = pf;
+    m->expires_ms = expires;
+    KEEP(m->topic, topic);
+    if (payload.len) memcpy(d + pos, payload.p, payload.len);
+    m->payload = d + pos;
+    m->payload_len = payload.len;
+    pos += payload.len;
+    if (flags & 2) KEEP(m->content_type, ct);
+    if (flags & 4) KEEP(m->response_topic, rt);
+    if (flags & 8) KEEP(m->correlation_data, cd);
+    m->user = up;
+    for (uint32_t i = 0; i < n_user; i++) {
+        KEEP(up[i].name, names[i]);
+        KEEP(up[i].value, values[i]);
+    }
+    m->n_user = n_user;
+#undef KEEP
+    memcpy(m->origin, origin.p, origin.len);
+    m->origin[origin.len] = '\0';
+    m->size = need;
+    return m;
+bad:
+    kf_fail(KF_E_MALFORMED, "a stored message that does not read back (%zu bytes)", len);
+    return NULL;
+}
+
 /* Routes `m` with the lock held; `*lost` counts sessions whose queue was full. */
 static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost)
 {
@@ -686,7 +862,10 @@ static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost
             (*lost)++;
     }
     /* A will is published whatever its retain flag can get: kept only within the bounds. */
-    if (m->retain && (!m->payload_len || retain_allowed(b, m) == KF_RETAIN_OK)) retain_msg(b, m);
+    if (m->retain && (!m->payload_len || retain_allowed(b, m) == KF_RETAIN_OK)) {
+        retain_msg(b, m);
+        if (b->on_retained) b->on_retained(b->on_retained_arg, m);
+    }
     b->routed += queued;
     b->dropped += *lost;
     return queued;

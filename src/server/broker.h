@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/ident.h"
 #include "common/mqtt_codec.h"
@@ -91,6 +92,25 @@ struct kf_broker_conf {
 };
 
 enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out);
+
+/*
+ * Calls `cb` whenever a publish changes what is retained: `m` is the new retained message of its
+ * topic, or (payload empty) clears it. Runs with the broker's lock held, on the publishing thread:
+ * it must be quick and must not call the broker. NULL: no one is told.
+ */
+void kf_broker_on_retained(struct kf_broker *b, void (*cb)(void *arg, const struct kf_msg *m),
+                           void *arg);
+
+/* Puts back a retained message kept from before (a restart): no callback, no limits. */
+void kf_broker_restore_retained(struct kf_broker *b, struct kf_msg *m);
+
+/*
+ * A message as bytes that kf_msg_decode reads back: what it holds and when it expires (an
+ * absolute time, so it keeps counting down while stored). For the store.
+ */
+enum kf_err kf_msg_encode(const struct kf_msg *m, struct kf_buf *out);
+/* NULL (with kf_fail) when `data` is not what kf_msg_encode wrote. */
+struct kf_msg *kf_msg_decode(const uint8_t *data, size_t len);
 void kf_broker_free(struct kf_broker *b);
 
 /* Replaces the limits (SIGHUP); what is held already stays. */

@@ -103,6 +103,7 @@ static const struct key keys[] = {
     I("hub", "flap_window_s", hub_flap_window_s, 1, 86400),
     I("hub", "flap_ban_s", hub_flap_ban_s, 0, 86400 * 30),
     I("hub", "tls_offload", hub_tls_offload, 0, 1),
+    I("hub", "persistence", hub_persistence, 0, 1),
     S("hub", "tls_resumption", hub_tls_resumption),
     S("hub", "allow", hub_allow),
     S("hub", "deny", hub_deny),
@@ -186,6 +187,7 @@ void kf_config_defaults(struct kf_config *c)
     c->hub_flap_window_s = 60;
     c->hub_flap_ban_s = 300;
     c->hub_tls_offload = 1;
+    c->hub_persistence = 1;
     snprintf(c->hub_tls_resumption, sizeof(c->hub_tls_resumption), "cache");
     snprintf(c->hub_allow, sizeof(c->hub_allow), "any");
     snprintf(c->hub_deny, sizeof(c->hub_deny), "none");
@@ -546,6 +548,9 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             "keeps\n"
             "# every connection in OpenSSL.\n"
             "tls_offload = %d\n"
+            "# Retained messages kept in the store, so that a restart or a crash gives them back;\n"
+            "# a retained QoS 1 or 2 message is acknowledged once it is durable (at restart).\n"
+            "persistence = %d\n"
             "# TLS resumption: cache (the server keeps each session: fastest reconnects, about\n"
             "# 6 KB a connection) or tickets (stateless: the client keeps it, nothing here).\n"
             "tls_resumption = %s\n"
@@ -583,10 +588,10 @@ enum kf_err kf_config_write(const char *path, const struct kf_config *c, const c
             c->hub_max_subscriptions, c->hub_max_retained, c->hub_max_retained_bytes,
             c->hub_max_retained_per_id, c->hub_max_retained_bytes_per_id,
             c->hub_session_expiry_max_s, c->hub_flap_connects, c->hub_flap_window_s,
-            c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload, c->hub_tls_resumption,
-            c->hub_device_event_rate, c->hub_device_event_burst, c->events_aggregate_s,
-            c->events_rate, c->events_burst, c->events_retention_days, c->events_max_rows,
-            c->audit_checkpoint_s);
+            c->hub_flap_ban_s, c->hub_allow, c->hub_deny, c->hub_tls_offload, c->hub_persistence,
+            c->hub_tls_resumption, c->hub_device_event_rate, c->hub_device_event_burst,
+            c->events_aggregate_s, c->events_rate, c->events_burst, c->events_retention_days,
+            c->events_max_rows, c->audit_checkpoint_s);
     if (!rc) rc = kf_file_write(path, b.data, b.len, 0600, 0);
     kf_buf_free(&b);
     return rc;

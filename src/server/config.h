@@ -93,6 +93,7 @@ struct kf_config {
     char hub_allow[KF_CONF_PATH_MAX]; /* CIDRs allowed to connect ("" or "any": all) */
     char hub_deny[KF_CONF_PATH_MAX];  /* CIDRs refused ("" or "none": none) */
     int hub_tls_offload;              /* 1: idle TLS 1.3 connections leave OpenSSL for tlsrec */
+    int hub_persistence;              /* 1: retained messages are kept in the store */
     char hub_tls_resumption[16];      /* "cache" (server session cache) or "tickets" (stateless) */
     int hub_device_event_rate;        /* a device's own events per second (devices/<id>/events) */
     int hub_device_event_burst;

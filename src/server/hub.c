@@ -90,6 +90,7 @@ struct kf_hubd {
     struct hub_conf conf;
     struct kf_htab ids;
     struct kf_hub_worker *workers;
+    int persistence; /* retained messages go to the store (set at start) */
 };
 
 struct hconn;
@@ -111,7 +112,32 @@ struct kf_hub_worker {
     struct kf_hub_stats st; /* written by this worker only; read with relaxed loads */
     uint8_t *scratch;
     size_t scratch_cap;
+    pthread_mutex_t jobs_lock; /* guards jobs_done (the store's thread adds to it) */
+    struct ret_job *jobs_done; /* retained writes the store has finished, newest first */
     struct kf_hub_worker *next;
+};
+
+/*
+ * An acknowledgement in the order its PUBLISH came (MQTT-4.6.0-2, -3): one that waits for the
+ * store holds back those after it.
+ */
+struct ack {
+    struct ack *next;
+    uint8_t type, reason, ready;
+    uint16_t id;
+};
+
+/* A retained message (or its clearing) on its way to the store. */
+struct ret_job {
+    struct kf_store_req req;
+    struct kf_hub_worker *hw; /* NULL: nobody waits (a will, say) */
+    struct hconn *c;          /* the publisher waiting for its acknowledgement, or NULL */
+    struct ack *ack;
+    enum kf_err rc;
+    struct ret_job *next;
+    struct kf_buf msg; /* empty: the topic is cleared */
+    size_t topic_len;
+    uint8_t topic[];
 };
 
 struct alias {
@@ -161,6 +187,9 @@ struct hconn {
     int rec_bad;       /* tlsrec refused a record: the end, with the alert it calls for */
     int resumed_ident; /* kind, id and serial came back from the session cache */
     int verified;      /* the identity verified and its certificate stands: events name it */
+    struct ack *acks, *acks_tail; /* acknowledgements held back behind one the store owes */
+    unsigned jobs;                /* store writes that will come back to this connection */
+    int zombie;                   /* closed; freed when the last of them is back */
     struct hconn *prev, *next;
 };
 
@@ -401,6 +430,44 @@ static void send_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8
     a.packet_id = id;
     a.reason = reason;
     if (kf_mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a, &n) == 0) write_bytes(c, buf, n);
+}
+
+/* Sends an acknowledgement now, or queues it behind one still waiting; the queued one. */
+static struct ack *queue_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason,
+                             int ready)
+{
+    struct ack *a;
+    if (!c->acks && ready) {
+        send_ack(c, type, id, reason);
+        return NULL;
+    }
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        send_ack(c, type, id, reason); /* out of order rather than never */
+        return NULL;
+    }
+    a->type = (uint8_t)type;
+    a->id = id;
+    a->reason = reason;
+    a->ready = (uint8_t)ready;
+    if (c->acks_tail)
+        c->acks_tail->next = a;
+    else
+        c->acks = a;
+    c->acks_tail = a;
+    return a;
+}
+
+/* Sends the acknowledgements at the head of the queue that are ready. */
+static void flush_acks(struct hconn *c)
+{
+    while (c->acks && c->acks->ready) {
+        struct ack *a = c->acks;
+        c->acks = a->next;
+        if (!c->acks) c->acks_tail = NULL;
+        if (!c->closing) send_ack(c, (enum kf_mqtt_type)a->type, a->id, a->reason);
+        free(a);
+    }
 }
 
 static void send_connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int present,
@@ -757,8 +824,167 @@ static void rate_event(struct hconn *c, const char *what)
 /* Answers a QoS 1 or 2 PUBLISH with `reason` (MQTT 3.1.1 acks carry none). */
 static void ack_publish(struct hconn *c, const struct kf_mqtt_publish *p, uint8_t reason)
 {
-    if (p->qos == 1) send_ack(c, KF_MQTT_PUBACK, p->packet_id, reason);
-    if (p->qos == 2) send_ack(c, KF_MQTT_PUBREC, p->packet_id, reason);
+    if (p->qos == 1) queue_ack(c, KF_MQTT_PUBACK, p->packet_id, reason, 1);
+    if (p->qos == 2) queue_ack(c, KF_MQTT_PUBREC, p->packet_id, reason, 1);
+}
+
+/* ---- retained messages in the store ---- */
+
+/* Set by on_publish around kf_broker_publish: who waits for a retained write it causes. */
+static __thread struct {
+    struct kf_hub_worker *hw;
+    struct hconn *c;
+    struct ret_job *job;
+} publishing;
+
+static enum kf_err ret_job_cb(struct kf_txn *txn, void *arg)
+{
+    struct ret_job *j = arg;
+    if (!j->msg.len) return kf_txn_hub_retained_delete(txn, j->topic, j->topic_len);
+    return kf_txn_hub_retained_put(txn, j->topic, j->topic_len, j->msg.data, j->msg.len);
+}
+
+static void ret_job_free(struct ret_job *j)
+{
+    kf_buf_free(&j->msg);
+    free(j);
+}
+
+/* On the store's thread: back to the worker that waits, or done. */
+static void ret_job_done(struct kf_store_req *req, enum kf_err rc, void *arg)
+{
+    struct ret_job *j = arg;
+    struct kf_hub_worker *hw = j->hw;
+    (void)req;
+    if (rc) {
+        kf_log(KF_LOG_ERROR, "hub", "a retained message could not be kept in the store", "error",
+               req->errmsg, NULL);
+    }
+    if (!hw) {
+        ret_job_free(j);
+        return;
+    }
+    j->rc = rc;
+    pthread_mutex_lock(&hw->jobs_lock);
+    j->next = hw->jobs_done;
+    hw->jobs_done = j;
+    pthread_mutex_unlock(&hw->jobs_lock);
+    event_active(hw->wake, EV_READ, 0);
+}
+
+static void zombie_free(struct hconn *c)
+{
+    while (c->acks) {
+        struct ack *a = c->acks;
+        c->acks = a->next;
+        free(a);
+    }
+    free(c);
+}
+
+/* On the worker: the acknowledgements that waited for the store go, in order. */
+static void jobs_drain(struct kf_hub_worker *hw)
+{
+    struct ret_job *list, *rev = NULL;
+    pthread_mutex_lock(&hw->jobs_lock);
+    list = hw->jobs_done;
+    hw->jobs_done = NULL;
+    pthread_mutex_unlock(&hw->jobs_lock);
+    while (list) { /* oldest first */
+        struct ret_job *j = list;
+        list = j->next;
+        j->next = rev;
+        rev = j;
+    }
+    while (rev) {
+        struct ret_job *j = rev;
+        struct hconn *c = j->c;
+        rev = j->next;
+        if (c) {
+            c->jobs--;
+            if (j->ack) {
+                j->ack->ready = 1;
+                /* not durable: an MQTT 5 publisher hears so */
+                if (j->rc && c->version == KF_MQTT_V5) j->ack->reason = KF_MQTT_RC_UNSPECIFIED;
+            }
+            if (c->zombie) {
+                if (!c->jobs) zombie_free(c);
+            } else {
+                flush_acks(c);
+            }
+        }
+        ret_job_free(j);
+    }
+}
+
+/* The broker's callback (its lock held): a retained change goes to the store. */
+static void on_retained(void *arg, const struct kf_msg *m)
+{
+    struct kf_hubd *h = arg;
+    struct kf_store *store = h->deploy ? h->deploy->store : NULL;
+    struct ret_job *j;
+    if (!store) return; /* stopping: the store is closed */
+    j = calloc(1, sizeof(*j) + m->topic.len);
+    if (!j) return;
+    kf_buf_init(&j->msg, 16u * 1024 * 1024);
+    if (m->payload_len && kf_msg_encode(m, &j->msg) != KF_OK) {
+        kf_err_clear();
+        ret_job_free(j);
+        return;
+    }
+    memcpy(j->topic, m->topic.p, m->topic.len);
+    j->topic_len = m->topic.len;
+    j->req.cb = ret_job_cb;
+    j->req.arg = j;
+    j->req.done_cb = ret_job_done;
+    j->req.done_arg = j;
+    if (publishing.c && m->qos > 0) {
+        j->hw = publishing.hw;
+        j->c = publishing.c;
+    }
+    if (kf_store_submit(store, &j->req) != KF_OK) {
+        kf_log(KF_LOG_WARN, "hub", "the store is busy: a retained message is kept in memory only",
+               "error", kf_errmsg(), NULL);
+        kf_err_clear();
+        ret_job_free(j);
+        return;
+    }
+    if (j->c) publishing.job = j;
+}
+
+/* The retained messages kept before: back into the broker (at start). */
+static enum kf_err restore_one(const void *topic, size_t topic_len, const void *msg, size_t msg_len,
+                               void *arg)
+{
+    struct kf_hubd *h = arg;
+    struct kf_msg *m = kf_msg_decode(msg, msg_len);
+    if (!m || m->topic.len != topic_len || memcmp(m->topic.p, topic, topic_len) != 0) {
+        kf_log(KF_LOG_WARN, "hub", "a stored retained message does not read back; left out",
+               "error", m ? "its topic differs" : kf_errmsg(), NULL);
+        kf_err_clear();
+        kf_msg_release(m);
+        return KF_OK;
+    }
+    if (!m->expires_ms || m->expires_ms > kf_now_ms()) kf_broker_restore_retained(h->broker, m);
+    kf_msg_release(m);
+    return KF_OK;
+}
+
+static enum kf_err restore_retained(struct kf_hubd *h)
+{
+    struct kf_txn *txn = NULL;
+    struct kf_broker_stats st;
+    enum kf_err rc = kf_store_read(h->deploy->store, &txn);
+    if (!rc) rc = kf_txn_hub_retained_list(txn, restore_one, h);
+    kf_txn_end(txn);
+    if (rc) return kf_wrap(rc, "cannot read the retained messages back");
+    kf_broker_stats(h->broker, &st);
+    if (st.retained) {
+        char n[24];
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)st.retained);
+        kf_log(KF_LOG_INFO, "hub", "retained messages restored", "count", n, NULL);
+    }
+    return KF_OK;
 }
 
 static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
@@ -835,7 +1061,7 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
             return;
         }
         if (r == 0) { /* a duplicate: already routed */
-            send_ack(c, KF_MQTT_PUBREC, p->packet_id, 0);
+            queue_ack(c, KF_MQTT_PUBREC, p->packet_id, 0, 1);
             return;
         }
     }
@@ -859,8 +1085,29 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
         return;
     }
+    if (p->retain && p->qos > 0 && h->persistence) {
+        publishing.hw = c->hw;
+        publishing.c = c;
+        publishing.job = NULL;
+    }
     routed = kf_broker_publish(h->broker, m, NULL, &unkept);
     kf_msg_release(m);
+    if (publishing.c) {
+        struct ret_job *j = publishing.job;
+        publishing.hw = NULL;
+        publishing.c = NULL;
+        publishing.job = NULL;
+        if (j) {
+            /* acknowledged once durable: the store's answer comes back through jobs_drain */
+            STAT_ADD(c->hw, messages_received, 1);
+            c->jobs++;
+            j->ack = queue_ack(
+                c, p->qos == 1 ? KF_MQTT_PUBACK : KF_MQTT_PUBREC, p->packet_id,
+                c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0,
+                0);
+            return;
+        }
+    }
     if (unkept) {
         /* Refused whole, and said so: a retained message is never dropped in silence. */
         char t[200];
@@ -1200,7 +1447,11 @@ static void conn_free(struct hconn *c)
     for (int i = 0; i <= TOPIC_ALIAS_MAX; i++)
         free(c->aliases[i].p);
     kf_msg_release(c->will);
-    free(c);
+    if (c->jobs) {
+        c->zombie = 1; /* a store write still points here: jobs_drain frees it */
+    } else {
+        zombie_free(c);
+    }
     if (hw->draining && hw->n_conns == 0 && hw->idle_cb) hw->idle_cb(hw->idle_arg);
 }
 
@@ -1795,6 +2046,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     struct kf_hub_worker *hw = arg;
     struct kf_broker_peer *peers[256];
     size_t n;
+    jobs_drain(hw);
     do {
         n = kf_broker_take(hw->hub->broker, &hw->inbox, peers, KF_ARRAY_LEN(peers));
         for (size_t i = 0; i < n; i++) {
@@ -1863,6 +2115,7 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
     if (!hw) return kf_fail(KF_E_NOMEM, "out of memory");
     hw->hub = h;
     hw->base = base;
+    pthread_mutex_init(&hw->jobs_lock, NULL);
     hw->idle_cb = idle_cb;
     hw->idle_arg = idle_arg;
     hw->inbox.wake = inbox_wake;
@@ -1932,6 +2185,8 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
         if (!c->closing) shut(c, 0, "server_stopped", 0, 0);
         conn_free(c);
     }
+    /* The store is closed by now: what it owed has come back; zombies go with it. */
+    jobs_drain(hw);
     pthread_mutex_lock(&h->lock);
     for (struct kf_hub_worker **pp = &h->workers; *pp; pp = &(*pp)->next)
         if (*pp == hw) {
@@ -1943,6 +2198,7 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
     if (hw->wake) event_free(hw->wake);
     if (hw->tick) event_free(hw->tick);
     free(hw->scratch);
+    pthread_mutex_destroy(&hw->jobs_lock);
     free(hw);
 }
 
@@ -1995,6 +2251,12 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     broker_conf_from(cfg, &bc);
     rc = kf_broker_new(&bc, &h->broker);
     if (rc) goto fail;
+    if (cfg->hub_persistence && deploy && deploy->store) {
+        rc = restore_retained(h);
+        if (rc) goto fail;
+        h->persistence = 1;
+        kf_broker_on_retained(h->broker, on_retained, h);
+    }
     limits_conf_from(cfg, &lc);
     rc = kf_limits_new(&lc, &h->limits);
     if (rc) goto fail;

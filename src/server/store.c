@@ -1361,6 +1361,40 @@ enum kf_err kf_txn_approval_count(struct kf_txn *txn, int state, int64_t *n)
     return txn->store->be->approval_count(txn->conn, state, n);
 }
 
+/* ---- the hub's retained messages ---- */
+
+#define RETAINED_MSG_MAX (16u * 1024 * 1024)
+
+enum kf_err kf_txn_hub_retained_put(struct kf_txn *txn, const uint8_t *topic, size_t topic_len,
+                                    const uint8_t *msg, size_t msg_len)
+{
+    enum kf_err rc = need_write(txn, topic, "keep a retained message");
+    if (rc) return rc;
+    if (!msg || topic_len == 0 || topic_len > 65535 || msg_len == 0 || msg_len > RETAINED_MSG_MAX)
+        return kf_fail(KF_E_INVALID, "a retained message needs a topic of 1 to 65535 bytes and "
+                                     "a message of at most 16 MiB");
+    return txn->store->be->retained_put(txn->conn, topic, topic_len, msg, msg_len, time(NULL));
+}
+
+enum kf_err kf_txn_hub_retained_delete(struct kf_txn *txn, const uint8_t *topic, size_t topic_len)
+{
+    enum kf_err rc = need_write(txn, topic, "clear a retained message");
+    if (rc) return rc;
+    if (topic_len == 0 || topic_len > 65535)
+        return kf_fail(KF_E_INVALID, "a retained topic is 1 to 65535 bytes");
+    return txn->store->be->retained_delete(txn->conn, topic, topic_len);
+}
+
+enum kf_err kf_txn_hub_retained_list(struct kf_txn *txn,
+                                     enum kf_err (*cb)(const void *topic, size_t topic_len,
+                                                       const void *msg, size_t msg_len, void *arg),
+                                     void *arg)
+{
+    enum kf_err rc = need_txn(txn, cb);
+    if (rc) return rc;
+    return txn->store->be->retained_list(txn->conn, cb, arg);
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err hub_checked(const struct kf_hub *h, struct kf_hub *copy)

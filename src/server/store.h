@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 6
+#define KF_STORE_SCHEMA_VERSION 7
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -415,6 +415,19 @@ enum kf_err kf_txn_approval_list(struct kf_txn *txn, int state,
                                  enum kf_err (*cb)(const struct kf_approval *a, void *arg),
                                  void *arg);
 enum kf_err kf_txn_approval_count(struct kf_txn *txn, int state, int64_t *n);
+
+/* ---- the hub's retained messages (topic -> the message as kf_msg_encode writes it) ---- */
+
+/* Keeps `msg` as the retained message of `topic` (replacing the one before). */
+enum kf_err kf_txn_hub_retained_put(struct kf_txn *txn, const uint8_t *topic, size_t topic_len,
+                                    const uint8_t *msg, size_t msg_len);
+/* Clears the retained message of `topic` (none is fine). */
+enum kf_err kf_txn_hub_retained_delete(struct kf_txn *txn, const uint8_t *topic, size_t topic_len);
+/* Every retained message, in topic order (bytes borrowed for the call). */
+enum kf_err kf_txn_hub_retained_list(struct kf_txn *txn,
+                                     enum kf_err (*cb)(const void *topic, size_t topic_len,
+                                                       const void *msg, size_t msg_len, void *arg),
+                                     void *arg);
 
 /* Inserts or replaces the registration of `r->device_id`. */
 enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r);

@@ -47,6 +47,8 @@ typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_audit_checkpoint *cp, vo
 typedef enum kf_err (*kf_serial_cb)(const char *serial, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 typedef enum kf_err (*kf_approval_cb)(const struct kf_approval *a, void *arg);
+typedef enum kf_err (*kf_retained_cb)(const void *topic, size_t topic_len, const void *msg,
+                                      size_t msg_len, void *arg);
 
 struct kf_store_backend {
     const char *name; /* "sqlite" */
@@ -134,6 +136,11 @@ struct kf_store_backend {
     /* `state` -1: every state */
     enum kf_err (*approval_list)(struct kf_store_conn *c, int state, kf_approval_cb cb, void *arg);
     enum kf_err (*approval_count)(struct kf_store_conn *c, int state, int64_t *n);
+
+    enum kf_err (*retained_put)(struct kf_store_conn *c, const uint8_t *topic, size_t topic_len,
+                                const uint8_t *msg, size_t msg_len, int64_t now);
+    enum kf_err (*retained_delete)(struct kf_store_conn *c, const uint8_t *topic, size_t topic_len);
+    enum kf_err (*retained_list)(struct kf_store_conn *c, kf_retained_cb cb, void *arg);
 
     enum kf_err (*hub_insert)(struct kf_store_conn *c, const struct kf_hub *h);
     enum kf_err (*hub_get)(struct kf_store_conn *c, const char *name, struct kf_hub *out);

@@ -262,6 +262,17 @@ static const char schema_v6[] =
     "CREATE TRIGGER approvals_version_update AFTER UPDATE ON approvals" BUMP_VERSION
     "CREATE TRIGGER approvals_version_delete AFTER DELETE ON approvals" BUMP_VERSION
     "PRAGMA user_version = 6;";
+/*
+ * Version 7: the hub's retained messages, so that a restart (or a crash) gives them back. Each is
+ * its topic and the message as kf_msg_encode writes it.
+ */
+static const char schema_v7[] =
+    "CREATE TABLE hub_retained ("
+    " topic BLOB PRIMARY KEY NOT NULL CHECK (length(topic) BETWEEN 1 AND 65535),"
+    " msg BLOB NOT NULL,"
+    " updated INTEGER NOT NULL"
+    ") STRICT;"
+    "PRAGMA user_version = 7;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -270,7 +281,7 @@ static const char schema_v6[] =
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -348,6 +359,9 @@ enum stmt_id {
     ST_APPROVAL_LIST,
     ST_APPROVAL_LIST_STATE,
     ST_APPROVAL_COUNT,
+    ST_RETAINED_PUT,
+    ST_RETAINED_DELETE,
+    ST_RETAINED_LIST,
     ST_HUB_INSERT,
     ST_HUB_GET,
     ST_HUB_UPDATE,
@@ -458,6 +472,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_APPROVAL_LIST_STATE] = "SELECT " APPROVAL_COLS " FROM approvals WHERE state = ?1 "
                                "ORDER BY requested, device_id",
     [ST_APPROVAL_COUNT] = "SELECT count(*) FROM approvals WHERE state = ?1",
+
+    [ST_RETAINED_PUT] = "INSERT INTO hub_retained (topic, msg, updated) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT (topic) DO UPDATE SET msg = excluded.msg, "
+                        "updated = excluded.updated",
+    [ST_RETAINED_DELETE] = "DELETE FROM hub_retained WHERE topic = ?1",
+    [ST_RETAINED_LIST] = "SELECT topic, msg FROM hub_retained ORDER BY topic",
 
     [ST_HUB_INSERT] = "INSERT INTO hubs (" HUB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_HUB_GET] = "SELECT " HUB_COLS " FROM hubs WHERE name = ?1",
@@ -1931,6 +1951,68 @@ out:
     return rc;
 }
 
+/* ---- the hub's retained messages ---- */
+
+static enum kf_err sq_retained_put(struct kf_store_conn *kc, const uint8_t *topic, size_t tlen,
+                                   const uint8_t *msg, size_t mlen, int64_t now)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_RETAINED_PUT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (sqlite3_bind_blob(st, 1, topic, (int)tlen, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(st, 2, msg, (int)mlen, SQLITE_STATIC) != SQLITE_OK ||
+        bind_i(st, 3, now)) {
+        rc = bind_fail(c, "a retained message");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot keep a retained message");
+out:
+    release(c, ST_RETAINED_PUT, st);
+    return rc;
+}
+
+static enum kf_err sq_retained_delete(struct kf_store_conn *kc, const uint8_t *topic, size_t tlen)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_RETAINED_DELETE, &st);
+    int s;
+
+    if (rc) return rc;
+    if (sqlite3_bind_blob(st, 1, topic, (int)tlen, SQLITE_STATIC) != SQLITE_OK) {
+        rc = bind_fail(c, "a retained message");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot clear a retained message");
+out:
+    release(c, ST_RETAINED_DELETE, st);
+    return rc;
+}
+
+static enum kf_err sq_retained_list(struct kf_store_conn *kc, kf_retained_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_RETAINED_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = cb(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list the retained messages");
+out:
+    release(c, ST_RETAINED_LIST, st);
+    return rc;
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub *h)
@@ -2403,6 +2485,9 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .approval_get = sq_approval_get,
     .approval_list = sq_approval_list,
     .approval_count = sq_approval_count,
+    .retained_put = sq_retained_put,
+    .retained_delete = sq_retained_delete,
+    .retained_list = sq_retained_list,
     .hub_insert = sq_hub_insert,
     .hub_get = sq_hub_get,
     .hub_update = sq_hub_update,

@@ -173,6 +173,40 @@ static void test_subscription_ids(void **state)
     kf_broker_free(b);
 }
 
+/* A message as bytes for the store, and back; anything else is refused, never half read. */
+static void test_msg_encoding(void **state)
+{
+    struct kf_msg *m = msg("devices/d1/commands/fw", "v2", 2, 1, "s:ops"), *back;
+    struct kf_buf b;
+    assert_non_null(m);
+    m->expires_ms = 1234567890123;
+    kf_buf_init(&b, 4096);
+    KF_OK_OR_FAIL(kf_msg_encode(m, &b));
+    back = kf_msg_decode(b.data, b.len);
+    assert_non_null(back);
+    assert_int_equal(back->qos, 2);
+    assert_int_equal(back->retain, 1);
+    assert_int_equal(back->expires_ms, 1234567890123);
+    assert_int_equal(back->topic.len, m->topic.len);
+    assert_memory_equal(back->topic.p, m->topic.p, m->topic.len);
+    assert_int_equal(back->payload_len, 2);
+    assert_memory_equal(back->payload, "v2", 2);
+    assert_string_equal(back->origin, "s:ops");
+    assert_null(back->content_type.p);
+    kf_msg_release(back);
+    /* every truncation, and a byte too many, is refused */
+    for (size_t n = 0; n < b.len; n++) {
+        back = kf_msg_decode(b.data, n);
+        assert_null(back);
+        kf_err_clear();
+    }
+    KF_OK_OR_FAIL(kf_buf_append(&b, "x", 1));
+    assert_null(kf_msg_decode(b.data, b.len));
+    KF_EXPECT_MSG("does not read back");
+    kf_buf_free(&b);
+    kf_msg_release(m);
+}
+
 static void test_retained(void **state)
 {
     struct kf_broker *b = new_broker(100);
@@ -417,6 +451,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routing),         cmocka_unit_test(test_subscription_ids),
+        cmocka_unit_test(test_msg_encoding),
         cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_quota),
         cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
         cmocka_unit_test(test_no_local),        cmocka_unit_test(test_will_delay),

@@ -359,7 +359,7 @@ static void test_schema_and_file(void **state)
              "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
              tables, sizeof(tables));
     assert_string_equal(
-        tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,enrollments,hubs,meta,"
+        tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,enrollments,hub_retained,hubs,meta,"
                 "registrations,security_events,services");
 
     assert_int_equal(stat(path, &sb), 0);
