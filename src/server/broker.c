@@ -787,7 +787,10 @@ struct kf_msg *kf_msg_decode(const uint8_t *data, size_t len)
     cd = get_str(&r);
     origin = get_str(&r);
     n_user = get32(&r);
-    if (r.bad || n_user > 256 || !topic.len || origin.len > KF_ID_MAX + 2) goto bad;
+    if (r.bad || n_user > 256 || !topic.len || origin.len > KF_ID_MAX + 2 || (flags & ~0x0Fu) ||
+        (!(flags & 2) && ct.len) || (!(flags & 4) && rt.len) || (!(flags & 8) && cd.len) ||
+        memchr(origin.p, '\0', origin.len))
+        goto bad;
     need = sizeof(*m) + n_user * sizeof(*up) + topic.len + payload.len + ct.len + rt.len + cd.len;
     for (uint32_t i = 0; i < n_user; i++) {
         names[i] = get_str(&r);
