@@ -105,6 +105,19 @@ contains "PINGREQ: PINGRESP (MQTT-3.12.4-1)" "$RAW" "13 d000"
 raw dev-1 "10 11 00 04 4d 51 54 54 04 03 00 3c 00 05 64 65 76 2d 31"
 equals "CONNECT with its reserved flag set: closed, no CONNACK (MQTT-3.1.2-3)" "$RAW" "closed"
 
+raw dev-1 c5:dev-1 "38 06 00 03 61 2f 62 78"
+check "DUP set on a QoS 0 PUBLISH: DISCONNECT (MQTT-3.3.1-2)" disconnected_with '(81|82)'
+raw dev-1 c5:dev-1 "36 08 00 03 61 2f 62 00 01 78"
+check "QoS 3: DISCONNECT 0x81 (MQTT-3.3.1-4)" disconnected_with 81
+raw dev-1 c5:dev-1 "62 03 00 01 00"
+contains "PUBREL with its flags 0010: answered with PUBCOMP" "$RAW" "7 70"
+raw dev-1 c5:dev-1 "60 03 00 01 00"
+check "PUBREL with flags 0000: DISCONNECT 0x81 (MQTT-3.6.1-1)" disconnected_with 81
+raw dev-1 c5:dev-1 "a0 08 00 01 00 00 03 61 2f 62"
+check "UNSUBSCRIBE with flags 0000: DISCONNECT 0x81 (MQTT-3.10.1-1)" disconnected_with 81
+raw dev-1 "10 11 00 04 4d 51 54 54 04 12 00 3c 00 05 64 65 76 2d 31"
+equals "will QoS 2 without the will flag: closed (MQTT-3.1.2-11)" "$RAW" "closed"
+
 # ---- MQTT 5: a session that ends with its connection cannot be made to last at DISCONNECT ----
 raw dev-1 c5:dev-1 "e00700051100000e10"
 check "session expiry set at DISCONNECT after 0 at CONNECT: DISCONNECT 0x82 (MQTT-3.14.2-2)" grep -Eq '^14 e0[0-9a-f]{2}82' <<<"$RAW"
