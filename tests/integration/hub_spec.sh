@@ -118,6 +118,20 @@ check "UNSUBSCRIBE with flags 0000: DISCONNECT 0x81 (MQTT-3.10.1-1)" disconnecte
 raw dev-1 "10 11 00 04 4d 51 54 54 04 12 00 3c 00 05 64 65 76 2d 31"
 equals "will QoS 2 without the will flag: closed (MQTT-3.1.2-11)" "$RAW" "closed"
 
+# ---- acknowledgements in the order of their PUBLISHes (MQTT-4.6.0-2), also when the first
+# waits for the store (a retained QoS 1 message is acknowledged once durable) ----
+pub5() { # pub5 FLAGS PACKET_ID TOPIC PAYLOAD: a PUBLISH (QoS 1 or 2) in hex
+    python3 -c '
+import sys
+flags, pid, t, m = int(sys.argv[1], 16), int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode()
+body = len(t).to_bytes(2, "big") + t + pid.to_bytes(2, "big") + b"\x00" + m
+print((bytes([flags, len(body)]) + body).hex())' "$@"
+}
+both=$(pub5 33 1 devices/dev-1/telemetry/r kept)$(pub5 32 2 devices/dev-1/telemetry/n plain)$(pub5 33 3 devices/dev-1/telemetry/r2 kept)$(pub5 32 4 devices/dev-1/telemetry/n plain)
+raw dev-1 c5:dev-1 "$both"
+acks=$(grep '^4 ' <<<"$RAW" | cut -c3-10 | tr '\n' ' ')
+equals "PUBACKs 1, 2, 3, 4 in order, though 1 and 3 waited for the store" "$acks" "40030001 40030002 40030003 40030004 "
+
 # ---- MQTT 5: a session that ends with its connection cannot be made to last at DISCONNECT ----
 raw dev-1 c5:dev-1 "e00700051100000e10"
 check "session expiry set at DISCONNECT after 0 at CONNECT: DISCONNECT 0x82 (MQTT-3.14.2-2)" grep -Eq '^14 e0[0-9a-f]{2}82' <<<"$RAW"
