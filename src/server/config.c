@@ -232,6 +232,16 @@ static enum kf_err check_str(const char *section, const char *name, const char *
     return KF_OK;
 }
 
+/* 1 or 0 for the words a switch may be written as (true/yes/on, false/no/off), else -1. */
+static int switch_word(const char *value)
+{
+    static const char *const on[] = {"true", "yes", "on"}, *const off[] = {"false", "no", "off"};
+    for (size_t i = 0; i < KF_ARRAY_LEN(on); i++) {
+        if (strcasecmp(value, on[i]) == 0) return 1;
+        if (strcasecmp(value, off[i]) == 0) return 0;
+    }
+    return -1;
+}
 static enum kf_err on_value(const char *section, const char *name, const char *value, int line,
                             void *arg)
 {
@@ -269,23 +279,16 @@ static enum kf_err on_value(const char *section, const char *name, const char *v
         v = strtol(value, &end, 10);
         if (k->min == 0 && k->max == 1 && (end == value || *end)) {
             /* a switch: 0 and 1, or the words people write for them */
-            static const char *const on[] = {"true", "yes", "on"}, *const off[] = {"false", "no",
-                                                                                   "off"};
-            v = -1;
-            for (size_t i = 0; i < KF_ARRAY_LEN(on); i++) {
-                if (strcasecmp(value, on[i]) == 0) v = 1;
-                if (strcasecmp(value, off[i]) == 0) v = 0;
-            }
+            v = switch_word(value);
             if (v < 0)
                 return kf_fail(KF_E_CONFIG,
                                "%s.%s = \"%.40s\" is not a switch: 0 or 1 (true/false, yes/no, "
                                "on/off)",
                                section, name, value);
-            end = (char *)"";
-        }
-        if (errno || end == value || *end || v < k->min || v > k->max)
+        } else if (errno || end == value || *end || v < k->min || v > k->max) {
             return kf_fail(KF_E_CONFIG, "%s.%s = \"%.40s\" is not a whole number from %d to %d",
                            section, name, value, k->min, k->max);
+        }
         *(int *)((char *)lc->c + k->offset) = (int)v;
     }
     return KF_OK;

@@ -130,8 +130,7 @@ struct ack {
 /* A retained message (or its clearing) on its way to the store. */
 struct ret_job {
     struct kf_store_req req;
-    struct kf_hub_worker *hw; /* NULL: nobody waits (a will, say) */
-    struct hconn *c;          /* the publisher waiting for its acknowledgement, or NULL */
+    struct hconn *c; /* the publisher waiting for its acknowledgement; NULL: nobody waits */
     struct ack *ack;
     enum kf_err rc;
     struct ret_job *next;
@@ -832,7 +831,6 @@ static void ack_publish(struct hconn *c, const struct kf_mqtt_publish *p, uint8_
 
 /* Set by on_publish around kf_broker_publish: who waits for a retained write it causes. */
 static __thread struct {
-    struct kf_hub_worker *hw;
     struct hconn *c;
     struct ret_job *job;
 } publishing;
@@ -854,8 +852,7 @@ static void ret_job_free(struct ret_job *j)
 static void ret_job_done(struct kf_store_req *req, enum kf_err rc, void *arg)
 {
     struct ret_job *j = arg;
-    struct kf_hub_worker *hw = j->hw;
-    (void)req;
+    struct kf_hub_worker *hw = j->c ? j->c->hw : NULL; /* c->hw never changes */
     if (rc) {
         kf_log(KF_LOG_ERROR, "hub", "a retained message could not be kept in the store", "error",
                req->errmsg, NULL);
@@ -939,7 +936,6 @@ static void on_retained(void *arg, const struct kf_msg *m)
     j->req.done_cb = ret_job_done;
     j->req.done_arg = j;
     if (publishing.c && m->qos > 0) {
-        j->hw = publishing.hw;
         j->c = publishing.c;
     }
     if (kf_store_submit(store, &j->req) != KF_OK) {
@@ -1086,7 +1082,6 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         return;
     }
     if (p->retain && p->qos > 0 && h->persistence) {
-        publishing.hw = c->hw;
         publishing.c = c;
         publishing.job = NULL;
     }
@@ -1094,7 +1089,6 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
     kf_msg_release(m);
     if (publishing.c) {
         struct ret_job *j = publishing.job;
-        publishing.hw = NULL;
         publishing.c = NULL;
         publishing.job = NULL;
         if (j) {

@@ -380,14 +380,14 @@ static enum kf_err check_binding(const struct kf_prov_input *in, const char *enr
 {
     const char *got = kf_csr_challenge(in->csr), *kind = in->binding_kind ? in->binding_kind : "";
     if (!got && !required) return KF_OK;
-    if (!in->binding)
-        return refuse(ref, 500, KF_REFUSAL_INTERNAL_ERROR,
-                      "cannot derive this connection's channel binding");
     if (!got)
         return refuse(ref, 400, KF_REFUSAL_CSR_REJECTED,
                       "enrollment %s requires proof of possession: the CSR's challengePassword "
                       "must be this TLS connection's %s channel binding, base64 (RFC 7030 3.5%s)",
                       enrollment, kind, strcmp(kind, "tls-exporter") == 0 ? ", RFC 9266" : "");
+    if (!in->binding)
+        return refuse(ref, 500, KF_REFUSAL_INTERNAL_ERROR,
+                      "cannot derive this connection's channel binding");
     if (strlen(got) != strlen(in->binding) || CRYPTO_memcmp(got, in->binding, strlen(got)) != 0)
         return refuse(ref, 400, KF_REFUSAL_CSR_REJECTED,
                       "the CSR's challengePassword is not this TLS connection's %s channel "
@@ -600,11 +600,9 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
                     job->device_id, in->label, job->enrollment[0] ? job->enrollment : "none");
     if (!rc) rc = check_csr(in, job->device_id, ref);
     if (!rc) {
-        const struct kf_reg_group *g = NULL;
         int required = v.require_binding;
         if (in->kind == KF_PROV_SIMPLEREENROLL) {
-            for (size_t i = 0; i < reg->n_groups && !g; i++)
-                if (strcmp(reg->groups[i].id, job->enrollment) == 0) g = &reg->groups[i];
+            const struct kf_reg_group *g = kf_registry_group_named(reg, job->enrollment);
             required = g && g->require_binding;
         }
         rc = check_binding(in, job->enrollment, required, ref);

@@ -50,7 +50,7 @@ struct kf_prov_input {
     struct kf_cert *const *chain; /* what it sent above its certificate */
     size_t n_chain;
     const struct kf_csr *csr;
-    const char *binding;      /* the TLS channel binding, base64 (kf_tls_channel_binding) */
+    const char *binding;      /* the TLS channel binding, base64, when the CSR carries one */
     const char *binding_kind; /* "tls-unique", "tls-exporter" */
     const char *label;        /* the EST CA label the request came under, or NULL */
 };

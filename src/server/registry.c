@@ -294,6 +294,13 @@ const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const 
     return NULL;
 }
 
+const struct kf_reg_group *kf_registry_group_named(const struct kf_registry *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_groups; i++)
+        if (strcmp(r->groups[i].id, id) == 0) return &r->groups[i];
+    return NULL;
+}
+
 void kf_registry_holder_init(struct kf_registry_holder *h, struct kf_registry *first)
 {
     pthread_mutex_init(&h->lock, NULL);

@@ -97,6 +97,9 @@ void kf_registry_release(struct kf_registry *r);
 /* The group whose CA has SPKI fingerprint `fp`, or NULL. */
 const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const char *fp);
 
+/* The group enrollment named `id`, or NULL. */
+const struct kf_reg_group *kf_registry_group_named(const struct kf_registry *r, const char *id);
+
 /*
  * Whether device (`service` 0) or service (`service` 1) `id` is kept out: 0 when it may
  * connect, else its status (KF_DEVICE_DISABLED, KF_DEVICE_REVOKED, KF_SERVICE_REVOKED).

@@ -188,6 +188,11 @@ void kf_tls_error(char *out, size_t cap)
     ERR_clear_error();
 }
 
+const char *kf_tls_channel_binding_kind(SSL *ssl)
+{
+    return ssl && SSL_version(ssl) >= TLS1_3_VERSION ? "tls-exporter" : "tls-unique";
+}
+
 enum kf_err kf_tls_channel_binding(SSL *ssl, char *out, size_t cap, const char **kind)
 {
     static const char label[] = "EXPORTER-Channel-Binding";
@@ -196,13 +201,12 @@ enum kf_err kf_tls_channel_binding(SSL *ssl, char *out, size_t cap, const char *
 
     *kind = NULL;
     if (!ssl) return kf_fail(KF_E_INVALID, "no TLS connection");
+    *kind = kf_tls_channel_binding_kind(ssl);
     if (SSL_version(ssl) >= TLS1_3_VERSION) {
-        *kind = "tls-exporter";
         n = 32;
         if (SSL_export_keying_material(ssl, raw, n, label, sizeof(label) - 1, NULL, 0, 0) != 1)
             return kf_ossl_fail(KF_E_INTERNAL, "cannot derive the tls-exporter channel binding");
     } else {
-        *kind = "tls-unique";
         /* The first Finished of the handshake: the client's in a full one, ours in a resumed one.
          */
         n = SSL_session_reused(ssl) ? SSL_get_finished(ssl, raw, sizeof(raw))

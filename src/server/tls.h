@@ -84,6 +84,9 @@ int kf_tls_resumed(struct ssl_st *ssl);
  */
 enum kf_err kf_tls_channel_binding(struct ssl_st *ssl, char *out, size_t cap, const char **kind);
 
+/* Which channel binding `ssl` has ("tls-unique" or "tls-exporter"), without deriving it. */
+const char *kf_tls_channel_binding_kind(struct ssl_st *ssl);
+
 /* Why the last handshake on `ssl` failed, drained from OpenSSL's queue ("" when unknown). */
 void kf_tls_error(char *out, size_t cap);
 

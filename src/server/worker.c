@@ -445,10 +445,14 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     in.n_chain = n;
     in.csr = csr;
     in.label = c->label[0] ? c->label : NULL;
-    if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->bev), binding, sizeof(binding),
-                               &in.binding_kind) == KF_OK)
-        in.binding = binding;
-    kf_err_clear();
+    /* The binding is derived only for a CSR that carries one to compare (not on every request). */
+    in.binding_kind = kf_tls_channel_binding_kind(bufferevent_openssl_get_ssl(c->bev));
+    if (kf_csr_challenge(csr)) {
+        if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->bev), binding, sizeof(binding),
+                                   &in.binding_kind) == KF_OK)
+            in.binding = binding;
+        kf_err_clear();
+    }
     reg = kf_registry_fresh(&svc->registry, svc->deploy);
     rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
     kf_registry_release(reg);
@@ -533,9 +537,7 @@ static const struct route *labelled_route(const char *path, char *label, size_t 
 static int label_known(struct kf_service *svc, const char *label)
 {
     struct kf_registry *reg = kf_registry_fresh(&svc->registry, svc->deploy);
-    int found = 0;
-    for (size_t i = 0; i < reg->n_groups && !found; i++)
-        found = strcmp(reg->groups[i].id, label) == 0;
+    int found = kf_registry_group_named(reg, label) != NULL;
     kf_registry_release(reg);
     return found;
 }

@@ -27,7 +27,6 @@ ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --ou
 ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
 
 # disconnected_with REASON: the last raw session ended in an MQTT 5 DISCONNECT with REASON (hex).
-disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
 metric() { curl -s --cacert "$D/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 # ---- malformed packets ----

@@ -89,7 +89,6 @@ raw dev-1 c4:
 contains "empty client id, CleanSession=1: accepted, the certificate names it" "$RAW" "2 20020000"
 
 # ---- more statements, each with a packet no well-behaved client sends ----
-disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
 raw dev-1 c5:dev-1 c5:dev-1
 check "a second CONNECT: DISCONNECT 0x82 (MQTT-3.1.0-2)" disconnected_with 82
 raw dev-1 c5:dev-1 "30 07 00 03 61 2f 2b 00 78"

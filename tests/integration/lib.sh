@@ -348,6 +348,9 @@ raw() {
     RAW=$(timeout 20 python3 "$(dirname "${BASH_SOURCE[0]}")/mqtt_raw.py" "$HUB_PORT" "$T/d/ca/root.crt" \
         "$cert" "$key" "$@" 2>&1)
 }
+# disconnected_with REASON_RE: the last raw answer was an MQTT 5 DISCONNECT with that reason
+# (a regex over its hex), then the close.
+disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
 # wait_for NAME NEEDLE: waits (up to 5 s) until a subscriber's output holds NEEDLE.
 wait_for() {
     for _ in $(seq 1 50); do

@@ -450,11 +450,15 @@ static void test_retained_quota(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routing),         cmocka_unit_test(test_subscription_ids),
+        cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_subscription_ids),
         cmocka_unit_test(test_msg_encoding),
-        cmocka_unit_test(test_retained),        cmocka_unit_test(test_retained_quota),
-        cmocka_unit_test(test_offline_session), cmocka_unit_test(test_takeover_expiry_qos2),
-        cmocka_unit_test(test_no_local),        cmocka_unit_test(test_will_delay),
+        cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_retained_quota),
+        cmocka_unit_test(test_offline_session),
+        cmocka_unit_test(test_takeover_expiry_qos2),
+        cmocka_unit_test(test_no_local),
+        cmocka_unit_test(test_will_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

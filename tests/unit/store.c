@@ -358,9 +358,9 @@ static void test_schema_and_file(void **state)
              "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
              "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
              tables, sizeof(tables));
-    assert_string_equal(
-        tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,enrollments,hub_retained,hubs,meta,"
-                "registrations,security_events,services");
+    assert_string_equal(tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,"
+                                "enrollments,hub_retained,hubs,meta,"
+                                "registrations,security_events,services");
 
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
