@@ -91,6 +91,7 @@ struct kf_hubd {
     struct kf_htab ids;
     struct kf_hub_worker *workers;
     int persistence; /* retained messages go to the store (set at start) */
+    int ret_pending; /* retained writes on their way to the store (atomic) */
 };
 
 struct hconn;
@@ -128,8 +129,13 @@ struct ack {
 };
 
 /* A retained message (or its clearing) on its way to the store. */
+/* Retained writes on their way: per connection, and for the whole hub (of KF_STORE_QUEUE_MAX). */
+#define RET_PENDING_PER_CONN 8
+#define RET_PENDING_MAX      (KF_STORE_QUEUE_MAX / 4)
+
 struct ret_job {
     struct kf_store_req req;
+    struct kf_hubd *hub;
     struct hconn *c; /* the publisher waiting for its acknowledgement; NULL: nobody waits */
     struct ack *ack;
     enum kf_err rc;
@@ -853,6 +859,7 @@ static void ret_job_done(struct kf_store_req *req, enum kf_err rc, void *arg)
 {
     struct ret_job *j = arg;
     struct kf_hub_worker *hw = j->c ? j->c->hw : NULL; /* c->hw never changes */
+    __atomic_sub_fetch(&j->hub->ret_pending, 1, __ATOMIC_RELAXED);
     if (rc) {
         kf_log(KF_LOG_ERROR, "hub", "a retained message could not be kept in the store", "error",
                req->errmsg, NULL);
@@ -935,7 +942,8 @@ static void on_retained(void *arg, const struct kf_msg *m)
     j->req.arg = j;
     j->req.done_cb = ret_job_done;
     j->req.done_arg = j;
-    if (publishing.c && m->qos > 0) {
+    j->hub = h;
+    if (publishing.c) {
         j->c = publishing.c;
     }
     if (kf_store_submit(store, &j->req) != KF_OK) {
@@ -945,7 +953,11 @@ static void on_retained(void *arg, const struct kf_msg *m)
         ret_job_free(j);
         return;
     }
-    if (j->c) publishing.job = j;
+    __atomic_add_fetch(&h->ret_pending, 1, __ATOMIC_RELAXED);
+    if (j->c) {
+        j->c->jobs++; /* it points at the connection until jobs_drain has it back */
+        publishing.job = j;
+    }
 }
 
 /* The retained messages kept before: back into the broker (at start). */
@@ -981,6 +993,21 @@ static enum kf_err restore_retained(struct kf_hubd *h)
         kf_log(KF_LOG_INFO, "hub", "retained messages restored", "count", n, NULL);
     }
     return KF_OK;
+}
+
+/* Refused whole, and said so: a retained message is never dropped in silence. */
+static void retained_refused(struct hconn *c, const struct kf_mqtt_publish *p,
+                             struct kf_mqtt_str topic, const char *kind, const char *reason)
+{
+    char t[200];
+    size_t n = topic.len < sizeof(t) - 1 ? topic.len : sizeof(t) - 1;
+    memcpy(t, topic.p, n);
+    t[n] = '\0';
+    refusal(c, "hub.retained_refused", kind,
+            kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity", kind_name(c->kind),
+                             "topic", t, "reason", reason));
+    if (p->qos == 2) kf_broker_qos2_released(c->hw->hub->broker, &c->peer, p->packet_id);
+    ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0);
 }
 
 static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
@@ -1081,7 +1108,19 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
         return;
     }
-    if (p->retain && p->qos > 0 && h->persistence) {
+    if (p->retain && h->persistence) {
+        /*
+         * Retained writes share the store with provisioning: a connection may have a few on
+         * their way, the hub a quarter of the store's queue, so that no publisher can starve
+         * enrollments (or the other publishers) of it.
+         */
+        if (c->jobs >= RET_PENDING_PER_CONN ||
+            __atomic_load_n(&h->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX) {
+            kf_msg_release(m);
+            retained_refused(c, p, topic, "store_busy",
+                             "the store is busy with retained messages; publish again later");
+            return;
+        }
         publishing.c = c;
         publishing.job = NULL;
     }
@@ -1094,29 +1133,22 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         if (j) {
             /* acknowledged once durable: the store's answer comes back through jobs_drain */
             STAT_ADD(c->hw, messages_received, 1);
-            c->jobs++;
-            j->ack = queue_ack(
-                c, p->qos == 1 ? KF_MQTT_PUBACK : KF_MQTT_PUBREC, p->packet_id,
-                c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0,
-                0);
+            j->ack = p->qos == 0
+                         ? NULL
+                         : queue_ack(c, p->qos == 1 ? KF_MQTT_PUBACK : KF_MQTT_PUBREC, p->packet_id,
+                                     c->version == KF_MQTT_V5 && routed == 0
+                                         ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS
+                                         : 0,
+                                     0);
             return;
         }
     }
     if (unkept) {
-        /* Refused whole, and said so: a retained message is never dropped in silence. */
-        char t[200];
-        size_t n = topic.len < sizeof(t) - 1 ? topic.len : sizeof(t) - 1;
-        memcpy(t, topic.p, n);
-        t[n] = '\0';
-        refusal(c, "hub.retained_refused", unkept == KF_RETAIN_QUOTA ? "quota" : "full",
-                kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
-                                 kind_name(c->kind), "topic", t, "reason",
-                                 unkept == KF_RETAIN_QUOTA
-                                     ? "the identity holds its share of retained messages "
-                                       "(hub.max_retained_per_id, max_retained_bytes_per_id)"
-                                     : "the hub holds max_retained or max_retained_bytes"));
-        if (p->qos == 2) kf_broker_qos2_released(h->broker, &c->peer, p->packet_id);
-        ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0);
+        retained_refused(c, p, topic, unkept == KF_RETAIN_QUOTA ? "quota" : "full",
+                         unkept == KF_RETAIN_QUOTA
+                             ? "the identity holds its share of retained messages "
+                               "(hub.max_retained_per_id, max_retained_bytes_per_id)"
+                             : "the hub holds max_retained or max_retained_bytes");
         return;
     }
     STAT_ADD(c->hw, messages_received, 1);

@@ -64,5 +64,34 @@ equals "the hog clears its retained messages (empty payloads)" "$(pubacks)" "10 
 raw dev-c c5:dev-c $(retained_packets dev-c 1 1 500)
 equals "and dev-c's retained message fits again" "$(pubacks)" "10 "
 
+# ---- retained writes cannot starve the store: four devices replace a retained message as fast
+# as they can, while devices from another address register ----
+for d in fl-1 fl-2 fl-3 fl-4; do provision "$d"; done
+conf_set hub msg_rate 100000 # the per-connection message rate is not the defence here
+conf_set hub msg_burst 100000
+stop_kfd
+REUSE_PORTS=1 start_kfd || exit 1
+(
+    for n in $(seq 1 20); do
+        fdev "rg-$n" fca
+        ocsr "rg-$n"
+        jq -n --rawfile csr "$T/rg-$n.op.csr" '{csr: $csr}' >"$T/rg-$n.json"
+        curl -s -o /dev/null -w '%{http_code}\n' --cacert "$D/ca/root.crt" --cert "$T/rg-$n.pem" \
+            --key "$T/rg-$n.key" -H 'Content-Type: application/json' \
+            --data-binary @"$T/rg-$n.json" "https://127.0.0.1:$KFD_PORT/api/v1/register"
+        sleep 0.1
+    done >"$T/rg.out"
+) &
+REGS=$!
+for d in fl-1 fl-2 fl-3 fl-4; do
+    pkt=$(python3 -c 'import sys; t = b"devices/%s/telemetry/s" % sys.argv[1].encode(); body = len(t).to_bytes(2, "big") + t + b"x" * 64; print((bytes([0x31, len(body)]) + body).hex())' "$d")
+    SRC=127.0.4.1 timeout 30 python3 "$(dirname "$0")/mqtt_flood.py" "$HUB_PORT" "$D/ca/root.crt" \
+        "$T/$d.op.pem" "$T/$d.op.key" "$d" 4 4 "$pkt" >"$T/fl-$d.out" 2>&1 &
+done
+wait "$REGS"
+sleep 4
+equals "every registration during the flood answered 200" "$(sort -u "$T/rg.out")" 200
+check "the flood's retained writes beyond the share are refused, with an event" \
+    event_with hub.retained_refused '.detail.reason | test("store is busy")'
 stop_kfd
 finish

@@ -61,9 +61,10 @@ pid, sid, f, q = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), int(s
 body = pid.to_bytes(2, "big") + bytes([2, 0x0B, sid]) + len(f).to_bytes(2, "big") + f + bytes([q])
 print((bytes([0x82, len(body)]) + body).hex())' "$1" "$2" "$3" "${4:-0}"
 }
-(sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
+# (both SUBSCRIBEs in one write, the publish well after their SUBACKs)
+(sleep 2.5 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
 publisher=$!
-RAW_WAIT=4 raw dash c5:dash "$(sub5 1 7 'devices/+/telemetry/#')" "$(sub5 2 9 'devices/dev-2/telemetry/x' 1)"
+RAW_WAIT=5 raw dash c5:dash "$(sub5 1 7 'devices/+/telemetry/#')$(sub5 2 9 'devices/dev-2/telemetry/x' 1)"
 wait "$publisher"
 publishes=$(grep '^3 ' <<<"$RAW")
 equals "two subscriptions with two identifiers: two copies" "$(wc -l <<<"$publishes")" 2
@@ -74,9 +75,9 @@ $publishes
 EOF"
 check "the copy for the QoS 1 subscription is QoS 1" grep -q "^3 32.*0b09" <<<"$publishes"
 # The same identifier on both: one copy.
-(sleep 1.2 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
+(sleep 2.5 && pub dev-2 -t devices/dev-2/telemetry/x -m hi -q 1) &
 publisher=$!
-RAW_WAIT=4 raw dash c5:dash "$(sub5 1 5 'devices/+/telemetry/#')" "$(sub5 2 5 'devices/dev-2/telemetry/#' 1)"
+RAW_WAIT=5 raw dash c5:dash "$(sub5 1 5 'devices/+/telemetry/#')$(sub5 2 5 'devices/dev-2/telemetry/#' 1)"
 wait "$publisher"
 equals "one identifier on both: one copy" "$(grep -c '^3 ' <<<"$RAW")" 1
 check "at the higher QoS, with the identifier" grep -q "^3 32.*0b05" <<<"$RAW"
