@@ -9,7 +9,7 @@
  *   hub_load --connect HOST:PORT --cacert ROOT --ca ISSUING.pem --ca-key ISSUING.key
  *            --mode connect|idle|publish [--devices N] [--concurrency C] [--resume]
  *            [--broker-pid PID] [--announce] [--qos 0|1] [--seconds S] [--window W]
- *            [--sub-cert F --sub-key F --sub-id ID]
+ *            [--sub-cert F --sub-key F --sub-id ID [--persistent]]
  *
  *   connect  N devices connect from zero (TCP, full TLS handshake, CONNECT, CONNACK), C at a time;
  *            with --resume a first, untimed pass collects each device's TLS session and the timed
@@ -23,6 +23,8 @@
  *            at the same QoS, then every device publishes to devices/<id>/telemetry for S
  *            seconds, each with up to W QoS 1 messages awaiting PUBACK (QoS 0: W per turn).
  *            Prints delivered_per_s (messages the subscriber received, acknowledged at QoS 1).
+ *            With --persistent the subscriber's session outlives its connection (MQTT 3.1.1
+ *            CleanSession 0), so that a broker with persistence keeps what it queues for it.
  *
  * One thread with epoll for the devices, and one for the subscriber so that the publishers
  * cannot starve it; everything non-blocking.
@@ -73,9 +75,9 @@ struct client {
 static struct {
     const char *connect, *cacert, *ca, *ca_key, *mode, *sub_cert, *sub_key, *sub_id;
     long devices, concurrency, window, broker_pid;
-    int resume, announce, qos;
+    int resume, announce, qos, persistent;
     double seconds;
-} o = {NULL, NULL, NULL, NULL, "connect", NULL, NULL, "bench-sub", 1000, 100, 10, 0, 0, 0, 1, 5};
+} o = {NULL, NULL, NULL, NULL, "connect", NULL, NULL, "bench-sub", 1000, 100, 10, 0, 0, 0, 1, 0, 5};
 
 static struct sockaddr_in target;
 static SSL_CTX *ctx;
@@ -250,7 +252,7 @@ static void send_connect(struct client *c)
     size_t n;
     memset(&k, 0, sizeof(k));
     k.version = KF_MQTT_V311;
-    k.clean_start = 1;
+    k.clean_start = !(c->sub && o.persistent);
     k.keep_alive = 300;
     k.client_id.p = (const uint8_t *)c->id;
     k.client_id.len = (uint16_t)strlen(c->id);
@@ -478,7 +480,7 @@ static const char usage[] =
     "usage: hub_load --connect HOST:PORT --cacert ROOT --ca CA.pem --ca-key CA.key\n"
     "                --mode connect|idle|publish [--devices N] [--concurrency C] [--resume]\n"
     "                [--broker-pid PID] [--announce] [--qos 0|1] [--seconds S] [--window W]\n"
-    "                [--sub-cert F --sub-key F --sub-id ID]\n";
+    "                [--sub-cert F --sub-key F --sub-id ID [--persistent]]\n";
 
 int main(int argc, char **argv)
 {
@@ -500,6 +502,7 @@ int main(int argc, char **argv)
         {"sub-cert", required_argument, NULL, 'S'},
         {"sub-key", required_argument, NULL, 'K'},
         {"sub-id", required_argument, NULL, 'I'},
+        {"persistent", no_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
         /* clang-format on */
     };
@@ -528,6 +531,7 @@ int main(int argc, char **argv)
         case 'S': o.sub_cert = optarg; break;
         case 'K': o.sub_key = optarg; break;
         case 'I': o.sub_id = optarg; break;
+        case 'p': o.persistent = 1; break;
         default: fputs(usage, stderr); return 2;
         }
     }

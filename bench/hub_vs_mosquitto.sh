@@ -44,6 +44,12 @@ use_identity_as_username true
 set_tcp_nodelay true
 max_connections -1
 CONF
+# The same Mosquitto with persistence on (its defaults: the in-memory state is written to
+# mosquitto.db every autosave_interval, 1800 s, and at exit), for the persistent-session run.
+MPPORT=$(free_port)
+mkdir -p "$HD/mp"
+sed "s/^persistence false/persistence true\npersistence_location $(printf '%s' "$HD/mp/" | sed 's/[\/&]/\\&/g')/; s/^listener $MPORT /listener $MPPORT /" \
+    "$HD/mosquitto.conf" >"$HD/mosquitto-persist.conf"
 ulimit -n 65536 2>/dev/null || true
 
 # A second keyfleetd on the same deployment, resuming with stateless tickets instead of the
@@ -59,10 +65,12 @@ KEYFLEET_LOG=warn "$KFD" --dir "$HD/d" --config "$HD/tickets.conf" >"$HD/kfdt.lo
 KFDT_PID=$!
 mosquitto -c "$HD/mosquitto.conf" >"$HD/mosq.log" 2>&1 &
 MOSQ_PID=$!
-trap 'kill $KFD_PID $KFDT_PID $MOSQ_PID 2>/dev/null || true' EXIT
+mosquitto -c "$HD/mosquitto-persist.conf" >"$HD/mosqp.log" 2>&1 &
+MOSQP_PID=$!
+trap 'kill $KFD_PID $KFDT_PID $MOSQ_PID $MOSQP_PID 2>/dev/null || true' EXIT
 sleep 1
-kill -0 "$KFD_PID" && kill -0 "$KFDT_PID" && kill -0 "$MOSQ_PID" ||
-    { cat "$HD/kfd.log" "$HD/kfdt.log" "$HD/mosq.log" >&2; exit 1; }
+kill -0 "$KFD_PID" && kill -0 "$KFDT_PID" && kill -0 "$MOSQ_PID" && kill -0 "$MOSQP_PID" ||
+    { cat "$HD/kfd.log" "$HD/kfdt.log" "$HD/mosq.log" "$HD/mosqp.log" >&2; exit 1; }
 
 load() { # load PORT ARGS...
     p=$1
@@ -155,6 +163,14 @@ for qos in 0 1; do
         --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub)" delivered_per_s)
     echo "| QoS $qos messages/s delivered to one subscriber (100 devices publishing, 5 s) | $k | $m | $(ratio "$k" "$m") |"
 done
+# Persistence on in both: the subscriber's session outlives its connection, so keyfleetd
+# commits every QoS 1 message to its store before it acknowledges or delivers it (group
+# commit), and Mosquitto (persistence true) keeps it in memory until its next autosave.
+k=$(field "$(load "$KPORT" --mode publish --qos 1 --devices 100 --seconds 5 --window 10 \
+    --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub --persistent)" delivered_per_s)
+m=$(field "$(load "$MPPORT" --mode publish --qos 1 --devices 100 --seconds 5 --window 10 \
+    --sub-cert "$HD/sub.pem" --sub-key "$HD/sub.key" --sub-id bench-sub --persistent)" delivered_per_s)
+echo "| QoS 1 messages/s delivered to a persistent session (100 devices, 10 in flight each), persistence on: keyfleetd durable before the PUBACK, Mosquitto \`persistence true\` | $k | $m | $(ratio "$k" "$m") |"
 
 # The ceiling under the full-handshake storm on this machine: a bare OpenSSL mutual-TLS handshake
 # over a fresh loopback TCP connection, both ends in one thread (bench/tls_floor --tcp), the

@@ -46,7 +46,10 @@ struct qitem {
     struct qitem *next;
     struct kf_msg *msg;
     uint8_t qos, retain;
+    uint8_t dup;        /* it may have been sent before a restart */
+    uint16_t packet_id; /* QoS 1 and 2: given when queued, so that the store keeps it */
     uint32_t sub_id;
+    uint64_t seq; /* its row in the store (0: not stored); not sent before it is settled */
 };
 
 struct inflight {
@@ -55,6 +58,7 @@ struct inflight {
     uint8_t released; /* QoS 2: PUBREC seen, awaiting PUBCOMP */
     uint8_t retain;
     uint32_t sub_id;
+    uint64_t seq; /* its row in the store (0: not stored) */
     struct kf_msg *msg;
 };
 
@@ -65,6 +69,7 @@ struct kf_session {
     struct sub *subs;
     unsigned n_subs;
     struct qitem *qhead, *qtail;
+    struct qitem *qid_first; /* the oldest queued item with a packet id */
     unsigned qlen;
     struct inflight *inflight;
     unsigned n_inflight, cap_inflight;
@@ -79,6 +84,9 @@ struct kf_session {
     /* routing: the publish this session was last matched by, and its place in the match list */
     uint64_t stamp;
     size_t match_index;
+    int stored;                               /* it outlives its connection: the store has it */
+    int held;                                 /* on the broker's held list */
+    struct kf_session *held_prev, *held_next; /* waiting for its head item to be settled */
 };
 
 struct match {
@@ -100,12 +108,29 @@ struct kf_broker {
     size_t n_matches, cap_matches;
     uint64_t n_online, n_subs, n_retained, n_queued, routed, dropped;
     size_t retained_bytes;
-    void (*on_retained)(void *arg, const struct kf_msg *m);
-    void *on_retained_arg;
+    kf_broker_change_cb change; /* NULL: nothing is persisted */
+    void *change_arg;
+    unsigned n_ops;      /* ops said during the current call */
+    uint64_t seq;        /* the last message sequence number given */
+    uint64_t commit_seq; /* the highest one the current call's ops hold */
+    uint64_t settled;    /* messages up to this one may be sent */
+    struct kf_session *held;
+    struct kf_buf val; /* a row's value, being written */
 };
 
 static void will_now(struct kf_broker *b, struct kf_session *s);
 static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost);
+static void unlock(struct kf_broker *b);
+static void put_session(struct kf_broker *b, struct kf_session *s, int64_t offline_wall);
+static void store_drop(struct kf_broker *b, struct kf_session *s);
+static void store_delete(struct kf_broker *b, struct kf_session *s, int kind, int64_t key,
+                         int behind);
+static int store_msg(struct kf_broker *b, struct kf_session *s, struct qitem *q);
+static void store_msg_released(struct kf_broker *b, struct kf_session *s, const struct inflight *f);
+static void emit(struct kf_broker *b, const struct kf_broker_op *op);
+static void hold(struct kf_broker *b, struct kf_session *s);
+static void settle(struct kf_broker *b, uint64_t seq);
+static struct kf_session *session_new(struct kf_broker *b, const char *name);
 
 /* ---- messages ---- */
 
@@ -263,7 +288,7 @@ static void session_clear(struct kf_broker *b, struct kf_session *s)
         free(q);
     }
     b->n_queued -= s->qlen;
-    s->qhead = s->qtail = NULL;
+    s->qhead = s->qtail = s->qid_first = NULL;
     s->qlen = 0;
     for (unsigned i = 0; i < s->n_inflight; i++)
         kf_msg_release(s->inflight[i].msg);
@@ -272,10 +297,24 @@ static void session_clear(struct kf_broker *b, struct kf_session *s)
     s->n_qos2_in = 0;
 }
 
+static void held_remove(struct kf_broker *b, struct kf_session *s)
+{
+    if (!s->held) return;
+    if (s->held_prev)
+        s->held_prev->held_next = s->held_next;
+    else
+        b->held = s->held_next;
+    if (s->held_next) s->held_next->held_prev = s->held_prev;
+    s->held = 0;
+    s->held_prev = s->held_next = NULL;
+}
+
 static void session_free(struct kf_broker *b, struct kf_session *s)
 {
     kf_msg_release(s->will);
     s->will = NULL;
+    store_drop(b, s);
+    held_remove(b, s);
     session_clear(b, s);
     kf_htab_remove(&b->sessions, &s->node);
     free(s->inflight);
@@ -318,6 +357,7 @@ enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **
     if (!b) return kf_fail(KF_E_NOMEM, "out of memory");
     pthread_mutex_init(&b->lock, NULL);
     b->conf = *conf;
+    kf_buf_init(&b->val, 17u * 1024 * 1024);
     *out = b;
     return KF_OK;
 }
@@ -325,6 +365,7 @@ enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **
 void kf_broker_free(struct kf_broker *b)
 {
     if (!b) return;
+    b->change = NULL; /* what is stored stays stored */
     for (size_t i = 0; i < b->sessions.n_slots; i++)
         while (b->sessions.slots[i])
             session_free(b, (struct kf_session *)b->sessions.slots[i]);
@@ -350,6 +391,7 @@ void kf_broker_free(struct kf_broker *b)
     kf_htab_free(&b->buckets);
     kf_htab_free(&b->owners);
     free(b->matches);
+    kf_buf_free(&b->val);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -358,7 +400,7 @@ void kf_broker_configure(struct kf_broker *b, const struct kf_broker_conf *conf)
 {
     pthread_mutex_lock(&b->lock);
     b->conf = *conf;
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
 }
 
 enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
@@ -385,30 +427,19 @@ enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
         kf_msg_release(s->will);
         s->will = NULL;
     }
-    if (s && clean) session_clear(b, s);
+    if (s && clean) {
+        store_drop(b, s);
+        held_remove(b, s);
+        session_clear(b, s);
+    }
     if (s && !clean) {
         *present = 1;
         s->resend = s->n_inflight;
     }
     if (!s) {
-        s = calloc(1, sizeof(*s));
+        s = session_new(b, client_id);
         if (!s) {
-            rc = kf_fail(KF_E_NOMEM, "out of memory");
-            goto out;
-        }
-        if (strlen(client_id) >= sizeof(s->id)) {
-            free(s);
-            rc = kf_fail(KF_E_INVALID, "a session name of %zu characters", strlen(client_id));
-            goto out;
-        }
-        snprintf(s->id, sizeof(s->id), "%s", client_id);
-        s->node.key = (const uint8_t *)s->id;
-        s->node.klen = strlen(s->id);
-        s->node.hash = kf_hash_bytes(s->node.key, s->node.klen);
-        s->next_id = 1;
-        if (kf_htab_insert(&b->sessions, &s->node)) {
-            free(s);
-            rc = kf_fail(KF_E_NOMEM, "out of memory");
+            rc = kf_errlast();
             goto out;
         }
     }
@@ -417,18 +448,27 @@ enum kf_err kf_broker_attach(struct kf_broker *b, struct kf_broker_peer *peer,
     peer->session = s;
     peer->kicked = 0;
     b->n_online++;
+    if (b->change && expiry_s) {
+        s->stored = 1;
+        put_session(b, s, 0);
+    } else {
+        store_drop(b, s); /* it ends with this connection now */
+    }
     /* Something may be waiting already (a resumed session). */
     if (s->qlen || s->resend) inbox_push(peer);
 out:
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return rc;
 }
 
 void kf_broker_set_expiry(struct kf_broker *b, struct kf_broker_peer *peer, uint32_t expiry_s)
 {
     pthread_mutex_lock(&b->lock);
-    if (peer->session) peer->session->expiry_s = expiry_s;
-    pthread_mutex_unlock(&b->lock);
+    if (peer->session) {
+        peer->session->expiry_s = expiry_s;
+        if (peer->session->stored && expiry_s) put_session(b, peer->session, 0);
+    }
+    unlock(b);
 }
 
 void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, struct kf_msg *m,
@@ -448,7 +488,7 @@ void kf_broker_detach_will(struct kf_broker *b, struct kf_broker_peer *peer, str
     } else {
         publish_locked(b, m, &lost);
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     kf_broker_detach(b, peer, now_ms);
 }
 
@@ -463,26 +503,51 @@ void kf_broker_detach(struct kf_broker *b, struct kf_broker_peer *peer, int64_t 
         s->peer = NULL;
         b->n_online--;
         s->offline_since = now_ms;
-        if (s->expiry_s == 0) session_free(b, s);
+        if (s->expiry_s == 0)
+            session_free(b, s);
+        else if (s->stored)
+            put_session(b, s, now_ms);
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
 }
 
-/* Queues `m` for session `s`; 0 when its queue is full (the message is dropped for it). */
-static int enqueue(struct kf_broker *b, struct kf_session *s, struct kf_msg *m, uint8_t qos,
-                   uint8_t retain, uint32_t sub_id)
+static int id_in_use(const struct kf_session *s, uint16_t id)
 {
-    struct qitem *q;
-    /* An offline session keeps only what it must be given (QoS 1 and 2), as brokers do. */
-    if (!s->peer && qos == 0) return 1;
-    if (s->qlen >= b->conf.max_queued) return 0;
-    q = malloc(sizeof(*q));
-    if (!q) return 0;
-    q->next = NULL;
-    q->msg = kf_msg_ref(m);
-    q->qos = qos;
-    q->retain = retain;
-    q->sub_id = sub_id;
+    for (unsigned i = 0; i < s->n_inflight; i++)
+        if (s->inflight[i].packet_id == id) return 1;
+    return 0;
+}
+
+static struct qitem *next_with_id(struct qitem *q)
+{
+    while (q && !q->packet_id)
+        q = q->next;
+    return q;
+}
+
+/*
+ * The packet id for a QoS 1 or 2 message queued now: the next one in turn that is not in flight.
+ * Queued messages hold ids given in turn from the oldest (qid_first) on, so the next id can only
+ * meet one of them by going round to that oldest: then the session holds too much (0).
+ */
+static int next_packet_id(struct kf_session *s, uint16_t *out)
+{
+    uint16_t first = s->qid_first ? s->qid_first->packet_id : 0;
+    for (unsigned tries = 0; tries < 65535; tries++) {
+        uint16_t id = s->next_id == 65535 ? 1 : (uint16_t)(s->next_id + 1);
+        if (id == first) return 0;
+        s->next_id = id;
+        if (!id_in_use(s, id)) {
+            *out = id;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void queue_append(struct kf_broker *b, struct kf_session *s, struct qitem *q)
+{
+    if (q->packet_id && !s->qid_first) s->qid_first = q;
     if (s->qtail)
         s->qtail->next = q;
     else
@@ -490,6 +555,61 @@ static int enqueue(struct kf_broker *b, struct kf_session *s, struct kf_msg *m, 
     s->qtail = q;
     s->qlen++;
     b->n_queued++;
+}
+
+/* Room for one more in flight, or inbound QoS 2 id; grown as used. 0: out of memory. */
+static int inflight_room(struct kf_session *s)
+{
+    unsigned ncap;
+    void *p;
+    if (s->n_inflight < s->cap_inflight) return 1;
+    ncap = s->cap_inflight ? s->cap_inflight * 2 : 8;
+    p = realloc(s->inflight, ncap * sizeof(*s->inflight));
+    if (!p) return 0;
+    s->inflight = p;
+    s->cap_inflight = ncap;
+    return 1;
+}
+
+static int qos2_room(struct kf_session *s)
+{
+    unsigned ncap;
+    void *p;
+    if (s->n_qos2_in < s->cap_qos2_in) return 1;
+    ncap = s->cap_qos2_in ? s->cap_qos2_in * 2 : 8;
+    p = realloc(s->qos2_in, ncap * sizeof(*s->qos2_in));
+    if (!p) return 0;
+    s->qos2_in = p;
+    s->cap_qos2_in = ncap;
+    return 1;
+}
+
+/* Queues `m` for session `s`; 0 when its queue is full (the message is dropped for it). */
+static int enqueue(struct kf_broker *b, struct kf_session *s, struct kf_msg *m, uint8_t qos,
+                   uint8_t retain, uint32_t sub_id)
+{
+    struct qitem *q;
+    uint16_t id = 0;
+    /* An offline session keeps only what it must be given (QoS 1 and 2), as brokers do. */
+    if (!s->peer && qos == 0) return 1;
+    if (s->qlen >= b->conf.max_queued) return 0;
+    if (qos && !next_packet_id(s, &id)) return 0;
+    q = malloc(sizeof(*q));
+    if (!q) return 0;
+    q->next = NULL;
+    q->msg = kf_msg_ref(m);
+    q->qos = qos;
+    q->retain = retain;
+    q->sub_id = sub_id;
+    q->dup = 0;
+    q->packet_id = id;
+    q->seq = 0;
+    if (qos && s->stored && !store_msg(b, s, q)) {
+        kf_msg_release(q->msg);
+        free(q);
+        return 0;
+    }
+    queue_append(b, s, q);
     if (s->peer) inbox_push(s->peer);
     return 1;
 }
@@ -664,15 +784,6 @@ static void retain_msg(struct kf_broker *b, struct kf_msg *m)
     b->n_retained++;
     b->retained_bytes += m->size;
     owner_count(b, m, 1);
-}
-
-void kf_broker_on_retained(struct kf_broker *b, void (*cb)(void *arg, const struct kf_msg *m),
-                           void *arg)
-{
-    pthread_mutex_lock(&b->lock);
-    b->on_retained = cb;
-    b->on_retained_arg = arg;
-    pthread_mutex_unlock(&b->lock);
 }
 
 void kf_broker_restore_retained(struct kf_broker *b, struct kf_msg *m)
@@ -867,7 +978,10 @@ static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost
     /* A will is published whatever its retain flag can get: kept only within the bounds. */
     if (m->retain && (!m->payload_len || retain_allowed(b, m) == KF_RETAIN_OK)) {
         retain_msg(b, m);
-        if (b->on_retained) b->on_retained(b->on_retained_arg, m);
+        if (b->change) {
+            struct kf_broker_op op = {.type = KF_BROKER_RETAIN, .msg = m};
+            emit(b, &op);
+        }
     }
     b->routed += queued;
     b->dropped += *lost;
@@ -882,7 +996,7 @@ size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped,
     pthread_mutex_lock(&b->lock);
     if (m->retain && m->payload_len) why = retain_allowed(b, m);
     if (!why) queued = publish_locked(b, m, &lost);
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     if (dropped) *dropped = lost;
     if (refused) *refused = why;
     return queued;
@@ -909,57 +1023,76 @@ static void queue_retained(struct kf_broker *b, struct kf_session *s, struct buc
     }
 }
 
+/*
+ * Adds or updates the subscription `filter` of `s`: NULL with kf_fail when it holds max_subs
+ * already (`limit`) or out of memory. `*existed` says whether it was there.
+ */
+static struct sub *sub_add(struct kf_broker *b, struct kf_session *s, const uint8_t *filter,
+                           size_t len, const struct kf_broker_sub_opts *opts, int limit,
+                           int *existed)
+{
+    struct sub *u;
+    size_t plen;
+
+    *existed = 0;
+    for (u = s->subs; u; u = u->s_next)
+        if (u->len == len && memcmp(u->filter, filter, len) == 0) break;
+    if (u) {
+        *existed = 1;
+        u->opts = *opts;
+        return u;
+    }
+    if (limit && s->n_subs >= b->conf.max_subs) {
+        kf_fail(KF_E_OVERSIZE, "the session holds %u subscriptions already", s->n_subs);
+        return NULL;
+    }
+    u = calloc(1, sizeof(*u) + len);
+    if (!u) {
+        kf_fail(KF_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(u->filter, filter, len);
+    u->len = len;
+    u->s = s;
+    u->opts = *opts;
+    if (filter_literal(filter, len, &plen)) {
+        u->bucket = bucket_get(b, filter, plen);
+        if (!u->bucket) {
+            free(u);
+            kf_fail(KF_E_NOMEM, "out of memory");
+            return NULL;
+        }
+        u->next = u->bucket->subs;
+        if (u->next) u->next->prev = u;
+        u->bucket->subs = u;
+    } else {
+        u->next = b->wild;
+        if (u->next) u->next->prev = u;
+        b->wild = u;
+    }
+    u->s_next = s->subs;
+    s->subs = u;
+    s->n_subs++;
+    b->n_subs++;
+    return u;
+}
+
 enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer,
                                 const uint8_t *filter, size_t len,
                                 const struct kf_broker_sub_opts *opts)
 {
     struct kf_session *s;
     struct sub *u;
-    size_t plen;
     int existed = 0;
     enum kf_err rc = KF_OK;
 
     pthread_mutex_lock(&b->lock);
     s = peer->session;
     if (!s) goto out;
-    for (u = s->subs; u; u = u->s_next)
-        if (u->len == len && memcmp(u->filter, filter, len) == 0) break;
-    if (u) {
-        existed = 1;
-        u->opts = *opts;
-    } else {
-        if (s->n_subs >= b->conf.max_subs) {
-            rc = kf_fail(KF_E_OVERSIZE, "the session holds %u subscriptions already", s->n_subs);
-            goto out;
-        }
-        u = calloc(1, sizeof(*u) + len);
-        if (!u) {
-            rc = kf_fail(KF_E_NOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(u->filter, filter, len);
-        u->len = len;
-        u->s = s;
-        u->opts = *opts;
-        if (filter_literal(filter, len, &plen)) {
-            u->bucket = bucket_get(b, filter, plen);
-            if (!u->bucket) {
-                free(u);
-                rc = kf_fail(KF_E_NOMEM, "out of memory");
-                goto out;
-            }
-            u->next = u->bucket->subs;
-            if (u->next) u->next->prev = u;
-            u->bucket->subs = u;
-        } else {
-            u->next = b->wild;
-            if (u->next) u->next->prev = u;
-            b->wild = u;
-        }
-        u->s_next = s->subs;
-        s->subs = u;
-        s->n_subs++;
-        b->n_subs++;
+    u = sub_add(b, s, filter, len, opts, 1, &existed);
+    if (!u) {
+        rc = kf_errlast();
+        goto out;
     }
     if (opts->retain_handling == 0 || (opts->retain_handling == 1 && !existed)) {
         if (u->bucket) {
@@ -970,8 +1103,9 @@ enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer
                     queue_retained(b, s, (struct bucket *)n, u);
         }
     }
+    if (s->stored) put_session(b, s, 0);
 out:
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return rc;
 }
 
@@ -991,9 +1125,10 @@ int kf_broker_unsubscribe(struct kf_broker *b, struct kf_broker_peer *peer, cons
         free(u);
         s->n_subs--;
         found = 1;
+        if (s->stored) put_session(b, s, 0);
         break;
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return found;
 }
 
@@ -1007,15 +1142,8 @@ size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
         inbox_remove(p);
         out[n++] = p;
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return n;
-}
-
-static int id_in_use(const struct kf_session *s, uint16_t id)
-{
-    for (unsigned i = 0; i < s->n_inflight; i++)
-        if (s->inflight[i].packet_id == id) return 1;
-    return 0;
 }
 
 size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t now_ms,
@@ -1048,12 +1176,18 @@ size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t 
     while (s->qhead && n < cap) {
         struct qitem *q = s->qhead;
         struct kf_broker_out *o;
+        if (q->seq > b->settled) {
+            hold(b, s); /* not durable yet: kf_broker_settled wakes the peer */
+            break;
+        }
         if (q->qos > 0 && s->n_inflight >= window) break;
         s->qhead = q->next;
         if (!s->qhead) s->qtail = NULL;
+        if (s->qid_first == q) s->qid_first = next_with_id(q->next);
         s->qlen--;
         b->n_queued--;
         if (q->msg->expires_ms && q->msg->expires_ms <= now_ms) {
+            if (q->seq && s->stored) store_delete(b, s, KF_BROKER_ROW_MSG, (int64_t)q->seq, 1);
             kf_msg_release(q->msg);
             free(q);
             continue;
@@ -1062,43 +1196,38 @@ size_t kf_broker_pull(struct kf_broker *b, struct kf_broker_peer *peer, int64_t 
         memset(o, 0, sizeof(*o));
         o->msg = q->msg; /* the queue's reference moves to the caller */
         o->qos = q->qos;
+        o->dup = q->dup;
         o->retain = q->retain;
         o->sub_id = q->sub_id;
         if (q->qos > 0) {
             struct inflight *f;
-            if (s->n_inflight == s->cap_inflight) {
-                unsigned ncap = s->cap_inflight ? s->cap_inflight * 2 : 8;
-                void *p = realloc(s->inflight, ncap * sizeof(*s->inflight));
-                if (!p) {
-                    /* Put it back; try again later. */
-                    n--;
-                    q->next = s->qhead;
-                    s->qhead = q;
-                    if (!s->qtail) s->qtail = q;
-                    s->qlen++;
-                    b->n_queued++;
-                    break;
-                }
-                s->inflight = p;
-                s->cap_inflight = ncap;
+            if (!inflight_room(s)) {
+                /* Put it back; try again later. */
+                n--;
+                q->next = s->qhead;
+                s->qhead = q;
+                if (!s->qtail) s->qtail = q;
+                s->qid_first = q;
+                s->qlen++;
+                b->n_queued++;
+                break;
             }
-            do {
-                s->next_id = s->next_id == 65535 ? 1 : (uint16_t)(s->next_id + 1);
-            } while (id_in_use(s, s->next_id));
             f = &s->inflight[s->n_inflight++];
-            f->packet_id = s->next_id;
+            f->packet_id = q->packet_id;
             f->qos = q->qos;
             f->released = 0;
             f->retain = q->retain;
             f->sub_id = q->sub_id;
+            f->seq = q->seq;
             f->msg = kf_msg_ref(q->msg);
             o->packet_id = f->packet_id;
         }
         free(q);
     }
-    *more = s->resend > 0 || (s->qhead && (s->qhead->qos == 0 || s->n_inflight < window));
+    *more = s->resend > 0 || (s->qhead && s->qhead->seq <= b->settled &&
+                              (s->qhead->qos == 0 || s->n_inflight < window));
 out:
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return n;
 }
 
@@ -1118,11 +1247,14 @@ int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt
                 kf_msg_release(f->msg);
                 f->msg = NULL;
                 ok = 1;
+                /* before the PUBREL goes: after a restart it is the PUBREL that is sent again */
+                if (f->seq && s->stored) store_msg_released(b, s, f);
             }
             break;
         }
         if ((type == KF_MQTT_PUBACK && f->qos == 1) ||
             (type == KF_MQTT_PUBCOMP && f->qos == 2 && f->released)) {
+            if (f->seq && s->stored) store_delete(b, s, KF_BROKER_ROW_MSG, (int64_t)f->seq, 1);
             kf_msg_release(f->msg);
             /* An entry still waiting to be sent again leaves that region too. */
             if (i >= s->n_inflight - s->resend) s->resend--;
@@ -1134,7 +1266,7 @@ int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt
         }
         break;
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return ok;
 }
 
@@ -1154,20 +1286,19 @@ int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, ui
         r = -1;
         goto out;
     }
-    if (s->n_qos2_in == s->cap_qos2_in) {
-        /* Grown as used (the bound may change on SIGHUP). */
-        unsigned ncap = s->cap_qos2_in ? s->cap_qos2_in * 2 : 8;
-        void *p = realloc(s->qos2_in, ncap * sizeof(*s->qos2_in));
-        if (!p) {
-            r = -1;
-            goto out;
-        }
-        s->qos2_in = p;
-        s->cap_qos2_in = ncap;
+    if (!qos2_room(s)) { /* grown as used (the bound may change on SIGHUP) */
+        r = -1;
+        goto out;
     }
     s->qos2_in[s->n_qos2_in++] = packet_id;
+    if (s->stored) {
+        /* with the message: a PUBLISH sent again after a restart is known for a duplicate */
+        struct kf_broker_op op = {
+            .type = KF_BROKER_PUT, .session = s->id, .kind = KF_BROKER_ROW_QOS2, .key = packet_id};
+        emit(b, &op);
+    }
 out:
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return r;
 }
 
@@ -1181,9 +1312,11 @@ int kf_broker_qos2_released(struct kf_broker *b, struct kf_broker_peer *peer, ui
         if (s->qos2_in[i] == packet_id) {
             s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
             found = 1;
+            /* before the PUBCOMP goes: the client may use the id again after it */
+            if (s->stored) store_delete(b, s, KF_BROKER_ROW_QOS2, packet_id, 0);
             break;
         }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return found;
 }
 
@@ -1206,7 +1339,7 @@ size_t kf_broker_sweep(struct kf_broker *b, int64_t now_ms)
             }
         }
     }
-    pthread_mutex_unlock(&b->lock);
+    unlock(b);
     return ended;
 }
 
@@ -1221,4 +1354,352 @@ void kf_broker_stats(struct kf_broker *b, struct kf_broker_stats *out)
     out->routed = b->routed;
     out->dropped = b->dropped;
     pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- persistence ---- */
+
+void kf_broker_persist(struct kf_broker *b, kf_broker_change_cb cb, void *arg)
+{
+    pthread_mutex_lock(&b->lock);
+    b->change = cb;
+    b->change_arg = arg;
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Ends a broker call: its ops go to the store as one commit, then the lock goes. */
+static void unlock(struct kf_broker *b)
+{
+    if (b->n_ops && b->change) {
+        struct kf_broker_op op = {.type = KF_BROKER_COMMIT, .seq = b->commit_seq};
+        if (b->change(b->change_arg, &op) && b->commit_seq > b->settled) settle(b, b->commit_seq);
+    }
+    b->n_ops = 0;
+    b->commit_seq = 0;
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void emit(struct kf_broker *b, const struct kf_broker_op *op)
+{
+    b->n_ops++;
+    b->change(b->change_arg, op);
+}
+
+static int put16(struct kf_buf *out, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    return kf_buf_append(out, x, 2) != KF_OK;
+}
+
+static uint16_t get16(struct reader *r)
+{
+    uint16_t v;
+    if (r->left < 2) {
+        r->bad = 1;
+        return 0;
+    }
+    v = (uint16_t)(r->p[0] << 8 | r->p[1]);
+    r->p += 2;
+    r->left -= 2;
+    return v;
+}
+
+static uint8_t get8(struct reader *r)
+{
+    if (r->left < 1) {
+        r->bad = 1;
+        return 0;
+    }
+    r->left--;
+    return *r->p++;
+}
+
+#define SESSION_FORMAT 1
+
+/*
+ * The session's row: format, expiry, when it went offline (wall clock, ms; 0: online) and its
+ * subscriptions (filter, qos, options, identifier).
+ */
+static void put_session(struct kf_broker *b, struct kf_session *s, int64_t offline_wall)
+{
+    struct kf_buf *v = &b->val;
+    uint8_t head = SESSION_FORMAT;
+    int bad;
+    if (!s->stored || !b->change) return;
+    kf_buf_reset(v);
+    bad = kf_buf_append(v, &head, 1) != KF_OK;
+    bad |= put32(v, s->expiry_s);
+    bad |= put32(v, (uint32_t)((uint64_t)offline_wall >> 32));
+    bad |= put32(v, (uint32_t)offline_wall);
+    bad |= put32(v, s->n_subs);
+    for (struct sub *u = s->subs; u; u = u->s_next) {
+        uint8_t o[2] = {u->opts.qos, (uint8_t)((u->opts.no_local ? 1 : 0) |
+                                               (u->opts.retain_as_published ? 2 : 0) |
+                                               (u->opts.retain_handling << 2))};
+        bad |= put_str(v, u->filter, u->len);
+        bad |= kf_buf_append(v, o, 2) != KF_OK;
+        bad |= put32(v, u->opts.sub_id);
+    }
+    if (bad) return; /* out of memory: the row keeps what it held */
+    {
+        struct kf_broker_op op = {.type = KF_BROKER_PUT,
+                                  .session = s->id,
+                                  .kind = KF_BROKER_ROW_SESSION,
+                                  .value = v->data,
+                                  .len = v->len};
+        emit(b, &op);
+    }
+}
+
+/* The session ends (or ends with its connection now): its rows go. */
+static void store_drop(struct kf_broker *b, struct kf_session *s)
+{
+    struct kf_broker_op op = {.type = KF_BROKER_DROP, .session = s->id};
+    if (!s->stored) return;
+    s->stored = 0;
+    if (b->change) emit(b, &op);
+}
+
+static void store_delete(struct kf_broker *b, struct kf_session *s, int kind, int64_t key,
+                         int behind)
+{
+    struct kf_broker_op op = {
+        .type = KF_BROKER_DELETE, .session = s->id, .kind = kind, .key = key, .behind = behind};
+    if (b->change) emit(b, &op);
+}
+
+#define MSG_ROW_RETAIN   1
+#define MSG_ROW_RELEASED 2
+
+/* A message row: packet id, qos, flags, subscription id, then the message (none once released). */
+static int msg_row(struct kf_buf *v, uint16_t packet_id, uint8_t qos, uint8_t flags,
+                   uint32_t sub_id, const struct kf_msg *m)
+{
+    uint8_t x[2] = {qos, flags};
+    int bad;
+    kf_buf_reset(v);
+    bad = put16(v, packet_id);
+    bad |= kf_buf_append(v, x, 2) != KF_OK;
+    bad |= put32(v, sub_id);
+    if (!bad && m && kf_msg_encode(m, v) != KF_OK) {
+        kf_err_clear();
+        bad = 1;
+    }
+    return !bad;
+}
+
+/* Gives queued `q` of stored session `s` its row; 0 when it cannot be written (out of memory). */
+static int store_msg(struct kf_broker *b, struct kf_session *s, struct qitem *q)
+{
+    struct kf_broker_op op = {.type = KF_BROKER_PUT, .session = s->id, .kind = KF_BROKER_ROW_MSG};
+    if (!msg_row(&b->val, q->packet_id, q->qos, q->retain ? MSG_ROW_RETAIN : 0, q->sub_id, q->msg))
+        return 0;
+    q->seq = ++b->seq;
+    b->commit_seq = q->seq;
+    op.key = (int64_t)q->seq;
+    op.value = b->val.data;
+    op.len = b->val.len;
+    emit(b, &op);
+    return 1;
+}
+
+static void store_msg_released(struct kf_broker *b, struct kf_session *s, const struct inflight *f)
+{
+    struct kf_broker_op op = {
+        .type = KF_BROKER_PUT, .session = s->id, .kind = KF_BROKER_ROW_MSG, .key = (int64_t)f->seq};
+    if (!msg_row(&b->val, f->packet_id, 2, MSG_ROW_RELEASED, 0, NULL)) return;
+    op.value = b->val.data;
+    op.len = b->val.len;
+    emit(b, &op);
+}
+
+static void hold(struct kf_broker *b, struct kf_session *s)
+{
+    if (s->held) return;
+    s->held = 1;
+    s->held_prev = NULL;
+    s->held_next = b->held;
+    if (b->held) b->held->held_prev = s;
+    b->held = s;
+}
+
+/* Messages up to `seq` may go: the sessions that waited for them are woken. */
+static void settle(struct kf_broker *b, uint64_t seq)
+{
+    struct kf_session *s, *next;
+    if (seq > b->settled) b->settled = seq;
+    for (s = b->held; s; s = next) {
+        next = s->held_next;
+        if (s->qhead && s->qhead->seq > b->settled) continue;
+        held_remove(b, s);
+        if (s->peer) inbox_push(s->peer);
+    }
+}
+
+void kf_broker_settled(struct kf_broker *b, uint64_t seq)
+{
+    pthread_mutex_lock(&b->lock);
+    settle(b, seq);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static struct kf_session *session_new(struct kf_broker *b, const char *name)
+{
+    struct kf_session *s;
+    if (strlen(name) >= sizeof(s->id)) {
+        kf_fail(KF_E_INVALID, "a session name of %zu characters", strlen(name));
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        kf_fail(KF_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(s->id, sizeof(s->id), "%s", name);
+    s->node.key = (const uint8_t *)s->id;
+    s->node.klen = strlen(s->id);
+    s->node.hash = kf_hash_bytes(s->node.key, s->node.klen);
+    s->next_id = 1;
+    if (kf_htab_insert(&b->sessions, &s->node)) {
+        free(s);
+        kf_fail(KF_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    return s;
+}
+
+static enum kf_err restore_session(struct kf_broker *b, const char *name, struct reader *r,
+                                   int64_t now_ms)
+{
+    struct kf_session *s;
+    uint32_t expiry, n_subs;
+    int64_t offline;
+    uint64_t hi, lo;
+
+    if (get8(r) != SESSION_FORMAT) r->bad = 1;
+    expiry = get32(r);
+    hi = get32(r);
+    lo = get32(r);
+    offline = (int64_t)(hi << 32 | lo);
+    n_subs = get32(r);
+    if (r->bad || expiry == 0 || session_find(b, name)) goto bad;
+    s = session_new(b, name);
+    if (!s) return kf_errlast();
+    s->stored = 1;
+    s->expiry_s = expiry;
+    /* It went offline then, or (it was online) at the crash: now. */
+    s->offline_since = offline > 0 && offline < now_ms ? offline : now_ms;
+    for (uint32_t i = 0; i < n_subs && !r->bad; i++) {
+        struct kf_mqtt_str f = get_str(r);
+        struct kf_broker_sub_opts o;
+        uint8_t qos = get8(r), fl = get8(r);
+        int existed;
+        memset(&o, 0, sizeof(o));
+        o.sub_id = get32(r);
+        o.qos = qos;
+        o.no_local = fl & 1;
+        o.retain_as_published = (fl >> 1) & 1;
+        o.retain_handling = (uint8_t)(fl >> 2);
+        if (r->bad || qos > 2 || o.retain_handling > 2 || !kf_mqtt_topic_filter_valid(f.p, f.len)) {
+            r->bad = 1;
+            break;
+        }
+        if (!sub_add(b, s, f.p, f.len, &o, 0, &existed)) {
+            session_free(b, s);
+            return kf_errlast();
+        }
+    }
+    if (r->bad || r->left) {
+        s->stored = 0; /* its row stays for an operator to look at */
+        session_free(b, s);
+        goto bad;
+    }
+    return KF_OK;
+bad:
+    return kf_fail(KF_E_MALFORMED, "the stored session %s does not read back", name);
+}
+
+static enum kf_err restore_msg(struct kf_broker *b, struct kf_session *s, uint64_t seq,
+                               struct reader *r)
+{
+    uint16_t id = get16(r);
+    uint8_t qos = get8(r), flags = get8(r);
+    uint32_t sub_id = get32(r);
+    struct kf_msg *m = NULL;
+
+    if (r->bad || !id || qos < 1 || qos > 2 || (flags & ~3u) || !seq) goto bad;
+    if (flags & MSG_ROW_RELEASED) {
+        struct inflight *f;
+        if (qos != 2 || r->left) goto bad;
+        if (!inflight_room(s)) return kf_fail(KF_E_NOMEM, "out of memory");
+        f = &s->inflight[s->n_inflight++];
+        memset(f, 0, sizeof(*f));
+        f->packet_id = id;
+        f->qos = 2;
+        f->released = 1;
+        f->seq = seq;
+    } else {
+        struct qitem *q;
+        m = kf_msg_decode(r->p, r->left);
+        if (!m) goto bad;
+        q = malloc(sizeof(*q));
+        if (!q) {
+            kf_msg_release(m);
+            return kf_fail(KF_E_NOMEM, "out of memory");
+        }
+        q->next = NULL;
+        q->msg = m;
+        q->qos = qos;
+        q->retain = flags & MSG_ROW_RETAIN;
+        q->dup = 1; /* it may have gone out before the restart */
+        q->packet_id = id;
+        q->sub_id = sub_id;
+        q->seq = seq;
+        queue_append(b, s, q);
+    }
+    s->next_id = id;
+    if (seq > b->seq) b->seq = seq;
+    b->settled = b->seq;
+    return KF_OK;
+bad:
+    kf_err_clear();
+    return kf_fail(KF_E_MALFORMED, "a stored message of session %s does not read back", s->id);
+}
+
+enum kf_err kf_broker_restore(struct kf_broker *b, const char *session, int kind, int64_t key,
+                              const uint8_t *value, size_t len, int64_t now_ms)
+{
+    struct reader r = {value, len, 0};
+    struct kf_session *s;
+    enum kf_err rc;
+
+    pthread_mutex_lock(&b->lock);
+    if (kind < KF_BROKER_ROW_SESSION || kind > KF_BROKER_ROW_QOS2) {
+        rc = kf_fail(KF_E_MALFORMED, "a stored row of session %s of an unknown kind", session);
+        goto out;
+    }
+    if (kind == KF_BROKER_ROW_SESSION) {
+        rc = restore_session(b, session, &r, now_ms);
+        goto out;
+    }
+    s = session_find(b, session);
+    if (!s || !s->stored) {
+        rc = kf_fail(KF_E_NOT_FOUND, "a stored row of session %s, which has no session row",
+                     session);
+        goto out;
+    }
+    if (kind == KF_BROKER_ROW_MSG) {
+        rc = restore_msg(b, s, (uint64_t)key, &r);
+    } else if (kind == KF_BROKER_ROW_QOS2 && key > 0 && key <= 65535 && !len) {
+        rc = KF_OK;
+        if (!qos2_room(s)) {
+            rc = kf_fail(KF_E_NOMEM, "out of memory");
+            goto out;
+        }
+        s->qos2_in[s->n_qos2_in++] = (uint16_t)key;
+    } else {
+        rc = kf_fail(KF_E_MALFORMED, "a stored row of session %s of an unknown kind", session);
+    }
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
 }

@@ -94,15 +94,66 @@ struct kf_broker_conf {
 enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out);
 
 /*
- * Calls `cb` whenever a publish changes what is retained: `m` is the new retained message of its
- * topic, or (payload empty) clears it. Runs with the broker's lock held, on the publishing thread:
- * it must be quick and must not call the broker. NULL: no one is told.
+ * ---- persistence ----
+ * With a store attached (kf_broker_persist), the broker says what changes of its state must
+ * outlive a crash: retained messages, and the sessions that outlive their connection (expiry
+ * other than 0) with their subscriptions, the QoS 1 and 2 messages queued for them or in
+ * flight, and the inbound QoS 2 packet ids awaiting PUBREL. Each change is an op; the ops of one
+ * broker call end with KF_BROKER_COMMIT, all said with the broker's lock held, so the store sees
+ * them in the order the broker made them.
+ *
+ * A message queued for a stored session is not sent before the commit that holds it is durable
+ * (kf_broker_settled): what a subscriber receives was kept first, so that a crash cannot make the
+ * hub deliver it once before and once after (QoS 2 is exactly once across restarts).
  */
-void kf_broker_on_retained(struct kf_broker *b, void (*cb)(void *arg, const struct kf_msg *m),
-                           void *arg);
+enum kf_broker_op_type {
+    KF_BROKER_RETAIN, /* `msg` is its topic's retained message now; an empty payload clears it */
+    KF_BROKER_PUT,    /* the row (session, kind, key) is `value` now */
+    KF_BROKER_DELETE, /* the row (session, kind, key) is gone */
+    KF_BROKER_DROP,   /* every row of `session`: the session ended */
+    KF_BROKER_COMMIT, /* the end of one broker call's ops */
+};
+
+/* Row kinds: the session (key 0), a message (key: its sequence number), an inbound QoS 2 id. */
+#define KF_BROKER_ROW_SESSION 0
+#define KF_BROKER_ROW_MSG     1
+#define KF_BROKER_ROW_QOS2    2
+
+struct kf_broker_op {
+    enum kf_broker_op_type type;
+    const char *session;
+    int kind;
+    int64_t key;
+    const uint8_t *value; /* PUT: borrowed for the call */
+    size_t len;
+    const struct kf_msg *msg; /* RETAIN: borrowed for the call */
+    int behind;   /* DELETE: nobody waits for it; it may be written later, with others */
+    uint64_t seq; /* COMMIT: the highest message sequence number its PUTs hold (0: none) */
+};
+
+/*
+ * Called with the lock held; it must be quick and must not call the broker. For COMMIT it
+ * returns nonzero when what was said cannot be kept (the store is full or closing): the messages
+ * it held are then sent without waiting. NULL: nothing is persisted.
+ */
+typedef int (*kf_broker_change_cb)(void *arg, const struct kf_broker_op *op);
+void kf_broker_persist(struct kf_broker *b, kf_broker_change_cb cb, void *arg);
+
+/* The commits up to the one whose COMMIT said `seq` are durable (or failed): their messages go. */
+void kf_broker_settled(struct kf_broker *b, uint64_t seq);
 
 /* Puts back a retained message kept from before (a restart): no callback, no limits. */
 void kf_broker_restore_retained(struct kf_broker *b, struct kf_msg *m);
+
+/*
+ * Puts back one stored row (at start, before any client, in the order (session, kind, key)):
+ * a session comes back offline, its messages queued to be sent again (marked dup, with their
+ * packet ids) and those whose PUBREC had come as awaiting PUBCOMP. `now_ms` is the wall clock.
+ * KF_E_MALFORMED (with kf_fail) for a row that does not read back, KF_E_NOT_FOUND for a row of a
+ * session that has no session row; either is left out.
+ */
+enum kf_err kf_broker_restore(struct kf_broker *b, const char *session, int kind, int64_t key,
+                              const uint8_t *value, size_t len, int64_t now_ms);
 
 /*
  * A message as bytes that kf_msg_decode reads back: what it holds and when it expires (an

@@ -90,8 +90,8 @@ struct kf_hubd {
     struct hub_conf conf;
     struct kf_htab ids;
     struct kf_hub_worker *workers;
-    int persistence; /* retained messages go to the store (set at start) */
-    int ret_pending; /* retained writes on their way to the store (atomic) */
+    int persistence; /* retained messages and persistent sessions go to the store (at start) */
+    int ret_pending; /* the hub's writes on their way to the store (atomic) */
 };
 
 struct hconn;
@@ -114,7 +114,9 @@ struct kf_hub_worker {
     uint8_t *scratch;
     size_t scratch_cap;
     pthread_mutex_t jobs_lock; /* guards jobs_done (the store's thread adds to it) */
-    struct ret_job *jobs_done; /* retained writes the store has finished, newest first */
+    struct hub_job *jobs_done; /* writes the store has finished, newest first */
+    struct hub_job *behind;    /* deletes nobody waits for, gathered while one is in the store */
+    int behind_busy;           /* a write-behind job is in the store */
     struct kf_hub_worker *next;
 };
 
@@ -126,23 +128,43 @@ struct ack {
     struct ack *next;
     uint8_t type, reason, ready;
     uint16_t id;
+    size_t len; /* type 0: a whole packet (a SUBACK), these bytes */
+    uint8_t bytes[];
 };
 
-/* A retained message (or its clearing) on its way to the store. */
-/* Retained writes on their way: per connection, and for the whole hub (of KF_STORE_QUEUE_MAX). */
+/*
+ * The hub's writes on their way: per connection (retained ones; all of them before its reading
+ * pauses), and for the whole hub (of KF_STORE_QUEUE_MAX), so that no publisher can starve
+ * provisioning, or the other publishers, of the store.
+ */
 #define RET_PENDING_PER_CONN 8
+#define JOBS_PER_CONN        32
 #define RET_PENDING_MAX      (KF_STORE_QUEUE_MAX / 4)
 
-struct ret_job {
+/* One change the broker said, as the store will write it. */
+struct hub_op {
+    struct hub_op *next;
+    uint8_t type; /* enum kf_broker_op_type, but COMMIT */
+    uint8_t kind;
+    int64_t key;
+    size_t topic_len; /* RETAIN: data is the topic, then the message (none: cleared) */
+    size_t len;       /* of data */
+    char session[KF_ID_MAX + 3];
+    uint8_t data[];
+};
+
+/* What one broker call (or, write-behind, several) said, in one store request. */
+struct hub_job {
     struct kf_store_req req;
     struct kf_hubd *hub;
-    struct hconn *c; /* the publisher waiting for its acknowledgement; NULL: nobody waits */
+    struct kf_hub_worker *hw; /* write-behind: back to its worker; else NULL */
+    struct hconn *c;          /* the connection waiting for it (its acknowledgement); or NULL */
     struct ack *ack;
     enum kf_err rc;
-    struct ret_job *next;
-    struct kf_buf msg; /* empty: the topic is cleared */
-    size_t topic_len;
-    uint8_t topic[];
+    uint64_t seq; /* the broker's COMMIT: settled once done */
+    int retained; /* it keeps a retained message (counted in c->ret_jobs) */
+    struct hub_job *next;
+    struct hub_op *ops, **tail;
 };
 
 struct alias {
@@ -194,6 +216,8 @@ struct hconn {
     int verified;      /* the identity verified and its certificate stands: events name it */
     struct ack *acks, *acks_tail; /* acknowledgements held back behind one the store owes */
     unsigned jobs;                /* store writes that will come back to this connection */
+    unsigned ret_jobs;            /* of them, those that keep retained messages */
+    int paused;                   /* reading waits for the store (too many jobs) */
     int zombie;                   /* closed; freed when the last of them is back */
     struct hconn *prev, *next;
 };
@@ -437,6 +461,17 @@ static void send_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8
     if (kf_mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a, &n) == 0) write_bytes(c, buf, n);
 }
 
+static struct ack *ack_link(struct hconn *c, struct ack *a, int ready)
+{
+    a->ready = (uint8_t)ready;
+    if (c->acks_tail)
+        c->acks_tail->next = a;
+    else
+        c->acks = a;
+    c->acks_tail = a;
+    return a;
+}
+
 /* Sends an acknowledgement now, or queues it behind one still waiting; the queued one. */
 static struct ack *queue_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason,
                              int ready)
@@ -454,13 +489,25 @@ static struct ack *queue_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t i
     a->type = (uint8_t)type;
     a->id = id;
     a->reason = reason;
-    a->ready = (uint8_t)ready;
-    if (c->acks_tail)
-        c->acks_tail->next = a;
-    else
-        c->acks = a;
-    c->acks_tail = a;
-    return a;
+    return ack_link(c, a, ready);
+}
+
+/* Writes a packet (a SUBACK) now, or queues it behind an acknowledgement still waiting. */
+static struct ack *queue_packet(struct hconn *c, const uint8_t *p, size_t n, int ready)
+{
+    struct ack *a;
+    if (!c->acks && ready) {
+        write_bytes(c, p, n);
+        return NULL;
+    }
+    a = calloc(1, sizeof(*a) + n);
+    if (!a) {
+        write_bytes(c, p, n);
+        return NULL;
+    }
+    memcpy(a->bytes, p, n);
+    a->len = n;
+    return ack_link(c, a, ready);
 }
 
 /* Sends the acknowledgements at the head of the queue that are ready. */
@@ -470,7 +517,10 @@ static void flush_acks(struct hconn *c)
         struct ack *a = c->acks;
         c->acks = a->next;
         if (!c->acks) c->acks_tail = NULL;
-        if (!c->closing) send_ack(c, (enum kf_mqtt_type)a->type, a->id, a->reason);
+        if (!c->closing && a->len)
+            write_bytes(c, a->bytes, a->len);
+        else if (!c->closing)
+            send_ack(c, (enum kf_mqtt_type)a->type, a->id, a->reason);
         free(a);
     }
 }
@@ -833,47 +883,90 @@ static void ack_publish(struct hconn *c, const struct kf_mqtt_publish *p, uint8_
     if (p->qos == 2) queue_ack(c, KF_MQTT_PUBREC, p->packet_id, reason, 1);
 }
 
-/* ---- retained messages in the store ---- */
+/* ---- retained messages and persistent sessions in the store ---- */
 
-/* Set by on_publish around kf_broker_publish: who waits for a retained write it causes. */
+/*
+ * The broker's changes of this thread's current call gather in `job`; the connection `c`, when
+ * set, waits for them (its acknowledgement goes once they are durable): `submitted` is then the
+ * last job sent for it. `hw`: the worker of this thread, whose write-behind takes deletes.
+ */
 static __thread struct {
     struct hconn *c;
-    struct ret_job *job;
-} publishing;
+    struct hub_job *job, *submitted;
+    struct kf_hub_worker *hw;
+} tl;
 
-static enum kf_err ret_job_cb(struct kf_txn *txn, void *arg)
+static enum kf_err job_cb(struct kf_txn *txn, void *arg)
 {
-    struct ret_job *j = arg;
-    if (!j->msg.len) return kf_txn_hub_retained_delete(txn, j->topic, j->topic_len);
-    return kf_txn_hub_retained_put(txn, j->topic, j->topic_len, j->msg.data, j->msg.len);
+    struct hub_job *j = arg;
+    enum kf_err rc = KF_OK;
+    for (struct hub_op *o = j->ops; o && !rc; o = o->next) {
+        switch (o->type) {
+        case KF_BROKER_RETAIN:
+            rc = o->len == o->topic_len
+                     ? kf_txn_hub_retained_delete(txn, o->data, o->topic_len)
+                     : kf_txn_hub_retained_put(txn, o->data, o->topic_len, o->data + o->topic_len,
+                                               o->len - o->topic_len);
+            break;
+        case KF_BROKER_PUT:
+            rc = kf_txn_hub_state_put(txn, o->session, o->kind, o->key, o->data, o->len);
+            break;
+        case KF_BROKER_DELETE:
+            rc = kf_txn_hub_state_delete(txn, o->session, o->kind, o->key);
+            break;
+        case KF_BROKER_DROP: rc = kf_txn_hub_state_drop(txn, o->session); break;
+        default: break;
+        }
+    }
+    return rc;
 }
 
-static void ret_job_free(struct ret_job *j)
+static void job_free(struct hub_job *j)
 {
-    kf_buf_free(&j->msg);
+    while (j->ops) {
+        struct hub_op *o = j->ops;
+        j->ops = o->next;
+        free(o);
+    }
     free(j);
 }
 
-/* On the store's thread: back to the worker that waits, or done. */
-static void ret_job_done(struct kf_store_req *req, enum kf_err rc, void *arg)
+static struct hub_job *job_new(struct kf_hubd *h)
 {
-    struct ret_job *j = arg;
-    struct kf_hub_worker *hw = j->c ? j->c->hw : NULL; /* c->hw never changes */
-    __atomic_sub_fetch(&j->hub->ret_pending, 1, __ATOMIC_RELAXED);
+    struct hub_job *j = calloc(1, sizeof(*j));
+    if (!j) return NULL;
+    j->hub = h;
+    j->tail = &j->ops;
+    j->req.cb = job_cb;
+    j->req.arg = j;
+    j->req.done_arg = j;
+    return j;
+}
+
+/* On the store's thread: the messages it held may go; back to the worker that waits, or done. */
+static void job_done(struct kf_store_req *req, enum kf_err rc, void *arg)
+{
+    struct hub_job *j = arg;
+    struct kf_hubd *h = j->hub;
+    struct kf_hub_worker *hw = j->hw ? j->hw : j->c ? j->c->hw : NULL; /* c->hw never changes */
+    uint64_t seq = j->seq;
+    if (!j->hw) __atomic_sub_fetch(&h->ret_pending, 1, __ATOMIC_RELAXED);
     if (rc) {
-        kf_log(KF_LOG_ERROR, "hub", "a retained message could not be kept in the store", "error",
+        kf_log(KF_LOG_ERROR, "hub", "the hub's state could not be kept in the store", "error",
                req->errmsg, NULL);
     }
-    if (!hw) {
-        ret_job_free(j);
-        return;
+    if (hw) {
+        /* first: a SUBACK that waited goes before the retained messages it let out */
+        j->rc = rc;
+        pthread_mutex_lock(&hw->jobs_lock);
+        j->next = hw->jobs_done;
+        hw->jobs_done = j;
+        pthread_mutex_unlock(&hw->jobs_lock);
+    } else {
+        job_free(j);
     }
-    j->rc = rc;
-    pthread_mutex_lock(&hw->jobs_lock);
-    j->next = hw->jobs_done;
-    hw->jobs_done = j;
-    pthread_mutex_unlock(&hw->jobs_lock);
-    event_active(hw->wake, EV_READ, 0);
+    if (seq) kf_broker_settled(h->broker, seq);
+    if (hw) event_active(hw->wake, EV_READ, 0);
 }
 
 static void zombie_free(struct hconn *c)
@@ -886,78 +979,182 @@ static void zombie_free(struct hconn *c)
     free(c);
 }
 
+/* The worker's write-behind goes to the store, unless one is there already. */
+static void behind_submit(struct kf_hub_worker *hw)
+{
+    struct hub_job *j = hw->behind;
+    struct kf_store *store = hw->hub->deploy ? hw->hub->deploy->store : NULL;
+    if (!j || hw->behind_busy) return;
+    hw->behind = NULL;
+    j->req.done_cb = job_done;
+    if (!store || kf_store_submit(store, &j->req) != KF_OK) {
+        /* a message acknowledged but not yet deleted: sent once more after a restart */
+        kf_err_clear();
+        job_free(j);
+        return;
+    }
+    hw->behind_busy = 1;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg);
+
+/* Reading starts again once the store has taken what the connection waited for. */
+static void maybe_resume(struct hconn *c)
+{
+    if (!c->paused || c->closing || !c->bev || c->jobs >= JOBS_PER_CONN / 2 ||
+        __atomic_load_n(&c->hw->hub->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX)
+        return;
+    c->paused = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    read_cb(c->bev, c); /* what waited in the input; may free c */
+}
+
 /* On the worker: the acknowledgements that waited for the store go, in order. */
 static void jobs_drain(struct kf_hub_worker *hw)
 {
-    struct ret_job *list, *rev = NULL;
+    struct hub_job *list, *rev = NULL;
     pthread_mutex_lock(&hw->jobs_lock);
     list = hw->jobs_done;
     hw->jobs_done = NULL;
     pthread_mutex_unlock(&hw->jobs_lock);
     while (list) { /* oldest first */
-        struct ret_job *j = list;
+        struct hub_job *j = list;
         list = j->next;
         j->next = rev;
         rev = j;
     }
     while (rev) {
-        struct ret_job *j = rev;
+        struct hub_job *j = rev;
         struct hconn *c = j->c;
         rev = j->next;
+        if (j->hw) hw->behind_busy = 0;
         if (c) {
             c->jobs--;
+            if (j->retained) c->ret_jobs--;
             if (j->ack) {
                 j->ack->ready = 1;
                 /* not durable: an MQTT 5 publisher hears so */
-                if (j->rc && c->version == KF_MQTT_V5) j->ack->reason = KF_MQTT_RC_UNSPECIFIED;
+                if (j->rc && c->version == KF_MQTT_V5 && !j->ack->len)
+                    j->ack->reason = KF_MQTT_RC_UNSPECIFIED;
             }
             if (c->zombie) {
                 if (!c->jobs) zombie_free(c);
             } else {
                 flush_acks(c);
+                maybe_resume(c);
             }
         }
-        ret_job_free(j);
+        job_free(j);
     }
+    behind_submit(hw);
 }
 
-/* The broker's callback (its lock held): a retained change goes to the store. */
-static void on_retained(void *arg, const struct kf_msg *m)
+/* Appends one op to `j` (NULL when out of memory: the change is kept in memory only). */
+static struct hub_op *job_add(struct hub_job *j, const struct kf_broker_op *op, size_t extra)
+{
+    struct hub_op *o = calloc(1, sizeof(*o) + op->len + extra);
+    if (!o) return NULL;
+    o->type = (uint8_t)op->type;
+    o->kind = (uint8_t)op->kind;
+    o->key = op->key;
+    if (op->session) snprintf(o->session, sizeof(o->session), "%s", op->session);
+    if (op->len) memcpy(o->data, op->value, op->len);
+    o->len = op->len;
+    *j->tail = o;
+    j->tail = &o->next;
+    return o;
+}
+
+/* The broker's callback (its lock held): its changes go to the store, in its order. */
+static int on_change(void *arg, const struct kf_broker_op *op)
 {
     struct kf_hubd *h = arg;
     struct kf_store *store = h->deploy ? h->deploy->store : NULL;
-    struct ret_job *j;
-    if (!store) return; /* stopping: the store is closed */
-    j = calloc(1, sizeof(*j) + m->topic.len);
-    if (!j) return;
-    kf_buf_init(&j->msg, 16u * 1024 * 1024);
-    if (m->payload_len && kf_msg_encode(m, &j->msg) != KF_OK) {
-        kf_err_clear();
-        ret_job_free(j);
-        return;
+    struct hub_job **jp = &tl.job;
+    struct hub_job *j;
+
+    if (!store) return 1; /* stopping: the store is closed */
+    if (op->type == KF_BROKER_COMMIT) {
+        j = tl.job;
+        tl.job = NULL;
+        if (tl.hw) behind_submit(tl.hw);
+        if (!j) return 0;
+        j->seq = op->seq;
+        j->c = tl.c;
+        j->req.done_cb = job_done;
+        if (kf_store_submit(store, &j->req) != KF_OK) {
+            kf_log(KF_LOG_WARN, "hub", "the store is busy: the hub's state is kept in memory only",
+                   "error", kf_errmsg(), NULL);
+            kf_err_clear();
+            job_free(j);
+            return 1;
+        }
+        __atomic_add_fetch(&h->ret_pending, 1, __ATOMIC_RELAXED);
+        if (j->c) {
+            j->c->jobs++; /* it points at the connection until jobs_drain has it back */
+            if (j->retained) j->c->ret_jobs++;
+            tl.submitted = j;
+        }
+        return 0;
     }
-    memcpy(j->topic, m->topic.p, m->topic.len);
-    j->topic_len = m->topic.len;
-    j->req.cb = ret_job_cb;
-    j->req.arg = j;
-    j->req.done_cb = ret_job_done;
-    j->req.done_arg = j;
-    j->hub = h;
-    if (publishing.c) {
-        j->c = publishing.c;
+    if (op->type == KF_BROKER_DELETE && op->behind && tl.hw) jp = &tl.hw->behind;
+    if (!*jp && !(*jp = job_new(h))) return 0;
+    j = *jp;
+    if (jp != &tl.job) j->hw = tl.hw;
+    if (op->type == KF_BROKER_RETAIN) {
+        const struct kf_msg *m = op->msg;
+        struct kf_broker_op copy = {
+            .type = KF_BROKER_RETAIN, .value = m->topic.p, .len = m->topic.len};
+        struct kf_buf enc;
+        struct hub_op *o;
+        kf_buf_init(&enc, 16u * 1024 * 1024);
+        if (m->payload_len && kf_msg_encode(m, &enc) != KF_OK) {
+            kf_err_clear();
+            kf_buf_free(&enc);
+            return 0;
+        }
+        o = job_add(j, &copy, enc.len);
+        if (o) {
+            if (enc.len) memcpy(o->data + m->topic.len, enc.data, enc.len);
+            o->topic_len = m->topic.len;
+            o->len += enc.len;
+            j->retained = 1;
+        }
+        kf_buf_free(&enc);
+        return 0;
     }
-    if (kf_store_submit(store, &j->req) != KF_OK) {
-        kf_log(KF_LOG_WARN, "hub", "the store is busy: a retained message is kept in memory only",
-               "error", kf_errmsg(), NULL);
-        kf_err_clear();
-        ret_job_free(j);
-        return;
-    }
-    __atomic_add_fetch(&h->ret_pending, 1, __ATOMIC_RELAXED);
-    if (j->c) {
-        j->c->jobs++; /* it points at the connection until jobs_drain has it back */
-        publishing.job = j;
-    }
+    job_add(j, op, 0);
+    return 0;
+}
+
+/*
+ * Around a broker call whose changes `c` waits for: after it, the job its acknowledgement waits
+ * for (NULL: none; acknowledge now).
+ */
+static void waits_begin(struct hconn *c)
+{
+    tl.c = c->hw->hub->persistence ? c : NULL;
+    tl.submitted = NULL;
+    tl.hw = c->hw;
+}
+
+static struct hub_job *waits_end(void)
+{
+    struct hub_job *j = tl.submitted;
+    tl.c = NULL;
+    tl.submitted = NULL;
+    return j;
+}
+
+/* An acknowledgement after the broker call whose changes it waits for. */
+static void ack_after(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason)
+{
+    struct hub_job *j = tl.submitted;
+    tl.submitted = NULL;
+    if (j && !j->ack)
+        j->ack = queue_ack(c, type, id, reason, 0);
+    else
+        queue_ack(c, type, id, reason, 1);
 }
 
 /* The retained messages kept before: back into the broker (at start). */
@@ -991,6 +1188,52 @@ static enum kf_err restore_retained(struct kf_hubd *h)
         char n[24];
         snprintf(n, sizeof(n), "%llu", (unsigned long long)st.retained);
         kf_log(KF_LOG_INFO, "hub", "retained messages restored", "count", n, NULL);
+    }
+    return KF_OK;
+}
+
+/* The persistent sessions kept before: back into the broker, offline (at start). */
+struct restoring {
+    struct kf_broker *broker;
+    int64_t now;
+    size_t sessions, messages, bad;
+};
+
+static enum kf_err restore_row(const char *session, int kind, int64_t key, const void *value,
+                               size_t len, void *arg)
+{
+    struct restoring *r = arg;
+    enum kf_err rc = kf_broker_restore(r->broker, session, kind, key, value, len, r->now);
+    if (rc == KF_E_NOMEM) return rc;
+    if (rc) {
+        /* once per session: the rest of its rows fail the same way */
+        if (kind == KF_BROKER_ROW_SESSION || r->bad == 0)
+            kf_log(KF_LOG_WARN, "hub", "a stored session's state does not read back; left out",
+                   "session", session, "error", kf_errmsg(), NULL);
+        kf_err_clear();
+        r->bad++;
+        return KF_OK;
+    }
+    if (kind == KF_BROKER_ROW_SESSION) r->sessions++;
+    if (kind == KF_BROKER_ROW_MSG) r->messages++;
+    return KF_OK;
+}
+
+static enum kf_err restore_sessions(struct kf_hubd *h)
+{
+    struct restoring r = {h->broker, kf_now_ms(), 0, 0, 0};
+    struct kf_txn *txn = NULL;
+    enum kf_err rc = kf_store_read(h->deploy->store, &txn);
+    if (!rc) rc = kf_txn_hub_state_list(txn, restore_row, &r);
+    kf_txn_end(txn);
+    if (rc) return kf_wrap(rc, "cannot read the hub's sessions back");
+    if (r.sessions || r.bad) {
+        char n[24], q[24], b[24];
+        snprintf(n, sizeof(n), "%zu", r.sessions);
+        snprintf(q, sizeof(q), "%zu", r.messages);
+        snprintf(b, sizeof(b), "%zu", r.bad);
+        kf_log(KF_LOG_INFO, "hub", "persistent sessions restored", "sessions", n, "messages", q,
+               "left_out", b, NULL);
     }
     return KF_OK;
 }
@@ -1108,41 +1351,21 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
         return;
     }
-    if (p->retain && h->persistence) {
-        /*
-         * Retained writes share the store with provisioning: a connection may have a few on
-         * their way, the hub a quarter of the store's queue, so that no publisher can starve
-         * enrollments (or the other publishers) of it.
-         */
-        if (c->jobs >= RET_PENDING_PER_CONN ||
-            __atomic_load_n(&h->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX) {
-            kf_msg_release(m);
-            retained_refused(c, p, topic, "store_busy",
-                             "the store is busy with retained messages; publish again later");
-            return;
-        }
-        publishing.c = c;
-        publishing.job = NULL;
+    /*
+     * Retained writes share the store with provisioning: a connection may have a few on their
+     * way, the hub a quarter of the store's queue, so that no publisher can starve enrollments
+     * (or the other publishers) of it.
+     */
+    if (p->retain && h->persistence &&
+        (c->ret_jobs >= RET_PENDING_PER_CONN ||
+         __atomic_load_n(&h->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX)) {
+        kf_msg_release(m);
+        retained_refused(c, p, topic, "store_busy",
+                         "the store is busy with retained messages; publish again later");
+        return;
     }
     routed = kf_broker_publish(h->broker, m, NULL, &unkept);
     kf_msg_release(m);
-    if (publishing.c) {
-        struct ret_job *j = publishing.job;
-        publishing.c = NULL;
-        publishing.job = NULL;
-        if (j) {
-            /* acknowledged once durable: the store's answer comes back through jobs_drain */
-            STAT_ADD(c->hw, messages_received, 1);
-            j->ack = p->qos == 0
-                         ? NULL
-                         : queue_ack(c, p->qos == 1 ? KF_MQTT_PUBACK : KF_MQTT_PUBREC, p->packet_id,
-                                     c->version == KF_MQTT_V5 && routed == 0
-                                         ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS
-                                         : 0,
-                                     0);
-            return;
-        }
-    }
     if (unkept) {
         retained_refused(c, p, topic, unkept == KF_RETAIN_QUOTA ? "quota" : "full",
                          unkept == KF_RETAIN_QUOTA
@@ -1152,8 +1375,10 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         return;
     }
     STAT_ADD(c->hw, messages_received, 1);
-    ack_publish(c, p,
-                c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+    /* acknowledged once durable: the store's answer comes back through jobs_drain */
+    if (p->qos)
+        ack_after(c, p->qos == 1 ? KF_MQTT_PUBACK : KF_MQTT_PUBREC, p->packet_id,
+                  c->version == KF_MQTT_V5 && routed == 0 ? KF_MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
 }
 
 static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int unsubscribe)
@@ -1224,8 +1449,15 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
     }
     buf = scratch(c->hw, 64 + n);
     if (buf && kf_mqtt_encode_suback(buf, 64 + n, c->version, unsubscribe, s->packet_id, NULL,
-                                     codes, n, &len) == 0)
-        write_bytes(c, buf, len);
+                                     codes, n, &len) == 0) {
+        /* a persistent session's subscriptions are durable before the SUBACK */
+        struct hub_job *j = tl.submitted;
+        tl.submitted = NULL;
+        if (j && !j->ack)
+            j->ack = queue_packet(c, buf, len, 0);
+        else
+            queue_packet(c, buf, len, 1);
+    }
     flush(c); /* retained messages */
 }
 
@@ -1373,7 +1605,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
     flush(c);
 }
 
-static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
+static void packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
 {
     struct kf_hubd *h = c->hw->hub;
     if (!c->connected) {
@@ -1392,16 +1624,18 @@ static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
         kf_broker_ack(h->broker, &c->peer, pkt->type, pkt->u.ack.packet_id);
         return;
     case KF_MQTT_PUBREC:
+        /* the PUBREL goes once the store knows it is the PUBREL to send again */
         if (kf_broker_ack(h->broker, &c->peer, KF_MQTT_PUBREC, pkt->u.ack.packet_id))
-            send_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id, 0);
+            ack_after(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id, 0);
         else if (pkt->u.ack.reason < 0x80)
-            send_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id,
-                     c->version == KF_MQTT_V5 ? KF_MQTT_RC_PACKET_ID_NOT_FOUND : 0);
+            queue_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id,
+                      c->version == KF_MQTT_V5 ? KF_MQTT_RC_PACKET_ID_NOT_FOUND : 0, 1);
         return;
     case KF_MQTT_PUBREL: {
+        /* the PUBCOMP goes once the id is forgotten in the store too: the client may reuse it */
         int found = kf_broker_qos2_released(h->broker, &c->peer, pkt->u.ack.packet_id);
-        send_ack(c, KF_MQTT_PUBCOMP, pkt->u.ack.packet_id,
-                 found || c->version != KF_MQTT_V5 ? 0 : KF_MQTT_RC_PACKET_ID_NOT_FOUND);
+        ack_after(c, KF_MQTT_PUBCOMP, pkt->u.ack.packet_id,
+                  found || c->version != KF_MQTT_V5 ? 0 : KF_MQTT_RC_PACKET_ID_NOT_FOUND);
         return;
     }
     case KF_MQTT_SUBSCRIBE: on_subscribe(c, pkt, 0); return;
@@ -1433,6 +1667,14 @@ static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
     case KF_MQTT_CONNECT: protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "a second CONNECT"); return;
     default: protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "a packet only a server sends"); return;
     }
+}
+
+/* One packet, with what its acknowledgement waits for in the store. */
+static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
+{
+    waits_begin(c);
+    packet(c, pkt);
+    waits_end();
 }
 
 /* ---- connections ---- */
@@ -1619,6 +1861,18 @@ static void rec_ended(struct hconn *c)
     event_cb(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
 }
 
+/*
+ * Whether the connection must wait for the store before its next packet: it has JOBS_PER_CONN
+ * writes there, or it has some and the hub its share. Its reading pauses (TCP pushes back on
+ * the client) and starts again as they come back (maybe_resume, and the tick).
+ */
+static int must_wait(const struct hconn *c)
+{
+    return c->jobs >= JOBS_PER_CONN ||
+           (c->jobs &&
+            __atomic_load_n(&c->hw->hub->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct hconn *c = arg;
@@ -1632,6 +1886,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
         const uint8_t *data;
 
         if (!len) break;
+        if (must_wait(c)) {
+            c->paused = 1;
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
         data = evbuffer_pullup(in, -1);
         st = kf_mqtt_decode(data, len, c->connected ? c->version : 0, c->hw->conf.max_packet, &pkt,
                             &err);
@@ -2072,6 +2331,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     struct kf_hub_worker *hw = arg;
     struct kf_broker_peer *peers[256];
     size_t n;
+    tl.hw = hw;
     jobs_drain(hw);
     do {
         n = kf_broker_take(hw->hub->broker, &hw->inbox, peers, KF_ARRAY_LEN(peers));
@@ -2127,6 +2387,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         enforce(hw, NULL); /* certificates that expired, once a second */
     }
     kf_registry_release(reg);
+    /* connections that waited for the hub's share of the store */
+    tl.hw = hw;
+    for (struct hconn *c = hw->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->paused) maybe_resume(c);
+    }
 }
 
 enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int index,
@@ -2213,6 +2479,9 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
     }
     /* The store is closed by now: what it owed has come back; zombies go with it. */
     jobs_drain(hw);
+    if (hw->behind) job_free(hw->behind);
+    hw->behind = NULL;
+    if (tl.hw == hw) tl.hw = NULL;
     pthread_mutex_lock(&h->lock);
     for (struct kf_hub_worker **pp = &h->workers; *pp; pp = &(*pp)->next)
         if (*pp == hw) {
@@ -2279,9 +2548,10 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     if (rc) goto fail;
     if (cfg->hub_persistence && deploy && deploy->store) {
         rc = restore_retained(h);
+        if (!rc) rc = restore_sessions(h);
         if (rc) goto fail;
         h->persistence = 1;
-        kf_broker_on_retained(h->broker, on_retained, h);
+        kf_broker_persist(h->broker, on_change, h);
     }
     limits_conf_from(cfg, &lc);
     rc = kf_limits_new(&lc, &h->limits);

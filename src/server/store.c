@@ -1395,6 +1395,53 @@ enum kf_err kf_txn_hub_retained_list(struct kf_txn *txn,
     return txn->store->be->retained_list(txn->conn, cb, arg);
 }
 
+/* ---- the hub's persistent sessions ---- */
+
+static enum kf_err hub_state_checked(struct kf_txn *txn, const char *session, int kind,
+                                     const char *what)
+{
+    enum kf_err rc = need_write(txn, session, what);
+    if (rc) return rc;
+    if (!session[0] || strlen(session) > 300 || kind < 0 || kind > 2)
+        return kf_fail(KF_E_INVALID, "a hub session's state needs a session name of 1 to 300 "
+                                     "bytes and a kind of 0 to 2");
+    return KF_OK;
+}
+
+enum kf_err kf_txn_hub_state_put(struct kf_txn *txn, const char *session, int kind, int64_t key,
+                                 const uint8_t *value, size_t len)
+{
+    enum kf_err rc = hub_state_checked(txn, session, kind, "keep a hub session's state");
+    if (rc) return rc;
+    if ((len && !value) || len > RETAINED_MSG_MAX)
+        return kf_fail(KF_E_INVALID, "a hub session's state is at most 16 MiB");
+    return txn->store->be->hub_state_put(txn->conn, session, kind, key, value, len);
+}
+
+enum kf_err kf_txn_hub_state_delete(struct kf_txn *txn, const char *session, int kind, int64_t key)
+{
+    enum kf_err rc = hub_state_checked(txn, session, kind, "delete a hub session's state");
+    if (rc) return rc;
+    return txn->store->be->hub_state_delete(txn->conn, session, kind, key);
+}
+
+enum kf_err kf_txn_hub_state_drop(struct kf_txn *txn, const char *session)
+{
+    enum kf_err rc = hub_state_checked(txn, session, 0, "end a hub session");
+    if (rc) return rc;
+    return txn->store->be->hub_state_drop(txn->conn, session);
+}
+
+enum kf_err kf_txn_hub_state_list(struct kf_txn *txn,
+                                  enum kf_err (*cb)(const char *session, int kind, int64_t key,
+                                                    const void *value, size_t len, void *arg),
+                                  void *arg)
+{
+    enum kf_err rc = need_txn(txn, cb);
+    if (rc) return rc;
+    return txn->store->be->hub_state_list(txn->conn, cb, arg);
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err hub_checked(const struct kf_hub *h, struct kf_hub *copy)

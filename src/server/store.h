@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 7
+#define KF_STORE_SCHEMA_VERSION 8
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -428,6 +428,24 @@ enum kf_err kf_txn_hub_retained_list(struct kf_txn *txn,
                                      enum kf_err (*cb)(const void *topic, size_t topic_len,
                                                        const void *msg, size_t msg_len, void *arg),
                                      void *arg);
+
+/*
+ * ---- the hub's persistent sessions ----
+ * Rows (session, kind, key) -> value that the broker writes and reads back (kind 0: the session,
+ * 1: a message queued or in flight, 2: an inbound QoS 2 id); session names are 1 to 300 bytes,
+ * values at most 16 MiB.
+ */
+enum kf_err kf_txn_hub_state_put(struct kf_txn *txn, const char *session, int kind, int64_t key,
+                                 const uint8_t *value, size_t len);
+/* Deletes one row (none is fine). */
+enum kf_err kf_txn_hub_state_delete(struct kf_txn *txn, const char *session, int kind, int64_t key);
+/* Deletes every row of `session` (the session ended). */
+enum kf_err kf_txn_hub_state_drop(struct kf_txn *txn, const char *session);
+/* Every row, ordered by session, kind, key (strings and bytes borrowed for the call). */
+enum kf_err kf_txn_hub_state_list(struct kf_txn *txn,
+                                  enum kf_err (*cb)(const char *session, int kind, int64_t key,
+                                                    const void *value, size_t len, void *arg),
+                                  void *arg);
 
 /* Inserts or replaces the registration of `r->device_id`. */
 enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r);

@@ -49,6 +49,8 @@ typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 typedef enum kf_err (*kf_approval_cb)(const struct kf_approval *a, void *arg);
 typedef enum kf_err (*kf_retained_cb)(const void *topic, size_t topic_len, const void *msg,
                                       size_t msg_len, void *arg);
+typedef enum kf_err (*kf_hub_state_cb)(const char *session, int kind, int64_t key,
+                                       const void *value, size_t len, void *arg);
 
 struct kf_store_backend {
     const char *name; /* "sqlite" */
@@ -141,6 +143,15 @@ struct kf_store_backend {
                                 const uint8_t *msg, size_t msg_len, int64_t now);
     enum kf_err (*retained_delete)(struct kf_store_conn *c, const uint8_t *topic, size_t topic_len);
     enum kf_err (*retained_list)(struct kf_store_conn *c, kf_retained_cb cb, void *arg);
+
+    /* The hub's persistent sessions: rows (session, kind, key) -> value, listed in that order. */
+    enum kf_err (*hub_state_put)(struct kf_store_conn *c, const char *session, int kind,
+                                 int64_t key, const uint8_t *value, size_t len);
+    enum kf_err (*hub_state_delete)(struct kf_store_conn *c, const char *session, int kind,
+                                    int64_t key);
+    /* Every row of `session`. */
+    enum kf_err (*hub_state_drop)(struct kf_store_conn *c, const char *session);
+    enum kf_err (*hub_state_list)(struct kf_store_conn *c, kf_hub_state_cb cb, void *arg);
 
     enum kf_err (*hub_insert)(struct kf_store_conn *c, const struct kf_hub *h);
     enum kf_err (*hub_get)(struct kf_store_conn *c, const char *name, struct kf_hub *out);

@@ -273,6 +273,21 @@ static const char schema_v7[] =
     " updated INTEGER NOT NULL"
     ") STRICT;"
     "PRAGMA user_version = 7;";
+/*
+ * Version 8: the hub's persistent sessions, so that what the hub acknowledged survives a crash.
+ * One row per session (kind 0: its expiry and subscriptions), per message queued for it or in
+ * flight (kind 1, key: the broker's sequence number) and per inbound QoS 2 packet id awaiting
+ * its PUBREL (kind 2, key: the id). The broker writes and reads the values.
+ */
+static const char schema_v8[] =
+    "CREATE TABLE hub_state ("
+    " session TEXT NOT NULL CHECK (length(session) BETWEEN 1 AND 300),"
+    " kind INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 2),"
+    " key INTEGER NOT NULL,"
+    " value BLOB NOT NULL,"
+    " PRIMARY KEY (session, kind, key)"
+    ") STRICT, WITHOUT ROWID;"
+    "PRAGMA user_version = 8;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -281,7 +296,7 @@ static const char schema_v7[] =
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -362,6 +377,10 @@ enum stmt_id {
     ST_RETAINED_PUT,
     ST_RETAINED_DELETE,
     ST_RETAINED_LIST,
+    ST_HUB_STATE_PUT,
+    ST_HUB_STATE_DELETE,
+    ST_HUB_STATE_DROP,
+    ST_HUB_STATE_LIST,
     ST_HUB_INSERT,
     ST_HUB_GET,
     ST_HUB_UPDATE,
@@ -478,6 +497,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "updated = excluded.updated",
     [ST_RETAINED_DELETE] = "DELETE FROM hub_retained WHERE topic = ?1",
     [ST_RETAINED_LIST] = "SELECT topic, msg FROM hub_retained ORDER BY topic",
+    [ST_HUB_STATE_PUT] =
+        "INSERT INTO hub_state (session, kind, key, value) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (session, kind, key) DO UPDATE SET value = excluded.value",
+    [ST_HUB_STATE_DELETE] = "DELETE FROM hub_state WHERE session = ?1 AND kind = ?2 AND key = ?3",
+    [ST_HUB_STATE_DROP] = "DELETE FROM hub_state WHERE session = ?1",
+    [ST_HUB_STATE_LIST] = "SELECT session, kind, key, value FROM hub_state "
+                          "ORDER BY session, kind, key",
 
     [ST_HUB_INSERT] = "INSERT INTO hubs (" HUB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_HUB_GET] = "SELECT " HUB_COLS " FROM hubs WHERE name = ?1",
@@ -2013,6 +2039,71 @@ out:
     return rc;
 }
 
+/* ---- the hub's persistent sessions ---- */
+
+/* Runs statement `which` with (session, kind, key, value) bound as far as `n` of them. */
+static enum kf_err hub_state_run(struct sq_conn *c, int which, int n, const char *session, int kind,
+                                 int64_t key, const uint8_t *value, size_t len, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, which, &st);
+    int s;
+
+    if (rc) return rc;
+    if (sqlite3_bind_text(st, 1, session, -1, SQLITE_STATIC) != SQLITE_OK ||
+        (n > 1 && (bind_i(st, 2, kind) || bind_i(st, 3, key))) ||
+        (n > 3 && sqlite3_bind_blob(st, 4, len ? (const void *)value : "", (int)len,
+                                    SQLITE_STATIC) != SQLITE_OK)) {
+        rc = bind_fail(c, "a hub session's state");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "%s", what);
+out:
+    release(c, which, st);
+    return rc;
+}
+
+static enum kf_err sq_hub_state_put(struct kf_store_conn *kc, const char *session, int kind,
+                                    int64_t key, const uint8_t *value, size_t len)
+{
+    return hub_state_run(sq(kc), ST_HUB_STATE_PUT, 4, session, kind, key, value, len,
+                         "cannot keep a hub session's state");
+}
+
+static enum kf_err sq_hub_state_delete(struct kf_store_conn *kc, const char *session, int kind,
+                                       int64_t key)
+{
+    return hub_state_run(sq(kc), ST_HUB_STATE_DELETE, 3, session, kind, key, NULL, 0,
+                         "cannot delete a hub session's state");
+}
+
+static enum kf_err sq_hub_state_drop(struct kf_store_conn *kc, const char *session)
+{
+    return hub_state_run(sq(kc), ST_HUB_STATE_DROP, 1, session, 0, 0, NULL, 0,
+                         "cannot end a hub session");
+}
+
+static enum kf_err sq_hub_state_list(struct kf_store_conn *kc, kf_hub_state_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_HUB_STATE_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = cb((const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+                sqlite3_column_int64(st, 2), sqlite3_column_blob(st, 3),
+                (size_t)sqlite3_column_bytes(st, 3), arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list the hub's sessions");
+out:
+    release(c, ST_HUB_STATE_LIST, st);
+    return rc;
+}
+
 /* ---- hubs ---- */
 
 static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub *h)
@@ -2488,6 +2579,10 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .retained_put = sq_retained_put,
     .retained_delete = sq_retained_delete,
     .retained_list = sq_retained_list,
+    .hub_state_put = sq_hub_state_put,
+    .hub_state_delete = sq_hub_state_delete,
+    .hub_state_drop = sq_hub_state_drop,
+    .hub_state_list = sq_hub_state_list,
     .hub_insert = sq_hub_insert,
     .hub_get = sq_hub_get,
     .hub_update = sq_hub_update,

@@ -15,16 +15,10 @@ provision dev-1
 ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
 ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
 
-kill9() {
-    kill -9 "$KFD_PID"
-    wait "$KFD_PID" 2>/dev/null
-    KFD_PID=
-}
-
 # Acknowledged, then killed at once: the PUBACK came only after the commit.
 pub ops -t devices/dev-1/commands/config -m '{"interval":5}' -q 1 -r
 equals "a retained QoS 1 command is acknowledged" "$RC" 0
-kill9
+kill9_kfd
 REUSE_PORTS=1 start_kfd || exit 1
 contains "keyfleetd says it restored them" "$(cat "$T/kfd.log")" "retained messages restored"
 timeout 5 mosquitto_sub $(as dev-1) -i dev-1 -t 'devices/dev-1/commands/#' -F '%t %r %p' -C 1 -W 4 >"$T/r1.out" 2>&1
@@ -39,7 +33,7 @@ pub ops -t devices/dev-1/commands/old -m stale -q 1 -r
 pub ops -t devices/dev-1/commands/old -n -q 1 -r
 equals "and one cleared (an empty retained message)" "$RC" 0
 sleep 1 # QoS 0 is acknowledged by nobody: give its write a moment
-kill9
+kill9_kfd
 REUSE_PORTS=1 start_kfd || exit 1
 timeout 5 mosquitto_sub $(as dev-1) -i dev-1 -V 5 -q 2 -t 'devices/dev-1/commands/#' -F '%t|%r|%q|%C|%P|%p' -W 3 >"$T/r2.out" 2>&1
 contains "QoS 2 with its content type and user property" "$(cat "$T/r2.out")" "devices/dev-1/commands/fw|1|2|text/plain|build:42|v2"

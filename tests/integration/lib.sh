@@ -246,6 +246,13 @@ stop_kfd() {
     return 0
 }
 
+# Kills keyfleetd with SIGKILL (a crash) and waits for it.
+kill9_kfd() {
+    kill -9 "$KFD_PID"
+    wait "$KFD_PID" 2>/dev/null
+    KFD_PID=
+}
+
 # A factory certificate for ID under CA (made with mkca): fdev ID CA [openssl x509 args...]
 fdev() {
     local id=$1 ca=$2

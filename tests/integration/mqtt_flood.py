@@ -17,6 +17,8 @@ import sys
 import time
 from collections import Counter
 
+from mqtt_wire import packets
+
 
 def connect_packet(cid, version):
     body = b"\x00\x04MQTT" + bytes([version, 0x02]) + b"\x00\x3c"
@@ -24,25 +26,6 @@ def connect_packet(cid, version):
         body += b"\x00"
     body += len(cid).to_bytes(2, "big") + cid
     return bytes([0x10, len(body)]) + body
-
-
-def packets(buf):
-    """Splits whole packets off buf: returns (list of packets, rest)."""
-    out = []
-    while True:
-        n, mul, i = 0, 1, 1
-        while i < len(buf) and i < 5:
-            n += (buf[i] & 127) * mul
-            mul *= 128
-            i += 1
-            if not buf[i - 1] & 128:
-                break
-        else:
-            return out, buf
-        if len(buf) < i + n:
-            return out, buf
-        out.append(buf[: i + n])
-        buf = buf[i + n :]
 
 
 def main():

@@ -18,6 +18,8 @@ import ssl
 import sys
 import time
 
+from mqtt_wire import varint
+
 
 def main():
     port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -67,15 +69,6 @@ def packet(arg):
         body += b"\x00" if clean else b"\x05\x11\x00\x00\x0e\x10"
     body += len(cid).to_bytes(2, "big") + cid
     return bytes([0x10]) + varint(len(body)) + body
-
-
-def varint(n):
-    out = b""
-    while True:
-        b, n = n % 128, n // 128
-        out += bytes([b | (128 if n else 0)])
-        if not n:
-            return out
 
 
 def report(buf):

@@ -447,6 +447,218 @@ static void test_retained_quota(void **state)
 #undef RETAIN
 }
 
+/* ---- persistence: the ops the broker says, applied to a table as the store would ---- */
+
+#define ROWS_MAX 64
+
+struct row {
+    int used;
+    char session[40];
+    int kind;
+    int64_t key;
+    uint8_t value[512];
+    size_t len;
+};
+
+struct fake_store {
+    struct row rows[ROWS_MAX];
+    int commits, behind, puts;
+    uint64_t last_seq;
+    int refuse; /* COMMIT answers "not kept" */
+};
+
+static struct row *row_find(struct fake_store *f, const char *session, int kind, int64_t key)
+{
+    for (int i = 0; i < ROWS_MAX; i++)
+        if (f->rows[i].used && !strcmp(f->rows[i].session, session) && f->rows[i].kind == kind &&
+            f->rows[i].key == key)
+            return &f->rows[i];
+    return NULL;
+}
+
+static int count_rows(struct fake_store *f, int kind)
+{
+    int n = 0;
+    for (int i = 0; i < ROWS_MAX; i++)
+        n += f->rows[i].used && f->rows[i].kind == kind;
+    return n;
+}
+
+static int fake_change(void *arg, const struct kf_broker_op *op)
+{
+    struct fake_store *f = arg;
+    struct row *r;
+    switch (op->type) {
+    case KF_BROKER_PUT:
+        f->puts++;
+        r = row_find(f, op->session, op->kind, op->key);
+        for (int i = 0; !r && i < ROWS_MAX; i++)
+            if (!f->rows[i].used) r = &f->rows[i];
+        assert_non_null(r);
+        assert_true(op->len <= sizeof(r->value));
+        r->used = 1;
+        snprintf(r->session, sizeof(r->session), "%s", op->session);
+        r->kind = op->kind;
+        r->key = op->key;
+        if (op->len) memcpy(r->value, op->value, op->len);
+        r->len = op->len;
+        break;
+    case KF_BROKER_DELETE:
+        f->behind += op->behind;
+        r = row_find(f, op->session, op->kind, op->key);
+        if (r) r->used = 0;
+        break;
+    case KF_BROKER_DROP:
+        for (int i = 0; i < ROWS_MAX; i++)
+            if (f->rows[i].used && !strcmp(f->rows[i].session, op->session)) f->rows[i].used = 0;
+        break;
+    case KF_BROKER_COMMIT:
+        f->commits++;
+        if (op->seq) f->last_seq = op->seq;
+        return f->refuse;
+    default: break;
+    }
+    return 0;
+}
+
+/* A new broker with the rows of `f` read back, sessions first (the store's order). */
+static struct kf_broker *restored(struct fake_store *f)
+{
+    struct kf_broker *b = new_broker(8);
+    for (int kind = 0; kind <= 2; kind++)
+        for (int i = 0; i < ROWS_MAX; i++)
+            if (f->rows[i].used && f->rows[i].kind == kind)
+                KF_OK_OR_FAIL(kf_broker_restore(b, f->rows[i].session, kind, f->rows[i].key,
+                                                f->rows[i].value, f->rows[i].len, 5000));
+    return b;
+}
+
+static void test_persistence(void **state)
+{
+    struct kf_broker *b = new_broker(8), *b2;
+    struct fake_store f;
+    struct kf_broker_peer p, q;
+    struct kf_broker_out out[8];
+    struct box box;
+    int present = 0, more;
+    uint16_t id1, id2;
+
+    memset(&f, 0, sizeof(f));
+    box_init(&box);
+    kf_broker_persist(b, fake_change, &f);
+    /* A session that ends with its connection is never stored. */
+    attach(b, &q, &box, "s:clean", 1, 0, &present);
+    subscribe(b, &q, "devices/+/telemetry/#", 1);
+    assert_int_equal(f.puts, 0);
+    /* One that outlives it is, with its subscriptions. */
+    attach(b, &p, &box, "s:dash", 1, 3600, &present);
+    assert_non_null(row_find(&f, "s:dash", KF_BROKER_ROW_SESSION, 0));
+    subscribe(b, &p, "devices/+/telemetry/#", 2);
+    f.commits = 0;
+    /* A QoS 1 message: a row, in a COMMIT that names its sequence number; held until settled. */
+    box.woken = 0;
+    assert_int_equal(publish(b, "devices/d1/telemetry", "one", 1, 0), 2);
+    assert_int_equal(f.commits, 1);
+    assert_int_equal(count_rows(&f, KF_BROKER_ROW_MSG), 1);
+    assert_true(f.last_seq > 0);
+    assert_int_equal(kf_broker_take(b, &box.inbox, (struct kf_broker_peer *[8]){0}, 8), 2);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 0);
+    assert_false(more);
+    /* the clean session's copy is not held */
+    assert_int_equal(kf_broker_pull(b, &q, 0, out, 8, &more), 1);
+    kf_broker_ack(b, &q, KF_MQTT_PUBACK, out[0].packet_id);
+    kf_msg_release(out[0].msg);
+    box.woken = 0;
+    kf_broker_settled(b, f.last_seq);
+    assert_true(box.woken > 0);
+    assert_int_equal(kf_broker_take(b, &box.inbox, (struct kf_broker_peer *[8]){0}, 8), 1);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    assert_memory_equal(out[0].msg->payload, "one", 3);
+    id1 = out[0].packet_id;
+    assert_true(id1 != 0);
+    kf_msg_release(out[0].msg);
+    /* A QoS 2 one, PUBREC'd: its row says released, written before the PUBREL. */
+    assert_int_equal(publish(b, "devices/d1/telemetry", "two", 2, 0), 2);
+    kf_broker_settled(b, f.last_seq);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    id2 = out[0].packet_id;
+    kf_msg_release(out[0].msg);
+    assert_true(kf_broker_ack(b, &p, KF_MQTT_PUBREC, id2));
+    /* An inbound QoS 2 id awaiting PUBREL. */
+    assert_int_equal(kf_broker_qos2_received(b, &p, 77), 1);
+    assert_non_null(row_find(&f, "s:dash", KF_BROKER_ROW_QOS2, 77));
+    /* The crash: a new broker from the rows. */
+    b2 = restored(&f);
+    kf_broker_persist(b2, fake_change, &f); /* as the hub does: before any client */
+    attach(b2, &p, &box, "s:dash", 0, 3600, &present);
+    assert_true(present);
+    /* The released one goes as a PUBREL, the unacknowledged one again, dup, same id. */
+    assert_int_equal(kf_broker_pull(b2, &p, 0, out, 8, &more), 2);
+    assert_null(out[0].msg);
+    assert_int_equal(out[0].packet_id, id2);
+    assert_non_null(out[1].msg);
+    assert_memory_equal(out[1].msg->payload, "one", 3);
+    assert_int_equal(out[1].packet_id, id1);
+    assert_true(out[1].dup);
+    kf_msg_release(out[1].msg);
+    assert_int_equal(kf_broker_qos2_received(b2, &p, 77), 0); /* known: a duplicate */
+    /* The subscription came back: a new message is routed to the session. */
+    f.behind = 0;
+    assert_int_equal(publish(b2, "devices/d2/telemetry", "four", 1, 0), 1);
+    /* Acknowledgements delete rows, behind: nobody waits for them. */
+    assert_true(kf_broker_ack(b2, &p, KF_MQTT_PUBACK, id1));
+    assert_true(kf_broker_ack(b2, &p, KF_MQTT_PUBCOMP, id2));
+    assert_int_equal(f.behind, 2);
+    assert_true(kf_broker_qos2_released(b2, &p, 77));
+    assert_null(row_find(&f, "s:dash", KF_BROKER_ROW_QOS2, 77));
+    /* A clean start drops the stored session. */
+    kf_broker_detach(b2, &p, 6000);
+    attach(b2, &p, &box, "s:dash", 1, 0, &present);
+    assert_int_equal(count_rows(&f, KF_BROKER_ROW_SESSION), 0);
+    assert_int_equal(count_rows(&f, KF_BROKER_ROW_MSG), 0);
+    kf_broker_detach(b2, &p, 7000);
+    kf_broker_free(b2);
+    kf_broker_detach(b, &p, 0);
+    kf_broker_detach(b, &q, 0);
+    kf_broker_free(b);
+}
+
+static void test_persistence_refused(void **state)
+{
+    struct kf_broker *b = new_broker(8);
+    struct fake_store f;
+    struct kf_broker_peer p;
+    struct kf_broker_out out[8];
+    struct box box;
+    int present = 0, more;
+    static const uint8_t junk[] = {9, 9, 9};
+
+    memset(&f, 0, sizeof(f));
+    box_init(&box);
+    kf_broker_persist(b, fake_change, &f);
+    attach(b, &p, &box, "s:dash", 1, 3600, &present);
+    subscribe(b, &p, "devices/#", 1);
+    /* The store could not take it: the message goes anyway (in memory only). */
+    f.refuse = 1;
+    publish(b, "devices/d1/telemetry", "one", 1, 0);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    kf_msg_release(out[0].msg);
+    kf_broker_detach(b, &p, 0);
+    kf_broker_free(b);
+    /* Rows that do not read back are refused, and change nothing. */
+    b = new_broker(8);
+    KF_EXPECT_ERR(KF_E_MALFORMED,
+                  kf_broker_restore(b, "s:x", KF_BROKER_ROW_SESSION, 0, junk, 3, 0));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_broker_restore(b, "s:x", KF_BROKER_ROW_MSG, 1, junk, 3, 0));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_broker_restore(b, "s:x", 7, 1, junk, 3, 0));
+    {
+        struct kf_broker_stats st;
+        kf_broker_stats(b, &st);
+        assert_int_equal(st.sessions, 0);
+    }
+    kf_broker_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +671,8 @@ int main(void)
         cmocka_unit_test(test_takeover_expiry_qos2),
         cmocka_unit_test(test_no_local),
         cmocka_unit_test(test_will_delay),
+        cmocka_unit_test(test_persistence),
+        cmocka_unit_test(test_persistence_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

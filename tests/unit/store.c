@@ -359,7 +359,7 @@ static void test_schema_and_file(void **state)
              "WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)",
              tables, sizeof(tables));
     assert_string_equal(tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,"
-                                "enrollments,hub_retained,hubs,meta,"
+                                "enrollments,hub_retained,hub_state,hubs,meta,"
                                 "registrations,security_events,services");
 
     assert_int_equal(stat(path, &sb), 0);
@@ -2233,6 +2233,77 @@ static void test_status_names(void **state)
     assert_string_equal(kf_cert_status_name(KF_CERT_REVOKED), "revoked");
 }
 
+/* ---- the hub's persistent sessions ---- */
+
+static enum kf_err hub_state_cb(struct kf_txn *txn, void *arg)
+{
+    enum kf_err rc;
+    (void)arg;
+    rc = kf_txn_hub_state_put(txn, "s:svc", 0, 0, (const uint8_t *)"S", 1);
+    if (!rc) rc = kf_txn_hub_state_put(txn, "d:a", 1, 7, (const uint8_t *)"m7", 2);
+    if (!rc) rc = kf_txn_hub_state_put(txn, "d:a", 0, 0, (const uint8_t *)"A", 1);
+    if (!rc) rc = kf_txn_hub_state_put(txn, "d:a", 1, 3, (const uint8_t *)"m3", 2);
+    if (!rc) rc = kf_txn_hub_state_put(txn, "d:a", 1, 3, (const uint8_t *)"M3", 2); /* replaced */
+    if (!rc) rc = kf_txn_hub_state_put(txn, "d:a", 2, 9, NULL, 0);
+    if (!rc) rc = kf_txn_hub_state_put(txn, "s:svc", 1, 1, (const uint8_t *)"x", 1);
+    if (!rc) rc = kf_txn_hub_state_delete(txn, "d:a", 1, 7);
+    if (!rc) rc = kf_txn_hub_state_delete(txn, "d:a", 1, 8); /* none: fine */
+    return rc;
+}
+
+static enum kf_err hub_state_drop_cb(struct kf_txn *txn, void *arg)
+{
+    return kf_txn_hub_state_drop(txn, arg);
+}
+
+static enum kf_err hub_state_bad_cb(struct kf_txn *txn, void *arg)
+{
+    int which = *(int *)arg;
+    if (which == 0) return kf_txn_hub_state_put(txn, "", 0, 0, NULL, 0);
+    if (which == 1) return kf_txn_hub_state_put(txn, "d:a", 3, 0, NULL, 0);
+    return kf_txn_hub_state_put(txn, "d:a", 1, 1, NULL, 5);
+}
+
+static enum kf_err hub_state_list_cb(const char *session, int kind, int64_t key, const void *value,
+                                     size_t len, void *arg)
+{
+    struct kf_buf *b = arg;
+    kf_buf_appendf(b, "%s/%d/%lld=%.*s;", session, kind, (long long)key, (int)len,
+                   (const char *)value);
+    return KF_OK;
+}
+
+static void list_hub_state(struct kf_store *s, struct kf_buf *b)
+{
+    struct kf_txn *t = NULL;
+    kf_buf_reset(b);
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    KF_OK_OR_FAIL(kf_txn_hub_state_list(t, hub_state_list_cb, b));
+    kf_txn_end(t);
+}
+
+static void test_hub_state(void **state)
+{
+    struct kf_store *s = open_new("hubstate.db");
+    struct kf_buf b;
+    int which;
+    (void)state;
+    kf_buf_init(&b, 4096);
+    KF_OK_OR_FAIL(kf_store_write(s, hub_state_cb, NULL));
+    list_hub_state(s, &b);
+    /* ordered by session, kind, key: a session's row before its messages */
+    assert_string_equal(kf_buf_str(&b), "d:a/0/0=A;d:a/1/3=M3;d:a/2/9=;s:svc/0/0=S;s:svc/1/1=x;");
+    KF_OK_OR_FAIL(kf_store_write(s, hub_state_drop_cb, "d:a"));
+    list_hub_state(s, &b);
+    assert_string_equal(kf_buf_str(&b), "s:svc/0/0=S;s:svc/1/1=x;");
+    for (which = 0; which < 3; which++)
+        KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, hub_state_bad_cb, &which));
+    list_hub_state(s, &b);
+    assert_string_equal(kf_buf_str(&b), "s:svc/0/0=S;s:svc/1/1=x;");
+    kf_buf_free(&b);
+    kf_store_close(s);
+}
+
 /* ---- the commit hint ---- */
 
 static size_t hint_value(void *arg)
@@ -2526,6 +2597,7 @@ int main(void)
         cmocka_unit_test(test_registry_version),
         cmocka_unit_test(test_migrate_from_v1),
         cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_hub_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
