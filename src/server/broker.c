@@ -131,6 +131,8 @@ static void emit(struct kf_broker *b, const struct kf_broker_op *op);
 static void hold(struct kf_broker *b, struct kf_session *s);
 static void settle(struct kf_broker *b, uint64_t seq);
 static struct kf_session *session_new(struct kf_broker *b, const char *name);
+static int qos2_state(struct kf_broker *b, const struct kf_session *s, uint16_t packet_id);
+static int qos2_record(struct kf_broker *b, struct kf_session *s, uint16_t packet_id);
 
 /* ---- messages ---- */
 
@@ -991,10 +993,18 @@ static size_t publish_locked(struct kf_broker *b, struct kf_msg *m, size_t *lost
 size_t kf_broker_publish(struct kf_broker *b, struct kf_msg *m, size_t *dropped,
                          enum kf_retain_refusal *refused)
 {
+    return kf_broker_publish_qos2(b, NULL, 0, m, dropped, refused);
+}
+
+size_t kf_broker_publish_qos2(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id,
+                              struct kf_msg *m, size_t *dropped, enum kf_retain_refusal *refused)
+{
     enum kf_retain_refusal why = KF_RETAIN_OK;
     size_t queued = 0, lost = 0;
     pthread_mutex_lock(&b->lock);
     if (m->retain && m->payload_len) why = retain_allowed(b, m);
+    if (!why && peer && peer->session && qos2_state(b, peer->session, packet_id) == 1)
+        qos2_record(b, peer->session, packet_id);
     if (!why) queued = publish_locked(b, m, &lost);
     unlock(b);
     if (dropped) *dropped = lost;
@@ -1077,59 +1087,77 @@ static struct sub *sub_add(struct kf_broker *b, struct kf_session *s, const uint
     return u;
 }
 
+void kf_broker_subscribe_many(struct kf_broker *b, struct kf_broker_peer *peer,
+                              struct kf_broker_filter *f, size_t n)
+{
+    struct kf_session *s;
+    int changed = 0;
+
+    pthread_mutex_lock(&b->lock);
+    s = peer->session;
+    for (size_t i = 0; i < n; i++) {
+        const struct kf_broker_sub_opts *opts = &f[i].opts;
+        int existed = 0;
+        struct sub *u = s ? sub_add(b, s, f[i].filter, f[i].len, opts, 1, &existed) : NULL;
+        f[i].result = !s ? KF_OK : u ? KF_OK : kf_errlast();
+        if (!u) continue;
+        changed = 1;
+        if (opts->retain_handling == 0 || (opts->retain_handling == 1 && !existed)) {
+            if (u->bucket) {
+                queue_retained(b, s, u->bucket, u);
+            } else {
+                for (size_t k = 0; k < b->buckets.n_slots; k++)
+                    for (struct kf_hnode *x = b->buckets.slots[k]; x; x = x->next)
+                        queue_retained(b, s, (struct bucket *)x, u);
+            }
+        }
+    }
+    /* one row for the whole SUBSCRIBE, written before its SUBACK */
+    if (changed && s->stored) put_session(b, s, 0);
+    unlock(b);
+}
+
 enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer,
                                 const uint8_t *filter, size_t len,
                                 const struct kf_broker_sub_opts *opts)
 {
-    struct kf_session *s;
-    struct sub *u;
-    int existed = 0;
-    enum kf_err rc = KF_OK;
+    struct kf_broker_filter f = {filter, len, *opts, 0};
+    kf_broker_subscribe_many(b, peer, &f, 1);
+    return (enum kf_err)f.result;
+}
 
+void kf_broker_unsubscribe_many(struct kf_broker *b, struct kf_broker_peer *peer,
+                                struct kf_broker_filter *f, size_t n)
+{
+    struct kf_session *s;
+    int changed = 0;
     pthread_mutex_lock(&b->lock);
     s = peer->session;
-    if (!s) goto out;
-    u = sub_add(b, s, filter, len, opts, 1, &existed);
-    if (!u) {
-        rc = kf_errlast();
-        goto out;
-    }
-    if (opts->retain_handling == 0 || (opts->retain_handling == 1 && !existed)) {
-        if (u->bucket) {
-            queue_retained(b, s, u->bucket, u);
-        } else {
-            for (size_t i = 0; i < b->buckets.n_slots; i++)
-                for (struct kf_hnode *n = b->buckets.slots[i]; n; n = n->next)
-                    queue_retained(b, s, (struct bucket *)n, u);
+    for (size_t i = 0; i < n; i++) {
+        struct sub **pp;
+        f[i].result = 0;
+        for (pp = s ? &s->subs : NULL; pp && *pp; pp = &(*pp)->s_next) {
+            struct sub *u = *pp;
+            if (u->len != f[i].len || memcmp(u->filter, f[i].filter, f[i].len) != 0) continue;
+            *pp = u->s_next;
+            sub_unlink(b, u);
+            free(u);
+            s->n_subs--;
+            f[i].result = 1;
+            changed = 1;
+            break;
         }
     }
-    if (s->stored) put_session(b, s, 0);
-out:
+    if (changed && s->stored) put_session(b, s, 0);
     unlock(b);
-    return rc;
 }
 
 int kf_broker_unsubscribe(struct kf_broker *b, struct kf_broker_peer *peer, const uint8_t *filter,
                           size_t len)
 {
-    struct kf_session *s;
-    struct sub **pp;
-    int found = 0;
-    pthread_mutex_lock(&b->lock);
-    s = peer->session;
-    for (pp = s ? &s->subs : NULL; pp && *pp; pp = &(*pp)->s_next) {
-        struct sub *u = *pp;
-        if (u->len != len || memcmp(u->filter, filter, len) != 0) continue;
-        *pp = u->s_next;
-        sub_unlink(b, u);
-        free(u);
-        s->n_subs--;
-        found = 1;
-        if (s->stored) put_session(b, s, 0);
-        break;
-    }
-    unlock(b);
-    return found;
+    struct kf_broker_filter f = {filter, len, {0}, 0};
+    kf_broker_unsubscribe_many(b, peer, &f, 1);
+    return f.result;
 }
 
 size_t kf_broker_take(struct kf_broker *b, struct kf_broker_inbox *inbox,
@@ -1270,34 +1298,48 @@ int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt
     return ok;
 }
 
+/* Whether inbound QoS 2 `packet_id` is new (1), known (0) or one too many (-1); lock held. */
+static int qos2_state(struct kf_broker *b, const struct kf_session *s, uint16_t packet_id)
+{
+    for (unsigned i = 0; i < s->n_qos2_in; i++)
+        if (s->qos2_in[i] == packet_id) return 0;
+    return s->n_qos2_in >= b->conf.max_inflight_in ? -1 : 1;
+}
+
+/* Records inbound QoS 2 `packet_id` (new, and room for it): 1, or -1 out of memory. */
+static int qos2_record(struct kf_broker *b, struct kf_session *s, uint16_t packet_id)
+{
+    if (!qos2_room(s)) return -1; /* grown as used (the bound may change on SIGHUP) */
+    s->qos2_in[s->n_qos2_in++] = packet_id;
+    if (s->stored) {
+        /* in the commit of its message: a PUBLISH sent again after a restart is then known for
+         * a duplicate exactly when its message was kept */
+        struct kf_broker_op op = {
+            .type = KF_BROKER_PUT, .session = s->id, .kind = KF_BROKER_ROW_QOS2, .key = packet_id};
+        emit(b, &op);
+    }
+    return 1;
+}
+
+int kf_broker_qos2_check(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id)
+{
+    int r = 1;
+    pthread_mutex_lock(&b->lock);
+    if (peer->session) r = qos2_state(b, peer->session, packet_id);
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
 int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id)
 {
     struct kf_session *s;
     int r = 1;
     pthread_mutex_lock(&b->lock);
     s = peer->session;
-    if (!s) goto out;
-    for (unsigned i = 0; i < s->n_qos2_in; i++)
-        if (s->qos2_in[i] == packet_id) {
-            r = 0;
-            goto out;
-        }
-    if (s->n_qos2_in >= b->conf.max_inflight_in) {
-        r = -1;
-        goto out;
+    if (s) {
+        r = qos2_state(b, s, packet_id);
+        if (r == 1) r = qos2_record(b, s, packet_id);
     }
-    if (!qos2_room(s)) { /* grown as used (the bound may change on SIGHUP) */
-        r = -1;
-        goto out;
-    }
-    s->qos2_in[s->n_qos2_in++] = packet_id;
-    if (s->stored) {
-        /* with the message: a PUBLISH sent again after a restart is known for a duplicate */
-        struct kf_broker_op op = {
-            .type = KF_BROKER_PUT, .session = s->id, .kind = KF_BROKER_ROW_QOS2, .key = packet_id};
-        emit(b, &op);
-    }
-out:
     unlock(b);
     return r;
 }
@@ -1688,7 +1730,11 @@ enum kf_err kf_broker_restore(struct kf_broker *b, const char *session, int kind
         goto out;
     }
     if (kind == KF_BROKER_ROW_MSG) {
-        rc = restore_msg(b, s, (uint64_t)key, &r);
+        /* a sequence number the broker could have given: never one near the top of its range */
+        rc = key > 0 && key < INT64_MAX / 2
+                 ? restore_msg(b, s, (uint64_t)key, &r)
+                 : kf_fail(KF_E_MALFORMED, "a stored message of session %s with sequence %lld",
+                           session, (long long)key);
     } else if (kind == KF_BROKER_ROW_QOS2 && key > 0 && key <= 65535 && !len) {
         rc = KF_OK;
         if (!qos2_room(s)) {

@@ -227,6 +227,18 @@ enum kf_err kf_broker_subscribe(struct kf_broker *b, struct kf_broker_peer *peer
                                 const uint8_t *filter, size_t len,
                                 const struct kf_broker_sub_opts *opts);
 
+/* Several filters of one SUBSCRIBE or UNSUBSCRIBE in one call: one commit for all of them. */
+struct kf_broker_filter {
+    const uint8_t *filter;
+    size_t len;
+    struct kf_broker_sub_opts opts; /* subscribing */
+    int result; /* out: subscribing, KF_OK or why not (kf_errmsg); unsubscribing, 1 if it existed */
+};
+void kf_broker_subscribe_many(struct kf_broker *b, struct kf_broker_peer *peer,
+                              struct kf_broker_filter *f, size_t n);
+void kf_broker_unsubscribe_many(struct kf_broker *b, struct kf_broker_peer *peer,
+                                struct kf_broker_filter *f, size_t n);
+
 /* Removes a subscription: 1 when it existed. */
 int kf_broker_unsubscribe(struct kf_broker *b, struct kf_broker_peer *peer, const uint8_t *filter,
                           size_t len);
@@ -268,6 +280,17 @@ int kf_broker_ack(struct kf_broker *b, struct kf_broker_peer *peer, enum kf_mqtt
  * 0 for a duplicate (do not route again), -1 when the client has max_inflight_in unreleased.
  */
 int kf_broker_qos2_received(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);
+
+/* Like kf_broker_qos2_received, recording nothing (the id goes with its message, below). */
+int kf_broker_qos2_check(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);
+
+/*
+ * kf_broker_publish for QoS 2 PUBLISH `packet_id` of `peer`'s client (checked new with
+ * kf_broker_qos2_check): the id is recorded as awaiting PUBREL in the same commit as the message
+ * is routed, so that a crash keeps both or neither. Not recorded when the message is refused.
+ */
+size_t kf_broker_publish_qos2(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id,
+                              struct kf_msg *m, size_t *dropped, enum kf_retain_refusal *refused);
 
 /* Inbound QoS 2: PUBREL `packet_id`. Returns 1 when it was pending. */
 int kf_broker_qos2_released(struct kf_broker *b, struct kf_broker_peer *peer, uint16_t packet_id);

@@ -163,6 +163,8 @@ struct hub_job {
     enum kf_err rc;
     uint64_t seq; /* the broker's COMMIT: settled once done */
     int retained; /* it keeps a retained message (counted in c->ret_jobs) */
+    int connack;  /* its ack is the connection's CONNACK: messages may go once it has */
+    int lost;     /* an op of it could not be kept (out of memory): not durable */
     struct hub_job *next;
     struct hub_op *ops, **tail;
 };
@@ -218,6 +220,7 @@ struct hconn {
     unsigned jobs;                /* store writes that will come back to this connection */
     unsigned ret_jobs;            /* of them, those that keep retained messages */
     int paused;                   /* reading waits for the store (too many jobs) */
+    int connack_wait;             /* its CONNACK waits for the store: no messages before it */
     int zombie;                   /* closed; freed when the last of them is back */
     struct hconn *prev, *next;
 };
@@ -525,8 +528,15 @@ static void flush_acks(struct hconn *c)
     }
 }
 
-static void send_connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int present,
-                         const struct kf_mqtt_props *props)
+static struct ack *queue_packet(struct hconn *c, const uint8_t *p, size_t n, int ready);
+
+/*
+ * A CONNACK. `wait` (a resumed stored session): it goes, and messages with it, once the store has
+ * what earlier connections of the session left on their way there (the attach's write is behind
+ * them), so that nothing this connection is told depends on a write not yet durable.
+ */
+static void connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int present,
+                    const struct kf_mqtt_props *props, struct hub_job *wait)
 {
     uint8_t buf[512];
     size_t n;
@@ -535,9 +545,22 @@ static void send_connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, 
     a.session_present = present;
     a.reason = c->version == KF_MQTT_V5 ? v5_reason : v311_code;
     if (props && c->version == KF_MQTT_V5) a.props = *props;
-    if (kf_mqtt_encode_connack(buf, sizeof(buf), c->version ? c->version : KF_MQTT_V311, &a, &n) ==
+    if (kf_mqtt_encode_connack(buf, sizeof(buf), c->version ? c->version : KF_MQTT_V311, &a, &n) !=
         0)
-        write_bytes(c, buf, n);
+        return;
+    if (wait && !wait->ack) {
+        wait->ack = queue_packet(c, buf, n, 0);
+        wait->connack = 1;
+        c->connack_wait = wait->ack != NULL;
+        return;
+    }
+    write_bytes(c, buf, n);
+}
+
+static void send_connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int present,
+                         const struct kf_mqtt_props *props)
+{
+    connack(c, v5_reason, v311_code, present, props, NULL);
 }
 
 static void send_disconnect(struct hconn *c, uint8_t reason, const char *why)
@@ -641,7 +664,7 @@ static void flush(struct hconn *c)
     int64_t now = kf_now_ms();
     int more = 1;
 
-    if (!c->connected || c->closing || !c->bev) return;
+    if (!c->connected || c->closing || !c->bev || c->connack_wait) return;
     while (more && evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH) {
         size_t n = kf_broker_pull(c->hw->hub->broker, &c->peer, now, items, PULL_BATCH, &more);
         for (size_t i = 0; i < n; i++) {
@@ -894,6 +917,7 @@ static __thread struct {
     struct hconn *c;
     struct hub_job *job, *submitted;
     struct kf_hub_worker *hw;
+    int lost; /* out of memory for an op of the current call */
 } tl;
 
 static enum kf_err job_cb(struct kf_txn *txn, void *arg)
@@ -985,14 +1009,13 @@ static void behind_submit(struct kf_hub_worker *hw)
     struct hub_job *j = hw->behind;
     struct kf_store *store = hw->hub->deploy ? hw->hub->deploy->store : NULL;
     if (!j || hw->behind_busy) return;
-    hw->behind = NULL;
     j->req.done_cb = job_done;
-    if (!store || kf_store_submit(store, &j->req) != KF_OK) {
-        /* a message acknowledged but not yet deleted: sent once more after a restart */
-        kf_err_clear();
-        job_free(j);
+    if (!store) return; /* stopping: freed with the worker */
+    if (kf_store_submit(store, &j->req) != KF_OK) {
+        kf_err_clear(); /* the store is full: again at the next commit or tick */
         return;
     }
+    hw->behind = NULL;
     hw->behind_busy = 1;
 }
 
@@ -1001,7 +1024,7 @@ static void read_cb(struct bufferevent *bev, void *arg);
 /* Reading starts again once the store has taken what the connection waited for. */
 static void maybe_resume(struct hconn *c)
 {
-    if (!c->paused || c->closing || !c->bev || c->jobs >= JOBS_PER_CONN / 2 ||
+    if (!c->paused || c->closing || !c->bev || (c->jobs && c->jobs >= JOBS_PER_CONN / 2) ||
         __atomic_load_n(&c->hw->hub->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX)
         return;
     c->paused = 0;
@@ -1034,13 +1057,17 @@ static void jobs_drain(struct kf_hub_worker *hw)
             if (j->ack) {
                 j->ack->ready = 1;
                 /* not durable: an MQTT 5 publisher hears so */
-                if (j->rc && c->version == KF_MQTT_V5 && !j->ack->len)
+                if ((j->rc || j->lost) && c->version == KF_MQTT_V5 && !j->ack->len)
                     j->ack->reason = KF_MQTT_RC_UNSPECIFIED;
             }
             if (c->zombie) {
                 if (!c->jobs) zombie_free(c);
             } else {
                 flush_acks(c);
+                if (j->connack) {
+                    c->connack_wait = 0;
+                    flush(c); /* what waited for the CONNACK */
+                }
                 maybe_resume(c);
             }
         }
@@ -1075,10 +1102,16 @@ static int on_change(void *arg, const struct kf_broker_op *op)
 
     if (!store) return 1; /* stopping: the store is closed */
     if (op->type == KF_BROKER_COMMIT) {
+        int lost = tl.lost;
         j = tl.job;
         tl.job = NULL;
+        tl.lost = 0;
         if (tl.hw) behind_submit(tl.hw);
-        if (!j) return 0;
+        if (lost)
+            kf_log(KF_LOG_ERROR, "hub",
+                   "out of memory: part of the hub's state is kept in memory only", NULL);
+        if (!j) return lost;
+        j->lost = lost;
         j->seq = op->seq;
         j->c = tl.c;
         j->req.done_cb = job_done;
@@ -1098,7 +1131,10 @@ static int on_change(void *arg, const struct kf_broker_op *op)
         return 0;
     }
     if (op->type == KF_BROKER_DELETE && op->behind && tl.hw) jp = &tl.hw->behind;
-    if (!*jp && !(*jp = job_new(h))) return 0;
+    if (!*jp && !(*jp = job_new(h))) {
+        tl.lost = 1;
+        return 0;
+    }
     j = *jp;
     if (jp != &tl.job) j->hw = tl.hw;
     if (op->type == KF_BROKER_RETAIN) {
@@ -1111,6 +1147,7 @@ static int on_change(void *arg, const struct kf_broker_op *op)
         if (m->payload_len && kf_msg_encode(m, &enc) != KF_OK) {
             kf_err_clear();
             kf_buf_free(&enc);
+            tl.lost = 1;
             return 0;
         }
         o = job_add(j, &copy, enc.len);
@@ -1119,11 +1156,13 @@ static int on_change(void *arg, const struct kf_broker_op *op)
             o->topic_len = m->topic.len;
             o->len += enc.len;
             j->retained = 1;
+        } else {
+            tl.lost = 1;
         }
         kf_buf_free(&enc);
         return 0;
     }
-    job_add(j, op, 0);
+    if (!job_add(j, op, 0)) tl.lost = 1;
     return 0;
 }
 
@@ -1249,7 +1288,6 @@ static void retained_refused(struct hconn *c, const struct kf_mqtt_publish *p,
     refusal(c, "hub.retained_refused", kind,
             kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity", kind_name(c->kind),
                              "topic", t, "reason", reason));
-    if (p->qos == 2) kf_broker_qos2_released(c->hw->hub->broker, &c->peer, p->packet_id);
     ack_publish(c, p, c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0);
 }
 
@@ -1321,7 +1359,8 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         return;
     }
     if (p->qos == 2) {
-        int r = kf_broker_qos2_received(h->broker, &c->peer, p->packet_id);
+        /* recorded with its message, below (kf_broker_publish_qos2) */
+        int r = kf_broker_qos2_check(h->broker, &c->peer, p->packet_id);
         if (r < 0) {
             protocol_fail(c, KF_MQTT_RC_RECEIVE_MAX_EXCEEDED, "too many QoS 2 messages unreleased");
             return;
@@ -1337,8 +1376,6 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
         if (!device_event(c, p->payload, p->payload_len, &why, &over)) {
             kf_log(KF_LOG_DEBUG, "hub", "a device event was refused", "id", c->id, "why", why,
                    NULL);
-            /* a refused QoS 2 message ends here: no PUBREL will come for it */
-            if (p->qos == 2) kf_broker_qos2_released(h->broker, &c->peer, p->packet_id);
             ack_publish(c, p,
                         c->version != KF_MQTT_V5 ? 0
                         : over                   ? KF_MQTT_RC_QUOTA_EXCEEDED
@@ -1364,7 +1401,9 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
                          "the store is busy with retained messages; publish again later");
         return;
     }
-    routed = kf_broker_publish(h->broker, m, NULL, &unkept);
+    routed = p->qos == 2
+                 ? kf_broker_publish_qos2(h->broker, &c->peer, p->packet_id, m, NULL, &unkept)
+                 : kf_broker_publish(h->broker, m, NULL, &unkept);
     kf_msg_release(m);
     if (unkept) {
         retained_refused(c, p, topic, unkept == KF_RETAIN_QUOTA ? "quota" : "full",
@@ -1387,6 +1426,8 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
     struct kf_acl_identity who = {c->kind, c->id};
     struct kf_hubd *h = c->hw->hub;
     uint8_t codes[256], *buf;
+    struct kf_broker_filter fl[256];
+    size_t at[256], nf = 0;
     struct kf_mqtt_sub e;
     size_t pos = 0, n = 0, len;
 
@@ -1410,21 +1451,23 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
             write_bytes(c, buf, len);
         return;
     }
+    /* The filters the broker takes go to it in one call: one commit for the whole packet. */
     while (kf_mqtt_subs_next(pkt, c->version, &pos, &e)) {
-        uint8_t code;
+        uint8_t code = 0;
         if (unsubscribe) {
-            code = kf_broker_unsubscribe(h->broker, &c->peer, e.filter.p, e.filter.len)
-                       ? KF_MQTT_RC_SUCCESS
-                       : KF_MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+            memset(&fl[nf], 0, sizeof(fl[nf]));
+            fl[nf].filter = e.filter.p;
+            fl[nf].len = e.filter.len;
+            at[nf++] = n;
         } else if (!kf_mqtt_topic_filter_valid(e.filter.p, e.filter.len)) {
             code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
         } else if (e.filter.len >= 7 && memcmp(e.filter.p, "$share/", 7) == 0) {
             code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_SHARED_SUBS_NOT_SUPPORTED : 0x80;
         } else if (!kf_acl_subscribe(&who, e.filter.p, e.filter.len)) {
             char f[200];
-            size_t fl = e.filter.len < sizeof(f) - 1 ? e.filter.len : sizeof(f) - 1;
-            memcpy(f, e.filter.p, fl);
-            f[fl] = '\0';
+            size_t fn = e.filter.len < sizeof(f) - 1 ? e.filter.len : sizeof(f) - 1;
+            memcpy(f, e.filter.p, fn);
+            f[fn] = '\0';
             STAT_ADD(c->hw, acl_denied, 1);
             refusal(c, "hub.acl_denied", "subscribe",
                     kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
@@ -1439,13 +1482,24 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
             o.retain_handling = e.retain_handling;
             if (KF_MQTT_HAS(&s->props, KF_MQTT_P_SUBSCRIPTION_ID))
                 o.sub_id = s->props.subscription_id;
-            if (kf_broker_subscribe(h->broker, &c->peer, e.filter.p, e.filter.len, &o) == KF_OK)
-                code = o.qos;
-            else
-                code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED : 0x80;
-            kf_err_clear();
+            fl[nf].filter = e.filter.p;
+            fl[nf].len = e.filter.len;
+            fl[nf].opts = o;
+            at[nf++] = n;
         }
         codes[n++] = code;
+    }
+    if (unsubscribe) {
+        kf_broker_unsubscribe_many(h->broker, &c->peer, fl, nf);
+        for (size_t i = 0; i < nf; i++)
+            codes[at[i]] = fl[i].result ? KF_MQTT_RC_SUCCESS : KF_MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+    } else if (nf) {
+        kf_broker_subscribe_many(h->broker, &c->peer, fl, nf);
+        for (size_t i = 0; i < nf; i++)
+            codes[at[i]] = fl[i].result == KF_OK      ? fl[i].opts.qos
+                           : c->version == KF_MQTT_V5 ? KF_MQTT_RC_QUOTA_EXCEEDED
+                                                      : 0x80;
+        kf_err_clear();
     }
     buf = scratch(c->hw, 64 + n);
     if (buf && kf_mqtt_encode_suback(buf, 64 + n, c->version, unsubscribe, s->packet_id, NULL,
@@ -1583,7 +1637,9 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         props.present |= 1ull << KF_MQTT_P_SESSION_EXPIRY;
         props.session_expiry = expiry;
     }
-    send_connack(c, KF_MQTT_RC_SUCCESS, KF_MQTT_V311_ACCEPTED, present, &props);
+    connack(c, KF_MQTT_RC_SUCCESS, KF_MQTT_V311_ACCEPTED, present, &props,
+            present ? tl.submitted : NULL);
+    tl.submitted = NULL;
     c->connected = 1;
     c->connected_at = now;
     c->keep_alive = k->keep_alive;
@@ -1863,13 +1919,14 @@ static void rec_ended(struct hconn *c)
 
 /*
  * Whether the connection must wait for the store before its next packet: it has JOBS_PER_CONN
- * writes there, or it has some and the hub its share. Its reading pauses (TCP pushes back on
- * the client) and starts again as they come back (maybe_resume, and the tick).
+ * writes there, or the hub has its share (one packet's writes are one commit, so the share is
+ * exceeded by at most a packet per worker). Its reading pauses (TCP pushes back on the client)
+ * and starts again as they come back (maybe_resume, and the tick).
  */
 static int must_wait(const struct hconn *c)
 {
     return c->jobs >= JOBS_PER_CONN ||
-           (c->jobs &&
+           (c->hw->hub->persistence &&
             __atomic_load_n(&c->hw->hub->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX);
 }
 
@@ -2161,6 +2218,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(c); /* it did not read its last bytes in time */
         return;
     }
+    if (c->connected && c->paused) {
+        arm(c, c->keep_alive * 1500); /* not silent: it is the hub that does not read */
+        return;
+    }
     if (c->connected) {
         shut(c, KF_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep_alive_timeout", 1, 1);
     } else {
@@ -2387,8 +2448,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         enforce(hw, NULL); /* certificates that expired, once a second */
     }
     kf_registry_release(reg);
-    /* connections that waited for the hub's share of the store */
+    /* connections that waited for the hub's share of the store; deletes that waited for room */
     tl.hw = hw;
+    behind_submit(hw);
     for (struct hconn *c = hw->conns, *next; c; c = next) {
         next = c->next;
         if (c->paused) maybe_resume(c);

@@ -587,6 +587,42 @@ static void test_persistence(void **state)
     /* An inbound QoS 2 id awaiting PUBREL. */
     assert_int_equal(kf_broker_qos2_received(b, &p, 77), 1);
     assert_non_null(row_find(&f, "s:dash", KF_BROKER_ROW_QOS2, 77));
+    /* A QoS 2 PUBLISH: its id and its message in one commit (a crash keeps both or neither). */
+    {
+        struct kf_msg *m = msg("devices/d3/telemetry", "q2", 2, 0, "d3");
+        int before = f.commits, rows = count_rows(&f, KF_BROKER_ROW_MSG);
+        assert_int_equal(kf_broker_qos2_check(b, &q, 78), 1);
+        assert_int_equal(f.commits, before); /* checking records nothing */
+        kf_broker_publish_qos2(b, &p, 78, m, NULL, NULL);
+        kf_msg_release(m);
+        assert_int_equal(f.commits, before + 1);
+        assert_non_null(row_find(&f, "s:dash", KF_BROKER_ROW_QOS2, 78));
+        assert_int_equal(count_rows(&f, KF_BROKER_ROW_MSG), rows + 1);
+        assert_int_equal(kf_broker_qos2_check(b, &p, 78), 0);
+        assert_true(kf_broker_qos2_released(b, &p, 78));
+        kf_broker_settled(b, f.last_seq);
+    }
+    /* Three filters of one SUBSCRIBE: one commit. */
+    {
+        struct kf_broker_filter fl[3];
+        int before = f.commits;
+        memset(fl, 0, sizeof(fl));
+        fl[0].filter = (const uint8_t *)"a/#";
+        fl[1].filter = (const uint8_t *)"b/#";
+        fl[2].filter = (const uint8_t *)"c/#";
+        for (int i = 0; i < 3; i++) {
+            fl[i].len = 3;
+            fl[i].opts.qos = 1;
+        }
+        kf_broker_subscribe_many(b, &p, fl, 3);
+        assert_int_equal(f.commits, before + 1);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(fl[i].result, KF_OK);
+        kf_broker_unsubscribe_many(b, &p, fl, 3);
+        assert_int_equal(f.commits, before + 2);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(fl[i].result, 1);
+    }
     /* The crash: a new broker from the rows. */
     b2 = restored(&f);
     kf_broker_persist(b2, fake_change, &f); /* as the hub does: before any client */
@@ -652,9 +688,30 @@ static void test_persistence_refused(void **state)
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_broker_restore(b, "s:x", KF_BROKER_ROW_MSG, 1, junk, 3, 0));
     KF_EXPECT_ERR(KF_E_MALFORMED, kf_broker_restore(b, "s:x", 7, 1, junk, 3, 0));
     {
+        /* a session row, then a message row with a sequence number it could never have given */
+        struct fake_store f2;
+        struct kf_broker *b1 = new_broker(8);
+        struct kf_broker_peer p1;
+        struct box box1;
+        int present1;
+        memset(&f2, 0, sizeof(f2));
+        box_init(&box1);
+        kf_broker_persist(b1, fake_change, &f2);
+        attach(b1, &p1, &box1, "s:y", 1, 3600, &present1);
+        kf_broker_detach(b1, &p1, 0);
+        kf_broker_free(b1);
+        KF_OK_OR_FAIL(kf_broker_restore(b, "s:y", KF_BROKER_ROW_SESSION, 0, f2.rows[0].value,
+                                        f2.rows[0].len, 0));
+        KF_EXPECT_ERR(KF_E_MALFORMED,
+                      kf_broker_restore(b, "s:y", KF_BROKER_ROW_MSG, -5, junk, 3, 0));
+        KF_EXPECT_ERR(KF_E_MALFORMED,
+                      kf_broker_restore(b, "s:y", KF_BROKER_ROW_MSG, 3, junk, 3, 0));
+    }
+    {
         struct kf_broker_stats st;
         kf_broker_stats(b, &st);
-        assert_int_equal(st.sessions, 0);
+        assert_int_equal(st.sessions, 1); /* s:y alone */
+        assert_int_equal(st.queued, 0);
     }
     kf_broker_free(b);
 }
