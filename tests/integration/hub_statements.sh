@@ -1,8 +1,9 @@
 #!/bin/bash
 # More of MQTT 3.1.1 and 5.0 to the letter, through the real listener, with raw packets
-# (mqtt_raw.py): what must come first, what CONNACK's session present says, SUBACK and UNSUBACK
-# to the letter, wills discarded on DISCONNECT, topic aliases refused, the client's receive
-# maximum. docs/hub.md lists each statement beside the check that shows it.
+# (mqtt_raw.py): what must come first and what a CONNECT may not carry, what CONNACK's session
+# present says, SUBSCRIBE/SUBACK and UNSUBSCRIBE/UNSUBACK to the letter, DISCONNECT's flags and
+# the will it discards, topic aliases refused, the client's receive maximum. docs/hub.md lists
+# every statement of 3.1.1 beside the check that shows it.
 . "$(dirname "$0")/lib.sh"
 
 ok "init" init
@@ -40,6 +41,14 @@ closed"
 raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([4, 0x42, 0, 60]) + s("dev-1") + s("pw"))')"
 check "3.1.1: a password without a user name: closed (MQTT-3.1.2-22)" grep -q '^closed$' <<<"$RAW"
 
+raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([4, 0x1e, 0, 60]) + s("dev-1") + s("devices/dev-1/telemetry/w") + s("x"))')"
+equals "3.1.1: will QoS 3: closed, no CONNACK (MQTT-3.1.2-14)" "$RAW" "closed"
+raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([4, 0x22, 0, 60]) + s("dev-1"))')"
+equals "3.1.1: will retain without the will flag: closed, no CONNACK (MQTT-3.1.2-15)" "$RAW" "closed"
+raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([4, 2, 0, 60]) + s("dev-2"))')"
+equals "3.1.1: a client id its certificate does not name: CONNACK 0x02, closed (MQTT-3.1.3-9)" "$RAW" "2 20020002
+closed"
+
 # ---- session present ----
 raw dev-1 c4:dev-1
 contains "CleanSession 1: session present 0 (MQTT-3.2.2-1)" "$RAW" "2 20020000"
@@ -64,6 +73,18 @@ raw dev-1 c4:dev-1 "$(hex 'p(0xa2, bytes([0, 0x2a]) + s("devices/dev-1/commands/
 contains "3.1.1: UNSUBACK for a filter never subscribed, with its packet id (MQTT-3.10.4-4, -5)" "$RAW" "11 b002002a"
 raw dev-1 c5:dev-1 "$(hex 'p(0xa2, bytes([0, 0x2b, 0]) + s("devices/dev-1/commands/none"))')"
 contains "MQTT 5: UNSUBACK 0x11, no subscription existed (MQTT 5 3.11.3)" "$RAW" "11 b004002b0011"
+
+raw dev-1 c4:dev-1 "$(hex 'p(0x82, bytes([0, 1]) + s("devices/dev-1/commands/#") + bytes([3]))')"
+equals "3.1.1: SUBSCRIBE asking QoS 3: closed (MQTT-3.8.3-4)" "$(tail -1 <<<"$RAW")" "closed"
+raw dev-1 c4:dev-1 "$(hex 'p(0x82, bytes([0, 1]) + s("devices/dev-1/commands/#") + bytes([0x41]))')"
+equals "3.1.1: SUBSCRIBE with a reserved option bit set: closed (MQTT-3.8.3-4)" "$(tail -1 <<<"$RAW")" "closed"
+raw dev-1 c4:dev-1 "a2 02 00 01"
+equals "3.1.1: UNSUBSCRIBE with no topic filter: closed (MQTT-3.10.3-2)" "$(tail -1 <<<"$RAW")" "closed"
+raw dev-1 c4:dev-1 "e1 00"
+equals "3.1.1: DISCONNECT with a reserved bit set: closed (MQTT-3.14.1-1)" "$(tail -1 <<<"$RAW")" "closed"
+raw dev-1 c4:dev-1 "$(hex 'p(0x82, bytes([0, 5]) + s("devices/dev-1/commands/#") + bytes([1]))')" \
+    "$(hex 'p(0x82, bytes([0, 6]) + s("devices/dev-1/commands/#") + bytes([2]))')"
+contains "the same filter again: replaced, the new QoS granted (MQTT-3.8.4-3)" "$RAW" "9 9003000602"
 
 # ---- a will is discarded on DISCONNECT, and goes when the connection just ends ----
 sub wills dash -t 'devices/dev-1/telemetry/will' -v

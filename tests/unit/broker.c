@@ -228,6 +228,12 @@ static void test_retained(void **state)
     assert_int_equal(out[0].retain, 1);
     assert_memory_equal(out[0].msg->payload, "v2", 2);
     kf_msg_release(out[0].msg);
+    /* to an established subscription, a retained message goes with RETAIN 0 [MQTT-3.3.1-9] */
+    publish(b, "devices/d1/commands/config", "v3", 1, 1);
+    assert_int_equal(kf_broker_pull(b, &p, 0, out, 8, &more), 1);
+    assert_int_equal(out[0].retain, 0);
+    assert_memory_equal(out[0].msg->payload, "v3", 2);
+    kf_msg_release(out[0].msg);
     publish(b, "devices/d1/commands/config", "", 0, 1); /* deletes */
     kf_broker_stats(b, &st);
     assert_int_equal(st.retained, 1);
