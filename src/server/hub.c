@@ -1944,6 +1944,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
         if (!len) break;
         if (must_wait(c)) {
+            STAT_ADD(c->hw, store_waits, 1);
             c->paused = 1;
             bufferevent_disable(bev, EV_READ);
             return;
@@ -2710,6 +2711,7 @@ void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out)
         SUM(messages_received);
         SUM(messages_sent);
         SUM(tls_offloaded);
+        SUM(store_waits);
 #undef SUM
     }
     pthread_mutex_unlock(&h->lock);

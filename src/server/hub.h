@@ -44,6 +44,7 @@ struct kf_hub_stats {
     uint64_t messages_received; /* PUBLISH packets accepted */
     uint64_t messages_sent;     /* PUBLISH packets written */
     uint64_t tls_offloaded;     /* connections whose records tlsrec took over from OpenSSL */
+    uint64_t store_waits;       /* times a connection's reading paused for the store */
     uint64_t sessions, retained, queued, dropped;
 };
 

@@ -157,7 +157,8 @@ struct kf_metrics_gauges {
     /* the hub (all 0 without one) */
     uint64_t hub_connections, hub_sessions, hub_retained, hub_queued;
     uint64_t hub_connects, hub_auth_failed, hub_refused, hub_malformed, hub_acl_denied,
-        hub_rate_limited, hub_received, hub_sent, hub_dropped, hub_tls_offloaded; /* counters */
+        hub_rate_limited, hub_received, hub_sent, hub_dropped, hub_tls_offloaded,
+        hub_store_waits; /* counters */
     /* the CRL in use (0 without one): its number, and when it stops being valid (Unix time) */
     uint64_t crl_number, crl_next_update;
 };

@@ -611,6 +611,7 @@ static void serve_metrics(struct conn *c)
         g.hub_tls_offloaded = hs.tls_offloaded;
         g.hub_acl_denied = hs.acl_denied;
         g.hub_rate_limited = hs.rate_limited;
+        g.hub_store_waits = hs.store_waits;
         g.hub_received = hs.messages_received;
         g.hub_sent = hs.messages_sent;
         g.hub_dropped = hs.dropped;

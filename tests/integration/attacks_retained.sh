@@ -71,17 +71,7 @@ conf_set hub msg_rate 100000 # the per-connection message rate is not the defenc
 conf_set hub msg_burst 100000
 stop_kfd
 REUSE_PORTS=1 start_kfd || exit 1
-(
-    for n in $(seq 1 20); do
-        fdev "rg-$n" fca
-        ocsr "rg-$n"
-        jq -n --rawfile csr "$T/rg-$n.op.csr" '{csr: $csr}' >"$T/rg-$n.json"
-        curl -s -o /dev/null -w '%{http_code}\n' --cacert "$D/ca/root.crt" --cert "$T/rg-$n.pem" \
-            --key "$T/rg-$n.key" -H 'Content-Type: application/json' \
-            --data-binary @"$T/rg-$n.json" "https://127.0.0.1:$KFD_PORT/api/v1/register"
-        sleep 0.1
-    done >"$T/rg.out"
-) &
+registrations 20 "$T/rg.out" &
 REGS=$!
 for d in fl-1 fl-2 fl-3 fl-4; do
     pkt=$(python3 -c 'import sys; t = b"devices/%s/telemetry/s" % sys.argv[1].encode(); body = len(t).to_bytes(2, "big") + t + b"x" * 64; print((bytes([0x31, len(body)]) + body).hex())' "$d")

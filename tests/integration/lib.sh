@@ -304,6 +304,21 @@ est() {
     return 0
 }
 
+# registrations N OUT: N devices (rg-1 .. rg-N, factory certificates under fca) register one
+# after another, 0.1 s apart, each HTTP status a line of OUT: provisioning's traffic beside an
+# attack (run it in the background).
+registrations() {
+    for n in $(seq 1 "$1"); do
+        fdev "rg-$n" fca
+        ocsr "rg-$n"
+        jq -n --rawfile csr "$T/rg-$n.op.csr" '{csr: $csr}' >"$T/rg-$n.json"
+        curl -s -o /dev/null -w '%{http_code}\n' --cacert "$T/d/ca/root.crt" --cert "$T/rg-$n.pem" \
+            --key "$T/rg-$n.key" -H 'Content-Type: application/json' \
+            --data-binary @"$T/rg-$n.json" "https://127.0.0.1:$KFD_PORT/api/v1/register"
+        sleep 0.1
+    done >"$2"
+}
+
 # expect_refusal DESC STATUS CODE NEEDLE: checks the last answer was that refusal.
 expect_refusal() {
     equals "$1: status" "$HTTP" "$2"

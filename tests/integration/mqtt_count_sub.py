@@ -7,7 +7,7 @@ usage: mqtt_count_sub.py PORT CA CERT KEY CLIENT_ID TOPIC QOS OUT SECONDS
 
 Subscribes to TOPIC at QOS on its first connection, and on a later one only when the server has
 no session for it (session present 0: the subscription must come back with the session),
-appends the payload of every message on TOPIC to OUT as one line (flushed), reconnects
+appends the payload of every message matching TOPIC to OUT as one line (flushed), reconnects
 whenever the connection ends, and exits after SECONDS. Prints one line: "connects=N messages=N".
 """
 import ssl
@@ -31,7 +31,7 @@ def main():
             client.subscribe(topic, qos)
 
     def on_message(client, userdata, msg):
-        if msg.topic != topic:
+        if not mqtt.topic_matches_sub(topic, msg.topic):
             return  # what the session still held from an earlier run of the test
         out.write(msg.payload.decode() + "\n")
         out.flush()
