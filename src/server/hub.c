@@ -1302,6 +1302,11 @@ static void on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
     size_t routed;
     enum kf_retain_refusal unkept = KF_RETAIN_OK;
 
+    /* A subscription identifier is the server's to send [MQTT-3.3.4-6]. */
+    if (KF_MQTT_HAS(&p->props, KF_MQTT_P_SUBSCRIPTION_ID)) {
+        protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "a subscription identifier in a PUBLISH");
+        return;
+    }
     /* Topic aliases (MQTT 5): the client maps short numbers to topics [MQTT-3.3.2.3.4]. */
     if (KF_MQTT_HAS(&p->props, KF_MQTT_P_TOPIC_ALIAS)) {
         uint16_t a = p->props.topic_alias;
@@ -1680,10 +1685,16 @@ static void packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
         kf_broker_ack(h->broker, &c->peer, pkt->type, pkt->u.ack.packet_id);
         return;
     case KF_MQTT_PUBREC:
+        if (pkt->u.ack.reason >= 0x80) {
+            /* refused: the message is acknowledged, no PUBREL follows [MQTT-4.3.3-4, 4.4.0-2] */
+            if (kf_broker_ack(h->broker, &c->peer, KF_MQTT_PUBREC, pkt->u.ack.packet_id))
+                kf_broker_ack(h->broker, &c->peer, KF_MQTT_PUBCOMP, pkt->u.ack.packet_id);
+            return;
+        }
         /* the PUBREL goes once the store knows it is the PUBREL to send again */
         if (kf_broker_ack(h->broker, &c->peer, KF_MQTT_PUBREC, pkt->u.ack.packet_id))
             ack_after(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id, 0);
-        else if (pkt->u.ack.reason < 0x80)
+        else
             queue_ack(c, KF_MQTT_PUBREL, pkt->u.ack.packet_id,
                       c->version == KF_MQTT_V5 ? KF_MQTT_RC_PACKET_ID_NOT_FOUND : 0, 1);
         return;

@@ -116,6 +116,43 @@ RAW_WAIT=1 raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([5, 2, 0, 60, 3, 0x21, 0,
 equals "receive maximum 1, three retained QoS 1 messages: one PUBLISH until it is acknowledged (MQTT-3.3.4-9)" \
     "$(grep -c '^3 ' <<<"$RAW")" 1
 
+# ---- more of MQTT 5 ----
+raw dev-1 c5:dev-1 "$(hex 'p(0x32, s("devices/dev-1/telemetry") + bytes([0, 1, 2, 0x0b, 7]) + b"x")')"
+check "a client's PUBLISH with a subscription identifier: DISCONNECT 0x82 (MQTT-3.3.4-6)" disconnected_with 82
+raw dev-1 c5:dev-1 "$(hex 'p(0x30, s("devices/dev-1/telemetry") + bytes([6, 0x08]) + s("a/#") + b"x")')"
+check "a response topic with a wildcard: DISCONNECT 0x82 (MQTT-3.3.2-14)" disconnected_with 82
+pub ops -t devices/dev-1/commands/q2 -m two -q 2 -r
+RAW_WAIT=1 raw dev-1 c5:dev-1 "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/commands/q2") + bytes([2]))')" \
+    "$(hex 'p(0x50, bytes([0, 2, 0x80, 0]))')"
+check "the retained QoS 2 command comes (packet id 2)" grep -q "^3 3.*0002" <<<"$RAW"
+check_not "PUBREC 0x80: the message is acknowledged, no PUBREL follows (MQTT-4.3.3-4, 4.4.0-2)" \
+    grep -q "^6 " <<<"$RAW"
+pub ops -t devices/dev-1/commands/q2 -n -q 1 -r
+pub ops -t devices/dev-1/commands/small -m s -q 1 -r
+pub ops -t devices/dev-1/commands/big -m "$(head -c 200 /dev/zero | tr '\0' b)" -q 1 -r
+RAW_WAIT=1 raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([5, 2, 0, 60, 5, 0x27, 0, 0, 0, 80]) + s("dev-1"))')" \
+    "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/commands/#") + bytes([0]))')"
+check "maximum packet size 80: the small retained command goes" grep -q "^3 .*$(printf 'small' | xxd -p)" <<<"$RAW"
+check_not "and the 200-byte one is discarded, not sent (MQTT-3.1.2-24, -25)" grep -q "^3 .*$(printf 'big' | xxd -p)" <<<"$RAW"
+RAW_WAIT=1 raw dev-1 c5:dev-1 "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/commands/small") + bytes([0x20 | 1]))')"
+check_not "retain handling 2: no retained message on subscribing (MQTT-3.3.1-11)" grep -q "^3 " <<<"$RAW"
+RAW_WAIT=1 raw dev-1 c5:dev-1 "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/commands/small") + bytes([0x10 | 1]))')"
+check "retain handling 1, a new subscription: the retained message comes (MQTT-3.3.1-10)" grep -q "^3 " <<<"$RAW"
+
+raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([5, 2, 0, 60, 8, 0x15]) + s("SCRAM") + s("dev-1"))')"
+check "an authentication method (no enhanced authentication): CONNACK 0x8C, closed (MQTT-4.12.0-1)" \
+    grep -Eq '^2 20[0-9a-f]{2}008c' <<<"$RAW"
+raw dev-1 c5:dev-1 "$(hex 'p(0x82, bytes([0, 1, 0]) + s("$share/g/devices/dev-1/commands/#") + bytes([1]))')"
+contains "a shared subscription: SUBACK 0x9E, not supported (MQTT-4.8.2)" "$RAW" "9 90040001009e"
+conf_set hub max_inflight 2
+kill -HUP "$KFD_PID"
+sleep 0.5
+raw dev-1 c5:dev-1 "$(hex 'p(0x34, s("devices/dev-1/telemetry") + bytes([0, 1, 0]) + b"a")')" \
+    "$(hex 'p(0x34, s("devices/dev-1/telemetry") + bytes([0, 2, 0]) + b"b")')" \
+    "$(hex 'p(0x34, s("devices/dev-1/telemetry") + bytes([0, 3, 0]) + b"c")')"
+check "a third QoS 2 message unreleased, receive maximum 2: DISCONNECT 0x93 (MQTT-3.3.4-7)" disconnected_with 93 ||
+    echo "$RAW" >&2
+
 stop_kfd
 equals "keyfleetd stops cleanly" "$KFD_STATUS" 0
 check_not "nothing went wrong in keyfleetd" grep -E "level=error|Sanitizer|runtime error" "$T/kfd.log"
