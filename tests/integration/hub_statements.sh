@@ -16,6 +16,7 @@ provision dev-1
 provision dev-2
 ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
 ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
+ok "another reader" service add --name dash2 --role reader --key-out "$T/dash2.key" --out "$T/dash2.pem"
 
 # hex PYTHON_EXPR: the bytes a Python expression makes (helpers: s(str) is a UTF-8 string with
 # its length, v(n) a variable byte integer, p(first, body) a packet), in hex
@@ -139,6 +140,33 @@ check_not "retain handling 2: no retained message on subscribing (MQTT-3.3.1-11)
 RAW_WAIT=1 raw dev-1 c5:dev-1 "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/commands/small") + bytes([0x10 | 1]))')"
 check "retain handling 1, a new subscription: the retained message comes (MQTT-3.3.1-10)" grep -q "^3 " <<<"$RAW"
 
+# retain as published: a subscription with it, and one without, while a retained message comes
+(RAW_WAIT=3 raw dash c5:dash "$(hex 'p(0x82, bytes([0, 1, 0]) + s("devices/dev-1/telemetry/rap/#") + bytes([0x08 | 1]))')"
+    echo "$RAW" >"$T/rap.raw") &
+rap=$!
+sub norap dash2 -V 5 -t 'devices/dev-1/telemetry/rap/#' -F '%t %r'
+sleep 0.5
+pub dev-1 -V 5 -t devices/dev-1/telemetry/rap/1 -m x -q 1 -r
+timeout 10 tail --pid="$rap" -f /dev/null
+check "retain as published 1: the message keeps RETAIN 1 (MQTT-3.3.1-13)" grep -q "^3 33" "$T/rap.raw" ||
+    cat "$T/rap.raw" >&2
+check "retain as published 0: RETAIN 0 to an established subscription (MQTT-3.3.1-12)" wait_for norap "devices/dev-1/telemetry/rap/1 0"
+kill "$SUB_norap" 2>/dev/null
+pub dev-1 -t devices/dev-1/telemetry/rap/1 -n -q 1 -r
+# MQTT 5 DISCONNECT 0x04: with its will
+sub wills5 dash -V 5 -t 'devices/dev-1/telemetry/will5' -v
+raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([5, 0x06, 0, 60, 0]) + s("dev-1") + bytes([0]) + s("devices/dev-1/telemetry/will5") + s("bye"))')" \
+    "e0 02 04 00"
+check "MQTT 5 DISCONNECT 0x04 (disconnect with will): the will is published (MQTT-3.14.4-3)" \
+    wait_for wills5 "devices/dev-1/telemetry/will5 bye"
+kill "$SUB_wills5" 2>/dev/null
+# a BOM in a topic is kept
+sub bom dash -t 'devices/dev-1/telemetry/#' -F '%t'
+raw dev-1 c4:dev-1 "$(hex 'p(0x30, s("devices/dev-1/telemetry/\ufeffb") + b"x")')"
+sleep 0.5
+check "a topic with U+FEFF reaches the subscriber with it, not stripped (MQTT-1.5.3-3, 1.5.4-3)" \
+    grep -q "efbbbf" <<<"$(xxd -p "$T/bom.out" | tr -d '\n')"
+kill "$SUB_bom" 2>/dev/null
 raw dev-1 "$(hex 'p(0x10, s("MQTT") + bytes([5, 2, 0, 60, 8, 0x15]) + s("SCRAM") + s("dev-1"))')"
 check "an authentication method (no enhanced authentication): CONNACK 0x8C, closed (MQTT-4.12.0-1)" \
     grep -Eq '^2 20[0-9a-f]{2}008c' <<<"$RAW"
