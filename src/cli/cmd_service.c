@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/ident.h"
 #include "common/file.h"
 #include "common/pem.h"
 #include "common/pki_crl.h"
@@ -123,9 +124,9 @@ static int issue_cmd(struct kf_cli *c, int argc, char **argv, int add)
     if (optind < argc && !o.name && !add) o.name = argv[optind++];
     if (optind < argc) return kf_cli_usage(c, "unexpected argument '%s'", argv[optind]);
     if (!o.name) return kf_cli_usage(c, "which service? give its --name");
-    if (add && !o.role) return kf_cli_usage(c, "--role is required: reader or commander");
-    if (add && !kf_service_role_valid(o.role))
-        return kf_cli_usage(c, "--role is reader or commander, not '%s'", o.role);
+    if (add && !o.role) return kf_cli_usage(c, "--role is required: " KF_ROLE_CHOICES);
+    if (add && !kf_role_parse(o.role))
+        return kf_cli_usage(c, "--role is " KF_ROLE_CHOICES ", not '%s'", o.role);
     if (!o.csr == !o.key_out)
         return kf_cli_usage(c, "give --csr FILE (the service's own key) or --key-out FILE (a new "
                                "key made here)");

@@ -72,3 +72,20 @@ enum kf_err kf_id_check(const char *what, const char *id)
     }
     return KF_OK;
 }
+
+static const char *const role_names[KF_ROLE_COUNT + 1] = {
+    [KF_ROLE_READER] = "reader",
+    [KF_ROLE_COMMANDER] = "commander",
+};
+
+const char *kf_role_name(enum kf_role role)
+{
+    return role > KF_ROLE_NONE && role <= KF_ROLE_COUNT ? role_names[role] : NULL;
+}
+
+enum kf_role kf_role_parse(const char *name)
+{
+    for (int r = 1; name && r <= KF_ROLE_COUNT; r++)
+        if (strcmp(name, role_names[r]) == 0) return (enum kf_role)r;
+    return KF_ROLE_NONE;
+}

@@ -26,6 +26,29 @@ enum kf_err kf_id_check(const char *what, const char *id);
 int kf_id_valid(const char *id);
 
 /*
+ * ---- identities in certificates ----
+ * keyfleet's certificates carry who they are for in URI SANs: a device's id, or a service's
+ * name and its role (common/pki_cert.h has the profiles). These are the prefixes.
+ */
+#define KF_URN_DEVICE  "urn:keyfleet:device:"
+#define KF_URN_SERVICE "urn:keyfleet:service:"
+#define KF_URN_ROLE    "urn:keyfleet:role:"
+
+/*
+ * The roles a service identity may hold, the one table of them (what each may do on the hub is
+ * server/hub_acl.h's): a reader takes telemetry and events, a commander sends commands too.
+ */
+enum kf_role { KF_ROLE_NONE = 0, KF_ROLE_READER = 1, KF_ROLE_COMMANDER = 2 };
+#define KF_ROLE_COUNT 2
+/* For messages: the roles there are. */
+#define KF_ROLE_CHOICES "reader or commander"
+
+/* "reader", "commander"; NULL for KF_ROLE_NONE or a value that is no role. */
+const char *kf_role_name(enum kf_role role);
+/* The role named `name` (exactly), or KF_ROLE_NONE (also for NULL). */
+enum kf_role kf_role_parse(const char *name);
+
+/*
  * Copies untrusted text into `out` (capacity `cap`) for a message: printable ASCII is kept,
  * anything else (escape sequences, newlines, quotes, UTF-8 bytes) becomes \xNN, and text that
  * does not fit ends in "...".

@@ -494,10 +494,10 @@ static enum kf_err add_sans(X509 *x, const struct kf_cert_template *t)
 
     if (!names) return kf_ossl_fail(KF_E_NOMEM, "out of memory");
     switch (t->profile) {
-    case KF_PROFILE_DEVICE: rc = add_uri(names, "urn:keyfleet:device:", t->device_id); break;
+    case KF_PROFILE_DEVICE: rc = add_uri(names, KF_URN_DEVICE, t->device_id); break;
     case KF_PROFILE_SERVICE:
-        rc = add_uri(names, "urn:keyfleet:service:", t->service);
-        if (!rc) rc = add_uri(names, "urn:keyfleet:role:", t->role);
+        rc = add_uri(names, KF_URN_SERVICE, t->service);
+        if (!rc) rc = add_uri(names, KF_URN_ROLE, t->role);
         break;
     case KF_PROFILE_SERVER:
         for (size_t i = 0; !rc && i < t->n_dns; i++)

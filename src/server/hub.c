@@ -327,8 +327,8 @@ static const char *kind_name(enum kf_acl_kind k)
 {
     switch (k) {
     case KF_ACL_DEVICE: return "device";
-    case KF_ACL_READER: return "reader";
-    case KF_ACL_COMMANDER: return "commander";
+    case KF_ACL_READER: return kf_role_name(KF_ROLE_READER);
+    case KF_ACL_COMMANDER: return kf_role_name(KF_ROLE_COMMANDER);
     default: return "unknown";
     }
 }
@@ -2011,13 +2011,16 @@ static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap
     kf_cert_serial_hex(cert, serial);
     *not_before = kf_cert_not_before(cert);
     *not_after = kf_cert_not_after(cert);
-    if (kf_cert_uri_san(cert, "urn:keyfleet:device:", id, idcap) == KF_OK) {
+    if (kf_cert_uri_san(cert, KF_URN_DEVICE, id, idcap) == KF_OK) {
         *kind = KF_ACL_DEVICE;
         ok = 1;
-    } else if (kf_cert_uri_san(cert, "urn:keyfleet:service:", id, idcap) == KF_OK &&
-               kf_cert_uri_san(cert, "urn:keyfleet:role:", role, sizeof(role)) == KF_OK) {
-        if (strcmp(role, "reader") == 0) *kind = KF_ACL_READER, ok = 1;
-        if (strcmp(role, "commander") == 0) *kind = KF_ACL_COMMANDER, ok = 1;
+    } else if (kf_cert_uri_san(cert, KF_URN_SERVICE, id, idcap) == KF_OK &&
+               kf_cert_uri_san(cert, KF_URN_ROLE, role, sizeof(role)) == KF_OK) {
+        switch (kf_role_parse(role)) {
+        case KF_ROLE_READER: *kind = KF_ACL_READER, ok = 1; break;
+        case KF_ROLE_COMMANDER: *kind = KF_ACL_COMMANDER, ok = 1; break;
+        default: break;
+        }
     }
     if (ok && kf_id_check("id", id) != KF_OK) ok = 0;
     kf_err_clear();
@@ -2260,7 +2263,7 @@ static int verify_cb(void *arg, struct ssl_st *ssl, struct kf_cert *leaf, struct
         const char *r = kf_verify_reason_name(res.reason);
         snprintf(c->auth_reason, sizeof(c->auth_reason), "%s",
                  res.reason == KF_VERIFY_UNKNOWN_ISSUER ? "unknown_ca" : r);
-        if (kf_cert_uri_san(leaf, "urn:keyfleet:device:", c->id, sizeof(c->id)) == KF_OK)
+        if (kf_cert_uri_san(leaf, KF_URN_DEVICE, c->id, sizeof(c->id)) == KF_OK)
             c->kind = KF_ACL_DEVICE;
         else
             kf_cert_subject_cn(leaf, c->id, sizeof(c->id));

@@ -350,7 +350,7 @@ static enum kf_err identify_operational(struct kf_registry *reg, struct kf_store
         return refuse(ref, 401, KF_REFUSAL_CERTIFICATE_INVALID,
                       "re-enrollment needs a current certificate from this keyfleet: %s",
                       kf_errmsg());
-    if (kf_cert_uri_san(in->leaf, "urn:keyfleet:device:", id, sizeof(id)) != KF_OK ||
+    if (kf_cert_uri_san(in->leaf, KF_URN_DEVICE, id, sizeof(id)) != KF_OK ||
         kf_cert_subject_cn(in->leaf, cn, sizeof(cn)) != KF_OK || strcmp(cn, id) != 0 ||
         kf_id_check("device id", id) != KF_OK)
         return refuse(ref, 401, KF_REFUSAL_CERTIFICATE_INVALID,

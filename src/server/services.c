@@ -12,11 +12,6 @@
 #include "server/events.h"
 #include "server/jsontext.h"
 
-int kf_service_role_valid(const char *role)
-{
-    return role && (strcmp(role, "reader") == 0 || strcmp(role, "commander") == 0);
-}
-
 /* KF_OK when `name` may have a certificate now: it exists and is active. */
 static enum kf_err service_usable(struct kf_txn *txn, const char *name, struct kf_service_rec *s)
 {
@@ -124,8 +119,8 @@ enum kf_err kf_services_add(struct kf_deploy *d, const char *actor, const char *
                             struct kf_cert **out)
 {
     *out = NULL;
-    if (!kf_service_role_valid(role))
-        return kf_fail(KF_E_INVALID, "role \"%.40s\" is not one of reader, commander",
+    if (!kf_role_parse(role))
+        return kf_fail(KF_E_INVALID, "role \"%.40s\" is not one of " KF_ROLE_CHOICES,
                        role ? role : "");
     return issue(d, actor, name, role, csr, days, out);
 }

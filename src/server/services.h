@@ -15,9 +15,6 @@
 #include "common/pki_csr.h"
 #include "server/deploy.h"
 
-/* 1 when `role` is one keyfleet knows ("reader", "commander"). */
-int kf_service_role_valid(const char *role);
-
 /*
  * Adds service `name` with `role` and issues its first certificate for the key in `csr` (whose
  * CN, when it has one, must be the name), valid `days` (0: service_cert_days). `*out` is the

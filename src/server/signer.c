@@ -7,7 +7,6 @@
 
 #include "common/ident.h"
 #include "common/timefmt.h"
-#include "server/services.h"
 
 struct kf_signer {
     enum kf_signer_role role;
@@ -144,9 +143,8 @@ static enum kf_err check_request(const struct kf_signer *s, const struct kf_sign
     if (r->profile == KF_PROFILE_SERVICE) {
         rc = kf_id_check("service name", r->service);
         if (rc) return kf_wrap(rc, "sign request");
-        if (!kf_service_role_valid(r->role))
-            return kf_fail(KF_E_DENIED,
-                           "sign request: a service's role must be reader or commander");
+        if (!kf_role_parse(r->role))
+            return kf_fail(KF_E_DENIED, "sign request: a service's role must be " KF_ROLE_CHOICES);
         if (!r->cn || strcmp(r->cn, r->service) != 0)
             return kf_fail(KF_E_INVALID,
                            "sign request: a service certificate's CN must be its name");

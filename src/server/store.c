@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/ident.h"
 #include "common/ossl.h"
 #include "common/pki_crl.h"
 #include "server/store_backend.h"
@@ -1518,10 +1519,12 @@ enum kf_err kf_txn_cert_list_service(struct kf_txn *txn, const char *name,
 
 static enum kf_err service_checked(const struct kf_service_rec *s, struct kf_service_rec *copy)
 {
-    static const char *const roles[] = {"reader", "commander"};
+    const char *roles[KF_ROLE_COUNT];
     enum kf_err rc = check_id("service name", s->name, sizeof(s->name), 0);
     if (rc) return rc;
-    rc = check_one_of("service role", s->role, sizeof(s->role), roles, KF_ARRAY_LEN(roles));
+    for (int r = 1; r <= KF_ROLE_COUNT; r++)
+        roles[r - 1] = kf_role_name((enum kf_role)r);
+    rc = check_one_of("service role", s->role, sizeof(s->role), roles, KF_ROLE_COUNT);
     if (rc) return rc;
     if (s->status != KF_SERVICE_ACTIVE && s->status != KF_SERVICE_REVOKED)
         return kf_fail(KF_E_INVALID, "service %s has an unknown status (%d)", s->name,

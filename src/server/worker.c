@@ -568,7 +568,7 @@ static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
         kf_cert_serial_hex(leaf, serial);
         ok = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT,
                              NULL) == KF_OK &&
-             kf_cert_uri_san(leaf, "urn:keyfleet:service:", name, sizeof(name)) == KF_OK &&
+             kf_cert_uri_san(leaf, KF_URN_SERVICE, name, sizeof(name)) == KF_OK &&
              !kf_registry_blocked(reg, 1, name) && !kf_registry_cert_revoked(reg, serial);
     }
     kf_err_clear();

@@ -49,12 +49,29 @@ static void test_text_quote(void **state)
     assert_non_null(strstr(out, "..."));
 }
 
+/* The one role table: names both ways, and nothing else is a role. */
+static void test_roles(void **state)
+{
+    (void)state;
+    assert_string_equal(kf_role_name(KF_ROLE_READER), "reader");
+    assert_string_equal(kf_role_name(KF_ROLE_COMMANDER), "commander");
+    assert_null(kf_role_name(KF_ROLE_NONE));
+    assert_null(kf_role_name((enum kf_role)(KF_ROLE_COUNT + 1)));
+    for (int r = 1; r <= KF_ROLE_COUNT; r++)
+        assert_int_equal(kf_role_parse(kf_role_name((enum kf_role)r)), r);
+    assert_int_equal(kf_role_parse("Reader"), KF_ROLE_NONE);
+    assert_int_equal(kf_role_parse("admin"), KF_ROLE_NONE);
+    assert_int_equal(kf_role_parse(""), KF_ROLE_NONE);
+    assert_int_equal(kf_role_parse(NULL), KF_ROLE_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_ids),
         cmocka_unit_test(test_invalid_ids),
         cmocka_unit_test(test_text_quote),
+        cmocka_unit_test(test_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
