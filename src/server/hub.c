@@ -36,7 +36,7 @@
 #include "server/tls.h"
 #include "server/sesscache.h"
 #include "server/tlsrec.h"
-#include "server/worker.h"
+#include "server/listen.h"
 
 #define OUT_HIGH        (256 * 1024) /* stop pulling messages for a client beyond this */
 #define OUT_LOW         (64 * 1024)  /* and go on below this */

@@ -30,6 +30,7 @@
 #include "server/hub.h"
 #include "server/jsontext.h"
 #include "server/registry.h"
+#include "server/listen.h"
 #include "server/worker.h"
 
 static const char usage[] =

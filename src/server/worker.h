@@ -73,19 +73,4 @@ void kf_worker_free(struct kf_worker *w);
 /* 1 once the worker's loop has ended. */
 int kf_worker_done(struct kf_worker *w);
 
-/*
- * Checks that `host:port` is free to listen on, by binding it without SO_REUSEPORT (which
- * would let two keyfleetd share a port silently). Errors name the address.
- */
-enum kf_err kf_listen_probe(const char *host, int port);
-
-/*
- * Opens a non-blocking listening socket on `host:port` (with SO_REUSEPORT when `reuseport`),
- * backlog 4096, into `*fd`. Errors name the address.
- */
-enum kf_err kf_listen_open(const char *host, int port, int reuseport, int *fd);
-
-/* Splits "host:port" or "[v6]:port" into its parts; KF_E_CONFIG naming the value otherwise. */
-enum kf_err kf_listen_parse(const char *text, char *host, size_t cap, int *port);
-
 #endif
