@@ -15,6 +15,7 @@
 
 #include "common/file.h"
 #include "common/pki_crl.h"
+#include "server/deploy_init.h"
 
 #define DAY 86400L
 

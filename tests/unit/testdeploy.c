@@ -8,6 +8,7 @@
 
 #include "common/buf.h"
 #include "common/pki_crl.h"
+#include "server/deploy_init.h"
 
 struct kf_deploy *kf_test_deploy_make(const char *name)
 {
