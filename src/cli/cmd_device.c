@@ -6,7 +6,7 @@
 #include "common/pki_crl.h"
 #include "server/fleet.h"
 
-static json_t *device_json(const struct kf_device *d)
+static json_t *device_json(const struct kf_device_rec *d)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", d->id, "status",
                      kf_device_status_name(d->status), "enrollment", d->enrollment, "hub", d->hub,
@@ -31,7 +31,7 @@ json_t *kf_cli_cert_json(const struct kf_cert_rec *r)
     return j;
 }
 
-static enum kf_err device_row_cb(const struct kf_device *d, void *arg)
+static enum kf_err device_row_cb(const struct kf_device_rec *d, void *arg)
 {
     struct kf_cli_list *l = arg;
     if (l->arr) return kf_cli_list_json(l, device_json(d));
@@ -85,7 +85,7 @@ static enum kf_err cert_of_device_cb(const struct kf_cert_rec *r, void *arg)
 
 int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv)
 {
-    struct kf_device d;
+    struct kf_device_rec d;
     struct kf_registration reg;
     struct kf_cli_list l;
     struct kf_txn *txn = NULL;

@@ -54,7 +54,7 @@ struct issue_write {
 
 static enum kf_err device_usable(struct kf_txn *txn, const char *id, int *exists)
 {
-    struct kf_device dev;
+    struct kf_device_rec dev;
     enum kf_err rc = kf_txn_device_get(txn, id, &dev);
     *exists = 0;
     if (rc == KF_E_NOT_FOUND) return kf_txn_name_free(txn, KF_NS_DEVICE, id);
@@ -79,7 +79,7 @@ static enum kf_err issue_write_cb(struct kf_txn *txn, void *arg)
     rc = device_usable(txn, w->device_id, &exists);
     if (rc) return rc;
     if (!exists) {
-        struct kf_device d;
+        struct kf_device_rec d;
         memset(&d, 0, sizeof(d));
         snprintf(d.id, sizeof(d.id), "%s", w->device_id);
         snprintf(d.enrollment, sizeof(d.enrollment), "%s", w->enrollment ? w->enrollment : "");

@@ -17,7 +17,7 @@ struct status_write {
 static enum kf_err status_cb(struct kf_txn *txn, void *arg)
 {
     struct status_write *w = arg;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     char object[KF_OBJECT_MAX];
     enum kf_err rc;
 
@@ -54,7 +54,7 @@ struct revoke_write {
 static enum kf_err revoke_cb(struct kf_txn *txn, void *arg)
 {
     struct revoke_write *w = arg;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     char object[KF_OBJECT_MAX], *detail;
     time_t now = time(NULL);
     enum kf_err rc;
@@ -104,7 +104,7 @@ static enum kf_err move_cb(struct kf_txn *txn, void *arg)
     struct move_write *w = arg;
     struct kf_enrollment e;
     struct kf_registration reg;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     char object[KF_OBJECT_MAX], *detail;
     enum kf_err rc;
 

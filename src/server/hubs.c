@@ -160,7 +160,7 @@ struct device_count {
     int64_t all, active;
 };
 
-static enum kf_err device_count_cb(const struct kf_device *d, void *arg)
+static enum kf_err device_count_cb(const struct kf_device_rec *d, void *arg)
 {
     struct device_count *c = arg;
     if (strcmp(d->hub, c->name) != 0) return KF_OK;

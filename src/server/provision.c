@@ -186,7 +186,7 @@ struct known {
     int have_device;
     int name_taken;     /* no such device, and its id is a service's name */
     char name_why[256]; /* why, when name_taken */
-    struct kf_device device;
+    struct kf_device_rec device;
     int have_registration;
     struct kf_registration registration;
 };
@@ -659,7 +659,7 @@ static const char *kind_name(enum kf_prov_kind k)
 enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
 {
     struct kf_prov_job *job = arg;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     struct kf_registration reg;
     char object[KF_OBJECT_MAX], when[KF_TIME_TEXT_MAX];
     char *detail;

@@ -81,7 +81,7 @@ static enum kf_err block(struct load *l, int service, const char *id, int status
     return KF_OK;
 }
 
-static enum kf_err blocked_device_cb(const struct kf_device *d, void *arg)
+static enum kf_err blocked_device_cb(const struct kf_device_rec *d, void *arg)
 {
     return block(arg, 0, d->id, (int)d->status);
 }

@@ -977,7 +977,7 @@ static enum kf_err name_free_for_device(struct kf_txn *txn, const char *id)
 static enum kf_err name_free_for_service(struct kf_txn *txn, const char *name)
 {
     struct kf_enrollment e;
-    struct kf_device d;
+    struct kf_device_rec d;
     enum kf_err rc = txn->store->be->device_get(txn->conn, name, &d);
     if (rc == KF_OK)
         return kf_fail(KF_E_CONFLICT,
@@ -1064,7 +1064,7 @@ enum kf_err kf_txn_enrollment_list(struct kf_txn *txn, int kind,
 
 /* ---- devices ---- */
 
-static enum kf_err device_checked(const struct kf_device *d)
+static enum kf_err device_checked(const struct kf_device_rec *d)
 {
     enum kf_err rc = check_id("device id", d->id, sizeof(d->id), 0);
     if (rc) return rc;
@@ -1077,7 +1077,7 @@ static enum kf_err device_checked(const struct kf_device *d)
     return KF_OK;
 }
 
-enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d)
+enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device_rec *d)
 {
     enum kf_err rc = need_write(txn, d, "insert a device");
     if (rc) return rc;
@@ -1087,7 +1087,7 @@ enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d)
     return txn->store->be->device_insert(txn->conn, d);
 }
 
-enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device *out)
+enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
@@ -1097,7 +1097,7 @@ enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_devi
     return txn->store->be->device_get(txn->conn, id, out);
 }
 
-enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device *d)
+enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device_rec *d)
 {
     enum kf_err rc = need_write(txn, d, "update a device");
     if (rc) return rc;
@@ -1114,7 +1114,8 @@ static enum kf_err check_device_status_filter(int status)
 }
 
 enum kf_err kf_txn_device_list(struct kf_txn *txn, int status, const char *enrollment,
-                               enum kf_err (*cb)(const struct kf_device *d, void *arg), void *arg)
+                               enum kf_err (*cb)(const struct kf_device_rec *d, void *arg),
+                               void *arg)
 {
     enum kf_err rc = need_txn(txn, (const void *)cb);
     if (rc) return rc;

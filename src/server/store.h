@@ -268,7 +268,7 @@ enum kf_device_status {
 const char *kf_device_status_name(enum kf_device_status s);
 int kf_device_status_parse(const char *name);
 
-struct kf_device {
+struct kf_device_rec {
     char id[KF_ID_MAX + 1];
     char enrollment[KF_ID_MAX + 1]; /* "" when enrolled by an operator or the enrollment is gone */
     enum kf_device_status status;
@@ -277,12 +277,13 @@ struct kf_device {
 };
 
 /* KF_E_EXISTS when the id is taken; KF_E_CONFLICT when it is a service's name. */
-enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device *d);
-enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device *out);
-enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device *d);
+enum kf_err kf_txn_device_insert(struct kf_txn *txn, const struct kf_device_rec *d);
+enum kf_err kf_txn_device_get(struct kf_txn *txn, const char *id, struct kf_device_rec *out);
+enum kf_err kf_txn_device_update(struct kf_txn *txn, const struct kf_device_rec *d);
 /* Lists in id order; `status` 0 for all; `enrollment` NULL for all. */
 enum kf_err kf_txn_device_list(struct kf_txn *txn, int status, const char *enrollment,
-                               enum kf_err (*cb)(const struct kf_device *d, void *arg), void *arg);
+                               enum kf_err (*cb)(const struct kf_device_rec *d, void *arg),
+                               void *arg);
 /* Counts devices; `status` 0 for all. */
 enum kf_err kf_txn_device_count(struct kf_txn *txn, int status, int64_t *out);
 

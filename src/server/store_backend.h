@@ -38,7 +38,7 @@ struct kf_txn {
 };
 
 typedef enum kf_err (*kf_enrollment_cb)(const struct kf_enrollment *e, void *arg);
-typedef enum kf_err (*kf_device_cb)(const struct kf_device *d, void *arg);
+typedef enum kf_err (*kf_device_cb)(const struct kf_device_rec *d, void *arg);
 typedef enum kf_err (*kf_cert_cb)(const struct kf_cert_rec *r, void *arg);
 typedef enum kf_err (*kf_hub_cb)(const struct kf_hub *h, void *arg);
 typedef enum kf_err (*kf_service_cb)(const struct kf_service_rec *s, void *arg);
@@ -99,9 +99,9 @@ struct kf_store_backend {
     enum kf_err (*enrollment_list)(struct kf_store_conn *c, int kind, kf_enrollment_cb cb,
                                    void *arg);
 
-    enum kf_err (*device_insert)(struct kf_store_conn *c, const struct kf_device *d);
-    enum kf_err (*device_get)(struct kf_store_conn *c, const char *id, struct kf_device *out);
-    enum kf_err (*device_update)(struct kf_store_conn *c, const struct kf_device *d);
+    enum kf_err (*device_insert)(struct kf_store_conn *c, const struct kf_device_rec *d);
+    enum kf_err (*device_get)(struct kf_store_conn *c, const char *id, struct kf_device_rec *out);
+    enum kf_err (*device_update)(struct kf_store_conn *c, const struct kf_device_rec *d);
     /* `enrollment` NULL: all; "": devices without an enrollment. */
     enum kf_err (*device_list)(struct kf_store_conn *c, int status, const char *enrollment,
                                kf_device_cb cb, void *arg);

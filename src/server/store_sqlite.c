@@ -1326,14 +1326,14 @@ out:
 
 /* ---- devices ---- */
 
-static int bind_device(sqlite3_stmt *st, const struct kf_device *d)
+static int bind_device(sqlite3_stmt *st, const struct kf_device_rec *d)
 {
     return bind_s(st, 1, d->id) | bind_ref(st, 2, d->enrollment) |
            bind_s(st, 3, kf_device_status_name(d->status)) | bind_s(st, 4, d->hub) |
            bind_i(st, 5, d->created) | bind_i(st, 6, d->updated);
 }
 
-static enum kf_err row_device(struct sq_conn *c, sqlite3_stmt *st, struct kf_device *d)
+static enum kf_err row_device(struct sq_conn *c, sqlite3_stmt *st, struct kf_device_rec *d)
 {
     char status[16];
     int f = 0, s;
@@ -1351,7 +1351,7 @@ static enum kf_err row_device(struct sq_conn *c, sqlite3_stmt *st, struct kf_dev
 }
 
 /* A write of device `d` failed on a constraint or otherwise. */
-static enum kf_err device_write_fail(struct sq_conn *c, int s, const struct kf_device *d,
+static enum kf_err device_write_fail(struct sq_conn *c, int s, const struct kf_device_rec *d,
                                      const char *verb)
 {
     if (s == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -1361,7 +1361,7 @@ static enum kf_err device_write_fail(struct sq_conn *c, int s, const struct kf_d
     return sq_fail(c, s, "cannot %s device %s", verb, d->id);
 }
 
-static enum kf_err sq_device_insert(struct kf_store_conn *kc, const struct kf_device *d)
+static enum kf_err sq_device_insert(struct kf_store_conn *kc, const struct kf_device_rec *d)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1380,7 +1380,8 @@ out:
     return rc;
 }
 
-static enum kf_err sq_device_get(struct kf_store_conn *kc, const char *id, struct kf_device *out)
+static enum kf_err sq_device_get(struct kf_store_conn *kc, const char *id,
+                                 struct kf_device_rec *out)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1398,7 +1399,7 @@ out:
     return rc;
 }
 
-static enum kf_err sq_device_update(struct kf_store_conn *kc, const struct kf_device *d)
+static enum kf_err sq_device_update(struct kf_store_conn *kc, const struct kf_device_rec *d)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1426,7 +1427,7 @@ static enum kf_err sq_device_list(struct kf_store_conn *kc, int status, const ch
     enum stmt_id id = ST_DEVICE_LIST + (status ? 1 : 0) + (enrollment ? 2 : 0);
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    struct kf_device d;
+    struct kf_device_rec d;
     enum kf_err rc = stmt(c, id, &st);
     int s;
 

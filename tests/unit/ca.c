@@ -137,7 +137,7 @@ static void test_issue_new_device(void **state)
     uint64_t signed0 = signed_so_far(f);
     time_t t0 = time(NULL);
     struct kf_cert *c = issue(f, "cam-1", NULL, 0), *c2, *parsed = NULL;
-    struct kf_device dev, dev2;
+    struct kf_device_rec dev, dev2;
     struct kf_cert_rec r;
     struct kf_test_audit a;
     char serial[KF_SERIAL_HEX_MAX], fp[KF_FINGERPRINT_HEX], cn[64], id[64], when[KF_TIME_TEXT_MAX];
@@ -215,7 +215,7 @@ static void test_issue_under_enrollment(void **state)
 {
     struct fixture *f = *state;
     struct enroll_arg ea = {"line-a"};
-    struct kf_device dev;
+    struct kf_device_rec dev;
     struct kf_cert *c;
     struct kf_csr *csr = kf_test_csr(KF_KEY_EC_P256, "cam-2x");
 
@@ -235,7 +235,7 @@ static void test_issue_refuses_bad_days_and_ids(void **state)
     struct fixture *f = *state;
     struct kf_csr *csr = kf_test_csr(KF_KEY_EC_P256, "cam-3");
     struct kf_csr *upper = kf_test_csr(KF_KEY_EC_P256, "Cam 3");
-    struct kf_device dev;
+    struct kf_device_rec dev;
     expect_issue_refused(f, "cam-3", NULL, csr, 31, KF_E_DENIED,
                          "31 days is more than the 30 days device certificates get "
                          "(device_cert_days in keyfleet.conf)");
@@ -260,7 +260,7 @@ static void test_issue_refuses_bad_csrs(void **state)
                                                 "-subj /O=acme/CN=cam-4");
     struct kf_csr *good = kf_test_csr(KF_KEY_EC_P256, "cam-4"), *forged = NULL;
     struct kf_buf der;
-    struct kf_device dev;
+    struct kf_device_rec dev;
 
     expect_issue_refused(f, "cam-4", NULL, other, 0, KF_E_POLICY,
                          "CSR breaks rule subject_match: its CN \"cam-x\" is not the expected "
@@ -334,7 +334,7 @@ static void test_revoke(void **state)
     char s1[KF_SERIAL_HEX_MAX], s2[KF_SERIAL_HEX_MAX], object[128], detail[256];
     struct kf_ca_rec ca;
     struct kf_cert_rec r;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     struct kf_test_audit a;
     struct kf_crl *crl;
     int64_t audit0 = kf_test_audit_count(f->d->store), number0, revoked;

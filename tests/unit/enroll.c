@@ -602,7 +602,7 @@ static void test_remove(void **state)
     const char *cert = factory_cert(&f->a, "rm-1", "rm-1.pem", NULL);
     struct kf_csr *csr = kf_test_csr(KF_KEY_EC_P256, "rm-1");
     struct kf_cert *c = NULL;
-    struct kf_device dev;
+    struct kf_device_rec dev;
     struct kf_enrollment e;
     struct kf_test_audit a;
     int64_t audit0;

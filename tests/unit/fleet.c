@@ -51,7 +51,7 @@ static void issue(struct fixture *f, const char *id, char *serial)
 
 static enum kf_device_status status_of(struct fixture *f, const char *id)
 {
-    struct kf_device d;
+    struct kf_device_rec d;
     KF_OK_OR_FAIL(kf_test_device_get(f->d->store, id, &d));
     return d.status;
 }
@@ -99,7 +99,7 @@ struct device_arg {
 static enum kf_err device_insert_cb(struct kf_txn *t, void *arg)
 {
     struct device_arg *a = arg;
-    struct kf_device d;
+    struct kf_device_rec d;
     memset(&d, 0, sizeof(d));
     snprintf(d.id, sizeof(d.id), "%s", a->id);
     d.status = KF_DEVICE_ACTIVE;

@@ -140,7 +140,7 @@ struct device_arg {
 static enum kf_err device_insert_cb(struct kf_txn *t, void *arg)
 {
     struct device_arg *a = arg;
-    struct kf_device d;
+    struct kf_device_rec d;
     memset(&d, 0, sizeof(d));
     snprintf(d.id, sizeof(d.id), "%s", a->id);
     snprintf(d.hub, sizeof(d.hub), "%s", a->hub);
@@ -395,7 +395,7 @@ static void test_remove(void **state)
     struct fixture *f = *state;
     struct kf_enroll_opts on_rm = {NULL, 0, NULL, "rm", NULL, 0};
     struct kf_enroll_change hashed = {"hashed", NULL, NULL, 0, NULL, -1};
-    struct kf_device dev;
+    struct kf_device_rec dev;
     struct kf_hub h;
     int64_t audit0;
 

@@ -98,9 +98,9 @@ static struct kf_enrollment enrollment(const char *id, enum kf_enroll_kind kind)
     return e;
 }
 
-static struct kf_device device(const char *id, const char *enroll, enum kf_device_status st)
+static struct kf_device_rec device(const char *id, const char *enroll, enum kf_device_status st)
 {
-    struct kf_device d;
+    struct kf_device_rec d;
     memset(&d, 0, sizeof(d));
     snprintf(d.id, sizeof(d.id), "%s", id);
     snprintf(d.enrollment, sizeof(d.enrollment), "%s", enroll);
@@ -218,7 +218,7 @@ static enum kf_err collect_enroll_cb(const struct kf_enrollment *e, void *a)
     collect_add(a, e->id);
     return KF_OK;
 }
-static enum kf_err collect_device_cb(const struct kf_device *d, void *a)
+static enum kf_err collect_device_cb(const struct kf_device_rec *d, void *a)
 {
     collect_add(a, d->id);
     return KF_OK;
@@ -551,10 +551,10 @@ static void test_devices(void **state)
 {
     struct kf_store *s = open_new("devices.db");
     struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
-    struct kf_device d2 = device("dev-2", "factory-a", KF_DEVICE_DISABLED);
-    struct kf_device d3 = device("dev-3", "", KF_DEVICE_ACTIVE);
-    struct kf_device bad = device("dev-4", "no-such", KF_DEVICE_ACTIVE), got;
+    struct kf_device_rec d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d2 = device("dev-2", "factory-a", KF_DEVICE_DISABLED);
+    struct kf_device_rec d3 = device("dev-3", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec bad = device("dev-4", "no-such", KF_DEVICE_ACTIVE), got;
     struct collect c;
     struct kf_txn *t;
     int64_t n = -1;
@@ -620,7 +620,7 @@ static void test_enrollment_delete_keeps_devices(void **state)
 {
     struct kf_store *s = open_new("enroll-delete.db");
     struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
+    struct kf_device_rec d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
     struct collect c;
     struct kf_txn *t;
 
@@ -641,8 +641,8 @@ static void test_enrollment_delete_keeps_devices(void **state)
 static void test_certificates(void **state)
 {
     struct kf_store *s = open_new("certs.db");
-    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
-    struct kf_device d2 = device("dev-2", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d2 = device("dev-2", "", KF_DEVICE_ACTIVE);
     struct kf_cert_rec a = cert("0a", "dev-1", 1000), b = cert("0b", "dev-1", 2000);
     struct kf_cert_rec cc = cert("0c", "dev-2", 3000), srv = cert("0d", "", 1500), got;
     struct kf_cert_rec orphan = cert("0e", "dev-9", 1000);
@@ -736,7 +736,7 @@ static void test_certificates(void **state)
 static void test_registrations(void **state)
 {
     struct kf_store *s = open_new("reg.db");
-    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
     struct kf_registration r, got;
     struct kf_txn *t;
 
@@ -1942,7 +1942,7 @@ static void test_registry_version(void **state)
     char path[1024];
     struct kf_store *s;
     struct kf_enrollment e = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device d = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
     struct kf_cert_rec c = cert("0a", "dev-1", 1000);
     struct revoke_arg rv = {"0a", 5000, KF_CRL_KEY_COMPROMISE};
     struct kf_hub h = hub("hub-1");
@@ -2174,7 +2174,7 @@ static void test_migrate_from_v1(void **state)
     char path[1024], fresh_path[1024];
     struct kf_store *s = NULL;
     struct kf_enrollment e;
-    struct kf_device d = device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
+    struct kf_device_rec d = device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
     struct kf_hub h;
     struct kf_txn *t;
     char *migrated, *fresh;
@@ -2528,8 +2528,8 @@ static void test_one_name_one_namespace(void **state)
     struct kf_store *s = open_new("names.db");
     struct kf_service_rec dash = service("dash", "reader"), dev = service("dev-1", "reader"),
                           ind = service("ind-1", "reader"), grp = service("grp-1", "reader");
-    struct kf_device d1 = device("dev-1", "", KF_DEVICE_ACTIVE),
-                     d2 = device("dash", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE),
+                         d2 = device("dash", "", KF_DEVICE_ACTIVE);
     struct kf_enrollment e1 = enrollment("ind-1", KF_ENROLL_INDIVIDUAL),
                          e2 = enrollment("dash", KF_ENROLL_INDIVIDUAL),
                          g1 = enrollment("grp-1", KF_ENROLL_GROUP);

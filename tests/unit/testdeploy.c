@@ -37,7 +37,7 @@ static struct kf_txn *read_txn(struct kf_store *s)
 
 /* ---- the store as text ---- */
 
-static enum kf_err device_text_cb(const struct kf_device *d, void *arg)
+static enum kf_err device_text_cb(const struct kf_device_rec *d, void *arg)
 {
     return kf_buf_appendf(
         arg, "device %s status=%d enrollment=%s hub=%s created=%" PRId64 " updated=%" PRId64 "\n",
@@ -168,7 +168,7 @@ void kf_test_audit_expect(const struct kf_audit_rec *r, const char *action, cons
 
 /* ---- records ---- */
 
-enum kf_err kf_test_device_get(struct kf_store *s, const char *id, struct kf_device *out)
+enum kf_err kf_test_device_get(struct kf_store *s, const char *id, struct kf_device_rec *out)
 {
     struct kf_txn *t = read_txn(s);
     enum kf_err rc = kf_txn_device_get(t, id, out);
@@ -222,7 +222,7 @@ struct status_arg {
 static enum kf_err set_status_cb(struct kf_txn *t, void *arg)
 {
     struct status_arg *a = arg;
-    struct kf_device d;
+    struct kf_device_rec d;
     enum kf_err rc = kf_txn_device_get(t, a->id, &d);
     if (rc) return rc;
     d.status = a->st;

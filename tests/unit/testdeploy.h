@@ -60,7 +60,7 @@ void kf_test_audit_expect(const struct kf_audit_rec *r, const char *action, cons
                           const char *detail);
 
 /* Reads device `id` / certificate `serial` / enrollment `id` in a read transaction. */
-enum kf_err kf_test_device_get(struct kf_store *s, const char *id, struct kf_device *out);
+enum kf_err kf_test_device_get(struct kf_store *s, const char *id, struct kf_device_rec *out);
 enum kf_err kf_test_cert_get(struct kf_store *s, const char *serial, struct kf_cert_rec *out);
 enum kf_err kf_test_enrollment_get(struct kf_store *s, const char *id, struct kf_enrollment *out);
 void kf_test_ca_get(struct kf_store *s, const char *name, struct kf_ca_rec *out);
