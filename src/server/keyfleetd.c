@@ -91,7 +91,7 @@ static int fail(const char *what)
  * Called once a second; trims when the connections open fell well below the peak since the
  * last trim.
  */
-static void trim_after_flood(struct kf_service *svc, uint64_t *peak)
+static void trim_after_flood(struct kf_daemon *svc, uint64_t *peak)
 {
     uint64_t now = kf_limits_connections(svc->limits) + kf_hub_connections_open(svc->hub);
     if (now > *peak) *peak = now;
@@ -115,7 +115,7 @@ static enum kf_err reload_audit_cb(struct kf_txn *txn, void *arg)
 }
 
 /* A reload, applied or refused, in the audit log with what changed (or why not). */
-static void audit_reload(struct kf_service *svc, const char *action, const char *path, char *detail)
+static void audit_reload(struct kf_daemon *svc, const char *action, const char *path, char *detail)
 {
     struct reload_audit a = {action, path, detail};
     if (detail && kf_store_write(svc->deploy->store, reload_audit_cb, &a) != KF_OK) {
@@ -127,7 +127,7 @@ static void audit_reload(struct kf_service *svc, const char *action, const char 
 }
 
 /* SIGHUP: the configuration's limits, then everything the registry holds. */
-static void reload(struct kf_service *svc, const char *dir, const char *conf_path)
+static void reload(struct kf_daemon *svc, const char *dir, const char *conf_path)
 {
     struct kf_config cfg;
     struct kf_limits_conf lc;
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
     };
     const char *env = getenv("KEYFLEET_DIR");
     const char *dir = env && *env ? env : "keyfleet-data", *conf_path = NULL;
-    struct kf_service svc;
+    struct kf_daemon svc;
     struct kf_registry *reg = NULL;
     struct kf_tls_conf tc;
     struct kf_limits_conf lc;

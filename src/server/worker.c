@@ -48,7 +48,7 @@ struct pending {
 };
 
 struct kf_worker {
-    struct kf_service *svc;
+    struct kf_daemon *svc;
     int index;
     struct event_base *base;
     struct evconnlistener *listener;
@@ -359,7 +359,7 @@ static int read_csr(struct conn *c, const struct kf_http_request *req, enum kf_p
 
 static void provision(struct conn *c, const struct kf_http_request *req, enum kf_prov_kind kind)
 {
-    struct kf_service *svc = c->w->svc;
+    struct kf_daemon *svc = c->w->svc;
     struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
     struct kf_prov_refusal ref;
     struct kf_prov_input in;
@@ -473,7 +473,7 @@ static const struct route *labelled_route(const char *path, char *label, size_t 
 }
 
 /* Whether `label` names a group enrollment (in the registry as the store has it now). */
-static int label_known(struct kf_service *svc, const char *label)
+static int label_known(struct kf_daemon *svc, const char *label)
 {
     struct kf_registry *reg = kf_registry_fresh(&svc->registry, svc->deploy);
     int found = kf_registry_group_named(reg, label) != NULL;
@@ -519,7 +519,7 @@ static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
 
 static void serve_metrics(struct conn *c)
 {
-    struct kf_service *svc = c->w->svc;
+    struct kf_daemon *svc = c->w->svc;
     struct kf_metrics *all[KF_METRICS_WORKERS_MAX];
     struct kf_metrics_gauges g;
     struct kf_buf out;
@@ -573,7 +573,7 @@ static void serve_metrics(struct conn *c)
 
 static void dispatch(struct conn *c, const struct kf_http_request *req)
 {
-    struct kf_service *svc = c->w->svc;
+    struct kf_daemon *svc = c->w->svc;
     const struct route *r = NULL;
     unsigned wait;
 
@@ -832,7 +832,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
     struct kf_worker *w = arg;
-    struct kf_service *svc = w->svc;
+    struct kf_daemon *svc = w->svc;
     struct kf_ipaddr ip;
     struct conn *c;
     int over = 0, one = 1;
@@ -889,7 +889,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    struct kf_service *svc = c->w->svc;
+    struct kf_daemon *svc = c->w->svc;
     SSL *ssl;
 
     event_free(c->wait);
@@ -951,7 +951,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(w->base);
 }
 
-enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **out)
+enum kf_err kf_worker_new(struct kf_daemon *svc, int index, struct kf_worker **out)
 {
     struct kf_worker *w = calloc(1, sizeof(*w));
     int fd;

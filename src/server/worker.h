@@ -24,8 +24,8 @@
 struct kf_worker;
 struct kf_hubd;
 
-/* What the workers share; read-mostly, owned by keyfleetd's main. */
-struct kf_service {
+/* keyfleetd: what the workers share; read-mostly, owned by its main. */
+struct kf_daemon {
     struct kf_deploy *deploy; /* the store and the issuing CA's signer */
     struct kf_signer *signer; /* borrowed from deploy */
     struct kf_tls *tls;
@@ -50,7 +50,7 @@ struct kf_service {
  * Makes worker `index`: its event loop, and its listener bound (SO_REUSEPORT) to the service's
  * address. Errors name the address ("cannot listen on 0.0.0.0:8443: Address already in use").
  */
-enum kf_err kf_worker_new(struct kf_service *svc, int index, struct kf_worker **out);
+enum kf_err kf_worker_new(struct kf_daemon *svc, int index, struct kf_worker **out);
 
 /* Starts the worker's thread. */
 enum kf_err kf_worker_start(struct kf_worker *w);
