@@ -54,18 +54,6 @@ const char *kf_endpoint_name(enum kf_endpoint ep)
     return "other";
 }
 
-const char *kf_refusal_name(enum kf_refusal r)
-{
-    switch (r) {
-#define KF_REFUSAL_NAME_(name, label) \
-    case KF_REFUSAL_##name: return label;
-        KF_REFUSAL_MAP(KF_REFUSAL_NAME_)
-#undef KF_REFUSAL_NAME_
-    case KF_REFUSAL_COUNT: break;
-    }
-    return "unknown";
-}
-
 static size_t status_index(int status)
 {
     for (size_t i = 0; i < KF_ARRAY_LEN(status_codes); i++)

@@ -21,7 +21,7 @@
 #include "common/pki_csr.h"
 #include "server/events.h"
 #include "server/limits.h"
-#include "server/metrics.h"
+#include "server/refusal.h"
 #include "server/registry.h"
 #include "server/signer.h"
 #include "server/store.h"
