@@ -20,7 +20,8 @@
  * log (`events.log`, `events.acked`) and `running` while the device runs. A key in a TPM or a
  * PKCS#11 token never leaves it: new keys are made where the factory key lives.
  *
- * Functions returning int return 0 or a keyfleet error code; kf_device_errmsg() has the sentence.
+ * Functions returning int return 0 or a keyfleet error code (enum kf_err, keyfleet/err.h);
+ * kf_device_errmsg() has the sentence.
  */
 #ifndef KEYFLEET_DEVICE_H
 #define KEYFLEET_DEVICE_H
@@ -28,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include "keyfleet/err.h"
 
 struct kf_device;
 
