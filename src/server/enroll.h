@@ -16,7 +16,7 @@
 
 /*
  * How devices of an enrollment get their hub:
- *   hashed   (the default) weighted hashing of the device id over the enabled hubs (kf_alloc_hub)
+ *   hashed   (the default) weighted hashing of the device id over the enabled hubs (kf_hub_assign)
  *   static   the one hub the enrollment names, which must exist
  * Naming a hub implies static; static without a hub, or hashed with one, is a usage error.
  */

@@ -2,7 +2,7 @@
  * hubs: the deployment's MQTT hubs, the endpoints keyfleetd assigns devices to.
  *
  * A hub has a name (an id), an endpoint `host:port` that devices connect to, a weight and an
- * enabled flag. Hashed allocation (kf_alloc_hub) spreads devices over the enabled hubs in
+ * enabled flag. Hashed allocation (kf_hub_assign) spreads devices over the enabled hubs in
  * proportion to their weights; a weight of 0 takes no new devices. An enrollment with static
  * allocation names one hub, which therefore cannot be removed while it does.
  * Every change is audited in the same transaction; a refused change changes nothing.

@@ -12,7 +12,7 @@
 #include "common/log.h"
 #include "common/pem.h"
 #include "common/timefmt.h"
-#include "server/alloc.h"
+#include "server/hub_assign.h"
 #include "server/ca.h"
 #include "server/events.h"
 #include "server/jsontext.h"
@@ -217,8 +217,8 @@ static void choose_hub(struct kf_registry *reg, const struct verdict *v, const s
             }
         }
     }
-    if (kf_alloc_hub(reg->hubs, reg->n_hubs, id, v->allocation[0] ? v->allocation : "hashed",
-                     v->hub, &job->hub) == KF_OK)
+    if (kf_hub_assign(reg->hubs, reg->n_hubs, id, v->allocation[0] ? v->allocation : "hashed",
+                      v->hub, &job->hub) == KF_OK)
         job->has_hub = 1;
     else
         kf_err_clear(); /* no hub to give: the device is provisioned without one */

@@ -1,5 +1,5 @@
-/* Hub allocation: static, or weighted rendezvous hashing. alloc.h fixes the score. */
-#include "server/alloc.h"
+/* Hub allocation: static, or weighted rendezvous hashing. hub_assign.h fixes the score. */
+#include "server/hub_assign.h"
 
 #include <float.h>
 #include <string.h>
@@ -97,7 +97,7 @@ static uint64_t sip_final(struct sip *s)
     return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
 }
 
-uint64_t kf_alloc_siphash(const unsigned char key[16], const void *in, size_t n)
+uint64_t kf_hub_assign_siphash(const unsigned char key[16], const void *in, size_t n)
 {
     struct sip s;
     sip_init(&s, key);
@@ -108,7 +108,7 @@ uint64_t kf_alloc_siphash(const unsigned char key[16], const void *in, size_t n)
 static const unsigned char alloc_key[16] = {'k', 'e', 'y', 'f', 'l', 'e', 'e', 't',
                                             '-', 'a', 'l', 'l', 'o', 'c', '-', '1'};
 
-uint64_t kf_alloc_hash(const char *hub, const char *device_id)
+uint64_t kf_hub_assign_hash(const char *hub, const char *device_id)
 {
     struct sip s;
     sip_init(&s, alloc_key);
@@ -156,7 +156,7 @@ static double ln_unit(uint64_t q)
     return (double)e * LN2 + 2 * s * p;
 }
 
-double kf_alloc_score(int weight, uint64_t h)
+double kf_hub_assign_score(int weight, uint64_t h)
 {
     /* U = ((h >> 12) + 0.5) / 2^52 = (2 (h >> 12) + 1) / 2^53: exact, and never 0 or 1. */
     uint64_t q = 2 * (h >> 12) + 1;
@@ -196,7 +196,7 @@ static enum kf_err alloc_hashed(const struct kf_hub *hubs, size_t n, const char 
         const struct kf_hub *h = &hubs[i];
         double score;
         if (!h->enabled || h->weight <= 0) continue;
-        score = kf_alloc_score(h->weight, kf_alloc_hash(h->name, device_id));
+        score = kf_hub_assign_score(h->weight, kf_hub_assign_hash(h->name, device_id));
         if (!best || score > best_score ||
             (score == best_score && strcmp(h->name, best->name) < 0)) {
             best = h;
@@ -208,8 +208,8 @@ static enum kf_err alloc_hashed(const struct kf_hub *hubs, size_t n, const char 
     return KF_OK;
 }
 
-enum kf_err kf_alloc_hub(const struct kf_hub *hubs, size_t n, const char *device_id,
-                         const char *policy, const char *static_hub, struct kf_hub *out)
+enum kf_err kf_hub_assign(const struct kf_hub *hubs, size_t n, const char *device_id,
+                          const char *policy, const char *static_hub, struct kf_hub *out)
 {
     size_t id_len;
 

@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "server/alloc.h"
+#include "server/hub_assign.h"
 
 #define IDS 100000
 
@@ -35,7 +35,7 @@ static void assign_all(const struct kf_hub *hubs, size_t n, int *out)
     struct kf_hub got;
     for (int i = 0; i < IDS; i++) {
         device_id(i, id, sizeof(id));
-        KF_OK_OR_FAIL(kf_alloc_hub(hubs, n, id, "hashed", NULL, &got));
+        KF_OK_OR_FAIL(kf_hub_assign(hubs, n, id, "hashed", NULL, &got));
         out[i] = -1;
         for (size_t k = 0; k < n; k++)
             if (strcmp(hubs[k].name, got.name) == 0) out[i] = (int)k;
@@ -76,18 +76,18 @@ static void test_siphash(void **state)
     for (int i = 0; i < 64; i++)
         msg[i] = (unsigned char)i;
     /* The published vectors: the paper's example (15 bytes) and the empty message. */
-    assert_true(kf_alloc_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
-    assert_true(kf_alloc_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
+    assert_true(kf_hub_assign_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
+    assert_true(kf_hub_assign_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ULL);
     /* Every length across block boundaries, against OpenSSL. */
     for (size_t n = 0; n <= 64; n++)
-        assert_true(kf_alloc_siphash(key, msg, n) == openssl_siphash(key, msg, n));
-    /* kf_alloc_hash is the keyed hash of "hub\0device". */
-    assert_true(kf_alloc_hash("hub-a", "dev-1") ==
+        assert_true(kf_hub_assign_siphash(key, msg, n) == openssl_siphash(key, msg, n));
+    /* kf_hub_assign_hash is the keyed hash of "hub\0device". */
+    assert_true(kf_hub_assign_hash("hub-a", "dev-1") ==
                 openssl_siphash((const unsigned char *)"keyfleet-alloc-1", "hub-a\0dev-1", 11));
 }
 
 /*
- * Values fixed once and forever: computed by an independent implementation of what alloc.h
+ * Values fixed once and forever: computed by an independent implementation of what hub_assign.h
  * specifies (Python: its own SipHash-2-4 and math.log). If this test fails, devices would move
  * between hubs on upgrade: change the code back, never the numbers.
  */
@@ -129,18 +129,18 @@ static void test_pinned(void **state)
     struct kf_hub got;
 
     for (size_t i = 0; i < KF_ARRAY_LEN(hashes); i++)
-        if (kf_alloc_hash(hashes[i].hub, hashes[i].device) != hashes[i].h)
+        if (kf_hub_assign_hash(hashes[i].hub, hashes[i].device) != hashes[i].h)
             fail_msg("hash of (%s, %s) changed", hashes[i].hub, hashes[i].device);
     /* Our ln agrees with libm's to within a few units in the last place. */
     for (size_t i = 0; i < KF_ARRAY_LEN(scores); i++) {
-        double s = kf_alloc_score(scores[i].weight, scores[i].h), want = scores[i].score;
+        double s = kf_hub_assign_score(scores[i].weight, scores[i].h), want = scores[i].score;
         double rel = (s - want) / want;
         if (rel > 1e-15 || rel < -1e-15)
             fail_msg("score of %d, %016llx is %.17g, expected %.17g", scores[i].weight,
                      (unsigned long long)scores[i].h, s, want);
     }
     for (size_t i = 0; i < KF_ARRAY_LEN(picks); i++) {
-        KF_OK_OR_FAIL(kf_alloc_hub(hubs, 3, picks[i].device, "hashed", NULL, &got));
+        KF_OK_OR_FAIL(kf_hub_assign(hubs, 3, picks[i].device, "hashed", NULL, &got));
         if (strcmp(got.name, picks[i].hub) != 0)
             fail_msg("%s went to %s, expected %s", picks[i].device, got.name, picks[i].hub);
     }
@@ -163,7 +163,7 @@ static void test_score_bits(void **state)
         {0x7fffffffffffffffULL, 2, 0x1.71547652b82fcp+1},
     };
     for (size_t i = 0; i < KF_ARRAY_LEN(exact); i++) {
-        double s = kf_alloc_score(exact[i].weight, exact[i].h);
+        double s = kf_hub_assign_score(exact[i].weight, exact[i].h);
         if (memcmp(&s, &exact[i].bits, sizeof(s)) != 0)
             fail_msg("score %zu is %a, pinned %a", i, s, exact[i].bits);
     }
@@ -189,7 +189,7 @@ static void test_distribution(void **state)
     /* The same answer every time, with the whole record copied out. */
     for (int i = 0; i < IDS; i += 997) {
         device_id(i, id, sizeof(id));
-        KF_OK_OR_FAIL(kf_alloc_hub(hubs, 3, id, NULL, NULL, &again));
+        KF_OK_OR_FAIL(kf_hub_assign(hubs, 3, id, NULL, NULL, &again));
         assert_string_equal(again.name, hubs[where[i]].name);
         assert_string_equal(again.endpoint, hubs[where[i]].endpoint);
         assert_int_equal(again.weight, hubs[where[i]].weight);
@@ -206,8 +206,8 @@ static void test_order_does_not_matter(void **state)
     char id[32];
     for (int i = 0; i < 5000; i++) {
         device_id(i, id, sizeof(id));
-        KF_OK_OR_FAIL(kf_alloc_hub(fwd, 4, id, "", NULL, &a));
-        KF_OK_OR_FAIL(kf_alloc_hub(rev, 4, id, "hashed", NULL, &b));
+        KF_OK_OR_FAIL(kf_hub_assign(fwd, 4, id, "", NULL, &a));
+        KF_OK_OR_FAIL(kf_hub_assign(rev, 4, id, "hashed", NULL, &b));
         assert_string_equal(a.name, b.name);
     }
 }
@@ -272,9 +272,9 @@ static void test_no_hub(void **state)
                                          hub("hub-c", -5, 1)};
     struct kf_hub got = hub("untouched", 1, 1);
 
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_alloc_hub(NULL, 0, "dev-1", "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_hub_assign(NULL, 0, "dev-1", "hashed", NULL, &got));
     KF_EXPECT_MSG("no enabled hub to assign");
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_alloc_hub(none_usable, 3, "dev-1", NULL, NULL, &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_hub_assign(none_usable, 3, "dev-1", NULL, NULL, &got));
     KF_EXPECT_MSG("no enabled hub to assign");
     assert_string_equal(got.name, "untouched");
 }
@@ -284,23 +284,23 @@ static void test_static(void **state)
     const struct kf_hub hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 0, 1), hub("hub-c", 3, 0)};
     struct kf_hub got = hub("untouched", 1, 1);
 
-    KF_OK_OR_FAIL(kf_alloc_hub(hubs, 3, "dev-1", "static", "hub-a", &got));
+    KF_OK_OR_FAIL(kf_hub_assign(hubs, 3, "dev-1", "static", "hub-a", &got));
     assert_string_equal(got.name, "hub-a");
     assert_string_equal(got.endpoint, "hub-a.example.com:8883");
     /* Weight 0 only keeps a hub out of hashing: named statically, it is used. */
-    KF_OK_OR_FAIL(kf_alloc_hub(hubs, 3, "dev-1", "static", "hub-b", &got));
+    KF_OK_OR_FAIL(kf_hub_assign(hubs, 3, "dev-1", "static", "hub-b", &got));
     assert_string_equal(got.name, "hub-b");
 
     got = hub("untouched", 1, 1);
-    KF_EXPECT_ERR(KF_E_DISABLED, kf_alloc_hub(hubs, 3, "dev-1", "static", "hub-c", &got));
+    KF_EXPECT_ERR(KF_E_DISABLED, kf_hub_assign(hubs, 3, "dev-1", "static", "hub-c", &got));
     KF_EXPECT_MSG("hub \"hub-c\" of the static allocation is disabled");
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_alloc_hub(hubs, 3, "dev-1", "static", "hub-z", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_hub_assign(hubs, 3, "dev-1", "static", "hub-z", &got));
     KF_EXPECT_MSG("hub \"hub-z\" of the static allocation does not exist");
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_alloc_hub(NULL, 0, "dev-1", "static", "hub-a", &got));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_hub_assign(NULL, 0, "dev-1", "static", "hub-a", &got));
     KF_EXPECT_MSG("hub \"hub-a\" of the static allocation does not exist");
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 3, "dev-1", "static", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 3, "dev-1", "static", NULL, &got));
     KF_EXPECT_MSG("static allocation names no hub");
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 3, "dev-1", "static", "", &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 3, "dev-1", "static", "", &got));
     KF_EXPECT_MSG("static allocation names no hub");
     assert_string_equal(got.name, "untouched");
 }
@@ -311,23 +311,23 @@ static void test_bad_arguments(void **state)
     char long_id[KF_ID_MAX + 2];
     struct kf_hub got;
 
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 2, "dev-1", "round-robin", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, "dev-1", "round-robin", NULL, &got));
     KF_EXPECT_MSG("unknown allocation policy \"round-robin\" (expected hashed or static)");
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 2, NULL, "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, NULL, "hashed", NULL, &got));
     KF_EXPECT_MSG("without a device id");
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 2, "", "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, "", "hashed", NULL, &got));
     memset(long_id, 'a', sizeof(long_id) - 1);
     long_id[sizeof(long_id) - 1] = '\0';
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 2, long_id, "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, long_id, "hashed", NULL, &got));
     long_id[KF_ID_MAX] = '\0';
-    KF_OK_OR_FAIL(kf_alloc_hub(hubs, 2, long_id, "hashed", NULL, &got));
+    KF_OK_OR_FAIL(kf_hub_assign(hubs, 2, long_id, "hashed", NULL, &got));
     KF_EXPECT_ERR(KF_E_INVALID,
-                  kf_alloc_hub(hubs, KF_ALLOC_HUBS_MAX + 1, "dev-1", "hashed", NULL, &got));
+                  kf_hub_assign(hubs, KF_ALLOC_HUBS_MAX + 1, "dev-1", "hashed", NULL, &got));
     KF_EXPECT_MSG("more than the 4096 allowed");
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(NULL, 2, "dev-1", "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(NULL, 2, "dev-1", "hashed", NULL, &got));
     /* A name that fills its field without a NUL is refused, not read past. */
     memset(hubs[1].name, 'b', sizeof(hubs[1].name));
-    KF_EXPECT_ERR(KF_E_INVALID, kf_alloc_hub(hubs, 2, "dev-1", "hashed", NULL, &got));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, "dev-1", "hashed", NULL, &got));
     KF_EXPECT_MSG("hub 1 has no valid name");
 }
 

@@ -1,5 +1,5 @@
 /*
- * alloc: which hub a device is told to connect to, from the enrollment's allocation policy.
+ * hub_assign: which hub a device is told to connect to, from the enrollment's allocation policy.
  *
  *   static   the hub the enrollment names; it must exist and be enabled.
  *   hashed   (the default) weighted rendezvous, or highest-random-weight, hashing of the device
@@ -17,7 +17,7 @@
  *           id; the 64-bit result as the reference implementation returns it (its 8 output
  *           bytes read little-endian).
  *   U     = ((h >> 12) + 0.5) / 2^52, a double strictly inside (0, 1), computed exactly.
- *   score = -weight / ln(U), with ln computed by kf_alloc_score's own routine from IEEE-754
+ *   score = -weight / ln(U), with ln computed by kf_hub_assign_score's own routine from IEEE-754
  *           double additions, multiplications and divisions only (no libm, no fused
  *           multiply-add), so it is bit for bit the same on every machine, compiler and C
  *           library.
@@ -25,8 +25,8 @@
  *
  * The key is not a secret: it only keeps these hashes apart from other uses of SipHash.
  */
-#ifndef KF_SERVER_ALLOC_H
-#define KF_SERVER_ALLOC_H
+#ifndef KF_SERVER_HUB_ASSIGN_H
+#define KF_SERVER_HUB_ASSIGN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -34,7 +34,7 @@
 #include "common/err.h"
 #include "server/store.h"
 
-/* The most hubs kf_alloc_hub considers in one call. */
+/* The most hubs kf_hub_assign considers in one call. */
 #define KF_ALLOC_HUBS_MAX 4096
 
 /*
@@ -52,26 +52,26 @@
  *   KF_E_DISABLED    static: "hub \"NAME\" of the static allocation is disabled"
  * A statically named hub may have weight 0: weight only steers hashed allocation.
  */
-enum kf_err kf_alloc_hub(const struct kf_hub *hubs, size_t n, const char *device_id,
-                         const char *policy, const char *static_hub, struct kf_hub *out);
+enum kf_err kf_hub_assign(const struct kf_hub *hubs, size_t n, const char *device_id,
+                          const char *policy, const char *static_hub, struct kf_hub *out);
 
 /*
  * The hash `h` above of (`hub`, `device_id`), both NUL-terminated and borrowed. Exposed so that
- * tests pin it; callers use kf_alloc_hub.
+ * tests pin it; callers use kf_hub_assign.
  */
-uint64_t kf_alloc_hash(const char *hub, const char *device_id);
+uint64_t kf_hub_assign_hash(const char *hub, const char *device_id);
 
 /*
  * The score above of a hub of `weight` (> 0) whose hash with the device is `h`; larger wins.
  * Exposed so that tests pin it.
  */
-double kf_alloc_score(int weight, uint64_t h);
+double kf_hub_assign_score(int weight, uint64_t h);
 
 /*
  * SipHash-2-4 of `in[0..n)` under the 16-byte `key`, both borrowed; the reference
  * implementation's output bytes read little-endian. Exposed so that tests check it against the
  * published vectors and OpenSSL.
  */
-uint64_t kf_alloc_siphash(const unsigned char key[16], const void *in, size_t n);
+uint64_t kf_hub_assign_siphash(const unsigned char key[16], const void *in, size_t n);
 
 #endif
