@@ -559,31 +559,33 @@ static void queue_append(struct kf_broker *b, struct kf_session *s, struct qitem
     b->n_queued++;
 }
 
-/* Room for one more in flight, or inbound QoS 2 id; grown as used. 0: out of memory. */
-static int inflight_room(struct kf_session *s)
+/*
+ * `arr` with room for one more element (`n` used of `*cap`): itself, or grown (then `*cap` is
+ * its new capacity); NULL when out of memory, `arr` unchanged.
+ */
+static void *room(void *arr, unsigned *cap, unsigned n, size_t size)
 {
     unsigned ncap;
     void *p;
-    if (s->n_inflight < s->cap_inflight) return 1;
-    ncap = s->cap_inflight ? s->cap_inflight * 2 : 8;
-    p = realloc(s->inflight, ncap * sizeof(*s->inflight));
-    if (!p) return 0;
-    s->inflight = p;
-    s->cap_inflight = ncap;
-    return 1;
+    if (n < *cap) return arr;
+    ncap = *cap ? *cap * 2 : 8;
+    p = realloc(arr, ncap * size);
+    if (p) *cap = ncap;
+    return p;
+}
+
+static int inflight_room(struct kf_session *s)
+{
+    void *p = room(s->inflight, &s->cap_inflight, s->n_inflight, sizeof(*s->inflight));
+    if (p) s->inflight = p;
+    return p != NULL;
 }
 
 static int qos2_room(struct kf_session *s)
 {
-    unsigned ncap;
-    void *p;
-    if (s->n_qos2_in < s->cap_qos2_in) return 1;
-    ncap = s->cap_qos2_in ? s->cap_qos2_in * 2 : 8;
-    p = realloc(s->qos2_in, ncap * sizeof(*s->qos2_in));
-    if (!p) return 0;
-    s->qos2_in = p;
-    s->cap_qos2_in = ncap;
-    return 1;
+    void *p = room(s->qos2_in, &s->cap_qos2_in, s->n_qos2_in, sizeof(*s->qos2_in));
+    if (p) s->qos2_in = p;
+    return p != NULL;
 }
 
 /* Queues `m` for session `s`; 0 when its queue is full (the message is dropped for it). */

@@ -548,7 +548,7 @@ static void connack(struct hconn *c, uint8_t v5_reason, uint8_t v311_code, int p
     if (kf_mqtt_encode_connack(buf, sizeof(buf), c->version ? c->version : KF_MQTT_V311, &a, &n) !=
         0)
         return;
-    if (wait && !wait->ack) {
+    if (wait) {
         wait->ack = queue_packet(c, buf, n, 0);
         wait->connack = 1;
         c->connack_wait = wait->ack != NULL;
@@ -1166,10 +1166,7 @@ static int on_change(void *arg, const struct kf_broker_op *op)
     return 0;
 }
 
-/*
- * Around a broker call whose changes `c` waits for: after it, the job its acknowledgement waits
- * for (NULL: none; acknowledge now).
- */
+/* Around the broker calls of one packet of `c`, whose answer may wait for what they write. */
 static void waits_begin(struct hconn *c)
 {
     tl.c = c->hw->hub->persistence ? c : NULL;
@@ -1177,23 +1174,29 @@ static void waits_begin(struct hconn *c)
     tl.hw = c->hw;
 }
 
-static struct hub_job *waits_end(void)
+static void waits_end(void)
 {
-    struct hub_job *j = tl.submitted;
     tl.c = NULL;
     tl.submitted = NULL;
-    return j;
+}
+
+/*
+ * Takes the job the broker calls so far submitted for this packet: the answer that follows waits
+ * for it. NULL when there is none (answer now) or it carries an answer already.
+ */
+static struct hub_job *take_wait(void)
+{
+    struct hub_job *j = tl.submitted;
+    tl.submitted = NULL;
+    return j && !j->ack ? j : NULL;
 }
 
 /* An acknowledgement after the broker call whose changes it waits for. */
 static void ack_after(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason)
 {
-    struct hub_job *j = tl.submitted;
-    tl.submitted = NULL;
-    if (j && !j->ack)
-        j->ack = queue_ack(c, type, id, reason, 0);
-    else
-        queue_ack(c, type, id, reason, 1);
+    struct hub_job *j = take_wait();
+    struct ack *a = queue_ack(c, type, id, reason, !j);
+    if (j) j->ack = a;
 }
 
 /* The retained messages kept before: back into the broker (at start). */
@@ -1510,12 +1513,9 @@ static void on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
     if (buf && kf_mqtt_encode_suback(buf, 64 + n, c->version, unsubscribe, s->packet_id, NULL,
                                      codes, n, &len) == 0) {
         /* a persistent session's subscriptions are durable before the SUBACK */
-        struct hub_job *j = tl.submitted;
-        tl.submitted = NULL;
-        if (j && !j->ack)
-            j->ack = queue_packet(c, buf, len, 0);
-        else
-            queue_packet(c, buf, len, 1);
+        struct hub_job *j = take_wait();
+        struct ack *a = queue_packet(c, buf, len, !j);
+        if (j) j->ack = a;
     }
     flush(c); /* retained messages */
 }
@@ -1642,9 +1642,10 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         props.present |= 1ull << KF_MQTT_P_SESSION_EXPIRY;
         props.session_expiry = expiry;
     }
-    connack(c, KF_MQTT_RC_SUCCESS, KF_MQTT_V311_ACCEPTED, present, &props,
-            present ? tl.submitted : NULL);
-    tl.submitted = NULL;
+    {
+        struct hub_job *j = take_wait();
+        connack(c, KF_MQTT_RC_SUCCESS, KF_MQTT_V311_ACCEPTED, present, &props, present ? j : NULL);
+    }
     c->connected = 1;
     c->connected_at = now;
     c->keep_alive = k->keep_alive;
