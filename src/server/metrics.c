@@ -232,6 +232,10 @@ static enum kf_err render_gauges(const struct kf_metrics_gauges *g, struct kf_bu
          g->store_commits},
         {"keyfleet_hub_connections", "gauge", "MQTT clients connected to the hub.",
          g->hub_connections},
+        {"keyfleet_hub_connections_open", "gauge",
+         "Sockets the hub holds, counted against its per-address limits (before CONNECT and "
+         "while closing too).",
+         g->hub_connections_open},
         {"keyfleet_hub_sessions", "gauge", "MQTT sessions held, online or persistent.",
          g->hub_sessions},
         {"keyfleet_hub_retained", "gauge", "Retained messages held.", g->hub_retained},

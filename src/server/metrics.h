@@ -116,6 +116,7 @@ struct kf_metrics_gauges {
     uint64_t store_commits; /* a counter: transactions it committed (writes share them) */
     /* the hub (all 0 without one) */
     uint64_t hub_connections, hub_sessions, hub_retained, hub_queued;
+    uint64_t hub_connections_open; /* sockets the hub holds, before CONNECT and while closing too */
     uint64_t hub_connects, hub_auth_failed, hub_refused, hub_malformed, hub_acl_denied,
         hub_rate_limited, hub_received, hub_sent, hub_dropped, hub_tls_offloaded,
         hub_store_waits; /* counters */

@@ -540,6 +540,7 @@ static void serve_metrics(struct conn *c)
         struct kf_hub_stats hs;
         kf_hub_stats(svc->hub, &hs);
         g.hub_connections = hs.connections;
+        g.hub_connections_open = kf_hub_connections_open(svc->hub);
         g.hub_sessions = hs.sessions;
         g.hub_retained = hs.retained;
         g.hub_queued = hs.queued;

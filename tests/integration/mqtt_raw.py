@@ -7,7 +7,8 @@ Each PACKET is sent as one write, with a short pause between them: hex bytes (sp
 or cV:ID[:KEEPALIVE] for a well-formed CONNECT of MQTT version V (4 or 5) with client id ID
 (CV:ID[:KEEPALIVE], capital C, the same with clean start off: a persistent session).
 SRC in the environment binds the client to that source address (127.0.1.5, say); RAW_WAIT
-sets the seconds of silence that end the reading (default 2).
+sets the seconds of silence that end the reading (default 2); RAW_READY names a file made once
+the TLS handshake is done (so a test can wait for a connection that says nothing).
 Prints each packet received as "TYPE HEX" (TYPE the packet type number) and "closed" when the
 server closes the connection, or "open" if it is still open after two seconds of silence.
 Used by the hub tests to send what no well-behaved client would.
@@ -32,6 +33,8 @@ def main():
                                    source_address=(src, 0) if src else None)
     try:
         s = ctx.wrap_socket(raw)
+        if os.environ.get("RAW_READY"):
+            open(os.environ["RAW_READY"], "w").close()
         for arg in sys.argv[5:]:
             s.sendall(packet(arg))
             time.sleep(0.1)
