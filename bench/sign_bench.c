@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "common/pki_csr.h"
-#include "server/signer.h"
+#include "server/ca/signer.h"
 
 static double now_s(void)
 {

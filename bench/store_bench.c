@@ -19,7 +19,7 @@
 #include <openssl/evp.h>
 
 #include "common/timefmt.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 struct run {
     struct kf_store *store;

@@ -2,7 +2,7 @@
 #include <stdint.h>
 
 #include "common/pki_csr.h"
-#include "server/est.h"
+#include "common/est.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

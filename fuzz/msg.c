@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "server/broker.h"
+#include "server/hub/broker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "server/deploy.h"
-#include "server/store.h"
+#include "server/ca/deploy.h"
+#include "server/store/store.h"
 
 #define KF_EXIT_OK    0
 #define KF_EXIT_FAIL  1

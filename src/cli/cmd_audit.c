@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 #include "common/timefmt.h"
-#include "server/checkpoint.h"
+#include "server/ca/checkpoint.h"
 
 static enum kf_err audit_row_cb(const struct kf_audit_rec *r, void *arg)
 {

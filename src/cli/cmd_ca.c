@@ -6,7 +6,7 @@
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/pki_crl.h"
-#include "server/ca.h"
+#include "server/ca/ca.h"
 
 static json_t *ca_json(const struct kf_ca_rec *r, const char *key_where)
 {

@@ -7,7 +7,7 @@
 #include "common/file.h"
 #include "common/pki_crl.h"
 #include "common/pki_csr.h"
-#include "server/ca.h"
+#include "server/ca/ca.h"
 
 static enum kf_err cert_row_cb(const struct kf_cert_rec *r, void *arg)
 {

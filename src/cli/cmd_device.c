@@ -4,7 +4,7 @@
 
 #include "cli/cli.h"
 #include "common/pki_crl.h"
-#include "server/fleet.h"
+#include "server/ops/fleet.h"
 
 static json_t *device_json(const struct kf_device_rec *d)
 {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "server/enroll.h"
+#include "server/ops/enroll.h"
 
 static const char *kind_name(enum kf_enroll_kind k)
 {

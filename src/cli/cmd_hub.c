@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "server/hubs.h"
+#include "server/ops/hubs.h"
 
 static json_t *hub_json(const struct kf_hub *h)
 {

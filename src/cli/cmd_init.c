@@ -4,7 +4,7 @@
 
 #include "cli/cli.h"
 #include "common/pki_key.h"
-#include "server/deploy_init.h"
+#include "server/ca/deploy_init.h"
 
 /* What a device dialing an address would meet, said where the names are chosen. */
 #define NO_IP_NOTE                                                                         \

@@ -10,8 +10,8 @@
 #include "common/pki_crl.h"
 #include "common/pki_csr.h"
 #include "common/pki_key.h"
-#include "server/services.h"
-#include "server/signer.h"
+#include "server/ops/services.h"
+#include "server/ca/signer.h"
 
 struct issue_opts {
     const char *name, *role, *csr, *key_out, *out;

@@ -25,12 +25,12 @@
 
 #include "common/log.h"
 #include "common/timefmt.h"
-#include "server/checkpoint.h"
-#include "server/deploy.h"
-#include "server/hub.h"
-#include "server/jsontext.h"
-#include "server/registry.h"
-#include "server/listen.h"
+#include "server/ca/checkpoint.h"
+#include "server/ca/deploy.h"
+#include "server/hub/hub.h"
+#include "common/jsontext.h"
+#include "server/ops/registry.h"
+#include "server/net/listen.h"
 #include "server/worker.h"
 
 static const char usage[] =

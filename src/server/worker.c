@@ -28,10 +28,10 @@
 #include "common/ident.h"
 #include "common/log.h"
 #include "common/timefmt.h"
-#include "server/est.h"
-#include "server/hub.h"
-#include "server/listen.h"
-#include "server/provision.h"
+#include "common/est.h"
+#include "server/hub/hub.h"
+#include "server/net/listen.h"
+#include "server/provision/provision.h"
 
 #define RESPONSE_MAX (1024 * 1024)
 

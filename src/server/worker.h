@@ -13,13 +13,13 @@
 
 #include <stddef.h>
 
-#include "server/deploy.h"
-#include "server/events.h"
-#include "server/http.h"
-#include "server/limits.h"
-#include "server/metrics.h"
-#include "server/registry.h"
-#include "server/tls.h"
+#include "server/ca/deploy.h"
+#include "server/store/events.h"
+#include "server/net/http.h"
+#include "server/net/limits.h"
+#include "server/provision/metrics.h"
+#include "server/ops/registry.h"
+#include "server/net/tls.h"
 
 struct kf_worker;
 struct kf_hubd;

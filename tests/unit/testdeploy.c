@@ -8,7 +8,7 @@
 
 #include "common/buf.h"
 #include "common/pki_crl.h"
-#include "server/deploy_init.h"
+#include "server/ca/deploy_init.h"
 
 struct kf_deploy *kf_test_deploy_make(const char *name)
 {

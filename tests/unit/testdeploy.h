@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 #include "common/pki_csr.h"
-#include "server/deploy.h"
-#include "server/store.h"
+#include "server/ca/deploy.h"
+#include "server/store/store.h"
 
 #define KF_TEST_ACTOR "test:unit"
 

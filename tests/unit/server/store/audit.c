@@ -1,0 +1,598 @@
+/*
+ * audit: the hash-chained audit log: appending, the hash, and verification of a log that was
+ * edited behind the store's back (with the sqlite3 API, as anyone with the file could).
+ */
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "server/store/store.h"
+
+#define ZERO64 "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* ---- helpers ---- */
+
+struct entry {
+    const char *actor, *action, *object, *detail;
+};
+
+/* Appends `n` entries in one write transaction. */
+struct batch {
+    const struct entry *e;
+    int n;
+};
+
+static enum kf_err append_cb(struct kf_txn *t, void *a)
+{
+    struct batch *b = a;
+    enum kf_err rc = KF_OK;
+    for (int i = 0; i < b->n && !rc; i++)
+        rc = kf_txn_audit_append(t, b->e[i].actor, b->e[i].action, b->e[i].object, b->e[i].detail);
+    return rc;
+}
+
+static void append(struct kf_store *s, const char *actor, const char *action, const char *object,
+                   const char *detail)
+{
+    struct entry e = {actor, action, object, detail};
+    struct batch b = {&e, 1};
+    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
+}
+
+/* Appends records 1..n with distinct contents. */
+static void append_n(struct kf_store *s, int n)
+{
+    for (int i = 1; i <= n; i++) {
+        char object[64], detail[64];
+        snprintf(object, sizeof(object), "device:dev-%d", i);
+        snprintf(detail, sizeof(detail), "{\"n\": %d}", i);
+        append(s, "operator:alice", "device.add", object, detail);
+    }
+}
+
+/* The log, copied out of the listing (records there are borrowed). */
+struct log {
+    struct kf_audit_rec r[512];
+    int n;
+};
+
+static enum kf_err log_cb(const struct kf_audit_rec *r, void *a)
+{
+    struct log *l = a;
+    if (l->n >= (int)KF_ARRAY_LEN(l->r)) return kf_fail(KF_E_OVERSIZE, "test log full");
+    l->r[l->n] = *r;
+    l->r[l->n].detail = strdup(r->detail);
+    l->n++;
+    return KF_OK;
+}
+
+static void log_read(struct kf_store *s, int64_t since, struct log *l)
+{
+    struct kf_txn *t = NULL;
+    memset(l, 0, sizeof(*l));
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    KF_OK_OR_FAIL(kf_txn_audit_list(t, since, log_cb, l));
+    kf_txn_end(t);
+}
+
+static void log_free(struct log *l)
+{
+    for (int i = 0; i < l->n; i++)
+        kf_audit_rec_clear(&l->r[i]);
+    l->n = 0;
+}
+
+static enum kf_err verify(struct kf_store *s, const char *head, struct kf_audit_verdict *v)
+{
+    struct kf_txn *t = NULL;
+    enum kf_err rc;
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    rc = kf_txn_audit_verify(t, head, v);
+    kf_txn_end(t);
+    return rc;
+}
+
+static struct kf_store *open_store(const char *path, int flags)
+{
+    struct kf_store *s = NULL;
+    KF_OK_OR_FAIL(kf_store_open(path, flags, &s));
+    return s;
+}
+
+/* Runs SQL on the store's file directly, as an attacker with the file would. */
+static void tamper(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK) fail_msg("cannot open %s", path);
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) fail_msg("%s: %s", sql, err);
+    sqlite3_close(db);
+}
+
+/* The append-only triggers stop accidents, not attackers: an attacker drops them first. */
+#define DROP_GUARDS "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; "
+
+/* A store at `name` with `n` records; the store is closed, ready to be tampered with. */
+static const char *log_file(const char *name, int n, char *head)
+{
+    const char *path = kf_test_path(name);
+    struct kf_store *s = open_store(path, KF_STORE_CREATE);
+    struct kf_audit_verdict v;
+    append_n(s, n);
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    if (head) memcpy(head, v.head, KF_HASH_HEX);
+    kf_store_close(s);
+    return path;
+}
+
+static void expect_fault(const char *path, const char *head, enum kf_audit_fault fault, int64_t seq,
+                         const char *message)
+{
+    struct kf_store *s = open_store(path, 0);
+    struct kf_audit_verdict v;
+    KF_EXPECT_ERR(KF_E_TAMPERED, verify(s, head, &v));
+    KF_EXPECT_MSG(message);
+    if (v.fault != fault)
+        fail_msg("fault %s (%s), expected %s", kf_audit_fault_name(v.fault), v.message,
+                 kf_audit_fault_name(fault));
+    assert_int_equal(v.seq, seq);
+    assert_non_null(strstr(v.message, message));
+    kf_store_close(s);
+}
+
+/* ---- the chain ---- */
+
+static void test_append_chain(void **state)
+{
+    struct kf_store *s = open_store(kf_test_path("chain.db"), KF_STORE_CREATE);
+    const struct entry three[3] = {
+        {"keyfleetd", "cert.issue", "cert:0a", "{\"device\": \"dev-1\"}"},
+        {"keyfleetd", "cert.issue", "cert:0b", NULL},
+        {"keyfleetd", "registration", "device:dev-1", "{}"},
+    };
+    struct batch b = {three, 3};
+    struct kf_audit_verdict v;
+    struct timespec ts;
+    int64_t before, after;
+    char h[KF_HASH_HEX];
+    struct log l;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    before = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    append(s, "operator:alice", "enrollment.add", "enrollment:dev-1", "{\"kind\": \"individual\"}");
+    append(s, "operator:bob", "enrollment.disable", "enrollment:dev-1", NULL);
+    /* Three appends in one transaction chain to each other as well. */
+    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    after = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+
+    log_read(s, INT64_MIN, &l);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.r[0].prev_hash, ZERO64);
+    for (int i = 0; i < l.n; i++) {
+        assert_int_equal(l.r[i].seq, i + 1);
+        assert_true(l.r[i].time_ms >= before && l.r[i].time_ms <= after);
+        assert_int_equal(strlen(l.r[i].hash), 64);
+        kf_audit_hash(&l.r[i], h);
+        assert_string_equal(h, l.r[i].hash);
+        if (i > 0) assert_string_equal(l.r[i].prev_hash, l.r[i - 1].hash);
+    }
+    assert_string_equal(l.r[0].actor, "operator:alice");
+    assert_string_equal(l.r[0].action, "enrollment.add");
+    assert_string_equal(l.r[0].object, "enrollment:dev-1");
+    assert_string_equal(l.r[0].detail, "{\"kind\": \"individual\"}");
+    assert_string_equal(l.r[1].detail, "{}"); /* NULL detail */
+    assert_string_equal(l.r[2].object, "cert:0a");
+
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.fault, KF_AUDIT_INTACT);
+    assert_int_equal(v.records, 5);
+    assert_string_equal(v.head, l.r[4].hash);
+    assert_non_null(strstr(v.message, "intact"));
+    /* The current head, and an older one, are both still in the log. */
+    KF_OK_OR_FAIL(verify(s, l.r[4].hash, &v));
+    KF_OK_OR_FAIL(verify(s, l.r[1].hash, &v));
+    log_free(&l);
+
+    /* Listing from a time on. */
+    log_read(s, after + 60000, &l);
+    assert_int_equal(l.n, 0);
+    log_read(s, before, &l);
+    assert_int_equal(l.n, 5);
+    log_free(&l);
+    kf_store_close(s);
+}
+
+static void test_append_refuses_bad_input(void **state)
+{
+    struct kf_store *s = open_store(kf_test_path("bad.db"), KF_STORE_CREATE);
+    char long_actor[KF_ACTOR_MAX + 8];
+    struct entry e = {"operator:alice", "x.y", "z", "[1, 2]"};
+    struct batch b = {&e, 1};
+    struct log l;
+
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, append_cb, &b));
+    KF_EXPECT_MSG("audit detail is not a JSON object");
+    e.detail = "{\"a\": ";
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, append_cb, &b));
+    e.detail = NULL;
+    e.actor = "";
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, append_cb, &b));
+    KF_EXPECT_MSG("the audit record has no actor");
+    memset(long_actor, 'a', sizeof(long_actor) - 1);
+    long_actor[sizeof(long_actor) - 1] = '\0';
+    e.actor = long_actor;
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, append_cb, &b));
+    log_read(s, INT64_MIN, &l);
+    assert_int_equal(l.n, 0);
+    kf_store_close(s);
+}
+
+/* The hash as the format says: SHA-256 over the tag and each field, 8-byte length-prefixed. */
+static void reference_hash(const struct kf_audit_rec *r, char *hex)
+{
+    const char *fields[] = {
+        "keyfleet-audit-v1",          NULL,        NULL, r->actor, r->action, r->object,
+        r->detail ? r->detail : "{}", r->prev_hash};
+    unsigned char ints[2][8], md[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    for (int i = 0; i < 8; i++) {
+        ints[0][i] = (unsigned char)((uint64_t)r->seq >> (56 - 8 * i));
+        ints[1][i] = (unsigned char)((uint64_t)r->time_ms >> (56 - 8 * i));
+    }
+    assert_int_equal(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+    for (size_t f = 0; f < KF_ARRAY_LEN(fields); f++) {
+        const unsigned char *p = f == 1 || f == 2 ? ints[f - 1] : (const unsigned char *)fields[f];
+        uint64_t n = f == 1 || f == 2 ? 8 : strlen(fields[f]);
+        unsigned char len[8];
+        for (int i = 0; i < 8; i++)
+            len[i] = (unsigned char)(n >> (56 - 8 * i));
+        EVP_DigestUpdate(ctx, len, 8);
+        EVP_DigestUpdate(ctx, p, n);
+    }
+    EVP_DigestFinal_ex(ctx, md, NULL);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static void test_hash(void **state)
+{
+    struct kf_audit_rec r, m;
+    char h[KF_HASH_HEX], h2[KF_HASH_HEX], want[KF_HASH_HEX];
+
+    memset(&r, 0, sizeof(r));
+    r.seq = 7;
+    r.time_ms = 1700000000123;
+    snprintf(r.actor, sizeof(r.actor), "operator:alice");
+    snprintf(r.action, sizeof(r.action), "cert.revoke");
+    snprintf(r.object, sizeof(r.object), "cert:3fa2");
+    r.detail = "{\"reason\": \"key-compromise\"}";
+    snprintf(r.prev_hash, sizeof(r.prev_hash), "%s", ZERO64);
+
+    kf_audit_hash(&r, h);
+    kf_audit_hash(&r, h2);
+    assert_string_equal(h, h2); /* deterministic */
+    assert_int_equal(strlen(h), 64);
+    assert_int_equal(strspn(h, "0123456789abcdef"), 64);
+    reference_hash(&r, want);
+    assert_string_equal(h, want);
+
+    /* Every field is covered. */
+#define CHANGED(mutation)                                                    \
+    do {                                                                     \
+        m = r;                                                               \
+        mutation;                                                            \
+        kf_audit_hash(&m, h2);                                               \
+        if (strcmp(h, h2) == 0) fail_msg("the hash ignores: %s", #mutation); \
+    } while (0)
+    CHANGED(m.seq = 8);
+    CHANGED(m.time_ms += 1);
+    CHANGED(m.actor[0] = 'O');
+    CHANGED(m.action[0] = 'C');
+    CHANGED(m.object[5] = 'X');
+    CHANGED(m.detail = "{\"reason\": \"superseded\"}");
+    CHANGED(m.prev_hash[63] = '1');
+    /* Field boundaries cannot be shifted: "ab"+"c" is not "a"+"bc". */
+    CHANGED((snprintf(m.actor, sizeof(m.actor), "operator:alicecert.revoke"), m.action[0] = '\0'));
+#undef CHANGED
+
+    /* A NULL detail is the empty object. */
+    m = r;
+    m.detail = NULL;
+    kf_audit_hash(&m, h);
+    m.detail = "{}";
+    kf_audit_hash(&m, h2);
+    assert_string_equal(h, h2);
+}
+
+/* ---- verification ---- */
+
+static void test_verify_empty(void **state)
+{
+    struct kf_store *s = open_store(kf_test_path("empty.db"), KF_STORE_CREATE);
+    struct kf_audit_verdict v;
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.fault, KF_AUDIT_INTACT);
+    assert_int_equal(v.records, 0);
+    assert_string_equal(v.head, "");
+    /* Nothing can be cut off a log that expects nothing; a log that expected a head lost it. */
+    KF_EXPECT_ERR(KF_E_TAMPERED, verify(s, ZERO64, &v));
+    assert_int_equal(v.fault, KF_AUDIT_HEAD);
+    KF_EXPECT_ERR(KF_E_INVALID, verify(s, "not-a-hash", &v));
+    KF_EXPECT_MSG("the expected head is not a SHA-256 hash");
+    kf_store_close(s);
+}
+
+static void test_guards_refuse_edits(void **state)
+{
+    const char *path = log_file("guarded.db", 3, NULL);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_not_equal(
+        sqlite3_exec(db, "UPDATE audit SET detail = '{}' WHERE seq = 2", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_non_null(strstr(sqlite3_errmsg(db), "append-only"));
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq = 3", NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+    {
+        struct kf_store *s = open_store(path, 0);
+        struct kf_audit_verdict v;
+        KF_OK_OR_FAIL(verify(s, NULL, &v));
+        assert_int_equal(v.records, 3);
+        kf_store_close(s);
+    }
+}
+
+static void test_altered(void **state)
+{
+    const char *path = log_file("altered.db", 7, NULL);
+    tamper(path, DROP_GUARDS "UPDATE audit SET detail = '{\"n\": 70}' WHERE seq = 7");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 7,
+                 "record 7 was altered: its contents no longer match its hash");
+
+    path = log_file("altered-actor.db", 5, NULL);
+    tamper(path, DROP_GUARDS "UPDATE audit SET actor = 'operator:mallory' WHERE seq = 3");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 3, "record 3 was altered");
+
+    /* A field too long to be ours is still reported, not a listing failure. */
+    path = log_file("altered-long.db", 5, NULL);
+    tamper(path, DROP_GUARDS "UPDATE audit SET action = printf('%.300c', 'x') WHERE seq = 4");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 4, "record 4 was altered");
+
+    /*
+     * Bytes hidden after a NUL: C sees "{}", the same as what was hashed, but the file holds more.
+     * A record that is not what we wrote must not pass for one that is.
+     */
+    path = kf_test_path("altered-nul.db");
+    {
+        struct kf_store *s = open_store(path, KF_STORE_CREATE);
+        for (int i = 0; i < 3; i++)
+            append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
+        kf_store_close(s);
+    }
+    tamper(path, DROP_GUARDS "UPDATE audit SET detail = CAST(X'7B7D006576696C' AS TEXT) "
+                             "WHERE seq = 2");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 2, "record 2 was altered");
+
+    /* A log whose last hash was mangled is not extended: the new record would link to nothing. */
+    path = log_file("altered-head.db", 3, NULL);
+    tamper(path, DROP_GUARDS "UPDATE audit SET hash = printf('%.100c', 'a') WHERE seq = 3");
+    {
+        struct kf_store *s = open_store(path, 0);
+        struct entry e = {"keyfleetd", "cert.issue", "cert:0a", NULL};
+        struct batch b = {&e, 1};
+        KF_EXPECT_ERR(KF_E_TAMPERED, kf_store_write(s, append_cb, &b));
+        KF_EXPECT_MSG("audit record 3 has a malformed hash");
+        kf_store_close(s);
+    }
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 3, "record 3 was altered");
+}
+
+static void test_deleted(void **state)
+{
+    const char *path = log_file("deleted.db", 5, NULL);
+    tamper(path, DROP_GUARDS "DELETE FROM audit WHERE seq = 3");
+    expect_fault(path, NULL, KF_AUDIT_DELETED, 3,
+                 "record 3 was deleted: the log jumps from record 2 to record 4");
+
+    path = log_file("deleted-first.db", 5, NULL);
+    tamper(path, DROP_GUARDS "DELETE FROM audit WHERE seq IN (1, 2)");
+    expect_fault(path, NULL, KF_AUDIT_DELETED, 1, "record 1 was deleted");
+}
+
+static void test_reordered(void **state)
+{
+    const char *path = log_file("reordered.db", 5, NULL);
+    tamper(path, DROP_GUARDS "UPDATE audit SET seq = 1000 WHERE seq = 2;"
+                             "UPDATE audit SET seq = 2 WHERE seq = 4;"
+                             "UPDATE audit SET seq = 4 WHERE seq = 1000;");
+    /* Record 2 is now old record 4, whose link names old record 3, which is still there. */
+    expect_fault(path, NULL, KF_AUDIT_REORDERED, 2,
+                 "record 2 is out of order: it links to record 3 instead of the record before it");
+}
+
+/*
+ * An attacker who alters a record and recomputes its hash makes that record self-consistent; the
+ * record after it still links to the old hash, which no record has any more.
+ */
+static void test_rehashed(void **state)
+{
+    const char *path = log_file("rehashed.db", 5, NULL);
+    struct kf_store *s = open_store(path, 0);
+    struct kf_audit_rec r;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    struct log l;
+
+    log_read(s, INT64_MIN, &l);
+    kf_store_close(s);
+    r = l.r[2];
+    assert_int_equal(r.seq, 3);
+    r.detail = "{\"n\": 3, \"approved\": true}";
+    kf_audit_hash(&r, r.hash);
+    tamper(path, DROP_GUARDS);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit SET detail = ?1, hash = ?2 WHERE seq = 3",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, r.detail, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r.hash, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    log_free(&l);
+
+    expect_fault(path, NULL, KF_AUDIT_BROKEN, 4, "record 4 is broken off");
+}
+
+static void test_cut_off(void **state)
+{
+    char head[KF_HASH_HEX], upper[KF_HASH_HEX];
+    const char *path = log_file("cut.db", 5, head);
+    struct kf_audit_verdict v;
+    struct kf_store *s;
+    char message[300];
+
+    /* The head may be given in upper case, as it may have been copied. */
+    for (int i = 0; i < KF_HASH_HEX; i++)
+        upper[i] = (char)(head[i] >= 'a' && head[i] <= 'f' ? head[i] - 'a' + 'A' : head[i]);
+    s = open_store(path, 0);
+    KF_OK_OR_FAIL(verify(s, upper, &v));
+    kf_store_close(s);
+
+    tamper(path, DROP_GUARDS "DELETE FROM audit WHERE seq = 5");
+    s = open_store(path, 0);
+    /* Without the head the shorter log is consistent: cutting off the end leaves no gap. */
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.records, 4);
+    kf_store_close(s);
+    snprintf(message, sizeof(message), "the log was cut off: head %s is gone", head);
+    expect_fault(path, head, KF_AUDIT_HEAD, 5, message);
+}
+
+/* ---- concurrency ---- */
+
+#define THREADS 8
+#define APPENDS 50
+
+struct appender {
+    struct kf_store *s;
+    int n, failures;
+    pthread_t th;
+};
+
+static void *appender_main(void *a)
+{
+    struct appender *p = a;
+    for (int i = 0; i < APPENDS; i++) {
+        char object[64];
+        struct entry e = {"keyfleetd", "cert.issue", object, NULL};
+        struct batch b = {&e, 1};
+        snprintf(object, sizeof(object), "cert:%02x%02x", p->n, i);
+        if (kf_store_write(p->s, append_cb, &b)) p->failures++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_appends(void **state)
+{
+    struct kf_store *s = open_store(kf_test_path("concurrent.db"), KF_STORE_CREATE);
+    struct appender p[THREADS];
+    struct kf_store_stats st;
+    struct kf_audit_verdict v;
+
+    for (int i = 0; i < THREADS; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].s = s;
+        p[i].n = i;
+        assert_int_equal(pthread_create(&p[i].th, NULL, appender_main, &p[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(p[i].th, NULL);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(p[i].failures, 0);
+    kf_store_stats(s, &st);
+    /* Appends shared commits, and still form one unbroken chain. */
+    assert_true(st.commits < st.writes);
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.records, THREADS * APPENDS);
+    kf_store_close(s);
+}
+
+/* Two processes appending to the same file at once (keyfleetd and the CLI) chain correctly. */
+static void test_two_processes_append(void **state)
+{
+    const char *path = kf_test_path("processes.db");
+    struct kf_audit_verdict v;
+    struct kf_store *s;
+    char path_copy[1024];
+    int status = 0;
+    pid_t pid;
+
+    snprintf(path_copy, sizeof(path_copy), "%s", path);
+    s = open_store(path_copy, KF_STORE_CREATE);
+    kf_store_close(s);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct kf_store *cs = NULL;
+        int bad = kf_store_open(path_copy, 0, &cs) != KF_OK;
+        for (int i = 0; i < 100 && !bad; i++) {
+            struct entry e = {"operator:cli", "device.disable", "device:x", NULL};
+            struct batch b = {&e, 1};
+            bad = kf_store_write(cs, append_cb, &b) != KF_OK;
+        }
+        kf_store_close(cs);
+        _exit(bad);
+    }
+    s = open_store(path_copy, 0);
+    for (int i = 0; i < 100; i++)
+        append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.records, 200);
+    kf_store_close(s);
+}
+
+static void test_fault_names(void **state)
+{
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_INTACT), "intact");
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_ALTERED), "altered");
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_DELETED), "deleted");
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_REORDERED), "reordered");
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_BROKEN), "broken");
+    assert_string_equal(kf_audit_fault_name(KF_AUDIT_HEAD), "truncated");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_chain),
+        cmocka_unit_test(test_append_refuses_bad_input),
+        cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_verify_empty),
+        cmocka_unit_test(test_guards_refuse_edits),
+        cmocka_unit_test(test_altered),
+        cmocka_unit_test(test_deleted),
+        cmocka_unit_test(test_reordered),
+        cmocka_unit_test(test_rehashed),
+        cmocka_unit_test(test_cut_off),
+        cmocka_unit_test(test_concurrent_appends),
+        cmocka_unit_test(test_two_processes_append),
+        cmocka_unit_test(test_fault_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
