@@ -1,5 +1,5 @@
 /*
- * hub_acl: which topics an identity on the hub may use. Pure functions over topic bytes.
+ * acl: which topics an identity on the hub may use. Pure functions over topic bytes.
  *
  *   a device <id>      publishes  devices/<id>/telemetry, devices/<id>/telemetry/..., and
  *                                 devices/<id>/events;

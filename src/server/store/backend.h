@@ -1,5 +1,5 @@
 /*
- * store_backend: what a store back end (SQLite today, PostgreSQL later) implements for store.c.
+ * backend: what a store back end (SQLite today, PostgreSQL later) implements for store.c.
  *
  * store.c owns everything that does not depend on the database: URL parsing, argument checks,
  * the reader pool, group commit, the audit hash chain. A back end owns its connections and turns

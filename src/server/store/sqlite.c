@@ -1,5 +1,5 @@
 /*
- * store_sqlite: the SQLite back end of the store.
+ * sqlite: the SQLite back end of the store.
  *
  * One file, shared by several processes (keyfleetd and the keyfleet CLI): WAL journal so readers
  * never block the writer, synchronous=FULL so that a commit survives power loss, foreign keys on,

@@ -1,0 +1,1 @@
+#include "server/ops/up.h"

@@ -1,0 +1,1 @@
+/* (the header the hub should not see) */

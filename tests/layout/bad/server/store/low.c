@@ -1,0 +1,2 @@
+/* The store, including a layer above it: refused. */
+#include "server/ops/up.h"
