@@ -158,3 +158,37 @@ enum kf_err kf_est_csrattrs(struct kf_buf *out)
     }
     return KF_OK;
 }
+
+/* The certificates of an EST certs-only answer (base64 DER PKCS#7), as a PEM chain. */
+enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem)
+{
+    struct kf_buf der;
+    const unsigned char *p;
+    PKCS7 *p7 = NULL;
+    STACK_OF(X509) *certs = NULL;
+    enum kf_err rc;
+    int i;
+
+    kf_buf_init(&der, body->len);
+    rc = kf_b64_decode((const char *)body->data, body->len, &der);
+    if (rc) {
+        kf_buf_free(&der);
+        return kf_wrap(rc, "the EST answer is not base64");
+    }
+    p = der.data;
+    p7 = d2i_PKCS7(NULL, &p, (long)der.len);
+    if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign) certs = p7->d.sign->cert;
+    if (!certs || sk_X509_num(certs) < 1) {
+        rc = kf_ossl_fail(KF_E_MALFORMED, "the EST answer holds no certificate");
+        goto out;
+    }
+    for (i = 0; i < sk_X509_num(certs) && !rc; i++) {
+        struct kf_cert *c = kf_cert_wrap(X509_dup(sk_X509_value(certs, i)));
+        rc = c ? kf_cert_pem(c, pem) : KF_E_NOMEM;
+        kf_cert_free(c);
+    }
+out:
+    PKCS7_free(p7);
+    kf_buf_free(&der);
+    return rc;
+}

@@ -98,4 +98,10 @@ enum kf_err kf_est_decode_csr(const void *body, size_t len, struct kf_csr **out)
  */
 enum kf_err kf_est_csrattrs(struct kf_buf *out);
 
+/*
+ * Appends, as PEM, the certificates of an EST certs-only answer (RFC 7030: base64 of a DER
+ * PKCS#7 SignedData). KF_E_MALFORMED when it holds none.
+ */
+enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem);
+
 #endif

@@ -24,6 +24,7 @@
 #include "common/pem.h"
 #include "common/timefmt.h"
 #include "device/evqueue.h"
+#include "common/est.h"
 #include "device/https_client.h"
 #include "device/keygen.h"
 #include "device/pkcs11_gen.h"

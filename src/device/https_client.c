@@ -7,79 +7,9 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <openssl/pkcs7.h>
-#include <openssl/x509.h>
-
 #include "common/ossl.h"
 #include "common/hostport.h"
 #include "common/pem.h"
-
-#define HEAD_MAX (16 * 1024)
-
-/* 1 when the `n` bytes at `p` are the header name `name`, in any case. */
-static int name_is(const char *p, size_t n, const char *name)
-{
-    return strlen(name) == n && strncasecmp(p, name, n) == 0;
-}
-
-/* Parses a decimal of at most 10 digits (no sign, no blanks); -1 otherwise. */
-static long long decimal(const char *p, size_t n)
-{
-    long long v = 0;
-    size_t i;
-    if (!n || n > 10) return -1;
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
-}
-
-int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h)
-{
-    const char *end = memmem(buf, len < HEAD_MAX ? len : HEAD_MAX, "\r\n\r\n", 4), *line, *eol;
-    memset(h, 0, sizeof(*h));
-    if (!end) return len >= HEAD_MAX ? -1 : 0;
-    h->head_len = (size_t)(end - buf) + 4;
-    /* the status line: HTTP/1.x SSS reason */
-    if (h->head_len < 16 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
-        (buf[12] != ' ' && buf[12] != '\r'))
-        return -1;
-    if (decimal(buf + 9, 3) < 100 || decimal(buf + 9, 3) > 599) return -1;
-    h->status = (int)decimal(buf + 9, 3);
-    line = (const char *)memchr(buf, '\n', h->head_len) + 1;
-    while (line < end + 2) {
-        const char *colon, *v, *ve;
-        eol = memchr(line, '\r', (size_t)(end + 2 - line));
-        if (!eol || eol[1] != '\n') return -1;
-        colon = memchr(line, ':', (size_t)(eol - line));
-        if (!colon || colon == line) return -1;
-        v = colon + 1;
-        while (v < eol && (*v == ' ' || *v == '\t'))
-            v++;
-        ve = eol;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        if (name_is(line, (size_t)(colon - line), "content-length")) {
-            long long n = decimal(v, (size_t)(ve - v));
-            if (n < 0 || h->has_length) return -1; /* one, and a number */
-            h->content_length = (size_t)n;
-            h->has_length = 1;
-        } else if (name_is(line, (size_t)(colon - line), "retry-after")) {
-            long long n = decimal(v, (size_t)(ve - v));
-            h->retry_after_s = n > 0 && n < 86400 ? (unsigned)n : 0;
-        } else if (name_is(line, (size_t)(colon - line), "content-type")) {
-            size_t n = (size_t)(ve - v);
-            if (n >= sizeof(h->content_type)) n = sizeof(h->content_type) - 1;
-            memcpy(h->content_type, v, n);
-            h->content_type[n] = 0;
-        } else if (name_is(line, (size_t)(colon - line), "transfer-encoding")) {
-            h->chunked = 1; /* any coding: keyfleetd sends none */
-        }
-        line = eol + 2;
-    }
-    return 1;
-}
 
 enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, int port, const char *method,
                              const char *path, const char *content_type, const void *body,
@@ -214,40 +144,6 @@ enum kf_err kf_enroll_post(struct kf_tlsc *t, const char *host, int port, const 
                               reg ? "application/json" : "application/pkcs10", body.data, body.len,
                               timeout_ms, resp, problem, cap);
     kf_buf_free(&body);
-    kf_buf_free(&der);
-    return rc;
-}
-
-/* The certificates of an EST certs-only answer (base64 DER PKCS#7), as a PEM chain. */
-enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem)
-{
-    struct kf_buf der;
-    const unsigned char *p;
-    PKCS7 *p7 = NULL;
-    STACK_OF(X509) *certs = NULL;
-    enum kf_err rc;
-    int i;
-
-    kf_buf_init(&der, body->len);
-    rc = kf_b64_decode((const char *)body->data, body->len, &der);
-    if (rc) {
-        kf_buf_free(&der);
-        return kf_wrap(rc, "the EST answer is not base64");
-    }
-    p = der.data;
-    p7 = d2i_PKCS7(NULL, &p, (long)der.len);
-    if (p7 && PKCS7_type_is_signed(p7) && p7->d.sign) certs = p7->d.sign->cert;
-    if (!certs || sk_X509_num(certs) < 1) {
-        rc = kf_ossl_fail(KF_E_MALFORMED, "the EST answer holds no certificate");
-        goto out;
-    }
-    for (i = 0; i < sk_X509_num(certs) && !rc; i++) {
-        struct kf_cert *c = kf_cert_wrap(X509_dup(sk_X509_value(certs, i)));
-        rc = c ? kf_cert_pem(c, pem) : KF_E_NOMEM;
-        kf_cert_free(c);
-    }
-out:
-    PKCS7_free(p7);
     kf_buf_free(&der);
     return rc;
 }

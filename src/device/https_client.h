@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/http.h"
 #include "device/tls_client.h"
 
 #define KF_HTTPS_RESPONSE_MAX (256 * 1024)
@@ -19,23 +20,6 @@ struct kf_https_response {
     char content_type[96];
     struct kf_buf body; /* owned: kf_buf_free */
 };
-
-/* The head of an HTTP/1.x answer, as kf_http_head_parse reads it. */
-struct kf_http_head {
-    int status;
-    unsigned retry_after_s; /* Retry-After in seconds (0: absent, or an HTTP date) */
-    char content_type[96];
-    size_t head_len;       /* bytes up to and including the blank line */
-    size_t content_length; /* when has_length */
-    int has_length, chunked;
-};
-
-/*
- * Parses the head of an HTTP answer in `buf[0..len)` (not NUL-terminated). Returns 1 when the
- * head is whole (`*h` filled), 0 when more bytes are needed, -1 when it is malformed (no status
- * line, a bad Content-Length, a head longer than 16 KiB). Pure: no I/O, no allocation.
- */
-int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h);
 
 /*
  * Sends `method path` with `body` (may be NULL) of `content_type` to `url_host:url_port` and
@@ -59,11 +43,5 @@ enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, int *po
 enum kf_err kf_enroll_post(struct kf_tlsc *t, const char *host, int port, const char *prefix,
                            const char *endpoint, const struct kf_buf *csr_pem, int timeout_ms,
                            struct kf_https_response *resp, char *problem, size_t cap);
-
-/*
- * Appends, as PEM, the certificates of an EST certs-only answer (RFC 7030: base64 of a DER
- * PKCS#7 SignedData). KF_E_MALFORMED when it holds none.
- */
-enum kf_err kf_est_certs_pem(const struct kf_buf *body, struct kf_buf *pem);
 
 #endif

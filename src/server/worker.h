@@ -15,7 +15,7 @@
 
 #include "server/ca/deploy.h"
 #include "server/store/events.h"
-#include "server/net/http.h"
+#include "common/http.h"
 #include "server/net/limits.h"
 #include "server/provision/metrics.h"
 #include "server/ops/registry.h"

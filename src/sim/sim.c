@@ -41,6 +41,7 @@
 #include "common/pki_csr.h"
 #include "common/pki_key.h"
 #include "common/timefmt.h"
+#include "common/est.h"
 #include "device/https_client.h"
 #include "device/tls_client.h"
 #include "keyfleet/mqtt_client.h"

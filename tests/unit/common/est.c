@@ -356,13 +356,45 @@ static void test_csrattrs(void **state)
     kf_buf_free(&b);
 }
 
+/* What keyfleetd writes as certs-only, libkeyfleet reads back as the same PEM chain. */
+static void test_certs_pem_reads_back(void **state)
+{
+    struct fixture *f = *state;
+    struct kf_cert *chain[] = {f->device, f->pki.issuing, f->pki.root};
+    struct kf_buf body, pem, want;
+    kf_buf_init(&body, 1 << 20);
+    kf_buf_init(&pem, 1 << 20);
+    kf_buf_init(&want, 1 << 20);
+    KF_OK_OR_FAIL(kf_est_certs_only(chain, 3, &body));
+    KF_OK_OR_FAIL(kf_est_certs_pem(&body, &pem));
+    for (size_t i = 0; i < 3; i++)
+        KF_OK_OR_FAIL(kf_cert_pem(chain[i], &want));
+    assert_int_equal(pem.len, want.len);
+    assert_memory_equal(pem.data, want.data, pem.len);
+
+    /* not base64, base64 of no PKCS#7, a PKCS#7 with no certificate: errors with a sentence */
+    kf_buf_reset(&body);
+    kf_buf_reset(&pem);
+    KF_OK_OR_FAIL(kf_buf_append_str(&body, "*** not base64 ***"));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_est_certs_pem(&body, &pem));
+    KF_EXPECT_MSG("not base64");
+    kf_buf_reset(&body);
+    KF_OK_OR_FAIL(kf_buf_append_str(&body, "aGVsbG8gd29ybGQ=\n"));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_est_certs_pem(&body, &pem));
+    KF_EXPECT_MSG("no certificate");
+    assert_int_equal(pem.len, 0);
+    kf_buf_free(&body);
+    kf_buf_free(&pem);
+    kf_buf_free(&want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_certs_only_cacerts), cmocka_unit_test(test_certs_only_issued),
         cmocka_unit_test(test_certs_only_errors),  cmocka_unit_test(test_decode_csr_from_openssl),
         cmocka_unit_test(test_decode_csr_pem),     cmocka_unit_test(test_decode_csr_refusals),
-        cmocka_unit_test(test_csrattrs),
+        cmocka_unit_test(test_csrattrs),           cmocka_unit_test(test_certs_pem_reads_back),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "server/net/http.h"
+#include "common/http.h"
 
 static const struct kf_http_limits lim = {1024, 100};
 
@@ -161,6 +161,47 @@ static void test_response(void **state)
     kf_buf_free(&b);
 }
 
+/* The answer head as libkeyfleet reads it: what keyfleetd writes reads back. */
+static void test_answer_head(void **state)
+{
+    struct kf_buf b;
+    struct kf_http_head h;
+    char big[KF_HTTP_HEAD_MAX + 64];
+    kf_buf_init(&b, 4096);
+    KF_OK_OR_FAIL(kf_http_response(&b, 429, "application/json", "Retry-After: 7\r\n", 1, "{}", 2));
+    assert_int_equal(kf_http_head_parse((const char *)b.data, b.len, &h), 1);
+    assert_int_equal(h.status, 429);
+    assert_int_equal(h.retry_after_s, 7);
+    assert_string_equal(h.content_type, "application/json");
+    assert_int_equal(h.has_length, 1);
+    assert_int_equal(h.content_length, 2);
+    assert_int_equal(h.head_len, b.len - 2);
+    assert_int_equal(h.chunked, 0);
+    /* every shorter prefix of the head asks for more */
+    for (size_t n = 0; n < h.head_len; n++)
+        assert_int_equal(kf_http_head_parse((const char *)b.data, n, &h), 0);
+    kf_buf_free(&b);
+
+    /* refused: no status line, a status out of range, two lengths, a length that is no number */
+    static const char *const bad[] = {
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 099 Low\r\n\r\n",
+        "HTTP/1.1 600 High\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (kf_http_head_parse(bad[i], strlen(bad[i]), &h) != -1) fail_msg("accepted: %s", bad[i]);
+    /* chunked is noticed; a head longer than the bound is malformed, not "more to come" */
+    assert_int_equal(
+        kf_http_head_parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 49, &h), 1);
+    assert_int_equal(h.chunked, 1);
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+    assert_int_equal(kf_http_head_parse(big, sizeof(big), &h), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_partial_same_buffer),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_answer_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
- * http: a strict HTTP/1.1 request parser (pure: bytes in, a request out, no I/O) and response
- * helpers, for keyfleetd's small API surface.
+ * http: keyfleet's HTTP/1.1 codec, pure (bytes in, a message out, no I/O), shared by both ends:
+ * keyfleetd reads requests with it and writes its answers (kf_http_parse, kf_http_response);
+ * libkeyfleet and keyfleet-sim read the head of those answers (kf_http_head_parse). One fuzz
+ * target (fuzz/http.c) covers both readers.
  *
  * Why not evhttp: libevent 2.1's evhttp has no hook between accept and the TLS handshake, so
  * per-address limits and the handshake budget could only act after the expensive part, and it
@@ -11,8 +13,8 @@
  * Transfer-Encoding is refused (411), as are duplicate Content-Length headers, control characters,
  * and anything over the configured bounds (431 for headers, 413 for the body).
  */
-#ifndef KF_SERVER_NET_HTTP_H
-#define KF_SERVER_NET_HTTP_H
+#ifndef KF_COMMON_HTTP_H
+#define KF_COMMON_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -80,5 +82,25 @@ const char *kf_http_reason(int status);
  */
 enum kf_err kf_http_response(struct kf_buf *out, int status, const char *type, const char *extra,
                              int close, const void *body, size_t body_len);
+
+/* The head of an HTTP/1.x answer, as kf_http_head_parse reads it. */
+struct kf_http_head {
+    int status;
+    unsigned retry_after_s; /* Retry-After in seconds (0: absent, or an HTTP date) */
+    char content_type[96];
+    size_t head_len;       /* bytes up to and including the blank line */
+    size_t content_length; /* when has_length */
+    int has_length, chunked;
+};
+
+/* The longest answer head kf_http_head_parse reads. */
+#define KF_HTTP_HEAD_MAX (16 * 1024)
+
+/*
+ * Parses the head of an HTTP answer in `buf[0..len)` (not NUL-terminated). Returns 1 when the
+ * head is whole (`*h` filled), 0 when more bytes are needed, -1 when it is malformed (no status
+ * line, a bad or repeated Content-Length, a head longer than KF_HTTP_HEAD_MAX). No allocation.
+ */
+int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h);
 
 #endif

@@ -1,4 +1,4 @@
-#include "server/net/http.h"
+#include "common/http.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -230,4 +230,67 @@ enum kf_err kf_http_response(struct kf_buf *out, int status, const char *type, c
     if (!rc) rc = kf_buf_append_str(out, "\r\n");
     if (!rc && body_len) rc = kf_buf_append(out, body, body_len);
     return rc;
+}
+
+/* ---- the head of an answer (the client's side) ---- */
+
+/* Parses a decimal of at most 10 digits (no sign, no blanks); -1 otherwise. */
+static long long decimal(const char *p, size_t n)
+{
+    long long v = 0;
+    size_t i;
+    if (!n || n > 10) return -1;
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+int kf_http_head_parse(const char *buf, size_t len, struct kf_http_head *h)
+{
+    const char *end = memmem(buf, len < KF_HTTP_HEAD_MAX ? len : KF_HTTP_HEAD_MAX, "\r\n\r\n", 4),
+               *line, *eol;
+    memset(h, 0, sizeof(*h));
+    if (!end) return len >= KF_HTTP_HEAD_MAX ? -1 : 0;
+    h->head_len = (size_t)(end - buf) + 4;
+    /* the status line: HTTP/1.x SSS reason */
+    if (h->head_len < 16 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
+        (buf[12] != ' ' && buf[12] != '\r'))
+        return -1;
+    if (decimal(buf + 9, 3) < 100 || decimal(buf + 9, 3) > 599) return -1;
+    h->status = (int)decimal(buf + 9, 3);
+    line = (const char *)memchr(buf, '\n', h->head_len) + 1;
+    while (line < end + 2) {
+        const char *colon, *v, *ve;
+        eol = memchr(line, '\r', (size_t)(end + 2 - line));
+        if (!eol || eol[1] != '\n') return -1;
+        colon = memchr(line, ':', (size_t)(eol - line));
+        if (!colon || colon == line) return -1;
+        v = colon + 1;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
+        ve = eol;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        if (is_name((const unsigned char *)line, (size_t)(colon - line), "content-length")) {
+            long long n = decimal(v, (size_t)(ve - v));
+            if (n < 0 || h->has_length) return -1; /* one, and a number */
+            h->content_length = (size_t)n;
+            h->has_length = 1;
+        } else if (is_name((const unsigned char *)line, (size_t)(colon - line), "retry-after")) {
+            long long n = decimal(v, (size_t)(ve - v));
+            h->retry_after_s = n > 0 && n < 86400 ? (unsigned)n : 0;
+        } else if (is_name((const unsigned char *)line, (size_t)(colon - line), "content-type")) {
+            size_t n = (size_t)(ve - v);
+            if (n >= sizeof(h->content_type)) n = sizeof(h->content_type) - 1;
+            memcpy(h->content_type, v, n);
+            h->content_type[n] = 0;
+        } else if (is_name((const unsigned char *)line, (size_t)(colon - line),
+                           "transfer-encoding")) {
+            h->chunked = 1; /* any coding: keyfleetd sends none */
+        }
+        line = eol + 2;
+    }
+    return 1;
 }
