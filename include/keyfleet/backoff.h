@@ -7,6 +7,8 @@
 #ifndef KEYFLEET_BACKOFF_H
 #define KEYFLEET_BACKOFF_H
 
+#include "keyfleet/export.h"
+
 #include <stdint.h>
 
 struct kf_backoff {
@@ -20,9 +22,9 @@ struct kf_backoff {
  * ("equal jitter": never zero, spread over half the range), and at least `retry_after_ms` (the
  * server's Retry-After; 0 when it gave none), even above max_ms. `random` is any 32 random bits.
  */
-uint32_t kf_backoff_next(struct kf_backoff *b, uint32_t random, uint32_t retry_after_ms);
+KF_EXPORT uint32_t kf_backoff_next(struct kf_backoff *b, uint32_t random, uint32_t retry_after_ms);
 
 /* After a success. */
-void kf_backoff_reset(struct kf_backoff *b);
+KF_EXPORT void kf_backoff_reset(struct kf_backoff *b);
 
 #endif

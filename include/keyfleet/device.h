@@ -26,6 +26,8 @@
 #ifndef KEYFLEET_DEVICE_H
 #define KEYFLEET_DEVICE_H
 
+#include "keyfleet/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -69,22 +71,22 @@ struct kf_device_info {
 };
 
 /* Opens the device (the config is copied). `*out` is freed with kf_device_close(). */
-int kf_device_open(const struct kf_device_config *cfg, struct kf_device **out);
+KF_EXPORT int kf_device_open(const struct kf_device_config *cfg, struct kf_device **out);
 
 /*
  * Does what is due and waits for the network at most `timeout_ms`. Returns 0 while the device
  * goes on (failures to reach the servers are retried, reported and not returned); an error only
  * for what retrying cannot fix (an unusable data directory, a factory key that cannot be loaded).
  */
-int kf_device_run(struct kf_device *dev, int timeout_ms);
+KF_EXPORT int kf_device_run(struct kf_device *dev, int timeout_ms);
 
 /*
  * Queues telemetry on devices/<id>/telemetry, or devices/<id>/telemetry/<sub> when `sub` is
  * given, at `qos` 0 or 1. KF_E_BUSY when the queue is full (nothing queued), KF_E_DISABLED before
  * the device has an identity.
  */
-int kf_device_publish(struct kf_device *dev, const char *sub, const void *payload, size_t len,
-                      int qos);
+KF_EXPORT int kf_device_publish(struct kf_device *dev, const char *sub, const void *payload,
+                                size_t len, int qos);
 
 /*
  * Reports a security event: `type` "device.<name>", `severity` "info", "warning" or "critical"
@@ -92,25 +94,25 @@ int kf_device_publish(struct kf_device *dev, const char *sub, const void *payloa
  * this returns and sent, in order, whenever the device is connected; the detail gains "seq" and
  * "raised" (RFC 3339). KF_E_INVALID for a bad type, severity or detail.
  */
-int kf_report_event(struct kf_device *dev, const char *type, const char *severity,
-                    const char *detail_json);
+KF_EXPORT int kf_report_event(struct kf_device *dev, const char *type, const char *severity,
+                              const char *detail_json);
 
 /* Renews the certificate at the next turn instead of at renewAfter. */
-void kf_device_renew_soon(struct kf_device *dev);
+KF_EXPORT void kf_device_renew_soon(struct kf_device *dev);
 
 /* The device's state now. */
-void kf_device_info(const struct kf_device *dev, struct kf_device_info *out);
+KF_EXPORT void kf_device_info(const struct kf_device *dev, struct kf_device_info *out);
 
 /* The socket to wait on (-1 when not connected), for callers with their own poll loop. */
-int kf_device_fd(const struct kf_device *dev);
+KF_EXPORT int kf_device_fd(const struct kf_device *dev);
 
 /*
  * Delivers what it can within `flush_ms`, disconnects, and frees. A device closed this way
  * reports no crash on its next open. NULL is fine.
  */
-void kf_device_close(struct kf_device *dev, int flush_ms);
+KF_EXPORT void kf_device_close(struct kf_device *dev, int flush_ms);
 
 /* The sentence explaining the last error on this thread. */
-const char *kf_device_errmsg(void);
+KF_EXPORT const char *kf_device_errmsg(void);
 
 #endif

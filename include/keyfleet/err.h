@@ -9,6 +9,8 @@
 #ifndef KEYFLEET_ERR_H
 #define KEYFLEET_ERR_H
 
+#include "keyfleet/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,10 +53,10 @@ enum kf_err {
 };
 
 /* Returns the fixed description of `rc` ("malformed input"); never NULL. */
-const char *kf_strerror(enum kf_err rc);
+KF_EXPORT const char *kf_strerror(enum kf_err rc);
 
 /* Returns the stable machine code of `rc` ("malformed"), used in JSON errors; never NULL. */
-const char *kf_errcode(enum kf_err rc);
+KF_EXPORT const char *kf_errcode(enum kf_err rc);
 
 #ifdef __cplusplus
 }

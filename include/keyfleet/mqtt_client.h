@@ -19,6 +19,8 @@
 #ifndef KEYFLEET_MQTT_CLIENT_H
 #define KEYFLEET_MQTT_CLIENT_H
 
+#include "keyfleet/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,7 +38,7 @@ enum kf_mqttc_status {
 };
 
 /* A short name for a status ("closed", "refused", ...); static. */
-const char *kf_mqttc_status_name(enum kf_mqttc_status st);
+KF_EXPORT const char *kf_mqttc_status_name(enum kf_mqttc_status st);
 
 /*
  * Moves bytes. Both return the number of bytes moved, 0 when the transport cannot move any now
@@ -115,16 +117,17 @@ struct kf_mqttc {
  * caller's and must outlive `c`. Returns KF_MQTTC_INVALID for a version other than 4 or 5, a
  * missing client id, or buffers under 128 bytes.
  */
-enum kf_mqttc_status kf_mqttc_init(struct kf_mqttc *c, const struct kf_mqttc_options *opt,
-                                   const struct kf_mqttc_transport *io,
-                                   const struct kf_mqttc_handlers *h, uint8_t *rx, size_t rx_cap,
-                                   uint8_t *tx, size_t tx_cap, uint8_t *q, size_t q_cap);
+KF_EXPORT enum kf_mqttc_status kf_mqttc_init(struct kf_mqttc *c, const struct kf_mqttc_options *opt,
+                                             const struct kf_mqttc_transport *io,
+                                             const struct kf_mqttc_handlers *h, uint8_t *rx,
+                                             size_t rx_cap, uint8_t *tx, size_t tx_cap, uint8_t *q,
+                                             size_t q_cap);
 
 /*
  * Begins a session on a transport the caller has just connected (TLS done): queues CONNECT and
  * marks every unacknowledged QoS 1 message to be sent again. `now_ms` is any monotonic clock.
  */
-enum kf_mqttc_status kf_mqttc_start(struct kf_mqttc *c, uint64_t now_ms);
+KF_EXPORT enum kf_mqttc_status kf_mqttc_start(struct kf_mqttc *c, uint64_t now_ms);
 
 /*
  * Queues a message (copying topic and payload into the queue). `tag` comes back in delivered_cb.
@@ -132,8 +135,9 @@ enum kf_mqttc_status kf_mqttc_start(struct kf_mqttc *c, uint64_t now_ms);
  * queue has no room now, KF_MQTTC_TOO_BIG when it never will, KF_MQTTC_INVALID for an invalid
  * topic name or a QoS other than 0 or 1.
  */
-enum kf_mqttc_status kf_mqttc_publish(struct kf_mqttc *c, const char *topic, const void *payload,
-                                      size_t len, uint8_t qos, uint32_t tag);
+KF_EXPORT enum kf_mqttc_status kf_mqttc_publish(struct kf_mqttc *c, const char *topic,
+                                                const void *payload, size_t len, uint8_t qos,
+                                                uint32_t tag);
 
 /*
  * Does what is due: reads and handles what arrived, writes what is queued (within the broker's
@@ -141,19 +145,20 @@ enum kf_mqttc_status kf_mqttc_publish(struct kf_mqttc *c, const char *topic, con
  * it wants to be called again even if the socket stays quiet. Anything but KF_MQTTC_OK means the
  * connection is over: the caller closes its transport, and calls kf_mqttc_start() on a new one.
  */
-enum kf_mqttc_status kf_mqttc_step(struct kf_mqttc *c, uint64_t now_ms, uint64_t *next_ms);
+KF_EXPORT enum kf_mqttc_status kf_mqttc_step(struct kf_mqttc *c, uint64_t now_ms,
+                                             uint64_t *next_ms);
 
 /* 1 when bytes wait to be written (watch the socket for writability). */
-int kf_mqttc_want_write(const struct kf_mqttc *c);
+KF_EXPORT int kf_mqttc_want_write(const struct kf_mqttc *c);
 
 /* Queues DISCONNECT (normal) and writes what it can; the caller then closes the transport. */
-void kf_mqttc_disconnect(struct kf_mqttc *c, uint64_t now_ms);
+KF_EXPORT void kf_mqttc_disconnect(struct kf_mqttc *c, uint64_t now_ms);
 
 /* Tells the client its transport is gone without a step (the caller closed it). */
-void kf_mqttc_lost(struct kf_mqttc *c);
+KF_EXPORT void kf_mqttc_lost(struct kf_mqttc *c);
 
 /* Messages in the queue, and how many of its bytes are free. */
-size_t kf_mqttc_queued(const struct kf_mqttc *c);
-size_t kf_mqttc_queue_free(const struct kf_mqttc *c);
+KF_EXPORT size_t kf_mqttc_queued(const struct kf_mqttc *c);
+KF_EXPORT size_t kf_mqttc_queue_free(const struct kf_mqttc *c);
 
 #endif
