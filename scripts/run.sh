@@ -116,7 +116,7 @@ Explore what just happened:
   $KF --dir $DIR events list             security events (the devices' own, and the hub's)
   $KF --dir $DIR audit verify            the audit chain of every certificate issued
   curl -s --cacert $DIR/ca/root.crt https://localhost:$port/metrics | grep keyfleet_
-A real device: $BUILD/src/device/keyfleet-agent --config FILE (docs/device-sdk.md).
+A real device: $BUILD/src/agent/keyfleet-agent --config FILE (docs/device-sdk.md).
 
 keyfleetd keeps serving; Ctrl-C stops it.
 EOF

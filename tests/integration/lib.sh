@@ -403,7 +403,7 @@ fleet_up() {
     group_enroll factory fca
 }
 
-AGENT="$KF_BIN_DIR/src/device/keyfleet-agent"
+AGENT="$KF_BIN_DIR/src/agent/keyfleet-agent"
 
 # agent_conf NAME FACTORY_CERT FACTORY_KEY [extra [device] lines]: writes $T/NAME.conf for an
 # agent with data directory $T/NAME.data, provisioning from this keyfleetd.
