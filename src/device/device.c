@@ -500,7 +500,9 @@ static void provision(struct kf_device *d, uint64_t now)
     kf_tlsc_free(tls);
     identity_release(&next);
     if (rc) {
-        d->prov_at = now + kf_backoff_next(&d->prov_bo, rand32(), retry);
+        /* from the answer, not from the request: Retry-After counts from when it arrived (RFC
+         * 9110 10.2.3), and the attempt itself may have taken a while */
+        d->prov_at = mono_ms() + kf_backoff_next(&d->prov_bo, rand32(), retry);
         kf_log(KF_LOG_WARN, "device", "provisioning failed", "error", kf_errmsg(), NULL);
         return;
     }
@@ -628,7 +630,7 @@ static void renew(struct kf_device *d, uint64_t now)
     if (!rc) rc = adopt(d, &next);
     identity_release(&next);
     if (rc) {
-        d->renew_retry_at = now + kf_backoff_next(&d->renew_bo, rand32(), retry);
+        d->renew_retry_at = mono_ms() + kf_backoff_next(&d->renew_bo, rand32(), retry);
         kf_log(KF_LOG_WARN, "device", "renewal failed", "error", kf_errmsg(), NULL);
         return;
     }
