@@ -43,6 +43,44 @@ const char *kf_test_path(const char *name)
     return b;
 }
 
+#define STORE_NAME_MAX 48
+#define STORES_MAX     128
+
+const char *kf_test_store_url(const char *name)
+{
+    static struct {
+        char name[STORE_NAME_MAX + 1];
+        char url[1100];
+    } stores[STORES_MAX];
+    static int n_stores;
+    const char *prefix = getenv("KF_TEST_STORE");
+    char clean[STORE_NAME_MAX + 1];
+    size_t len = name ? strlen(name) : 0;
+    int n;
+
+    if (len < 1 || len > STORE_NAME_MAX)
+        fail_msg("store name \"%s\" is not 1 to %d characters", name ? name : "(null)",
+                 STORE_NAME_MAX);
+    for (size_t i = 0; i < len; i++) {
+        int keep = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9');
+        clean[i] = keep ? name[i] : '_';
+    }
+    clean[len] = '\0';
+    for (int i = 0; i < n_stores; i++)
+        if (strcmp(stores[i].name, clean) == 0)
+            fail_msg("store name \"%s\" is asked for twice: two tests would share a store", clean);
+    if (n_stores == STORES_MAX) fail_msg("more than %d stores in one test program", STORES_MAX);
+    if (prefix && *prefix)
+        n = snprintf(stores[n_stores].url, sizeof(stores[n_stores].url), "%s%s", prefix, clean);
+    else
+        n = snprintf(stores[n_stores].url, sizeof(stores[n_stores].url), "sqlite:%s",
+                     kf_test_path(clean));
+    if (n < 0 || (size_t)n >= sizeof(stores[n_stores].url))
+        fail_msg("the URL of store \"%s\" is too long", clean);
+    snprintf(stores[n_stores].name, sizeof(stores[n_stores].name), "%s", clean);
+    return stores[n_stores++].url;
+}
+
 void kf_test_write(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");

@@ -1,6 +1,7 @@
 /*
- * testutil: what the unit tests share: cmocka, a fresh temporary directory per test program,
- * and assertions that print keyfleet's error message when a call fails.
+ * testutil: what the unit tests share: cmocka, a fresh temporary directory per test program, store
+ * URLs that let the store tests run on any back end, and assertions that print keyfleet's error
+ * message when a call fails.
  */
 #ifndef KF_TESTS_TESTUTIL_H
 #define KF_TESTS_TESTUTIL_H
@@ -45,6 +46,26 @@ const char *kf_test_dir(void);
 
 /* Joins kf_test_dir() and `name` into a static buffer (one of 8 rotating ones). */
 const char *kf_test_path(const char *name);
+
+/*
+ * The URL of a fresh store named `name`, for the tests that must run unchanged on every store back
+ * end (tests/unit/server/store/store.c and audit.c). `name` is 1 to 48 characters; in the URL every
+ * character of it other than a-z and 0-9 becomes '_' ("submit-mixed" is "submit_mixed").
+ *
+ * KF_TEST_STORE unset or empty: the URL is "sqlite:" and kf_test_path() of the name as the URL
+ * spells it, a SQLite file in this program's temporary directory.
+ *
+ * KF_TEST_STORE set: it is a prefix, and the URL is KF_TEST_STORE followed by the name. With
+ * KF_TEST_STORE=postgresql://kf@127.0.0.1:54329/kft_ the store "reopen" is
+ * postgresql://kf@127.0.0.1:54329/kft_reopen. Whoever sets it (a runner that started a database
+ * server for this run) promises that nothing exists yet under the prefix, since a test creates its
+ * store with KF_STORE_CREATE and counts on it being empty, and removes what the tests leave there.
+ *
+ * A name may be asked for once per program: a second call with it (or with a name that becomes the
+ * same in the URL) fails the test, since two tests would share one store. Returns a static string
+ * that lives until the program exits.
+ */
+const char *kf_test_store_url(const char *name);
 
 /* Writes `text` to `path` (mode 0644), failing the test on error. */
 void kf_test_write(const char *path, const char *text);
