@@ -1,11 +1,13 @@
 /*
  * sqlite: what only the SQLite back end (src/server/store/sqlite.c) has. A store is a file: its
  * mode, journal, tables and schema version, a bare path or sqlite:PATH; an empty file, garbage,
- * another program's database or a newer schema; a file from schema version 1, migrated. An
- * operator with the sqlite3 tool on the file: the triggers that move the registry version.
+ * another program's database or a newer schema; a file from schema version 1, migrated. And an
+ * operator (or an attacker) with the sqlite3 library on the file: the triggers that move the
+ * registry version and that guard the audit log, and the audit log's verification after the file
+ * was edited behind the store's back.
  *
- * Everything that holds for every back end is in the conformance suite (store.c), which runs on
- * the store KF_TEST_STORE names; these tests always run on SQLite files of their own.
+ * Everything that holds for every back end is in the conformance suite (store.c and audit.c),
+ * which runs on the store KF_TEST_STORE names; these tests always run on SQLite files of their own.
  */
 #include "testutil.h"
 
@@ -483,6 +485,264 @@ static void test_migrate_from_v1(void **state)
     free(fresh);
 }
 
+/* ---- the audit log, edited behind the store's back ---- */
+
+struct entry {
+    const char *actor, *action, *object, *detail;
+};
+
+/* Appends `n` entries in one write transaction. */
+struct batch {
+    const struct entry *e;
+    int n;
+};
+
+static enum kf_err append_cb(struct kf_txn *t, void *a)
+{
+    struct batch *b = a;
+    enum kf_err rc = KF_OK;
+    for (int i = 0; i < b->n && !rc; i++)
+        rc = kf_txn_audit_append(t, b->e[i].actor, b->e[i].action, b->e[i].object, b->e[i].detail);
+    return rc;
+}
+
+static void append(struct kf_store *s, const char *actor, const char *action, const char *object,
+                   const char *detail)
+{
+    struct entry e = {actor, action, object, detail};
+    struct batch b = {&e, 1};
+    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
+}
+
+/* Appends records 1..n with distinct contents. */
+static void append_n(struct kf_store *s, int n)
+{
+    for (int i = 1; i <= n; i++) {
+        char object[64], detail[64];
+        snprintf(object, sizeof(object), "device:dev-%d", i);
+        snprintf(detail, sizeof(detail), "{\"n\": %d}", i);
+        append(s, "operator:alice", "device.add", object, detail);
+    }
+}
+
+/* The log, copied out of the listing (records there are borrowed). */
+struct log {
+    struct kf_audit_rec r[512];
+    int n;
+};
+
+static enum kf_err log_cb(const struct kf_audit_rec *r, void *a)
+{
+    struct log *l = a;
+    if (l->n >= (int)KF_ARRAY_LEN(l->r)) return kf_fail(KF_E_OVERSIZE, "test log full");
+    l->r[l->n] = *r;
+    l->r[l->n].detail = strdup(r->detail);
+    l->n++;
+    return KF_OK;
+}
+
+static void log_read(struct kf_store *s, int64_t since, struct log *l)
+{
+    struct kf_txn *t = NULL;
+    memset(l, 0, sizeof(*l));
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    KF_OK_OR_FAIL(kf_txn_audit_list(t, since, log_cb, l));
+    kf_txn_end(t);
+}
+
+static void log_free(struct log *l)
+{
+    for (int i = 0; i < l->n; i++)
+        kf_audit_rec_clear(&l->r[i]);
+    l->n = 0;
+}
+
+static enum kf_err verify(struct kf_store *s, const char *head, struct kf_audit_verdict *v)
+{
+    struct kf_txn *t = NULL;
+    enum kf_err rc;
+    KF_OK_OR_FAIL(kf_store_read(s, &t));
+    rc = kf_txn_audit_verify(t, head, v);
+    kf_txn_end(t);
+    return rc;
+}
+
+/* The append-only triggers stop accidents, not attackers: an attacker drops them first. */
+#define DROP_GUARDS "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; "
+
+/* A store at `name` with `n` records; the store is closed, ready to be tampered with. */
+static const char *log_file(const char *name, int n, char *head)
+{
+    const char *path = kf_test_path(name);
+    struct kf_store *s = open_path(path, KF_STORE_CREATE);
+    struct kf_audit_verdict v;
+    append_n(s, n);
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    if (head) memcpy(head, v.head, KF_HASH_HEX);
+    kf_store_close(s);
+    return path;
+}
+
+static void expect_fault(const char *path, const char *head, enum kf_audit_fault fault, int64_t seq,
+                         const char *message)
+{
+    struct kf_store *s = open_path(path, 0);
+    struct kf_audit_verdict v;
+    KF_EXPECT_ERR(KF_E_TAMPERED, verify(s, head, &v));
+    KF_EXPECT_MSG(message);
+    if (v.fault != fault)
+        fail_msg("fault %s (%s), expected %s", kf_audit_fault_name(v.fault), v.message,
+                 kf_audit_fault_name(fault));
+    assert_int_equal(v.seq, seq);
+    assert_non_null(strstr(v.message, message));
+    kf_store_close(s);
+}
+
+static void test_audit_guards_refuse_edits(void **state)
+{
+    const char *path = log_file("guarded.db", 3, NULL);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_not_equal(
+        sqlite3_exec(db, "UPDATE audit SET detail = '{}' WHERE seq = 2", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_non_null(strstr(sqlite3_errmsg(db), "append-only"));
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq = 3", NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+    {
+        struct kf_store *s = open_path(path, 0);
+        struct kf_audit_verdict v;
+        KF_OK_OR_FAIL(verify(s, NULL, &v));
+        assert_int_equal(v.records, 3);
+        kf_store_close(s);
+    }
+}
+
+static void test_audit_altered(void **state)
+{
+    const char *path = log_file("altered.db", 7, NULL);
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET detail = '{\"n\": 70}' WHERE seq = 7");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 7,
+                 "record 7 was altered: its contents no longer match its hash");
+
+    path = log_file("altered-actor.db", 5, NULL);
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET actor = 'operator:mallory' WHERE seq = 3");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 3, "record 3 was altered");
+
+    /* A field too long to be ours is still reported, not a listing failure. */
+    path = log_file("altered-long.db", 5, NULL);
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET action = printf('%.300c', 'x') WHERE seq = 4");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 4, "record 4 was altered");
+
+    /*
+     * Bytes hidden after a NUL: C sees "{}", the same as what was hashed, but the file holds more.
+     * A record that is not what we wrote must not pass for one that is.
+     */
+    path = kf_test_path("altered-nul.db");
+    {
+        struct kf_store *s = open_path(path, KF_STORE_CREATE);
+        for (int i = 0; i < 3; i++)
+            append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
+        kf_store_close(s);
+    }
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET detail = CAST(X'7B7D006576696C' AS TEXT) "
+                               "WHERE seq = 2");
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 2, "record 2 was altered");
+
+    /* A log whose last hash was mangled is not extended: the new record would link to nothing. */
+    path = log_file("altered-head.db", 3, NULL);
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET hash = printf('%.100c', 'a') WHERE seq = 3");
+    {
+        struct kf_store *s = open_path(path, 0);
+        struct entry e = {"keyfleetd", "cert.issue", "cert:0a", NULL};
+        struct batch b = {&e, 1};
+        KF_EXPECT_ERR(KF_E_TAMPERED, kf_store_write(s, append_cb, &b));
+        KF_EXPECT_MSG("audit record 3 has a malformed hash");
+        kf_store_close(s);
+    }
+    expect_fault(path, NULL, KF_AUDIT_ALTERED, 3, "record 3 was altered");
+}
+
+static void test_audit_deleted(void **state)
+{
+    const char *path = log_file("deleted.db", 5, NULL);
+    sql_exec(path, DROP_GUARDS "DELETE FROM audit WHERE seq = 3");
+    expect_fault(path, NULL, KF_AUDIT_DELETED, 3,
+                 "record 3 was deleted: the log jumps from record 2 to record 4");
+
+    path = log_file("deleted-first.db", 5, NULL);
+    sql_exec(path, DROP_GUARDS "DELETE FROM audit WHERE seq IN (1, 2)");
+    expect_fault(path, NULL, KF_AUDIT_DELETED, 1, "record 1 was deleted");
+}
+
+static void test_audit_reordered(void **state)
+{
+    const char *path = log_file("reordered.db", 5, NULL);
+    sql_exec(path, DROP_GUARDS "UPDATE audit SET seq = 1000 WHERE seq = 2;"
+                               "UPDATE audit SET seq = 2 WHERE seq = 4;"
+                               "UPDATE audit SET seq = 4 WHERE seq = 1000;");
+    /* Record 2 is now old record 4, whose link names old record 3, which is still there. */
+    expect_fault(path, NULL, KF_AUDIT_REORDERED, 2,
+                 "record 2 is out of order: it links to record 3 instead of the record before it");
+}
+
+/*
+ * An attacker who alters a record and recomputes its hash makes that record self-consistent; the
+ * record after it still links to the old hash, which no record has any more.
+ */
+static void test_audit_rehashed(void **state)
+{
+    const char *path = log_file("rehashed.db", 5, NULL);
+    struct kf_store *s = open_path(path, 0);
+    struct kf_audit_rec r;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = NULL;
+    struct log l;
+
+    log_read(s, INT64_MIN, &l);
+    kf_store_close(s);
+    r = l.r[2];
+    assert_int_equal(r.seq, 3);
+    r.detail = "{\"n\": 3, \"approved\": true}";
+    kf_audit_hash(&r, r.hash);
+    sql_exec(path, DROP_GUARDS);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit SET detail = ?1, hash = ?2 WHERE seq = 3",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, r.detail, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r.hash, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    log_free(&l);
+
+    expect_fault(path, NULL, KF_AUDIT_BROKEN, 4, "record 4 is broken off");
+}
+
+/*
+ * The end of the log cut off: only the expected head shows it. (The head given in upper case is
+ * audit.c's test_verify_head_any_case.)
+ */
+static void test_audit_cut_off(void **state)
+{
+    char head[KF_HASH_HEX];
+    const char *path = log_file("cut.db", 5, head);
+    struct kf_audit_verdict v;
+    struct kf_store *s;
+    char message[300];
+
+    sql_exec(path, DROP_GUARDS "DELETE FROM audit WHERE seq = 5");
+    s = open_path(path, 0);
+    /* Without the head the shorter log is consistent: cutting off the end leaves no gap. */
+    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    assert_int_equal(v.records, 4);
+    kf_store_close(s);
+    snprintf(message, sizeof(message), "the log was cut off: head %s is gone", head);
+    expect_fault(path, head, KF_AUDIT_HEAD, 5, message);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +753,12 @@ int main(void)
         cmocka_unit_test(test_schema_and_file),
         cmocka_unit_test(test_registry_version_sqlite3),
         cmocka_unit_test(test_migrate_from_v1),
+        cmocka_unit_test(test_audit_guards_refuse_edits),
+        cmocka_unit_test(test_audit_altered),
+        cmocka_unit_test(test_audit_deleted),
+        cmocka_unit_test(test_audit_reordered),
+        cmocka_unit_test(test_audit_rehashed),
+        cmocka_unit_test(test_audit_cut_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
