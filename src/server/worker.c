@@ -18,7 +18,6 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -30,7 +29,9 @@
 #include "common/timefmt.h"
 #include "common/est.h"
 #include "server/hub/hub.h"
+#include "server/net/accept.h"
 #include "server/net/listen.h"
+#include "server/provision/metrics.h"
 #include "server/provision/provision.h"
 
 #define RESPONSE_MAX (1024 * 1024)
@@ -51,10 +52,10 @@ struct kf_worker {
     struct kf_daemon *svc;
     int index;
     struct event_base *base;
-    struct evconnlistener *listener;
-    struct event *wake;  /* completions from the store's thread */
-    struct event *drain; /* drain requested */
-    struct event *stop;  /* stop requested */
+    struct kf_acceptor *acceptor; /* the provisioning listener */
+    struct event *wake;           /* completions from the store's thread */
+    struct event *drain;          /* drain requested */
+    struct event *stop;           /* stop requested */
     pthread_t thread;
     int started, done, draining;
     pthread_mutex_t lock; /* guards `completed` */
@@ -66,16 +67,8 @@ struct kf_worker {
 };
 
 struct conn {
+    struct kf_conn head; /* first: net/accept hands back this */
     struct kf_worker *w;
-    struct bufferevent *bev; /* NULL until the ClientHello's first bytes are there */
-    struct event *wait;      /* until then: the socket's first bytes, or the hello deadline */
-    evutil_socket_t fd;      /* the socket, until the bufferevent owns it */
-    struct timespec accepted;
-    struct event *timer;
-    struct kf_ipaddr ip;
-    char ip_text[INET6_ADDRSTRLEN];
-    int handshake_pending;
-    int over_handshakes;
     int busy;    /* a request is being answered */
     int closing; /* close once the output is written */
     int dead;    /* the peer went away while a job was out: free when it comes back */
@@ -108,23 +101,7 @@ static void arm_deadline(struct conn *c)
 {
     struct timeval tv = {c->w->svc->request_timeout_ms / 1000,
                          (c->w->svc->request_timeout_ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
-}
-
-static int min_ms(int a, int b)
-{
-    return a < b ? a : b;
-}
-
-/* Arms `ev` to fire when `deadline_ms` have passed since the connection was accepted. */
-static void arm_since_accept(struct conn *c, struct event *ev, int deadline_ms)
-{
-    int64_t left = deadline_ms - elapsed_us(&c->accepted) / 1000;
-    struct timeval tv;
-    if (left < 1) left = 1;
-    tv.tv_sec = (time_t)(left / 1000);
-    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-    event_add(ev, &tv);
+    evtimer_add(c->head.timer, &tv);
 }
 
 /* Sends a whole response; the request ends when it has been written. */
@@ -143,14 +120,14 @@ static void send_response(struct conn *c, int status, const char *type, const ch
         close = 1;
         status = 500;
     }
-    bufferevent_write(c->bev, out.data, out.len);
+    bufferevent_write(c->head.bev, out.data, out.len);
     kf_buf_free(&out);
     c->closing = close;
     kf_metrics_request(&c->w->metrics, c->ep, status, (double)elapsed_us(&c->started) / 1e6);
     snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
     snprintf(st, sizeof(st), "%d", status);
     kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
-           ms, "ip", c->ip_text, "id", c->id[0] ? c->id : NULL, "serial",
+           ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, "serial",
            c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, "error", c->error,
            NULL);
     c->busy = 0;
@@ -193,7 +170,7 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
     if (event) {
         struct kf_prov_refusal ref = {status, reason, "", event == EVENT_VERIFIED};
         snprintf(ref.message, sizeof(ref.message), "%s", message);
-        kf_prov_event_denied(c->w->svc->events, &ref, c->id[0] ? c->id : NULL, c->ip_text);
+        kf_prov_event_denied(c->w->svc->events, &ref, c->id[0] ? c->id : NULL, c->head.ip_text);
     }
     send_json(c, status,
               json_pack("{s:s, s:s}", "error", kf_refusal_name(reason), "message", message),
@@ -372,23 +349,23 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     enum kf_err rc;
 
     if (!read_csr(c, req, kind, &csr)) return;
-    rc = kf_tls_peer(bufferevent_openssl_get_ssl(c->bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n);
+    rc = kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n);
     if (rc) goto internal;
     if (leaf) kf_cert_subject_cn(leaf, c->id, sizeof(c->id));
     kf_err_clear();
     memset(&in, 0, sizeof(in));
     in.kind = kind;
-    in.ip = c->ip_text;
+    in.ip = c->head.ip_text;
     in.leaf = leaf;
     in.chain = chain;
     in.n_chain = n;
     in.csr = csr;
     in.label = c->label[0] ? c->label : NULL;
     /* The binding is derived only for a CSR that carries one to compare (not on every request). */
-    in.binding_kind = kf_tls_channel_binding_kind(bufferevent_openssl_get_ssl(c->bev));
+    in.binding_kind = kf_tls_channel_binding_kind(bufferevent_openssl_get_ssl(c->head.bev));
     if (kf_csr_challenge(csr)) {
-        if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->bev), binding, sizeof(binding),
-                                   &in.binding_kind) == KF_OK)
+        if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->head.bev), binding,
+                                   sizeof(binding), &in.binding_kind) == KF_OK)
             in.binding = binding;
         kf_err_clear();
     }
@@ -496,12 +473,12 @@ static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
 
     if (strcmp(allow, "any") == 0) return 1;
     if (strcmp(allow, "none") != 0 && kf_cidr_parse_list(allow, &nets) == KF_OK &&
-        kf_cidr_match(&nets, c->ip_text))
+        kf_cidr_match(&nets, c->head.ip_text))
         return 1;
     kf_err_clear();
     if (!reg->cfg.metrics_certificate) return 0;
-    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n) ==
-            KF_OK &&
+    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX,
+                    &n) == KF_OK &&
         leaf) {
         char name[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
         kf_cert_serial_hex(leaf, serial);
@@ -583,18 +560,12 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     c->label[0] = '\0';
     if (!r) r = labelled_route(req->path, c->label, sizeof(c->label));
     c->ep = r ? r->ep : KF_EP_OTHER;
-    if (c->over_handshakes) {
-        c->closing = 1;
-        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
-                     "too many TLS handshakes in flight; try again later", 0);
-        return;
-    }
     if (c->w->draining || __atomic_load_n(&svc->draining, __ATOMIC_RELAXED)) {
         c->closing = 1;
         send_refusal(c, 503, KF_REFUSAL_OVERLOADED, "keyfleetd is shutting down", 0);
         return;
     }
-    wait = kf_limits_request(svc->limits, &c->ip, kf_now_ms());
+    wait = kf_limits_request(svc->limits, &c->head.ip, kf_now_ms());
     if (wait) {
         char extra[64];
         kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_RATE_LIMITED);
@@ -663,7 +634,7 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
 /* Parses and answers the next request in the input, if a whole one is there. */
 static void process(struct conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->head.bev);
     struct kf_http_request req;
     const char *why = NULL;
     size_t len = evbuffer_get_length(in), used;
@@ -675,7 +646,7 @@ static void process(struct conn *c)
     data = evbuffer_pullup(in, -1);
     s = kf_http_parse(data, len, &c->w->svc->http, &req, &status, &why);
     if (s == KF_HTTP_PARTIAL) return;
-    evtimer_del(c->timer);
+    evtimer_del(c->head.timer);
     c->busy = 1;
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->id[0] = c->serial[0] = c->hub[0] = '\0';
@@ -691,8 +662,8 @@ static void process(struct conn *c)
             memcpy(raw, data, n);
             raw[n] = '\0';
             kf_text_quote(head, sizeof(head), raw);
-            kf_log(KF_LOG_DEBUG, "http", "bad request", "why", why, "ip", c->ip_text, "start", head,
-                   NULL);
+            kf_log(KF_LOG_DEBUG, "http", "bad request", "why", why, "ip", c->head.ip_text, "start",
+                   head, NULL);
         }
         send_refusal(c, status,
                      status == 413   ? KF_REFUSAL_BODY_TOO_LARGE
@@ -716,16 +687,13 @@ static void process(struct conn *c)
 static void conn_free(struct conn *c)
 {
     struct kf_worker *w = c->w;
-    if (c->wait) event_free(c->wait);
-    if (c->fd >= 0) evutil_closesocket(c->fd);
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
-    kf_limits_conn_close(w->svc->limits, &c->ip, c->handshake_pending);
-    if (c->timer) event_free(c->timer);
+    kf_conn_release(&c->head);
     free(c);
     if (w->draining && w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0)
         event_base_loopbreak(w->base);
@@ -734,14 +702,14 @@ static void conn_free(struct conn *c)
 /* Ends a connection: now, or when its store job comes back. */
 static void conn_close(struct conn *c)
 {
-    if (c->handshake_pending) kf_metrics_handshake(&c->w->metrics, KF_HANDSHAKE_FAILED);
-    if (c->bev) {
-        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-        if (ssl && !c->handshake_pending) SSL_shutdown(ssl);
-        bufferevent_free(c->bev);
-        c->bev = NULL;
+    if (c->head.handshake_pending) kf_metrics_handshake(&c->w->metrics, KF_HANDSHAKE_FAILED);
+    if (c->head.bev) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->head.bev);
+        if (ssl && !c->head.handshake_pending) SSL_shutdown(ssl);
+        bufferevent_free(c->head.bev);
+        c->head.bev = NULL;
     }
-    if (c->timer) evtimer_del(c->timer);
+    if (c->head.timer) evtimer_del(c->head.timer);
     if (c->busy) {
         c->dead = 1; /* wake_cb frees it */
         return;
@@ -755,7 +723,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     size_t cap = c->w->svc->http.max_head + c->w->svc->http.max_body;
     process(c);
     /* Bounded input: never hold more than one request's worth while busy. */
-    if (c->bev && evbuffer_get_length(bufferevent_get_input(bev)) > cap)
+    if (c->head.bev && evbuffer_get_length(bufferevent_get_input(bev)) > cap)
         bufferevent_disable(bev, EV_READ);
 }
 
@@ -778,19 +746,19 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
-        c->handshake_pending = 0;
-        kf_limits_handshake_done(c->w->svc->limits, &c->ip);
+        kf_conn_handshake_done(&c->head);
         kf_metrics_handshake(&c->w->metrics,
                              kf_tls_resumed(ssl) ? KF_HANDSHAKE_RESUMED : KF_HANDSHAKE_FULL);
         /* The rest of the request's deadline, which counts from the accept. */
-        arm_since_accept(c, c->timer, c->w->svc->request_timeout_ms);
+        kf_conn_arm(&c->head, c->head.timer, c->w->svc->request_timeout_ms);
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if (c->handshake_pending && kf_log_enabled(KF_LOG_DEBUG)) {
+        if (c->head.handshake_pending && kf_log_enabled(KF_LOG_DEBUG)) {
             char why[128];
             kf_tls_error(why, sizeof(why));
-            kf_log(KF_LOG_DEBUG, "tls", "handshake failed", "ip", c->ip_text, "error", why, NULL);
+            kf_log(KF_LOG_DEBUG, "tls", "handshake failed", "ip", c->head.ip_text, "error", why,
+                   NULL);
         }
         ERR_clear_error();
         conn_close(c);
@@ -801,7 +769,7 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
-    if (c->handshake_pending || c->busy) {
+    if (c->head.handshake_pending || c->busy) {
         conn_close(c);
         return;
     }
@@ -814,7 +782,7 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     c->closing = 1;
     c->id[0] = c->serial[0] = c->hub[0] = '\0';
     c->error = NULL;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+    if (evbuffer_get_length(bufferevent_get_input(c->head.bev)) == 0) {
         /* an idle keep-alive connection: nothing to answer */
         c->busy = 0;
         conn_close(c);
@@ -827,99 +795,43 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
               NULL);
 }
 
-static void hello_cb(evutil_socket_t fd, short what, void *arg);
-
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+/* A connection net/accept let in: one of this worker's. */
+static void opened(void *arg, struct kf_conn *head)
 {
     struct kf_worker *w = arg;
-    struct kf_daemon *svc = w->svc;
-    struct kf_ipaddr ip;
-    struct conn *c;
-    int over = 0, one = 1;
-    enum kf_limits_verdict v;
-
-    if (kf_ipaddr_from_sockaddr(sa, &ip) != KF_OK) {
-        evutil_closesocket(fd);
-        return;
-    }
-    v = kf_limits_conn_open(svc->limits, &ip, kf_now_ms(), &over);
-    if (v != KF_LIMITS_OK) {
-        char text[INET6_ADDRSTRLEN];
-        kf_ipaddr_text(&ip, text, sizeof(text));
-        kf_metrics_refusal(&w->metrics, KF_REFUSAL_CONNECTION_LIMIT);
-        kf_log(KF_LOG_WARN, "limits", "connection refused", "ip", text, "why",
-               kf_limits_verdict_text(v), NULL);
-        evutil_closesocket(fd);
-        return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        kf_limits_conn_close(svc->limits, &ip, 1);
-        evutil_closesocket(fd);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct conn *c = (struct conn *)head;
     c->w = w;
-    c->ip = ip;
-    c->fd = fd;
-    clock_gettime(CLOCK_MONOTONIC, &c->accepted);
-    kf_ipaddr_text(&ip, c->ip_text, sizeof(c->ip_text));
-    c->handshake_pending = 1;
-    c->over_handshakes = over;
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    /*
-     * No TLS state until the peer says something: a socket that never sends its ClientHello
-     * costs a few hundred bytes, not OpenSSL's tens of kilobytes, and goes at the hello deadline.
-     */
-    c->wait = event_new(w->base, fd, EV_READ, hello_cb, c);
-    c->timer = evtimer_new(w->base, timeout_cb, c);
-    if (!c->wait || !c->timer) {
-        conn_close(c);
-        return;
-    }
-    arm_since_accept(
-        c, c->wait,
-        min_ms(svc->hello_timeout_ms, min_ms(svc->handshake_timeout_ms, svc->request_timeout_ms)));
 }
 
-/* The first bytes of the TLS handshake are there (or the hello deadline passed). */
-static void hello_cb(evutil_socket_t fd, short what, void *arg)
+static void refused(void *arg, enum kf_accept_refusal why)
 {
-    struct conn *c = arg;
-    struct kf_daemon *svc = c->w->svc;
-    SSL *ssl;
-
-    event_free(c->wait);
-    c->wait = NULL;
-    if (what & EV_TIMEOUT) {
-        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
-        conn_close(c);
-        return;
-    }
-    ssl = kf_tls_ssl_new(svc->tls);
-    c->bev = ssl ? bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                  BEV_OPT_CLOSE_ON_FREE)
-                 : NULL;
-    if (!c->bev) {
-        conn_close(c); /* closes the socket */
-        return;
-    }
-    c->fd = -1; /* the bufferevent's now */
-    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    arm_since_accept(c, c->timer, min_ms(svc->handshake_timeout_ms, svc->request_timeout_ms));
+    struct kf_worker *w = arg;
+    kf_metrics_refusal(&w->metrics, KF_REFUSAL_CONNECTION_LIMIT);
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+/* No ClientHello by the hello deadline, or no TLS state for it. */
+static void failed(struct kf_conn *head, int timed_out)
 {
-    kf_log(KF_LOG_WARN, "worker", "accept failed", "error",
-           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
+    struct conn *c = (struct conn *)head;
+    if (timed_out) kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
+    conn_close(c);
 }
+
+static const struct kf_accept_ops accept_ops = {
+    .module = "provisioning",
+    .conn_size = sizeof(struct conn),
+    .opened = opened,
+    .refused = refused,
+    .failed = failed,
+    .read_cb = read_cb,
+    .write_cb = write_cb,
+    .event_cb = event_cb,
+    .timer_cb = timeout_cb,
+};
 
 /* ---- the worker itself ---- */
 
@@ -928,12 +840,13 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     struct kf_worker *w = arg;
     struct conn *c, *next;
     w->draining = 1;
-    if (w->listener) evconnlistener_disable(w->listener);
+    kf_acceptor_pause(w->acceptor);
     if (w->hub) kf_hub_worker_drain(w->hub);
     /* Idle connections go now; busy ones after their answer (send_response closes them). */
     for (c = w->conns; c; c = next) {
         next = c->next;
-        if (!c->bev || (!c->busy && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0))
+        if (!c->head.bev ||
+            (!c->busy && evbuffer_get_length(bufferevent_get_output(c->head.bev)) == 0))
             conn_close(c);
     }
     if (w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0) event_base_loopbreak(w->base);
@@ -975,13 +888,12 @@ enum kf_err kf_worker_new(struct kf_daemon *svc, int index, struct kf_worker **o
         kf_worker_free(w);
         return rc;
     }
-    /* 0: the socket listens already, with its backlog of 4096 (-1 would cut it to 128). */
-    w->listener = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-    if (!w->listener) {
-        close(fd);
-        goto nomem;
+    if (kf_acceptor_new(w->base, fd, svc->limits, svc->tls, &svc->accept, &accept_ops, w,
+                        &w->acceptor) != KF_OK) {
+        enum kf_err rc = kf_errlast();
+        kf_worker_free(w);
+        return rc;
     }
-    evconnlistener_set_error_cb(w->listener, accept_error_cb);
     if (svc->hub) {
         enum kf_err rc = kf_hub_worker_new(svc->hub, w->base, index, hub_idle_cb, w, &w->hub);
         if (rc) {
@@ -1043,8 +955,8 @@ void kf_worker_free(struct kf_worker *w)
     kf_worker_join(w);
     /* Jobs the store finished after the loop ended (the store is closed before this). */
     wake_cb(-1, 0, w);
-    if (w->listener) evconnlistener_free(w->listener);
-    w->listener = NULL;
+    kf_acceptor_free(w->acceptor);
+    w->acceptor = NULL;
     while (w->conns) {
         struct conn *c = w->conns;
         c->busy = 0;

@@ -13,38 +13,10 @@
 
 #include <stddef.h>
 
-#include "server/ca/deploy.h"
-#include "server/store/events.h"
-#include "common/http.h"
-#include "server/net/limits.h"
-#include "server/provision/metrics.h"
-#include "server/ops/registry.h"
-#include "server/net/tls.h"
+#include "common/err.h"
+#include "server/daemon.h"
 
 struct kf_worker;
-struct kf_hubd;
-
-/* keyfleetd: what the workers share; read-mostly, owned by its main. */
-struct kf_daemon {
-    struct kf_deploy *deploy; /* the store and the issuing CA's signer */
-    struct kf_signer *signer; /* borrowed from deploy */
-    struct kf_tls *tls;
-    struct kf_limits *limits;
-    struct kf_registry_holder registry;
-    struct kf_http_limits http;
-    int request_timeout_ms;        /* a whole request, TLS handshake included */
-    int hello_timeout_ms;          /* from accept to the ClientHello's first bytes */
-    int handshake_timeout_ms;      /* from accept to the end of the TLS handshake */
-    unsigned retry_after;          /* seconds, in 429 and 503 answers */
-    unsigned approval_retry_after; /* seconds, in 202 answers (awaiting approval) */
-    char listen_host[64];
-    int listen_port;
-    struct kf_hubd *hub;      /* NULL: no hub */
-    struct kf_events *events; /* the sink refusals go through */
-    int draining;             /* atomic: stop accepting, finish what is in flight */
-    struct kf_worker **workers;
-    size_t n_workers;
-};
 
 /*
  * Makes worker `index`: its event loop, and its listener bound (SO_REUSEPORT) to the service's

@@ -16,7 +16,6 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -36,6 +35,7 @@
 #include "server/net/tls.h"
 #include "server/hub/sesscache.h"
 #include "server/net/tlsrec.h"
+#include "server/net/accept.h"
 #include "server/net/listen.h"
 
 #define OUT_HIGH        (256 * 1024) /* stop pulling messages for a client beyond this */
@@ -51,15 +51,14 @@
 
 struct hub_conf {
     size_t max_packet;
-    int connect_timeout_ms, hello_timeout_ms, handshake_timeout_ms;
+    int connect_timeout_ms;
+    struct kf_accept_conf accept; /* the listener's: hello and handshake deadlines, lists */
     double msg_rate, msg_burst, byte_rate, byte_burst;
     int rate_disconnect, acl_disconnect;
     uint16_t max_inflight;
     uint32_t expiry_max;
     unsigned flap_connects;
     int flap_window_s, flap_ban_s;
-    int has_allow, has_deny;
-    struct kf_cidr_list allow, deny;
     int tls_offload;
     double dev_event_rate, dev_event_burst;
 };
@@ -99,7 +98,7 @@ struct hconn;
 struct kf_hub_worker {
     struct kf_hubd *hub;
     struct event_base *base;
-    struct evconnlistener *listener;
+    struct kf_acceptor *acceptor; /* the hub's listener on this worker */
     struct event *wake, *tick;
     struct kf_broker_inbox inbox;
     struct hconn *conns;
@@ -175,16 +174,10 @@ struct alias {
 };
 
 struct hconn {
-    struct kf_broker_peer peer; /* first: the inbox hands back peers */
+    struct kf_conn head;        /* first: net/accept hands back this */
+    struct kf_broker_peer peer; /* the inbox hands back these (PEER_CONN) */
     struct kf_hub_worker *hw;
-    struct bufferevent *bev; /* NULL until the ClientHello's first bytes are there */
-    struct event *wait;      /* until then: the socket's first bytes, or the hello deadline */
-    evutil_socket_t fd;      /* the socket, until the bufferevent owns it */
-    int64_t accepted_ms;
-    struct event *timer;
-    struct kf_ipaddr ip;
-    char ip_text[INET6_ADDRSTRLEN];
-    int handshake_pending, connected, closing, detached;
+    int connected, closing, detached;
     int backlog; /* messages wait for room in the output (pull again when it drains) */
     uint8_t version;
     enum kf_acl_kind kind;
@@ -225,6 +218,9 @@ struct hconn {
     struct hconn *prev, *next;
 };
 
+/* The connection a broker peer belongs to. */
+#define PEER_CONN(p) ((struct hconn *)((char *)(p)-offsetof(struct hconn, peer)))
+
 #define STAT_ADD(hw, field, n) __atomic_add_fetch(&(hw)->st.field, (n), __ATOMIC_RELAXED)
 #define STAT_SUB(hw, field, n) __atomic_sub_fetch(&(hw)->st.field, (n), __ATOMIC_RELAXED)
 
@@ -242,8 +238,10 @@ static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
     memset(hc, 0, sizeof(*hc));
     hc->max_packet = (size_t)cfg->hub_max_packet_bytes;
     hc->connect_timeout_ms = cfg->hub_connect_timeout_ms;
-    hc->hello_timeout_ms = cfg->hub_hello_timeout_ms;
-    hc->handshake_timeout_ms = cfg->hub_handshake_timeout_ms;
+    hc->accept.hello_timeout_ms = cfg->hub_hello_timeout_ms;
+    hc->accept.handshake_timeout_ms = cfg->hub_handshake_timeout_ms;
+    hc->accept.first_deadline_ms = cfg->hub_connect_timeout_ms;
+    hc->accept.count_rate = 1; /* connect_rate_per_ip: new connections are the hub's requests */
     hc->msg_rate = cfg->hub_msg_rate;
     hc->msg_burst = cfg->hub_msg_burst;
     hc->byte_rate = cfg->hub_byte_rate;
@@ -260,10 +258,11 @@ static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
     hc->dev_event_burst = cfg->hub_device_event_burst;
     /* Checked when the configuration was read. */
     if (strcmp(cfg->hub_allow, "any") != 0 &&
-        kf_cidr_parse_list(cfg->hub_allow, &hc->allow) == KF_OK)
-        hc->has_allow = 1;
-    if (strcmp(cfg->hub_deny, "none") != 0 && kf_cidr_parse_list(cfg->hub_deny, &hc->deny) == KF_OK)
-        hc->has_deny = 1;
+        kf_cidr_parse_list(cfg->hub_allow, &hc->accept.allow) == KF_OK)
+        hc->accept.has_allow = 1;
+    if (strcmp(cfg->hub_deny, "none") != 0 &&
+        kf_cidr_parse_list(cfg->hub_deny, &hc->accept.deny) == KF_OK)
+        hc->accept.has_deny = 1;
     kf_err_clear();
 }
 
@@ -303,7 +302,7 @@ static void who_of(const struct hconn *c, struct kf_event_who *w)
     int device = c->kind == KF_ACL_DEVICE && c->id[0];
     w->device = c->verified && device ? c->id : NULL;
     w->claimed = !c->verified && c->id[0] ? c->id : NULL;
-    w->ip = c->ip_text;
+    w->ip = c->head.ip_text;
 }
 
 /* What happens at most once per connection: recorded as it comes. */
@@ -395,7 +394,7 @@ static int id_connect(struct hconn *c, int64_t now, int *unusual)
     unsigned count = 0;
 
     *unusual = 0;
-    net_of(&c->ip, net);
+    net_of(&c->head.ip, net);
     pthread_mutex_lock(&h->lock);
     r = id_get(h, c);
     if (r) {
@@ -450,7 +449,7 @@ static uint8_t *scratch(struct kf_hub_worker *hw, size_t need)
 
 static void write_bytes(struct hconn *c, const uint8_t *p, size_t n)
 {
-    if (c->bev) bufferevent_write(c->bev, p, n);
+    if (c->head.bev) bufferevent_write(c->head.bev, p, n);
 }
 
 static void send_ack(struct hconn *c, enum kf_mqtt_type type, uint16_t id, uint8_t reason)
@@ -664,8 +663,8 @@ static void flush(struct hconn *c)
     int64_t now = kf_now_ms();
     int more = 1;
 
-    if (!c->connected || c->closing || !c->bev || c->connack_wait) return;
-    while (more && evbuffer_get_length(bufferevent_get_output(c->bev)) < OUT_HIGH) {
+    if (!c->connected || c->closing || !c->head.bev || c->connack_wait) return;
+    while (more && evbuffer_get_length(bufferevent_get_output(c->head.bev)) < OUT_HIGH) {
         size_t n = kf_broker_pull(c->hw->hub->broker, &c->peer, now, items, PULL_BATCH, &more);
         for (size_t i = 0; i < n; i++) {
             send_item(c, &items[i], now);
@@ -673,7 +672,7 @@ static void flush(struct hconn *c)
         }
         if (!n) break;
     }
-    c->backlog = more && evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_HIGH;
+    c->backlog = more && evbuffer_get_length(bufferevent_get_output(c->head.bev)) >= OUT_HIGH;
 }
 
 /* ---- ending a connection ---- */
@@ -681,20 +680,10 @@ static void flush(struct hconn *c)
 static void arm(struct hconn *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
+    evtimer_add(c->head.timer, &tv);
 }
 
 /* Arms `ev` to fire `deadline_ms` after the connection was accepted (at least 1 ms from now). */
-static void arm_since_accept(struct hconn *c, struct event *ev, int deadline_ms)
-{
-    int64_t left = c->accepted_ms + deadline_ms - kf_now_ms();
-    struct timeval tv;
-    if (left < 1) left = 1;
-    tv.tv_sec = (time_t)(left / 1000);
-    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-    event_add(ev, &tv);
-}
-
 /*
  * Ends the MQTT session's connection: the will (unless the client disconnected normally), the
  * broker, the event, and a DISCONNECT with `reason` for MQTT 5 clients when `tell`. The bytes
@@ -705,7 +694,7 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
     struct kf_hubd *h = c->hw->hub;
     if (c->closing) return;
     c->closing = 1;
-    if (c->bev) bufferevent_disable(c->bev, EV_READ);
+    if (c->head.bev) bufferevent_disable(c->head.bev, EV_READ);
     if (tell && c->connected) send_disconnect(c, reason, why);
     if (c->connected) {
         if (c->will && send_will && is_device_events(c, c->will->topic)) {
@@ -736,10 +725,10 @@ static void shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
 static size_t out_pending(const struct hconn *c)
 {
     size_t n;
-    if (!c->bev) return 0;
-    n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (!c->head.bev) return 0;
+    n = evbuffer_get_length(bufferevent_get_output(c->head.bev));
     if (c->rec)
-        n += evbuffer_get_length(bufferevent_get_output(bufferevent_get_underlying(c->bev)));
+        n += evbuffer_get_length(bufferevent_get_output(bufferevent_get_underlying(c->head.bev)));
     return n;
 }
 
@@ -754,7 +743,7 @@ static void maybe_free(struct hconn *c)
 static void protocol_fail(struct hconn *c, uint8_t reason, const char *why)
 {
     STAT_ADD(c->hw, malformed, 1);
-    kf_log(KF_LOG_INFO, "hub", "closing a connection for a bad packet", "ip", c->ip_text, "id",
+    kf_log(KF_LOG_INFO, "hub", "closing a connection for a bad packet", "ip", c->head.ip_text, "id",
            c->id[0] ? c->id : NULL, "reason", kf_mqtt_reason_name(reason), "why", why, NULL);
     /* Before CONNECT the version is unknown; only a bad protocol level has an answer. */
     if (!c->connected && reason == KF_MQTT_RC_UNSUPPORTED_VERSION) {
@@ -855,7 +844,7 @@ static int device_event(struct hconn *c, const uint8_t *payload, size_t len, con
         return 0;
     }
     if (detail) text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, NULL, "device", c->ip_text, text);
+    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, NULL, "device", c->head.ip_text, text);
     json_decref(j);
     return 1;
 }
@@ -1024,12 +1013,12 @@ static void read_cb(struct bufferevent *bev, void *arg);
 /* Reading starts again once the store has taken what the connection waited for. */
 static void maybe_resume(struct hconn *c)
 {
-    if (!c->paused || c->closing || !c->bev || (c->jobs && c->jobs >= JOBS_PER_CONN / 2) ||
+    if (!c->paused || c->closing || !c->head.bev || (c->jobs && c->jobs >= JOBS_PER_CONN / 2) ||
         __atomic_load_n(&c->hw->hub->ret_pending, __ATOMIC_RELAXED) >= RET_PENDING_MAX)
         return;
     c->paused = 0;
-    bufferevent_enable(c->bev, EV_READ);
-    read_cb(c->bev, c); /* what waited in the input; may free c */
+    bufferevent_enable(c->head.bev, EV_READ);
+    read_cb(c->head.bev, c); /* what waited in the input; may free c */
 }
 
 /* On the worker: the acknowledgements that waited for the store go, in order. */
@@ -1652,7 +1641,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
     c->refill_ms = now;
     c->msg_tokens = hc->msg_burst;
     c->byte_tokens = hc->byte_burst;
-    evtimer_del(c->timer);
+    evtimer_del(c->head.timer);
     /* A client that says nothing for one and a half keep-alive periods is gone [MQTT-3.1.2-24]. */
     if (c->keep_alive) arm(c, c->keep_alive * 1500);
     STAT_ADD(hw, connections, 1);
@@ -1663,7 +1652,7 @@ static void on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
                            "tls_resumed", c->tls_resumed));
     if (unusual)
         event(c, "hub.unusual_ip", "warning",
-              kf_jsontext_pack("{s:s, s:s}", "id", c->id, "ip", c->ip_text));
+              kf_jsontext_pack("{s:s, s:s}", "id", c->id, "ip", c->head.ip_text));
     flush(c);
 }
 
@@ -1750,8 +1739,6 @@ static void on_packet(struct hconn *c, const struct kf_mqtt_packet *pkt)
 static void conn_free(struct hconn *c)
 {
     struct kf_hub_worker *hw = c->hw;
-    if (c->wait) event_free(c->wait);
-    if (c->fd >= 0) evutil_closesocket(c->fd);
     if (!c->closing) shut(c, 0, "closed", 0, 1);
     if (!c->detached) kf_broker_detach(hw->hub->broker, &c->peer, kf_now_ms());
     if (c->prev)
@@ -1760,26 +1747,26 @@ static void conn_free(struct hconn *c)
         hw->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     hw->n_conns--;
-    kf_limits_conn_close(hw->hub->limits, &c->ip, c->handshake_pending);
-    if (c->bev && c->rec) {
+    if (c->head.bev && c->rec) {
         /* close_notify (or the fatal alert a refused record calls for), best effort, as
          * SSL_shutdown does it below */
         struct kf_buf b;
         kf_buf_init(&b, 64);
         if (c->rec_bad ? kf_tlsrec_fatal_alert(c->rec, &b)
                        : kf_tlsrec_close_notify(c->rec, &b) == KF_OK)
-            (void)!send(bufferevent_getfd(bufferevent_get_underlying(c->bev)), b.data, b.len,
+            (void)!send(bufferevent_getfd(bufferevent_get_underlying(c->head.bev)), b.data, b.len,
                         MSG_DONTWAIT | MSG_NOSIGNAL);
         kf_buf_free(&b);
-        bufferevent_free(c->bev);
-    } else if (c->bev) {
-        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-        if (ssl && !c->handshake_pending) SSL_shutdown(ssl);
-        bufferevent_free(c->bev);
+        bufferevent_free(c->head.bev);
+    } else if (c->head.bev) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->head.bev);
+        if (ssl && !c->head.handshake_pending) SSL_shutdown(ssl);
+        bufferevent_free(c->head.bev);
     }
     kf_tlsrec_free(c->rec);
     OPENSSL_cleanse(&c->watch, sizeof(c->watch));
-    if (c->timer) event_free(c->timer);
+    kf_conn_release(&c->head); /* the wait, the timer, the socket if no bufferevent took it,
+                                * and its place in the limits */
     for (int i = 0; i <= TOPIC_ALIAS_MAX; i++)
         free(c->aliases[i].p);
     kf_msg_release(c->will);
@@ -1816,7 +1803,8 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
     st = kf_tlsrec_open(c->rec, evbuffer_pullup(src, -1), len, &used, &plain, &reply, &why);
     evbuffer_drain(src, used);
     if (plain.len) evbuffer_add(dst, plain.data, plain.len);
-    if (reply.len) bufferevent_write(bufferevent_get_underlying(c->bev), reply.data, reply.len);
+    if (reply.len)
+        bufferevent_write(bufferevent_get_underlying(c->head.bev), reply.data, reply.len);
     kf_buf_free(&plain);
     kf_buf_free(&reply);
     if (st == KF_TLSREC_BAD || st == KF_TLSREC_CLOSED) {
@@ -1826,15 +1814,15 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
          * connection then); with nothing before it, the timer's callback ends it now.
          */
         if (st == KF_TLSREC_BAD) {
-            kf_log(KF_LOG_INFO, "hub", "TLS record refused", "id", c->id, "ip", c->ip_text, "why",
-                   why, NULL);
+            kf_log(KF_LOG_INFO, "hub", "TLS record refused", "id", c->id, "ip", c->head.ip_text,
+                   "why", why, NULL);
             STAT_ADD(c->hw, malformed, 1);
             c->rec_bad = 1;
         } else {
             c->rec_eof = 1;
         }
         evbuffer_drain(src, evbuffer_get_length(src)); /* nothing after the end is read */
-        event_active(c->timer, EV_TIMEOUT, 1);
+        event_active(c->head.timer, EV_TIMEOUT, 1);
         return BEV_OK;
     }
     return used ? BEV_OK : BEV_NEED_MORE;
@@ -1872,7 +1860,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg);
  */
 static void maybe_offload(struct hconn *c)
 {
-    struct bufferevent *old = c->bev, *raw, *f;
+    struct bufferevent *old = c->head.bev, *raw, *f;
     struct kf_tlsrec *rec = NULL;
     SSL *ssl;
     int fd;
@@ -1908,7 +1896,7 @@ static void maybe_offload(struct hconn *c)
     SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_set_ex_data(ssl, kf_tls_ex_index(), NULL);
     c->rec = rec;
-    c->bev = f;
+    c->head.bev = f;
     bufferevent_free(old);
     bufferevent_setwatermark(raw, EV_WRITE, 0, OUT_HIGH);
     bufferevent_setcb(f, read_cb, write_cb, event_cb, c);
@@ -1926,7 +1914,7 @@ static void maybe_offload(struct hconn *c)
 static void rec_ended(struct hconn *c)
 {
     if (c->rec_bad && !c->closing) shut(c, 0, "tls_record_refused", 0, 1);
-    event_cb(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
+    event_cb(c->head.bev, BEV_EVENT_EOF | BEV_EVENT_READING, c); /* frees c */
 }
 
 /*
@@ -1970,7 +1958,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
             break;
         }
         on_packet(c, &pkt);
-        if (c->bev) evbuffer_drain(in, pkt.size);
+        if (c->head.bev) evbuffer_drain(in, pkt.size);
     }
     if (c->closing) {
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -2039,7 +2027,7 @@ static int cert_identity(X509 *x, enum kf_acl_kind *kind, char *id, size_t idcap
  */
 static const char *identify(struct hconn *c, const char **message)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(c->head.bev);
     X509 *x = SSL_get1_peer_certificate(ssl);
     struct kf_registry *reg;
     time_t now = time(NULL);
@@ -2179,12 +2167,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct hconn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        c->handshake_pending = 0;
         const char *why, *message = NULL;
-        c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->bev));
-        kf_limits_handshake_done(c->hw->hub->limits, &c->ip);
+        kf_conn_handshake_done(&c->head);
+        c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->head.bev));
         /* CONNECT must come within what is left of connect_timeout_ms. */
-        arm_since_accept(c, c->timer, c->hw->conf.connect_timeout_ms);
+        kf_conn_arm(&c->head, c->head.timer, c->hw->conf.connect_timeout_ms);
         why = identify(c, &message);
         if (why) {
             auth_failed(c, why, message);
@@ -2196,7 +2183,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (c->handshake_pending) {
+        if (c->head.handshake_pending) {
             char why[128] = "";
             unsigned long e = bufferevent_get_openssl_error(bev);
             /* libevent keeps the handshake's OpenSSL errors on the bufferevent. */
@@ -2209,14 +2196,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             else if (strstr(why, "certificate"))
                 auth_failed(c, "no_certificate", why);
             else
-                kf_log(KF_LOG_DEBUG, "hub", "handshake failed", "ip", c->ip_text, "error", why,
+                kf_log(KF_LOG_DEBUG, "hub", "handshake failed", "ip", c->head.ip_text, "error", why,
                        NULL);
         }
         ERR_clear_error();
         if (!c->closing) shut(c, 0, "connection_lost", 0, 1);
-        if (c->bev) {
+        if (c->head.bev) {
             /* Nothing more can be written: drop what is left. */
-            struct evbuffer *out = bufferevent_get_output(c->bev);
+            struct evbuffer *out = bufferevent_get_output(c->head.bev);
             evbuffer_drain(out, evbuffer_get_length(out));
         }
         conn_free(c);
@@ -2241,7 +2228,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (c->connected) {
         shut(c, KF_MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep_alive_timeout", 1, 1);
     } else {
-        kf_log(KF_LOG_INFO, "hub", "no CONNECT in time", "ip", c->ip_text, NULL);
+        kf_log(KF_LOG_INFO, "hub", "no CONNECT in time", "ip", c->head.ip_text, NULL);
         shut(c, 0, "connect_timeout", 0, 0);
     }
     maybe_free(c);
@@ -2273,127 +2260,57 @@ static int verify_cb(void *arg, struct ssl_st *ssl, struct kf_cert *leaf, struct
     return rc == KF_OK;
 }
 
-static int min_ms(int a, int b)
-{
-    return a < b ? a : b;
-}
-
-static void hello_cb(evutil_socket_t fd, short what, void *arg);
-
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
-                      void *arg)
+/* A connection net/accept let in: one of this worker's. */
+static void opened(void *arg, struct kf_conn *head)
 {
     struct kf_hub_worker *hw = arg;
-    struct kf_hubd *h = hw->hub;
-    struct kf_ipaddr ip;
-    char text[INET6_ADDRSTRLEN];
-    struct hconn *c;
-    int over = 0, one = 1;
-    const char *why = NULL;
-    enum kf_limits_verdict v;
-
-    if (kf_ipaddr_from_sockaddr(sa, &ip) != KF_OK) {
-        evutil_closesocket(fd);
-        return;
-    }
-    kf_ipaddr_text(&ip, text, sizeof(text));
-    if (hw->conf.has_deny && kf_cidr_match(&hw->conf.deny, text))
-        why = "the address is on the deny list";
-    else if (hw->conf.has_allow && !kf_cidr_match(&hw->conf.allow, text))
-        why = "the address is not on the allow list";
-    if (why) {
-        STAT_ADD(hw, refused, 1);
-        kf_log(KF_LOG_INFO, "hub", "connection refused", "ip", text, "why", why, NULL);
-        evutil_closesocket(fd);
-        return;
-    }
-    v = kf_limits_conn_open(h->limits, &ip, kf_now_ms(), &over);
-    if (v == KF_LIMITS_OK && over) {
-        kf_limits_conn_close(h->limits, &ip, 1);
-        v = KF_LIMITS_TOTAL;
-        why = "too many TLS handshakes in flight";
-    } else if (v == KF_LIMITS_OK && kf_limits_request(h->limits, &ip, kf_now_ms())) {
-        kf_limits_conn_close(h->limits, &ip, 1);
-        v = KF_LIMITS_PER_IP;
-        why = "too many new connections per second from this address";
-    }
-    if (v != KF_LIMITS_OK) {
-        STAT_ADD(hw, refused, 1);
-        kf_log(KF_LOG_WARN, "hub", "connection refused", "ip", text, "why",
-               why ? why : kf_limits_verdict_text(v), NULL);
-        evutil_closesocket(fd);
-        return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        kf_limits_conn_close(h->limits, &ip, 1);
-        evutil_closesocket(fd);
-        return;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct hconn *c = (struct hconn *)head;
     c->hw = hw;
-    c->ip = ip;
-    c->fd = fd;
-    c->accepted_ms = kf_now_ms();
-    memcpy(c->ip_text, text, sizeof(text));
-    c->handshake_pending = 1;
     c->peer.inbox = &hw->inbox;
     c->next = hw->conns;
     if (hw->conns) hw->conns->prev = c;
     hw->conns = c;
     hw->n_conns++;
-    /* No TLS state until the peer says something (worker.c does the same, and says why). */
-    c->wait = event_new(hw->base, fd, EV_READ, hello_cb, c);
-    c->timer = evtimer_new(hw->base, timer_cb, c);
-    if (!c->wait || !c->timer) {
-        c->closing = 1;
-        conn_free(c);
-        return;
-    }
-    arm_since_accept(c, c->wait,
-                     min_ms(hw->conf.hello_timeout_ms,
-                            min_ms(hw->conf.handshake_timeout_ms, hw->conf.connect_timeout_ms)));
 }
 
-/* The first bytes of the TLS handshake are there (or the hello deadline passed). */
-static void hello_cb(evutil_socket_t fd, short what, void *arg)
+static void refused(void *arg, enum kf_accept_refusal why)
 {
-    struct hconn *c = arg;
-    struct kf_hub_worker *hw = c->hw;
-    SSL *ssl;
-
-    event_free(c->wait);
-    c->wait = NULL;
-    if (what & EV_TIMEOUT) {
-        kf_log(KF_LOG_DEBUG, "hub", "no ClientHello in time", "ip", c->ip_text, NULL);
-        c->closing = 1;
-        conn_free(c);
-        return;
-    }
-    ssl = kf_tls_ssl_new(hw->hub->tls);
-    if (ssl) SSL_set_ex_data(ssl, kf_tls_ex_index(), c);
-    c->bev = ssl ? bufferevent_openssl_socket_new(hw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                  BEV_OPT_CLOSE_ON_FREE)
-                 : NULL;
-    if (!c->bev) {
-        c->closing = 1;
-        conn_free(c); /* closes the socket */
-        return;
-    }
-    c->fd = -1; /* the bufferevent's now */
-    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    arm_since_accept(c, c->timer,
-                     min_ms(hw->conf.handshake_timeout_ms, hw->conf.connect_timeout_ms));
+    struct kf_hub_worker *hw = arg;
+    STAT_ADD(hw, refused, 1);
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+/* The SSL finds its connection again (the key-log and message callbacks of TLS offload). */
+static void ssl_new(struct kf_conn *head, SSL *ssl)
 {
-    kf_log(KF_LOG_WARN, "hub", "accept failed", "error",
-           evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), NULL);
+    SSL_set_ex_data(ssl, kf_tls_ex_index(), head);
 }
+
+static void tls_started(struct kf_conn *head)
+{
+    bufferevent_setwatermark(head->bev, EV_WRITE, OUT_LOW, 0);
+}
+
+/* No ClientHello by the hello deadline, or no TLS state for it. */
+static void failed(struct kf_conn *head, int timed_out)
+{
+    struct hconn *c = (struct hconn *)head;
+    c->closing = 1;
+    conn_free(c);
+}
+
+static const struct kf_accept_ops accept_ops = {
+    .module = "hub",
+    .conn_size = sizeof(struct hconn),
+    .opened = opened,
+    .refused = refused,
+    .ssl_new = ssl_new,
+    .tls_started = tls_started,
+    .failed = failed,
+    .read_cb = read_cb,
+    .write_cb = write_cb,
+    .event_cb = event_cb,
+    .timer_cb = timer_cb,
+};
 
 /* ---- the worker's part ---- */
 
@@ -2413,7 +2330,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     do {
         n = kf_broker_take(hw->hub->broker, &hw->inbox, peers, KF_ARRAY_LEN(peers));
         for (size_t i = 0; i < n; i++) {
-            struct hconn *c = (struct hconn *)peers[i];
+            struct hconn *c = PEER_CONN(peers[i]);
             if (c->peer.kicked && !c->closing) {
                 c->detached = 1; /* the session is the new connection's */
                 shut(c, c->peer.kick_reason, "session_taken_over", 1, 1);
@@ -2506,12 +2423,12 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
         kf_hub_worker_free(hw);
         return rc;
     }
-    hw->listener = evconnlistener_new(base, accept_cb, hw, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-    if (!hw->listener) {
-        evutil_closesocket(fd);
-        goto nomem;
+    if (kf_acceptor_new(base, fd, h->limits, h->tls, &hw->conf.accept, &accept_ops, hw,
+                        &hw->acceptor) != KF_OK) {
+        enum kf_err rc = kf_errlast();
+        kf_hub_worker_free(hw);
+        return rc;
     }
-    evconnlistener_set_error_cb(hw->listener, accept_error_cb);
     pthread_mutex_lock(&h->lock);
     hw->next = h->workers;
     h->workers = hw;
@@ -2527,7 +2444,7 @@ void kf_hub_worker_drain(struct kf_hub_worker *hw)
 {
     struct hconn *c, *next;
     hw->draining = 1;
-    if (hw->listener) evconnlistener_disable(hw->listener);
+    kf_acceptor_pause(hw->acceptor);
     for (c = hw->conns; c; c = next) {
         next = c->next;
         shut(c, KF_MQTT_RC_SERVER_SHUTTING_DOWN, "server_shutting_down", 1, 0);
@@ -2548,8 +2465,8 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
     hw->idle_cb = NULL;
     while (hw->conns) {
         struct hconn *c = hw->conns;
-        if (c->bev) {
-            struct evbuffer *o = bufferevent_get_output(c->bev);
+        if (c->head.bev) {
+            struct evbuffer *o = bufferevent_get_output(c->head.bev);
             evbuffer_drain(o, evbuffer_get_length(o));
         }
         if (!c->closing) shut(c, 0, "server_stopped", 0, 0);
@@ -2567,7 +2484,7 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
             break;
         }
     pthread_mutex_unlock(&h->lock);
-    if (hw->listener) evconnlistener_free(hw->listener);
+    kf_acceptor_free(hw->acceptor);
     if (hw->wake) event_free(hw->wake);
     if (hw->tick) event_free(hw->tick);
     free(hw->scratch);

@@ -1,7 +1,7 @@
 /*
  * store: the back-end-independent half of the registry store: opening by URL, argument checks,
  * the reader pool, the write queue and its committer thread (group commit), and the audit hash
- * chain. The SQL lives in store_sqlite.c.
+ * chain. The SQL lives in the back ends beside it (sqlite.c).
  */
 #include "server/store/store.h"
 
