@@ -48,6 +48,8 @@ GROUPS = {
     # the engine and its back ends: store.c calls a back end through backend.h, which builds on
     # store.h's types
     "server/store/store": ("server/store/store", "server/store/backend", "server/store/sqlite"),
+    # the hub's API and the internals its files share
+    "server/hub/hub": ("server/hub/hub", "server/hub/hub_internal"),
     # the daemon: its subsystem table makes the workers, which read what the daemon shares
     "server/daemon": ("server/daemon", "server/worker"),
 }
