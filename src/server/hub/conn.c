@@ -1,4 +1,4 @@
-/* conn: the hub's a connection: accept, TLS, reading, timers, ending; events. */
+/* conn: one hub connection: accept, TLS and its offload, reading, timers, ending; its events. */
 #include "server/hub/hub_internal.h"
 
 static void packet(struct hconn *c, const struct kf_mqtt_packet *pkt);

@@ -1,4 +1,4 @@
-/* identity: the hub's who a connection is: its certificate, across resumption. */
+/* identity: who a hub connection is: its certificate, across TLS resumption. */
 #include "server/hub/hub_internal.h"
 
 /*

@@ -1,4 +1,4 @@
-/* out: the hub's what the hub writes to a client. */
+/* out: what the hub writes to a client. */
 #include "server/hub/hub_internal.h"
 
 uint8_t *kf_hub_scratch(struct kf_hub_worker *hw, size_t need)

@@ -1,4 +1,4 @@
-/* protect: the hub's protection: flapping, unusual addresses, rates. */
+/* protect: the hub's protections: flapping, unusual addresses, message rates. */
 #include "server/hub/hub_internal.h"
 
 static struct id_rec *id_get(struct kf_hubd *h, struct hconn *c)
