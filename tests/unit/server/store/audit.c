@@ -6,6 +6,7 @@
  * SQLite the sqlite3 library on the file): sqlite.c's test_audit_* tests.
  */
 #include "testutil.h"
+#include "storetest.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -22,122 +23,34 @@
 
 #define ZERO64 "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* ---- helpers ---- */
-
-struct entry {
-    const char *actor, *action, *object, *detail;
-};
-
-/* Appends `n` entries in one write transaction. */
-struct batch {
-    const struct entry *e;
-    int n;
-};
-
-static enum kf_err append_cb(struct kf_txn *t, void *a)
-{
-    struct batch *b = a;
-    enum kf_err rc = KF_OK;
-    for (int i = 0; i < b->n && !rc; i++)
-        rc = kf_txn_audit_append(t, b->e[i].actor, b->e[i].action, b->e[i].object, b->e[i].detail);
-    return rc;
-}
-
-static void append(struct kf_store *s, const char *actor, const char *action, const char *object,
-                   const char *detail)
-{
-    struct entry e = {actor, action, object, detail};
-    struct batch b = {&e, 1};
-    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
-}
-
-/* Appends records 1..n with distinct contents. */
-static void append_n(struct kf_store *s, int n)
-{
-    for (int i = 1; i <= n; i++) {
-        char object[64], detail[64];
-        snprintf(object, sizeof(object), "device:dev-%d", i);
-        snprintf(detail, sizeof(detail), "{\"n\": %d}", i);
-        append(s, "operator:alice", "device.add", object, detail);
-    }
-}
-
-/* The log, copied out of the listing (records there are borrowed). */
-struct log {
-    struct kf_audit_rec r[512];
-    int n;
-};
-
-static enum kf_err log_cb(const struct kf_audit_rec *r, void *a)
-{
-    struct log *l = a;
-    if (l->n >= (int)KF_ARRAY_LEN(l->r)) return kf_fail(KF_E_OVERSIZE, "test log full");
-    l->r[l->n] = *r;
-    l->r[l->n].detail = strdup(r->detail);
-    l->n++;
-    return KF_OK;
-}
-
-static void log_read(struct kf_store *s, int64_t since, struct log *l)
-{
-    struct kf_txn *t = NULL;
-    memset(l, 0, sizeof(*l));
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    KF_OK_OR_FAIL(kf_txn_audit_list(t, since, log_cb, l));
-    kf_txn_end(t);
-}
-
-static void log_free(struct log *l)
-{
-    for (int i = 0; i < l->n; i++)
-        kf_audit_rec_clear(&l->r[i]);
-    l->n = 0;
-}
-
-static enum kf_err verify(struct kf_store *s, const char *head, struct kf_audit_verdict *v)
-{
-    struct kf_txn *t = NULL;
-    enum kf_err rc;
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    rc = kf_txn_audit_verify(t, head, v);
-    kf_txn_end(t);
-    return rc;
-}
-
-static struct kf_store *open_store(const char *url, int flags)
-{
-    struct kf_store *s = NULL;
-    KF_OK_OR_FAIL(kf_store_open(url, flags, &s));
-    return s;
-}
-
 /* ---- the chain ---- */
 
 static void test_append_chain(void **state)
 {
-    struct kf_store *s = open_store(kf_test_store_url("chain"), KF_STORE_CREATE);
-    const struct entry three[3] = {
+    struct kf_store *s = kf_st_open(kf_test_store_url("chain"), KF_STORE_CREATE);
+    const struct kf_st_entry three[3] = {
         {"keyfleetd", "cert.issue", "cert:0a", "{\"device\": \"dev-1\"}"},
         {"keyfleetd", "cert.issue", "cert:0b", NULL},
         {"keyfleetd", "registration", "device:dev-1", "{}"},
     };
-    struct batch b = {three, 3};
+    struct kf_st_batch b = {three, 3};
     struct kf_audit_verdict v;
     struct timespec ts;
     int64_t before, after;
     char h[KF_HASH_HEX];
-    struct log l;
+    struct kf_st_log l;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     before = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    append(s, "operator:alice", "enrollment.add", "enrollment:dev-1", "{\"kind\": \"individual\"}");
-    append(s, "operator:bob", "enrollment.disable", "enrollment:dev-1", NULL);
+    kf_st_append(s, "operator:alice", "enrollment.add", "enrollment:dev-1",
+                 "{\"kind\": \"individual\"}");
+    kf_st_append(s, "operator:bob", "enrollment.disable", "enrollment:dev-1", NULL);
     /* Three appends in one transaction chain to each other as well. */
-    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_append_cb, &b));
     clock_gettime(CLOCK_REALTIME, &ts);
     after = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 
-    log_read(s, INT64_MIN, &l);
+    kf_st_log_read(s, INT64_MIN, &l);
     assert_int_equal(l.n, 5);
     assert_string_equal(l.r[0].prev_hash, ZERO64);
     for (int i = 0; i < l.n; i++) {
@@ -155,46 +68,46 @@ static void test_append_chain(void **state)
     assert_string_equal(l.r[1].detail, "{}"); /* NULL detail */
     assert_string_equal(l.r[2].object, "cert:0a");
 
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     assert_int_equal(v.fault, KF_AUDIT_INTACT);
     assert_int_equal(v.records, 5);
     assert_string_equal(v.head, l.r[4].hash);
     assert_non_null(strstr(v.message, "intact"));
     /* The current head, and an older one, are both still in the log. */
-    KF_OK_OR_FAIL(verify(s, l.r[4].hash, &v));
-    KF_OK_OR_FAIL(verify(s, l.r[1].hash, &v));
-    log_free(&l);
+    KF_OK_OR_FAIL(kf_st_verify(s, l.r[4].hash, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, l.r[1].hash, &v));
+    kf_st_log_free(&l);
 
     /* Listing from a time on. */
-    log_read(s, after + 60000, &l);
+    kf_st_log_read(s, after + 60000, &l);
     assert_int_equal(l.n, 0);
-    log_read(s, before, &l);
+    kf_st_log_read(s, before, &l);
     assert_int_equal(l.n, 5);
-    log_free(&l);
+    kf_st_log_free(&l);
     kf_store_close(s);
 }
 
 static void test_append_refuses_bad_input(void **state)
 {
-    struct kf_store *s = open_store(kf_test_store_url("bad"), KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(kf_test_store_url("bad"), KF_STORE_CREATE);
     char long_actor[KF_ACTOR_MAX + 8];
-    struct entry e = {"operator:alice", "x.y", "z", "[1, 2]"};
-    struct batch b = {&e, 1};
-    struct log l;
+    struct kf_st_entry e = {"operator:alice", "x.y", "z", "[1, 2]"};
+    struct kf_st_batch b = {&e, 1};
+    struct kf_st_log l;
 
-    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, append_cb, &b));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, kf_st_append_cb, &b));
     KF_EXPECT_MSG("audit detail is not a JSON object");
     e.detail = "{\"a\": ";
-    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, append_cb, &b));
+    KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, kf_st_append_cb, &b));
     e.detail = NULL;
     e.actor = "";
-    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, append_cb, &b));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, kf_st_append_cb, &b));
     KF_EXPECT_MSG("the audit record has no actor");
     memset(long_actor, 'a', sizeof(long_actor) - 1);
     long_actor[sizeof(long_actor) - 1] = '\0';
     e.actor = long_actor;
-    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, append_cb, &b));
-    log_read(s, INT64_MIN, &l);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, kf_st_append_cb, &b));
+    kf_st_log_read(s, INT64_MIN, &l);
     assert_int_equal(l.n, 0);
     kf_store_close(s);
 }
@@ -281,16 +194,16 @@ static void test_hash(void **state)
 
 static void test_verify_empty(void **state)
 {
-    struct kf_store *s = open_store(kf_test_store_url("empty"), KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(kf_test_store_url("empty"), KF_STORE_CREATE);
     struct kf_audit_verdict v;
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     assert_int_equal(v.fault, KF_AUDIT_INTACT);
     assert_int_equal(v.records, 0);
     assert_string_equal(v.head, "");
     /* Nothing can be cut off a log that expects nothing; a log that expected a head lost it. */
-    KF_EXPECT_ERR(KF_E_TAMPERED, verify(s, ZERO64, &v));
+    KF_EXPECT_ERR(KF_E_TAMPERED, kf_st_verify(s, ZERO64, &v));
     assert_int_equal(v.fault, KF_AUDIT_HEAD);
-    KF_EXPECT_ERR(KF_E_INVALID, verify(s, "not-a-hash", &v));
+    KF_EXPECT_ERR(KF_E_INVALID, kf_st_verify(s, "not-a-hash", &v));
     KF_EXPECT_MSG("the expected head is not a SHA-256 hash");
     kf_store_close(s);
 }
@@ -301,16 +214,16 @@ static void test_verify_empty(void **state)
  */
 static void test_verify_head_any_case(void **state)
 {
-    struct kf_store *s = open_store(kf_test_store_url("upper"), KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(kf_test_store_url("upper"), KF_STORE_CREATE);
     char head[KF_HASH_HEX], upper[KF_HASH_HEX];
     struct kf_audit_verdict v;
 
-    append_n(s, 5);
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    kf_st_append_n(s, 5);
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     memcpy(head, v.head, KF_HASH_HEX);
     for (int i = 0; i < KF_HASH_HEX; i++)
         upper[i] = (char)(head[i] >= 'a' && head[i] <= 'f' ? head[i] - 'a' + 'A' : head[i]);
-    KF_OK_OR_FAIL(verify(s, upper, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, upper, &v));
     kf_store_close(s);
 }
 
@@ -330,17 +243,17 @@ static void *appender_main(void *a)
     struct appender *p = a;
     for (int i = 0; i < APPENDS; i++) {
         char object[64];
-        struct entry e = {"keyfleetd", "cert.issue", object, NULL};
-        struct batch b = {&e, 1};
+        struct kf_st_entry e = {"keyfleetd", "cert.issue", object, NULL};
+        struct kf_st_batch b = {&e, 1};
         snprintf(object, sizeof(object), "cert:%02x%02x", p->n, i);
-        if (kf_store_write(p->s, append_cb, &b)) p->failures++;
+        if (kf_store_write(p->s, kf_st_append_cb, &b)) p->failures++;
     }
     return NULL;
 }
 
 static void test_concurrent_appends(void **state)
 {
-    struct kf_store *s = open_store(kf_test_store_url("concurrent"), KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(kf_test_store_url("concurrent"), KF_STORE_CREATE);
     struct appender p[THREADS];
     struct kf_store_stats st;
     struct kf_audit_verdict v;
@@ -358,7 +271,7 @@ static void test_concurrent_appends(void **state)
     kf_store_stats(s, &st);
     /* Appends shared commits, and still form one unbroken chain. */
     assert_true(st.commits < st.writes);
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     assert_int_equal(v.records, THREADS * APPENDS);
     kf_store_close(s);
 }
@@ -372,7 +285,7 @@ static void test_two_processes_append(void **state)
     int status = 0;
     pid_t pid;
 
-    s = open_store(url, KF_STORE_CREATE);
+    s = kf_st_open(url, KF_STORE_CREATE);
     kf_store_close(s);
     pid = fork();
     assert_true(pid >= 0);
@@ -380,19 +293,19 @@ static void test_two_processes_append(void **state)
         struct kf_store *cs = NULL;
         int bad = kf_store_open(url, 0, &cs) != KF_OK;
         for (int i = 0; i < 100 && !bad; i++) {
-            struct entry e = {"operator:cli", "device.disable", "device:x", NULL};
-            struct batch b = {&e, 1};
-            bad = kf_store_write(cs, append_cb, &b) != KF_OK;
+            struct kf_st_entry e = {"operator:cli", "device.disable", "device:x", NULL};
+            struct kf_st_batch b = {&e, 1};
+            bad = kf_store_write(cs, kf_st_append_cb, &b) != KF_OK;
         }
         kf_store_close(cs);
         _exit(bad);
     }
-    s = open_store(url, 0);
+    s = kf_st_open(url, 0);
     for (int i = 0; i < 100; i++)
-        append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
+        kf_st_append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     assert_int_equal(v.records, 200);
     kf_store_close(s);
 }

@@ -10,6 +10,7 @@
  * which runs on the store KF_TEST_STORE names; these tests always run on SQLite files of their own.
  */
 #include "testutil.h"
+#include "storetest.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,13 +24,6 @@
 #include "server/store/store.h"
 
 /* ---- helpers ---- */
-
-static struct kf_store *open_path(const char *path, int flags)
-{
-    struct kf_store *s = NULL;
-    KF_OK_OR_FAIL(kf_store_open(path, flags, &s));
-    return s;
-}
 
 /* Runs SQL on the file directly, as an operator (or an attacker) with the sqlite3 tool would. */
 static void sql_exec(const char *path, const char *sql)
@@ -63,71 +57,6 @@ static int64_t sql_int(const char *path, const char *sql)
     return strtoll(buf, NULL, 10);
 }
 
-static struct kf_txn *rd(struct kf_store *s)
-{
-    struct kf_txn *t = NULL;
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    return t;
-}
-
-/* ---- records ---- */
-
-static struct kf_hub hub(const char *name)
-{
-    struct kf_hub h;
-    memset(&h, 0, sizeof(h));
-    snprintf(h.name, sizeof(h.name), "%s", name);
-    snprintf(h.endpoint, sizeof(h.endpoint), "%s.example.net:8883", name);
-    h.weight = 10;
-    h.enabled = 1;
-    h.created = 1700000000;
-    return h;
-}
-
-static struct kf_device_rec device(const char *id, const char *enroll, enum kf_device_status st)
-{
-    struct kf_device_rec d;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "%s", id);
-    snprintf(d.enrollment, sizeof(d.enrollment), "%s", enroll);
-    d.status = st;
-    d.created = d.updated = 1700000000;
-    return d;
-}
-
-static enum kf_err hub_insert_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_hub_insert(t, a);
-}
-static enum kf_err device_insert_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_device_insert(t, a);
-}
-static enum kf_err device_update_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_device_update(t, a);
-}
-
-static int64_t registry_version(struct kf_store *s)
-{
-    struct kf_txn *t = rd(s);
-    int64_t v = -1;
-    KF_OK_OR_FAIL(kf_txn_registry_version(t, &v));
-    kf_txn_end(t);
-    return v;
-}
-
-/* Runs a write and checks how much it moved the registry version. */
-#define EXPECT_BUMP(by, expr)                                                                    \
-    do {                                                                                         \
-        int64_t before_ = registry_version(s), moved_;                                           \
-        KF_OK_OR_FAIL(expr);                                                                     \
-        moved_ = registry_version(s) - before_;                                                  \
-        if (moved_ != (by))                                                                      \
-            fail_msg("%s moved the registry version by %" PRId64 ", expected %d", #expr, moved_, \
-                     (by));                                                                      \
-    } while (0)
-
 /* ---- the file ---- */
 
 /*
@@ -138,7 +67,7 @@ static void test_open_path(void **state)
 {
     const char *path = kf_test_path("reopen.db");
     struct kf_store *s = NULL;
-    struct kf_hub h = hub("hub-1"), got;
+    struct kf_hub h = kf_st_hub("hub-1"), got;
     struct kf_txn *t;
 
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(path, 0, &s));
@@ -149,7 +78,7 @@ static void test_open_path(void **state)
 
     KF_OK_OR_FAIL(kf_store_open(path, KF_STORE_CREATE, &s));
     assert_int_equal(kf_store_schema_version(s), KF_STORE_SCHEMA_VERSION);
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
     kf_store_close(s);
     s = NULL;
 
@@ -159,7 +88,7 @@ static void test_open_path(void **state)
         snprintf(url, sizeof(url), "sqlite:%s", path);
         KF_OK_OR_FAIL(kf_store_open(url, 0, &s));
     }
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &got));
     assert_string_equal(got.endpoint, "hub-1.example.net:8883");
     assert_int_equal(got.weight, 10);
@@ -210,7 +139,7 @@ static void test_open_garbage(void **state)
 static void test_open_newer_schema(void **state)
 {
     const char *path = kf_test_path("newer.db");
-    struct kf_store *s = open_path(path, KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(path, KF_STORE_CREATE);
     char want[128];
 
     kf_store_close(s);
@@ -229,13 +158,13 @@ static void test_schema_and_file(void **state)
     const char *path = kf_test_path("schema.db");
     char wal[1100], mode[32], tables[512];
     struct kf_store *s;
-    struct kf_hub h = hub("h");
+    struct kf_hub h = kf_st_hub("h");
     struct stat sb;
     mode_t old = umask(0); /* the store must not depend on the umask for its privacy */
 
-    s = open_path(path, KF_STORE_CREATE);
+    s = kf_st_open(path, KF_STORE_CREATE);
     umask(old);
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
 
     assert_int_equal(sql_int(path, "PRAGMA user_version"), KF_STORE_SCHEMA_VERSION);
     sql_text(path, "PRAGMA journal_mode", mode, sizeof(mode));
@@ -266,24 +195,24 @@ static void test_schema_and_file(void **state)
 static void test_registry_version_sqlite3(void **state)
 {
     const char *path = kf_test_path("regver.db");
-    struct kf_store *s = open_path(path, KF_STORE_CREATE);
-    struct kf_device_rec d = device("dev-1", "", KF_DEVICE_DISABLED);
+    struct kf_store *s = kf_st_open(path, KF_STORE_CREATE);
+    struct kf_device_rec d = kf_st_device("dev-1", "", KF_DEVICE_DISABLED);
     int64_t v;
 
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d));
-    v = registry_version(s);
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d));
+    v = kf_st_registry_version(s);
     kf_store_close(s);
 
     /* A status change moves it... */
     sql_exec(path, "UPDATE devices SET status = 'active' WHERE id = 'dev-1'");
-    s = open_path(path, 0);
-    assert_int_equal(registry_version(s), v + 1);
+    s = kf_st_open(path, 0);
+    assert_int_equal(kf_st_registry_version(s), v + 1);
     kf_store_close(s);
     /* ...an event does not. */
     sql_exec(path, "INSERT INTO security_events (time_ms, type, severity, source) "
                    "VALUES (1, 'x.y', 'info', 'server')");
-    s = open_path(path, 0);
-    assert_int_equal(registry_version(s), v + 1);
+    s = kf_st_open(path, 0);
+    assert_int_equal(kf_st_registry_version(s), v + 1);
     kf_store_close(s);
 }
 
@@ -293,6 +222,7 @@ static void test_registry_version_sqlite3(void **state)
  * The schema as keyfleet with schema version 1 wrote it: a frozen copy of migration 1. Opening
  * such a file must migrate it to exactly what a new store gets; if migration 1 were ever edited,
  * the two would differ.
+ * It repeats migration 1 of src/server/store/sqlite.c on purpose: the old schema as it was, frozen.
  */
 static const char schema_v1[] =
     "CREATE TABLE cas ("
@@ -438,7 +368,7 @@ static void test_migrate_from_v1(void **state)
     char path[1024], fresh_path[1024];
     struct kf_store *s = NULL;
     struct kf_enrollment e;
-    struct kf_device_rec d = device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
+    struct kf_device_rec d = kf_st_device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
     struct kf_hub h;
     struct kf_txn *t;
     char *migrated, *fresh;
@@ -457,7 +387,7 @@ static void test_migrate_from_v1(void **state)
     KF_OK_OR_FAIL(kf_store_open(path, 0, &s));
     assert_int_equal(kf_store_schema_version(s), KF_STORE_SCHEMA_VERSION);
     assert_int_equal(sql_int(path, "PRAGMA user_version"), KF_STORE_SCHEMA_VERSION);
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &h));
     assert_int_equal(h.weight, 7);
     KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "factory-a", &e));
@@ -468,13 +398,13 @@ static void test_migrate_from_v1(void **state)
     assert_string_equal(got.hub, "hub-1");
     kf_txn_end(t);
     /* The data a migrated store already had is where the version starts. */
-    assert_int_equal(registry_version(s), 0);
+    assert_int_equal(kf_st_registry_version(s), 0);
     snprintf(d.hub, sizeof(d.hub), "hub-1");
-    EXPECT_BUMP(1, kf_store_write(s, device_update_cb, &d));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, kf_st_device_update_cb, &d));
     kf_store_close(s);
 
     /* Migrated, the file has the schema a new store has, object for object. */
-    s = open_path(fresh_path, KF_STORE_CREATE);
+    s = kf_st_open(fresh_path, KF_STORE_CREATE);
     kf_store_close(s);
     migrated = schema_of(path);
     fresh = schema_of(fresh_path);
@@ -487,86 +417,6 @@ static void test_migrate_from_v1(void **state)
 
 /* ---- the audit log, edited behind the store's back ---- */
 
-struct entry {
-    const char *actor, *action, *object, *detail;
-};
-
-/* Appends `n` entries in one write transaction. */
-struct batch {
-    const struct entry *e;
-    int n;
-};
-
-static enum kf_err append_cb(struct kf_txn *t, void *a)
-{
-    struct batch *b = a;
-    enum kf_err rc = KF_OK;
-    for (int i = 0; i < b->n && !rc; i++)
-        rc = kf_txn_audit_append(t, b->e[i].actor, b->e[i].action, b->e[i].object, b->e[i].detail);
-    return rc;
-}
-
-static void append(struct kf_store *s, const char *actor, const char *action, const char *object,
-                   const char *detail)
-{
-    struct entry e = {actor, action, object, detail};
-    struct batch b = {&e, 1};
-    KF_OK_OR_FAIL(kf_store_write(s, append_cb, &b));
-}
-
-/* Appends records 1..n with distinct contents. */
-static void append_n(struct kf_store *s, int n)
-{
-    for (int i = 1; i <= n; i++) {
-        char object[64], detail[64];
-        snprintf(object, sizeof(object), "device:dev-%d", i);
-        snprintf(detail, sizeof(detail), "{\"n\": %d}", i);
-        append(s, "operator:alice", "device.add", object, detail);
-    }
-}
-
-/* The log, copied out of the listing (records there are borrowed). */
-struct log {
-    struct kf_audit_rec r[512];
-    int n;
-};
-
-static enum kf_err log_cb(const struct kf_audit_rec *r, void *a)
-{
-    struct log *l = a;
-    if (l->n >= (int)KF_ARRAY_LEN(l->r)) return kf_fail(KF_E_OVERSIZE, "test log full");
-    l->r[l->n] = *r;
-    l->r[l->n].detail = strdup(r->detail);
-    l->n++;
-    return KF_OK;
-}
-
-static void log_read(struct kf_store *s, int64_t since, struct log *l)
-{
-    struct kf_txn *t = NULL;
-    memset(l, 0, sizeof(*l));
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    KF_OK_OR_FAIL(kf_txn_audit_list(t, since, log_cb, l));
-    kf_txn_end(t);
-}
-
-static void log_free(struct log *l)
-{
-    for (int i = 0; i < l->n; i++)
-        kf_audit_rec_clear(&l->r[i]);
-    l->n = 0;
-}
-
-static enum kf_err verify(struct kf_store *s, const char *head, struct kf_audit_verdict *v)
-{
-    struct kf_txn *t = NULL;
-    enum kf_err rc;
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    rc = kf_txn_audit_verify(t, head, v);
-    kf_txn_end(t);
-    return rc;
-}
-
 /* The append-only triggers stop accidents, not attackers: an attacker drops them first. */
 #define DROP_GUARDS "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; "
 
@@ -574,10 +424,10 @@ static enum kf_err verify(struct kf_store *s, const char *head, struct kf_audit_
 static const char *log_file(const char *name, int n, char *head)
 {
     const char *path = kf_test_path(name);
-    struct kf_store *s = open_path(path, KF_STORE_CREATE);
+    struct kf_store *s = kf_st_open(path, KF_STORE_CREATE);
     struct kf_audit_verdict v;
-    append_n(s, n);
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    kf_st_append_n(s, n);
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     if (head) memcpy(head, v.head, KF_HASH_HEX);
     kf_store_close(s);
     return path;
@@ -586,9 +436,9 @@ static const char *log_file(const char *name, int n, char *head)
 static void expect_fault(const char *path, const char *head, enum kf_audit_fault fault, int64_t seq,
                          const char *message)
 {
-    struct kf_store *s = open_path(path, 0);
+    struct kf_store *s = kf_st_open(path, 0);
     struct kf_audit_verdict v;
-    KF_EXPECT_ERR(KF_E_TAMPERED, verify(s, head, &v));
+    KF_EXPECT_ERR(KF_E_TAMPERED, kf_st_verify(s, head, &v));
     KF_EXPECT_MSG(message);
     if (v.fault != fault)
         fail_msg("fault %s (%s), expected %s", kf_audit_fault_name(v.fault), v.message,
@@ -611,9 +461,9 @@ static void test_audit_guards_refuse_edits(void **state)
                          SQLITE_OK);
     sqlite3_close(db);
     {
-        struct kf_store *s = open_path(path, 0);
+        struct kf_store *s = kf_st_open(path, 0);
         struct kf_audit_verdict v;
-        KF_OK_OR_FAIL(verify(s, NULL, &v));
+        KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
         assert_int_equal(v.records, 3);
         kf_store_close(s);
     }
@@ -641,9 +491,9 @@ static void test_audit_altered(void **state)
      */
     path = kf_test_path("altered-nul.db");
     {
-        struct kf_store *s = open_path(path, KF_STORE_CREATE);
+        struct kf_store *s = kf_st_open(path, KF_STORE_CREATE);
         for (int i = 0; i < 3; i++)
-            append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
+            kf_st_append(s, "keyfleetd", "cert.issue", "cert:0a", NULL);
         kf_store_close(s);
     }
     sql_exec(path, DROP_GUARDS "UPDATE audit SET detail = CAST(X'7B7D006576696C' AS TEXT) "
@@ -654,10 +504,10 @@ static void test_audit_altered(void **state)
     path = log_file("altered-head.db", 3, NULL);
     sql_exec(path, DROP_GUARDS "UPDATE audit SET hash = printf('%.100c', 'a') WHERE seq = 3");
     {
-        struct kf_store *s = open_path(path, 0);
-        struct entry e = {"keyfleetd", "cert.issue", "cert:0a", NULL};
-        struct batch b = {&e, 1};
-        KF_EXPECT_ERR(KF_E_TAMPERED, kf_store_write(s, append_cb, &b));
+        struct kf_store *s = kf_st_open(path, 0);
+        struct kf_st_entry e = {"keyfleetd", "cert.issue", "cert:0a", NULL};
+        struct kf_st_batch b = {&e, 1};
+        KF_EXPECT_ERR(KF_E_TAMPERED, kf_store_write(s, kf_st_append_cb, &b));
         KF_EXPECT_MSG("audit record 3 has a malformed hash");
         kf_store_close(s);
     }
@@ -694,13 +544,13 @@ static void test_audit_reordered(void **state)
 static void test_audit_rehashed(void **state)
 {
     const char *path = log_file("rehashed.db", 5, NULL);
-    struct kf_store *s = open_path(path, 0);
+    struct kf_store *s = kf_st_open(path, 0);
     struct kf_audit_rec r;
     sqlite3_stmt *st = NULL;
     sqlite3 *db = NULL;
-    struct log l;
+    struct kf_st_log l;
 
-    log_read(s, INT64_MIN, &l);
+    kf_st_log_read(s, INT64_MIN, &l);
     kf_store_close(s);
     r = l.r[2];
     assert_int_equal(r.seq, 3);
@@ -716,7 +566,7 @@ static void test_audit_rehashed(void **state)
     assert_int_equal(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(db);
-    log_free(&l);
+    kf_st_log_free(&l);
 
     expect_fault(path, NULL, KF_AUDIT_BROKEN, 4, "record 4 is broken off");
 }
@@ -734,9 +584,9 @@ static void test_audit_cut_off(void **state)
     char message[300];
 
     sql_exec(path, DROP_GUARDS "DELETE FROM audit WHERE seq = 5");
-    s = open_path(path, 0);
+    s = kf_st_open(path, 0);
     /* Without the head the shorter log is consistent: cutting off the end leaves no gap. */
-    KF_OK_OR_FAIL(verify(s, NULL, &v));
+    KF_OK_OR_FAIL(kf_st_verify(s, NULL, &v));
     assert_int_equal(v.records, 4);
     kf_store_close(s);
     snprintf(message, sizeof(message), "the log was cut off: head %s is gone", head);

@@ -6,6 +6,7 @@
  * SQLite back end has (its file, PRAGMAs, migration, edits with sqlite3) is tested in sqlite.c.
  */
 #include "testutil.h"
+#include "storetest.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -25,16 +26,7 @@
 /* A new store named `name` (see kf_test_store_url). */
 static struct kf_store *open_new(const char *name)
 {
-    struct kf_store *s = NULL;
-    KF_OK_OR_FAIL(kf_store_open(kf_test_store_url(name), KF_STORE_CREATE, &s));
-    return s;
-}
-
-static struct kf_txn *rd(struct kf_store *s)
-{
-    struct kf_txn *t = NULL;
-    KF_OK_OR_FAIL(kf_store_read(s, &t));
-    return t;
+    return kf_st_open(kf_test_store_url(name), KF_STORE_CREATE);
 }
 
 static void sleep_ms(long ms)
@@ -43,19 +35,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* ---- record makers and write callbacks ---- */
-
-static struct kf_hub hub(const char *name)
-{
-    struct kf_hub h;
-    memset(&h, 0, sizeof(h));
-    snprintf(h.name, sizeof(h.name), "%s", name);
-    snprintf(h.endpoint, sizeof(h.endpoint), "%s.example.net:8883", name);
-    h.weight = 10;
-    h.enabled = 1;
-    h.created = 1700000000;
-    return h;
-}
+/* ---- record makers and write callbacks (hub and device: storetest.h) ---- */
 
 static struct kf_enrollment enrollment(const char *id, enum kf_enroll_kind kind)
 {
@@ -69,17 +49,6 @@ static struct kf_enrollment enrollment(const char *id, enum kf_enroll_kind kind)
     memset(e.key_fingerprint, 'a', 64);
     e.created = e.updated = 1700000000;
     return e;
-}
-
-static struct kf_device_rec device(const char *id, const char *enroll, enum kf_device_status st)
-{
-    struct kf_device_rec d;
-    memset(&d, 0, sizeof(d));
-    snprintf(d.id, sizeof(d.id), "%s", id);
-    snprintf(d.enrollment, sizeof(d.enrollment), "%s", enroll);
-    d.status = st;
-    d.created = d.updated = 1700000000;
-    return d;
 }
 
 static struct kf_cert_rec cert(const char *serial, const char *dev, int64_t created)
@@ -100,10 +69,6 @@ static struct kf_cert_rec cert(const char *serial, const char *dev, int64_t crea
     return r;
 }
 
-static enum kf_err hub_insert_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_hub_insert(t, a);
-}
 static enum kf_err hub_update_cb(struct kf_txn *t, void *a)
 {
     return kf_txn_hub_update(t, a);
@@ -123,14 +88,6 @@ static enum kf_err enroll_update_cb(struct kf_txn *t, void *a)
 static enum kf_err enroll_delete_cb(struct kf_txn *t, void *a)
 {
     return kf_txn_enrollment_delete(t, a);
-}
-static enum kf_err device_insert_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_device_insert(t, a);
-}
-static enum kf_err device_update_cb(struct kf_txn *t, void *a)
-{
-    return kf_txn_device_update(t, a);
 }
 static enum kf_err cert_insert_cb(struct kf_txn *t, void *a)
 {
@@ -226,7 +183,7 @@ static void test_open_create_reopen(void **state)
 {
     const char *url = kf_test_store_url("reopen");
     struct kf_store *s = NULL;
-    struct kf_hub h = hub("hub-1"), got;
+    struct kf_hub h = kf_st_hub("hub-1"), got;
     struct kf_txn *t;
 
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(url, 0, &s));
@@ -238,13 +195,13 @@ static void test_open_create_reopen(void **state)
 
     KF_OK_OR_FAIL(kf_store_open(url, KF_STORE_CREATE, &s));
     assert_int_equal(kf_store_schema_version(s), KF_STORE_SCHEMA_VERSION);
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
     kf_store_close(s);
     s = NULL;
 
     /* Reopened without KF_STORE_CREATE: the hub is still there. */
     KF_OK_OR_FAIL(kf_store_open(url, 0, &s));
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-1", &got));
     assert_string_equal(got.endpoint, "hub-1.example.net:8883");
     assert_int_equal(got.weight, 10);
@@ -303,7 +260,7 @@ static void test_ca(void **state)
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, crl_cb, &crl));
     KF_EXPECT_MSG("CA nope not found");
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_ca_get(t, "issuing", &got));
     assert_string_equal(got.serial, "3fa2");
     assert_string_equal(got.subject, "CN=keyfleet issuing CA");
@@ -366,7 +323,7 @@ static void test_enrollments(void **state)
     KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, enroll_insert_cb, &same));
     KF_EXPECT_MSG("enrollment id \"Dev-2\"");
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "dev-1", &got));
     assert_int_equal(got.kind, KF_ENROLL_INDIVIDUAL);
     assert_int_equal(got.enabled, 1);
@@ -411,7 +368,7 @@ static void test_enrollments(void **state)
     same = enrollment("ghost", KF_ENROLL_INDIVIDUAL);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, enroll_update_cb, &same));
     KF_EXPECT_MSG("enrollment ghost not found");
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_enrollment_get(t, "factory-a", &got));
     assert_int_equal(got.verified, 1);
     assert_int_equal(got.enabled, 0);
@@ -423,7 +380,7 @@ static void test_enrollments(void **state)
     KF_OK_OR_FAIL(kf_store_write(s, enroll_delete_cb, "dev-1"));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, enroll_delete_cb, "dev-1"));
     KF_EXPECT_MSG("enrollment dev-1 not found");
-    t = rd(s);
+    t = kf_st_read(s);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_enrollment_get(t, "dev-1", &got));
     kf_txn_end(t);
     kf_store_close(s);
@@ -433,27 +390,27 @@ static void test_devices(void **state)
 {
     struct kf_store *s = open_new("devices");
     struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device_rec d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
-    struct kf_device_rec d2 = device("dev-2", "factory-a", KF_DEVICE_DISABLED);
-    struct kf_device_rec d3 = device("dev-3", "", KF_DEVICE_ACTIVE);
-    struct kf_device_rec bad = device("dev-4", "no-such", KF_DEVICE_ACTIVE), got;
+    struct kf_device_rec d1 = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d2 = kf_st_device("dev-2", "factory-a", KF_DEVICE_DISABLED);
+    struct kf_device_rec d3 = kf_st_device("dev-3", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec bad = kf_st_device("dev-4", "no-such", KF_DEVICE_ACTIVE), got;
     struct collect c;
     struct kf_txn *t;
     int64_t n = -1;
 
     KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d3));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d2));
-    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d3));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d2));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, kf_st_device_insert_cb, &d1));
     KF_EXPECT_MSG("device dev-1 already exists");
     /* The foreign key: a device's enrollment must exist. */
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, device_insert_cb, &bad));
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, kf_st_device_insert_cb, &bad));
     KF_EXPECT_MSG("enrollment no-such not found");
-    bad = device("dev-4", "", (enum kf_device_status)7);
-    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, device_insert_cb, &bad));
+    bad = kf_st_device("dev-4", "", (enum kf_device_status)7);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, kf_st_device_insert_cb, &bad));
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-1", &got));
     assert_string_equal(got.enrollment, "factory-a");
     assert_int_equal(got.status, KF_DEVICE_ACTIVE);
@@ -486,11 +443,11 @@ static void test_devices(void **state)
 
     d2.status = KF_DEVICE_REVOKED;
     snprintf(d2.hub, sizeof(d2.hub), "hub-1");
-    KF_OK_OR_FAIL(kf_store_write(s, device_update_cb, &d2));
-    bad = device("dev-9", "", KF_DEVICE_ACTIVE);
-    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, device_update_cb, &bad));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_update_cb, &d2));
+    bad = kf_st_device("dev-9", "", KF_DEVICE_ACTIVE);
+    KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, kf_st_device_update_cb, &bad));
     KF_EXPECT_MSG("device dev-9 not found");
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-2", &got));
     assert_int_equal(got.status, KF_DEVICE_REVOKED);
     assert_string_equal(got.hub, "hub-1");
@@ -502,14 +459,14 @@ static void test_enrollment_delete_keeps_devices(void **state)
 {
     struct kf_store *s = open_new("enroll-delete");
     struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device_rec d1 = device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
+    struct kf_device_rec d1 = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
     struct collect c;
     struct kf_txn *t;
 
     KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d1));
     KF_OK_OR_FAIL(kf_store_write(s, enroll_delete_cb, "factory-a"));
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_device_get(t, "dev-1", &got));
     assert_string_equal(got.enrollment, "");
     assert_int_equal(got.status, KF_DEVICE_ACTIVE);
@@ -523,8 +480,8 @@ static void test_enrollment_delete_keeps_devices(void **state)
 static void test_certificates(void **state)
 {
     struct kf_store *s = open_new("certs");
-    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
-    struct kf_device_rec d2 = device("dev-2", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = kf_st_device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d2 = kf_st_device("dev-2", "", KF_DEVICE_ACTIVE);
     struct kf_cert_rec a = cert("0a", "dev-1", 1000), b = cert("0b", "dev-1", 2000);
     struct kf_cert_rec cc = cert("0c", "dev-2", 3000), srv = cert("0d", "", 1500), got;
     struct kf_cert_rec orphan = cert("0e", "dev-9", 1000);
@@ -532,8 +489,8 @@ static void test_certificates(void **state)
     struct collect c;
     struct kf_txn *t;
 
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d2));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d2));
     KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &a));
     KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &b));
     KF_OK_OR_FAIL(kf_store_write(s, cert_insert_cb, &cc));
@@ -556,7 +513,7 @@ static void test_certificates(void **state)
     rv.reason = 6; /* certificateHold: not offered */
     KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, revoke_cb, &rv));
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_cert_get(t, "0a", &got));
     assert_int_equal(got.status, KF_CERT_REVOKED);
     assert_int_equal(got.revoked_at, 5000);
@@ -618,7 +575,7 @@ static void test_certificates(void **state)
 static void test_registrations(void **state)
 {
     struct kf_store *s = open_new("reg");
-    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = kf_st_device("dev-1", "", KF_DEVICE_ACTIVE);
     struct kf_registration r, got;
     struct kf_txn *t;
 
@@ -634,14 +591,14 @@ static void test_registrations(void **state)
     /* A registration belongs to a device that exists. */
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, reg_put_cb, &r));
     KF_EXPECT_MSG("device dev-1 not found");
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d1));
     KF_OK_OR_FAIL(kf_store_write(s, reg_put_cb, &r));
     r.last_at = 3000;
     r.count = 2;
     snprintf(r.cert_serial, sizeof(r.cert_serial), "0b");
     KF_OK_OR_FAIL(kf_store_write(s, reg_put_cb, &r));
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_registration_get(t, "dev-1", &got));
     assert_string_equal(got.enrollment, "factory-a");
     assert_string_equal(got.hub, "hub-1");
@@ -660,22 +617,22 @@ static void test_registrations(void **state)
 static void test_hubs(void **state)
 {
     struct kf_store *s = open_new("hubs");
-    struct kf_hub a = hub("hub-a"), b = hub("hub-b"), got;
+    struct kf_hub a = kf_st_hub("hub-a"), b = kf_st_hub("hub-b"), got;
     struct collect c;
     struct kf_txn *t;
 
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &b));
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &a));
-    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, hub_insert_cb, &a));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &b));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &a));
+    KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, kf_st_hub_insert_cb, &a));
     KF_EXPECT_MSG("hub hub-a already exists");
     a.weight = 3;
     a.enabled = 0;
     KF_OK_OR_FAIL(kf_store_write(s, hub_update_cb, &a));
-    got = hub("hub-z");
+    got = kf_st_hub("hub-z");
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, hub_update_cb, &got));
     KF_EXPECT_MSG("hub hub-z not found");
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "hub-a", &got));
     assert_int_equal(got.weight, 3);
     assert_int_equal(got.enabled, 0);
@@ -687,7 +644,7 @@ static void test_hubs(void **state)
     KF_OK_OR_FAIL(kf_store_write(s, hub_delete_cb, "hub-b"));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, hub_delete_cb, "hub-b"));
     KF_EXPECT_MSG("hub hub-b not found");
-    t = rd(s);
+    t = kf_st_read(s);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-b", &got));
     kf_txn_end(t);
     kf_store_close(s);
@@ -749,7 +706,7 @@ static void test_events(void **state)
     bad = event(1, "x", "", "not json");
     KF_EXPECT_ERR(KF_E_MALFORMED, kf_store_write(s, event_insert_cb, &bad));
 
-    t = rd(s);
+    t = kf_st_read(s);
     memset(&c, 0, sizeof(c));
     KF_OK_OR_FAIL(kf_txn_event_list(t, 0, NULL, NULL, KF_LIST_ALL, collect_event_cb, &c));
     assert_int_equal(c.n, 5);
@@ -790,8 +747,8 @@ static void test_events(void **state)
 static void test_write_on_read_refused(void **state)
 {
     struct kf_store *s = open_new("readonly");
-    struct kf_hub h = hub("hub-1"), got;
-    struct kf_txn *t = rd(s);
+    struct kf_hub h = kf_st_hub("hub-1"), got;
+    struct kf_txn *t = kf_st_read(s);
 
     KF_EXPECT_ERR(KF_E_INVALID, kf_txn_hub_insert(t, &h));
     KF_EXPECT_MSG("in a read transaction");
@@ -808,7 +765,7 @@ static void test_write_on_read_refused(void **state)
         KF_EXPECT_MSG("cannot record an event in a read transaction");
     }
     kf_txn_end(t);
-    t = rd(s);
+    t = kf_st_read(s);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-1", &got));
     kf_txn_end(t);
     kf_store_close(s);
@@ -817,7 +774,7 @@ static void test_write_on_read_refused(void **state)
 /* Inserts two hubs, then fails: neither may be kept. */
 static enum kf_err half_then_fail_cb(struct kf_txn *t, void *a)
 {
-    struct kf_hub h1 = hub("half-1"), h2 = hub("half-2");
+    struct kf_hub h1 = kf_st_hub("half-1"), h2 = kf_st_hub("half-2");
     enum kf_err rc = kf_txn_hub_insert(t, &h1);
     if (!rc) rc = kf_txn_hub_insert(t, &h2);
     if (!rc) rc = kf_fail(KF_E_DENIED, "the callback changed its mind");
@@ -832,13 +789,13 @@ struct nested {
 static enum kf_err nested_write_cb(struct kf_txn *t, void *a)
 {
     struct nested *n = a;
-    return kf_store_write(n->s, hub_insert_cb, &n->h);
+    return kf_store_write(n->s, kf_st_hub_insert_cb, &n->h);
 }
 
 static void test_callback_error_rolls_back(void **state)
 {
     struct kf_store *s = open_new("rollback");
-    struct nested nested = {s, hub("nested")};
+    struct nested nested = {s, kf_st_hub("nested")};
     struct kf_hub got;
     struct kf_txn *t;
 
@@ -847,7 +804,7 @@ static void test_callback_error_rolls_back(void **state)
     /* A callback cannot call kf_store_write (it would wait for itself). */
     KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, nested_write_cb, &nested));
     KF_EXPECT_MSG("inside a write callback or a done callback");
-    t = rd(s);
+    t = kf_st_read(s);
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-1", &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "half-2", &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "nested", &got));
@@ -868,7 +825,7 @@ struct gate {
 static enum kf_err blocker_cb(struct kf_txn *t, void *a)
 {
     struct gate *g = a;
-    struct kf_hub h = hub("blocker");
+    struct kf_hub h = kf_st_hub("blocker");
     pthread_mutex_lock(&g->mu);
     g->running = 1;
     pthread_cond_broadcast(&g->cv);
@@ -881,7 +838,7 @@ static enum kf_err blocker_cb(struct kf_txn *t, void *a)
 
 static enum kf_err refuse_cb(struct kf_txn *t, void *a)
 {
-    struct kf_hub h = hub("refused");
+    struct kf_hub h = kf_st_hub("refused");
     enum kf_err rc = kf_txn_hub_insert(t, &h);
     return rc ? rc : kf_fail(KF_E_CONFLICT, "callback b refuses after writing");
 }
@@ -914,11 +871,11 @@ static void test_batch_isolates_callback_errors(void **state)
 {
     struct kf_store *s = open_new("batch");
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 2};
-    struct kf_hub kept = hub("kept"), got;
+    struct kf_hub kept = kf_st_hub("kept"), got;
     struct writer w[3] = {
         {.s = s, .g = &g, .cb = blocker_cb, .arg = &g},
         {.s = s, .g = &g, .cb = refuse_cb, .arg = NULL},
-        {.s = s, .g = &g, .cb = hub_insert_cb, .arg = &kept},
+        {.s = s, .g = &g, .cb = kf_st_hub_insert_cb, .arg = &kept},
     };
     struct kf_store_stats before, after;
     struct kf_txn *t;
@@ -944,7 +901,7 @@ static void test_batch_isolates_callback_errors(void **state)
     assert_int_equal(after.writes - before.writes, 3);
     assert_int_equal(after.commits - before.commits, 2);
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "blocker", &got));
     KF_OK_OR_FAIL(kf_txn_hub_get(t, "kept", &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "refused", &got));
@@ -967,7 +924,7 @@ struct rival {
 static enum kf_err rival_hold_cb(struct kf_txn *t, void *a)
 {
     struct rival *r = a;
-    struct kf_hub h = hub("rival");
+    struct kf_hub h = kf_st_hub("rival");
     enum kf_err rc = kf_txn_hub_insert(t, &h);
     char c = 'L';
     if (rc) return rc;
@@ -1039,7 +996,7 @@ static void test_locked_by_another_process(void **state)
     const char *url = kf_test_store_url("locked");
     struct kf_store *s = NULL;
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
-    struct kf_hub h[3] = {hub("locked-0"), hub("locked-1"), hub("locked-2")}, got;
+    struct kf_hub h[3] = {kf_st_hub("locked-0"), kf_st_hub("locked-1"), kf_st_hub("locked-2")}, got;
     struct writer w[3];
     struct kf_store_stats before, after;
     struct rival other;
@@ -1051,7 +1008,7 @@ static void test_locked_by_another_process(void **state)
     assert_int_equal(rival_lock(&other), 0);
     kf_store_stats(s, &before);
     for (int i = 0; i < 3; i++) {
-        w[i] = (struct writer){.s = s, .g = &g, .cb = hub_insert_cb, .arg = &h[i]};
+        w[i] = (struct writer){.s = s, .g = &g, .cb = kf_st_hub_insert_cb, .arg = &h[i]};
         assert_int_equal(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
     }
     for (int i = 0; i < 3; i++)
@@ -1067,13 +1024,13 @@ static void test_locked_by_another_process(void **state)
     }
     assert_int_equal(after.writes - before.writes, 0);
     assert_int_equal(after.commits - before.commits, 0);
-    t = rd(s);
+    t = kf_st_read(s);
     for (int i = 0; i < 3; i++)
         KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, h[i].name, &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "rival", &got)); /* rolled back */
     kf_txn_end(t);
     /* Once the lock is gone, writing works again. */
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h[0]));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h[0]));
     kf_store_close(s);
 }
 
@@ -1130,7 +1087,7 @@ static void test_group_commit_threads(void **state)
     assert_true(st.commits >= 1);
     assert_true(st.commits < st.writes);
 
-    t = rd(s);
+    t = kf_st_read(s);
     for (int i = 0; i < THREADS; i++) {
         char dev[32];
         snprintf(dev, sizeof(dev), "dev-%d", i);
@@ -1147,14 +1104,14 @@ static void test_group_commit_threads(void **state)
 static void test_snapshot_isolation(void **state)
 {
     struct kf_store *s = open_new("snapshot");
-    struct kf_hub h1 = hub("hub-1"), h2 = hub("hub-2"), got;
+    struct kf_hub h1 = kf_st_hub("hub-1"), h2 = kf_st_hub("hub-2"), got;
     struct collect c;
     struct kf_txn *t, *t2;
 
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h1));
     /* The snapshot is taken when the read begins, not at its first query. */
-    t = rd(s);
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h2));
+    t = kf_st_read(s);
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h2));
     h1.weight = 99;
     KF_OK_OR_FAIL(kf_store_write(s, hub_update_cb, &h1));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(t, "hub-2", &got));
@@ -1165,7 +1122,7 @@ static void test_snapshot_isolation(void **state)
     assert_string_equal(c.text, "hub-1");
 
     /* A read begun after the commit sees it, while the old one still does not. */
-    t2 = rd(s);
+    t2 = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(t2, "hub-2", &got));
     KF_OK_OR_FAIL(kf_txn_hub_get(t2, "hub-1", &got));
     assert_int_equal(got.weight, 99);
@@ -1179,12 +1136,12 @@ static void test_snapshot_isolation(void **state)
 static void test_many_readers(void **state)
 {
     struct kf_store *s = open_new("readers");
-    struct kf_hub h = hub("hub-1"), got;
+    struct kf_hub h = kf_st_hub("hub-1"), got;
     struct kf_txn *t[12];
 
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
     for (int i = 0; i < 12; i++)
-        t[i] = rd(s);
+        t[i] = kf_st_read(s);
     for (int i = 0; i < 12; i++) {
         KF_OK_OR_FAIL(kf_txn_hub_get(t[i], "hub-1", &got));
         kf_txn_end(t[i]);
@@ -1216,7 +1173,7 @@ static void hold_running(struct hold *h)
 static enum kf_err hold_cb(struct kf_txn *t, void *a)
 {
     struct hold *h = a;
-    struct kf_hub holder = hub("holder");
+    struct kf_hub holder = kf_st_hub("holder");
     hold_running(h);
     pthread_mutex_lock(&h->mu);
     while (!h->released)
@@ -1345,7 +1302,7 @@ static void areq_init(struct areq *r, struct tally *t, int n, const char *name,
     memset(r, 0, sizeof(*r));
     r->tally = t;
     r->n = n;
-    r->hub = hub(name);
+    r->hub = kf_st_hub(name);
     r->req.cb = cb ? cb : areq_hub_cb;
     r->req.arg = cb ? arg : r;
     r->req.done_cb = areq_done_cb;
@@ -1374,7 +1331,7 @@ static int hubs_after_reopen(const char *url)
     struct kf_txn *t;
     int n = 0;
     KF_OK_OR_FAIL(kf_store_open(url, 0, &s));
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_list(t, count_hub_cb, &n));
     kf_txn_end(t);
     kf_store_close(s);
@@ -1537,7 +1494,7 @@ static void test_submit_batch_isolates_errors(void **state)
     assert_int_equal(after.writes - before.writes, 5);
     assert_int_equal(after.commits - before.commits, 2);
 
-    txn = rd(s);
+    txn = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_hub_get(txn, "holder", &got));
     KF_OK_OR_FAIL(kf_txn_hub_get(txn, "kept-a", &got));
     KF_OK_OR_FAIL(kf_txn_hub_get(txn, "kept-d", &got));
@@ -1581,9 +1538,9 @@ static void *mixer_main(void *a)
         enum kf_err rc;
         snprintf(name, sizeof(name), "%s-%d-%d", m->sync ? "sync" : "async", m->n, i);
         if (m->sync) {
-            struct kf_hub h = hub(name), got;
+            struct kf_hub h = kf_st_hub(name), got;
             struct kf_txn *t = NULL;
-            rc = kf_store_write(m->s, hub_insert_cb, &h);
+            rc = kf_store_write(m->s, kf_st_hub_insert_cb, &h);
             /* Returned means durable: a read begun now sees it. */
             if (!rc) rc = kf_store_read(m->s, &t);
             if (!rc) {
@@ -1652,8 +1609,8 @@ static void test_submit_queue_full(void **state)
     struct areq *r = calloc(KF_STORE_QUEUE_MAX + 2, sizeof(*r));
     struct areq bad;
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
-    struct kf_hub late = hub("late-sync");
-    struct writer w = {.g = &g, .cb = hub_insert_cb, .arg = &late};
+    struct kf_hub late = kf_st_hub("late-sync");
+    struct writer w = {.g = &g, .cb = kf_st_hub_insert_cb, .arg = &late};
     const int over = KF_STORE_QUEUE_MAX + 1;
 
     KF_OK_OR_FAIL(kf_store_open(url, KF_STORE_CREATE, &s));
@@ -1726,7 +1683,7 @@ struct prober {
 static enum kf_err probe_until_closing_cb(struct kf_txn *t, void *a)
 {
     struct prober *p = a;
-    struct kf_hub holder = hub("holder");
+    struct kf_hub holder = kf_st_hub("holder");
     hold_running(&p->h);
     for (int k = 0; k < 10000; k++) {
         char name[32];
@@ -1841,7 +1798,7 @@ static void test_submit_locked_by_another_process(void **state)
     /* Only the holder ran and committed. */
     assert_int_equal(after.writes - before.writes, 1);
     assert_int_equal(after.commits - before.commits, 1);
-    txn = rd(s);
+    txn = kf_st_read(s);
     for (int i = 1; i < 4; i++)
         KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(txn, r[i].hub.name, &got));
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_txn_hub_get(txn, "rival", &got)); /* rolled back */
@@ -1856,26 +1813,6 @@ static void test_submit_locked_by_another_process(void **state)
 
 /* ---- registry version ---- */
 
-static int64_t registry_version(struct kf_store *s)
-{
-    struct kf_txn *t = rd(s);
-    int64_t v = -1;
-    KF_OK_OR_FAIL(kf_txn_registry_version(t, &v));
-    kf_txn_end(t);
-    return v;
-}
-
-/* Runs a write and checks how much it moved the registry version. */
-#define EXPECT_BUMP(by, expr)                                                                    \
-    do {                                                                                         \
-        int64_t before_ = registry_version(s), moved_;                                           \
-        KF_OK_OR_FAIL(expr);                                                                     \
-        moved_ = registry_version(s) - before_;                                                  \
-        if (moved_ != (by))                                                                      \
-            fail_msg("%s moved the registry version by %" PRId64 ", expected %d", #expr, moved_, \
-                     (by));                                                                      \
-    } while (0)
-
 static enum kf_err audit_one_cb(struct kf_txn *t, void *a)
 {
     return kf_txn_audit_append(t, "operator:alice", "hub.add", "hub:x", NULL);
@@ -1885,7 +1822,7 @@ static enum kf_err audit_one_cb(struct kf_txn *t, void *a)
 static enum kf_err version_in_txn_cb(struct kf_txn *t, void *a)
 {
     int64_t *moved = a, v0 = 0, v1 = 0;
-    struct kf_hub h = hub("in-txn");
+    struct kf_hub h = kf_st_hub("in-txn");
     enum kf_err rc = kf_txn_registry_version(t, &v0);
     if (!rc) rc = kf_txn_hub_insert(t, &h);
     if (!rc) rc = kf_txn_registry_version(t, &v1);
@@ -1899,10 +1836,10 @@ static void test_registry_version(void **state)
     const char *url = kf_test_store_url("regver");
     struct kf_store *s;
     struct kf_enrollment e = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_device_rec d = device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
     struct kf_cert_rec c = cert("0a", "dev-1", 1000);
     struct revoke_arg rv = {"0a", 5000, KF_CRL_KEY_COMPROMISE};
-    struct kf_hub h = hub("hub-1");
+    struct kf_hub h = kf_st_hub("hub-1");
     struct event_arg ev = event(1000, "provisioning.denied", "dev-1", NULL);
     struct kf_registration reg;
     struct kf_ca_rec ca;
@@ -1912,49 +1849,49 @@ static void test_registry_version(void **state)
     pid_t pid;
 
     KF_OK_OR_FAIL(kf_store_open(url, KF_STORE_CREATE, &s));
-    assert_int_equal(registry_version(s), 0);
+    assert_int_equal(kf_st_registry_version(s), 0);
 
     /* What keyfleetd caches moves it, once per change. */
-    EXPECT_BUMP(1, kf_store_write(s, enroll_insert_cb, &e));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, enroll_insert_cb, &e));
     e.enabled = 0;
-    EXPECT_BUMP(1, kf_store_write(s, enroll_update_cb, &e));
-    EXPECT_BUMP(1, kf_store_write(s, hub_insert_cb, &h));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, enroll_update_cb, &e));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, kf_st_hub_insert_cb, &h));
     h.weight = 5;
-    EXPECT_BUMP(1, kf_store_write(s, hub_update_cb, &h));
-    EXPECT_BUMP(1, kf_store_write(s, hub_delete_cb, "hub-1"));
-    EXPECT_BUMP(0, kf_store_write(s, device_insert_cb, &d));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, hub_update_cb, &h));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, hub_delete_cb, "hub-1"));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, kf_st_device_insert_cb, &d));
     d.status = KF_DEVICE_DISABLED;
-    EXPECT_BUMP(1, kf_store_write(s, device_update_cb, &d));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, kf_st_device_update_cb, &d));
     /* A device rewritten with the status it had (a hub assigned) is not a status change. */
     snprintf(d.hub, sizeof(d.hub), "hub-2");
-    EXPECT_BUMP(0, kf_store_write(s, device_update_cb, &d));
-    EXPECT_BUMP(0, kf_store_write(s, cert_insert_cb, &c));
-    EXPECT_BUMP(1, kf_store_write(s, revoke_cb, &rv));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, kf_st_device_update_cb, &d));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, cert_insert_cb, &c));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, revoke_cb, &rv));
 
     /* Everything else leaves it alone. */
     memset(&reg, 0, sizeof(reg));
     snprintf(reg.device_id, sizeof(reg.device_id), "dev-1");
     reg.first_at = reg.last_at = 1000;
     reg.count = 1;
-    EXPECT_BUMP(0, kf_store_write(s, reg_put_cb, &reg));
-    EXPECT_BUMP(0, kf_store_write(s, event_insert_cb, &ev));
-    EXPECT_BUMP(0, kf_store_write(s, audit_one_cb, NULL));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, reg_put_cb, &reg));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, event_insert_cb, &ev));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, audit_one_cb, NULL));
     memset(&ca, 0, sizeof(ca));
     snprintf(ca.name, sizeof(ca.name), "issuing");
     snprintf(ca.serial, sizeof(ca.serial), "01");
     ca.cert_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    EXPECT_BUMP(0, kf_store_write(s, ca_insert_cb, &ca));
-    EXPECT_BUMP(0, kf_store_write(s, crl_cb, &crl));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, ca_insert_cb, &ca));
+    KF_ST_EXPECT_BUMP(s, 0, kf_store_write(s, crl_cb, &crl));
     /* A change that was rolled back was no change. */
-    v = registry_version(s);
+    v = kf_st_registry_version(s);
     KF_EXPECT_ERR(KF_E_DENIED, kf_store_write(s, half_then_fail_cb, NULL));
-    assert_int_equal(registry_version(s), v);
+    assert_int_equal(kf_st_registry_version(s), v);
 
     /* Deleting an enrollment unlinks its devices, but changes no status: one change. */
-    EXPECT_BUMP(1, kf_store_write(s, enroll_delete_cb, "factory-a"));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, enroll_delete_cb, "factory-a"));
     KF_OK_OR_FAIL(kf_store_write(s, version_in_txn_cb, &moved));
     assert_int_equal(moved, 1);
-    v = registry_version(s);
+    v = kf_st_registry_version(s);
     kf_store_close(s);
 
     /* Another process's changes move it too: the CLI's, through the store. */
@@ -1962,16 +1899,16 @@ static void test_registry_version(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct kf_store *cs = NULL;
-        struct kf_hub ch = hub("from-cli");
-        int bad =
-            kf_store_open(url, 0, &cs) != KF_OK || kf_store_write(cs, hub_insert_cb, &ch) != KF_OK;
+        struct kf_hub ch = kf_st_hub("from-cli");
+        int bad = kf_store_open(url, 0, &cs) != KF_OK ||
+                  kf_store_write(cs, kf_st_hub_insert_cb, &ch) != KF_OK;
         kf_store_close(cs);
         _exit(bad);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     KF_OK_OR_FAIL(kf_store_open(url, 0, &s));
-    assert_int_equal(registry_version(s), v + 1);
+    assert_int_equal(kf_st_registry_version(s), v + 1);
     kf_store_close(s);
 
     KF_EXPECT_ERR(KF_E_INVALID, kf_txn_registry_version(NULL, &v));
@@ -2106,19 +2043,19 @@ static void test_commit_hint_gathers(void **state)
 static void test_commit_hint_lone_writer(void **state)
 {
     struct kf_store *s = open_new("hint-lone");
-    struct kf_hub h = hub("lone");
+    struct kf_hub h = kf_st_hub("lone");
     size_t writers = 1;
     double t0;
 
     kf_store_commit_hint(s, hint_value, &writers, 100000);
     t0 = mono_s();
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
     assert_true(mono_s() - t0 < 0.08);
     /* And with company promised that never comes, the wait ends at the delay. */
     writers = 10;
-    h = hub("waits");
+    h = kf_st_hub("waits");
     t0 = mono_s();
-    KF_OK_OR_FAIL(kf_store_write(s, hub_insert_cb, &h));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
     assert_true(mono_s() - t0 >= 0.09);
     assert_true(mono_s() - t0 < 1.0);
     kf_store_close(s);
@@ -2228,7 +2165,7 @@ static void test_services(void **state)
     struct kf_txn *t;
 
     KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &ops));
-    EXPECT_BUMP(1, kf_store_write(s, service_insert_cb, &dash));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, service_insert_cb, &dash));
     KF_EXPECT_ERR(KF_E_EXISTS, kf_store_write(s, service_insert_cb, &dash));
     KF_EXPECT_MSG("service dashboard already exists");
     KF_EXPECT_ERR(KF_E_INVALID, kf_store_write(s, service_insert_cb, &bad));
@@ -2247,7 +2184,7 @@ static void test_services(void **state)
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, cert_insert_cb, &c3));
     KF_EXPECT_MSG("service nobody not found");
 
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_service_get(t, "dashboard", &got));
     assert_string_equal(got.role, "reader");
     assert_int_equal(got.status, KF_SERVICE_ACTIVE);
@@ -2267,10 +2204,10 @@ static void test_services(void **state)
     /* Revoking a service changes what the hub caches: the version moves. */
     dash.status = KF_SERVICE_REVOKED;
     dash.updated = 1700000100;
-    EXPECT_BUMP(1, kf_store_write(s, service_update_cb, &dash));
+    KF_ST_EXPECT_BUMP(s, 1, kf_store_write(s, service_update_cb, &dash));
     got = service("ghost", "reader");
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_write(s, service_update_cb, &got));
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_service_get(t, "dashboard", &got));
     assert_int_equal(got.status, KF_SERVICE_REVOKED);
     assert_int_equal(got.updated, 1700000100);
@@ -2284,18 +2221,18 @@ static void test_one_name_one_namespace(void **state)
     struct kf_store *s = open_new("names");
     struct kf_service_rec dash = service("dash", "reader"), dev = service("dev-1", "reader"),
                           ind = service("ind-1", "reader"), grp = service("grp-1", "reader");
-    struct kf_device_rec d1 = device("dev-1", "", KF_DEVICE_ACTIVE),
-                         d2 = device("dash", "", KF_DEVICE_ACTIVE);
+    struct kf_device_rec d1 = kf_st_device("dev-1", "", KF_DEVICE_ACTIVE),
+                         d2 = kf_st_device("dash", "", KF_DEVICE_ACTIVE);
     struct kf_enrollment e1 = enrollment("ind-1", KF_ENROLL_INDIVIDUAL),
                          e2 = enrollment("dash", KF_ENROLL_INDIVIDUAL),
                          g1 = enrollment("grp-1", KF_ENROLL_GROUP);
     struct kf_txn *t;
 
     KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &dash));
-    KF_OK_OR_FAIL(kf_store_write(s, device_insert_cb, &d1));
+    KF_OK_OR_FAIL(kf_store_write(s, kf_st_device_insert_cb, &d1));
     KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &e1));
     KF_OK_OR_FAIL(kf_store_write(s, enroll_insert_cb, &g1));
-    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, device_insert_cb, &d2));
+    KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, kf_st_device_insert_cb, &d2));
     KF_EXPECT_MSG("dash is the name of a service");
     KF_EXPECT_ERR(KF_E_CONFLICT, kf_store_write(s, enroll_insert_cb, &e2));
     KF_EXPECT_MSG("never the same");
@@ -2305,7 +2242,7 @@ static void test_one_name_one_namespace(void **state)
     KF_EXPECT_MSG("registration id of an individual enrollment");
     /* a group's name is no device id: a service may share it */
     KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &grp));
-    t = rd(s);
+    t = kf_st_read(s);
     KF_OK_OR_FAIL(kf_txn_name_free(t, KF_NS_DEVICE, "dev-2"));
     KF_EXPECT_ERR(KF_E_CONFLICT, kf_txn_name_free(t, KF_NS_DEVICE, "dash"));
     KF_EXPECT_ERR(KF_E_CONFLICT, kf_txn_name_free(t, KF_NS_SERVICE, "dev-1"));
