@@ -76,8 +76,6 @@ char *kf_test_read(const char *path);
 /* Runs a shell command; returns its exit status (the test fails if it cannot be run). */
 int kf_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#endif
-
 /* ---- a small PKI for tests ---- */
 #include "common/pki_cert.h"
 #include "common/pki_key.h"
@@ -100,3 +98,5 @@ struct kf_cert *kf_test_issue(struct kf_test_pki *p, enum kf_profile profile, co
 
 /* Writes a certificate as PEM to `path` (failing the test on error). */
 void kf_test_save_cert(const struct kf_cert *c, const char *path);
+
+#endif

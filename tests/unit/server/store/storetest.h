@@ -4,9 +4,7 @@
  * reading from it, failing the test on error; the hub and device records they write and the write
  * callbacks that write them; the registry version; and the audit log appended to, read back and
  * verified. Everything goes through the store's API alone, so it serves every back end. Linked
- * into test_store, test_audit and test_store_sqlite only. Include it after testutil.h:
- * KF_ST_EXPECT_BUMP uses its KF_OK_OR_FAIL and cmocka's fail_msg (and testutil.h cannot be
- * included twice, so this header does not include it).
+ * into test_store, test_audit and test_store_sqlite only.
  */
 #ifndef KF_TESTS_STORETEST_H
 #define KF_TESTS_STORETEST_H
@@ -15,6 +13,7 @@
 #include <stdint.h>
 
 #include "server/store/store.h"
+#include "testutil.h" /* KF_ST_EXPECT_BUMP uses its KF_OK_OR_FAIL and cmocka's fail_msg */
 
 /*
  * Opens the store at `url` (a store URL or, for SQLite, a bare path; borrowed) with `flags`
