@@ -372,7 +372,8 @@ struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_de
     /* Someone may have reloaded while this thread waited. */
     kf_registry_release(cur);
     cur = kf_registry_get(h);
-    if (cur->version < version || crl_file_changed(cur)) {
+    /* Any other version: a store restored from an older copy counts down, and is followed too. */
+    if (cur->version != version || crl_file_changed(cur)) {
         if (kf_registry_load(d, &cur->cfg, &next) == KF_OK) {
             kf_registry_set(h, kf_registry_ref(next));
             kf_registry_release(cur);

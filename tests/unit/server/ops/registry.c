@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/pki_crl.h"
@@ -819,6 +821,58 @@ static void test_fresh_follows_the_crl_file(void **state)
     kf_deploy_close(d);
 }
 
+/*
+ * A store whose registry version went back (restored from an older copy, say): the snapshot
+ * follows it once, and then takes the fast path again. (Before, a version below the snapshot's
+ * was never "newer": every request took the reload lock and the snapshot stayed stale.)
+ */
+static void test_fresh_follows_a_version_that_went_back(void **state)
+{
+    struct kf_deploy *d = kf_test_deploy_make("fresh-back");
+    struct kf_registry_holder h;
+    struct kf_registry *a, *b, *c;
+    struct kf_cert *cert;
+    char path[KF_CONF_PATH_MAX];
+    sqlite3 *db = NULL;
+    (void)state;
+
+    cert = issue(d, "dev-b", NULL);
+    kf_cert_free(cert);
+    kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_DISABLED);
+    kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_ACTIVE);
+    kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_DISABLED);
+    kf_registry_holder_init(&h, load(d));
+    a = kf_registry_get(&h);
+    assert_true(a->version >= 3);
+    assert_int_equal(kf_registry_blocked(a, 0, "dev-b"), KF_DEVICE_DISABLED);
+
+    /* The older copy: the device active, the counter where it stood then. */
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.store_url, path, sizeof(path)));
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE devices SET status = 'active' WHERE id = 'dev-b';"
+                                  "UPDATE meta SET value = 1 WHERE key = 'registry_version';",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_version(d->store), 1);
+
+    b = kf_registry_fresh(&h, d);
+    assert_ptr_not_equal(b, a);
+    assert_int_equal(b->version, 1);
+    assert_int_equal(kf_registry_blocked(b, 0, "dev-b"), 0);
+    /* and then the same snapshot, without a rebuild */
+    c = kf_registry_fresh(&h, d);
+    assert_ptr_equal(c, b);
+    assert_int_equal(c->generation, b->generation);
+
+    kf_registry_release(c);
+    kf_registry_release(b);
+    kf_registry_release(a);
+    kf_registry_holder_destroy(&h);
+    kf_deploy_close(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_holder_keeps_readers_snapshot),
         cmocka_unit_test(test_fresh_follows_another_handle),
         cmocka_unit_test(test_fresh_follows_the_crl_file),
+        cmocka_unit_test(test_fresh_follows_a_version_that_went_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
