@@ -175,13 +175,20 @@ static void add_crl(struct kf_registry *r)
     char path[KF_CONF_PATH_MAX];
     struct kf_buf text;
     struct kf_crl *crl = NULL;
+    int ours = 0;
 
     kf_buf_init(&text, 64 * 1024 * 1024);
-    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) == KF_OK)
+    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) != KF_OK) {
+        path[0] = '\0';
+    } else {
         file_id(path, &r->crl_file); /* before reading: a newer file is never missed */
-    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) == KF_OK &&
-        kf_buf_read_file(&text, path) == KF_OK &&
-        kf_crl_parse(text.data, text.len, &crl) == KF_OK && kf_crl_signed_by(crl, r->issuing)) {
+        if (kf_buf_read_file(&text, path) == KF_OK &&
+            kf_crl_parse(text.data, text.len, &crl) == KF_OK) {
+            ours = kf_crl_signed_by(crl, r->issuing);
+            if (!ours) kf_fail(KF_E_DENIED, "the CRL is not signed by keyfleet's issuing CA");
+        }
+    }
+    if (ours) {
         /* Its signature checked here once, not again on every device's handshake. */
         if (kf_trust_set_issuer_crl(r->operational, crl, r->issuing) != KF_OK)
             kf_log(KF_LOG_WARN, "registry", "cannot use the CRL", "path", path, "error",
@@ -190,7 +197,7 @@ static void add_crl(struct kf_registry *r)
             r->crl = kf_crl_ref(crl);
     } else {
         kf_log(KF_LOG_WARN, "registry", "no usable CRL; revocations are checked in the store only",
-               "path", path, "error", kf_errmsg(), NULL);
+               "path", path[0] ? path : r->cfg.crl_file, "error", kf_errmsg(), NULL);
     }
     kf_crl_free(crl);
     kf_buf_free(&text);
