@@ -41,16 +41,16 @@ static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
 
 /* The provisioning listener's settings: its deadlines (it has no address lists, and its rate
  * is counted per request) and its answers' bounds. */
-static void provisioning_from(const struct kf_config *c, struct kf_daemon *d)
+static void provisioning_from(const struct kf_config *c, struct kf_prov_service *p)
 {
-    d->http.max_head = (size_t)c->max_header_bytes;
-    d->http.max_body = (size_t)c->max_body_bytes;
-    d->request_timeout_ms = c->request_timeout_ms;
-    d->accept.hello_timeout_ms = c->hello_timeout_ms;
-    d->accept.handshake_timeout_ms = c->handshake_timeout_ms;
-    d->accept.first_deadline_ms = c->request_timeout_ms;
-    d->retry_after = (unsigned)c->retry_after;
-    d->approval_retry_after = (unsigned)c->approval_retry_after;
+    p->http.max_head = (size_t)c->max_header_bytes;
+    p->http.max_body = (size_t)c->max_body_bytes;
+    p->request_timeout_ms = c->request_timeout_ms;
+    p->accept.hello_timeout_ms = c->hello_timeout_ms;
+    p->accept.handshake_timeout_ms = c->handshake_timeout_ms;
+    p->accept.first_deadline_ms = c->request_timeout_ms;
+    p->retry_after = (unsigned)c->retry_after;
+    p->approval_retry_after = (unsigned)c->approval_retry_after;
 }
 
 /* The commit hint: every open connection may be about to write an enrollment. */
@@ -68,7 +68,7 @@ static enum kf_err deployment_open(struct kf_daemon *d)
     if (rc) return rc;
     rc = kf_deploy_issuer(d->deploy, &d->signer);
     if (rc) return kf_wrap(rc, "cannot use the issuing CA");
-    provisioning_from(&d->deploy->cfg, d);
+    provisioning_from(&d->deploy->cfg, &d->prov);
     rc = kf_listen_parse(d->deploy->cfg.provisioning_listen, d->listen_host, sizeof(d->listen_host),
                          &d->listen_port);
     if (!rc) rc = kf_listen_probe(d->listen_host, d->listen_port);
@@ -81,7 +81,7 @@ static enum kf_err deployment_reload(struct kf_daemon *d, const struct kf_config
         cfg->workers != d->deploy->cfg.workers ||
         strcmp(cfg->hub_listen, d->deploy->cfg.hub_listen) != 0)
         kf_log(KF_LOG_WARN, "keyfleetd", "listen and workers change only on restart", NULL);
-    provisioning_from(cfg, d);
+    provisioning_from(cfg, &d->prov);
     return KF_OK;
 }
 
@@ -293,13 +293,50 @@ static void audit_stop(struct kf_daemon *d)
     if (d->deploy && d->deploy->store && d->signer) checkpoint(d);
 }
 
+/* /metrics on the provisioning listeners: the hub's gauges. */
+static void hub_gauges(void *arg, struct kf_metrics_gauges *g)
+{
+    struct kf_daemon *d = arg;
+    struct kf_hub_stats hs;
+    if (!d->hub) return;
+    kf_hub_stats(d->hub, &hs);
+    g->hub_connections = hs.connections;
+    g->hub_connections_open = kf_hub_connections_open(d->hub);
+    g->hub_sessions = hs.sessions;
+    g->hub_retained = hs.retained;
+    g->hub_queued = hs.queued;
+    g->hub_connects = hs.connects;
+    g->hub_auth_failed = hs.auth_failed;
+    g->hub_refused = hs.refused;
+    g->hub_malformed = hs.malformed;
+    g->hub_tls_offloaded = hs.tls_offloaded;
+    g->hub_acl_denied = hs.acl_denied;
+    g->hub_rate_limited = hs.rate_limited;
+    g->hub_store_waits = hs.store_waits;
+    g->hub_received = hs.messages_received;
+    g->hub_sent = hs.messages_sent;
+    g->hub_dropped = hs.dropped;
+}
+
+/* The workers, each with its provisioning listener (on what the subsystems above made). */
 static enum kf_err workers_open(struct kf_daemon *d)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     d->n_workers =
         d->deploy->cfg.workers ? (size_t)d->deploy->cfg.workers : (size_t)(cores > 0 ? cores : 1);
     d->workers = calloc(d->n_workers, sizeof(*d->workers));
-    if (!d->workers) return kf_fail(KF_E_NOMEM, "out of memory");
+    d->prov.listeners = calloc(d->n_workers, sizeof(*d->prov.listeners));
+    if (!d->workers || !d->prov.listeners) return kf_fail(KF_E_NOMEM, "out of memory");
+    d->prov.n_listeners = d->n_workers;
+    d->prov.deploy = d->deploy;
+    d->prov.signer = d->signer;
+    d->prov.tls = d->tls;
+    d->prov.limits = d->limits;
+    d->prov.registry = &d->registry;
+    d->prov.events = d->events;
+    d->prov.draining = &d->draining;
+    d->prov.gauges_cb = hub_gauges;
+    d->prov.gauges_arg = d;
     for (size_t i = 0; i < d->n_workers; i++) {
         enum kf_err rc = kf_worker_new(d, (int)i, &d->workers[i]);
         if (rc) return rc;
@@ -338,6 +375,9 @@ static void workers_free(struct kf_daemon *d)
     free(d->workers);
     d->workers = NULL;
     d->n_workers = 0;
+    free(d->prov.listeners);
+    d->prov.listeners = NULL;
+    d->prov.n_listeners = 0;
 }
 
 /*

@@ -11,12 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/http.h"
 #include "server/ca/deploy.h"
-#include "server/net/accept.h"
 #include "server/net/limits.h"
 #include "server/net/tls.h"
 #include "server/ops/registry.h"
+#include "server/provision/listener.h"
 #include "server/store/events.h"
 
 struct kf_worker;
@@ -30,13 +29,7 @@ struct kf_daemon {
     struct kf_limits *limits;
     struct kf_registry_holder registry;
     int have_registry;
-    struct kf_http_limits http;
-    int request_timeout_ms; /* a whole request, TLS handshake included */
-    /* the provisioning listener's accept path: hello and handshake deadlines (its first
-     * deadline is request_timeout_ms) */
-    struct kf_accept_conf accept;
-    unsigned retry_after;          /* seconds, in 429 and 503 answers */
-    unsigned approval_retry_after; /* seconds, in 202 answers (awaiting approval) */
+    struct kf_prov_service prov; /* what the provisioning listeners share */
     char listen_host[64];
     int listen_port;
     struct kf_hubd *hub;      /* NULL: no hub */

@@ -1,862 +1,50 @@
+/*
+ * worker: one keyfleetd worker thread: an event loop carrying its provisioning listener and its
+ * share of the hub (each with its own SO_REUSEPORT socket), drained and stopped from the main
+ * thread.
+ */
 #include "server/worker.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <jansson.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
-#include "common/cidr.h"
-#include "common/hostport.h"
-#include "common/ident.h"
-#include "common/log.h"
-#include "common/timefmt.h"
-#include "common/est.h"
 #include "server/hub/hub.h"
-#include "server/net/accept.h"
 #include "server/net/listen.h"
-#include "server/provision/metrics.h"
-#include "server/provision/provision.h"
-
-#define RESPONSE_MAX (1024 * 1024)
-
-struct conn;
-
-/* A store job on its way back to this worker. */
-struct pending {
-    struct kf_worker *w;
-    struct conn *c;
-    struct kf_prov_job *job;
-    enum kf_err rc;
-    char errmsg[256];
-    struct pending *next;
-};
+#include "server/provision/listener.h"
 
 struct kf_worker {
     struct kf_daemon *svc;
     int index;
     struct event_base *base;
-    struct kf_acceptor *acceptor; /* the provisioning listener */
-    struct event *wake;           /* completions from the store's thread */
-    struct event *drain;          /* drain requested */
-    struct event *stop;           /* stop requested */
+    struct event *drain; /* drain requested */
+    struct event *stop;  /* stop requested */
     pthread_t thread;
     int started, done, draining;
-    pthread_mutex_t lock; /* guards `completed` */
-    struct pending *completed;
-    struct conn *conns; /* all open connections */
-    size_t n_conns;
+    struct kf_prov_listener *prov;
     struct kf_hub_worker *hub; /* NULL: no hub */
-    struct kf_metrics metrics;
-};
-
-struct conn {
-    struct kf_conn head; /* first: net/accept hands back this */
-    struct kf_worker *w;
-    int busy;    /* a request is being answered */
-    int closing; /* close once the output is written */
-    int dead;    /* the peer went away while a job was out: free when it comes back */
-    struct conn *prev, *next;
-    /* the request being answered, for the log line and the metrics */
-    struct timespec started;
-    enum kf_endpoint ep;
-    char label[KF_ID_MAX + 1]; /* the EST CA label of the request (RFC 7030 3.2.2), or "" */
-    char method[KF_HTTP_METHOD_MAX];
-    char path[KF_HTTP_TARGET_MAX];
-    char id[KF_ID_MAX + 1];
-    char serial[KF_SERIAL_HEX_MAX]; /* the certificate the answer carries, if any */
-    char hub[KF_ID_MAX + 1];        /* the hub it assigns, if any */
-    const char *error;              /* the refusal's code, if it is one (static) */
-};
-
-/* ---- answering ---- */
-
-static int64_t elapsed_us(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 + (now.tv_nsec - since->tv_nsec) / 1000;
-}
-
-static void conn_free(struct conn *c);
-static void process(struct conn *c);
-
-static void arm_deadline(struct conn *c)
-{
-    struct timeval tv = {c->w->svc->request_timeout_ms / 1000,
-                         (c->w->svc->request_timeout_ms % 1000) * 1000};
-    evtimer_add(c->head.timer, &tv);
-}
-
-/* Sends a whole response; the request ends when it has been written. */
-static void send_response(struct conn *c, int status, const char *type, const char *extra,
-                          const void *body, size_t len)
-{
-    struct kf_buf out;
-    char ms[32], st[8];
-    int close =
-        c->closing || c->w->draining || __atomic_load_n(&c->w->svc->draining, __ATOMIC_RELAXED);
-
-    kf_buf_init(&out, RESPONSE_MAX + 4096);
-    if (kf_http_response(&out, status, type, extra, close, body, len) != KF_OK) {
-        kf_buf_reset(&out);
-        kf_http_response(&out, 500, NULL, NULL, 1, NULL, 0);
-        close = 1;
-        status = 500;
-    }
-    bufferevent_write(c->head.bev, out.data, out.len);
-    kf_buf_free(&out);
-    c->closing = close;
-    kf_metrics_request(&c->w->metrics, c->ep, status, (double)elapsed_us(&c->started) / 1e6);
-    snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
-    snprintf(st, sizeof(st), "%d", status);
-    kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
-           ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, "serial",
-           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, "error", c->error,
-           NULL);
-    c->busy = 0;
-}
-
-static void send_json(struct conn *c, int status, json_t *j, const char *extra)
-{
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!text) {
-        send_response(c, 500, "application/json", NULL, "{\"error\":\"internal_error\"}", 26);
-        return;
-    }
-    send_response(c, status, "application/json", extra, text, strlen(text));
-    free(text);
-}
-
-/* Whether a refusal is a security event, and whether the identity in it had verified. */
-enum { NO_EVENT = 0, EVENT_CLAIMED = 1, EVENT_VERIFIED = 2 };
-
-/* The refusal answer: a JSON error, the counter, and (for policy refusals) a security event. */
-static void send_refusal(struct conn *c, int status, enum kf_refusal reason, const char *message,
-                         int event)
-{
-    char extra[160] = "";
-    if (status < 400 || status > 599) {
-        /* A refusal without its status is a bug of ours: say so, never send status 0. */
-        kf_log(KF_LOG_ERROR, "http", "a refusal had no status", "reason", kf_refusal_name(reason),
-               "message", message, NULL);
-        status = 500;
-        reason = KF_REFUSAL_INTERNAL_ERROR;
-        if (!message || !*message) message = "internal error";
-    }
-    if (status == 429 || status == 503)
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->w->svc->retry_after);
-    if (status == 401) /* RFC 9110 15.5.2: a 401 carries a challenge */
-        snprintf(extra, sizeof(extra), "%s", KF_EST_HEADER_AUTHENTICATE);
-    kf_metrics_refusal(&c->w->metrics, reason);
-    c->error = kf_refusal_name(reason);
-    if (event) {
-        struct kf_prov_refusal ref = {status, reason, "", event == EVENT_VERIFIED};
-        snprintf(ref.message, sizeof(ref.message), "%s", message);
-        kf_prov_event_denied(c->w->svc->events, &ref, c->id[0] ? c->id : NULL, c->head.ip_text);
-    }
-    send_json(c, status,
-              json_pack("{s:s, s:s}", "error", kf_refusal_name(reason), "message", message),
-              extra[0] ? extra : NULL);
-}
-
-/* ---- provisioning requests ---- */
-
-static void job_done_cb(struct kf_store_req *req, enum kf_err rc, void *arg)
-{
-    struct pending *p = arg;
-    struct kf_worker *w = p->w;
-    /* On the store's thread: hand it back to the worker's loop. */
-    p->rc = rc;
-    snprintf(p->errmsg, sizeof(p->errmsg), "%s", req->errmsg);
-    pthread_mutex_lock(&w->lock);
-    p->next = w->completed;
-    w->completed = p;
-    pthread_mutex_unlock(&w->lock);
-    event_active(w->wake, EV_READ, 0);
-}
-
-static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, const char *why)
-{
-    struct kf_registry *reg;
-    struct kf_buf body;
-    char renew[KF_TIME_TEXT_MAX], endpoint[KF_ENDPOINT_MAX + 8];
-
-    if (job->refused) {
-        send_refusal(c, job->refusal.status, job->refusal.reason, job->refusal.message,
-                     job->refusal.verified ? EVENT_VERIFIED : EVENT_CLAIMED);
-        return;
-    }
-    if (rc) {
-        kf_log(KF_LOG_ERROR, "provision", "could not record an enrollment", "device",
-               job->device_id, "error", why, NULL);
-        /* The store is busy or failing: the device should come back later. */
-        c->closing = 1;
-        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
-                     "the enrollment could not be recorded; try again later", 0);
-        return;
-    }
-    if (job->pending) {
-        /* RFC 7030 4.2.3: 202 and Retry-After; the register API says "pending" too. */
-        char extra[64], msg[2 * KF_ID_MAX + 160];
-        unsigned wait = c->w->svc->approval_retry_after;
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
-        snprintf(msg, sizeof(msg),
-                 "device %s waits for an operator's approval (keyfleet enrollment "
-                 "approve %s); ask again in %u seconds",
-                 job->device_id, job->device_id, wait);
-        c->error = "pending";
-        if (job->kind == KF_PROV_REGISTER)
-            send_json(c, 202,
-                      json_pack("{s:s, s:s, s:I, s:s}", "deviceId", job->device_id, "status",
-                                "pending", "retryAfter", (json_int_t)wait, "message", msg),
-                      extra);
-        else
-            send_response(c, 202, "text/plain; charset=utf-8", extra, msg, strlen(msg));
-        return;
-    }
-    kf_metrics_enrollment(&c->w->metrics, job->kind == KF_PROV_REGISTER ? KF_ISSUE_REGISTER
-                                          : job->kind == KF_PROV_SIMPLEENROLL
-                                              ? KF_ISSUE_SIMPLEENROLL
-                                              : KF_ISSUE_SIMPLEREENROLL);
-    /* The request's log line names the certificate and the hub. */
-    snprintf(c->serial, sizeof(c->serial), "%s", job->rec.serial);
-    snprintf(c->hub, sizeof(c->hub), "%s", job->has_hub ? job->hub.name : "");
-    if (job->kind != KF_PROV_REGISTER) {
-        kf_buf_init(&body, RESPONSE_MAX);
-        if (kf_est_certs_only(&job->cert, 1, &body) != KF_OK) {
-            kf_buf_free(&body);
-            send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "cannot encode the certificate", 0);
-            return;
-        }
-        send_response(c, 200, KF_EST_TYPE_CERTS_ONLY, KF_EST_HEADER_CTE, body.data, body.len);
-        kf_buf_free(&body);
-        return;
-    }
-    reg = kf_registry_get(&c->w->svc->registry);
-    kf_buf_init(&body, RESPONSE_MAX);
-    kf_cert_pem(job->cert, &body);
-    kf_buf_append(&body, reg->issuing_pem.data, reg->issuing_pem.len);
-    kf_time_rfc3339(job->renew_after, renew, sizeof(renew));
-    snprintf(endpoint, sizeof(endpoint), "%s", job->has_hub ? job->hub.endpoint : "");
-    send_json(c, 200,
-              json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "deviceId", job->device_id, "status",
-                        job->has_hub ? "assigned" : "unassigned", "hub",
-                        job->has_hub ? json_string(endpoint) : json_null(), "certificate",
-                        kf_buf_str(&body), "trustBundle", kf_buf_str(&reg->root_pem), "renewAfter",
-                        renew),
-              NULL);
-    kf_buf_free(&body);
-    kf_registry_release(reg);
-}
-
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct kf_worker *w = arg;
-    struct pending *list, *p;
-
-    pthread_mutex_lock(&w->lock);
-    list = w->completed;
-    w->completed = NULL;
-    pthread_mutex_unlock(&w->lock);
-    while ((p = list) != NULL) {
-        list = p->next;
-        if (p->c->dead) {
-            conn_free(p->c);
-        } else {
-            answer_job(p->c, p->job, p->rc, p->errmsg);
-        }
-        kf_prov_job_free(p->job);
-        free(p);
-    }
-}
-
-/* Decodes the body of a provisioning request into a CSR; 0 and an answer sent on failure. */
-static int read_csr(struct conn *c, const struct kf_http_request *req, enum kf_prov_kind kind,
-                    struct kf_csr **csr)
-{
-    const char *type = kf_http_header(req, "Content-Type");
-    *csr = NULL;
-    if (kind == KF_PROV_REGISTER) {
-        json_error_t jerr;
-        json_t *j, *pem;
-        if (!type || strncasecmp(type, "application/json", 16) != 0) {
-            send_refusal(c, 415, KF_REFUSAL_UNSUPPORTED_MEDIA_TYPE,
-                         "send the request as application/json: {\"csr\": \"<PEM>\"}", 0);
-            return 0;
-        }
-        j = json_loadb((const char *)req->body, req->content_length, JSON_REJECT_DUPLICATES, &jerr);
-        pem = j ? json_object_get(j, "csr") : NULL;
-        if (!j || !json_is_object(j) || !json_is_string(pem)) {
-            char msg[300];
-            snprintf(msg, sizeof(msg), "the body must be a JSON object {\"csr\": \"<PEM>\"}%s%s",
-                     j ? "" : ": ", j ? "" : jerr.text);
-            json_decref(j);
-            send_refusal(c, 400, KF_REFUSAL_BAD_REQUEST, msg, 0);
-            return 0;
-        }
-        if (kf_csr_parse(json_string_value(pem), json_string_length(pem), csr) != KF_OK) {
-            char msg[600];
-            snprintf(msg, sizeof(msg), "\"csr\" is not a PKCS#10 request: %s", kf_errmsg());
-            json_decref(j);
-            send_refusal(c, 400, KF_REFUSAL_CSR_INVALID, msg, 0);
-            return 0;
-        }
-        json_decref(j);
-        return 1;
-    }
-    if (!type || strncasecmp(type, KF_EST_TYPE_PKCS10, strlen(KF_EST_TYPE_PKCS10)) != 0) {
-        send_refusal(c, 415, KF_REFUSAL_UNSUPPORTED_MEDIA_TYPE,
-                     "send the CSR as application/pkcs10 (base64 DER, RFC 7030 and RFC 8951)", 0);
-        return 0;
-    }
-    if (kf_est_decode_csr(req->body, req->content_length, csr) != KF_OK) {
-        send_refusal(c, 400, KF_REFUSAL_CSR_INVALID, kf_errmsg(), 0);
-        return 0;
-    }
-    return 1;
-}
-
-static void provision(struct conn *c, const struct kf_http_request *req, enum kf_prov_kind kind)
-{
-    struct kf_daemon *svc = c->w->svc;
-    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
-    struct kf_prov_refusal ref;
-    struct kf_prov_input in;
-    struct kf_prov_job *job = NULL;
-    struct kf_registry *reg;
-    struct kf_csr *csr = NULL;
-    struct pending *p;
-    char binding[KF_TLS_BINDING_MAX];
-    size_t n = 0;
-    enum kf_err rc;
-
-    if (!read_csr(c, req, kind, &csr)) return;
-    rc = kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX, &n);
-    if (rc) goto internal;
-    if (leaf) kf_cert_subject_cn(leaf, c->id, sizeof(c->id));
-    kf_err_clear();
-    memset(&in, 0, sizeof(in));
-    in.kind = kind;
-    in.ip = c->head.ip_text;
-    in.leaf = leaf;
-    in.chain = chain;
-    in.n_chain = n;
-    in.csr = csr;
-    in.label = c->label[0] ? c->label : NULL;
-    /* The binding is derived only for a CSR that carries one to compare (not on every request). */
-    in.binding_kind = kf_tls_channel_binding_kind(bufferevent_openssl_get_ssl(c->head.bev));
-    if (kf_csr_challenge(csr)) {
-        if (kf_tls_channel_binding(bufferevent_openssl_get_ssl(c->head.bev), binding,
-                                   sizeof(binding), &in.binding_kind) == KF_OK)
-            in.binding = binding;
-        kf_err_clear();
-    }
-    reg = kf_registry_fresh(&svc->registry, svc->deploy);
-    rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
-    kf_registry_release(reg);
-    if (rc == KF_E_DENIED) {
-        send_refusal(c, ref.status, ref.reason, ref.message,
-                     ref.verified ? EVENT_VERIFIED : EVENT_CLAIMED);
-        goto out;
-    }
-    if (rc) goto internal;
-    snprintf(c->id, sizeof(c->id), "%s", job->device_id);
-    p = calloc(1, sizeof(*p));
-    if (!p) goto internal;
-    p->w = c->w;
-    p->c = c;
-    p->job = job;
-    job->req.done_cb = job_done_cb;
-    job->req.done_arg = p;
-    rc = kf_store_submit(svc->deploy->store, &job->req);
-    if (rc) {
-        free(p);
-        kf_prov_job_free(job);
-        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
-                     "too many enrollments in flight; try again later", 0);
-        goto out;
-    }
-    /* The answer leaves when the store has made it durable (wake_cb). */
-    goto out;
-internal:
-    kf_log(KF_LOG_ERROR, "provision", "internal error", "error", kf_errmsg(), NULL);
-    send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "internal error", 0);
-out:
-    kf_cert_free(leaf);
-    for (size_t i = 0; i < n; i++)
-        kf_cert_free(chain[i]);
-    kf_csr_free(csr);
-}
-
-/* ---- routing ---- */
-
-struct route {
-    const char *path;
-    const char *method;
-    enum kf_endpoint ep;
-};
-
-static const struct route routes[] = {
-    {"/.well-known/est/cacerts", "GET", KF_EP_CACERTS},
-    {"/.well-known/est/csrattrs", "GET", KF_EP_CSRATTRS},
-    {"/.well-known/est/simpleenroll", "POST", KF_EP_SIMPLEENROLL},
-    {"/.well-known/est/simplereenroll", "POST", KF_EP_SIMPLEREENROLL},
-    {"/api/v1/register", "POST", KF_EP_REGISTER},
-    {"/healthz", "GET", KF_EP_HEALTHZ},
-    {"/metrics", "GET", KF_EP_METRICS},
-};
-
-/*
- * An EST path with a CA label, /.well-known/est/<label>/<operation> (RFC 7030 3.2.2): the
- * operation's route, the label into `label`; NULL when it is not one.
- */
-static const struct route *labelled_route(const char *path, char *label, size_t cap)
-{
-    static const char prefix[] = "/.well-known/est/";
-    const char *seg = path + sizeof(prefix) - 1, *slash;
-    char op[64];
-    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0) return NULL;
-    slash = strchr(seg, '/');
-    if (!slash || (size_t)(slash - seg) >= cap || slash == seg) return NULL;
-    memcpy(label, seg, (size_t)(slash - seg));
-    label[slash - seg] = '\0';
-    if (!kf_id_valid(label)) {
-        label[0] = '\0';
-        return NULL;
-    }
-    snprintf(op, sizeof(op), "%s%s", prefix, slash + 1);
-    for (size_t i = 0; i < 4; i++) /* the EST routes come first */
-        if (strcmp(routes[i].path, op) == 0) return &routes[i];
-    label[0] = '\0';
-    return NULL;
-}
-
-/* Whether `label` names a group enrollment (in the registry as the store has it now). */
-static int label_known(struct kf_daemon *svc, const char *label)
-{
-    struct kf_registry *reg = kf_registry_fresh(&svc->registry, svc->deploy);
-    int found = kf_registry_group_named(reg, label) != NULL;
-    kf_registry_release(reg);
-    return found;
-}
-
-/*
- * Whether `c` may read /metrics: from [provisioning] metrics_allow (default: loopback), or with a
- * keyfleet service certificate that stands (metrics_certificate). The metrics tell the fleet's
- * size and load, refusal counts, the CRL's age: not for anyone who can reach the port.
- */
-static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
-{
-    const char *allow = reg->cfg.metrics_allow;
-    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
-    struct kf_cidr_list nets;
-    size_t n = 0;
-    int ok = 0;
-
-    if (strcmp(allow, "any") == 0) return 1;
-    if (strcmp(allow, "none") != 0 && kf_cidr_parse_list(allow, &nets) == KF_OK &&
-        kf_cidr_match(&nets, c->head.ip_text))
-        return 1;
-    kf_err_clear();
-    if (!reg->cfg.metrics_certificate) return 0;
-    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX,
-                    &n) == KF_OK &&
-        leaf) {
-        char name[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
-        kf_cert_serial_hex(leaf, serial);
-        ok = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT,
-                             NULL) == KF_OK &&
-             kf_cert_uri_san(leaf, KF_URN_SERVICE, name, sizeof(name)) == KF_OK &&
-             !kf_registry_blocked(reg, 1, name) && !kf_registry_cert_revoked(reg, serial);
-    }
-    kf_err_clear();
-    kf_cert_free(leaf);
-    for (size_t i = 0; i < n; i++)
-        kf_cert_free(chain[i]);
-    return ok;
-}
-
-static void serve_metrics(struct conn *c)
-{
-    struct kf_daemon *svc = c->w->svc;
-    struct kf_metrics *all[KF_METRICS_WORKERS_MAX];
-    struct kf_metrics_gauges g;
-    struct kf_buf out;
-    size_t n = 0;
-
-    for (size_t i = 0; i < svc->n_workers && n < KF_METRICS_WORKERS_MAX; i++)
-        if (svc->workers[i]) all[n++] = &svc->workers[i]->metrics;
-    struct kf_store_stats st;
-
-    memset(&g, 0, sizeof(g));
-    g.connections_open = kf_limits_connections(svc->limits);
-    g.handshakes_in_flight = kf_limits_handshakes(svc->limits);
-    kf_store_stats(svc->deploy->store, &st);
-    g.store_queue_depth = st.queued;
-    g.store_writes = st.writes;
-    g.store_commits = st.commits;
-    if (svc->hub) {
-        struct kf_hub_stats hs;
-        kf_hub_stats(svc->hub, &hs);
-        g.hub_connections = hs.connections;
-        g.hub_connections_open = kf_hub_connections_open(svc->hub);
-        g.hub_sessions = hs.sessions;
-        g.hub_retained = hs.retained;
-        g.hub_queued = hs.queued;
-        g.hub_connects = hs.connects;
-        g.hub_auth_failed = hs.auth_failed;
-        g.hub_refused = hs.refused;
-        g.hub_malformed = hs.malformed;
-        g.hub_tls_offloaded = hs.tls_offloaded;
-        g.hub_acl_denied = hs.acl_denied;
-        g.hub_rate_limited = hs.rate_limited;
-        g.hub_store_waits = hs.store_waits;
-        g.hub_received = hs.messages_received;
-        g.hub_sent = hs.messages_sent;
-        g.hub_dropped = hs.dropped;
-    }
-    {
-        struct kf_registry *reg = kf_registry_get(&svc->registry);
-        if (reg->crl) {
-            g.crl_number = (uint64_t)kf_crl_number(reg->crl);
-            g.crl_next_update = (uint64_t)kf_crl_next_update(reg->crl);
-        }
-        kf_registry_release(reg);
-    }
-    kf_buf_init(&out, KF_METRICS_RENDER_MAX);
-    if (kf_metrics_render(all, n, &g, &out) == KF_OK)
-        send_response(c, 200, KF_METRICS_CONTENT_TYPE, NULL, out.data, out.len);
-    else
-        send_refusal(c, 500, KF_REFUSAL_INTERNAL_ERROR, "cannot render the metrics", 0);
-    kf_buf_free(&out);
-}
-
-static void dispatch(struct conn *c, const struct kf_http_request *req)
-{
-    struct kf_daemon *svc = c->w->svc;
-    const struct route *r = NULL;
-    unsigned wait;
-
-    for (size_t i = 0; i < KF_ARRAY_LEN(routes); i++)
-        if (strcmp(routes[i].path, req->path) == 0) r = &routes[i];
-    c->label[0] = '\0';
-    if (!r) r = labelled_route(req->path, c->label, sizeof(c->label));
-    c->ep = r ? r->ep : KF_EP_OTHER;
-    if (c->w->draining || __atomic_load_n(&svc->draining, __ATOMIC_RELAXED)) {
-        c->closing = 1;
-        send_refusal(c, 503, KF_REFUSAL_OVERLOADED, "keyfleetd is shutting down", 0);
-        return;
-    }
-    wait = kf_limits_request(svc->limits, &c->head.ip, kf_now_ms());
-    if (wait) {
-        char extra[64];
-        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_RATE_LIMITED);
-        c->error = kf_refusal_name(KF_REFUSAL_RATE_LIMITED);
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
-        send_json(c, 429,
-                  json_pack("{s:s, s:s}", "error", "rate_limited", "message",
-                            "too many requests from this address; slow down"),
-                  extra);
-        return;
-    }
-    if (!r) {
-        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such endpoint", 0);
-        return;
-    }
-    if (c->label[0] && !label_known(svc, c->label)) {
-        char msg[KF_ID_MAX + 96];
-        snprintf(msg, sizeof(msg), "no CA label \"%s\": a label is the name of a group enrollment",
-                 c->label);
-        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, msg, 0);
-        return;
-    }
-    if (strcmp(req->method, r->method) != 0) {
-        char extra[40];
-        kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_METHOD_NOT_ALLOWED);
-        c->error = kf_refusal_name(KF_REFUSAL_METHOD_NOT_ALLOWED);
-        snprintf(extra, sizeof(extra), "Allow: %s\r\n", r->method);
-        send_json(c, 405,
-                  json_pack("{s:s, s:s}", "error", "method_not_allowed", "message",
-                            strcmp(r->method, "GET") == 0 ? "use GET" : "use POST"),
-                  extra);
-        return;
-    }
-    switch (r->ep) {
-    case KF_EP_CACERTS:
-    case KF_EP_CSRATTRS: {
-        struct kf_registry *reg = kf_registry_get(&svc->registry);
-        const struct kf_buf *b = r->ep == KF_EP_CACERTS ? &reg->cacerts : &reg->csrattrs;
-        send_response(c, 200, r->ep == KF_EP_CACERTS ? KF_EST_TYPE_CACERTS : KF_EST_TYPE_CSRATTRS,
-                      KF_EST_HEADER_CTE, b->data, b->len);
-        kf_registry_release(reg);
-        return;
-    }
-    case KF_EP_HEALTHZ: send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL); return;
-    case KF_EP_METRICS: {
-        struct kf_registry *reg = kf_registry_get(&svc->registry);
-        int allowed = metrics_allowed(c, reg);
-        kf_registry_release(reg);
-        if (!allowed) {
-            send_refusal(c, 403, KF_REFUSAL_FORBIDDEN,
-                         "/metrics is served to provisioning.metrics_allow and to clients with a "
-                         "keyfleet service certificate (provisioning.metrics_certificate)",
-                         NO_EVENT);
-            return;
-        }
-        serve_metrics(c);
-        return;
-    }
-    case KF_EP_SIMPLEENROLL: provision(c, req, KF_PROV_SIMPLEENROLL); return;
-    case KF_EP_SIMPLEREENROLL: provision(c, req, KF_PROV_SIMPLEREENROLL); return;
-    case KF_EP_REGISTER: provision(c, req, KF_PROV_REGISTER); return;
-    default: send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such endpoint", 0); return;
-    }
-}
-
-/* Parses and answers the next request in the input, if a whole one is there. */
-static void process(struct conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->head.bev);
-    struct kf_http_request req;
-    const char *why = NULL;
-    size_t len = evbuffer_get_length(in), used;
-    unsigned char *data;
-    int status = 0;
-    enum kf_http_status s;
-
-    if (c->busy || c->closing || len == 0) return;
-    data = evbuffer_pullup(in, -1);
-    s = kf_http_parse(data, len, &c->w->svc->http, &req, &status, &why);
-    if (s == KF_HTTP_PARTIAL) return;
-    evtimer_del(c->head.timer);
-    c->busy = 1;
-    clock_gettime(CLOCK_MONOTONIC, &c->started);
-    c->id[0] = c->serial[0] = c->hub[0] = '\0';
-    c->error = NULL;
-    if (s == KF_HTTP_BAD) {
-        snprintf(c->method, sizeof(c->method), "-");
-        snprintf(c->path, sizeof(c->path), "-");
-        c->ep = KF_EP_OTHER;
-        c->closing = 1; /* what follows a bad request cannot be trusted to be a request */
-        if (kf_log_enabled(KF_LOG_DEBUG)) {
-            char raw[120], head[200];
-            size_t n = len < sizeof(raw) - 1 ? len : sizeof(raw) - 1;
-            memcpy(raw, data, n);
-            raw[n] = '\0';
-            kf_text_quote(head, sizeof(head), raw);
-            kf_log(KF_LOG_DEBUG, "http", "bad request", "why", why, "ip", c->head.ip_text, "start",
-                   head, NULL);
-        }
-        send_refusal(c, status,
-                     status == 413   ? KF_REFUSAL_BODY_TOO_LARGE
-                     : status == 431 ? KF_REFUSAL_HEADER_TOO_LARGE
-                                     : KF_REFUSAL_BAD_REQUEST,
-                     why, 0);
-        evbuffer_drain(in, len);
-        return;
-    }
-    snprintf(c->method, sizeof(c->method), "%s", req.method);
-    snprintf(c->path, sizeof(c->path), "%s", req.path);
-    if (!req.keep_alive) c->closing = 1;
-    used = req.head_len + req.content_length;
-    dispatch(c, &req);
-    /* Everything the request pointed into is no longer needed: handlers copied what they keep. */
-    evbuffer_drain(in, used);
-}
-
-/* ---- connections ---- */
-
-static void conn_free(struct conn *c)
-{
-    struct kf_worker *w = c->w;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    w->n_conns--;
-    kf_conn_release(&c->head);
-    free(c);
-    if (w->draining && w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0)
-        event_base_loopbreak(w->base);
-}
-
-/* Ends a connection: now, or when its store job comes back. */
-static void conn_close(struct conn *c)
-{
-    if (c->head.handshake_pending) kf_metrics_handshake(&c->w->metrics, KF_HANDSHAKE_FAILED);
-    if (c->head.bev) {
-        SSL *ssl = bufferevent_openssl_get_ssl(c->head.bev);
-        if (ssl && !c->head.handshake_pending) SSL_shutdown(ssl);
-        bufferevent_free(c->head.bev);
-        c->head.bev = NULL;
-    }
-    if (c->head.timer) evtimer_del(c->head.timer);
-    if (c->busy) {
-        c->dead = 1; /* wake_cb frees it */
-        return;
-    }
-    conn_free(c);
-}
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    size_t cap = c->w->svc->http.max_head + c->w->svc->http.max_body;
-    process(c);
-    /* Bounded input: never hold more than one request's worth while busy. */
-    if (c->head.bev && evbuffer_get_length(bufferevent_get_input(bev)) > cap)
-        bufferevent_disable(bev, EV_READ);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    if (c->busy) return;
-    if (c->closing) {
-        conn_close(c);
-        return;
-    }
-    /* Ready for the next request, under a fresh deadline. */
-    bufferevent_enable(bev, EV_READ);
-    arm_deadline(c);
-    process(c);
-}
-
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED) {
-        SSL *ssl = bufferevent_openssl_get_ssl(bev);
-        kf_conn_handshake_done(&c->head);
-        kf_metrics_handshake(&c->w->metrics,
-                             kf_tls_resumed(ssl) ? KF_HANDSHAKE_RESUMED : KF_HANDSHAKE_FULL);
-        /* The rest of the request's deadline, which counts from the accept. */
-        kf_conn_arm(&c->head, c->head.timer, c->w->svc->request_timeout_ms);
-        return;
-    }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if (c->head.handshake_pending && kf_log_enabled(KF_LOG_DEBUG)) {
-            char why[128];
-            kf_tls_error(why, sizeof(why));
-            kf_log(KF_LOG_DEBUG, "tls", "handshake failed", "ip", c->head.ip_text, "error", why,
-                   NULL);
-        }
-        ERR_clear_error();
-        conn_close(c);
-    }
-}
-
-static void timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-    kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
-    if (c->head.handshake_pending || c->busy) {
-        conn_close(c);
-        return;
-    }
-    /* A slow client: tell it why, then drop it. */
-    snprintf(c->method, sizeof(c->method), "-");
-    snprintf(c->path, sizeof(c->path), "-");
-    c->ep = KF_EP_OTHER;
-    clock_gettime(CLOCK_MONOTONIC, &c->started);
-    c->busy = 1;
-    c->closing = 1;
-    c->id[0] = c->serial[0] = c->hub[0] = '\0';
-    c->error = NULL;
-    if (evbuffer_get_length(bufferevent_get_input(c->head.bev)) == 0) {
-        /* an idle keep-alive connection: nothing to answer */
-        c->busy = 0;
-        conn_close(c);
-        return;
-    }
-    c->error = kf_refusal_name(KF_REFUSAL_REQUEST_TIMEOUT);
-    send_json(c, 408,
-              json_pack("{s:s, s:s}", "error", "request_timeout", "message",
-                        "the request took too long to arrive"),
-              NULL);
-}
-
-/* A connection net/accept let in: one of this worker's. */
-static void opened(void *arg, struct kf_conn *head)
-{
-    struct kf_worker *w = arg;
-    struct conn *c = (struct conn *)head;
-    c->w = w;
-    c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
-    w->n_conns++;
-}
-
-static void refused(void *arg, enum kf_accept_refusal why)
-{
-    struct kf_worker *w = arg;
-    kf_metrics_refusal(&w->metrics, KF_REFUSAL_CONNECTION_LIMIT);
-}
-
-/* No ClientHello by the hello deadline, or no TLS state for it. */
-static void failed(struct kf_conn *head, int timed_out)
-{
-    struct conn *c = (struct conn *)head;
-    if (timed_out) kf_metrics_refusal(&c->w->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
-    conn_close(c);
-}
-
-static const struct kf_accept_ops accept_ops = {
-    .module = "provisioning",
-    .conn_size = sizeof(struct conn),
-    .opened = opened,
-    .refused = refused,
-    .failed = failed,
-    .read_cb = read_cb,
-    .write_cb = write_cb,
-    .event_cb = event_cb,
-    .timer_cb = timeout_cb,
 };
 
 /* ---- the worker itself ---- */
 
+/* While draining, a listener's last connection went: the loop ends once both have none. */
+static void idle_cb(void *arg)
+{
+    struct kf_worker *w = arg;
+    if (w->draining && kf_prov_listener_conns(w->prov) == 0 && kf_hub_worker_conns(w->hub) == 0)
+        event_base_loopbreak(w->base);
+}
+
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct kf_worker *w = arg;
-    struct conn *c, *next;
     w->draining = 1;
-    kf_acceptor_pause(w->acceptor);
     if (w->hub) kf_hub_worker_drain(w->hub);
-    /* Idle connections go now; busy ones after their answer (send_response closes them). */
-    for (c = w->conns; c; c = next) {
-        next = c->next;
-        if (!c->head.bev ||
-            (!c->busy && evbuffer_get_length(bufferevent_get_output(c->head.bev)) == 0))
-            conn_close(c);
-    }
-    if (w->n_conns == 0 && kf_hub_worker_conns(w->hub) == 0) event_base_loopbreak(w->base);
-}
-
-/* The hub's last connection closed while draining. */
-static void hub_idle_cb(void *arg)
-{
-    struct kf_worker *w = arg;
-    if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
+    kf_prov_listener_drain(w->prov);
+    idle_cb(w);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -874,28 +62,20 @@ enum kf_err kf_worker_new(struct kf_daemon *svc, int index, struct kf_worker **o
     if (!w) return kf_fail(KF_E_NOMEM, "out of memory");
     w->svc = svc;
     w->index = index;
-    pthread_mutex_init(&w->lock, NULL);
-    kf_metrics_init(&w->metrics);
     w->base = event_base_new();
     if (!w->base) goto nomem;
-    w->wake = event_new(w->base, -1, EV_PERSIST, wake_cb, w);
     w->drain = event_new(w->base, -1, 0, drain_cb, w);
     w->stop = event_new(w->base, -1, 0, stop_cb, w);
-    if (!w->wake || !w->drain || !w->stop) goto nomem;
-    event_add(w->wake, NULL);
-    if (kf_listen_open(svc->listen_host, svc->listen_port, 1, &fd) != KF_OK) {
+    if (!w->drain || !w->stop) goto nomem;
+    if (kf_listen_open(svc->listen_host, svc->listen_port, 1, &fd) != KF_OK ||
+        kf_prov_listener_new(&svc->prov, w->base, fd, idle_cb, w, &w->prov) != KF_OK) {
         enum kf_err rc = kf_errlast();
         kf_worker_free(w);
         return rc;
     }
-    if (kf_acceptor_new(w->base, fd, svc->limits, svc->tls, &svc->accept, &accept_ops, w,
-                        &w->acceptor) != KF_OK) {
-        enum kf_err rc = kf_errlast();
-        kf_worker_free(w);
-        return rc;
-    }
+    svc->prov.listeners[index] = w->prov;
     if (svc->hub) {
-        enum kf_err rc = kf_hub_worker_new(svc->hub, w->base, index, hub_idle_cb, w, &w->hub);
+        enum kf_err rc = kf_hub_worker_new(svc->hub, w->base, index, idle_cb, w, &w->hub);
         if (rc) {
             kf_worker_free(w);
             return rc;
@@ -953,15 +133,9 @@ void kf_worker_free(struct kf_worker *w)
 {
     if (!w) return;
     kf_worker_join(w);
-    /* Jobs the store finished after the loop ended (the store is closed before this). */
-    wake_cb(-1, 0, w);
-    kf_acceptor_free(w->acceptor);
-    w->acceptor = NULL;
-    while (w->conns) {
-        struct conn *c = w->conns;
-        c->busy = 0;
-        conn_close(c);
-    }
+    if (w->prov && w->svc->prov.listeners[w->index] == w->prov)
+        w->svc->prov.listeners[w->index] = NULL;
+    kf_prov_listener_free(w->prov);
     kf_hub_worker_free(w->hub);
     /*
      * A bufferevent freed while the loop stood still is only finalized by the loop: its
@@ -969,7 +143,6 @@ void kf_worker_free(struct kf_worker *w)
      * unrun. Passes without waiting let them run and the TLS state go, once the worker's own
      * events are gone (a stop still active would break the pass before them).
      */
-    if (w->wake) event_free(w->wake);
     if (w->drain) event_free(w->drain);
     if (w->stop) event_free(w->stop);
     for (int i = 0; w->base && i < 8; i++) {
@@ -977,6 +150,5 @@ void kf_worker_free(struct kf_worker *w)
         if (!event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE)) break;
     }
     if (w->base) event_base_free(w->base);
-    pthread_mutex_destroy(&w->lock);
     free(w);
 }

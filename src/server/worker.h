@@ -1,12 +1,7 @@
 /*
- * worker: one keyfleetd worker thread: an event loop, its own SO_REUSEPORT listener on the
- * provisioning address, and the TLS connections the kernel hands it.
- *
- * A connection lives like this: accepted (counted against the per-address and total limits,
- * and the handshake budget), TLS handshake, then requests one after another under a deadline
- * for each whole request. Requests that need the store hand a job to the store's committer and
- * wait; its completion comes back to this worker's loop, and only then does the answer leave.
- * Nothing blocks the loop.
+ * worker: one keyfleetd worker thread: an event loop carrying its provisioning listener
+ * (provision/listener) and its share of the hub, each with its own SO_REUSEPORT socket. A
+ * connection lives and dies on the worker that accepted it.
  */
 #ifndef KF_SERVER_WORKER_H
 #define KF_SERVER_WORKER_H
