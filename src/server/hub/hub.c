@@ -3,16 +3,6 @@
 
 #include "server/hub/hub_internal.h"
 
-void kf_hub_worker_drain(struct kf_hub_worker *hw);
-size_t kf_hub_worker_conns(const struct kf_hub_worker *hw);
-void kf_hub_worker_free(struct kf_hub_worker *hw);
-void kf_hub_free(struct kf_hubd *h);
-void kf_hub_configure(struct kf_hubd *h, const struct kf_config *cfg);
-void kf_hub_sweep(struct kf_hubd *h);
-void kf_hub_registry_changed(struct kf_hubd *h);
-uint64_t kf_hub_connections_open(struct kf_hubd *h);
-void kf_hub_stats(struct kf_hubd *h, struct kf_hub_stats *out);
-
 static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
 {
     memset(hc, 0, sizeof(*hc));

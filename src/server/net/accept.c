@@ -49,7 +49,7 @@ void kf_conn_handshake_done(struct kf_conn *c)
 {
     if (!c->handshake_pending) return;
     c->handshake_pending = 0;
-    kf_limits_handshake_done(c->acceptor->limits, &c->ip);
+    kf_limits_handshake_done(c->limits, &c->ip);
 }
 
 void kf_conn_release(struct kf_conn *c)
@@ -60,13 +60,13 @@ void kf_conn_release(struct kf_conn *c)
     c->timer = NULL;
     if (c->fd >= 0) evutil_closesocket(c->fd);
     c->fd = -1;
-    kf_limits_conn_close(c->acceptor->limits, &c->ip, c->handshake_pending);
+    kf_limits_conn_close(c->limits, &c->ip, c->handshake_pending);
     c->handshake_pending = 0;
 }
 
 struct kf_limits *kf_conn_limits(const struct kf_conn *c)
 {
-    return c->acceptor->limits;
+    return c->limits;
 }
 
 static void refuse(struct kf_acceptor *ac, evutil_socket_t fd, const char *ip_text,
@@ -157,6 +157,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->acceptor = ac;
+    c->limits = ac->limits;
     c->fd = fd;
     c->ip = ip;
     c->accepted_ms = mono_ms();

@@ -32,7 +32,8 @@ struct kf_acceptor;
 
 /* The head of every front end's connection struct. */
 struct kf_conn {
-    struct kf_acceptor *acceptor; /* borrowed: the listener that accepted it */
+    struct kf_acceptor *acceptor; /* borrowed: the listener that accepted it (until TLS starts) */
+    struct kf_limits *limits;     /* borrowed: what it counts against (may outlive the acceptor) */
     struct bufferevent *bev;      /* NULL until the ClientHello's first bytes are there */
     struct event *wait;           /* until then: the socket's first bytes, or the hello deadline */
     struct event *timer;          /* the front end's deadlines (its timer_cb) */
@@ -94,7 +95,10 @@ enum kf_err kf_acceptor_new(struct event_base *base, evutil_socket_t fd, struct 
 /* Stops accepting (drain); connections already accepted go on. */
 void kf_acceptor_pause(struct kf_acceptor *ac);
 
-/* Closes the listening socket. The connections are the front end's to end, before or after. */
+/*
+ * Closes the listening socket. The connections are the front end's to end, before or after (a
+ * connection still waiting for its first bytes must be ended before: its wait uses the acceptor).
+ */
 void kf_acceptor_free(struct kf_acceptor *ac);
 
 /* Arms `ev` to fire when `deadline_ms` have passed since `c` was accepted (at least 1 ms on). */

@@ -868,14 +868,14 @@ void kf_prov_listener_free(struct kf_prov_listener *l)
     if (!l) return;
     /* Jobs the store finished after the loop ended (the store is closed before this). */
     wake_cb(-1, 0, l);
-    kf_acceptor_free(l->acceptor);
-    l->acceptor = NULL;
     l->idle_cb = NULL;
     while (l->conns) {
         struct conn *c = l->conns;
         c->busy = 0;
         conn_close(c);
     }
+    kf_acceptor_free(l->acceptor);
+    l->acceptor = NULL;
     if (l->wake) event_free(l->wake);
     pthread_mutex_destroy(&l->lock);
     free(l);
