@@ -39,7 +39,7 @@ static double now_s(void)
 static enum kf_err write_cb(struct kf_txn *txn, void *arg)
 {
     const int *n = arg;
-    struct kf_event e;
+    struct kf_event_rec e;
     char object[64];
     enum kf_err rc;
 

@@ -86,7 +86,7 @@ static enum kf_err cert_of_device_cb(const struct kf_cert_rec *r, void *arg)
 int kf_cmd_device_show(struct kf_cli *c, int argc, char **argv)
 {
     struct kf_device_rec d;
-    struct kf_registration reg;
+    struct kf_registration_rec reg;
     struct kf_cli_list l;
     struct kf_txn *txn = NULL;
     const char *id;

@@ -10,7 +10,7 @@ static const char *kind_name(enum kf_enroll_kind k)
     return k == KF_ENROLL_GROUP ? "group" : "individual";
 }
 
-static json_t *enrollment_json(const struct kf_enrollment *e)
+static json_t *enrollment_json(const struct kf_enrollment_rec *e)
 {
     json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:s}", "id", e->id, "kind",
                           kind_name(e->kind), "enabled", e->enabled, "verified", e->verified,
@@ -237,7 +237,7 @@ int kf_cmd_group_code(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-static enum kf_err enrollment_row_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err enrollment_row_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     struct kf_cli_list *l = arg;
     if (l->arr) return kf_cli_list_json(l, enrollment_json(e));
@@ -284,7 +284,7 @@ int kf_cmd_enrollment_list(struct kf_cli *c, int argc, char **argv)
 
 int kf_cmd_enrollment_show(struct kf_cli *c, int argc, char **argv)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_txn *txn = NULL;
     const char *id;
     enum kf_err rc;
@@ -344,7 +344,7 @@ int kf_cmd_enrollment_set(struct kf_cli *c, int argc, char **argv)
     };
     struct kf_enroll_change ch = {NULL, NULL, NULL, 0, NULL, -1};
     struct kf_enroll_opts eo = {NULL, 0, NULL, NULL, NULL, 0};
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_txn *txn = NULL;
     const char *id = NULL;
     int changed = 0, opt, r;
@@ -448,7 +448,7 @@ int kf_cmd_enrollment_remove(struct kf_cli *c, int argc, char **argv)
 
 /* ---- approvals ---- */
 
-static json_t *approval_json(const struct kf_approval *a)
+static json_t *approval_json(const struct kf_approval_rec *a)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "device", a->device_id,
                      "enrollment", a->enrollment, "state", kf_approval_state_name((int)a->state),
@@ -464,7 +464,7 @@ struct pending_list {
     size_t n;
 };
 
-static enum kf_err pending_row(const struct kf_approval *a, void *arg)
+static enum kf_err pending_row(const struct kf_approval_rec *a, void *arg)
 {
     struct pending_list *l = arg;
     l->n++;
@@ -515,7 +515,7 @@ int kf_cmd_enrollment_pending(struct kf_cli *c, int argc, char **argv)
 
 static int decide(struct kf_cli *c, int argc, char **argv, int approve)
 {
-    struct kf_approval a;
+    struct kf_approval_rec a;
     const char *id;
     int changed = 0;
     enum kf_err rc;

@@ -5,7 +5,7 @@
 #include "cli/cli.h"
 #include "common/timefmt.h"
 
-static enum kf_err event_row_cb(const struct kf_event *e, void *arg)
+static enum kf_err event_row_cb(const struct kf_event_rec *e, void *arg)
 {
     struct kf_cli_list *l = arg;
     char who[KF_ID_MAX + 16];

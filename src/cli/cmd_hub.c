@@ -5,7 +5,7 @@
 #include "cli/cli.h"
 #include "server/ops/hubs.h"
 
-static json_t *hub_json(const struct kf_hub *h)
+static json_t *hub_json(const struct kf_hub_rec *h)
 {
     return json_pack("{s:s, s:s, s:i, s:b, s:s}", "name", h->name, "endpoint", h->endpoint,
                      "weight", h->weight, "enabled", h->enabled, "created",
@@ -90,7 +90,7 @@ int kf_cmd_hub_add(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
-static enum kf_err hub_row_cb(const struct kf_hub *h, void *arg)
+static enum kf_err hub_row_cb(const struct kf_hub_rec *h, void *arg)
 {
     struct kf_cli_list *l = arg;
     char weight[16];
@@ -117,7 +117,7 @@ int kf_cmd_hub_list(struct kf_cli *c, int argc, char **argv)
     return kf_cli_list_run(c, &l, hub_query_cb, &l, "no hubs (keyfleet hub add makes one)");
 }
 
-static enum kf_err static_name_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err static_name_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     if (json_array_append_new(arg, json_string(e->id)) != 0)
         return kf_fail(KF_E_NOMEM, "out of memory listing enrollments");
@@ -126,7 +126,7 @@ static enum kf_err static_name_cb(const struct kf_enrollment *e, void *arg)
 
 int kf_cmd_hub_show(struct kf_cli *c, int argc, char **argv)
 {
-    struct kf_hub h;
+    struct kf_hub_rec h;
     struct kf_txn *txn = NULL;
     json_t *statics;
     int64_t all = 0, active = 0;

@@ -52,7 +52,7 @@ static enum kf_err cert_text_cb(const struct kf_cert_rec *r, void *arg)
         r->fingerprint);
 }
 
-static enum kf_err enrollment_text_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err enrollment_text_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     return kf_buf_appendf(arg,
                           "enrollment %s kind=%d enabled=%d verified=%d fp=%s subject=%s "
@@ -184,7 +184,8 @@ enum kf_err kf_test_cert_get(struct kf_store *s, const char *serial, struct kf_c
     return rc;
 }
 
-enum kf_err kf_test_enrollment_get(struct kf_store *s, const char *id, struct kf_enrollment *out)
+enum kf_err kf_test_enrollment_get(struct kf_store *s, const char *id,
+                                   struct kf_enrollment_rec *out)
 {
     struct kf_txn *t = read_txn(s);
     enum kf_err rc = kf_txn_enrollment_get(t, id, out);

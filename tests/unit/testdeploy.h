@@ -62,7 +62,8 @@ void kf_test_audit_expect(const struct kf_audit_rec *r, const char *action, cons
 /* Reads device `id` / certificate `serial` / enrollment `id` in a read transaction. */
 enum kf_err kf_test_device_get(struct kf_store *s, const char *id, struct kf_device_rec *out);
 enum kf_err kf_test_cert_get(struct kf_store *s, const char *serial, struct kf_cert_rec *out);
-enum kf_err kf_test_enrollment_get(struct kf_store *s, const char *id, struct kf_enrollment *out);
+enum kf_err kf_test_enrollment_get(struct kf_store *s, const char *id,
+                                   struct kf_enrollment_rec *out);
 void kf_test_ca_get(struct kf_store *s, const char *name, struct kf_ca_rec *out);
 
 /* Counts the certificates of `device_id` (NULL: all) with `status` (0: any). */

@@ -37,7 +37,7 @@ static long unhex(const char *hex, unsigned char *out, size_t cap)
 
 /* ---- making one ---- */
 
-static enum kf_err newest_cb(const struct kf_audit_checkpoint *cp, void *arg)
+static enum kf_err newest_cb(const struct kf_checkpoint_rec *cp, void *arg)
 {
     *(int64_t *)arg = cp->seq; /* listed in seq order: the last one seen is the newest */
     return KF_OK;
@@ -50,7 +50,7 @@ static enum kf_err insert_cb(struct kf_txn *txn, void *arg)
 
 enum kf_err kf_checkpoint_make(struct kf_store *store, struct kf_signer *signer, int *made)
 {
-    struct kf_audit_checkpoint cp;
+    struct kf_checkpoint_rec cp;
     struct kf_txn *txn = NULL;
     struct kf_buf sig;
     int64_t newest = 0;
@@ -92,7 +92,7 @@ struct collect {
     size_t n, cap;
 };
 
-static enum kf_err collect_cb(const struct kf_audit_checkpoint *cp, void *arg)
+static enum kf_err collect_cb(const struct kf_checkpoint_rec *cp, void *arg)
 {
     struct collect *c = arg;
     if (c->n == c->cap) {
@@ -141,7 +141,7 @@ struct sigcheck {
     int found, valid;
 };
 
-static enum kf_err sigcheck_cb(const struct kf_audit_checkpoint *cp, void *arg)
+static enum kf_err sigcheck_cb(const struct kf_checkpoint_rec *cp, void *arg)
 {
     struct sigcheck *s = arg;
     unsigned char sig[2048];

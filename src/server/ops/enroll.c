@@ -75,9 +75,9 @@ static enum kf_err resolve_allocation(const char *allocation, const char *hub, c
 }
 
 /* A static allocation's hub must exist when the enrollment names it. */
-static enum kf_err check_static_hub(struct kf_txn *txn, const struct kf_enrollment *e)
+static enum kf_err check_static_hub(struct kf_txn *txn, const struct kf_enrollment_rec *e)
 {
-    struct kf_hub h;
+    struct kf_hub_rec h;
     enum kf_err rc;
     if (strcmp(e->allocation, "static") != 0) return KF_OK;
     rc = kf_txn_hub_get(txn, e->hub, &h);
@@ -91,7 +91,7 @@ static enum kf_err check_static_hub(struct kf_txn *txn, const struct kf_enrollme
 
 struct add_write {
     const char *actor, *action;
-    struct kf_enrollment *e;
+    struct kf_enrollment_rec *e;
     const char *ca_fingerprint_unique; /* group: no other group may use this CA */
 };
 
@@ -100,7 +100,7 @@ struct fp_search {
     char found[KF_ID_MAX + 1];
 };
 
-static enum kf_err find_fp_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err find_fp_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     struct fp_search *s = arg;
     if (strcmp(e->key_fingerprint, s->fp) == 0) {
@@ -190,7 +190,7 @@ enum kf_err kf_enroll_add(struct kf_deploy *d, const char *actor, const char *id
                           const char *cert_path, const char *pubkey_path,
                           const struct kf_enroll_opts *opts)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_cert *cert = NULL;
     struct kf_key *key = NULL;
     struct kf_buf pem;
@@ -291,7 +291,7 @@ enum kf_err kf_enroll_group_create(struct kf_deploy *d, const char *actor, const
                                    const char *ca_path, const struct kf_enroll_opts *opts,
                                    char *code)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_cert *ca = NULL;
     struct kf_key *key = NULL;
     char subject[KF_NAME_MAX], nets[KF_CIDR_TEXT_MAX];
@@ -350,7 +350,7 @@ struct change_write {
     int changed;
 };
 
-static enum kf_err check_proof(const struct kf_enrollment *e, const struct kf_cert *proof,
+static enum kf_err check_proof(const struct kf_enrollment_rec *e, const struct kf_cert *proof,
                                const char *proof_name, time_t now)
 {
     struct kf_cert *ca = NULL;
@@ -402,7 +402,7 @@ out:
 static enum kf_err change_cb(struct kf_txn *txn, void *arg)
 {
     struct change_write *w = arg;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     char object[KF_OBJECT_MAX];
     const char *action = NULL;
     time_t now = time(NULL);
@@ -520,7 +520,7 @@ static int text_differs(const char *a, const char *b)
 static enum kf_err update_cb(struct kf_txn *txn, void *arg)
 {
     struct update_write *w = arg;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     char object[KF_OBJECT_MAX], *detail, *old_networks;
     int alloc_changed = 0, hub_changed = 0, nets_changed = 0, appr_changed = 0, bind_changed = 0;
     enum kf_err rc;
@@ -631,7 +631,7 @@ enum kf_err kf_enroll_remove(struct kf_deploy *d, const char *actor, const char 
 struct decide_write {
     const char *actor, *id;
     int approve;
-    struct kf_approval a;
+    struct kf_approval_rec a;
     int changed;
 };
 
@@ -640,7 +640,7 @@ static enum kf_err decide_cb(struct kf_txn *txn, void *arg)
     struct decide_write *w = arg;
     enum kf_approval_state want = w->approve ? KF_APPROVAL_APPROVED : KF_APPROVAL_REJECTED;
     char object[KF_OBJECT_MAX], *detail;
-    struct kf_event ev;
+    struct kf_event_rec ev;
     enum kf_err rc;
 
     w->changed = 0;
@@ -679,7 +679,7 @@ static enum kf_err decide_cb(struct kf_txn *txn, void *arg)
 }
 
 enum kf_err kf_enroll_decide(struct kf_deploy *d, const char *actor, const char *device_id,
-                             int approve, struct kf_approval *out, int *changed)
+                             int approve, struct kf_approval_rec *out, int *changed)
 {
     struct decide_write w;
     enum kf_err rc = kf_id_check("device id", device_id);

@@ -38,7 +38,7 @@ struct kf_enroll_opts {
  * device never asked. `*out` (may be NULL): the approval as it now is.
  */
 enum kf_err kf_enroll_decide(struct kf_deploy *d, const char *actor, const char *device_id,
-                             int approve, struct kf_approval *out, int *changed);
+                             int approve, struct kf_approval_rec *out, int *changed);
 
 /* KF_E_USAGE unless `approval` is NULL, "auto" or "manual". */
 enum kf_err kf_enroll_approval_check(const char *approval);

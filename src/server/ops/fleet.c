@@ -102,8 +102,8 @@ struct move_write {
 static enum kf_err move_cb(struct kf_txn *txn, void *arg)
 {
     struct move_write *w = arg;
-    struct kf_enrollment e;
-    struct kf_registration reg;
+    struct kf_enrollment_rec e;
+    struct kf_registration_rec reg;
     struct kf_device_rec dev;
     char object[KF_OBJECT_MAX], *detail;
     enum kf_err rc;

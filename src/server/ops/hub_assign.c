@@ -165,13 +165,13 @@ double kf_hub_assign_score(int weight, uint64_t h)
 
 /* ---- allocation ---- */
 
-static int name_ok(const struct kf_hub *h)
+static int name_ok(const struct kf_hub_rec *h)
 {
     return memchr(h->name, '\0', sizeof(h->name)) != NULL;
 }
 
-static enum kf_err alloc_static(const struct kf_hub *hubs, size_t n, const char *name,
-                                struct kf_hub *out)
+static enum kf_err alloc_static(const struct kf_hub_rec *hubs, size_t n, const char *name,
+                                struct kf_hub_rec *out)
 {
     if (!name || !*name) return kf_fail(KF_E_INVALID, "static allocation names no hub");
     for (size_t i = 0; i < n; i++) {
@@ -186,14 +186,14 @@ static enum kf_err alloc_static(const struct kf_hub *hubs, size_t n, const char 
                    KF_ID_MAX, name);
 }
 
-static enum kf_err alloc_hashed(const struct kf_hub *hubs, size_t n, const char *device_id,
-                                struct kf_hub *out)
+static enum kf_err alloc_hashed(const struct kf_hub_rec *hubs, size_t n, const char *device_id,
+                                struct kf_hub_rec *out)
 {
-    const struct kf_hub *best = NULL;
+    const struct kf_hub_rec *best = NULL;
     double best_score = 0;
 
     for (size_t i = 0; i < n; i++) {
-        const struct kf_hub *h = &hubs[i];
+        const struct kf_hub_rec *h = &hubs[i];
         double score;
         if (!h->enabled || h->weight <= 0) continue;
         score = kf_hub_assign_score(h->weight, kf_hub_assign_hash(h->name, device_id));
@@ -208,8 +208,8 @@ static enum kf_err alloc_hashed(const struct kf_hub *hubs, size_t n, const char 
     return KF_OK;
 }
 
-enum kf_err kf_hub_assign(const struct kf_hub *hubs, size_t n, const char *device_id,
-                          const char *policy, const char *static_hub, struct kf_hub *out)
+enum kf_err kf_hub_assign(const struct kf_hub_rec *hubs, size_t n, const char *device_id,
+                          const char *policy, const char *static_hub, struct kf_hub_rec *out)
 {
     size_t id_len;
 

@@ -52,8 +52,8 @@
  *   KF_E_DISABLED    static: "hub \"NAME\" of the static allocation is disabled"
  * A statically named hub may have weight 0: weight only steers hashed allocation.
  */
-enum kf_err kf_hub_assign(const struct kf_hub *hubs, size_t n, const char *device_id,
-                          const char *policy, const char *static_hub, struct kf_hub *out);
+enum kf_err kf_hub_assign(const struct kf_hub_rec *hubs, size_t n, const char *device_id,
+                          const char *policy, const char *static_hub, struct kf_hub_rec *out);
 
 /*
  * The hash `h` above of (`hub`, `device_id`), both NUL-terminated and borrowed. Exposed so that

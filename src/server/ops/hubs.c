@@ -136,11 +136,11 @@ static enum kf_err check_weight(const char *name, int weight)
 
 struct static_filter {
     const char *name;
-    enum kf_err (*cb)(const struct kf_enrollment *e, void *arg);
+    enum kf_err (*cb)(const struct kf_enrollment_rec *e, void *arg);
     void *arg;
 };
 
-static enum kf_err static_filter_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err static_filter_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     struct static_filter *f = arg;
     if (strcmp(e->allocation, "static") != 0 || strcmp(e->hub, f->name) != 0) return KF_OK;
@@ -148,7 +148,8 @@ static enum kf_err static_filter_cb(const struct kf_enrollment *e, void *arg)
 }
 
 enum kf_err kf_hubs_static_enrollments(struct kf_txn *txn, const char *name,
-                                       enum kf_err (*cb)(const struct kf_enrollment *e, void *arg),
+                                       enum kf_err (*cb)(const struct kf_enrollment_rec *e,
+                                                         void *arg),
                                        void *arg)
 {
     struct static_filter f = {name, cb, arg};
@@ -196,7 +197,7 @@ struct endpoint_search {
     char found[KF_ID_MAX + 1];
 };
 
-static enum kf_err find_endpoint_cb(const struct kf_hub *h, void *arg)
+static enum kf_err find_endpoint_cb(const struct kf_hub_rec *h, void *arg)
 {
     struct endpoint_search *s = arg;
     if (strcmp(h->endpoint, s->endpoint) != 0) return KF_OK;
@@ -209,7 +210,7 @@ struct static_users {
     int n;
 };
 
-static enum kf_err static_user_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err static_user_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     struct static_users *u = arg;
     if (u->n++ == 0) snprintf(u->first, sizeof(u->first), "%s", e->id);
@@ -219,7 +220,7 @@ static enum kf_err static_user_cb(const struct kf_enrollment *e, void *arg)
 static enum kf_err add_cb(struct kf_txn *txn, struct hub_write *w, char *object)
 {
     struct endpoint_search s = {w->endpoint, ""};
-    struct kf_hub h;
+    struct kf_hub_rec h;
     char *detail;
     enum kf_err rc = kf_txn_hub_get(txn, w->name, &h);
 
@@ -247,7 +248,7 @@ static enum kf_err add_cb(struct kf_txn *txn, struct hub_write *w, char *object)
 static enum kf_err change_cb(struct kf_txn *txn, void *arg)
 {
     struct hub_write *w = arg;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     struct static_users u;
     char object[KF_OBJECT_MAX], *detail = NULL;
     const char *action;

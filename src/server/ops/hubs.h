@@ -71,7 +71,8 @@ enum kf_err kf_hubs_count_devices(struct kf_txn *txn, const char *name, int64_t 
  * for the call.
  */
 enum kf_err kf_hubs_static_enrollments(struct kf_txn *txn, const char *name,
-                                       enum kf_err (*cb)(const struct kf_enrollment *e, void *arg),
+                                       enum kf_err (*cb)(const struct kf_enrollment_rec *e,
+                                                         void *arg),
                                        void *arg);
 
 #endif

@@ -13,7 +13,7 @@ struct load {
     enum kf_err rc;
 };
 
-static enum kf_err group_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err group_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     struct load *l = arg;
     struct kf_reg_group *g;
@@ -50,7 +50,7 @@ static enum kf_err group_cb(const struct kf_enrollment *e, void *arg)
     return KF_OK;
 }
 
-static enum kf_err hub_cb(const struct kf_hub *h, void *arg)
+static enum kf_err hub_cb(const struct kf_hub_rec *h, void *arg)
 {
     struct load *l = arg;
     if (l->r->n_hubs == l->cap_hubs) {

@@ -49,7 +49,7 @@ struct kf_registry {
     size_t n_groups;
     struct kf_trust *eligible;   /* enabled, verified group CAs */
     struct kf_trust *all_groups; /* every group CA */
-    struct kf_hub *hubs;
+    struct kf_hub_rec *hubs;
     size_t n_hubs;
     struct kf_cert *root, *issuing;
     struct kf_trust *operational; /* keyfleet's issuing CA, with its CRL when readable */

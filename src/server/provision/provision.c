@@ -73,7 +73,7 @@ struct verdict {
 };
 
 /* The individual enrollment for `id`, when the client's certificate is the one enrolled. */
-static enum kf_err match_individual(const struct kf_enrollment *e, const struct kf_cert *leaf,
+static enum kf_err match_individual(const struct kf_enrollment_rec *e, const struct kf_cert *leaf,
                                     time_t now, struct verdict *v, struct kf_prov_refusal *ref)
 {
     char got[KF_HASH_HEX], want[KF_HASH_HEX], when[KF_TIME_TEXT_MAX];
@@ -188,7 +188,7 @@ struct known {
     char name_why[256]; /* why, when name_taken */
     struct kf_device_rec device;
     int have_registration;
-    struct kf_registration registration;
+    struct kf_registration_rec registration;
 };
 
 static enum kf_err device_allowed(const struct known *k, const char *id,
@@ -208,7 +208,7 @@ static void choose_hub(struct kf_registry *reg, const struct verdict *v, const s
 {
     if (k->have_registration && k->registration.hub[0]) {
         for (size_t i = 0; i < reg->n_hubs; i++) {
-            const struct kf_hub *h = &reg->hubs[i];
+            const struct kf_hub_rec *h = &reg->hubs[i];
             if (strcmp(h->name, k->registration.hub) == 0 && h->enabled &&
                 (strcmp(v->allocation, "static") != 0 || strcmp(v->hub, h->name) == 0)) {
                 job->hub = *h;
@@ -224,7 +224,7 @@ static void choose_hub(struct kf_registry *reg, const struct verdict *v, const s
         kf_err_clear(); /* no hub to give: the device is provisioned without one */
 }
 
-static enum kf_err lookup(struct kf_store *store, const char *id, struct kf_enrollment *e,
+static enum kf_err lookup(struct kf_store *store, const char *id, struct kf_enrollment_rec *e,
                           int *have_enrollment, struct known *k)
 {
     struct kf_txn *txn = NULL;
@@ -290,7 +290,7 @@ static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *st
                                     struct known *k, struct kf_prov_refusal *ref)
 {
     char cn[KF_ID_MAX + 2], shown[96];
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     int have = 0;
     enum kf_err rc;
 
@@ -467,7 +467,7 @@ static enum kf_err held(struct kf_store *store, const struct kf_prov_input *in,
                         const struct verdict *v, struct kf_prov_job *job,
                         struct kf_prov_refusal *ref)
 {
-    struct kf_approval a;
+    struct kf_approval_rec a;
     struct kf_txn *txn = NULL;
     struct kf_key *key = NULL;
     enum kf_err rc = kf_cert_public_key(in->leaf, &key);
@@ -502,7 +502,7 @@ static enum kf_err held(struct kf_store *store, const struct kf_prov_input *in,
 static enum kf_err audit_and_event(struct kf_txn *txn, const char *action, const char *object,
                                    char *detail, const char *type, const struct kf_prov_job *job)
 {
-    struct kf_event ev;
+    struct kf_event_rec ev;
     enum kf_err rc = kf_txn_audit_append(txn, KF_PROV_ACTOR, action, object, detail);
     if (rc) return rc;
     memset(&ev, 0, sizeof(ev));
@@ -519,7 +519,7 @@ static enum kf_err audit_and_event(struct kf_txn *txn, const char *action, const
 /* The store callback of a held request: the approval asked for, recorded (bounded). */
 static enum kf_err hold_cb(struct kf_txn *txn, struct kf_prov_job *job, time_t now)
 {
-    struct kf_approval a;
+    struct kf_approval_rec a;
     char object[KF_OBJECT_MAX], *detail;
     int64_t n = 0;
     enum kf_err rc = kf_txn_approval_get(txn, job->device_id, &a);
@@ -660,7 +660,7 @@ enum kf_err kf_prov_write_cb(struct kf_txn *txn, void *arg)
 {
     struct kf_prov_job *job = arg;
     struct kf_device_rec dev;
-    struct kf_registration reg;
+    struct kf_registration_rec reg;
     char object[KF_OBJECT_MAX], when[KF_TIME_TEXT_MAX];
     char *detail;
     time_t now = time(NULL);

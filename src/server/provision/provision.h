@@ -64,7 +64,7 @@ struct kf_prov_job {
     char enrollment[KF_ID_MAX + 1];
     char old_serial[KF_SERIAL_HEX_MAX]; /* simplereenroll: the certificate presented */
     int has_hub;
-    struct kf_hub hub;
+    struct kf_hub_rec hub;
     struct kf_cert *cert;   /* the new certificate (owned) */
     struct kf_cert_rec rec; /* its store record (owned) */
     time_t renew_after;

@@ -37,16 +37,16 @@ struct kf_txn {
     int write;                  /* 1 inside a write callback (on the committer thread) */
 };
 
-typedef enum kf_err (*kf_enrollment_cb)(const struct kf_enrollment *e, void *arg);
+typedef enum kf_err (*kf_enrollment_cb)(const struct kf_enrollment_rec *e, void *arg);
 typedef enum kf_err (*kf_device_cb)(const struct kf_device_rec *d, void *arg);
 typedef enum kf_err (*kf_cert_cb)(const struct kf_cert_rec *r, void *arg);
-typedef enum kf_err (*kf_hub_cb)(const struct kf_hub *h, void *arg);
+typedef enum kf_err (*kf_hub_cb)(const struct kf_hub_rec *h, void *arg);
 typedef enum kf_err (*kf_service_cb)(const struct kf_service_rec *s, void *arg);
-typedef enum kf_err (*kf_event_cb)(const struct kf_event *e, void *arg);
-typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_audit_checkpoint *cp, void *arg);
+typedef enum kf_err (*kf_event_cb)(const struct kf_event_rec *e, void *arg);
+typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_checkpoint_rec *cp, void *arg);
 typedef enum kf_err (*kf_serial_cb)(const char *serial, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
-typedef enum kf_err (*kf_approval_cb)(const struct kf_approval *a, void *arg);
+typedef enum kf_err (*kf_approval_cb)(const struct kf_approval_rec *a, void *arg);
 typedef enum kf_err (*kf_retained_cb)(const void *topic, size_t topic_len, const void *msg,
                                       size_t msg_len, void *arg);
 typedef enum kf_err (*kf_hub_state_cb)(const char *session, int kind, int64_t key,
@@ -91,10 +91,10 @@ struct kf_store_backend {
     enum kf_err (*ca_get)(struct kf_store_conn *c, const char *name, struct kf_ca_rec *out);
     enum kf_err (*ca_next_crl_number)(struct kf_store_conn *c, const char *name, int64_t *out);
 
-    enum kf_err (*enrollment_insert)(struct kf_store_conn *c, const struct kf_enrollment *e);
+    enum kf_err (*enrollment_insert)(struct kf_store_conn *c, const struct kf_enrollment_rec *e);
     enum kf_err (*enrollment_get)(struct kf_store_conn *c, const char *id,
-                                  struct kf_enrollment *out);
-    enum kf_err (*enrollment_update)(struct kf_store_conn *c, const struct kf_enrollment *e);
+                                  struct kf_enrollment_rec *out);
+    enum kf_err (*enrollment_update)(struct kf_store_conn *c, const struct kf_enrollment_rec *e);
     enum kf_err (*enrollment_delete)(struct kf_store_conn *c, const char *id);
     enum kf_err (*enrollment_list)(struct kf_store_conn *c, int kind, kf_enrollment_cb cb,
                                    void *arg);
@@ -128,13 +128,13 @@ struct kf_store_backend {
     enum kf_err (*service_update)(struct kf_store_conn *c, const struct kf_service_rec *s);
     enum kf_err (*service_list)(struct kf_store_conn *c, kf_service_cb cb, void *arg);
 
-    enum kf_err (*registration_put)(struct kf_store_conn *c, const struct kf_registration *r);
+    enum kf_err (*registration_put)(struct kf_store_conn *c, const struct kf_registration_rec *r);
     enum kf_err (*registration_get)(struct kf_store_conn *c, const char *device_id,
-                                    struct kf_registration *out);
+                                    struct kf_registration_rec *out);
 
-    enum kf_err (*approval_put)(struct kf_store_conn *c, const struct kf_approval *a);
+    enum kf_err (*approval_put)(struct kf_store_conn *c, const struct kf_approval_rec *a);
     enum kf_err (*approval_get)(struct kf_store_conn *c, const char *device_id,
-                                struct kf_approval *out);
+                                struct kf_approval_rec *out);
     /* `state` -1: every state */
     enum kf_err (*approval_list)(struct kf_store_conn *c, int state, kf_approval_cb cb, void *arg);
     enum kf_err (*approval_count)(struct kf_store_conn *c, int state, int64_t *n);
@@ -153,14 +153,14 @@ struct kf_store_backend {
     enum kf_err (*hub_state_drop)(struct kf_store_conn *c, const char *session);
     enum kf_err (*hub_state_list)(struct kf_store_conn *c, kf_hub_state_cb cb, void *arg);
 
-    enum kf_err (*hub_insert)(struct kf_store_conn *c, const struct kf_hub *h);
-    enum kf_err (*hub_get)(struct kf_store_conn *c, const char *name, struct kf_hub *out);
-    enum kf_err (*hub_update)(struct kf_store_conn *c, const struct kf_hub *h);
+    enum kf_err (*hub_insert)(struct kf_store_conn *c, const struct kf_hub_rec *h);
+    enum kf_err (*hub_get)(struct kf_store_conn *c, const char *name, struct kf_hub_rec *out);
+    enum kf_err (*hub_update)(struct kf_store_conn *c, const struct kf_hub_rec *h);
     enum kf_err (*hub_delete)(struct kf_store_conn *c, const char *name);
     enum kf_err (*hub_list)(struct kf_store_conn *c, kf_hub_cb cb, void *arg);
 
     /* `detail` of the event is never NULL here. */
-    enum kf_err (*event_insert)(struct kf_store_conn *c, const struct kf_event *e, int64_t *id);
+    enum kf_err (*event_insert)(struct kf_store_conn *c, const struct kf_event_rec *e, int64_t *id);
     enum kf_err (*event_list)(struct kf_store_conn *c, int64_t since_ms, const char *type,
                               const char *device, int64_t limit, kf_event_cb cb, void *arg);
     /* Deletes at most `limit` events, oldest first: those before `before_ms` (> 0), then those
@@ -180,7 +180,7 @@ struct kf_store_backend {
     enum kf_err (*audit_insert)(struct kf_store_conn *c, const struct kf_audit_rec *r);
     enum kf_err (*audit_list)(struct kf_store_conn *c, int64_t since_ms, kf_audit_cb cb, void *arg);
     /* Checkpoints: KF_E_EXISTS for a seq checkpointed already; listed in seq order. */
-    enum kf_err (*checkpoint_insert)(struct kf_store_conn *c, const struct kf_audit_checkpoint *cp);
+    enum kf_err (*checkpoint_insert)(struct kf_store_conn *c, const struct kf_checkpoint_rec *cp);
     enum kf_err (*checkpoint_list)(struct kf_store_conn *c, kf_checkpoint_cb cb, void *arg);
     enum kf_err (*audit_find_hash)(struct kf_store_conn *c, const char *hash, int64_t not_seq,
                                    int64_t *seq);

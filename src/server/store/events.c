@@ -18,7 +18,7 @@
 
 struct pending_event {
     struct kf_store_req req;
-    struct kf_event ev;
+    struct kf_event_rec ev;
 };
 
 static enum kf_err write_cb(struct kf_txn *txn, void *arg)

@@ -1173,7 +1173,7 @@ out:
 
 /* ---- enrollments ---- */
 
-static int bind_enrollment(sqlite3_stmt *st, const struct kf_enrollment *e)
+static int bind_enrollment(sqlite3_stmt *st, const struct kf_enrollment_rec *e)
 {
     return bind_s(st, 1, e->id) | bind_s(st, 2, kf_store_enroll_kind_name((int)e->kind)) |
            bind_i(st, 3, e->enabled) | bind_i(st, 4, e->verified) | bind_s(st, 5, e->cert_pem) |
@@ -1186,7 +1186,7 @@ static int bind_enrollment(sqlite3_stmt *st, const struct kf_enrollment *e)
            bind_i(st, 18, e->require_binding ? 1 : 0);
 }
 
-static enum kf_err row_enrollment(struct sq_conn *c, sqlite3_stmt *st, struct kf_enrollment *e)
+static enum kf_err row_enrollment(struct sq_conn *c, sqlite3_stmt *st, struct kf_enrollment_rec *e)
 {
     char kind[16], approval[16];
     int f = 0, k;
@@ -1219,7 +1219,7 @@ static enum kf_err row_enrollment(struct sq_conn *c, sqlite3_stmt *st, struct kf
     return rc;
 }
 
-static enum kf_err sq_enrollment_insert(struct kf_store_conn *kc, const struct kf_enrollment *e)
+static enum kf_err sq_enrollment_insert(struct kf_store_conn *kc, const struct kf_enrollment_rec *e)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1242,7 +1242,7 @@ out:
 }
 
 static enum kf_err sq_enrollment_get(struct kf_store_conn *kc, const char *id,
-                                     struct kf_enrollment *out)
+                                     struct kf_enrollment_rec *out)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1260,7 +1260,7 @@ out:
     return rc;
 }
 
-static enum kf_err sq_enrollment_update(struct kf_store_conn *kc, const struct kf_enrollment *e)
+static enum kf_err sq_enrollment_update(struct kf_store_conn *kc, const struct kf_enrollment_rec *e)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1301,7 +1301,7 @@ static enum kf_err sq_enrollment_list(struct kf_store_conn *kc, int kind, kf_enr
     enum stmt_id id = kind ? ST_ENROLL_LIST_KIND : ST_ENROLL_LIST;
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     enum kf_err rc = stmt(c, id, &st);
     int s;
 
@@ -1797,7 +1797,8 @@ out:
 
 /* ---- registrations ---- */
 
-static enum kf_err sq_registration_put(struct kf_store_conn *kc, const struct kf_registration *r)
+static enum kf_err sq_registration_put(struct kf_store_conn *kc,
+                                       const struct kf_registration_rec *r)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1825,7 +1826,7 @@ out:
 }
 
 static enum kf_err sq_registration_get(struct kf_store_conn *kc, const char *device_id,
-                                       struct kf_registration *r)
+                                       struct kf_registration_rec *r)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1861,7 +1862,7 @@ out:
 
 /* ---- approvals ---- */
 
-static enum kf_err sq_approval_put(struct kf_store_conn *kc, const struct kf_approval *a)
+static enum kf_err sq_approval_put(struct kf_store_conn *kc, const struct kf_approval_rec *a)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1884,7 +1885,7 @@ out:
     return rc;
 }
 
-static enum kf_err row_approval(struct sq_conn *c, sqlite3_stmt *st, struct kf_approval *a)
+static enum kf_err row_approval(struct sq_conn *c, sqlite3_stmt *st, struct kf_approval_rec *a)
 {
     char state[16];
     int f = 0, k;
@@ -1905,7 +1906,7 @@ static enum kf_err row_approval(struct sq_conn *c, sqlite3_stmt *st, struct kf_a
 }
 
 static enum kf_err sq_approval_get(struct kf_store_conn *kc, const char *device_id,
-                                   struct kf_approval *a)
+                                   struct kf_approval_rec *a)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -1935,7 +1936,7 @@ static enum kf_err sq_approval_list(struct kf_store_conn *kc, int state, kf_appr
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
     enum stmt_id id = state < 0 ? ST_APPROVAL_LIST : ST_APPROVAL_LIST_STATE;
-    struct kf_approval a;
+    struct kf_approval_rec a;
     enum kf_err rc = stmt(c, id, &st);
     int s;
 
@@ -2107,7 +2108,7 @@ out:
 
 /* ---- hubs ---- */
 
-static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub *h)
+static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub_rec *h)
 {
     int f = 0;
     f |= col_fixed(st, 0, h->name, sizeof(h->name));
@@ -2118,13 +2119,13 @@ static enum kf_err row_hub(struct sq_conn *c, sqlite3_stmt *st, struct kf_hub *h
     return col_result(c, f, "hub");
 }
 
-static int bind_hub(sqlite3_stmt *st, const struct kf_hub *h)
+static int bind_hub(sqlite3_stmt *st, const struct kf_hub_rec *h)
 {
     return bind_s(st, 1, h->name) | bind_s(st, 2, h->endpoint) | bind_i(st, 3, h->weight) |
            bind_i(st, 4, h->enabled) | bind_i(st, 5, h->created);
 }
 
-static enum kf_err sq_hub_insert(struct kf_store_conn *kc, const struct kf_hub *h)
+static enum kf_err sq_hub_insert(struct kf_store_conn *kc, const struct kf_hub_rec *h)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2146,7 +2147,7 @@ out:
     return rc;
 }
 
-static enum kf_err sq_hub_get(struct kf_store_conn *kc, const char *name, struct kf_hub *out)
+static enum kf_err sq_hub_get(struct kf_store_conn *kc, const char *name, struct kf_hub_rec *out)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2164,7 +2165,7 @@ out:
     return rc;
 }
 
-static enum kf_err sq_hub_update(struct kf_store_conn *kc, const struct kf_hub *h)
+static enum kf_err sq_hub_update(struct kf_store_conn *kc, const struct kf_hub_rec *h)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2202,7 +2203,7 @@ static enum kf_err sq_hub_list(struct kf_store_conn *kc, kf_hub_cb cb, void *arg
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     enum kf_err rc = stmt(c, ST_HUB_LIST, &st);
     int s;
 
@@ -2222,7 +2223,8 @@ out:
 
 /* ---- security events ---- */
 
-static enum kf_err sq_event_insert(struct kf_store_conn *kc, const struct kf_event *e, int64_t *id)
+static enum kf_err sq_event_insert(struct kf_store_conn *kc, const struct kf_event_rec *e,
+                                   int64_t *id)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2246,7 +2248,7 @@ out:
     return rc;
 }
 
-static enum kf_err row_event(struct sq_conn *c, sqlite3_stmt *st, struct kf_event *e)
+static enum kf_err row_event(struct sq_conn *c, sqlite3_stmt *st, struct kf_event_rec *e)
 {
     int f = 0;
     enum kf_err rc;
@@ -2270,7 +2272,7 @@ static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, con
     enum stmt_id id = ST_EVENT_LIST + (type ? 1 : 0) + (device ? 2 : 0);
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    struct kf_event e;
+    struct kf_event_rec e;
     enum kf_err rc = stmt(c, id, &st);
     int s;
 
@@ -2431,7 +2433,7 @@ out:
 }
 
 static enum kf_err sq_checkpoint_insert(struct kf_store_conn *kc,
-                                        const struct kf_audit_checkpoint *cp)
+                                        const struct kf_checkpoint_rec *cp)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2458,7 +2460,7 @@ static enum kf_err sq_checkpoint_list(struct kf_store_conn *kc, kf_checkpoint_cb
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    struct kf_audit_checkpoint cp;
+    struct kf_checkpoint_rec cp;
     enum kf_err rc = stmt(c, ST_CHECKPOINT_LIST, &st);
     int s;
 

@@ -174,7 +174,7 @@ void kf_ca_rec_clear(struct kf_ca_rec *r)
     memset(r, 0, sizeof(*r));
 }
 
-void kf_enrollment_clear(struct kf_enrollment *e)
+void kf_enrollment_clear(struct kf_enrollment_rec *e)
 {
     if (!e) return;
     free(e->cert_pem);
@@ -193,7 +193,7 @@ void kf_cert_rec_clear(struct kf_cert_rec *r)
     memset(r, 0, sizeof(*r));
 }
 
-void kf_event_clear(struct kf_event *e)
+void kf_event_clear(struct kf_event_rec *e)
 {
     if (!e) return;
     free(e->detail);
@@ -916,7 +916,8 @@ enum kf_err kf_txn_ca_next_crl_number(struct kf_txn *txn, const char *name, int6
 /* ---- enrollments ---- */
 
 /* Checks an enrollment and fills in its defaults into `copy` (strings stay borrowed). */
-static enum kf_err enrollment_checked(const struct kf_enrollment *e, struct kf_enrollment *copy)
+static enum kf_err enrollment_checked(const struct kf_enrollment_rec *e,
+                                      struct kf_enrollment_rec *copy)
 {
     static const char *const allocations[] = {"hashed", "static"};
     enum kf_err rc;
@@ -976,7 +977,7 @@ static enum kf_err name_free_for_device(struct kf_txn *txn, const char *id)
 
 static enum kf_err name_free_for_service(struct kf_txn *txn, const char *name)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_device_rec d;
     enum kf_err rc = txn->store->be->device_get(txn->conn, name, &d);
     if (rc == KF_OK)
@@ -1011,9 +1012,9 @@ enum kf_err kf_txn_name_free(struct kf_txn *txn, enum kf_namespace space, const 
                                   : name_free_for_device(txn, name);
 }
 
-enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment *e)
+enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment_rec *e)
 {
-    struct kf_enrollment copy;
+    struct kf_enrollment_rec copy;
     enum kf_err rc = need_write(txn, e, "insert an enrollment");
     if (rc) return rc;
     rc = enrollment_checked(e, &copy);
@@ -1022,7 +1023,7 @@ enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollm
     return txn->store->be->enrollment_insert(txn->conn, &copy);
 }
 
-enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_enrollment *out)
+enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_enrollment_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
@@ -1032,9 +1033,9 @@ enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_
     return txn->store->be->enrollment_get(txn->conn, id, out);
 }
 
-enum kf_err kf_txn_enrollment_update(struct kf_txn *txn, const struct kf_enrollment *e)
+enum kf_err kf_txn_enrollment_update(struct kf_txn *txn, const struct kf_enrollment_rec *e)
 {
-    struct kf_enrollment copy;
+    struct kf_enrollment_rec copy;
     enum kf_err rc = need_write(txn, e, "update an enrollment");
     if (rc) return rc;
     rc = enrollment_checked(e, &copy);
@@ -1052,7 +1053,7 @@ enum kf_err kf_txn_enrollment_delete(struct kf_txn *txn, const char *id)
 }
 
 enum kf_err kf_txn_enrollment_list(struct kf_txn *txn, int kind,
-                                   enum kf_err (*cb)(const struct kf_enrollment *e, void *arg),
+                                   enum kf_err (*cb)(const struct kf_enrollment_rec *e, void *arg),
                                    void *arg)
 {
     enum kf_err rc = need_txn(txn, (const void *)cb);
@@ -1262,7 +1263,7 @@ enum kf_err kf_txn_cert_revoked(struct kf_txn *txn, const char *issuer, int64_t 
 
 /* ---- registrations ---- */
 
-enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r)
+enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration_rec *r)
 {
     enum kf_err rc = need_write(txn, r, "record a registration");
     if (rc) return rc;
@@ -1283,7 +1284,7 @@ enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registra
 }
 
 enum kf_err kf_txn_registration_get(struct kf_txn *txn, const char *device_id,
-                                    struct kf_registration *out)
+                                    struct kf_registration_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
@@ -1318,7 +1319,7 @@ static enum kf_err bad_state(int state)
                    state);
 }
 
-enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval *a)
+enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval_rec *a)
 {
     enum kf_err rc = need_write(txn, a, "record an approval");
     if (rc) return rc;
@@ -1334,7 +1335,8 @@ enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval *a)
     return txn->store->be->approval_put(txn->conn, a);
 }
 
-enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id, struct kf_approval *out)
+enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id,
+                                struct kf_approval_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
@@ -1345,7 +1347,7 @@ enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id, struc
 }
 
 enum kf_err kf_txn_approval_list(struct kf_txn *txn, int state,
-                                 enum kf_err (*cb)(const struct kf_approval *a, void *arg),
+                                 enum kf_err (*cb)(const struct kf_approval_rec *a, void *arg),
                                  void *arg)
 {
     enum kf_err rc = need_txn(txn, cb);
@@ -1446,7 +1448,7 @@ enum kf_err kf_txn_hub_state_list(struct kf_txn *txn,
 
 /* ---- hubs ---- */
 
-static enum kf_err hub_checked(const struct kf_hub *h, struct kf_hub *copy)
+static enum kf_err hub_checked(const struct kf_hub_rec *h, struct kf_hub_rec *copy)
 {
     enum kf_err rc = check_id("hub name", h->name, sizeof(h->name), 0);
     if (rc) return rc;
@@ -1459,9 +1461,9 @@ static enum kf_err hub_checked(const struct kf_hub *h, struct kf_hub *copy)
     return KF_OK;
 }
 
-enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub *h)
+enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub_rec *h)
 {
-    struct kf_hub copy;
+    struct kf_hub_rec copy;
     enum kf_err rc = need_write(txn, h, "insert a hub");
     if (rc) return rc;
     rc = hub_checked(h, &copy);
@@ -1469,7 +1471,7 @@ enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub *h)
     return txn->store->be->hub_insert(txn->conn, &copy);
 }
 
-enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub *out)
+enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
@@ -1479,9 +1481,9 @@ enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub *
     return txn->store->be->hub_get(txn->conn, name, out);
 }
 
-enum kf_err kf_txn_hub_update(struct kf_txn *txn, const struct kf_hub *h)
+enum kf_err kf_txn_hub_update(struct kf_txn *txn, const struct kf_hub_rec *h)
 {
-    struct kf_hub copy;
+    struct kf_hub_rec copy;
     enum kf_err rc = need_write(txn, h, "update a hub");
     if (rc) return rc;
     rc = hub_checked(h, &copy);
@@ -1499,7 +1501,7 @@ enum kf_err kf_txn_hub_delete(struct kf_txn *txn, const char *name)
 }
 
 enum kf_err kf_txn_hub_list(struct kf_txn *txn,
-                            enum kf_err (*cb)(const struct kf_hub *h, void *arg), void *arg)
+                            enum kf_err (*cb)(const struct kf_hub_rec *h, void *arg), void *arg)
 {
     enum kf_err rc = need_txn(txn, (const void *)cb);
     if (rc) return rc;
@@ -1574,12 +1576,12 @@ enum kf_err kf_txn_service_list(struct kf_txn *txn,
 
 /* ---- security events ---- */
 
-enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, int64_t *id)
+enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event_rec *e, int64_t *id)
 {
     static const char *const severities[] = {"info", "warning", "critical"};
     static const char *const sources[] = {"server", "device"};
     char empty[] = "{}";
-    struct kf_event copy;
+    struct kf_event_rec copy;
     enum kf_err rc = need_write(txn, e, "record an event");
 
     if (rc) return rc;
@@ -1621,7 +1623,7 @@ enum kf_err kf_txn_event_prune(struct kf_txn *txn, int64_t before_ms, int64_t ke
 
 enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *type,
                               const char *device, int64_t limit,
-                              enum kf_err (*cb)(const struct kf_event *e, void *arg), void *arg)
+                              enum kf_err (*cb)(const struct kf_event_rec *e, void *arg), void *arg)
 {
     enum kf_err rc = need_txn(txn, (const void *)cb);
     if (rc) return rc;
@@ -1794,7 +1796,7 @@ enum kf_err kf_txn_audit_head(struct kf_txn *txn, int64_t *seq, char *hash)
     return rc;
 }
 
-enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_audit_checkpoint *cp)
+enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_checkpoint_rec *cp)
 {
     enum kf_err rc = need_write(txn, cp, "record an audit checkpoint");
     if (rc) return rc;
@@ -1808,8 +1810,7 @@ enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_audit_c
 }
 
 enum kf_err kf_txn_checkpoint_list(struct kf_txn *txn,
-                                   enum kf_err (*cb)(const struct kf_audit_checkpoint *cp,
-                                                     void *arg),
+                                   enum kf_err (*cb)(const struct kf_checkpoint_rec *cp, void *arg),
                                    void *arg)
 {
     enum kf_err rc = need_txn(txn, (const void *)cb);

@@ -221,7 +221,7 @@ enum kf_enroll_kind {
     KF_ENROLL_GROUP = 2,
 };
 
-struct kf_enrollment {
+struct kf_enrollment_rec {
     char id[KF_ID_MAX + 1]; /* registration id, or group name: one namespace */
     enum kf_enroll_kind kind;
     int enabled;
@@ -240,21 +240,22 @@ struct kf_enrollment {
     int approval_manual; /* 1: a new device waits for an operator's approval */
     int require_binding; /* 1: the CSR must carry the TLS channel binding */
 };
-void kf_enrollment_clear(struct kf_enrollment *e);
+void kf_enrollment_clear(struct kf_enrollment_rec *e);
 
 /*
  * KF_E_EXISTS when an enrollment with that id exists (of either kind); KF_E_CONFLICT when an
  * individual enrollment's id is a service's name (device ids and service names never meet).
  */
-enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment *e);
-enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id, struct kf_enrollment *out);
+enum kf_err kf_txn_enrollment_insert(struct kf_txn *txn, const struct kf_enrollment_rec *e);
+enum kf_err kf_txn_enrollment_get(struct kf_txn *txn, const char *id,
+                                  struct kf_enrollment_rec *out);
 /* Replaces every field of the enrollment `e->id`; KF_E_NOT_FOUND when there is none. */
-enum kf_err kf_txn_enrollment_update(struct kf_txn *txn, const struct kf_enrollment *e);
+enum kf_err kf_txn_enrollment_update(struct kf_txn *txn, const struct kf_enrollment_rec *e);
 /* KF_E_NOT_FOUND when there is none. Devices keep existing; their enrollment becomes "". */
 enum kf_err kf_txn_enrollment_delete(struct kf_txn *txn, const char *id);
 /* Lists in id order; `kind` 0 for both kinds. A non-zero return from `cb` stops and is returned. */
 enum kf_err kf_txn_enrollment_list(struct kf_txn *txn, int kind,
-                                   enum kf_err (*cb)(const struct kf_enrollment *e, void *arg),
+                                   enum kf_err (*cb)(const struct kf_enrollment_rec *e, void *arg),
                                    void *arg);
 
 /* ---- devices ---- */
@@ -373,7 +374,7 @@ enum kf_err kf_txn_service_list(struct kf_txn *txn,
 
 /* ---- registrations ---- */
 
-struct kf_registration {
+struct kf_registration_rec {
     char device_id[KF_ID_MAX + 1];
     char enrollment[KF_ID_MAX + 1];
     char hub[KF_ID_MAX + 1];
@@ -395,7 +396,7 @@ const char *kf_approval_state_name(int state);
 /* The state named `s`, or -1. */
 int kf_approval_state_parse(const char *s);
 
-struct kf_approval {
+struct kf_approval_rec {
     char device_id[KF_ID_MAX + 1];
     char enrollment[KF_ID_MAX + 1];
     enum kf_approval_state state;
@@ -408,12 +409,13 @@ struct kf_approval {
 };
 
 /* Inserts or replaces the approval of `a->device_id`. */
-enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval *a);
+enum kf_err kf_txn_approval_put(struct kf_txn *txn, const struct kf_approval_rec *a);
 /* KF_E_NOT_FOUND when the device never asked. */
-enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id, struct kf_approval *out);
+enum kf_err kf_txn_approval_get(struct kf_txn *txn, const char *device_id,
+                                struct kf_approval_rec *out);
 /* In the order they were first asked for; `state` -1 for every state. */
 enum kf_err kf_txn_approval_list(struct kf_txn *txn, int state,
-                                 enum kf_err (*cb)(const struct kf_approval *a, void *arg),
+                                 enum kf_err (*cb)(const struct kf_approval_rec *a, void *arg),
                                  void *arg);
 enum kf_err kf_txn_approval_count(struct kf_txn *txn, int state, int64_t *n);
 
@@ -449,13 +451,13 @@ enum kf_err kf_txn_hub_state_list(struct kf_txn *txn,
                                   void *arg);
 
 /* Inserts or replaces the registration of `r->device_id`. */
-enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration *r);
+enum kf_err kf_txn_registration_put(struct kf_txn *txn, const struct kf_registration_rec *r);
 enum kf_err kf_txn_registration_get(struct kf_txn *txn, const char *device_id,
-                                    struct kf_registration *out);
+                                    struct kf_registration_rec *out);
 
 /* ---- hubs ---- */
 
-struct kf_hub {
+struct kf_hub_rec {
     char name[KF_ID_MAX + 1];
     char endpoint[KF_ENDPOINT_MAX]; /* host:port */
     int weight;
@@ -463,16 +465,16 @@ struct kf_hub {
     int64_t created;
 };
 
-enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub *h);
-enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub *out);
-enum kf_err kf_txn_hub_update(struct kf_txn *txn, const struct kf_hub *h);
+enum kf_err kf_txn_hub_insert(struct kf_txn *txn, const struct kf_hub_rec *h);
+enum kf_err kf_txn_hub_get(struct kf_txn *txn, const char *name, struct kf_hub_rec *out);
+enum kf_err kf_txn_hub_update(struct kf_txn *txn, const struct kf_hub_rec *h);
 enum kf_err kf_txn_hub_delete(struct kf_txn *txn, const char *name);
 enum kf_err kf_txn_hub_list(struct kf_txn *txn,
-                            enum kf_err (*cb)(const struct kf_hub *h, void *arg), void *arg);
+                            enum kf_err (*cb)(const struct kf_hub_rec *h, void *arg), void *arg);
 
 /* ---- security events ---- */
 
-struct kf_event {
+struct kf_event_rec {
     int64_t id; /* assigned on insert */
     int64_t time_ms;
     char type[KF_EVENT_TYPE_MAX]; /* "provisioning.denied", "hub.acl_denied", ... */
@@ -483,10 +485,10 @@ struct kf_event {
     char ip[KF_IP_MAX];           /* "" when none */
     char *detail;                 /* JSON object; NULL: {} */
 };
-void kf_event_clear(struct kf_event *e);
+void kf_event_clear(struct kf_event_rec *e);
 
 /* Inserts `e` and sets `*id` (may be NULL) to its id. */
-enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event *e, int64_t *id);
+enum kf_err kf_txn_event_insert(struct kf_txn *txn, const struct kf_event_rec *e, int64_t *id);
 /*
  * Deletes events, oldest first, at most `limit` of them in one call (so a prune never holds the
  * write lock long): those older than `before_ms` (0: none by age), then the oldest beyond the
@@ -497,7 +499,8 @@ enum kf_err kf_txn_event_prune(struct kf_txn *txn, int64_t before_ms, int64_t ke
 /* Lists events at or after `since_ms`, oldest first; `type`/`device` NULL for all. */
 enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *type,
                               const char *device, int64_t limit,
-                              enum kf_err (*cb)(const struct kf_event *e, void *arg), void *arg);
+                              enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
+                              void *arg);
 
 /* ---- audit log ---- */
 
@@ -543,7 +546,7 @@ enum kf_err kf_txn_audit_head(struct kf_txn *txn, int64_t *seq, char *hash);
  * had hash `head`. Whoever can write the store can rewrite records and recompute the chain, but
  * not sign; so a record that no longer has the hash a checkpoint gives was rewritten.
  */
-struct kf_audit_checkpoint {
+struct kf_checkpoint_rec {
     int64_t seq;
     char head[KF_HASH_HEX];
     int64_t time_ms;
@@ -552,11 +555,10 @@ struct kf_audit_checkpoint {
 };
 
 /* KF_E_EXISTS when `cp->seq` has a checkpoint already. */
-enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_audit_checkpoint *cp);
+enum kf_err kf_txn_checkpoint_insert(struct kf_txn *txn, const struct kf_checkpoint_rec *cp);
 /* Lists checkpoints in seq order (records borrowed for the call). */
 enum kf_err kf_txn_checkpoint_list(struct kf_txn *txn,
-                                   enum kf_err (*cb)(const struct kf_audit_checkpoint *cp,
-                                                     void *arg),
+                                   enum kf_err (*cb)(const struct kf_checkpoint_rec *cp, void *arg),
                                    void *arg);
 
 enum kf_audit_fault {

@@ -115,7 +115,7 @@ struct enroll_arg {
 static enum kf_err enrollment_insert_cb(struct kf_txn *t, void *arg)
 {
     struct enroll_arg *a = arg;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     memset(&e, 0, sizeof(e));
     snprintf(e.id, sizeof(e.id), "%s", a->id);
     e.kind = KF_ENROLL_INDIVIDUAL;

@@ -110,7 +110,7 @@ static int is_code(const char *code)
     return 1;
 }
 
-static void get(struct fixture *f, const char *id, struct kf_enrollment *e)
+static void get(struct fixture *f, const char *id, struct kf_enrollment_rec *e)
 {
     KF_OK_OR_FAIL(kf_test_enrollment_get(f->d->store, id, e));
 }
@@ -134,7 +134,7 @@ struct expires_arg {
 static enum kf_err set_expires_cb(struct kf_txn *t, void *arg)
 {
     struct expires_arg *a = arg;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     enum kf_err rc = kf_txn_enrollment_get(t, a->id, &e);
     if (rc) return rc;
     e.code_expires = a->when;
@@ -151,7 +151,7 @@ static void test_add_by_cert(void **state)
     struct kf_key *k = NULL;
     const char *cert = factory_cert(&f->a, "dev-1", "dev-1.pem", &k);
     struct kf_enroll_opts o = {"10.0.0.0/8, 192.168.1.0/24", 0, NULL, NULL, NULL, 0};
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
     time_t t0 = time(NULL);
@@ -199,7 +199,7 @@ static void test_add_by_pubkey(void **state)
     char fp[KF_FINGERPRINT_HEX], detail[512];
     const char *pub = pubkey_file("dev-2.pub", fp);
     struct kf_enroll_opts o = {NULL, 1, NULL, NULL, NULL, 0};
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     int64_t audit0 = kf_test_audit_count(f->d->store);
     char *pem = kf_test_read(pub);
@@ -317,7 +317,7 @@ static void test_group_create(void **state)
     struct fixture *f = *state;
     char code[KF_CODE_MAX], fp[KF_FINGERPRINT_HEX], detail[512], *pem = kf_test_read(f->a_root);
     struct kf_key *k = NULL;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     struct kf_enroll_opts o = {"2001:db8::/32", 0, NULL, NULL, NULL, 0};
     int64_t audit0 = kf_test_audit_count(f->d->store);
@@ -406,7 +406,7 @@ static void test_group_verify(void **state)
     char code[KF_CODE_MAX], other[KF_CODE_MAX], bad[KF_CODE_MAX + 8], msg[512];
     const char *ca = kf_test_path("c-root.pem"), *key = kf_test_path("c-root.key");
     const char *good, *wrong_key, *wrong_cn, *no_cn;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     int64_t audit0;
     char dev_msg[64];
@@ -472,7 +472,7 @@ static void test_group_code_and_expiry(void **state)
     struct fixture *f = *state;
     char old[KF_CODE_MAX], code[KF_CODE_MAX], when[KF_TIME_TEXT_MAX], msg[256];
     const char *old_proof, *proof;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     struct kf_cert_template t;
     struct kf_cert *stale;
@@ -546,7 +546,7 @@ static void test_enable_disable(void **state)
 {
     struct fixture *f = *state;
     const char *cert = factory_cert(&f->a, "tog-1", "tog-1.pem", NULL);
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     struct kf_test_state before;
     int64_t audit0;
@@ -603,7 +603,7 @@ static void test_remove(void **state)
     struct kf_csr *csr = kf_test_csr(KF_KEY_EC_P256, "rm-1");
     struct kf_cert *c = NULL;
     struct kf_device_rec dev;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_test_audit a;
     int64_t audit0;
 
@@ -640,7 +640,7 @@ static void hub(struct fixture *f, const char *name)
 {
     char endpoint[KF_ID_MAX + 16];
     struct kf_txn *t = NULL;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     enum kf_err rc;
     KF_OK_OR_FAIL(kf_store_read(f->d->store, &t));
     rc = kf_txn_hub_get(t, name, &h);
@@ -653,7 +653,7 @@ static void hub(struct fixture *f, const char *name)
 static void expect_allocation(struct fixture *f, const char *id, const char *allocation,
                               const char *hub_name)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     get(f, id, &e);
     assert_string_equal(e.allocation, allocation);
     assert_string_equal(e.hub, hub_name);
@@ -769,7 +769,7 @@ static void test_update(void **state)
     struct kf_enroll_change no_such_hub = {NULL, "upd-z", NULL, 0, NULL, -1};
     struct kf_enroll_change bad_nets = {NULL, NULL, "10.0.0.1/8", 0, NULL, -1};
     struct kf_enroll_change bad_hub = {NULL, "upd a", NULL, 0, NULL, -1};
-    struct kf_enrollment e, before;
+    struct kf_enrollment_rec e, before;
     int64_t audit0;
     int changed = -1;
 

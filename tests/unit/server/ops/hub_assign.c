@@ -12,9 +12,9 @@
 
 #define IDS 100000
 
-static struct kf_hub hub(const char *name, int weight, int enabled)
+static struct kf_hub_rec hub(const char *name, int weight, int enabled)
 {
-    struct kf_hub h;
+    struct kf_hub_rec h;
     memset(&h, 0, sizeof(h));
     snprintf(h.name, sizeof(h.name), "%s", name);
     snprintf(h.endpoint, sizeof(h.endpoint), "%s.example.com:8883", name);
@@ -29,10 +29,10 @@ static void device_id(int i, char *out, size_t cap)
 }
 
 /* The hub `hubs` give each of IDS devices, as an index into `hubs` (hashed policy). */
-static void assign_all(const struct kf_hub *hubs, size_t n, int *out)
+static void assign_all(const struct kf_hub_rec *hubs, size_t n, int *out)
 {
     char id[32];
-    struct kf_hub got;
+    struct kf_hub_rec got;
     for (int i = 0; i < IDS; i++) {
         device_id(i, id, sizeof(id));
         KF_OK_OR_FAIL(kf_hub_assign(hubs, n, id, "hashed", NULL, &got));
@@ -125,8 +125,8 @@ static void test_pinned(void **state)
         {"0", "hub-c"},
         {"dev-100000", "hub-c"},
     };
-    const struct kf_hub hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
-    struct kf_hub got;
+    const struct kf_hub_rec hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
+    struct kf_hub_rec got;
 
     for (size_t i = 0; i < KF_ARRAY_LEN(hashes); i++)
         if (kf_hub_assign_hash(hashes[i].hub, hashes[i].device) != hashes[i].h)
@@ -171,11 +171,11 @@ static void test_score_bits(void **state)
 
 static void test_distribution(void **state)
 {
-    const struct kf_hub hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
+    const struct kf_hub_rec hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
     int *where = malloc(IDS * sizeof(*where));
     int count[3] = {0};
     char id[32];
-    struct kf_hub again;
+    struct kf_hub_rec again;
 
     assign_all(hubs, 3, where);
     for (int i = 0; i < IDS; i++)
@@ -199,10 +199,10 @@ static void test_distribution(void **state)
 
 static void test_order_does_not_matter(void **state)
 {
-    const struct kf_hub fwd[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1),
-                                 hub("hub-d", 1, 1)};
-    const struct kf_hub rev[] = {fwd[3], fwd[2], fwd[1], fwd[0]};
-    struct kf_hub a, b;
+    const struct kf_hub_rec fwd[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1),
+                                     hub("hub-d", 1, 1)};
+    const struct kf_hub_rec rev[] = {fwd[3], fwd[2], fwd[1], fwd[0]};
+    struct kf_hub_rec a, b;
     char id[32];
     for (int i = 0; i < 5000; i++) {
         device_id(i, id, sizeof(id));
@@ -215,8 +215,8 @@ static void test_order_does_not_matter(void **state)
 static void test_adding_a_hub(void **state)
 {
     /* hub-d is added last; the others keep their indexes. */
-    const struct kf_hub before[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
-    const struct kf_hub after[] = {before[0], before[1], before[2], hub("hub-d", 2, 1)};
+    const struct kf_hub_rec before[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
+    const struct kf_hub_rec after[] = {before[0], before[1], before[2], hub("hub-d", 2, 1)};
     int *was = malloc(IDS * sizeof(*was)), *now = malloc(IDS * sizeof(*now));
     int moved = 0;
 
@@ -236,11 +236,11 @@ static void test_adding_a_hub(void **state)
 
 static void test_removing_or_disabling_a_hub(void **state)
 {
-    const struct kf_hub all[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
-    const struct kf_hub removed[] = {all[0], all[1]};
-    const struct kf_hub disabled[] = {all[0], all[1], hub("hub-c", 3, 0)};
-    const struct kf_hub drained[] = {all[0], all[1], hub("hub-c", 0, 1)};
-    const struct kf_hub *variants[] = {removed, disabled, drained};
+    const struct kf_hub_rec all[] = {hub("hub-a", 1, 1), hub("hub-b", 2, 1), hub("hub-c", 3, 1)};
+    const struct kf_hub_rec removed[] = {all[0], all[1]};
+    const struct kf_hub_rec disabled[] = {all[0], all[1], hub("hub-c", 3, 0)};
+    const struct kf_hub_rec drained[] = {all[0], all[1], hub("hub-c", 0, 1)};
+    const struct kf_hub_rec *variants[] = {removed, disabled, drained};
     const size_t lens[] = {2, 3, 3};
     int *was = malloc(IDS * sizeof(*was)), *now = malloc(IDS * sizeof(*now));
 
@@ -268,9 +268,9 @@ static void test_removing_or_disabling_a_hub(void **state)
 
 static void test_no_hub(void **state)
 {
-    const struct kf_hub none_usable[] = {hub("hub-a", 1, 0), hub("hub-b", 0, 1),
-                                         hub("hub-c", -5, 1)};
-    struct kf_hub got = hub("untouched", 1, 1);
+    const struct kf_hub_rec none_usable[] = {hub("hub-a", 1, 0), hub("hub-b", 0, 1),
+                                             hub("hub-c", -5, 1)};
+    struct kf_hub_rec got = hub("untouched", 1, 1);
 
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_hub_assign(NULL, 0, "dev-1", "hashed", NULL, &got));
     KF_EXPECT_MSG("no enabled hub to assign");
@@ -281,8 +281,8 @@ static void test_no_hub(void **state)
 
 static void test_static(void **state)
 {
-    const struct kf_hub hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 0, 1), hub("hub-c", 3, 0)};
-    struct kf_hub got = hub("untouched", 1, 1);
+    const struct kf_hub_rec hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 0, 1), hub("hub-c", 3, 0)};
+    struct kf_hub_rec got = hub("untouched", 1, 1);
 
     KF_OK_OR_FAIL(kf_hub_assign(hubs, 3, "dev-1", "static", "hub-a", &got));
     assert_string_equal(got.name, "hub-a");
@@ -307,9 +307,9 @@ static void test_static(void **state)
 
 static void test_bad_arguments(void **state)
 {
-    struct kf_hub hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 1, 1)};
+    struct kf_hub_rec hubs[] = {hub("hub-a", 1, 1), hub("hub-b", 1, 1)};
     char long_id[KF_ID_MAX + 2];
-    struct kf_hub got;
+    struct kf_hub_rec got;
 
     KF_EXPECT_ERR(KF_E_INVALID, kf_hub_assign(hubs, 2, "dev-1", "round-robin", NULL, &got));
     KF_EXPECT_MSG("unknown allocation policy \"round-robin\" (expected hashed or static)");

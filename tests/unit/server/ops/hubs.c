@@ -37,7 +37,7 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static enum kf_err hub_text_cb(const struct kf_hub *h, void *arg)
+static enum kf_err hub_text_cb(const struct kf_hub_rec *h, void *arg)
 {
     return kf_buf_appendf(arg, "hub %s endpoint=%s weight=%d enabled=%d created=%lld\n", h->name,
                           h->endpoint, h->weight, h->enabled, (long long)h->created);
@@ -91,7 +91,7 @@ static char *hubs_text(struct fixture *f)
         kf_test_state_free(&before_);                                                \
     } while (0)
 
-static enum kf_err get_hub(struct fixture *f, const char *name, struct kf_hub *h)
+static enum kf_err get_hub(struct fixture *f, const char *name, struct kf_hub_rec *h)
 {
     struct kf_txn *t = NULL;
     enum kf_err rc;
@@ -258,7 +258,7 @@ static void test_endpoint_bad(void **state)
 static void test_add(void **state)
 {
     struct fixture *f = *state;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     int64_t audit0 = kf_test_audit_count(f->d->store);
     time_t t0 = time(NULL);
 
@@ -316,7 +316,7 @@ static void test_add_refusals(void **state)
 static void test_enable_disable(void **state)
 {
     struct fixture *f = *state;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     int64_t audit0;
     int changed = -1;
 
@@ -355,7 +355,7 @@ static void test_enable_disable(void **state)
 static void test_weight(void **state)
 {
     struct fixture *f = *state;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     int64_t audit0;
     int changed = -1;
 
@@ -396,7 +396,7 @@ static void test_remove(void **state)
     struct kf_enroll_opts on_rm = {NULL, 0, NULL, "rm", NULL, 0};
     struct kf_enroll_change hashed = {"hashed", NULL, NULL, 0, NULL, -1};
     struct kf_device_rec dev;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     int64_t audit0;
 
     KF_OK_OR_FAIL(kf_hubs_add(f->d, KF_TEST_ACTOR, "rm", "rm.example:8883", 7));
@@ -442,7 +442,7 @@ static void test_remove(void **state)
 
 /* ---- what refers to a hub ---- */
 
-static enum kf_err collect_cb(const struct kf_enrollment *e, void *arg)
+static enum kf_err collect_cb(const struct kf_enrollment_rec *e, void *arg)
 {
     return kf_buf_appendf(arg, "%s,", e->id);
 }

@@ -135,7 +135,7 @@ static int64_t store_version(struct kf_store *s)
     return v;
 }
 
-static const struct kf_hub *hub_named(const struct kf_registry *r, const char *name)
+static const struct kf_hub_rec *hub_named(const struct kf_registry *r, const char *name)
 {
     for (size_t i = 0; i < r->n_hubs; i++)
         if (strcmp(r->hubs[i].name, name) == 0) return &r->hubs[i];
@@ -182,7 +182,7 @@ static void test_groups_hubs_and_cas(void **state)
     char fp_ok[KF_FINGERPRINT_HEX], fp_new[KF_FINGERPRINT_HEX], fp_off[KF_FINGERPRINT_HEX];
     char fp_ind[KF_FINGERPRINT_HEX], fp_ca[KF_FINGERPRINT_HEX], fp_want[KF_FINGERPRINT_HEX];
     const struct kf_reg_group *g;
-    const struct kf_hub *h;
+    const struct kf_hub_rec *h;
     struct kf_registry *r;
     struct kf_cert *c;
     char *text;

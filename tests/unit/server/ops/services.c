@@ -447,11 +447,11 @@ static void test_add_refusals(void **state)
 /* ---- one name, one namespace ---- */
 
 struct event_list {
-    struct kf_event ev[16];
+    struct kf_event_rec ev[16];
     int n;
 };
 
-static enum kf_err event_cb(const struct kf_event *e, void *arg)
+static enum kf_err event_cb(const struct kf_event_rec *e, void *arg)
 {
     struct event_list *l = arg;
     if (l->n == (int)KF_ARRAY_LEN(l->ev)) return kf_fail(KF_E_OVERSIZE, "too many events");

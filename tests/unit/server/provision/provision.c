@@ -352,7 +352,8 @@ static struct kf_prov_job *expect_job(struct fixture *f, const struct kf_prov_in
 
 /* ---- what the store holds ---- */
 
-static enum kf_err registration_get(struct fixture *f, const char *id, struct kf_registration *r)
+static enum kf_err registration_get(struct fixture *f, const char *id,
+                                    struct kf_registration_rec *r)
 {
     struct kf_txn *t = NULL;
     enum kf_err rc;
@@ -362,7 +363,7 @@ static enum kf_err registration_get(struct fixture *f, const char *id, struct kf
     return rc;
 }
 
-static enum kf_err approval_get(struct fixture *f, const char *id, struct kf_approval *a)
+static enum kf_err approval_get(struct fixture *f, const char *id, struct kf_approval_rec *a)
 {
     struct kf_txn *t = NULL;
     enum kf_err rc;
@@ -375,11 +376,11 @@ static enum kf_err approval_get(struct fixture *f, const char *id, struct kf_app
 /* The events of `type` for device `id`: how many, and the last one. */
 struct events {
     int n;
-    struct kf_event last; /* detail points into `detail` */
+    struct kf_event_rec last; /* detail points into `detail` */
     char detail[1024];
 };
 
-static enum kf_err event_cb(const struct kf_event *e, void *arg)
+static enum kf_err event_cb(const struct kf_event_rec *e, void *arg)
 {
     struct events *ev = arg;
     ev->n++;
@@ -433,7 +434,7 @@ static void expect_written(struct fixture *f, struct kf_prov_job *job, int new_d
     char object[KF_OBJECT_MAX], when[KF_TIME_TEXT_MAX], detail[1024];
     struct kf_device_rec dev;
     struct kf_cert_rec rec;
-    struct kf_registration r;
+    struct kf_registration_rec r;
     struct events ev;
 
     KF_OK_OR_FAIL(kf_store_write(f->d->store, job->req.cb, job->req.arg));
@@ -980,7 +981,7 @@ static void test_approval(void **state)
     struct kf_test_pki m;
     struct kf_prov_input in;
     struct kf_prov_job *job;
-    struct kf_approval a;
+    struct kf_approval_rec a;
     struct kf_device_rec dev;
     struct kf_test_state before;
     struct events ev;
@@ -1156,7 +1157,7 @@ static void expect_write_refused(struct fixture *f, struct kf_prov_job *job, int
                                  enum kf_refusal reason, int verified, const char *message)
 {
     struct kf_test_state before;
-    struct kf_registration r0, r1;
+    struct kf_registration_rec r0, r1;
     struct kf_cert_rec rec;
     struct events ev0, ev1;
     int have_reg = registration_get(f, job->device_id, &r0) == KF_OK;

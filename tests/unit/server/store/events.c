@@ -20,7 +20,7 @@ struct seen {
     char text[8192];
 };
 
-static enum kf_err collect_cb(const struct kf_event *e, void *arg)
+static enum kf_err collect_cb(const struct kf_event_rec *e, void *arg)
 {
     struct seen *s = arg;
     size_t len = strlen(s->text);
@@ -143,7 +143,7 @@ static void test_retention(void **state)
     (void)state;
 
     for (int i = 0; i < 30; i++) {
-        struct kf_event e;
+        struct kf_event_rec e;
         memset(&e, 0, sizeof(e));
         e.time_ms = i < 10 ? now - 40LL * 86400 * 1000 : now - i; /* ten are 40 days old */
         snprintf(e.type, sizeof(e.type), "device.t%d", i);

@@ -67,7 +67,7 @@ static void test_open_path(void **state)
 {
     const char *path = kf_test_path("reopen.db");
     struct kf_store *s = NULL;
-    struct kf_hub h = kf_st_hub("hub-1"), got;
+    struct kf_hub_rec h = kf_st_hub("hub-1"), got;
     struct kf_txn *t;
 
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(path, 0, &s));
@@ -158,7 +158,7 @@ static void test_schema_and_file(void **state)
     const char *path = kf_test_path("schema.db");
     char wal[1100], mode[32], tables[512];
     struct kf_store *s;
-    struct kf_hub h = kf_st_hub("h");
+    struct kf_hub_rec h = kf_st_hub("h");
     struct stat sb;
     mode_t old = umask(0); /* the store must not depend on the umask for its privacy */
 
@@ -367,9 +367,9 @@ static void test_migrate_from_v1(void **state)
 {
     char path[1024], fresh_path[1024];
     struct kf_store *s = NULL;
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     struct kf_device_rec d = kf_st_device("dev-1", "factory-a", KF_DEVICE_DISABLED), got;
-    struct kf_hub h;
+    struct kf_hub_rec h;
     struct kf_txn *t;
     char *migrated, *fresh;
 

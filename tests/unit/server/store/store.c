@@ -37,9 +37,9 @@ static void sleep_ms(long ms)
 
 /* ---- record makers and write callbacks (hub and device: storetest.h) ---- */
 
-static struct kf_enrollment enrollment(const char *id, enum kf_enroll_kind kind)
+static struct kf_enrollment_rec enrollment(const char *id, enum kf_enroll_kind kind)
 {
-    struct kf_enrollment e;
+    struct kf_enrollment_rec e;
     memset(&e, 0, sizeof(e));
     snprintf(e.id, sizeof(e.id), "%s", id);
     e.kind = kind;
@@ -124,7 +124,7 @@ static enum kf_err crl_cb(struct kf_txn *t, void *a)
 }
 
 struct event_arg {
-    struct kf_event e;
+    struct kf_event_rec e;
     int64_t id;
 };
 static enum kf_err event_insert_cb(struct kf_txn *t, void *a)
@@ -143,7 +143,7 @@ static void collect_add(struct collect *c, const char *s)
     size_t len = strlen(c->text);
     snprintf(c->text + len, sizeof(c->text) - len, "%s%s", c->n++ ? "," : "", s);
 }
-static enum kf_err collect_enroll_cb(const struct kf_enrollment *e, void *a)
+static enum kf_err collect_enroll_cb(const struct kf_enrollment_rec *e, void *a)
 {
     collect_add(a, e->id);
     return KF_OK;
@@ -163,12 +163,12 @@ static enum kf_err collect_serial_cb(const char *serial, void *a)
     collect_add(a, serial);
     return KF_OK;
 }
-static enum kf_err collect_hub_cb(const struct kf_hub *h, void *a)
+static enum kf_err collect_hub_cb(const struct kf_hub_rec *h, void *a)
 {
     collect_add(a, h->name);
     return KF_OK;
 }
-static enum kf_err collect_event_cb(const struct kf_event *e, void *a)
+static enum kf_err collect_event_cb(const struct kf_event_rec *e, void *a)
 {
     char id[32];
     snprintf(id, sizeof(id), "%" PRId64, e->id);
@@ -183,7 +183,7 @@ static void test_open_create_reopen(void **state)
 {
     const char *url = kf_test_store_url("reopen");
     struct kf_store *s = NULL;
-    struct kf_hub h = kf_st_hub("hub-1"), got;
+    struct kf_hub_rec h = kf_st_hub("hub-1"), got;
     struct kf_txn *t;
 
     KF_EXPECT_ERR(KF_E_NOT_FOUND, kf_store_open(url, 0, &s));
@@ -282,9 +282,9 @@ static void test_ca(void **state)
 static void test_enrollments(void **state)
 {
     struct kf_store *s = open_new("enroll");
-    struct kf_enrollment ind = enrollment("dev-1", KF_ENROLL_INDIVIDUAL);
-    struct kf_enrollment grp = enrollment("factory-a", KF_ENROLL_GROUP);
-    struct kf_enrollment same = enrollment("dev-1", KF_ENROLL_GROUP), got;
+    struct kf_enrollment_rec ind = enrollment("dev-1", KF_ENROLL_INDIVIDUAL);
+    struct kf_enrollment_rec grp = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_enrollment_rec same = enrollment("dev-1", KF_ENROLL_GROUP), got;
     struct collect c;
     struct kf_txn *t;
 
@@ -389,7 +389,7 @@ static void test_enrollments(void **state)
 static void test_devices(void **state)
 {
     struct kf_store *s = open_new("devices");
-    struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_enrollment_rec g = enrollment("factory-a", KF_ENROLL_GROUP);
     struct kf_device_rec d1 = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
     struct kf_device_rec d2 = kf_st_device("dev-2", "factory-a", KF_DEVICE_DISABLED);
     struct kf_device_rec d3 = kf_st_device("dev-3", "", KF_DEVICE_ACTIVE);
@@ -458,7 +458,7 @@ static void test_devices(void **state)
 static void test_enrollment_delete_keeps_devices(void **state)
 {
     struct kf_store *s = open_new("enroll-delete");
-    struct kf_enrollment g = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_enrollment_rec g = enrollment("factory-a", KF_ENROLL_GROUP);
     struct kf_device_rec d1 = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE), got;
     struct collect c;
     struct kf_txn *t;
@@ -576,7 +576,7 @@ static void test_registrations(void **state)
 {
     struct kf_store *s = open_new("reg");
     struct kf_device_rec d1 = kf_st_device("dev-1", "", KF_DEVICE_ACTIVE);
-    struct kf_registration r, got;
+    struct kf_registration_rec r, got;
     struct kf_txn *t;
 
     memset(&r, 0, sizeof(r));
@@ -617,7 +617,7 @@ static void test_registrations(void **state)
 static void test_hubs(void **state)
 {
     struct kf_store *s = open_new("hubs");
-    struct kf_hub a = kf_st_hub("hub-a"), b = kf_st_hub("hub-b"), got;
+    struct kf_hub_rec a = kf_st_hub("hub-a"), b = kf_st_hub("hub-b"), got;
     struct collect c;
     struct kf_txn *t;
 
@@ -665,11 +665,11 @@ static struct event_arg event(int64_t t, const char *type, const char *dev, cons
 }
 
 struct event_seen {
-    struct kf_event first;
+    struct kf_event_rec first;
     char detail[64];
     int n;
 };
-static enum kf_err event_seen_cb(const struct kf_event *e, void *a)
+static enum kf_err event_seen_cb(const struct kf_event_rec *e, void *a)
 {
     struct event_seen *s = a;
     if (s->n++ == 0) {
@@ -747,7 +747,7 @@ static void test_events(void **state)
 static void test_write_on_read_refused(void **state)
 {
     struct kf_store *s = open_new("readonly");
-    struct kf_hub h = kf_st_hub("hub-1"), got;
+    struct kf_hub_rec h = kf_st_hub("hub-1"), got;
     struct kf_txn *t = kf_st_read(s);
 
     KF_EXPECT_ERR(KF_E_INVALID, kf_txn_hub_insert(t, &h));
@@ -774,7 +774,7 @@ static void test_write_on_read_refused(void **state)
 /* Inserts two hubs, then fails: neither may be kept. */
 static enum kf_err half_then_fail_cb(struct kf_txn *t, void *a)
 {
-    struct kf_hub h1 = kf_st_hub("half-1"), h2 = kf_st_hub("half-2");
+    struct kf_hub_rec h1 = kf_st_hub("half-1"), h2 = kf_st_hub("half-2");
     enum kf_err rc = kf_txn_hub_insert(t, &h1);
     if (!rc) rc = kf_txn_hub_insert(t, &h2);
     if (!rc) rc = kf_fail(KF_E_DENIED, "the callback changed its mind");
@@ -783,7 +783,7 @@ static enum kf_err half_then_fail_cb(struct kf_txn *t, void *a)
 
 struct nested {
     struct kf_store *s;
-    struct kf_hub h;
+    struct kf_hub_rec h;
 };
 
 static enum kf_err nested_write_cb(struct kf_txn *t, void *a)
@@ -796,7 +796,7 @@ static void test_callback_error_rolls_back(void **state)
 {
     struct kf_store *s = open_new("rollback");
     struct nested nested = {s, kf_st_hub("nested")};
-    struct kf_hub got;
+    struct kf_hub_rec got;
     struct kf_txn *t;
 
     KF_EXPECT_ERR(KF_E_DENIED, kf_store_write(s, half_then_fail_cb, NULL));
@@ -825,7 +825,7 @@ struct gate {
 static enum kf_err blocker_cb(struct kf_txn *t, void *a)
 {
     struct gate *g = a;
-    struct kf_hub h = kf_st_hub("blocker");
+    struct kf_hub_rec h = kf_st_hub("blocker");
     pthread_mutex_lock(&g->mu);
     g->running = 1;
     pthread_cond_broadcast(&g->cv);
@@ -838,7 +838,7 @@ static enum kf_err blocker_cb(struct kf_txn *t, void *a)
 
 static enum kf_err refuse_cb(struct kf_txn *t, void *a)
 {
-    struct kf_hub h = kf_st_hub("refused");
+    struct kf_hub_rec h = kf_st_hub("refused");
     enum kf_err rc = kf_txn_hub_insert(t, &h);
     return rc ? rc : kf_fail(KF_E_CONFLICT, "callback b refuses after writing");
 }
@@ -871,7 +871,7 @@ static void test_batch_isolates_callback_errors(void **state)
 {
     struct kf_store *s = open_new("batch");
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 2};
-    struct kf_hub kept = kf_st_hub("kept"), got;
+    struct kf_hub_rec kept = kf_st_hub("kept"), got;
     struct writer w[3] = {
         {.s = s, .g = &g, .cb = blocker_cb, .arg = &g},
         {.s = s, .g = &g, .cb = refuse_cb, .arg = NULL},
@@ -924,7 +924,7 @@ struct rival {
 static enum kf_err rival_hold_cb(struct kf_txn *t, void *a)
 {
     struct rival *r = a;
-    struct kf_hub h = kf_st_hub("rival");
+    struct kf_hub_rec h = kf_st_hub("rival");
     enum kf_err rc = kf_txn_hub_insert(t, &h);
     char c = 'L';
     if (rc) return rc;
@@ -996,7 +996,8 @@ static void test_locked_by_another_process(void **state)
     const char *url = kf_test_store_url("locked");
     struct kf_store *s = NULL;
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
-    struct kf_hub h[3] = {kf_st_hub("locked-0"), kf_st_hub("locked-1"), kf_st_hub("locked-2")}, got;
+    struct kf_hub_rec h[3] = {kf_st_hub("locked-0"), kf_st_hub("locked-1"), kf_st_hub("locked-2")},
+                      got;
     struct writer w[3];
     struct kf_store_stats before, after;
     struct rival other;
@@ -1104,7 +1105,7 @@ static void test_group_commit_threads(void **state)
 static void test_snapshot_isolation(void **state)
 {
     struct kf_store *s = open_new("snapshot");
-    struct kf_hub h1 = kf_st_hub("hub-1"), h2 = kf_st_hub("hub-2"), got;
+    struct kf_hub_rec h1 = kf_st_hub("hub-1"), h2 = kf_st_hub("hub-2"), got;
     struct collect c;
     struct kf_txn *t, *t2;
 
@@ -1136,7 +1137,7 @@ static void test_snapshot_isolation(void **state)
 static void test_many_readers(void **state)
 {
     struct kf_store *s = open_new("readers");
-    struct kf_hub h = kf_st_hub("hub-1"), got;
+    struct kf_hub_rec h = kf_st_hub("hub-1"), got;
     struct kf_txn *t[12];
 
     KF_OK_OR_FAIL(kf_store_write(s, kf_st_hub_insert_cb, &h));
@@ -1173,7 +1174,7 @@ static void hold_running(struct hold *h)
 static enum kf_err hold_cb(struct kf_txn *t, void *a)
 {
     struct hold *h = a;
-    struct kf_hub holder = kf_st_hub("holder");
+    struct kf_hub_rec holder = kf_st_hub("holder");
     hold_running(h);
     pthread_mutex_lock(&h->mu);
     while (!h->released)
@@ -1243,7 +1244,7 @@ struct areq {
     struct kf_store_req req;
     struct tally *tally;
     int n; /* its number, recorded in the tally */
-    struct kf_hub hub;
+    struct kf_hub_rec hub;
     int free_me; /* heap-allocated: freed by its done callback */
     /* In the done callback: whether the hub can be read, and a kf_store_write attempt. */
     struct kf_store *check_visible, *try_write;
@@ -1264,7 +1265,7 @@ static void areq_done_cb(struct kf_store_req *req, enum kf_err rc, void *done_ar
 {
     struct areq *r = done_arg;
     struct tally *t = r->tally;
-    struct kf_hub got;
+    struct kf_hub_rec got;
     struct kf_txn *txn = NULL;
 
     /* cmocka's asserts belong to the test's thread: record, check there. */
@@ -1318,7 +1319,7 @@ static struct areq *areq_new(struct tally *t, int n, const char *name)
     return r;
 }
 
-static enum kf_err count_hub_cb(const struct kf_hub *h, void *a)
+static enum kf_err count_hub_cb(const struct kf_hub_rec *h, void *a)
 {
     (*(int *)a)++;
     return KF_OK;
@@ -1454,7 +1455,7 @@ static void test_submit_batch_isolates_errors(void **state)
     struct tally *t = tally_new();
     struct kf_store_stats before, after;
     struct areq r[5];
-    struct kf_hub got;
+    struct kf_hub_rec got;
     struct kf_txn *txn;
     char xs[255];
 
@@ -1538,7 +1539,7 @@ static void *mixer_main(void *a)
         enum kf_err rc;
         snprintf(name, sizeof(name), "%s-%d-%d", m->sync ? "sync" : "async", m->n, i);
         if (m->sync) {
-            struct kf_hub h = kf_st_hub(name), got;
+            struct kf_hub_rec h = kf_st_hub(name), got;
             struct kf_txn *t = NULL;
             rc = kf_store_write(m->s, kf_st_hub_insert_cb, &h);
             /* Returned means durable: a read begun now sees it. */
@@ -1609,7 +1610,7 @@ static void test_submit_queue_full(void **state)
     struct areq *r = calloc(KF_STORE_QUEUE_MAX + 2, sizeof(*r));
     struct areq bad;
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
-    struct kf_hub late = kf_st_hub("late-sync");
+    struct kf_hub_rec late = kf_st_hub("late-sync");
     struct writer w = {.g = &g, .cb = kf_st_hub_insert_cb, .arg = &late};
     const int over = KF_STORE_QUEUE_MAX + 1;
 
@@ -1683,7 +1684,7 @@ struct prober {
 static enum kf_err probe_until_closing_cb(struct kf_txn *t, void *a)
 {
     struct prober *p = a;
-    struct kf_hub holder = kf_st_hub("holder");
+    struct kf_hub_rec holder = kf_st_hub("holder");
     hold_running(&p->h);
     for (int k = 0; k < 10000; k++) {
         char name[32];
@@ -1764,7 +1765,7 @@ static void test_submit_locked_by_another_process(void **state)
     struct kf_store_stats before, after;
     struct areq r[4];
     struct rival other;
-    struct kf_hub got;
+    struct kf_hub_rec got;
     struct kf_txn *txn;
 
     rival_start(&other, url); /* before the store is open here, as in the test above */
@@ -1822,7 +1823,7 @@ static enum kf_err audit_one_cb(struct kf_txn *t, void *a)
 static enum kf_err version_in_txn_cb(struct kf_txn *t, void *a)
 {
     int64_t *moved = a, v0 = 0, v1 = 0;
-    struct kf_hub h = kf_st_hub("in-txn");
+    struct kf_hub_rec h = kf_st_hub("in-txn");
     enum kf_err rc = kf_txn_registry_version(t, &v0);
     if (!rc) rc = kf_txn_hub_insert(t, &h);
     if (!rc) rc = kf_txn_registry_version(t, &v1);
@@ -1835,13 +1836,13 @@ static void test_registry_version(void **state)
 {
     const char *url = kf_test_store_url("regver");
     struct kf_store *s;
-    struct kf_enrollment e = enrollment("factory-a", KF_ENROLL_GROUP);
+    struct kf_enrollment_rec e = enrollment("factory-a", KF_ENROLL_GROUP);
     struct kf_device_rec d = kf_st_device("dev-1", "factory-a", KF_DEVICE_ACTIVE);
     struct kf_cert_rec c = cert("0a", "dev-1", 1000);
     struct revoke_arg rv = {"0a", 5000, KF_CRL_KEY_COMPROMISE};
-    struct kf_hub h = kf_st_hub("hub-1");
+    struct kf_hub_rec h = kf_st_hub("hub-1");
     struct event_arg ev = event(1000, "provisioning.denied", "dev-1", NULL);
-    struct kf_registration reg;
+    struct kf_registration_rec reg;
     struct kf_ca_rec ca;
     struct crl_arg crl = {"issuing", 0};
     int64_t moved = 0, v;
@@ -1899,7 +1900,7 @@ static void test_registry_version(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct kf_store *cs = NULL;
-        struct kf_hub ch = kf_st_hub("from-cli");
+        struct kf_hub_rec ch = kf_st_hub("from-cli");
         int bad = kf_store_open(url, 0, &cs) != KF_OK ||
                   kf_store_write(cs, kf_st_hub_insert_cb, &ch) != KF_OK;
         kf_store_close(cs);
@@ -2043,7 +2044,7 @@ static void test_commit_hint_gathers(void **state)
 static void test_commit_hint_lone_writer(void **state)
 {
     struct kf_store *s = open_new("hint-lone");
-    struct kf_hub h = kf_st_hub("lone");
+    struct kf_hub_rec h = kf_st_hub("lone");
     size_t writers = 1;
     double t0;
 
@@ -2223,9 +2224,9 @@ static void test_one_name_one_namespace(void **state)
                           ind = service("ind-1", "reader"), grp = service("grp-1", "reader");
     struct kf_device_rec d1 = kf_st_device("dev-1", "", KF_DEVICE_ACTIVE),
                          d2 = kf_st_device("dash", "", KF_DEVICE_ACTIVE);
-    struct kf_enrollment e1 = enrollment("ind-1", KF_ENROLL_INDIVIDUAL),
-                         e2 = enrollment("dash", KF_ENROLL_INDIVIDUAL),
-                         g1 = enrollment("grp-1", KF_ENROLL_GROUP);
+    struct kf_enrollment_rec e1 = enrollment("ind-1", KF_ENROLL_INDIVIDUAL),
+                             e2 = enrollment("dash", KF_ENROLL_INDIVIDUAL),
+                             g1 = enrollment("grp-1", KF_ENROLL_GROUP);
     struct kf_txn *t;
 
     KF_OK_OR_FAIL(kf_store_write(s, service_insert_cb, &dash));

@@ -21,9 +21,9 @@ struct kf_txn *kf_st_read(struct kf_store *s)
 
 /* ---- records and write callbacks ---- */
 
-struct kf_hub kf_st_hub(const char *name)
+struct kf_hub_rec kf_st_hub(const char *name)
 {
-    struct kf_hub h;
+    struct kf_hub_rec h;
     memset(&h, 0, sizeof(h));
     snprintf(h.name, sizeof(h.name), "%s", name);
     snprintf(h.endpoint, sizeof(h.endpoint), "%s.example.net:8883", name);

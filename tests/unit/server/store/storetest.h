@@ -30,7 +30,7 @@ struct kf_txn *kf_st_read(struct kf_store *s);
  * A hub named `name` (copied): endpoint NAME.example.net:8883, weight 10, enabled, created
  * 1700000000. Returned by value; it points at nothing.
  */
-struct kf_hub kf_st_hub(const char *name);
+struct kf_hub_rec kf_st_hub(const char *name);
 
 /*
  * A device `id` of enrollment `enroll` ("" for none; both copied) with status `st`, created and
@@ -39,7 +39,7 @@ struct kf_hub kf_st_hub(const char *name);
 struct kf_device_rec kf_st_device(const char *id, const char *enroll, enum kf_device_status st);
 
 /*
- * Write callbacks for kf_store_write: `a` is the record (struct kf_hub or struct kf_device_rec,
+ * Write callbacks for kf_store_write: `a` is the record (struct kf_hub_rec or struct kf_device_rec,
  * borrowed for the call). Return what the kf_txn_* call returns.
  */
 enum kf_err kf_st_hub_insert_cb(struct kf_txn *t, void *a);
