@@ -184,9 +184,9 @@ static void events_tick(struct kf_daemon *d, unsigned quarter)
     if (quarter % 4) return;
     kf_events_tick(d->events, kf_now_ms());
     if (quarter % 40 == 0) {
-        struct kf_registry *cur = kf_registry_get(&d->registry);
+        struct kf_snapshot *cur = kf_snapshot_get(&d->snapshot);
         kf_events_prune(d->events, cur->cfg.events_retention_days, cur->cfg.events_max_rows);
-        kf_registry_release(cur);
+        kf_snapshot_release(cur);
     }
 }
 
@@ -202,19 +202,19 @@ static void events_free(struct kf_daemon *d)
     d->events = NULL;
 }
 
-static enum kf_err registry_open(struct kf_daemon *d)
+static enum kf_err snapshot_open(struct kf_daemon *d)
 {
-    struct kf_registry *reg = NULL;
-    enum kf_err rc = kf_registry_load(d->deploy, &d->deploy->cfg, &reg);
+    struct kf_snapshot *reg = NULL;
+    enum kf_err rc = kf_snapshot_load(d->deploy, &d->deploy->cfg, &reg);
     if (rc) return rc;
-    kf_registry_holder_init(&d->registry, reg);
-    d->have_registry = 1;
+    kf_snapshot_holder_init(&d->snapshot, reg);
+    d->have_snapshot = 1;
     return KF_OK;
 }
 
-static enum kf_err registry_reload(struct kf_daemon *d, const struct kf_config *cfg)
+static enum kf_err snapshot_reload(struct kf_daemon *d, const struct kf_config *cfg)
 {
-    return kf_registry_reload(&d->registry, d->deploy, cfg);
+    return kf_snapshot_reload(&d->snapshot, d->deploy, cfg);
 }
 
 /*
@@ -222,18 +222,18 @@ static enum kf_err registry_reload(struct kf_daemon *d, const struct kf_config *
  * the CLI say, changed it), so that a device disabled or revoked there loses its hub connection
  * within a second.
  */
-static void registry_tick(struct kf_daemon *d, unsigned quarter)
+static void snapshot_tick(struct kf_daemon *d, unsigned quarter)
 {
-    struct kf_registry *now = kf_registry_fresh(&d->registry, d->deploy);
-    if (d->hub && now->generation != d->registry_seen) kf_hub_registry_changed(d->hub);
-    d->registry_seen = now->generation;
-    kf_registry_release(now);
+    struct kf_snapshot *now = kf_snapshot_fresh(&d->snapshot, d->deploy);
+    if (d->hub && now->generation != d->snapshot_seen) kf_hub_registry_changed(d->hub);
+    d->snapshot_seen = now->generation;
+    kf_snapshot_release(now);
 }
 
-static void registry_free(struct kf_daemon *d)
+static void snapshot_free(struct kf_daemon *d)
 {
-    if (d->have_registry) kf_registry_holder_destroy(&d->registry);
-    d->have_registry = 0;
+    if (d->have_snapshot) kf_snapshot_holder_destroy(&d->snapshot);
+    d->have_snapshot = 0;
 }
 
 static enum kf_err hub_open(struct kf_daemon *d)
@@ -244,7 +244,7 @@ static enum kf_err hub_open(struct kf_daemon *d)
     if (strcmp(d->deploy->cfg.hub_listen, "off") == 0) return KF_OK;
     rc = kf_listen_parse(d->deploy->cfg.hub_listen, host, sizeof(host), &port);
     if (!rc) rc = kf_listen_probe(host, port);
-    if (!rc) rc = kf_hub_new(d->deploy, &d->registry, d->events, &d->deploy->cfg, &d->hub);
+    if (!rc) rc = kf_hub_new(d->deploy, &d->snapshot, d->events, &d->deploy->cfg, &d->hub);
     return rc;
 }
 
@@ -277,14 +277,14 @@ static void checkpoint(struct kf_daemon *d)
 /* A signed checkpoint of the audit chain's head every [audit] checkpoint_s. */
 static void audit_tick(struct kf_daemon *d, unsigned quarter)
 {
-    struct kf_registry *cur;
+    struct kf_snapshot *cur;
     if (quarter % 4) return;
-    cur = kf_registry_get(&d->registry);
+    cur = kf_snapshot_get(&d->snapshot);
     if (++d->checkpoint_s >= cur->cfg.audit_checkpoint_s) {
         d->checkpoint_s = 0;
         checkpoint(d);
     }
-    kf_registry_release(cur);
+    kf_snapshot_release(cur);
 }
 
 /* A last checkpoint: what this run added to the audit log is vouched for. */
@@ -332,7 +332,7 @@ static enum kf_err workers_open(struct kf_daemon *d)
     d->prov.signer = d->signer;
     d->prov.tls = d->tls;
     d->prov.limits = d->limits;
-    d->prov.registry = &d->registry;
+    d->prov.snapshot = &d->snapshot;
     d->prov.events = d->events;
     d->prov.draining = &d->draining;
     d->prov.gauges_cb = hub_gauges;
@@ -401,7 +401,7 @@ static const struct subsystem subsystems[] = {
     {"tls", tls_open, NULL, NULL, NULL, NULL, NULL, tls_free},
     {"limits", limits_open, NULL, limits_reload, limits_tick, NULL, NULL, limits_free},
     {"events", events_open, NULL, events_reload, events_tick, NULL, events_stop, events_free},
-    {"registry", registry_open, NULL, NULL, registry_tick, NULL, NULL, registry_free},
+    {"snapshot", snapshot_open, NULL, NULL, snapshot_tick, NULL, NULL, snapshot_free},
     {"hub", hub_open, NULL, hub_reload, hub_tick, NULL, NULL, hub_free},
     {"audit", NULL, NULL, NULL, audit_tick, NULL, audit_stop, NULL},
     {"workers", workers_open, workers_start, NULL, NULL, workers_drain, workers_stop, workers_free},
@@ -469,7 +469,7 @@ static void audit_reload(struct kf_daemon *d, const char *action, const char *pa
 void kf_daemon_reload(struct kf_daemon *d)
 {
     struct kf_config cfg;
-    struct kf_registry *cur;
+    struct kf_snapshot *cur;
     char path[KF_CONF_PATH_MAX], *changed;
     enum kf_err rc;
 
@@ -486,9 +486,9 @@ void kf_daemon_reload(struct kf_daemon *d)
         return;
     }
     snprintf(cfg.dir, sizeof(cfg.dir), "%s", d->dir);
-    cur = kf_registry_get(&d->registry);
+    cur = kf_snapshot_get(&d->snapshot);
     changed = kf_config_diff(&cur->cfg, &cfg);
-    kf_registry_release(cur);
+    kf_snapshot_release(cur);
     for (size_t i = 0; i < d->opened; i++) {
         rc = subsystems[i].reload ? subsystems[i].reload(d, &cfg) : KF_OK;
         if (rc) {
@@ -499,7 +499,7 @@ void kf_daemon_reload(struct kf_daemon *d)
         }
     }
     /* Last: the registry's snapshot takes the new configuration whole. */
-    rc = registry_reload(d, &cfg);
+    rc = snapshot_reload(d, &cfg);
     if (rc) {
         kf_log(KF_LOG_ERROR, "keyfleetd", "reload failed", "error", kf_errmsg(), NULL);
         free(changed);

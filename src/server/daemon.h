@@ -14,7 +14,7 @@
 #include "server/ca/deploy.h"
 #include "server/net/limits.h"
 #include "server/net/tls.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 #include "server/provision/listener.h"
 #include "server/store/events.h"
 
@@ -27,8 +27,8 @@ struct kf_daemon {
     struct kf_signer *signer; /* borrowed from deploy */
     struct kf_tls *tls;
     struct kf_limits *limits;
-    struct kf_registry_holder registry;
-    int have_registry;
+    struct kf_snapshot_holder snapshot; /* what the listeners decide from */
+    int have_snapshot;
     struct kf_prov_service prov; /* what the provisioning listeners share */
     char listen_host[64];
     int listen_port;
@@ -40,7 +40,7 @@ struct kf_daemon {
     /* the main thread's own */
     const char *dir;        /* the deployment (borrowed) */
     const char *conf_path;  /* NULL: DIR/keyfleet.conf (borrowed) */
-    uint64_t registry_seen; /* the registry generation the hub was told of */
+    uint64_t snapshot_seen; /* the snapshot generation the hub was told of */
     uint64_t conn_peak;     /* connections at their peak since the heap was last trimmed */
     int checkpoint_s;       /* seconds since the last audit checkpoint */
     size_t opened;          /* subsystems made, in table order */

@@ -2,12 +2,12 @@
 #include "server/hub/hub_internal.h"
 
 /* Why the registry keeps `c`'s identity out ("device_disabled", "revoked", ...), or NULL. */
-const char *kf_hub_kept_out(const struct hconn *c, const struct kf_registry *reg)
+const char *kf_hub_kept_out(const struct hconn *c, const struct kf_snapshot *reg)
 {
-    int status = kf_registry_blocked(reg, c->kind != KF_ACL_DEVICE, c->id);
+    int status = kf_snapshot_blocked(reg, c->kind != KF_ACL_DEVICE, c->id);
     if (status == KF_DEVICE_DISABLED && c->kind == KF_ACL_DEVICE) return "device_disabled";
     if (status) return c->kind == KF_ACL_DEVICE ? "device_revoked" : "service_revoked";
-    if (kf_registry_cert_revoked(reg, c->serial)) return "revoked";
+    if (kf_snapshot_cert_revoked(reg, c->serial)) return "revoked";
     return NULL;
 }
 
@@ -17,7 +17,7 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
     struct kf_hubd *h = hw->hub;
     const struct hub_conf *hc = &hw->conf;
     struct kf_mqtt_props props;
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
     int64_t now = kf_now_ms();
     int assigned = 0, present = 0, unusual = 0;
     uint32_t expiry;
@@ -48,9 +48,9 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         kf_hub_shut(c, 0, "client_id_mismatch", 0, 0);
         return;
     }
-    reg = kf_registry_get(h->registry);
+    reg = kf_snapshot_get(h->snapshot);
     why = kf_hub_kept_out(c, reg);
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     if (why) {
         kf_hub_auth_failed(c, why, "the identity may not connect");
         kf_hub_send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);

@@ -94,7 +94,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
  * certificates past their notAfter: a session lasts no longer than the certificate that opened
  * it (the device renews at two thirds of its life, and reconnects with the new one).
  */
-static void enforce(struct kf_hub_worker *hw, const struct kf_registry *reg)
+static void enforce(struct kf_hub_worker *hw, const struct kf_snapshot *reg)
 {
     struct hconn *c, *next;
     time_t now = time(NULL);
@@ -114,12 +114,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct kf_hub_worker *hw = arg;
     struct kf_hubd *h = hw->hub;
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
 
     pthread_mutex_lock(&h->lock);
     hw->conf = h->conf;
     pthread_mutex_unlock(&h->lock);
-    reg = kf_registry_get(h->registry);
+    reg = kf_snapshot_get(h->snapshot);
     if (reg->generation != hw->reg_generation) {
         /* a new snapshot (the store's version moved, a new CRL, SIGHUP) */
         hw->reg_generation = reg->generation;
@@ -127,7 +127,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     } else if (++hw->ticks % (1000 / TICK_MS) == 0) {
         enforce(hw, NULL); /* certificates that expired, once a second */
     }
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     /* connections that waited for the hub's share of the store; deletes that waited for room */
     kf_hub_tl.hw = hw;
     kf_hub_behind_submit(hw);
@@ -141,7 +141,7 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
                               void (*idle_cb)(void *), void *idle_arg, struct kf_hub_worker **out)
 {
     struct kf_hub_worker *hw = calloc(1, sizeof(*hw));
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
     struct timeval tv = {0, TICK_MS * 1000};
     int fd;
 
@@ -157,9 +157,9 @@ enum kf_err kf_hub_worker_new(struct kf_hubd *h, struct event_base *base, int in
     pthread_mutex_lock(&h->lock);
     hw->conf = h->conf;
     pthread_mutex_unlock(&h->lock);
-    reg = kf_registry_get(h->registry);
+    reg = kf_snapshot_get(h->snapshot);
     hw->reg_generation = reg->generation;
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     hw->wake = event_new(base, -1, EV_PERSIST, wake_cb, hw);
     hw->tick = event_new(base, -1, EV_PERSIST, tick_cb, hw);
     if (!hw->wake || !hw->tick) goto nomem;
@@ -239,7 +239,7 @@ void kf_hub_worker_free(struct kf_hub_worker *hw)
     free(hw);
 }
 
-enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *registry,
+enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_snapshot_holder *snapshot,
                        struct kf_events *events, const struct kf_config *cfg, struct kf_hubd **out)
 {
     struct kf_hubd *h = calloc(1, sizeof(*h));
@@ -252,7 +252,7 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *regi
     *out = NULL;
     if (!h) return kf_fail(KF_E_NOMEM, "out of memory");
     h->deploy = deploy;
-    h->registry = registry;
+    h->snapshot = snapshot;
     h->events = events;
     pthread_mutex_init(&h->lock, NULL);
     conf_from(cfg, &h->conf);

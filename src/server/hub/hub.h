@@ -26,7 +26,7 @@
 #include "server/ca/config.h"
 #include "server/ca/deploy.h"
 #include "server/store/events.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 
 struct kf_hubd;
 struct kf_hub_worker;
@@ -53,7 +53,7 @@ struct kf_hub_stats {
  * certificates from the issuing CA), its broker and limits, configured from `cfg`. `registry`,
  * `deploy` and `events` (the sink its refusals go through) are borrowed for the hub's life.
  */
-enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_registry_holder *registry,
+enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_snapshot_holder *snapshot,
                        struct kf_events *events, const struct kf_config *cfg, struct kf_hubd **out);
 void kf_hub_free(struct kf_hubd *h);
 

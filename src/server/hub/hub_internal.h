@@ -92,7 +92,7 @@ struct id_rec {
 
 struct kf_hubd {
     struct kf_deploy *deploy;
-    struct kf_registry_holder *registry;
+    struct kf_snapshot_holder *snapshot;
     struct kf_tls *tls;
     struct kf_sesscache *sesscache; /* NULL with stateless tickets */
     struct kf_broker *broker;
@@ -297,7 +297,7 @@ void kf_hub_rate_event(struct hconn *c, const char *what);
 
 /* ---- handle_connect.c: CONNECT ---- */
 
-const char *kf_hub_kept_out(const struct hconn *c, const struct kf_registry *reg);
+const char *kf_hub_kept_out(const struct hconn *c, const struct kf_snapshot *reg);
 void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k);
 
 /* ---- handle_publish.c: PUBLISH ---- */

@@ -46,7 +46,7 @@ const char *kf_hub_identify(struct hconn *c, const char **message)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(c->head.bev);
     X509 *x = SSL_get1_peer_certificate(ssl);
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
     time_t now = time(NULL);
     int ok, revoked;
 
@@ -60,9 +60,9 @@ const char *kf_hub_identify(struct hconn *c, const char **message)
         return "no_identity";
     }
     snprintf(c->key, sizeof(c->key), "%c:%s", c->kind == KF_ACL_DEVICE ? 'd' : 's', c->id);
-    reg = kf_registry_get(c->hw->hub->registry);
-    revoked = kf_registry_cert_revoked(reg, c->serial);
-    kf_registry_release(reg);
+    reg = kf_snapshot_get(c->hw->hub->snapshot);
+    revoked = kf_snapshot_cert_revoked(reg, c->serial);
+    kf_snapshot_release(reg);
     if (revoked) {
         *message = "the certificate is revoked";
         return "revoked";
@@ -186,13 +186,13 @@ int kf_hub_verify_cb(void *arg, struct ssl_st *ssl, struct kf_cert *leaf, struct
 {
     struct kf_hubd *h = arg;
     struct hconn *c = SSL_get_ex_data(ssl, kf_tls_ex_index());
-    struct kf_registry *reg = kf_registry_get(h->registry);
+    struct kf_snapshot *reg = kf_snapshot_get(h->snapshot);
     struct kf_verify_result res;
     enum kf_err rc;
 
     memset(&res, 0, sizeof(res));
     rc = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT, &res);
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     if (rc && c) {
         const char *r = kf_verify_reason_name(res.reason);
         snprintf(c->auth_reason, sizeof(c->auth_reason), "%s",

@@ -189,7 +189,7 @@ static void job_done_cb(struct kf_store_req *req, enum kf_err rc, void *arg)
 
 static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, const char *why)
 {
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
     struct kf_buf body;
     char renew[KF_TIME_TEXT_MAX], endpoint[KF_ENDPOINT_MAX + 8];
 
@@ -244,7 +244,7 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
         kf_buf_free(&body);
         return;
     }
-    reg = kf_registry_get(c->l->svc->registry);
+    reg = kf_snapshot_get(c->l->svc->snapshot);
     kf_buf_init(&body, RESPONSE_MAX);
     kf_cert_pem(job->cert, &body);
     kf_buf_append(&body, reg->issuing_pem.data, reg->issuing_pem.len);
@@ -258,7 +258,7 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
                         renew),
               NULL);
     kf_buf_free(&body);
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -335,7 +335,7 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
     struct kf_prov_refusal ref;
     struct kf_prov_input in;
     struct kf_prov_job *job = NULL;
-    struct kf_registry *reg;
+    struct kf_snapshot *reg;
     struct kf_csr *csr = NULL;
     struct pending *p;
     char binding[KF_TLS_BINDING_MAX];
@@ -363,9 +363,9 @@ static void provision(struct conn *c, const struct kf_http_request *req, enum kf
             in.binding = binding;
         kf_err_clear();
     }
-    reg = kf_registry_fresh(svc->registry, svc->deploy);
+    reg = kf_snapshot_fresh(svc->snapshot, svc->deploy);
     rc = kf_prov_decide(reg, svc->deploy->store, svc->signer, &in, time(NULL), &job, &ref);
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     if (rc == KF_E_DENIED) {
         send_refusal(c, ref.status, ref.reason, ref.message,
                      ref.verified ? EVENT_VERIFIED : EVENT_CLAIMED);
@@ -446,9 +446,9 @@ static const struct route *labelled_route(const char *path, char *label, size_t 
 /* Whether `label` names a group enrollment (in the registry as the store has it now). */
 static int label_known(struct kf_prov_service *svc, const char *label)
 {
-    struct kf_registry *reg = kf_registry_fresh(svc->registry, svc->deploy);
-    int found = kf_registry_group_named(reg, label) != NULL;
-    kf_registry_release(reg);
+    struct kf_snapshot *reg = kf_snapshot_fresh(svc->snapshot, svc->deploy);
+    int found = kf_snapshot_group_named(reg, label) != NULL;
+    kf_snapshot_release(reg);
     return found;
 }
 
@@ -457,7 +457,7 @@ static int label_known(struct kf_prov_service *svc, const char *label)
  * keyfleet service certificate that stands (metrics_certificate). The metrics tell the fleet's
  * size and load, refusal counts, the CRL's age: not for anyone who can reach the port.
  */
-static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
+static int metrics_allowed(struct conn *c, const struct kf_snapshot *reg)
 {
     const char *allow = reg->cfg.metrics_allow;
     struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
@@ -479,7 +479,7 @@ static int metrics_allowed(struct conn *c, const struct kf_registry *reg)
         ok = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT,
                              NULL) == KF_OK &&
              kf_cert_uri_san(leaf, KF_URN_SERVICE, name, sizeof(name)) == KF_OK &&
-             !kf_registry_blocked(reg, 1, name) && !kf_registry_cert_revoked(reg, serial);
+             !kf_snapshot_blocked(reg, 1, name) && !kf_snapshot_cert_revoked(reg, serial);
     }
     kf_err_clear();
     kf_cert_free(leaf);
@@ -508,12 +508,12 @@ static void serve_metrics(struct conn *c)
     g.store_commits = st.commits;
     if (svc->gauges_cb) svc->gauges_cb(svc->gauges_arg, &g); /* the rest of keyfleetd's (the hub) */
     {
-        struct kf_registry *reg = kf_registry_get(svc->registry);
+        struct kf_snapshot *reg = kf_snapshot_get(svc->snapshot);
         if (reg->crl) {
             g.crl_number = (uint64_t)kf_crl_number(reg->crl);
             g.crl_next_update = (uint64_t)kf_crl_next_update(reg->crl);
         }
-        kf_registry_release(reg);
+        kf_snapshot_release(reg);
     }
     kf_buf_init(&out, KF_METRICS_RENDER_MAX);
     if (kf_metrics_render(all, n, &g, &out) == KF_OK)
@@ -576,18 +576,18 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     switch (r->ep) {
     case KF_EP_CACERTS:
     case KF_EP_CSRATTRS: {
-        struct kf_registry *reg = kf_registry_get(svc->registry);
+        struct kf_snapshot *reg = kf_snapshot_get(svc->snapshot);
         const struct kf_buf *b = r->ep == KF_EP_CACERTS ? &reg->cacerts : &reg->csrattrs;
         send_response(c, 200, r->ep == KF_EP_CACERTS ? KF_EST_TYPE_CACERTS : KF_EST_TYPE_CSRATTRS,
                       KF_EST_HEADER_CTE, b->data, b->len);
-        kf_registry_release(reg);
+        kf_snapshot_release(reg);
         return;
     }
     case KF_EP_HEALTHZ: send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL); return;
     case KF_EP_METRICS: {
-        struct kf_registry *reg = kf_registry_get(svc->registry);
+        struct kf_snapshot *reg = kf_snapshot_get(svc->snapshot);
         int allowed = metrics_allowed(c, reg);
-        kf_registry_release(reg);
+        kf_snapshot_release(reg);
         if (!allowed) {
             send_refusal(c, 403, KF_REFUSAL_FORBIDDEN,
                          "/metrics is served to provisioning.metrics_allow and to clients with a "

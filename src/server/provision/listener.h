@@ -18,7 +18,7 @@
 #include "server/net/accept.h"
 #include "server/net/limits.h"
 #include "server/net/tls.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 #include "server/provision/metrics.h"
 #include "server/store/events.h"
 
@@ -30,7 +30,7 @@ struct kf_prov_service {
     struct kf_signer *signer;            /* the issuing CA */
     struct kf_tls *tls;                  /* the provisioning listener's TLS */
     struct kf_limits *limits;            /* its connection, handshake and request limits */
-    struct kf_registry_holder *registry; /* the snapshot decisions are made from */
+    struct kf_snapshot_holder *snapshot; /* the snapshot decisions are made from */
     struct kf_events *events;            /* the sink refusals go through */
     struct kf_http_limits http;          /* request head and body bounds */
     int request_timeout_ms;              /* a whole request, TLS handshake included */

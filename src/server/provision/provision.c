@@ -141,7 +141,7 @@ static void take_group(const struct kf_reg_group *g, struct verdict *v)
 }
 
 /* The group whose CA the factory chain reaches (eligible ones first, to say why otherwise). */
-static enum kf_err match_group(struct kf_registry *reg, const struct kf_prov_input *in,
+static enum kf_err match_group(struct kf_snapshot *reg, const struct kf_prov_input *in,
                                const char *id, time_t now, struct verdict *v,
                                struct kf_prov_refusal *ref)
 {
@@ -151,7 +151,7 @@ static enum kf_err match_group(struct kf_registry *reg, const struct kf_prov_inp
 
     rc = kf_trust_verify(reg->eligible, in->leaf, in->chain, in->n_chain, now, KF_PURPOSE_CLIENT,
                          &res);
-    if (rc == KF_OK && (g = kf_registry_group(reg, res.anchor)) != NULL) {
+    if (rc == KF_OK && (g = kf_snapshot_group(reg, res.anchor)) != NULL) {
         /*
          * A group vouches for devices, not for more CAs: a CA certificate under its CA could
          * sign "devices" of its own. (An individual enrollment pins its certificate exactly, so
@@ -168,7 +168,7 @@ static enum kf_err match_group(struct kf_registry *reg, const struct kf_prov_inp
     /* Not an eligible group: find out whether a disabled or unverified one would match. */
     rc = kf_trust_verify(reg->all_groups, in->leaf, in->chain, in->n_chain, now, KF_PURPOSE_CLIENT,
                          &res);
-    if (rc == KF_OK && (g = kf_registry_group(reg, res.anchor)) != NULL) {
+    if (rc == KF_OK && (g = kf_snapshot_group(reg, res.anchor)) != NULL) {
         take_group(g, v);
         return KF_OK; /* the caller refuses it for being disabled or unverified */
     }
@@ -203,7 +203,7 @@ static enum kf_err device_allowed(const struct known *k, const char *id,
 }
 
 /* The hub: the one it has when that still stands, else what the enrollment's policy gives. */
-static void choose_hub(struct kf_registry *reg, const struct verdict *v, const struct known *k,
+static void choose_hub(struct kf_snapshot *reg, const struct verdict *v, const struct known *k,
                        const char *id, struct kf_prov_job *job)
 {
     if (k->have_registration && k->registration.hub[0]) {
@@ -285,7 +285,7 @@ static enum kf_err owned_by(const struct known *k, const char *id, const char *e
 }
 
 /* Who is asking for a first certificate, from its factory certificate. */
-static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *store,
+static enum kf_err identify_factory(struct kf_snapshot *reg, struct kf_store *store,
                                     const struct kf_prov_input *in, time_t now, struct verdict *v,
                                     struct known *k, struct kf_prov_refusal *ref)
 {
@@ -331,7 +331,7 @@ static enum kf_err identify_factory(struct kf_registry *reg, struct kf_store *st
 }
 
 /* Who is asking to renew, from its current operational certificate. */
-static enum kf_err identify_operational(struct kf_registry *reg, struct kf_store *store,
+static enum kf_err identify_operational(struct kf_snapshot *reg, struct kf_store *store,
                                         const struct kf_prov_input *in, time_t now,
                                         struct kf_prov_job *job, struct known *k,
                                         struct kf_prov_refusal *ref)
@@ -427,7 +427,7 @@ static enum kf_err check_csr(const struct kf_prov_input *in, const char *id,
     return KF_OK;
 }
 
-static enum kf_err sign(struct kf_registry *reg, struct kf_signer *signer,
+static enum kf_err sign(struct kf_snapshot *reg, struct kf_signer *signer,
                         const struct kf_prov_input *in, time_t now, struct kf_prov_job *job)
 {
     struct kf_sign_request r;
@@ -564,7 +564,7 @@ static enum kf_err hold_cb(struct kf_txn *txn, struct kf_prov_job *job, time_t n
     return rc;
 }
 
-enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
+enum kf_err kf_prov_decide(struct kf_snapshot *reg, struct kf_store *store,
                            struct kf_signer *signer, const struct kf_prov_input *in, time_t now,
                            struct kf_prov_job **out, struct kf_prov_refusal *ref)
 {
@@ -602,7 +602,7 @@ enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
     if (!rc) {
         int required = v.require_binding;
         if (in->kind == KF_PROV_SIMPLEREENROLL) {
-            const struct kf_reg_group *g = kf_registry_group_named(reg, job->enrollment);
+            const struct kf_reg_group *g = kf_snapshot_group_named(reg, job->enrollment);
             required = g && g->require_binding;
         }
         rc = check_binding(in, job->enrollment, required, ref);

@@ -22,7 +22,7 @@
 #include "server/store/events.h"
 #include "server/net/limits.h"
 #include "server/provision/refusal.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 #include "server/ca/signer.h"
 #include "server/store/store.h"
 
@@ -80,7 +80,7 @@ struct kf_prov_job {
  * the certificate and returns the job to submit (`*job`, owned by the caller: kf_prov_job_free).
  * Otherwise fills `*ref` and returns KF_E_DENIED. Other errors are the server's own.
  */
-enum kf_err kf_prov_decide(struct kf_registry *reg, struct kf_store *store,
+enum kf_err kf_prov_decide(struct kf_snapshot *reg, struct kf_store *store,
                            struct kf_signer *signer, const struct kf_prov_input *in, time_t now,
                            struct kf_prov_job **job, struct kf_prov_refusal *ref);
 

@@ -23,7 +23,7 @@
 #include "server/ops/enroll.h"
 #include "server/ops/fleet.h"
 #include "server/ops/hubs.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 #include "server/provision/provision.h"
 
 #define DAY 86400L
@@ -221,11 +221,11 @@ static struct kf_cert *as_received(const struct kf_cert *c)
 static enum kf_err decide(struct fixture *f, const struct kf_prov_input *in,
                           struct kf_prov_job **job, struct kf_prov_refusal *ref)
 {
-    struct kf_registry *reg = NULL;
+    struct kf_snapshot *reg = NULL;
     enum kf_err rc;
-    KF_OK_OR_FAIL(kf_registry_load(f->d, &f->d->cfg, &reg));
+    KF_OK_OR_FAIL(kf_snapshot_load(f->d, &f->d->cfg, &reg));
     rc = kf_prov_decide(reg, f->d->store, f->signer, in, time(NULL), job, ref);
-    kf_registry_release(reg);
+    kf_snapshot_release(reg);
     return rc;
 }
 

@@ -1,4 +1,4 @@
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 #include "common/est.h"
 
 struct load {
-    struct kf_registry *r;
+    struct kf_snapshot *r;
     size_t cap_groups, cap_hubs, cap_blocked, cap_revoked;
     enum kf_err rc;
 };
@@ -117,7 +117,7 @@ static int blocked_cmp(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-int kf_registry_blocked(const struct kf_registry *r, int service, const char *id)
+int kf_snapshot_blocked(const struct kf_snapshot *r, int service, const char *id)
 {
     struct kf_reg_blocked key, *hit;
     if (!r->n_blocked || strlen(id) > KF_ID_MAX) return 0;
@@ -127,7 +127,7 @@ int kf_registry_blocked(const struct kf_registry *r, int service, const char *id
     return hit ? hit->status : 0;
 }
 
-int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex)
+int kf_snapshot_cert_revoked(const struct kf_snapshot *r, const char *serial_hex)
 {
     if (r->n_revoked && strlen(serial_hex) < KF_SERIAL_HEX_MAX &&
         bsearch(serial_hex, r->revoked, r->n_revoked, sizeof(*r->revoked), serial_cmp))
@@ -147,7 +147,7 @@ static void file_id(const char *path, struct kf_file_id *out)
 }
 
 /* 1 when the CRL file is no longer the one `r` read. */
-static int crl_file_changed(const struct kf_registry *r)
+static int crl_file_changed(const struct kf_snapshot *r)
 {
     char path[KF_CONF_PATH_MAX];
     struct kf_file_id now;
@@ -170,7 +170,7 @@ static enum kf_err load_ca(struct kf_txn *txn, const char *name, struct kf_cert 
 }
 
 /* The issuing CA's CRL, when the published file is readable and signed by it. */
-static void add_crl(struct kf_registry *r)
+static void add_crl(struct kf_snapshot *r)
 {
     char path[KF_CONF_PATH_MAX];
     struct kf_buf text;
@@ -204,10 +204,10 @@ static void add_crl(struct kf_registry *r)
     kf_err_clear();
 }
 
-enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
-                             struct kf_registry **out)
+enum kf_err kf_snapshot_load(struct kf_deploy *d, const struct kf_config *cfg,
+                             struct kf_snapshot **out)
 {
-    struct kf_registry *r = calloc(1, sizeof(*r));
+    struct kf_snapshot *r = calloc(1, sizeof(*r));
     struct kf_txn *txn = NULL;
     struct load l;
     enum kf_err rc;
@@ -262,17 +262,17 @@ enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
     *out = r;
     return KF_OK;
 fail:
-    kf_registry_release(r);
+    kf_snapshot_release(r);
     return kf_wrap(rc, "loading the registry");
 }
 
-struct kf_registry *kf_registry_ref(struct kf_registry *r)
+struct kf_snapshot *kf_snapshot_ref(struct kf_snapshot *r)
 {
     __atomic_add_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
     return r;
 }
 
-void kf_registry_release(struct kf_registry *r)
+void kf_snapshot_release(struct kf_snapshot *r)
 {
     if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
     for (size_t i = 0; i < r->n_groups; i++)
@@ -294,62 +294,62 @@ void kf_registry_release(struct kf_registry *r)
     free(r);
 }
 
-const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const char *fp)
+const struct kf_reg_group *kf_snapshot_group(const struct kf_snapshot *r, const char *fp)
 {
     for (size_t i = 0; i < r->n_groups; i++)
         if (strcmp(r->groups[i].fingerprint, fp) == 0) return &r->groups[i];
     return NULL;
 }
 
-const struct kf_reg_group *kf_registry_group_named(const struct kf_registry *r, const char *id)
+const struct kf_reg_group *kf_snapshot_group_named(const struct kf_snapshot *r, const char *id)
 {
     for (size_t i = 0; i < r->n_groups; i++)
         if (strcmp(r->groups[i].id, id) == 0) return &r->groups[i];
     return NULL;
 }
 
-void kf_registry_holder_init(struct kf_registry_holder *h, struct kf_registry *first)
+void kf_snapshot_holder_init(struct kf_snapshot_holder *h, struct kf_snapshot *first)
 {
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->reload, NULL);
     h->cur = first;
 }
 
-void kf_registry_holder_destroy(struct kf_registry_holder *h)
+void kf_snapshot_holder_destroy(struct kf_snapshot_holder *h)
 {
-    kf_registry_release(h->cur);
+    kf_snapshot_release(h->cur);
     h->cur = NULL;
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->reload);
 }
 
-struct kf_registry *kf_registry_get(struct kf_registry_holder *h)
+struct kf_snapshot *kf_snapshot_get(struct kf_snapshot_holder *h)
 {
-    struct kf_registry *r;
+    struct kf_snapshot *r;
     pthread_mutex_lock(&h->lock);
-    r = kf_registry_ref(h->cur);
+    r = kf_snapshot_ref(h->cur);
     pthread_mutex_unlock(&h->lock);
     return r;
 }
 
-void kf_registry_set(struct kf_registry_holder *h, struct kf_registry *next)
+void kf_snapshot_set(struct kf_snapshot_holder *h, struct kf_snapshot *next)
 {
-    struct kf_registry *old;
+    struct kf_snapshot *old;
     pthread_mutex_lock(&h->lock);
     old = h->cur;
     h->cur = next;
     pthread_mutex_unlock(&h->lock);
-    kf_registry_release(old);
+    kf_snapshot_release(old);
 }
 
-enum kf_err kf_registry_reload(struct kf_registry_holder *h, struct kf_deploy *d,
+enum kf_err kf_snapshot_reload(struct kf_snapshot_holder *h, struct kf_deploy *d,
                                const struct kf_config *cfg)
 {
-    struct kf_registry *next = NULL;
+    struct kf_snapshot *next = NULL;
     enum kf_err rc;
     pthread_mutex_lock(&h->reload);
-    rc = kf_registry_load(d, cfg, &next);
-    if (!rc) kf_registry_set(h, next);
+    rc = kf_snapshot_load(d, cfg, &next);
+    if (!rc) kf_snapshot_set(h, next);
     pthread_mutex_unlock(&h->reload);
     return rc;
 }
@@ -363,9 +363,9 @@ static enum kf_err store_version(struct kf_store *store, int64_t *version)
     return rc;
 }
 
-struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_deploy *d)
+struct kf_snapshot *kf_snapshot_fresh(struct kf_snapshot_holder *h, struct kf_deploy *d)
 {
-    struct kf_registry *cur = kf_registry_get(h), *next = NULL;
+    struct kf_snapshot *cur = kf_snapshot_get(h), *next = NULL;
     int64_t version = 0;
 
     if (store_version(d->store, &version) != KF_OK) {
@@ -377,13 +377,13 @@ struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_de
     if (version == cur->version && !crl_file_changed(cur)) return cur;
     pthread_mutex_lock(&h->reload);
     /* Someone may have reloaded while this thread waited. */
-    kf_registry_release(cur);
-    cur = kf_registry_get(h);
+    kf_snapshot_release(cur);
+    cur = kf_snapshot_get(h);
     /* Any other version: a store restored from an older copy counts down, and is followed too. */
     if (cur->version != version || crl_file_changed(cur)) {
-        if (kf_registry_load(d, &cur->cfg, &next) == KF_OK) {
-            kf_registry_set(h, kf_registry_ref(next));
-            kf_registry_release(cur);
+        if (kf_snapshot_load(d, &cur->cfg, &next) == KF_OK) {
+            kf_snapshot_set(h, kf_snapshot_ref(next));
+            kf_snapshot_release(cur);
             cur = next;
             kf_log(KF_LOG_INFO, "registry", "the registry or the CRL changed; reloaded", NULL);
         } else {

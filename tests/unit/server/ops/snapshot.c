@@ -1,9 +1,9 @@
 /*
- * registry: the snapshot keyfleetd's listeners decide from, loaded from a real deployment with
+ * snapshot: the snapshot keyfleetd's listeners decide from, loaded from a real deployment with
  * group enrollments (verified, unverified, disabled), hubs, disabled and revoked devices and a
  * revoked service: its groups, the trust sets built from them, who it keeps out, which
  * certificates it holds revoked (from the store and from the CRL file), and the holder: a reader
- * keeps its snapshot while the holder moves on, and kf_registry_fresh follows what another handle
+ * keeps its snapshot while the holder moves on, and kf_snapshot_fresh follows what another handle
  * on the deployment (the CLI) changed, and only that.
  */
 #include "testutil.h"
@@ -24,7 +24,7 @@
 #include "server/ops/enroll.h"
 #include "server/ops/fleet.h"
 #include "server/ops/hubs.h"
-#include "server/ops/registry.h"
+#include "server/ops/snapshot.h"
 #include "server/ops/services.h"
 
 #define DAY 86400L
@@ -117,10 +117,10 @@ static void service(struct kf_deploy *d, const char *name, const char *role)
     kf_csr_free(csr);
 }
 
-static struct kf_registry *load(struct kf_deploy *d)
+static struct kf_snapshot *load(struct kf_deploy *d)
 {
-    struct kf_registry *r = NULL;
-    KF_OK_OR_FAIL(kf_registry_load(d, &d->cfg, &r));
+    struct kf_snapshot *r = NULL;
+    KF_OK_OR_FAIL(kf_snapshot_load(d, &d->cfg, &r));
     assert_non_null(r);
     return r;
 }
@@ -135,7 +135,7 @@ static int64_t store_version(struct kf_store *s)
     return v;
 }
 
-static const struct kf_hub_rec *hub_named(const struct kf_registry *r, const char *name)
+static const struct kf_hub_rec *hub_named(const struct kf_snapshot *r, const char *name)
 {
     for (size_t i = 0; i < r->n_hubs; i++)
         if (strcmp(r->hubs[i].name, name) == 0) return &r->hubs[i];
@@ -183,7 +183,7 @@ static void test_groups_hubs_and_cas(void **state)
     char fp_ind[KF_FINGERPRINT_HEX], fp_ca[KF_FINGERPRINT_HEX], fp_want[KF_FINGERPRINT_HEX];
     const struct kf_reg_group *g;
     const struct kf_hub_rec *h;
-    struct kf_registry *r;
+    struct kf_snapshot *r;
     struct kf_cert *c;
     char *text;
     (void)state;
@@ -212,9 +212,9 @@ static void test_groups_hubs_and_cas(void **state)
     assert_int_equal(r->version, store_version(d->store));
     assert_int_equal(r->n_groups, 3);
 
-    g = kf_registry_group(r, fp_ok);
+    g = kf_snapshot_group(r, fp_ok);
     assert_non_null(g);
-    assert_ptr_equal(kf_registry_group_named(r, "vendor-ok"), g);
+    assert_ptr_equal(kf_snapshot_group_named(r, "vendor-ok"), g);
     assert_string_equal(g->id, "vendor-ok");
     assert_int_equal(g->enabled, 1);
     assert_int_equal(g->verified, 1);
@@ -231,9 +231,9 @@ static void test_groups_hubs_and_cas(void **state)
     assert_int_equal(g->approval_manual, 0);
     assert_int_equal(g->require_binding, 0);
 
-    g = kf_registry_group(r, fp_new);
+    g = kf_snapshot_group(r, fp_new);
     assert_non_null(g);
-    assert_ptr_equal(kf_registry_group_named(r, "vendor-new"), g);
+    assert_ptr_equal(kf_snapshot_group_named(r, "vendor-new"), g);
     assert_int_equal(g->enabled, 1);
     assert_int_equal(g->verified, 0);
     assert_int_equal(g->has_networks, 0);
@@ -242,19 +242,19 @@ static void test_groups_hubs_and_cas(void **state)
     assert_int_equal(g->approval_manual, 1);
     assert_int_equal(g->require_binding, 1);
 
-    g = kf_registry_group(r, fp_off);
+    g = kf_snapshot_group(r, fp_off);
     assert_non_null(g);
-    assert_ptr_equal(kf_registry_group_named(r, "vendor-off"), g);
+    assert_ptr_equal(kf_snapshot_group_named(r, "vendor-off"), g);
     assert_int_equal(g->enabled, 0);
     assert_int_equal(g->verified, 1);
 
     /* Neither the individual enrollment nor a key no group has. */
-    assert_null(kf_registry_group(r, fp_ind));
-    assert_null(kf_registry_group_named(r, "dev-ind"));
-    assert_null(kf_registry_group_named(r, "vendor-zz"));
-    assert_null(kf_registry_group(r, ""));
+    assert_null(kf_snapshot_group(r, fp_ind));
+    assert_null(kf_snapshot_group_named(r, "dev-ind"));
+    assert_null(kf_snapshot_group_named(r, "vendor-zz"));
+    assert_null(kf_snapshot_group(r, ""));
     spki_fingerprint(ok.issuing, fp_ca); /* the intermediate under a group's root: not a group */
-    assert_null(kf_registry_group(r, fp_ca));
+    assert_null(kf_snapshot_group(r, fp_ca));
 
     assert_int_equal(r->n_hubs, 2);
     h = hub_named(r, "hub-a");
@@ -289,7 +289,7 @@ static void test_groups_hubs_and_cas(void **state)
     assert_int_equal(r->n_blocked, 0);
     assert_int_equal(r->n_revoked, 0);
 
-    kf_registry_release(r);
+    kf_snapshot_release(r);
     kf_test_pki_free(&ok);
     kf_test_pki_free(&pending);
     kf_test_pki_free(&off);
@@ -305,7 +305,7 @@ static void test_trust_sets(void **state)
     char code[KF_CODE_MAX];
     struct kf_cert *dev_ok, *dev_new, *dev_off, *dev_stranger, *ours;
     struct kf_verify_result res;
-    struct kf_registry *r, *r2;
+    struct kf_snapshot *r, *r2;
     (void)state;
 
     kf_test_pki_make(&ok, KF_KEY_EC_P256);
@@ -328,7 +328,7 @@ static void test_trust_sets(void **state)
     memset(&res, 0, sizeof(res));
     KF_OK_OR_FAIL(verify(r->eligible, dev_ok, ok.issuing, &res));
     assert_string_equal(res.anchor, fp_ok);
-    assert_ptr_equal(kf_registry_group(r, res.anchor), kf_registry_group_named(r, "vendor-ok"));
+    assert_ptr_equal(kf_snapshot_group(r, res.anchor), kf_snapshot_group_named(r, "vendor-ok"));
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(r->eligible, dev_new, pending.issuing, &res));
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(r->eligible, dev_off, off.issuing, &res));
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(r->eligible, dev_stranger, stranger.issuing, &res));
@@ -358,11 +358,11 @@ static void test_trust_sets(void **state)
     /* The earlier snapshot is immutable: it still refuses what it refused. */
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(r->eligible, dev_new, pending.issuing, &res));
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(r->eligible, dev_off, off.issuing, &res));
-    assert_int_equal(kf_registry_group_named(r, "vendor-new")->verified, 0);
-    assert_int_equal(kf_registry_group_named(r2, "vendor-new")->verified, 1);
+    assert_int_equal(kf_snapshot_group_named(r, "vendor-new")->verified, 0);
+    assert_int_equal(kf_snapshot_group_named(r2, "vendor-new")->verified, 1);
 
-    kf_registry_release(r);
-    kf_registry_release(r2);
+    kf_snapshot_release(r);
+    kf_snapshot_release(r2);
     kf_cert_free(dev_ok);
     kf_cert_free(dev_new);
     kf_cert_free(dev_off);
@@ -380,7 +380,7 @@ static void test_trust_sets(void **state)
 static void test_blocked(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("blocked");
-    struct kf_registry *r, *r2;
+    struct kf_snapshot *r, *r2;
     char long_id[KF_ID_MAX + 2];
     struct kf_cert *c;
     (void)state;
@@ -404,33 +404,33 @@ static void test_blocked(void **state)
 
     r = load(d);
     assert_int_equal(r->n_blocked, 4);
-    assert_int_equal(kf_registry_blocked(r, 0, "dev-act"), 0);
-    assert_int_equal(kf_registry_blocked(r, 0, "dev-off"), KF_DEVICE_DISABLED);
-    assert_int_equal(kf_registry_blocked(r, 0, "dev-rev"), KF_DEVICE_REVOKED);
-    assert_int_equal(kf_registry_blocked(r, 1, "svc-ok"), 0);
-    assert_int_equal(kf_registry_blocked(r, 1, "svc-rev"), KF_SERVICE_REVOKED);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "dev-act"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "dev-off"), KF_DEVICE_DISABLED);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "dev-rev"), KF_DEVICE_REVOKED);
+    assert_int_equal(kf_snapshot_blocked(r, 1, "svc-ok"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 1, "svc-rev"), KF_SERVICE_REVOKED);
     /* Devices and services are looked up each in their own namespace. */
-    assert_int_equal(kf_registry_blocked(r, 1, "dev-off"), 0);
-    assert_int_equal(kf_registry_blocked(r, 1, "dev-rev"), 0);
-    assert_int_equal(kf_registry_blocked(r, 0, "svc-rev"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 1, "dev-off"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 1, "dev-rev"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "svc-rev"), 0);
     /* Unknown and empty ids are not blocked. */
-    assert_int_equal(kf_registry_blocked(r, 0, "dev-none"), 0);
-    assert_int_equal(kf_registry_blocked(r, 0, ""), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "dev-none"), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 0, ""), 0);
     /* The longest id is found whole; one character more is another id, not a prefix match. */
-    assert_int_equal(kf_registry_blocked(r, 0, long_id), KF_DEVICE_DISABLED);
+    assert_int_equal(kf_snapshot_blocked(r, 0, long_id), KF_DEVICE_DISABLED);
     strcat(long_id, "a");
-    assert_int_equal(kf_registry_blocked(r, 0, long_id), 0);
+    assert_int_equal(kf_snapshot_blocked(r, 0, long_id), 0);
     /* A device's revoked certificate is revoked in the snapshot too. */
     assert_int_equal(r->n_revoked, 2); /* dev-rev's and svc-rev's certificates */
 
     /* Enabled again: the next snapshot lets it in; the one before still keeps it out. */
     KF_OK_OR_FAIL(kf_fleet_set_enabled(d, KF_TEST_ACTOR, "dev-off", 1, NULL));
     r2 = load(d);
-    assert_int_equal(kf_registry_blocked(r2, 0, "dev-off"), 0);
+    assert_int_equal(kf_snapshot_blocked(r2, 0, "dev-off"), 0);
     assert_int_equal(r2->n_blocked, 3);
-    assert_int_equal(kf_registry_blocked(r, 0, "dev-off"), KF_DEVICE_DISABLED);
-    kf_registry_release(r);
-    kf_registry_release(r2);
+    assert_int_equal(kf_snapshot_blocked(r, 0, "dev-off"), KF_DEVICE_DISABLED);
+    kf_snapshot_release(r);
+    kf_snapshot_release(r2);
     kf_deploy_close(d);
 }
 
@@ -483,7 +483,7 @@ static void test_cert_revoked(void **state)
     char s1[KF_SERIAL_HEX_MAX], s2[KF_SERIAL_HEX_MAX], expired[KF_SERIAL_HEX_MAX];
     char crl_path[KF_CONF_PATH_MAX], long_serial[KF_SERIAL_HEX_MAX + 16];
     struct kf_cert *c1, *c2;
-    struct kf_registry *r0, *r1, *r2;
+    struct kf_snapshot *r0, *r1, *r2;
     struct kf_verify_result res;
     struct kf_crl *crl;
     int reason = -1;
@@ -493,16 +493,16 @@ static void test_cert_revoked(void **state)
     c1 = issue(d, "dev-1", s1);
     c2 = issue(d, "dev-1", s2);
     r0 = load(d);
-    assert_false(kf_registry_cert_revoked(r0, s1));
-    assert_false(kf_registry_cert_revoked(r0, s2));
+    assert_false(kf_snapshot_cert_revoked(r0, s1));
+    assert_false(kf_snapshot_cert_revoked(r0, s2));
     KF_OK_OR_FAIL(verify(r0->operational, c1, NULL, &res));
 
     /* Revoked through the CA layer, as `keyfleet cert revoke` does. */
     KF_OK_OR_FAIL(kf_ca_revoke(d, KF_TEST_ACTOR, s1, KF_CRL_KEY_COMPROMISE));
     r1 = load(d);
     assert_true(r1->version > r0->version);
-    assert_true(kf_registry_cert_revoked(r1, s1));
-    assert_false(kf_registry_cert_revoked(r1, s2));
+    assert_true(kf_snapshot_cert_revoked(r1, s1));
+    assert_false(kf_snapshot_cert_revoked(r1, s2));
     assert_int_equal(r1->n_revoked, 1);
     assert_string_equal(r1->revoked[0], s1);
     /* The snapshot's CRL is the one just published, and the TLS trust set checks it. */
@@ -515,7 +515,7 @@ static void test_cert_revoked(void **state)
     assert_int_equal(res.reason, KF_VERIFY_REVOKED);
     KF_OK_OR_FAIL(verify(r1->operational, c2, NULL, &res));
     /* The snapshot taken before does not change under its readers. */
-    assert_false(kf_registry_cert_revoked(r0, s1));
+    assert_false(kf_snapshot_cert_revoked(r0, s1));
     KF_OK_OR_FAIL(verify(r0->operational, c1, NULL, &res));
 
     /*
@@ -530,21 +530,21 @@ static void test_cert_revoked(void **state)
     kf_crl_free(crl);
     r2 = load(d);
     assert_false(kf_crl_lists(r2->crl, expired, NULL));
-    assert_true(kf_registry_cert_revoked(r2, expired));
-    assert_true(kf_registry_cert_revoked(r2, s1));
-    assert_false(kf_registry_cert_revoked(r2, s2));
+    assert_true(kf_snapshot_cert_revoked(r2, expired));
+    assert_true(kf_snapshot_cert_revoked(r2, s1));
+    assert_false(kf_snapshot_cert_revoked(r2, s2));
     assert_int_equal(r2->n_revoked, 2);
 
     /* Serials nobody issued, and text no serial can be. */
-    assert_false(kf_registry_cert_revoked(r2, "1234abcd"));
-    assert_false(kf_registry_cert_revoked(r2, ""));
+    assert_false(kf_snapshot_cert_revoked(r2, "1234abcd"));
+    assert_false(kf_snapshot_cert_revoked(r2, ""));
     memset(long_serial, 'f', sizeof(long_serial) - 1);
     long_serial[sizeof(long_serial) - 1] = '\0';
-    assert_false(kf_registry_cert_revoked(r2, long_serial));
+    assert_false(kf_snapshot_cert_revoked(r2, long_serial));
 
-    kf_registry_release(r0);
-    kf_registry_release(r1);
-    kf_registry_release(r2);
+    kf_snapshot_release(r0);
+    kf_snapshot_release(r1);
+    kf_snapshot_release(r2);
     kf_cert_free(c1);
     kf_cert_free(c2);
     kf_deploy_close(d);
@@ -553,7 +553,7 @@ static void test_cert_revoked(void **state)
 static void test_generations(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("generations");
-    struct kf_registry *a, *b, *c;
+    struct kf_snapshot *a, *b, *c;
     (void)state;
 
     a = load(d);
@@ -565,9 +565,9 @@ static void test_generations(void **state)
     c = load(d);
     assert_true(c->version > b->version);
     assert_true(c->generation > b->generation);
-    kf_registry_release(a);
-    kf_registry_release(b);
-    kf_registry_release(c);
+    kf_snapshot_release(a);
+    kf_snapshot_release(b);
+    kf_snapshot_release(c);
     kf_deploy_close(d);
 }
 
@@ -576,8 +576,8 @@ static void test_generations(void **state)
 static void test_holder_keeps_readers_snapshot(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("holder");
-    struct kf_registry_holder h;
-    struct kf_registry *first, *reader, *cur, *next, *again;
+    struct kf_snapshot_holder h;
+    struct kf_snapshot *first, *reader, *cur, *next, *again;
     struct kf_test_pki p;
     struct kf_verify_result res;
     struct kf_cert *dev;
@@ -591,9 +591,9 @@ static void test_holder_keeps_readers_snapshot(void **state)
     dev = kf_test_issue(&p, KF_PROFILE_DEVICE, "f-h", 0, 0, NULL);
     first = load(d);
     gen = first->generation;
-    kf_registry_holder_init(&h, first); /* takes the load's reference */
+    kf_snapshot_holder_init(&h, first); /* takes the load's reference */
 
-    reader = kf_registry_get(&h);
+    reader = kf_snapshot_get(&h);
     assert_ptr_equal(reader, first);
     assert_int_equal(reader->refs, 2);
     cacerts = strdup(kf_buf_str(&reader->cacerts));
@@ -601,12 +601,12 @@ static void test_holder_keeps_readers_snapshot(void **state)
 
     /* An operator disables the group; keyfleetd reloads (SIGHUP). */
     KF_OK_OR_FAIL(kf_enroll_set_enabled(d, KF_TEST_ACTOR, "vendor-h", 0, NULL));
-    KF_OK_OR_FAIL(kf_registry_reload(&h, d, &d->cfg));
-    cur = kf_registry_get(&h);
+    KF_OK_OR_FAIL(kf_snapshot_reload(&h, d, &d->cfg));
+    cur = kf_snapshot_get(&h);
     assert_ptr_not_equal(cur, reader);
     assert_true(cur->generation > gen);
     assert_int_equal(cur->refs, 2);
-    assert_int_equal(kf_registry_group_named(cur, "vendor-h")->enabled, 0);
+    assert_int_equal(kf_snapshot_group_named(cur, "vendor-h")->enabled, 0);
     KF_EXPECT_ERR(KF_E_UNKNOWN_ISSUER, verify(cur->eligible, dev, p.issuing, &res));
 
     /*
@@ -615,35 +615,35 @@ static void test_holder_keeps_readers_snapshot(void **state)
      */
     assert_int_equal(reader->refs, 1);
     assert_int_equal(reader->generation, gen);
-    assert_int_equal(kf_registry_group(reader, fp)->enabled, 1);
-    assert_string_equal(kf_registry_group_named(reader, "vendor-h")->id, "vendor-h");
+    assert_int_equal(kf_snapshot_group(reader, fp)->enabled, 1);
+    assert_string_equal(kf_snapshot_group_named(reader, "vendor-h")->id, "vendor-h");
     KF_OK_OR_FAIL(verify(reader->eligible, dev, p.issuing, &res));
     assert_string_equal(res.anchor, fp);
     assert_int_equal(reader->cacerts.len, cacerts_len);
     assert_string_equal(kf_buf_str(&reader->cacerts), cacerts);
     assert_true(kf_crl_signed_by(reader->crl, reader->issuing));
-    kf_registry_release(reader); /* the last reference: it goes now */
+    kf_snapshot_release(reader); /* the last reference: it goes now */
 
-    /* kf_registry_set takes the new snapshot's reference and drops the holder's old one. */
+    /* kf_snapshot_set takes the new snapshot's reference and drops the holder's old one. */
     next = load(d);
-    kf_registry_set(&h, next);
+    kf_snapshot_set(&h, next);
     assert_int_equal(cur->refs, 1); /* ours only */
     assert_int_equal(next->refs, 1);
-    again = kf_registry_get(&h);
+    again = kf_snapshot_get(&h);
     assert_ptr_equal(again, next);
     assert_int_equal(next->refs, 2);
     /* The one we still hold is readable after the swap. */
-    assert_int_equal(kf_registry_group_named(cur, "vendor-h")->enabled, 0);
-    /* kf_registry_ref is one more reference, given back with one release. */
-    assert_ptr_equal(kf_registry_ref(again), next);
+    assert_int_equal(kf_snapshot_group_named(cur, "vendor-h")->enabled, 0);
+    /* kf_snapshot_ref is one more reference, given back with one release. */
+    assert_ptr_equal(kf_snapshot_ref(again), next);
     assert_int_equal(next->refs, 3);
-    kf_registry_release(again);
-    kf_registry_release(again);
+    kf_snapshot_release(again);
+    kf_snapshot_release(again);
     assert_int_equal(next->refs, 1);
-    kf_registry_release(cur);
-    kf_registry_release(NULL); /* fine */
+    kf_snapshot_release(cur);
+    kf_snapshot_release(NULL); /* fine */
 
-    kf_registry_holder_destroy(&h); /* the holder's reference: next goes (LSan sees a leak) */
+    kf_snapshot_holder_destroy(&h); /* the holder's reference: next goes (LSan sees a leak) */
     free(cacerts);
     kf_cert_free(dev);
     kf_test_pki_free(&p);
@@ -655,8 +655,8 @@ static void test_holder_keeps_readers_snapshot(void **state)
 static void test_fresh_follows_another_handle(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("fresh"), *cli = NULL;
-    struct kf_registry_holder h;
-    struct kf_registry *first, *a, *b, *c;
+    struct kf_snapshot_holder h;
+    struct kf_snapshot *first, *a, *b, *c;
     struct kf_test_pki p;
     struct kf_cert *cert;
     char fp[KF_FINGERPRINT_HEX];
@@ -667,63 +667,63 @@ static void test_fresh_follows_another_handle(void **state)
     group(d, "vendor-f", &p, 1, NULL, fp);
     cert = issue(d, "dev-f", NULL);
     kf_cert_free(cert);
-    kf_registry_holder_init(&h, load(d));
-    first = kf_registry_get(&h);
+    kf_snapshot_holder_init(&h, load(d));
+    first = kf_snapshot_get(&h);
     /* The CLI: its own handle on the same deployment (its own store connection). */
     KF_OK_OR_FAIL(kf_deploy_open(d->dir, &cli));
 
     /* Nothing changed: the same snapshot, nothing rebuilt. */
-    a = kf_registry_fresh(&h, d);
+    a = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(a, first);
     assert_int_equal(a->generation, first->generation);
-    kf_registry_release(a);
+    kf_snapshot_release(a);
 
     /* A write that is no registry change (a certificate issued): still the same snapshot. */
     v0 = store_version(d->store);
     cert = issue(cli, "dev-f", NULL);
     kf_cert_free(cert);
     assert_int_equal(store_version(d->store), v0);
-    a = kf_registry_fresh(&h, d);
+    a = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(a, first);
-    kf_registry_release(a);
+    kf_snapshot_release(a);
 
     /* `keyfleet enrollment disable` through the other handle: the next request sees it. */
     KF_OK_OR_FAIL(kf_enroll_set_enabled(cli, KF_TEST_ACTOR, "vendor-f", 0, NULL));
-    b = kf_registry_fresh(&h, d);
+    b = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(b, first);
     assert_true(b->generation > first->generation);
     assert_int_equal(b->version, store_version(d->store));
-    assert_int_equal(kf_registry_group(b, fp)->enabled, 0);
+    assert_int_equal(kf_snapshot_group(b, fp)->enabled, 0);
     /* It is the holder's current snapshot now, and asking again changes nothing. */
-    c = kf_registry_get(&h);
+    c = kf_snapshot_get(&h);
     assert_ptr_equal(c, b);
-    kf_registry_release(c);
-    c = kf_registry_fresh(&h, d);
+    kf_snapshot_release(c);
+    c = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(c, b);
     assert_int_equal(c->generation, b->generation);
-    kf_registry_release(c);
+    kf_snapshot_release(c);
     /* The reader that started before keeps what it had. */
-    assert_int_equal(kf_registry_group(first, fp)->enabled, 1);
+    assert_int_equal(kf_snapshot_group(first, fp)->enabled, 1);
 
     /* A status written straight through the store API (another keyfleetd). */
     kf_test_device_set_status(cli->store, "dev-f", KF_DEVICE_DISABLED);
-    c = kf_registry_fresh(&h, d);
+    c = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(c, b);
-    assert_int_equal(kf_registry_blocked(c, 0, "dev-f"), KF_DEVICE_DISABLED);
-    assert_int_equal(kf_registry_blocked(b, 0, "dev-f"), 0);
-    kf_registry_release(c);
+    assert_int_equal(kf_snapshot_blocked(c, 0, "dev-f"), KF_DEVICE_DISABLED);
+    assert_int_equal(kf_snapshot_blocked(b, 0, "dev-f"), 0);
+    kf_snapshot_release(c);
 
     /* A hub added by the CLI. */
     KF_OK_OR_FAIL(kf_hubs_add(cli, KF_TEST_ACTOR, "hub-f", "hub-f.example:8883", 2));
-    c = kf_registry_fresh(&h, d);
+    c = kf_snapshot_fresh(&h, d);
     assert_int_equal(c->n_hubs, 1);
     assert_string_equal(c->hubs[0].name, "hub-f");
     assert_int_equal(b->n_hubs, 0);
-    kf_registry_release(c);
+    kf_snapshot_release(c);
 
-    kf_registry_release(b);
-    kf_registry_release(first);
-    kf_registry_holder_destroy(&h);
+    kf_snapshot_release(b);
+    kf_snapshot_release(first);
+    kf_snapshot_holder_destroy(&h);
     kf_deploy_close(cli);
     kf_test_pki_free(&p);
     kf_deploy_close(d);
@@ -732,8 +732,8 @@ static void test_fresh_follows_another_handle(void **state)
 static void test_fresh_follows_the_crl_file(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("fresh-crl"), *cli = NULL;
-    struct kf_registry_holder h;
-    struct kf_registry *first, *a, *b, *c, *e;
+    struct kf_snapshot_holder h;
+    struct kf_snapshot *first, *a, *b, *c, *e;
     struct kf_revoked listed = {"1234abcd", 0, KF_CRL_KEY_COMPROMISE};
     struct kf_signer *signer;
     struct kf_crl *crl = NULL;
@@ -748,8 +748,8 @@ static void test_fresh_follows_the_crl_file(void **state)
 
     KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.crl_file, crl_path, sizeof(crl_path)));
     ours = issue(d, "dev-c", NULL);
-    kf_registry_holder_init(&h, load(d));
-    first = kf_registry_get(&h);
+    kf_snapshot_holder_init(&h, load(d));
+    first = kf_snapshot_get(&h);
     assert_non_null(first->crl);
     n0 = kf_crl_number(first->crl);
     v0 = first->version;
@@ -758,34 +758,34 @@ static void test_fresh_follows_the_crl_file(void **state)
     /* `keyfleet ca crl`: a new CRL file, and no registry change. */
     KF_OK_OR_FAIL(kf_ca_publish_crl(cli, KF_TEST_ACTOR, NULL));
     assert_int_equal(store_version(d->store), v0);
-    a = kf_registry_fresh(&h, d);
+    a = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(a, first);
     assert_int_equal(a->version, v0);
     assert_int_equal(kf_crl_number(a->crl), n0 + 1);
     assert_int_equal(kf_crl_number(first->crl), n0);
     /* It is the holder's snapshot now, and the file is read once, not on every call. */
-    c = kf_registry_get(&h);
+    c = kf_snapshot_get(&h);
     assert_ptr_equal(c, a);
-    kf_registry_release(c);
-    c = kf_registry_fresh(&h, d);
+    kf_snapshot_release(c);
+    c = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(c, a);
-    kf_registry_release(c);
+    kf_snapshot_release(c);
 
     /* A CRL of the issuing CA listing a serial the store does not know: the CRL is believed. */
-    assert_false(kf_registry_cert_revoked(a, listed.serial_hex));
+    assert_false(kf_snapshot_cert_revoked(a, listed.serial_hex));
     KF_OK_OR_FAIL(kf_deploy_issuer(cli, &signer));
     listed.revoked_at = now - 60;
     KF_OK_OR_FAIL(kf_signer_crl(signer, &listed, 1, n0 + 10, now - 60, now + DAY, &crl));
     write_crl(d, crl);
     kf_crl_free(crl);
-    b = kf_registry_fresh(&h, d);
+    b = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(b, a);
     assert_int_equal(b->version, v0);
     assert_int_equal(kf_crl_number(b->crl), n0 + 10);
-    assert_true(kf_registry_cert_revoked(b, "1234abcd"));
-    assert_false(kf_registry_cert_revoked(a, "1234abcd"));
+    assert_true(kf_snapshot_cert_revoked(b, "1234abcd"));
+    assert_false(kf_snapshot_cert_revoked(a, "1234abcd"));
     KF_OK_OR_FAIL(verify(b->operational, ours, NULL, &res));
-    kf_registry_release(a);
+    kf_snapshot_release(a);
 
     /* A CRL someone else signed is not used: revocations come from the store only. */
     kf_test_pki_make(&stranger, KF_KEY_EC_P256);
@@ -793,28 +793,28 @@ static void test_fresh_follows_the_crl_file(void **state)
                                now - 60, now + DAY, &crl));
     write_crl(d, crl);
     kf_crl_free(crl);
-    c = kf_registry_fresh(&h, d);
+    c = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(c, b);
     assert_null(c->crl);
-    assert_false(kf_registry_cert_revoked(c, "1234abcd"));
+    assert_false(kf_snapshot_cert_revoked(c, "1234abcd"));
     KF_OK_OR_FAIL(verify(c->operational, ours, NULL, &res));
     /* b, still held, keeps its CRL. */
-    assert_true(kf_registry_cert_revoked(b, "1234abcd"));
-    kf_registry_release(c);
+    assert_true(kf_snapshot_cert_revoked(b, "1234abcd"));
+    kf_snapshot_release(c);
 
     /* No CRL file at all: noticed once, and then no reload on every call. */
     assert_int_equal(unlink(crl_path), 0);
-    c = kf_registry_fresh(&h, d);
+    c = kf_snapshot_fresh(&h, d);
     assert_null(c->crl);
-    e = kf_registry_fresh(&h, d);
+    e = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(e, c);
     assert_int_equal(e->generation, c->generation);
-    kf_registry_release(e);
-    kf_registry_release(c);
+    kf_snapshot_release(e);
+    kf_snapshot_release(c);
 
-    kf_registry_release(b);
-    kf_registry_release(first);
-    kf_registry_holder_destroy(&h);
+    kf_snapshot_release(b);
+    kf_snapshot_release(first);
+    kf_snapshot_holder_destroy(&h);
     kf_cert_free(ours);
     kf_test_pki_free(&stranger);
     kf_deploy_close(cli);
@@ -829,8 +829,8 @@ static void test_fresh_follows_the_crl_file(void **state)
 static void test_fresh_follows_a_version_that_went_back(void **state)
 {
     struct kf_deploy *d = kf_test_deploy_make("fresh-back");
-    struct kf_registry_holder h;
-    struct kf_registry *a, *b, *c;
+    struct kf_snapshot_holder h;
+    struct kf_snapshot *a, *b, *c;
     struct kf_cert *cert;
     char path[KF_CONF_PATH_MAX];
     sqlite3 *db = NULL;
@@ -841,10 +841,10 @@ static void test_fresh_follows_a_version_that_went_back(void **state)
     kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_DISABLED);
     kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_ACTIVE);
     kf_test_device_set_status(d->store, "dev-b", KF_DEVICE_DISABLED);
-    kf_registry_holder_init(&h, load(d));
-    a = kf_registry_get(&h);
+    kf_snapshot_holder_init(&h, load(d));
+    a = kf_snapshot_get(&h);
     assert_true(a->version >= 3);
-    assert_int_equal(kf_registry_blocked(a, 0, "dev-b"), KF_DEVICE_DISABLED);
+    assert_int_equal(kf_snapshot_blocked(a, 0, "dev-b"), KF_DEVICE_DISABLED);
 
     /* The older copy: the device active, the counter where it stood then. */
     KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.store_url, path, sizeof(path)));
@@ -857,19 +857,19 @@ static void test_fresh_follows_a_version_that_went_back(void **state)
     sqlite3_close(db);
     assert_int_equal(store_version(d->store), 1);
 
-    b = kf_registry_fresh(&h, d);
+    b = kf_snapshot_fresh(&h, d);
     assert_ptr_not_equal(b, a);
     assert_int_equal(b->version, 1);
-    assert_int_equal(kf_registry_blocked(b, 0, "dev-b"), 0);
+    assert_int_equal(kf_snapshot_blocked(b, 0, "dev-b"), 0);
     /* and then the same snapshot, without a rebuild */
-    c = kf_registry_fresh(&h, d);
+    c = kf_snapshot_fresh(&h, d);
     assert_ptr_equal(c, b);
     assert_int_equal(c->generation, b->generation);
 
-    kf_registry_release(c);
-    kf_registry_release(b);
-    kf_registry_release(a);
-    kf_registry_holder_destroy(&h);
+    kf_snapshot_release(c);
+    kf_snapshot_release(b);
+    kf_snapshot_release(a);
+    kf_snapshot_holder_destroy(&h);
     kf_deploy_close(d);
 }
 

@@ -1,5 +1,5 @@
 /*
- * registry: what keyfleetd keeps in memory from the store and the deployment, as an immutable,
+ * snapshot: what keyfleetd keeps in memory from the store and the deployment, as an immutable,
  * reference-counted snapshot that request handlers read without locks:
  *   - the group enrollments, their CAs parsed and gathered into two trust sets (the eligible
  *     groups, and all groups, so that a refusal can say a group is disabled or unverified);
@@ -13,8 +13,8 @@
  * enrollments, hubs, or statuses) or on SIGHUP, and swapped in; requests in flight keep the
  * snapshot they started with.
  */
-#ifndef KF_SERVER_OPS_REGISTRY_H
-#define KF_SERVER_OPS_REGISTRY_H
+#ifndef KF_SERVER_OPS_SNAPSHOT_H
+#define KF_SERVER_OPS_SNAPSHOT_H
 
 #include <pthread.h>
 #include <stdint.h>
@@ -40,7 +40,7 @@ struct kf_reg_group {
     int approval_manual, require_binding;
 };
 
-struct kf_registry {
+struct kf_snapshot {
     int refs; /* atomic */
     int64_t version;
     uint64_t generation; /* grows with every snapshot built (SIGHUP and CRL reloads too) */
@@ -83,57 +83,57 @@ struct kf_reg_blocked {
 
 /*
  * Builds a snapshot from the deployment's store and files, with `cfg` as its configuration
- * (copied). `*out` starts with one reference (kf_registry_release).
+ * (copied). `*out` starts with one reference (kf_snapshot_release).
  */
-enum kf_err kf_registry_load(struct kf_deploy *d, const struct kf_config *cfg,
-                             struct kf_registry **out);
+enum kf_err kf_snapshot_load(struct kf_deploy *d, const struct kf_config *cfg,
+                             struct kf_snapshot **out);
 
 /* Another reference to `r`. */
-struct kf_registry *kf_registry_ref(struct kf_registry *r);
+struct kf_snapshot *kf_snapshot_ref(struct kf_snapshot *r);
 
 /* Drops a reference; the last one frees the snapshot. NULL is fine. */
-void kf_registry_release(struct kf_registry *r);
+void kf_snapshot_release(struct kf_snapshot *r);
 
 /* The group whose CA has SPKI fingerprint `fp`, or NULL. */
-const struct kf_reg_group *kf_registry_group(const struct kf_registry *r, const char *fp);
+const struct kf_reg_group *kf_snapshot_group(const struct kf_snapshot *r, const char *fp);
 
 /* The group enrollment named `id`, or NULL. */
-const struct kf_reg_group *kf_registry_group_named(const struct kf_registry *r, const char *id);
+const struct kf_reg_group *kf_snapshot_group_named(const struct kf_snapshot *r, const char *id);
 
 /*
  * Whether device (`service` 0) or service (`service` 1) `id` is kept out: 0 when it may
  * connect, else its status (KF_DEVICE_DISABLED, KF_DEVICE_REVOKED, KF_SERVICE_REVOKED).
  */
-int kf_registry_blocked(const struct kf_registry *r, int service, const char *id);
+int kf_snapshot_blocked(const struct kf_snapshot *r, int service, const char *id);
 
 /*
  * 1 when certificate `serial_hex` (lower-case hex, as kf_cert_serial_hex writes it) is revoked:
  * the store says so (whether or not it has expired since), or the snapshot's CRL lists it.
  */
-int kf_registry_cert_revoked(const struct kf_registry *r, const char *serial_hex);
+int kf_snapshot_cert_revoked(const struct kf_snapshot *r, const char *serial_hex);
 
 /* The current snapshot, swapped atomically. */
-struct kf_registry_holder {
+struct kf_snapshot_holder {
     pthread_mutex_t lock;   /* guards `cur` */
     pthread_mutex_t reload; /* one reload at a time */
-    struct kf_registry *cur;
+    struct kf_snapshot *cur;
 };
 
-void kf_registry_holder_init(struct kf_registry_holder *h, struct kf_registry *first);
-void kf_registry_holder_destroy(struct kf_registry_holder *h);
+void kf_snapshot_holder_init(struct kf_snapshot_holder *h, struct kf_snapshot *first);
+void kf_snapshot_holder_destroy(struct kf_snapshot_holder *h);
 
 /* A reference to the current snapshot (release it when done). */
-struct kf_registry *kf_registry_get(struct kf_registry_holder *h);
+struct kf_snapshot *kf_snapshot_get(struct kf_snapshot_holder *h);
 
 /* Makes `next` (taken) current; the old one goes when its last user releases it. */
-void kf_registry_set(struct kf_registry_holder *h, struct kf_registry *next);
+void kf_snapshot_set(struct kf_snapshot_holder *h, struct kf_snapshot *next);
 
 /*
  * Builds a new snapshot from the deployment with `cfg` (copied) and makes it current. Reloads
  * are serialized, so a reload with a new configuration is never undone by one that started
  * before it with the old one. On error the current snapshot stays.
  */
-enum kf_err kf_registry_reload(struct kf_registry_holder *h, struct kf_deploy *d,
+enum kf_err kf_snapshot_reload(struct kf_snapshot_holder *h, struct kf_deploy *d,
                                const struct kf_config *cfg);
 
 /*
@@ -146,6 +146,6 @@ enum kf_err kf_registry_reload(struct kf_registry_holder *h, struct kf_deploy *d
  * version cannot be read or the reload fails, the error is logged and the snapshot it has is
  * returned. Release the result.
  */
-struct kf_registry *kf_registry_fresh(struct kf_registry_holder *h, struct kf_deploy *d);
+struct kf_snapshot *kf_snapshot_fresh(struct kf_snapshot_holder *h, struct kf_deploy *d);
 
 #endif
