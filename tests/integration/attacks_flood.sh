@@ -17,7 +17,6 @@ group_enroll factory fca
 start_kfd || exit 1
 ok "hub" hub add --name hub-1 --endpoint "127.0.0.1:$HUB_PORT"
 provision dev-ok
-metric() { curl -s --cacert "$D/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$KFD_PID/status"; }
 hold() { # hold NAME PORT COUNT SECONDS SRC...: tcp_hold.py in the background, its line in $T/NAME
     local name=$1

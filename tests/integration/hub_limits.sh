@@ -26,8 +26,6 @@ provision dev-5
 ok "a reader" service add --name dash --role reader --key-out "$T/dash.key" --out "$T/dash.pem"
 ok "a commander" service add --name ops --role commander --key-out "$T/ops.key" --out "$T/ops.pem"
 
-# disconnected_with REASON: the last raw session ended in an MQTT 5 DISCONNECT with REASON (hex).
-metric() { curl -s --cacert "$D/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 # ---- malformed packets ----
 raw dev-1 c5:dev-1

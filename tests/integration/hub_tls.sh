@@ -4,8 +4,6 @@
 # tickets); TLS 1.2 clients stay with OpenSSL; both keep working end to end.
 . "$(dirname "$0")/lib.sh"
 
-metric() { curl -s --cacert "$T/d/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-
 for mode in cache tickets; do
     rm -rf "$T/d" "$T"/*.data "$T"/dash.* "$T"/kfd.log
     ok "init ($mode)" init

@@ -373,6 +373,8 @@ raw() {
 # disconnected_with REASON_RE: the last raw answer was an MQTT 5 DISCONNECT with that reason
 # (a regex over its hex), then the close.
 disconnected_with() { grep -Eq "^14 e0..$1" <<<"$RAW" && grep -q '^closed$' <<<"$RAW"; }
+# metric NAME: the value of NAME in keyfleetd's /metrics (after start_kfd), "" when absent.
+metric() { curl -s --cacert "$T/d/ca/root.crt" "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 # wait_for NAME NEEDLE: waits (up to 5 s) until a subscriber's output holds NEEDLE.
 wait_for() {
     for _ in $(seq 1 50); do

@@ -50,7 +50,6 @@ check "silent client dropped at the deadline" test "$took" -ge 1000 -a "$took" -
 # networks: one network may hold only half of it); the next client is closed at once, before any
 # TLS work (the hub does the same: the budget bounds the handshakes keyfleetd works on, so it
 # finishes none just to refuse it), counted and logged; once the holders go, clients come back.
-metric() { $CURL "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 refused_before=$(metric 'keyfleet_refusals_total{reason="connection_limit"}')
 python3 -c "
 import socket, time

@@ -64,11 +64,6 @@ void kf_conn_release(struct kf_conn *c)
     c->handshake_pending = 0;
 }
 
-struct kf_limits *kf_conn_limits(const struct kf_conn *c)
-{
-    return c->limits;
-}
-
 static void refuse(struct kf_acceptor *ac, evutil_socket_t fd, const char *ip_text,
                    enum kf_accept_refusal why, enum kf_log_level level, const char *text)
 {

@@ -114,7 +114,4 @@ void kf_conn_handshake_done(struct kf_conn *c);
  */
 void kf_conn_release(struct kf_conn *c);
 
-/* The limits `c` counts against. */
-struct kf_limits *kf_conn_limits(const struct kf_conn *c);
-
 #endif
