@@ -24,18 +24,24 @@ CA = STORE + ("server/ca",)
 OPS = CA + ("server/ops",)
 NET = ("common", "server/net")
 FRONT = OPS + ("server/net",)
+# A front end's section of keyfleet.conf (its struct and its keys) sits below the CA layer, whose
+# config.h holds the whole file: it sees only common and net's limit structs, never the front end.
+SECTION = ("common", "server/net")
 
 # layer -> the layers its files may include (its own first). Order does not matter.
 LAYERS = {
     "keyfleet": ("keyfleet",),
     "common": ("common", "keyfleet"),
     "server/store": STORE,
-    "server/ca": CA,
+    "server/ca": CA + ("server/provision/conf", "server/hub/conf"),
     "server/ops": OPS,
     "server/net": NET,
-    "server/provision": ("server/provision",) + FRONT,
-    "server/hub": ("server/hub",) + FRONT,
-    "server": ("server", "server/provision", "server/hub") + FRONT,
+    "server/provision/conf": ("server/provision/conf",) + SECTION,
+    "server/hub/conf": ("server/hub/conf",) + SECTION,
+    "server/provision": ("server/provision", "server/provision/conf") + FRONT,
+    "server/hub": ("server/hub", "server/hub/conf") + FRONT,
+    "server": ("server", "server/provision", "server/hub", "server/provision/conf",
+               "server/hub/conf") + FRONT,
     "device": ("device", "common", "keyfleet"),
     "agent": ("agent", "device", "common", "keyfleet"),
     "sim": ("sim", "device", "common", "keyfleet"),

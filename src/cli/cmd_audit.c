@@ -89,7 +89,7 @@ int kf_cmd_audit_verify(struct kf_cli *c, int argc, char **argv)
     memset(&cv, 0, sizeof(cv));
     /* The checkpoints' signatures are checked with the issuing CA as the deployment holds it on
      * disk: the copy in the store is as writable as the log. */
-    rc = kf_deploy_path(c->deploy, c->deploy->cfg.issuing_cert, path, sizeof(path));
+    rc = kf_deploy_path(c->deploy, c->deploy->cfg.ca.issuing_cert, path, sizeof(path));
     if (!rc) rc = kf_cert_load_file(path, &issuer);
     if (rc) return kf_cli_fail(c, kf_wrap(rc, "cannot check the audit checkpoints"));
     rc = kf_store_read(c->deploy->store, &txn);

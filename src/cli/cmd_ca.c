@@ -57,7 +57,7 @@ int kf_cmd_ca_show(struct kf_cli *c, int argc, char **argv)
     }
     /* Where the issuing key is comes from the configuration, which is what keyfleetd uses. */
     j = json_pack("{s:o, s:o}", "root", ca_json(&root, key_where(root.key_uri)), "issuing",
-                  ca_json(&issuing, key_where(c->deploy->cfg.issuing_key)));
+                  ca_json(&issuing, key_where(c->deploy->cfg.ca.issuing_key)));
     if (c->json) {
         kf_cli_print_json(j);
     } else {

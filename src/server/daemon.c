@@ -16,43 +16,6 @@
 #include "server/net/listen.h"
 #include "server/worker.h"
 
-/* ---- from the configuration ---- */
-
-static void events_from(const struct kf_config *c, struct kf_events_conf *e)
-{
-    kf_events_conf_default(e);
-    e->interval_s = c->events_aggregate_s;
-    e->rate = c->events_rate;
-    e->burst = c->events_burst;
-}
-
-static void limits_from(const struct kf_config *c, struct kf_limits_conf *l)
-{
-    memset(l, 0, sizeof(*l));
-    l->max_conns_per_ip = (unsigned)c->max_connections_per_ip;
-    l->max_conns = (unsigned)c->max_connections;
-    l->rate_per_ip = c->rate_per_ip;
-    l->burst_per_ip = c->rate_burst;
-    l->max_handshakes = (unsigned)c->max_handshakes;
-    l->max_conns_per_net = (unsigned)c->max_connections_per_net;
-    l->max_handshakes_per_ip = (unsigned)c->max_handshakes_per_ip;
-    l->max_handshakes_per_net = (unsigned)c->max_handshakes_per_net;
-}
-
-/* The provisioning listener's settings: its deadlines (it has no address lists, and its rate
- * is counted per request) and its answers' bounds. */
-static void provisioning_from(const struct kf_config *c, struct kf_prov_service *p)
-{
-    p->http.max_head = (size_t)c->max_header_bytes;
-    p->http.max_body = (size_t)c->max_body_bytes;
-    p->request_timeout_ms = c->request_timeout_ms;
-    p->accept.hello_timeout_ms = c->hello_timeout_ms;
-    p->accept.handshake_timeout_ms = c->handshake_timeout_ms;
-    p->accept.first_deadline_ms = c->request_timeout_ms;
-    p->retry_after = (unsigned)c->retry_after;
-    p->approval_retry_after = (unsigned)c->approval_retry_after;
-}
-
 /* The commit hint: every open connection may be about to write an enrollment. */
 static size_t open_connections(void *limits)
 {
@@ -68,8 +31,8 @@ static enum kf_err deployment_open(struct kf_daemon *d)
     if (rc) return rc;
     rc = kf_deploy_issuer(d->deploy, &d->signer);
     if (rc) return kf_wrap(rc, "cannot use the issuing CA");
-    provisioning_from(&d->deploy->cfg, &d->prov);
-    rc = kf_listen_parse(d->deploy->cfg.provisioning_listen, d->listen_host, sizeof(d->listen_host),
+    d->prov.conf = d->deploy->cfg.provisioning;
+    rc = kf_listen_parse(d->deploy->cfg.provisioning.listen, d->listen_host, sizeof(d->listen_host),
                          &d->listen_port);
     if (!rc) rc = kf_listen_probe(d->listen_host, d->listen_port);
     return rc;
@@ -77,11 +40,11 @@ static enum kf_err deployment_open(struct kf_daemon *d)
 
 static enum kf_err deployment_reload(struct kf_daemon *d, const struct kf_config *cfg)
 {
-    if (strcmp(cfg->provisioning_listen, d->deploy->cfg.provisioning_listen) != 0 ||
-        cfg->workers != d->deploy->cfg.workers ||
-        strcmp(cfg->hub_listen, d->deploy->cfg.hub_listen) != 0)
+    if (strcmp(cfg->provisioning.listen, d->deploy->cfg.provisioning.listen) != 0 ||
+        cfg->provisioning.workers != d->deploy->cfg.provisioning.workers ||
+        strcmp(cfg->hub.listen, d->deploy->cfg.hub.listen) != 0)
         kf_log(KF_LOG_WARN, "keyfleetd", "listen and workers change only on restart", NULL);
-    provisioning_from(cfg, &d->prov);
+    d->prov.conf = cfg->provisioning;
     return KF_OK;
 }
 
@@ -103,12 +66,12 @@ static enum kf_err tls_open(struct kf_daemon *d)
 {
     char cert[KF_CONF_PATH_MAX], key[KF_CONF_PATH_MAX];
     struct kf_tls_conf tc;
-    enum kf_err rc = kf_deploy_path(d->deploy, d->deploy->cfg.server_cert, cert, sizeof(cert));
-    if (!rc) rc = kf_deploy_path(d->deploy, d->deploy->cfg.server_key, key, sizeof(key));
+    enum kf_err rc = kf_deploy_path(d->deploy, d->deploy->cfg.server.cert, cert, sizeof(cert));
+    if (!rc) rc = kf_deploy_path(d->deploy, d->deploy->cfg.server.key, key, sizeof(key));
     memset(&tc, 0, sizeof(tc));
     tc.cert_chain_path = cert;
     tc.key_uri = key;
-    tc.session_cache = (unsigned)d->deploy->cfg.session_cache;
+    tc.session_cache = (unsigned)d->deploy->cfg.provisioning.session_cache;
     if (!rc) rc = kf_tls_new(&tc, &d->tls);
     return rc ? kf_wrap(rc, "cannot set up TLS") : KF_OK;
 }
@@ -122,21 +85,16 @@ static void tls_free(struct kf_daemon *d)
 /* The provisioning listener's limits (the hub has its own), and the store's commit hint. */
 static enum kf_err limits_open(struct kf_daemon *d)
 {
-    struct kf_limits_conf lc;
-    enum kf_err rc;
-    limits_from(&d->deploy->cfg, &lc);
-    rc = kf_limits_new(&lc, &d->limits);
+    enum kf_err rc = kf_limits_new(&d->deploy->cfg.provisioning.limits, &d->limits);
     if (rc) return rc;
     kf_store_commit_hint(d->deploy->store, open_connections, d->limits,
-                         (unsigned)d->deploy->cfg.commit_delay_us);
+                         (unsigned)d->deploy->cfg.provisioning.commit_delay_us);
     return KF_OK;
 }
 
 static enum kf_err limits_reload(struct kf_daemon *d, const struct kf_config *cfg)
 {
-    struct kf_limits_conf lc;
-    limits_from(cfg, &lc);
-    kf_limits_configure(d->limits, &lc);
+    kf_limits_configure(d->limits, &cfg->provisioning.limits);
     return KF_OK;
 }
 
@@ -165,16 +123,12 @@ static void limits_free(struct kf_daemon *d)
 
 static enum kf_err events_open(struct kf_daemon *d)
 {
-    struct kf_events_conf ec;
-    events_from(&d->deploy->cfg, &ec);
-    return kf_events_new(d->deploy->store, &ec, &d->events);
+    return kf_events_new(d->deploy->store, &d->deploy->cfg.events, &d->events);
 }
 
 static enum kf_err events_reload(struct kf_daemon *d, const struct kf_config *cfg)
 {
-    struct kf_events_conf ec;
-    events_from(cfg, &ec);
-    kf_events_configure(d->events, &ec);
+    kf_events_configure(d->events, &cfg->events);
     return KF_OK;
 }
 
@@ -185,7 +139,7 @@ static void events_tick(struct kf_daemon *d, unsigned quarter)
     kf_events_tick(d->events, kf_now_ms());
     if (quarter % 40 == 0) {
         struct kf_snapshot *cur = kf_snapshot_get(&d->snapshot);
-        kf_events_prune(d->events, cur->cfg.events_retention_days, cur->cfg.events_max_rows);
+        kf_events_prune(d->events, cur->cfg.events.retention_days, cur->cfg.events.max_rows);
         kf_snapshot_release(cur);
     }
 }
@@ -241,8 +195,8 @@ static enum kf_err hub_open(struct kf_daemon *d)
     char host[64];
     int port;
     enum kf_err rc;
-    if (strcmp(d->deploy->cfg.hub_listen, "off") == 0) return KF_OK;
-    rc = kf_listen_parse(d->deploy->cfg.hub_listen, host, sizeof(host), &port);
+    if (strcmp(d->deploy->cfg.hub.listen, "off") == 0) return KF_OK;
+    rc = kf_listen_parse(d->deploy->cfg.hub.listen, host, sizeof(host), &port);
     if (!rc) rc = kf_listen_probe(host, port);
     if (!rc) rc = kf_hub_new(d->deploy, &d->snapshot, d->events, &d->deploy->cfg, &d->hub);
     return rc;
@@ -280,7 +234,7 @@ static void audit_tick(struct kf_daemon *d, unsigned quarter)
     struct kf_snapshot *cur;
     if (quarter % 4) return;
     cur = kf_snapshot_get(&d->snapshot);
-    if (++d->checkpoint_s >= cur->cfg.audit_checkpoint_s) {
+    if (++d->checkpoint_s >= cur->cfg.audit.checkpoint_s) {
         d->checkpoint_s = 0;
         checkpoint(d);
     }
@@ -322,8 +276,8 @@ static void hub_gauges(void *arg, struct kf_metrics_gauges *g)
 static enum kf_err workers_open(struct kf_daemon *d)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    d->n_workers =
-        d->deploy->cfg.workers ? (size_t)d->deploy->cfg.workers : (size_t)(cores > 0 ? cores : 1);
+    d->n_workers = d->deploy->cfg.provisioning.workers ? (size_t)d->deploy->cfg.provisioning.workers
+                                                       : (size_t)(cores > 0 ? cores : 1);
     d->workers = calloc(d->n_workers, sizeof(*d->workers));
     d->prov.listeners = calloc(d->n_workers, sizeof(*d->prov.listeners));
     if (!d->workers || !d->prov.listeners) return kf_fail(KF_E_NOMEM, "out of memory");

@@ -95,8 +95,8 @@ int main(int argc, char **argv)
         goto out;
     }
     snprintf(workers_text, sizeof(workers_text), "%zu", d.n_workers);
-    kf_log(KF_LOG_INFO, "keyfleetd", "serving", "provisioning", d.deploy->cfg.provisioning_listen,
-           "hub", d.hub ? d.deploy->cfg.hub_listen : "off", "workers", workers_text, "dir", dir,
+    kf_log(KF_LOG_INFO, "keyfleetd", "serving", "provisioning", d.deploy->cfg.provisioning.listen,
+           "hub", d.hub ? d.deploy->cfg.hub.listen : "off", "workers", workers_text, "dir", dir,
            NULL);
 
     /* The main thread waits for signals, and keeps the subsystems' clock four times a second. */
@@ -112,8 +112,9 @@ int main(int argc, char **argv)
             kf_log(KF_LOG_INFO, "keyfleetd", "stopping: finishing requests in flight", NULL);
             kf_daemon_drain(&d);
             clock_gettime(CLOCK_MONOTONIC, &stop_at);
-            stop_at.tv_sec += d.deploy->cfg.drain_timeout_ms / 1000;
-            stop_at.tv_nsec += (long)(d.deploy->cfg.drain_timeout_ms % 1000) * 1000000L;
+            stop_at.tv_sec += d.deploy->cfg.provisioning.drain_timeout_ms / 1000;
+            stop_at.tv_nsec +=
+                (long)(d.deploy->cfg.provisioning.drain_timeout_ms % 1000) * 1000000L;
         } else if (sig < 0 && errno == EAGAIN && !stopping) {
             kf_daemon_tick(&d, ++quarter);
         }

@@ -138,7 +138,7 @@ enum kf_err kf_ca_sign(struct kf_deploy *d, enum kf_profile profile, const char 
         req.device_id = device_id;
         req.service = service;
         req.role = role;
-        req.org = d->cfg.name;
+        req.org = d->cfg.deployment.name;
         req.not_before = now - 60;
         req.not_after = now + days * DAY;
         rc = kf_signer_issue(signer, &req, cert);
@@ -183,7 +183,7 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
 
     *out = NULL;
     rc = kf_id_check("device id", device_id);
-    if (!rc) rc = kf_ca_check_request(csr, device_id, days, d->cfg.device_cert_days, "device");
+    if (!rc) rc = kf_ca_check_request(csr, device_id, days, d->cfg.ca.device_cert_days, "device");
     if (rc) return rc;
     /* Refuse early, before spending a signature, when the device may not have one. */
     rc = kf_store_read(d->store, &txn);
@@ -193,7 +193,7 @@ enum kf_err kf_ca_issue_device(struct kf_deploy *d, const char *actor, const cha
     memset(&rec, 0, sizeof(rec));
     if (rc) goto out;
     rc = kf_ca_sign(d, KF_PROFILE_DEVICE, device_id, device_id, NULL, NULL,
-                    days ? days : d->cfg.device_cert_days, csr, &cert, &rec);
+                    days ? days : d->cfg.ca.device_cert_days, csr, &cert, &rec);
     if (rc) goto out;
     w = (struct issue_write){actor, device_id, enrollment, &rec};
     rc = kf_store_write(d->store, issue_write_cb, &w);
@@ -383,7 +383,7 @@ static enum kf_err write_crl_file(struct kf_deploy *d, const struct kf_crl *crl)
     int lock = -1;
     enum kf_err rc;
 
-    rc = kf_deploy_path(d, d->cfg.crl_file, path, sizeof(path));
+    rc = kf_deploy_path(d, d->cfg.ca.crl_file, path, sizeof(path));
     if (rc) return rc;
     kf_buf_init(&text, 64 * 1024 * 1024);
     /*
@@ -411,7 +411,7 @@ out:
 
 enum kf_err kf_ca_publish_crl(struct kf_deploy *d, const char *actor, struct kf_crl **out)
 {
-    struct crl_write w = {actor, NULL, d->cfg.crl_hours, NULL};
+    struct crl_write w = {actor, NULL, d->cfg.ca.crl_hours, NULL};
     enum kf_err rc;
 
     if (out) *out = NULL;

@@ -231,3 +231,15 @@ out:
     free(c.marks);
     return rc;
 }
+
+#define A struct kf_audit_conf
+static const struct kf_conf_key audit_keys[] = {
+    KF_CONF_NUM_KEY(
+        A, "checkpoint_s", checkpoint_s, 1, 86400, 300,
+        "keyfleetd signs a checkpoint of the audit log's head with the issuing CA's key "
+        "this\noften (seconds), when it moved, so that a rewrite of the log is caught by\n"
+        "keyfleet audit verify without a head kept elsewhere."),
+};
+#undef A
+const struct kf_conf_section kf_audit_section = {"audit", NULL, audit_keys,
+                                                 KF_ARRAY_LEN(audit_keys)};

@@ -23,9 +23,16 @@
 
 #include <stdint.h>
 
+#include "common/conf.h"
 #include "common/pki_cert.h"
 #include "server/ca/signer.h"
 #include "server/store/store.h"
+
+/* [audit] */
+struct kf_audit_conf {
+    int checkpoint_s; /* keyfleetd signs a checkpoint of the audit log's head this often */
+};
+extern const struct kf_conf_section kf_audit_section;
 
 /*
  * Signs and records a checkpoint of the log's current head, unless the newest checkpoint is of it

@@ -73,7 +73,7 @@ enum kf_err kf_deploy_open_config(const char *dir, const char *conf_path, struct
     if (rc) goto fail;
     /* Paths in any configuration file mean the deployment directory. */
     snprintf(d->cfg.dir, sizeof(d->cfg.dir), "%s", dir);
-    rc = kf_deploy_path(d, d->cfg.store_url, url, sizeof(url));
+    rc = kf_deploy_path(d, d->cfg.store.url, url, sizeof(url));
     if (!rc) rc = kf_store_open(url, 0, &d->store);
     if (rc) goto fail;
     d->audit_seq_at_open = audit_seq(d->store);
@@ -129,9 +129,9 @@ void kf_deploy_close(struct kf_deploy *d)
 void kf_deploy_signer_policy(const struct kf_config *c, struct kf_signer_policy *p)
 {
     kf_signer_policy_default(p);
-    p->max_days[KF_PROFILE_DEVICE] = c->device_cert_days;
-    p->max_days[KF_PROFILE_SERVICE] = c->service_cert_days;
-    p->max_days[KF_PROFILE_SERVER] = c->server_cert_days;
+    p->max_days[KF_PROFILE_DEVICE] = c->ca.device_cert_days;
+    p->max_days[KF_PROFILE_SERVICE] = c->ca.service_cert_days;
+    p->max_days[KF_PROFILE_SERVER] = c->ca.server_cert_days;
 }
 
 enum kf_err kf_deploy_issuer(struct kf_deploy *d, struct kf_signer **out)
@@ -141,8 +141,8 @@ enum kf_err kf_deploy_issuer(struct kf_deploy *d, struct kf_signer **out)
     enum kf_err rc;
 
     if (!d->issuer) {
-        rc = kf_deploy_path(d, d->cfg.issuing_cert, cert, sizeof(cert));
-        if (!rc) rc = kf_deploy_path(d, d->cfg.issuing_key, key, sizeof(key));
+        rc = kf_deploy_path(d, d->cfg.ca.issuing_cert, cert, sizeof(cert));
+        if (!rc) rc = kf_deploy_path(d, d->cfg.ca.issuing_key, key, sizeof(key));
         if (!rc)
             rc = kf_signer_open(KF_SIGNER_ISSUING, cert, key, getenv("KEYFLEET_CA_PASSPHRASE"),
                                 &d->issuer);

@@ -244,14 +244,14 @@ static enum kf_err init_write_cb(struct kf_txn *txn, void *arg)
     int64_t number;
     enum kf_err rc;
 
-    rc = ca_row(txn, "root", w->root, w->cfg->root_key, actor);
+    rc = ca_row(txn, "root", w->root, w->cfg->ca.root_key, actor);
     if (!rc) rc = ca_row(txn, "issuing", w->issuing, w->issuing_key_uri, actor);
     if (!rc) rc = cert_row(txn, w->issuing, KF_PROFILE_ISSUING_CA, "root", actor);
     if (!rc) rc = cert_row(txn, w->server, KF_PROFILE_SERVER, "issuing", actor);
     if (!rc) rc = kf_txn_ca_next_crl_number(txn, "issuing", &number);
     if (!rc)
         rc = kf_signer_crl(w->issuer, NULL, 0, (uint64_t)number, now - 60,
-                           now + w->cfg->crl_hours * 3600L, &w->crl);
+                           now + w->cfg->ca.crl_hours * 3600L, &w->crl);
     if (!rc) {
         char *detail = kf_jsontext_pack("{s:I, s:i}", "number", (json_int_t)number, "revoked", 0);
         rc = kf_txn_audit_append(txn, actor, "crl.publish", "ca:issuing", detail);
@@ -341,11 +341,11 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
             return kf_fail(KF_E_INVALID,
                            "--name must be 1 to 48 letters, digits, spaces, '.', '_' or '-', not "
                            "starting or ending with a space");
-        snprintf(cfg.name, sizeof(cfg.name), "%s", o->name);
+        snprintf(cfg.deployment.name, sizeof(cfg.deployment.name), "%s", o->name);
     }
-    snprintf(cfg.key_type, sizeof(cfg.key_type), "%s", kf_key_type_name(type));
+    snprintf(cfg.ca.key_type, sizeof(cfg.ca.key_type), "%s", kf_key_type_name(type));
     if (o->issuing_key) {
-        rc = config_key_uri(o->issuing_key, cfg.issuing_key, sizeof(cfg.issuing_key));
+        rc = config_key_uri(o->issuing_key, cfg.ca.issuing_key, sizeof(cfg.ca.issuing_key));
         if (rc) return kf_wrap(rc, "--issuing-key");
     }
 
@@ -409,11 +409,11 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     if (rc) goto out;
 
     /* The root CA: self-signed, the one certificate not made through a signer. */
-    snprintf(org, sizeof(org), "%s", cfg.name);
+    snprintf(org, sizeof(org), "%s", cfg.deployment.name);
     rc = kf_key_generate(type, &root_key);
-    if (!rc) rc = save_key(tmp, cfg.root_key, root_key);
+    if (!rc) rc = save_key(tmp, cfg.ca.root_key, root_key);
     if (rc) goto out;
-    snprintf(cn, sizeof(cn), "%s Root CA", cfg.name);
+    snprintf(cn, sizeof(cn), "%s Root CA", cfg.deployment.name);
     memset(&t, 0, sizeof(t));
     t.profile = KF_PROFILE_ROOT_CA;
     t.cn = cn;
@@ -438,10 +438,10 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
                                   "the issuing CA key");
     } else {
         rc = kf_key_generate(type, &issuing_key);
-        if (!rc) rc = save_key(tmp, cfg.issuing_key, issuing_key);
+        if (!rc) rc = save_key(tmp, cfg.ca.issuing_key, issuing_key);
     }
     if (rc) goto out;
-    snprintf(cn, sizeof(cn), "%s Issuing CA", cfg.name);
+    snprintf(cn, sizeof(cn), "%s Issuing CA", cfg.deployment.name);
     rc = issue_with(root_signer, KF_PROFILE_ISSUING_CA, cn, org, issuing_key, ISSUING_DAYS, NULL, 0,
                     NULL, 0, &issuing);
     if (rc) goto out;
@@ -465,22 +465,22 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     if (strlen(names[0]) <= 64)
         snprintf(server_cn, sizeof(server_cn), "%s", names[0]);
     else
-        snprintf(server_cn, sizeof(server_cn), "%s server", cfg.name);
+        snprintf(server_cn, sizeof(server_cn), "%s server", cfg.deployment.name);
     rc = kf_key_generate(type == KF_KEY_ED25519 ? KF_KEY_EC_P256 : type, &server_key);
-    if (!rc) rc = save_key(tmp, cfg.server_key, server_key);
+    if (!rc) rc = save_key(tmp, cfg.server.key, server_key);
     if (!rc)
-        rc = issue_with(issuer, KF_PROFILE_SERVER, server_cn, org, server_key, cfg.server_cert_days,
-                        dns, n_dns, ips, n_ips, &server);
+        rc = issue_with(issuer, KF_PROFILE_SERVER, server_cn, org, server_key,
+                        cfg.ca.server_cert_days, dns, n_dns, ips, n_ips, &server);
     if (rc) goto out;
 
-    rc = write_pem(tmp, cfg.root_cert, root, NULL);
-    if (!rc) rc = write_pem(tmp, cfg.issuing_cert, issuing, NULL);
+    rc = write_pem(tmp, cfg.ca.root_cert, root, NULL);
+    if (!rc) rc = write_pem(tmp, cfg.ca.issuing_cert, issuing, NULL);
     if (!rc) rc = write_pem(tmp, "ca/chain.pem", issuing, root);
-    if (!rc) rc = write_pem(tmp, cfg.server_cert, server, issuing);
+    if (!rc) rc = write_pem(tmp, cfg.server.cert, server, issuing);
     if (rc) goto out;
 
     /* The registry, with the CAs, the certificates made so far and the first CRL. */
-    rc = kf_path_join(path, sizeof(path), tmp, cfg.store_url);
+    rc = kf_path_join(path, sizeof(path), tmp, cfg.store.url);
     if (!rc) rc = kf_store_open(path, KF_STORE_CREATE, &store);
     if (rc) goto out;
     memset(&w, 0, sizeof(w));
@@ -488,7 +488,7 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     w.root = root;
     w.issuing = issuing;
     w.server = server;
-    w.issuing_key_uri = cfg.issuing_key;
+    w.issuing_key_uri = cfg.ca.issuing_key;
     w.issuer = issuer;
     w.cfg = &cfg;
     rc = kf_store_write(store, init_write_cb, &w);
@@ -498,7 +498,7 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     store = NULL;
     if (!rc) rc = kf_crl_pem(w.crl, &crl_pem);
     kf_crl_free(w.crl);
-    if (!rc) rc = kf_path_join(path, sizeof(path), tmp, cfg.crl_file);
+    if (!rc) rc = kf_path_join(path, sizeof(path), tmp, cfg.ca.crl_file);
     if (!rc) rc = kf_file_write(path, crl_pem.data, crl_pem.len, 0644, 0);
     if (rc) goto out;
 
@@ -542,7 +542,7 @@ enum kf_err kf_deploy_init(const struct kf_init_opts *o, struct kf_init_report *
     rep->n_ips = n_ips;
     rep->root_days = ROOT_DAYS;
     rep->issuing_days = ISSUING_DAYS;
-    rep->server_days = cfg.server_cert_days;
+    rep->server_days = cfg.ca.server_cert_days;
 out:
     if (rc && made_tmp) remove_tree(tmp);
     kf_store_close(store);

@@ -31,6 +31,7 @@
 #include "common/err.h"
 #include "common/ident.h"
 #include "common/mqtt_codec.h"
+#include "server/hub/conf.h"
 
 struct kf_broker;
 struct kf_session;
@@ -81,15 +82,7 @@ struct kf_broker_peer {
     struct kf_broker_peer *prev, *next;
 };
 
-struct kf_broker_conf {
-    unsigned max_queued;              /* messages a session may hold queued */
-    unsigned max_retained;            /* retained messages in all */
-    size_t max_retained_bytes;        /* bytes they may hold in all */
-    unsigned max_retained_per_id;     /* retained messages one publisher (origin) may hold */
-    size_t max_retained_bytes_per_id; /* and their bytes */
-    unsigned max_subs;                /* subscriptions a session may hold */
-    unsigned max_inflight_in;         /* QoS 2 messages a client may have unreleased */
-};
+/* struct kf_broker_conf: in server/hub/conf.h, with the [hub] keys that set it. */
 
 enum kf_err kf_broker_new(const struct kf_broker_conf *conf, struct kf_broker **out);
 

@@ -76,7 +76,8 @@ void kf_hub_shut(struct hconn *c, uint8_t reason, const char *why, int tell, int
     if (c->head.bev) bufferevent_disable(c->head.bev, EV_READ);
     if (tell && c->connected) kf_hub_send_disconnect(c, reason, why);
     if (c->connected) {
-        if (c->will && send_will && kf_hub_is_device_events(c, c->will->topic)) {
+        struct kf_hub_who who = kf_hub_who_of(c);
+        if (c->will && send_will && kf_hub_is_event_topic(&who, c->will->topic)) {
             /* A will on the device's events topic is one of its security events: recorded now. */
             const char *bad = NULL;
             int over = 0;
@@ -246,7 +247,7 @@ void kf_hub_conn_free(struct hconn *c)
     OPENSSL_cleanse(&c->watch, sizeof(c->watch));
     kf_conn_release(&c->head); /* the wait, the timer, the socket if no bufferevent took it,
                                 * and its place in the limits */
-    for (int i = 0; i <= TOPIC_ALIAS_MAX; i++)
+    for (int i = 0; i <= KF_HUB_TOPIC_ALIAS_MAX; i++)
         free(c->aliases[i].p);
     kf_msg_release(c->will);
     if (c->jobs) {
@@ -467,7 +468,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         kf_conn_handshake_done(&c->head);
         c->tls_resumed = kf_tls_resumed(bufferevent_openssl_get_ssl(c->head.bev));
         /* CONNECT must come within what is left of connect_timeout_ms. */
-        kf_conn_arm(&c->head, c->head.timer, c->hw->conf.connect_timeout_ms);
+        kf_conn_arm(&c->head, c->head.timer, c->hw->conf.accept.first_deadline_ms);
         why = kf_hub_identify(c, &message);
         if (why) {
             kf_hub_auth_failed(c, why, message);

@@ -1,60 +1,36 @@
 /* handle_connect: the hub's CONNECT. */
 #include "server/hub/hub_internal.h"
 
-/* Why the registry keeps `c`'s identity out ("device_disabled", "revoked", ...), or NULL. */
-const char *kf_hub_kept_out(const struct hconn *c, const struct kf_snapshot *reg)
-{
-    int status = kf_snapshot_blocked(reg, c->kind != KF_ACL_DEVICE, c->id);
-    if (status == KF_DEVICE_DISABLED && c->kind == KF_ACL_DEVICE) return "device_disabled";
-    if (status) return c->kind == KF_ACL_DEVICE ? "device_revoked" : "service_revoked";
-    if (kf_snapshot_cert_revoked(reg, c->serial)) return "revoked";
-    return NULL;
-}
-
 void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
 {
     struct kf_hub_worker *hw = c->hw;
     struct kf_hubd *h = hw->hub;
-    const struct hub_conf *hc = &hw->conf;
+    const struct kf_hub_conf *hc = &hw->conf;
+    struct kf_hub_who who = kf_hub_who_of(c);
+    struct kf_hub_connect_refusal refused;
+    struct kf_hub_session_terms terms;
     struct kf_mqtt_props props;
     struct kf_snapshot *reg;
     int64_t now = kf_now_ms();
-    int assigned = 0, present = 0, unusual = 0;
-    uint32_t expiry;
-    const char *why = NULL;
+    int assigned = 0, present = 0, unusual = 0, out;
 
     c->version = k->version;
-    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_AUTH_METHOD)) {
-        kf_hub_send_connack(c, KF_MQTT_RC_BAD_AUTH_METHOD, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
-        kf_hub_shut(c, 0, "bad_auth_method", 0, 0);
-        return;
-    }
-    if (k->client_id.len == 0 && k->version != KF_MQTT_V5 && !k->clean_start) {
-        /* MQTT-3.1.3-8: no session can be kept for a client that has no name for it. */
-        kf_hub_send_connack(c, KF_MQTT_RC_CLIENT_ID_NOT_VALID, KF_MQTT_V311_ID_REJECTED, 0, NULL);
-        kf_hub_shut(c, 0, "empty_client_id_persistent", 0, 0);
-        return;
-    } else if (k->client_id.len == 0) {
-        assigned = 1;
-    } else if (k->client_id.len != strlen(c->id) || memcmp(k->client_id.p, c->id, strlen(c->id))) {
-        char got[160];
-        char raw[KF_ID_MAX + 1];
-        size_t n = k->client_id.len < KF_ID_MAX ? k->client_id.len : KF_ID_MAX;
-        memcpy(raw, k->client_id.p, n);
-        raw[n] = '\0';
-        kf_text_quote(got, sizeof(got), raw);
-        kf_hub_auth_failed(c, "client_id_mismatch", got);
-        kf_hub_send_connack(c, KF_MQTT_RC_CLIENT_ID_NOT_VALID, KF_MQTT_V311_ID_REJECTED, 0, NULL);
-        kf_hub_shut(c, 0, "client_id_mismatch", 0, 0);
-        return;
-    }
     reg = kf_snapshot_get(h->snapshot);
-    why = kf_hub_kept_out(c, reg);
+    out = kf_hub_decide_connect(k, &who, reg, &assigned, &refused);
     kf_snapshot_release(reg);
-    if (why) {
-        kf_hub_auth_failed(c, why, "the identity may not connect");
-        kf_hub_send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
-        kf_hub_shut(c, 0, why, 0, 0);
+    if (out) {
+        if (refused.auth_failed && strcmp(refused.why, "client_id_mismatch") == 0) {
+            char got[160], raw[KF_ID_MAX + 1];
+            size_t n = k->client_id.len < KF_ID_MAX ? k->client_id.len : KF_ID_MAX;
+            memcpy(raw, k->client_id.p, n);
+            raw[n] = '\0';
+            kf_text_quote(got, sizeof(got), raw);
+            kf_hub_auth_failed(c, refused.why, got);
+        } else if (refused.auth_failed) {
+            kf_hub_auth_failed(c, refused.why, "the identity may not connect");
+        }
+        kf_hub_send_connack(c, refused.rc5, refused.rc311, 0, NULL);
+        kf_hub_shut(c, 0, refused.why, 0, 0);
         return;
     }
     if (kf_hub_id_connect(c, now, &unusual)) {
@@ -63,20 +39,18 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         kf_hub_shut(c, 0, "flapping", 0, 0);
         return;
     }
+    if (kf_hub_decide_session(k, &who, hc, &terms)) {
+        STAT_ADD(hw, acl_denied, 1);
+        kf_hub_refusal(c, "hub.acl_denied", "will",
+                       kf_jsontext_pack("{s:s, s:s, s:s, s:s%}", "id", c->id, "identity",
+                                        kf_hub_kind_name(c->kind), "operation", "will", "topic",
+                                        (const char *)k->will_topic.p, (size_t)k->will_topic.len));
+        kf_hub_send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
+        kf_hub_shut(c, 0, "will_not_authorized", 0, 0);
+        return;
+    }
     if (k->will) {
-        struct kf_acl_identity who = {c->kind, c->id};
         struct kf_mqtt_publish wp;
-        if (!kf_acl_publish(&who, k->will_topic.p, k->will_topic.len)) {
-            STAT_ADD(hw, acl_denied, 1);
-            kf_hub_refusal(c, "hub.acl_denied", "will",
-                           kf_jsontext_pack("{s:s, s:s, s:s, s:s%}", "id", c->id, "identity",
-                                            kf_hub_kind_name(c->kind), "operation", "will", "topic",
-                                            (const char *)k->will_topic.p,
-                                            (size_t)k->will_topic.len));
-            kf_hub_send_connack(c, KF_MQTT_RC_NOT_AUTHORIZED, KF_MQTT_V311_NOT_AUTHORIZED, 0, NULL);
-            kf_hub_shut(c, 0, "will_not_authorized", 0, 0);
-            return;
-        }
         memset(&wp, 0, sizeof(wp));
         wp.qos = k->will_qos;
         wp.retain = k->will_retain;
@@ -88,19 +62,11 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         if (KF_MQTT_HAS(&k->will_props, KF_MQTT_P_WILL_DELAY))
             c->will_delay = k->will_props.will_delay;
     }
-    if (k->version == KF_MQTT_V5)
-        expiry = KF_MQTT_HAS(&k->props, KF_MQTT_P_SESSION_EXPIRY) ? k->props.session_expiry : 0;
-    else
-        expiry = k->clean_start ? 0 : hc->expiry_max;
-    if (expiry > hc->expiry_max) expiry = hc->expiry_max;
-    c->expiry = expiry;
-    c->peer.receive_max = hc->max_inflight;
-    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_RECEIVE_MAXIMUM) &&
-        k->props.receive_maximum < c->peer.receive_max)
-        c->peer.receive_max = k->props.receive_maximum;
-    if (KF_MQTT_HAS(&k->props, KF_MQTT_P_MAXIMUM_PACKET_SIZE))
-        c->client_max_packet = k->props.maximum_packet_size;
-    if (kf_broker_attach(h->broker, &c->peer, c->key, k->clean_start, expiry, &present) != KF_OK) {
+    c->expiry = terms.expiry;
+    c->peer.receive_max = terms.receive_max;
+    if (terms.client_max_packet) c->client_max_packet = terms.client_max_packet;
+    if (kf_broker_attach(h->broker, &c->peer, c->key, k->clean_start, terms.expiry, &present) !=
+        KF_OK) {
         kf_err_clear();
         kf_hub_send_connack(c, KF_MQTT_RC_SERVER_UNAVAILABLE, KF_MQTT_V311_SERVER_UNAVAILABLE, 0,
                             NULL);
@@ -113,7 +79,7 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
                     (1ull << KF_MQTT_P_SHARED_SUB_AVAILABLE);
     props.receive_maximum = hc->max_inflight;
     props.maximum_packet_size = (uint32_t)hc->max_packet;
-    props.topic_alias_maximum = TOPIC_ALIAS_MAX;
+    props.topic_alias_maximum = KF_HUB_TOPIC_ALIAS_MAX;
     props.shared_sub_available = 0;
     if (assigned) {
         props.present |= 1ull << KF_MQTT_P_ASSIGNED_CLIENT_ID;
@@ -121,9 +87,9 @@ void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k)
         props.assigned_client_id.len = (uint16_t)strlen(c->id);
     }
     if (k->version == KF_MQTT_V5 && KF_MQTT_HAS(&k->props, KF_MQTT_P_SESSION_EXPIRY) &&
-        expiry != k->props.session_expiry) {
+        terms.expiry != k->props.session_expiry) {
         props.present |= 1ull << KF_MQTT_P_SESSION_EXPIRY;
-        props.session_expiry = expiry;
+        props.session_expiry = terms.expiry;
     }
     {
         struct hub_job *j = kf_hub_take_wait();

@@ -1,67 +1,24 @@
 /* handle_publish: the hub's PUBLISH. */
 #include "server/hub/hub_internal.h"
 
-int kf_hub_is_device_events(const struct hconn *c, struct kf_mqtt_str t)
-{
-    char want[KF_ID_MAX + 20];
-    int n = snprintf(want, sizeof(want), "devices/%s/events", c->id);
-    return c->kind == KF_ACL_DEVICE && t.len == (size_t)n && memcmp(t.p, want, (size_t)n) == 0;
-}
-
 /*
- * A device's own security event: {"type": "device.<name>", "severity": "info"|"warning"|
- * "critical", "detail": {...}}. Stored with source=device; 0 with `why` when it is not one.
- * Each takes a token of the device's event rate; beyond it, 0 with `*over` set.
+ * A device's own security event (decide.h reads it), stored with source=device; 0 with `why`
+ * when it is not one. Each takes a token of the device's event rate; beyond it, 0 with `*over`.
  */
 int kf_hub_device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why,
                         int *over)
 {
-    json_error_t jerr;
-    json_t *j, *type, *sev, *detail;
-    const char *t, *s;
-    char *text = NULL;
-
-    if (len > EVENT_BODY_MAX) {
-        *why = "a device event is at most 16 KiB";
-        return 0;
-    }
-    j = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        *why = "a device event is a JSON object";
-        return 0;
-    }
-    type = json_object_get(j, "type");
-    sev = json_object_get(j, "severity");
-    detail = json_object_get(j, "detail");
-    t = json_string_value(type);
-    s = sev ? json_string_value(sev) : "warning";
-    if (!t || strncmp(t, "device.", 7) != 0 || strlen(t) > 64 || strlen(t) < 8 ||
-        strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._") != strlen(t)) {
-        json_decref(j);
-        *why = "\"type\" must be \"device.<name>\" (lower-case letters, digits, '.', '_')";
-        return 0;
-    }
-    if (!s || (strcmp(s, "info") != 0 && strcmp(s, "warning") != 0 && strcmp(s, "critical") != 0)) {
-        json_decref(j);
-        *why = "\"severity\" must be info, warning or critical";
-        return 0;
-    }
-    if (detail && !json_is_object(detail)) {
-        json_decref(j);
-        *why = "\"detail\" must be an object";
-        return 0;
-    }
+    struct kf_hub_device_event e;
+    if (!kf_hub_parse_device_event(payload, len, &e, why)) return 0;
     if (!kf_hub_device_event_token(c)) {
-        json_decref(j);
+        free(e.detail);
         *over = 1;
         *why = "over the device's event rate (hub.device_event_rate)";
         kf_hub_rate_event(c, "device_events");
         return 0;
     }
-    if (detail) text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
-    kf_events_submit(c->hw->hub->deploy->store, t, s, c->id, NULL, "device", c->head.ip_text, text);
-    json_decref(j);
+    kf_events_submit(c->hw->hub->deploy->store, e.type, e.severity, c->id, NULL, "device",
+                     c->head.ip_text, e.detail);
     return 1;
 }
 
@@ -89,57 +46,37 @@ static void retained_refused(struct hconn *c, const struct kf_mqtt_publish *p,
 void kf_hub_on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
 {
     const struct kf_mqtt_publish *p = &pkt->u.publish;
-    struct kf_acl_identity who = {c->kind, c->id};
-    struct kf_mqtt_str topic = p->topic;
+    struct kf_hub_who who = kf_hub_who_of(c);
+    struct kf_mqtt_str topic;
+    enum kf_hub_publish_verdict verdict;
+    const char *why = NULL;
+    uint8_t rc;
     struct kf_hubd *h = c->hw->hub;
     int64_t now = kf_now_ms();
     struct kf_msg *m;
     size_t routed;
     enum kf_retain_refusal unkept = KF_RETAIN_OK;
 
-    /* A subscription identifier is the server's to send [MQTT-3.3.4-6]. */
-    if (KF_MQTT_HAS(&p->props, KF_MQTT_P_SUBSCRIPTION_ID)) {
-        kf_hub_protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR,
-                             "a subscription identifier in a PUBLISH");
+    rc = kf_hub_decide_topic(p, c->aliases, &topic, &why);
+    if (rc == KF_MQTT_RC_SERVER_BUSY) {
+        kf_hub_shut(c, rc, why, 1, 1);
         return;
     }
-    /* Topic aliases (MQTT 5): the client maps short numbers to topics [MQTT-3.3.2.3.4]. */
-    if (KF_MQTT_HAS(&p->props, KF_MQTT_P_TOPIC_ALIAS)) {
-        uint16_t a = p->props.topic_alias;
-        if (a == 0 || a > TOPIC_ALIAS_MAX) {
-            kf_hub_protocol_fail(c, KF_MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
-            return;
-        }
-        if (topic.len) {
-            uint8_t *copy = malloc(topic.len);
-            if (!copy) {
-                kf_hub_shut(c, KF_MQTT_RC_SERVER_BUSY, "out_of_memory", 1, 1);
-                return;
-            }
-            memcpy(copy, topic.p, topic.len);
-            free(c->aliases[a].p);
-            c->aliases[a].p = copy;
-            c->aliases[a].len = topic.len;
-        } else if (!c->aliases[a].p) {
-            kf_hub_protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "an unknown topic alias");
-            return;
-        }
-        topic.p = c->aliases[a].p;
-        topic.len = c->aliases[a].len;
-    } else if (!topic.len) {
-        kf_hub_protocol_fail(c, KF_MQTT_RC_PROTOCOL_ERROR, "an empty topic without an alias");
+    if (rc) {
+        kf_hub_protocol_fail(c, rc, why);
         return;
     }
     if (!kf_hub_take_tokens(c, 1, pkt->size, now)) {
         kf_hub_rate_event(c, "publish");
-        if (c->hw->conf.rate_disconnect) {
+        if (c->hw->conf.rate_action == KF_HUB_DISCONNECT) {
             kf_hub_shut(c, KF_MQTT_RC_MESSAGE_RATE_TOO_HIGH, "message_rate_too_high", 1, 1);
             return;
         }
         ack_publish(c, p, KF_MQTT_RC_QUOTA_EXCEEDED);
         return;
     }
-    if (!kf_acl_publish(&who, topic.p, topic.len)) {
+    verdict = kf_hub_decide_publish(c->version, c->hw->conf.acl_action, &who, topic);
+    if (verdict != KF_HUB_PUBLISH_ROUTE) {
         char t[200];
         size_t n = topic.len < sizeof(t) - 1 ? topic.len : sizeof(t) - 1;
         memcpy(t, topic.p, n);
@@ -149,15 +86,10 @@ void kf_hub_on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
                        kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
                                         kf_hub_kind_name(c->kind), "operation", "publish", "topic",
                                         t));
-        if (c->version == KF_MQTT_V5) {
-            ack_publish(c, p, KF_MQTT_RC_NOT_AUTHORIZED);
-            return;
-        }
-        if (c->hw->conf.acl_disconnect) {
+        if (verdict == KF_HUB_PUBLISH_DISCONNECT)
             kf_hub_shut(c, KF_MQTT_RC_NOT_AUTHORIZED, "not_authorized", 1, 1);
-            return;
-        }
-        ack_publish(c, p, 0); /* dropped, as configured */
+        else /* MQTT 5: the reason; 3.1.1: dropped, as configured */
+            ack_publish(c, p, verdict == KF_HUB_PUBLISH_REFUSE ? KF_MQTT_RC_NOT_AUTHORIZED : 0);
         return;
     }
     if (p->qos == 2) {
@@ -173,8 +105,7 @@ void kf_hub_on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt)
             return;
         }
     }
-    if (kf_hub_is_device_events(c, topic)) {
-        const char *why = NULL;
+    if (kf_hub_is_event_topic(&who, topic)) {
         int over = 0;
         if (!kf_hub_device_event(c, p->payload, p->payload_len, &why, &over)) {
             kf_log(KF_LOG_DEBUG, "hub", "a device event was refused", "id", c->id, "why", why,

@@ -4,7 +4,7 @@
 void kf_hub_on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int unsubscribe)
 {
     const struct kf_mqtt_subscribe *s = &pkt->u.subscribe;
-    struct kf_acl_identity who = {c->kind, c->id};
+    struct kf_hub_who who = kf_hub_who_of(c);
     struct kf_hubd *h = c->hw->hub;
     uint8_t codes[256], *buf;
     struct kf_broker_filter fl[256];
@@ -19,7 +19,7 @@ void kf_hub_on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
     /* Each filter is a message against the rates: a SUBSCRIBE is no way around them. */
     if (!kf_hub_take_tokens(c, s->count ? (double)s->count : 1, pkt->size, kf_now_ms())) {
         kf_hub_rate_event(c, unsubscribe ? "unsubscribe" : "subscribe");
-        if (c->hw->conf.rate_disconnect) {
+        if (c->hw->conf.rate_action == KF_HUB_DISCONNECT) {
             kf_hub_shut(c, KF_MQTT_RC_MESSAGE_RATE_TOO_HIGH, "message_rate_too_high", 1, 1);
             return;
         }
@@ -35,26 +35,25 @@ void kf_hub_on_subscribe(struct hconn *c, const struct kf_mqtt_packet *pkt, int 
     /* The filters the broker takes go to it in one call: one commit for the whole packet. */
     while (kf_mqtt_subs_next(pkt, c->version, &pos, &e)) {
         uint8_t code = 0;
+        int denied = 0;
         if (unsubscribe) {
             memset(&fl[nf], 0, sizeof(fl[nf]));
             fl[nf].filter = e.filter.p;
             fl[nf].len = e.filter.len;
             at[nf++] = n;
-        } else if (!kf_mqtt_topic_filter_valid(e.filter.p, e.filter.len)) {
-            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
-        } else if (e.filter.len >= 7 && memcmp(e.filter.p, "$share/", 7) == 0) {
-            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_SHARED_SUBS_NOT_SUPPORTED : 0x80;
-        } else if (!kf_acl_subscribe(&who, e.filter.p, e.filter.len)) {
-            char f[200];
-            size_t fn = e.filter.len < sizeof(f) - 1 ? e.filter.len : sizeof(f) - 1;
-            memcpy(f, e.filter.p, fn);
-            f[fn] = '\0';
-            STAT_ADD(c->hw, acl_denied, 1);
-            kf_hub_refusal(c, "hub.acl_denied", "subscribe",
-                           kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
-                                            kf_hub_kind_name(c->kind), "operation", "subscribe",
-                                            "topic", f));
-            code = c->version == KF_MQTT_V5 ? KF_MQTT_RC_NOT_AUTHORIZED : 0x80;
+        } else if (!kf_hub_decide_filter(c->version, &who, e.filter.p, e.filter.len, &code,
+                                         &denied)) {
+            if (denied) {
+                char f[200];
+                size_t fn = e.filter.len < sizeof(f) - 1 ? e.filter.len : sizeof(f) - 1;
+                memcpy(f, e.filter.p, fn);
+                f[fn] = '\0';
+                STAT_ADD(c->hw, acl_denied, 1);
+                kf_hub_refusal(c, "hub.acl_denied", "subscribe",
+                               kf_jsontext_pack("{s:s, s:s, s:s, s:s}", "id", c->id, "identity",
+                                                kf_hub_kind_name(c->kind), "operation", "subscribe",
+                                                "topic", f));
+            }
         } else {
             struct kf_broker_sub_opts o;
             memset(&o, 0, sizeof(o));

@@ -3,62 +3,12 @@
 
 #include "server/hub/hub_internal.h"
 
-static void conf_from(const struct kf_config *cfg, struct hub_conf *hc)
+/* The hub's settings from [hub]; what no key sets is the hub's to say. */
+static void conf_of(const struct kf_config *cfg, struct kf_hub_conf *hc)
 {
-    memset(hc, 0, sizeof(*hc));
-    hc->max_packet = (size_t)cfg->hub_max_packet_bytes;
-    hc->connect_timeout_ms = cfg->hub_connect_timeout_ms;
-    hc->accept.hello_timeout_ms = cfg->hub_hello_timeout_ms;
-    hc->accept.handshake_timeout_ms = cfg->hub_handshake_timeout_ms;
-    hc->accept.first_deadline_ms = cfg->hub_connect_timeout_ms;
+    *hc = cfg->hub;
     hc->accept.count_rate = 1; /* connect_rate_per_ip: new connections are the hub's requests */
-    hc->msg_rate = cfg->hub_msg_rate;
-    hc->msg_burst = cfg->hub_msg_burst;
-    hc->byte_rate = cfg->hub_byte_rate;
-    hc->byte_burst = cfg->hub_byte_burst;
-    hc->rate_disconnect = strcmp(cfg->hub_rate_action, "drop") != 0;
-    hc->acl_disconnect = strcmp(cfg->hub_acl_action, "drop") != 0;
-    hc->max_inflight = (uint16_t)cfg->hub_max_inflight;
-    hc->expiry_max = (uint32_t)cfg->hub_session_expiry_max_s;
-    hc->flap_connects = (unsigned)cfg->hub_flap_connects;
-    hc->flap_window_s = cfg->hub_flap_window_s;
-    hc->flap_ban_s = cfg->hub_flap_ban_s;
-    hc->tls_offload = cfg->hub_tls_offload;
-    hc->dev_event_rate = cfg->hub_device_event_rate;
-    hc->dev_event_burst = cfg->hub_device_event_burst;
-    /* Checked when the configuration was read. */
-    if (strcmp(cfg->hub_allow, "any") != 0 &&
-        kf_cidr_parse_list(cfg->hub_allow, &hc->accept.allow) == KF_OK)
-        hc->accept.has_allow = 1;
-    if (strcmp(cfg->hub_deny, "none") != 0 &&
-        kf_cidr_parse_list(cfg->hub_deny, &hc->accept.deny) == KF_OK)
-        hc->accept.has_deny = 1;
-    kf_err_clear();
-}
-
-static void broker_conf_from(const struct kf_config *cfg, struct kf_broker_conf *bc)
-{
-    memset(bc, 0, sizeof(*bc));
-    bc->max_queued = (unsigned)cfg->hub_max_queued;
-    bc->max_retained = (unsigned)cfg->hub_max_retained;
-    bc->max_retained_bytes = (size_t)cfg->hub_max_retained_bytes;
-    bc->max_retained_per_id = (unsigned)cfg->hub_max_retained_per_id;
-    bc->max_retained_bytes_per_id = (size_t)cfg->hub_max_retained_bytes_per_id;
-    bc->max_subs = (unsigned)cfg->hub_max_subscriptions;
-    bc->max_inflight_in = (unsigned)cfg->hub_max_inflight;
-}
-
-static void limits_conf_from(const struct kf_config *cfg, struct kf_limits_conf *lc)
-{
-    memset(lc, 0, sizeof(*lc));
-    lc->max_conns = (unsigned)cfg->hub_max_connections;
-    lc->max_conns_per_ip = (unsigned)cfg->hub_max_connections_per_ip;
-    lc->rate_per_ip = cfg->hub_connect_rate_per_ip;
-    lc->burst_per_ip = cfg->hub_connect_burst;
-    lc->max_handshakes = (unsigned)cfg->hub_max_handshakes;
-    lc->max_conns_per_net = (unsigned)cfg->hub_max_connections_per_net;
-    lc->max_handshakes_per_ip = (unsigned)cfg->hub_max_handshakes_per_ip;
-    lc->max_handshakes_per_net = (unsigned)cfg->hub_max_handshakes_per_net;
+    hc->broker.max_inflight_in = hc->max_inflight;
 }
 
 static void inbox_wake(void *arg)
@@ -100,9 +50,11 @@ static void enforce(struct kf_hub_worker *hw, const struct kf_snapshot *reg)
     time_t now = time(NULL);
     for (c = hw->conns; c; c = next) {
         const char *why;
+        struct kf_hub_who who;
         next = c->next;
         if (!c->connected || c->closing) continue;
-        why = reg ? kf_hub_kept_out(c, reg) : NULL;
+        who = kf_hub_who_of(c);
+        why = reg ? kf_hub_decide_kept_out(&who, reg) : NULL;
         if (!why && now > c->not_after) why = "certificate_expired";
         if (!why) continue;
         kf_hub_shut(c, KF_MQTT_RC_ADMINISTRATIVE_ACTION, why, 1, 1);
@@ -243,8 +195,6 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_snapshot_holder *snap
                        struct kf_events *events, const struct kf_config *cfg, struct kf_hubd **out)
 {
     struct kf_hubd *h = calloc(1, sizeof(*h));
-    struct kf_broker_conf bc;
-    struct kf_limits_conf lc;
     struct kf_tls_conf tc;
     char cert[KF_CONF_PATH_MAX], key[KF_CONF_PATH_MAX];
     enum kf_err rc;
@@ -255,17 +205,17 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_snapshot_holder *snap
     h->snapshot = snapshot;
     h->events = events;
     pthread_mutex_init(&h->lock, NULL);
-    conf_from(cfg, &h->conf);
-    rc = kf_listen_parse(cfg->hub_listen, h->host, sizeof(h->host), &h->port);
+    conf_of(cfg, &h->conf);
+    rc = kf_listen_parse(cfg->hub.listen, h->host, sizeof(h->host), &h->port);
     if (rc) goto fail;
-    rc = kf_deploy_path(deploy, cfg->server_cert, cert, sizeof(cert));
-    if (!rc) rc = kf_deploy_path(deploy, cfg->server_key, key, sizeof(key));
+    rc = kf_deploy_path(deploy, cfg->server.cert, cert, sizeof(cert));
+    if (!rc) rc = kf_deploy_path(deploy, cfg->server.key, key, sizeof(key));
     if (rc) goto fail;
     memset(&tc, 0, sizeof(tc));
     tc.cert_chain_path = cert;
     tc.key_uri = key;
-    tc.session_cache = (unsigned)cfg->session_cache;
-    tc.stateless_tickets = strcmp(cfg->hub_tls_resumption, "tickets") == 0;
+    tc.session_cache = (unsigned)cfg->provisioning.session_cache;
+    tc.stateless_tickets = cfg->hub.tls_resumption == KF_HUB_TICKETS;
     tc.context = "keyfleet-hub";
     tc.verify = kf_hub_verify_cb;
     tc.verify_arg = h;
@@ -281,22 +231,20 @@ enum kf_err kf_hub_new(struct kf_deploy *deploy, struct kf_snapshot_holder *snap
     if (!tc.stateless_tickets) {
         static const struct kf_sesscache_hooks hooks = {kf_hub_sess_ident_cb,
                                                         kf_hub_sess_resumed_cb};
-        rc = kf_sesscache_new(kf_tls_ctx(h->tls), (size_t)cfg->session_cache, 3600, &hooks,
-                              &h->sesscache);
+        rc = kf_sesscache_new(kf_tls_ctx(h->tls), (size_t)cfg->provisioning.session_cache, 3600,
+                              &hooks, &h->sesscache);
         if (rc) goto fail;
     }
-    broker_conf_from(cfg, &bc);
-    rc = kf_broker_new(&bc, &h->broker);
+    rc = kf_broker_new(&h->conf.broker, &h->broker);
     if (rc) goto fail;
-    if (cfg->hub_persistence && deploy && deploy->store) {
+    if (cfg->hub.persistence && deploy && deploy->store) {
         rc = kf_hub_restore_retained(h);
         if (!rc) rc = kf_hub_restore_sessions(h);
         if (rc) goto fail;
         h->persistence = 1;
         kf_broker_persist(h->broker, kf_hub_on_change, h);
     }
-    limits_conf_from(cfg, &lc);
-    rc = kf_limits_new(&lc, &h->limits);
+    rc = kf_limits_new(&h->conf.limits, &h->limits);
     if (rc) goto fail;
     *out = h;
     return KF_OK;
@@ -325,17 +273,13 @@ void kf_hub_free(struct kf_hubd *h)
 
 void kf_hub_configure(struct kf_hubd *h, const struct kf_config *cfg)
 {
-    struct kf_broker_conf bc;
-    struct kf_limits_conf lc;
-    struct hub_conf hc;
-    conf_from(cfg, &hc);
+    struct kf_hub_conf hc;
+    conf_of(cfg, &hc);
     pthread_mutex_lock(&h->lock);
     h->conf = hc;
     pthread_mutex_unlock(&h->lock);
-    broker_conf_from(cfg, &bc);
-    kf_broker_configure(h->broker, &bc);
-    limits_conf_from(cfg, &lc);
-    kf_limits_configure(h->limits, &lc);
+    kf_broker_configure(h->broker, &hc.broker);
+    kf_limits_configure(h->limits, &hc.limits);
 }
 
 void kf_hub_sweep(struct kf_hubd *h)

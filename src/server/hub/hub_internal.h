@@ -36,6 +36,7 @@
 #include "server/hub/broker.h"
 #include "server/store/events.h"
 #include "server/hub/acl.h"
+#include "server/hub/decide.h"
 #include "common/jsontext.h"
 #include "server/net/limits.h"
 #include "server/net/tls.h"
@@ -50,8 +51,6 @@
 
 #define PULL_BATCH 64
 
-#define TOPIC_ALIAS_MAX 16
-
 #define TICK_MS 250
 
 #define CLOSE_GRACE_MS 2000 /* a closing client that does not read its last bytes */
@@ -60,23 +59,7 @@
 
 #define NETS_KEPT 8 /* networks remembered per id, for hub.unusual_ip */
 
-#define EVENT_BODY_MAX 16384 /* a device's security event */
-
 #define ID_RECORDS_MAX 1000000
-
-struct hub_conf {
-    size_t max_packet;
-    int connect_timeout_ms;
-    struct kf_accept_conf accept; /* the listener's: hello and handshake deadlines, lists */
-    double msg_rate, msg_burst, byte_rate, byte_burst;
-    int rate_disconnect, acl_disconnect;
-    uint16_t max_inflight;
-    uint32_t expiry_max;
-    unsigned flap_connects;
-    int flap_window_s, flap_ban_s;
-    int tls_offload;
-    double dev_event_rate, dev_event_burst;
-};
 
 /* What the hub remembers of an id between connections: flapping and the networks it used. */
 struct id_rec {
@@ -101,7 +84,7 @@ struct kf_hubd {
     char host[64];
     int port;
     pthread_mutex_t lock; /* guards conf, ids, workers */
-    struct hub_conf conf;
+    struct kf_hub_conf conf;
     struct kf_htab ids;
     struct kf_hub_worker *workers;
     int persistence; /* retained messages and persistent sessions go to the store (at start) */
@@ -119,7 +102,7 @@ struct kf_hub_worker {
     int draining;
     void (*idle_cb)(void *);
     void *idle_arg;
-    struct hub_conf conf;    /* this worker's copy, refreshed every tick */
+    struct kf_hub_conf conf; /* this worker's copy, refreshed every tick */
     uint64_t reg_generation; /* of the snapshot last enforced */
     unsigned ticks;
     struct kf_hub_stats st; /* written by this worker only; read with relaxed loads */
@@ -183,11 +166,6 @@ struct hub_job {
     struct hub_op *ops, **tail;
 };
 
-struct alias {
-    uint8_t *p;
-    uint16_t len;
-};
-
 struct hconn {
     struct kf_conn head;        /* first: net/accept hands back this */
     struct kf_broker_peer peer; /* the inbox hands back these (PEER_CONN) */
@@ -208,7 +186,7 @@ struct hconn {
     uint16_t keep_alive;
     uint32_t client_max_packet; /* 0: the protocol's limit */
     uint32_t expiry;
-    struct alias aliases[TOPIC_ALIAS_MAX + 1];
+    struct kf_hub_alias aliases[KF_HUB_TOPIC_ALIAS_MAX + 1];
     struct kf_msg *will;
     uint32_t will_delay; /* MQTT 5 will delay interval, seconds */
     double msg_tokens, byte_tokens;
@@ -297,12 +275,16 @@ void kf_hub_rate_event(struct hconn *c, const char *what);
 
 /* ---- handle_connect.c: CONNECT ---- */
 
-const char *kf_hub_kept_out(const struct hconn *c, const struct kf_snapshot *reg);
+/* Who `c` is, for decide.h. */
+static inline struct kf_hub_who kf_hub_who_of(const struct hconn *c)
+{
+    struct kf_hub_who w = {c->kind, c->id, c->serial};
+    return w;
+}
 void kf_hub_on_connect(struct hconn *c, const struct kf_mqtt_connect *k);
 
 /* ---- handle_publish.c: PUBLISH ---- */
 
-int kf_hub_is_device_events(const struct hconn *c, struct kf_mqtt_str t);
 int kf_hub_device_event(struct hconn *c, const uint8_t *payload, size_t len, const char **why,
                         int *over);
 void kf_hub_on_publish(struct hconn *c, const struct kf_mqtt_packet *pkt);

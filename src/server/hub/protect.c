@@ -46,7 +46,7 @@ static void net_of(const struct kf_ipaddr *ip, unsigned char out[8])
 int kf_hub_id_connect(struct hconn *c, int64_t now, int *unusual)
 {
     struct kf_hubd *h = c->hw->hub;
-    const struct hub_conf *hc = &c->hw->conf;
+    const struct kf_hub_conf *hc = &c->hw->conf;
     unsigned char net[8];
     struct id_rec *r;
     int banned = 0, started = 0, known = 0;
@@ -100,7 +100,7 @@ int kf_hub_id_connect(struct hconn *c, int64_t now, int *unusual)
 int kf_hub_device_event_token(struct hconn *c)
 {
     struct kf_hubd *h = c->hw->hub;
-    const struct hub_conf *hc = &c->hw->conf;
+    const struct kf_hub_conf *hc = &c->hw->conf;
     int64_t now = kf_now_ms();
     struct id_rec *r;
     int ok = 0;
@@ -129,7 +129,7 @@ int kf_hub_device_event_token(struct hconn *c)
  */
 int kf_hub_take_tokens(struct hconn *c, double msgs, size_t bytes, int64_t now)
 {
-    const struct hub_conf *hc = &c->hw->conf;
+    const struct kf_hub_conf *hc = &c->hw->conf;
     double dt = (double)(now - c->refill_ms) / 1000.0;
     c->refill_ms = now;
     /* a packet never needs more than a full bucket: one may always pass, after a wait */
@@ -156,9 +156,9 @@ void kf_hub_rate_event(struct hconn *c, const char *what)
     STAT_ADD(c->hw, rate_limited, 1);
     if (now - c->last_rate_event < RATE_EVENT_MS) return;
     c->last_rate_event = now;
-    kf_hub_refusal(c, "hub.rate_limited", what,
-                   kf_jsontext_pack("{s:s, s:s, s:s, s:f, s:f}", "id", c->id, "limit", what,
-                                    "action", c->hw->conf.rate_disconnect ? "disconnect" : "drop",
-                                    "msg_rate", c->hw->conf.msg_rate, "byte_rate",
-                                    c->hw->conf.byte_rate));
+    kf_hub_refusal(
+        c, "hub.rate_limited", what,
+        kf_jsontext_pack("{s:s, s:s, s:s, s:f, s:f}", "id", c->id, "limit", what, "action",
+                         c->hw->conf.rate_action == KF_HUB_DISCONNECT ? "disconnect" : "drop",
+                         "msg_rate", c->hw->conf.msg_rate, "byte_rate", c->hw->conf.byte_rate));
 }

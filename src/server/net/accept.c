@@ -120,11 +120,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     kf_ipaddr_text(&ip, text, sizeof(text));
-    if (conf->has_deny && kf_cidr_match(&conf->deny, text)) {
+    if (kf_conf_nets_match(&conf->deny, text, 0)) {
         refuse(ac, fd, text, KF_ACCEPT_DENIED, KF_LOG_INFO, "the address is on the deny list");
         return;
     }
-    if (conf->has_allow && !kf_cidr_match(&conf->allow, text)) {
+    if (!kf_conf_nets_match(&conf->allow, text, 1)) {
         refuse(ac, fd, text, KF_ACCEPT_DENIED, KF_LOG_INFO, "the address is not on the allow list");
         return;
     }

@@ -23,7 +23,6 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "common/cidr.h"
 #include "common/err.h"
 #include "server/net/limits.h"
 #include "server/net/tls.h"
@@ -42,16 +41,6 @@ struct kf_conn {
     struct kf_ipaddr ip;
     char ip_text[INET6_ADDRSTRLEN];
     int handshake_pending; /* counted in the limits' handshakes in flight */
-};
-
-/* A listener's settings; the front end owns them and may change them on its loop's thread. */
-struct kf_accept_conf {
-    int hello_timeout_ms;     /* from accept to the ClientHello's first bytes */
-    int handshake_timeout_ms; /* from accept to the end of the TLS handshake */
-    int first_deadline_ms;    /* from accept to the front end's first deadline (bounds both) */
-    int count_rate;           /* 1: new connections count against the per-address rate */
-    int has_allow, has_deny;
-    struct kf_cidr_list allow, deny;
 };
 
 /* Why a connection was refused at accept (the front end counts them). */

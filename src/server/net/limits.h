@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/conf.h"
 #include "common/err.h"
 
 struct kf_limits;
@@ -35,6 +36,19 @@ struct kf_limits_conf {
     unsigned max_conns_per_net;      /* per IPv4 /24 or IPv6 /64; 0: no limit */
     unsigned max_handshakes_per_ip;  /* in flight from one address; 0: no limit */
     unsigned max_handshakes_per_net; /* in flight from one network; 0: no limit */
+};
+
+/*
+ * A listener's admission settings (net/accept.h reads them); the front end owns them and may
+ * change them on its loop's thread. Its configuration section binds them directly.
+ */
+struct kf_accept_conf {
+    int hello_timeout_ms;      /* from accept to the ClientHello's first bytes */
+    int handshake_timeout_ms;  /* from accept to the end of the TLS handshake */
+    int first_deadline_ms;     /* from accept to the front end's first deadline (bounds both) */
+    int count_rate;            /* 1: new connections count against the per-address rate */
+    struct kf_conf_nets allow; /* nothing configured: every address */
+    struct kf_conf_nets deny;  /* nothing configured: none */
 };
 
 /* A source address, IPv4 held as IPv4-mapped IPv6. */

@@ -80,7 +80,7 @@ static enum kf_err issue(struct kf_deploy *d, const char *actor, const char *nam
 
     *out = NULL;
     rc = kf_id_check("service name", name);
-    if (!rc) rc = kf_ca_check_request(csr, name, days, d->cfg.service_cert_days, "service");
+    if (!rc) rc = kf_ca_check_request(csr, name, days, d->cfg.ca.service_cert_days, "service");
     if (rc) return rc;
     /* Refuse early, before spending a signature. */
     rc = kf_store_read(d->store, &txn);
@@ -99,7 +99,7 @@ static enum kf_err issue(struct kf_deploy *d, const char *actor, const char *nam
     memset(&rec, 0, sizeof(rec));
     if (rc) goto out;
     rc = kf_ca_sign(d, KF_PROFILE_SERVICE, name, NULL, name, s.role,
-                    days ? days : d->cfg.service_cert_days, csr, &cert, &rec);
+                    days ? days : d->cfg.ca.service_cert_days, csr, &cert, &rec);
     if (rc) goto out;
     w = (struct issue_write){actor, name, new_role, &rec};
     rc = kf_store_write(d->store, issue_write_cb, &w);

@@ -151,7 +151,7 @@ static int crl_file_changed(const struct kf_snapshot *r)
 {
     char path[KF_CONF_PATH_MAX];
     struct kf_file_id now;
-    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) != KF_OK) {
+    if (kf_config_resolve(&r->cfg, r->cfg.ca.crl_file, path, sizeof(path)) != KF_OK) {
         kf_err_clear();
         return 0;
     }
@@ -178,7 +178,7 @@ static void add_crl(struct kf_snapshot *r)
     int ours = 0;
 
     kf_buf_init(&text, 64 * 1024 * 1024);
-    if (kf_config_resolve(&r->cfg, r->cfg.crl_file, path, sizeof(path)) != KF_OK) {
+    if (kf_config_resolve(&r->cfg, r->cfg.ca.crl_file, path, sizeof(path)) != KF_OK) {
         path[0] = '\0';
     } else {
         file_id(path, &r->crl_file); /* before reading: a newer file is never missed */
@@ -197,7 +197,7 @@ static void add_crl(struct kf_snapshot *r)
             r->crl = kf_crl_ref(crl);
     } else {
         kf_log(KF_LOG_WARN, "registry", "no usable CRL; revocations are checked in the store only",
-               "path", path[0] ? path : r->cfg.crl_file, "error", kf_errmsg(), NULL);
+               "path", path[0] ? path : r->cfg.ca.crl_file, "error", kf_errmsg(), NULL);
     }
     kf_crl_free(crl);
     kf_buf_free(&text);

@@ -86,8 +86,8 @@ static void process(struct conn *c);
 
 static void arm_deadline(struct conn *c)
 {
-    struct timeval tv = {c->l->svc->request_timeout_ms / 1000,
-                         (c->l->svc->request_timeout_ms % 1000) * 1000};
+    struct timeval tv = {c->l->svc->conf.accept.first_deadline_ms / 1000,
+                         (c->l->svc->conf.accept.first_deadline_ms % 1000) * 1000};
     evtimer_add(c->head.timer, &tv);
 }
 
@@ -149,7 +149,7 @@ static void send_refusal(struct conn *c, int status, enum kf_refusal reason, con
         if (!message || !*message) message = "internal error";
     }
     if (status == 429 || status == 503)
-        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->l->svc->retry_after);
+        snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", c->l->svc->conf.retry_after);
     if (status == 401) /* RFC 9110 15.5.2: a 401 carries a challenge */
         snprintf(extra, sizeof(extra), "%s", KF_EST_HEADER_AUTHENTICATE);
     kf_metrics_refusal(&c->l->metrics, reason);
@@ -203,7 +203,7 @@ static void answer_job(struct conn *c, struct kf_prov_job *job, enum kf_err rc, 
     if (job->pending) {
         /* RFC 7030 4.2.3: 202 and Retry-After; the register API says "pending" too. */
         char extra[64], msg[2 * KF_ID_MAX + 160];
-        unsigned wait = c->l->svc->approval_retry_after;
+        unsigned wait = c->l->svc->conf.approval_retry_after;
         snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
         snprintf(msg, sizeof(msg),
                  "device %s waits for an operator's approval (keyfleet enrollment "
@@ -452,18 +452,12 @@ static int label_known(struct kf_prov_service *svc, const char *label)
  */
 static int metrics_allowed(struct conn *c, const struct kf_snapshot *reg)
 {
-    const char *allow = reg->cfg.metrics_allow;
     struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
-    struct kf_cidr_list nets;
     size_t n = 0;
     int ok = 0;
 
-    if (strcmp(allow, "any") == 0) return 1;
-    if (strcmp(allow, "none") != 0 && kf_cidr_parse_list(allow, &nets) == KF_OK &&
-        kf_cidr_match(&nets, c->head.ip_text))
-        return 1;
-    kf_err_clear();
-    if (!reg->cfg.metrics_certificate) return 0;
+    if (kf_conf_nets_match(&reg->cfg.provisioning.metrics_allow, c->head.ip_text, 0)) return 1;
+    if (!reg->cfg.provisioning.metrics_certificate) return 0;
     if (kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX,
                     &n) == KF_OK &&
         leaf) {
@@ -611,7 +605,7 @@ static void process(struct conn *c)
 
     if (c->busy || c->closing || len == 0) return;
     data = evbuffer_pullup(in, -1);
-    s = kf_http_parse(data, len, &c->l->svc->http, &req, &status, &why);
+    s = kf_http_parse(data, len, &c->l->svc->conf.http, &req, &status, &why);
     if (s == KF_HTTP_PARTIAL) return;
     evtimer_del(c->head.timer);
     c->busy = 1;
@@ -686,7 +680,7 @@ static void conn_close(struct conn *c)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    size_t cap = c->l->svc->http.max_head + c->l->svc->http.max_body;
+    size_t cap = c->l->svc->conf.http.max_head + c->l->svc->conf.http.max_body;
     process(c);
     /* Bounded input: never hold more than one request's worth while busy. */
     if (c->head.bev && evbuffer_get_length(bufferevent_get_input(bev)) > cap)
@@ -716,7 +710,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         kf_metrics_handshake(&c->l->metrics,
                              kf_tls_resumed(ssl) ? KF_HANDSHAKE_RESUMED : KF_HANDSHAKE_FULL);
         /* The rest of the request's deadline, which counts from the accept. */
-        kf_conn_arm(&c->head, c->head.timer, c->l->svc->request_timeout_ms);
+        kf_conn_arm(&c->head, c->head.timer, c->l->svc->conf.accept.first_deadline_ms);
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -826,7 +820,7 @@ enum kf_err kf_prov_listener_new(struct kf_prov_service *svc, struct event_base 
         return kf_fail(KF_E_NOMEM, "out of memory");
     }
     event_add(l->wake, NULL);
-    rc = kf_acceptor_new(base, fd, svc->limits, svc->tls, &svc->accept, &accept_ops, l,
+    rc = kf_acceptor_new(base, fd, svc->limits, svc->tls, &svc->conf.accept, &accept_ops, l,
                          &l->acceptor);
     if (rc) {
         kf_prov_listener_free(l);

@@ -32,11 +32,7 @@ struct kf_prov_service {
     struct kf_limits *limits;            /* its connection, handshake and request limits */
     struct kf_snapshot_holder *snapshot; /* the snapshot decisions are made from */
     struct kf_events *events;            /* the sink refusals go through */
-    struct kf_http_limits http;          /* request head and body bounds */
-    int request_timeout_ms;              /* a whole request, TLS handshake included */
-    struct kf_accept_conf accept;        /* hello and handshake deadlines */
-    unsigned retry_after;                /* seconds, in 429 and 503 answers */
-    unsigned approval_retry_after;       /* seconds, in 202 answers (awaiting approval) */
+    struct kf_prov_conf conf;            /* [provisioning], as keyfleet.conf sets it */
     const int *draining;                 /* atomic: keyfleetd is stopping */
     struct kf_prov_listener **listeners; /* every worker's, for /metrics */
     size_t n_listeners;

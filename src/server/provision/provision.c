@@ -443,10 +443,11 @@ static enum kf_err sign(struct kf_snapshot *reg, struct kf_signer *signer,
     r.spki_len = spki.len;
     r.cn = job->device_id;
     r.device_id = job->device_id;
-    r.org = reg->cfg.name;
+    r.org = reg->cfg.deployment.name;
     r.not_before = now - 60;
-    r.not_after = now + (reg->cfg.device_cert_minutes ? (time_t)reg->cfg.device_cert_minutes * 60
-                                                      : (time_t)reg->cfg.device_cert_days * DAY);
+    r.not_after =
+        now + (reg->cfg.ca.device_cert_minutes ? (time_t)reg->cfg.ca.device_cert_minutes * 60
+                                               : (time_t)reg->cfg.ca.device_cert_days * DAY);
     rc = kf_signer_issue(signer, &r, &job->cert);
     if (!rc)
         rc = kf_ca_cert_record(job->cert, KF_PROFILE_DEVICE, "issuing", job->device_id, &job->rec);

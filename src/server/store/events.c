@@ -136,12 +136,30 @@ struct kf_events {
     int64_t prune_before_ms, prune_keep_rows, prune_deleted;
 };
 
+#define E struct kf_events_conf
+static const struct kf_conf_key events_keys[] = {
+    KF_CONF_NUM_KEY(E, "aggregate_s", interval_s, 1, 3600, 10,
+                    "Security events. Repeats of one refusal (same type, reason, identity and "
+                    "address)\nare counted for aggregate_s seconds and recorded as one event with "
+                    "\"repeats\"."),
+    KF_CONF_NUM_KEY(E, "rate", rate, 1, 1000000, 100,
+                    "Refusal events recorded per second in all, and the burst; beyond them they "
+                    "are\ncounted into one events.suppressed event per interval."),
+    KF_CONF_NUM_KEY(E, "burst", burst, 1, 10000000, 1000, NULL),
+    KF_CONF_NUM_KEY(E, "retention_days", retention_days, 0, 36500, 30,
+                    "Retention: events older than retention_days are deleted (0: never), and "
+                    "the\noldest beyond max_rows (0: no bound). keyfleetd prunes once a minute."),
+    KF_CONF_NUM_KEY(E, "max_rows", max_rows, 0, 2000000000, 1000000, NULL),
+};
+#undef E
+const struct kf_conf_section kf_events_section = {"events", NULL, events_keys,
+                                                  KF_ARRAY_LEN(events_keys)};
+
 void kf_events_conf_default(struct kf_events_conf *c)
 {
-    c->interval_s = 10;
-    c->rate = 100;
-    c->burst = 1000;
-    c->max_kinds = 4096;
+    memset(c, 0, sizeof(*c));
+    kf_conf_defaults(&kf_events_section, c); /* the table's defaults are checked by unit.conf */
+    kf_err_clear();
 }
 
 enum kf_err kf_events_new(struct kf_store *store, const struct kf_events_conf *conf,
@@ -253,7 +271,8 @@ void kf_events_note(struct kf_events *ev, const char *type, const char *severity
         k->detail = detail;
         detail = NULL;
         ev->st.aggregated++;
-    } else if (ev->kinds.n >= ev->conf.max_kinds || !take_token(ev, now)) {
+    } else if (ev->kinds.n >= (ev->conf.max_kinds ? ev->conf.max_kinds : 4096) ||
+               !take_token(ev, now)) {
         suppress(ev, type, 1);
     } else if ((k = calloc(1, sizeof(*k))) != NULL) {
         memcpy(k->key, key, (size_t)klen);

@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "common/conf.h"
 #include "server/store/store.h"
 
 /*
@@ -50,10 +51,15 @@ struct kf_events;
 struct kf_events_conf {
     int interval_s;     /* repeats of one kind are counted this long, then recorded as one */
     double rate, burst; /* first-of-a-kind events recorded per second in all, and the burst */
-    unsigned max_kinds; /* kinds counted at once */
+    unsigned max_kinds; /* kinds counted at once (0: 4096) */
+    int retention_days; /* events older than this are deleted (0: kept for ever) */
+    int max_rows;       /* and the oldest beyond this many (0: no bound) */
 };
 
-/* The defaults: 10 s, 100/s with a burst of 1000, 4096 kinds. */
+/* [events]: the struct above, as keyfleet.conf sets it. */
+extern const struct kf_conf_section kf_events_section;
+
+/* The defaults of [events]: 10 s, 100/s with a burst of 1000, 30 days, a million rows. */
 void kf_events_conf_default(struct kf_events_conf *c);
 
 /* keyfleetd's sink over `store` (borrowed for its life). `*out` owned by the caller. */

@@ -37,22 +37,22 @@ static void test_defaults(void **state)
     memset(&c, 0x5a, sizeof(c));
     kf_config_defaults(&c);
     assert_string_equal(c.dir, "");
-    assert_string_equal(c.name, "keyfleet");
-    assert_string_equal(c.store_url, "keyfleet.db");
-    assert_string_equal(c.key_type, "p256");
-    assert_string_equal(c.root_cert, "ca/root.crt");
-    assert_string_equal(c.root_key, "ca/root.key");
-    assert_string_equal(c.issuing_cert, "ca/issuing.crt");
-    assert_string_equal(c.issuing_key, "ca/issuing.key");
-    assert_string_equal(c.crl_file, "ca/crl.pem");
-    assert_int_equal(c.device_cert_days, 30);
-    assert_int_equal(c.service_cert_days, 365);
-    assert_int_equal(c.server_cert_days, 365);
-    assert_int_equal(c.crl_hours, 24);
-    assert_string_equal(c.server_cert, "server/server.crt");
-    assert_string_equal(c.server_key, "server/server.key");
-    assert_string_equal(c.provisioning_listen, "0.0.0.0:8443");
-    assert_string_equal(c.hub_listen, "0.0.0.0:8883");
+    assert_string_equal(c.deployment.name, "keyfleet");
+    assert_string_equal(c.store.url, "keyfleet.db");
+    assert_string_equal(c.ca.key_type, "p256");
+    assert_string_equal(c.ca.root_cert, "ca/root.crt");
+    assert_string_equal(c.ca.root_key, "ca/root.key");
+    assert_string_equal(c.ca.issuing_cert, "ca/issuing.crt");
+    assert_string_equal(c.ca.issuing_key, "ca/issuing.key");
+    assert_string_equal(c.ca.crl_file, "ca/crl.pem");
+    assert_int_equal(c.ca.device_cert_days, 30);
+    assert_int_equal(c.ca.service_cert_days, 365);
+    assert_int_equal(c.ca.server_cert_days, 365);
+    assert_int_equal(c.ca.crl_hours, 24);
+    assert_string_equal(c.server.cert, "server/server.crt");
+    assert_string_equal(c.server.key, "server/server.key");
+    assert_string_equal(c.provisioning.listen, "0.0.0.0:8443");
+    assert_string_equal(c.hub.listen, "0.0.0.0:8883");
 }
 
 /* A file that sets only some keys keeps the defaults of the others; `dir` is the file's. */
@@ -70,16 +70,16 @@ static void test_partial_file_keeps_defaults(void **state)
                         "[hub]\n"
                         "listen=127.0.0.1:1883\n");
     KF_OK_OR_FAIL(kf_config_load(path, &c));
-    assert_int_equal(c.device_cert_days, 7);
-    assert_string_equal(c.hub_listen, "127.0.0.1:1883");
+    assert_int_equal(c.ca.device_cert_days, 7);
+    assert_string_equal(c.hub.listen, "127.0.0.1:1883");
     snprintf(dir, sizeof(dir), "%s", kf_test_dir());
     assert_string_equal(c.dir, dir);
     kf_config_defaults(&def);
-    assert_string_equal(c.name, def.name);
-    assert_string_equal(c.issuing_key, def.issuing_key);
-    assert_int_equal(c.service_cert_days, def.service_cert_days);
-    assert_int_equal(c.crl_hours, def.crl_hours);
-    assert_string_equal(c.provisioning_listen, def.provisioning_listen);
+    assert_string_equal(c.deployment.name, def.deployment.name);
+    assert_string_equal(c.ca.issuing_key, def.ca.issuing_key);
+    assert_int_equal(c.ca.service_cert_days, def.ca.service_cert_days);
+    assert_int_equal(c.ca.crl_hours, def.ca.crl_hours);
+    assert_string_equal(c.provisioning.listen, def.provisioning.listen);
 }
 
 static void test_write_then_load(void **state)
@@ -90,23 +90,23 @@ static void test_write_then_load(void **state)
     char *text;
 
     kf_config_defaults(&w);
-    snprintf(w.name, sizeof(w.name), "acme-fleet");
-    snprintf(w.store_url, sizeof(w.store_url), "sqlite:/var/lib/keyfleet/registry.db");
-    snprintf(w.key_type, sizeof(w.key_type), "p384");
-    snprintf(w.root_cert, sizeof(w.root_cert), "/etc/keyfleet/root.crt");
+    snprintf(w.deployment.name, sizeof(w.deployment.name), "acme-fleet");
+    snprintf(w.store.url, sizeof(w.store.url), "sqlite:/var/lib/keyfleet/registry.db");
+    snprintf(w.ca.key_type, sizeof(w.ca.key_type), "p384");
+    snprintf(w.ca.root_cert, sizeof(w.ca.root_cert), "/etc/keyfleet/root.crt");
     /* ';' and '#' are not comments inside a value: PKCS#11 URIs are full of them. */
-    snprintf(w.issuing_key, sizeof(w.issuing_key),
+    snprintf(w.ca.issuing_key, sizeof(w.ca.issuing_key),
              "pkcs11:token=keyfleet%%20ca;object=issuing;type=private?module-path=/usr/lib/"
              "softhsm/libsofthsm2.so&pin-source=file:/run/pin#1");
-    snprintf(w.crl_file, sizeof(w.crl_file), "public/crl #2; current.pem");
-    w.device_cert_days = 3650;
-    w.service_cert_days = 1;
-    w.server_cert_days = 90;
-    w.crl_hours = 24 * 366;
-    snprintf(w.server_cert, sizeof(w.server_cert), "tls/cert.pem");
-    snprintf(w.server_key, sizeof(w.server_key), "tpm2:handle:0x81000010");
-    snprintf(w.provisioning_listen, sizeof(w.provisioning_listen), "[::]:9443");
-    snprintf(w.hub_listen, sizeof(w.hub_listen), "10.1.2.3:8883");
+    snprintf(w.ca.crl_file, sizeof(w.ca.crl_file), "public/crl #2; current.pem");
+    w.ca.device_cert_days = 3650;
+    w.ca.service_cert_days = 1;
+    w.ca.server_cert_days = 90;
+    w.ca.crl_hours = 24 * 366;
+    snprintf(w.server.cert, sizeof(w.server.cert), "tls/cert.pem");
+    snprintf(w.server.key, sizeof(w.server.key), "tpm2:handle:0x81000010");
+    snprintf(w.provisioning.listen, sizeof(w.provisioning.listen), "[::]:9443");
+    snprintf(w.hub.listen, sizeof(w.hub.listen), "10.1.2.3:8883");
 
     KF_OK_OR_FAIL(kf_config_write(path, &w, "written by the config unit test"));
     assert_int_equal(stat(path, &st), 0);
@@ -117,22 +117,22 @@ static void test_write_then_load(void **state)
 
     KF_OK_OR_FAIL(kf_config_load(path, &r));
     assert_string_equal(r.dir, kf_test_dir());
-    assert_string_equal(r.name, w.name);
-    assert_string_equal(r.store_url, w.store_url);
-    assert_string_equal(r.key_type, w.key_type);
-    assert_string_equal(r.root_cert, w.root_cert);
-    assert_string_equal(r.root_key, w.root_key);
-    assert_string_equal(r.issuing_cert, w.issuing_cert);
-    assert_string_equal(r.issuing_key, w.issuing_key);
-    assert_string_equal(r.crl_file, w.crl_file);
-    assert_int_equal(r.device_cert_days, w.device_cert_days);
-    assert_int_equal(r.service_cert_days, w.service_cert_days);
-    assert_int_equal(r.server_cert_days, w.server_cert_days);
-    assert_int_equal(r.crl_hours, w.crl_hours);
-    assert_string_equal(r.server_cert, w.server_cert);
-    assert_string_equal(r.server_key, w.server_key);
-    assert_string_equal(r.provisioning_listen, w.provisioning_listen);
-    assert_string_equal(r.hub_listen, w.hub_listen);
+    assert_string_equal(r.deployment.name, w.deployment.name);
+    assert_string_equal(r.store.url, w.store.url);
+    assert_string_equal(r.ca.key_type, w.ca.key_type);
+    assert_string_equal(r.ca.root_cert, w.ca.root_cert);
+    assert_string_equal(r.ca.root_key, w.ca.root_key);
+    assert_string_equal(r.ca.issuing_cert, w.ca.issuing_cert);
+    assert_string_equal(r.ca.issuing_key, w.ca.issuing_key);
+    assert_string_equal(r.ca.crl_file, w.ca.crl_file);
+    assert_int_equal(r.ca.device_cert_days, w.ca.device_cert_days);
+    assert_int_equal(r.ca.service_cert_days, w.ca.service_cert_days);
+    assert_int_equal(r.ca.server_cert_days, w.ca.server_cert_days);
+    assert_int_equal(r.ca.crl_hours, w.ca.crl_hours);
+    assert_string_equal(r.server.cert, w.server.cert);
+    assert_string_equal(r.server.key, w.server.key);
+    assert_string_equal(r.provisioning.listen, w.provisioning.listen);
+    assert_string_equal(r.hub.listen, w.hub.listen);
 
     /* The writer never replaces a configuration. */
     KF_EXPECT_ERR(KF_E_EXISTS, kf_config_write(path, &r, "again"));
@@ -163,15 +163,68 @@ static void test_diff(void **state)
     text = kf_config_diff(&a, &b);
     assert_string_equal(text, "{}");
     free(text);
-    b.hub_msg_rate = 5;
-    snprintf(b.hub_deny, sizeof(b.hub_deny), "192.0.2.0/24");
-    snprintf(b.issuing_key, sizeof(b.issuing_key), "pkcs11:object=k?pin-value=1234");
+    b.hub.msg_rate = 5;
+    KF_OK_OR_FAIL(kf_conf_set(&kf_hub_section, kf_conf_find(&kf_hub_section, "deny"), &b.hub,
+                              "192.0.2.0/24"));
+    snprintf(b.ca.issuing_key, sizeof(b.ca.issuing_key), "pkcs11:object=k?pin-value=1234");
     text = kf_config_diff(&a, &b);
     assert_string_equal(text, "{\"ca.issuing_key\":{\"changed\":true},"
                               "\"hub.deny\":{\"from\":\"none\",\"to\":\"192.0.2.0/24\"},"
                               "\"hub.msg_rate\":{\"from\":1000,\"to\":5}}");
     assert_null(strstr(text, "1234"));
     free(text);
+}
+
+/* Every section's defaults read back through their own keys, and no key is declared twice. */
+static void test_every_section_table(void **state)
+{
+    static const struct kf_conf_section *const all[] = {
+        &kf_deployment_section, &kf_store_section, &kf_ca_section,     &kf_server_section,
+        &kf_prov_section,       &kf_hub_section,   &kf_events_section, &kf_audit_section};
+    for (size_t i = 0; i < KF_ARRAY_LEN(all); i++) {
+        struct kf_config scratch; /* larger than any one section's struct */
+        memset(&scratch, 0, sizeof(scratch));
+        KF_OK_OR_FAIL(kf_conf_defaults(all[i], &scratch));
+        for (size_t a = 0; a < all[i]->nkeys; a++)
+            for (size_t b = a + 1; b < all[i]->nkeys; b++)
+                if (strcmp(all[i]->keys[a].name, all[i]->keys[b].name) == 0 ||
+                    all[i]->keys[a].offset == all[i]->keys[b].offset)
+                    fail_msg("[%s] %s and %s", all[i]->name, all[i]->keys[a].name,
+                             all[i]->keys[b].name);
+    }
+}
+
+/* A value goes straight into the struct of the module it configures. */
+static void test_values_land_in_module_structs(void **state)
+{
+    struct kf_config c;
+    KF_OK_OR_FAIL(load_text("modules.conf",
+                            "[provisioning]\nmax_connections_per_ip = 3\nrate_burst = 9\n"
+                            "request_timeout_ms = 1500\nmax_body_bytes = 2048\n"
+                            "metrics_allow = 192.0.2.0/24\n"
+                            "[hub]\nconnect_rate_per_ip = 7\nrate_action = drop\n"
+                            "tls_resumption = tickets\nmax_subscriptions = 5\n"
+                            "allow = 10.0.0.0/8\n"
+                            "[events]\naggregate_s = 4\nmax_rows = 10\n"
+                            "[audit]\ncheckpoint_s = 60\n",
+                            &c));
+    assert_int_equal(c.provisioning.limits.max_conns_per_ip, 3);
+    assert_true(c.provisioning.limits.burst_per_ip == 9.0);
+    assert_int_equal(c.provisioning.accept.first_deadline_ms, 1500);
+    assert_int_equal(c.provisioning.http.max_body, 2048);
+    assert_true(kf_conf_nets_match(&c.provisioning.metrics_allow, "192.0.2.7", 0));
+    assert_false(kf_conf_nets_match(&c.provisioning.metrics_allow, "127.0.0.1", 1));
+    assert_true(c.hub.limits.rate_per_ip == 7.0);
+    assert_int_equal(c.hub.rate_action, KF_HUB_DROP);
+    assert_int_equal(c.hub.acl_action, KF_HUB_DISCONNECT);
+    assert_int_equal(c.hub.tls_resumption, KF_HUB_TICKETS);
+    assert_int_equal(c.hub.broker.max_subs, 5);
+    assert_true(kf_conf_nets_match(&c.hub.accept.allow, "10.9.9.9", 0));
+    assert_false(kf_conf_nets_match(&c.hub.accept.allow, "192.0.2.1", 1));
+    assert_false(kf_conf_nets_match(&c.hub.accept.deny, "10.9.9.9", 1)); /* "none" */
+    assert_int_equal(c.events.interval_s, 4);
+    assert_int_equal(c.events.max_rows, 10);
+    assert_int_equal(c.audit.checkpoint_s, 60);
 }
 
 static void test_unknown_section_and_key(void **state)
@@ -230,15 +283,15 @@ static void test_bad_numbers(void **state)
     }
     /* The limits themselves are fine. */
     KF_OK_OR_FAIL(load_text("num.conf", "[ca]\ndevice_cert_days = 1\ncrl_hours = 8784\n", &c));
-    assert_int_equal(c.device_cert_days, 1);
-    assert_int_equal(c.crl_hours, 8784);
+    assert_int_equal(c.ca.device_cert_days, 1);
+    assert_int_equal(c.ca.crl_hours, 8784);
     /* Switches take the words people write for them too. */
     KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = false\n", &c));
-    assert_int_equal(c.hub_tls_offload, 0);
+    assert_int_equal(c.hub.tls_offload, 0);
     KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = Yes\n", &c));
-    assert_int_equal(c.hub_tls_offload, 1);
+    assert_int_equal(c.hub.tls_offload, 1);
     KF_OK_OR_FAIL(load_text("num.conf", "[hub]\ntls_offload = off\n", &c));
-    assert_int_equal(c.hub_tls_offload, 0);
+    assert_int_equal(c.hub.tls_offload, 0);
 }
 
 static void test_bad_strings(void **state)
@@ -257,7 +310,7 @@ static void test_bad_strings(void **state)
         struct kf_config c;
         snprintf(text, sizeof(text), "[deployment]\nname = %063d\n", 0);
         KF_OK_OR_FAIL(load_text("str.conf", text, &c));
-        assert_int_equal(strlen(c.name), 63);
+        assert_int_equal(strlen(c.deployment.name), 63);
     }
 }
 
@@ -315,7 +368,7 @@ static void test_resolve(void **state)
 
     /* After a load, relative paths are relative to the file, wherever the caller is. */
     KF_OK_OR_FAIL(load_text("resolve.conf", "[ca]\nissuing_key = keys/issuing.key\n", &c));
-    KF_OK_OR_FAIL(kf_config_resolve(&c, c.issuing_key, out, sizeof(out)));
+    KF_OK_OR_FAIL(kf_config_resolve(&c, c.ca.issuing_key, out, sizeof(out)));
     snprintf(want, sizeof(want), "%s/keys/issuing.key", kf_test_dir());
     assert_string_equal(out, want);
 }
@@ -327,6 +380,8 @@ int main(void)
         cmocka_unit_test(test_partial_file_keeps_defaults),
         cmocka_unit_test(test_write_then_load),
         cmocka_unit_test(test_defaults_round_trip),
+        cmocka_unit_test(test_every_section_table),
+        cmocka_unit_test(test_values_land_in_module_structs),
         cmocka_unit_test(test_unknown_section_and_key),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_key_set_twice),

@@ -172,10 +172,10 @@ static void test_init_fresh(void **state)
     /* The configuration reads back, with the defaults but for the name. */
     snprintf(path, sizeof(path), "%s/keyfleet.conf", dir);
     KF_OK_OR_FAIL(kf_config_load(path, &cfg));
-    assert_string_equal(cfg.name, "acme");
-    assert_string_equal(cfg.key_type, "p256");
-    assert_string_equal(cfg.issuing_key, "ca/issuing.key");
-    assert_int_equal(cfg.device_cert_days, 30);
+    assert_string_equal(cfg.deployment.name, "acme");
+    assert_string_equal(cfg.ca.key_type, "p256");
+    assert_string_equal(cfg.ca.issuing_key, "ca/issuing.key");
+    assert_int_equal(cfg.ca.device_cert_days, 30);
 
     /* openssl: the chain, the server's names, the CRL, the server key. */
     assert_int_equal(kf_test_sh("cd '%s' && openssl verify -CAfile ca/root.crt ca/issuing.crt "
@@ -489,7 +489,7 @@ static void check_own_issuing_key(const char *dir, const char *key_path, const c
     KF_OK_OR_FAIL(kf_deploy_issuer(d, &s));
     assert_string_equal(kf_signer_key_location(s), "file");
     kf_test_ca_get(d->store, "issuing", &ca);
-    assert_string_equal(ca.key_uri, d->cfg.issuing_key);
+    assert_string_equal(ca.key_uri, d->cfg.ca.issuing_key);
     kf_ca_rec_clear(&ca);
     kf_deploy_close(d);
     kf_key_free(k);
@@ -568,7 +568,7 @@ static void test_path(void **state)
 {
     struct fixture *f = *state;
     char out[KF_CONF_PATH_MAX], want[KF_CONF_PATH_MAX + 32];
-    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.crl_file, out, sizeof(out)));
+    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.ca.crl_file, out, sizeof(out)));
     snprintf(want, sizeof(want), "%s/ca/crl.pem", f->d->dir);
     assert_string_equal(out, want);
     KF_OK_OR_FAIL(kf_deploy_path(f->d, "/etc/x.pem", out, sizeof(out)));
@@ -624,7 +624,7 @@ static void test_issuer_applies_config_lifetimes(void **state)
                                 f->d->dir, dir, dir),
                      0);
     KF_OK_OR_FAIL(kf_deploy_open(dir, &d));
-    assert_int_equal(d->cfg.device_cert_days, 10);
+    assert_int_equal(d->cfg.ca.device_cert_days, 10);
     assert_null(d->issuer);
     KF_OK_OR_FAIL(kf_deploy_issuer(d, &s));
     KF_OK_OR_FAIL(kf_deploy_issuer(d, &again));

@@ -23,7 +23,7 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     f->d = kf_test_deploy_make("fleet");
-    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.crl_file, f->crl_path, sizeof(f->crl_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.ca.crl_file, f->crl_path, sizeof(f->crl_path)));
     *state = f;
     return 0;
 }

@@ -36,7 +36,7 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     f->d = kf_test_deploy_make("services");
-    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.crl_file, f->crl_path, sizeof(f->crl_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.ca.crl_file, f->crl_path, sizeof(f->crl_path)));
     *state = f;
     return 0;
 }
@@ -157,7 +157,7 @@ static struct kf_cert *issuing_ca(struct fixture *f)
 {
     char path[KF_CONF_PATH_MAX];
     struct kf_cert *c = NULL;
-    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.issuing_cert, path, sizeof(path)));
+    KF_OK_OR_FAIL(kf_deploy_path(f->d, f->d->cfg.ca.issuing_cert, path, sizeof(path)));
     KF_OK_OR_FAIL(kf_cert_load_file(path, &c));
     return c;
 }
@@ -341,7 +341,7 @@ static void test_add(void **state)
 
     KF_OK_OR_FAIL(kf_services_add(f->d, KF_TEST_ACTOR, "telemetry-sink", "reader", csr, 0, &c));
     assert_non_null(c);
-    assert_int_equal(f->d->cfg.service_cert_days, 365);
+    assert_int_equal(f->d->cfg.ca.service_cert_days, 365);
     expect_service_cert(f, c, csr, "telemetry-sink", "reader", 365, t0);
 
     KF_OK_OR_FAIL(get_service(f, "telemetry-sink", &s));
@@ -384,9 +384,9 @@ static void test_add_commander_with_days(void **state)
     /* The configured most is allowed (a day more is refused: test_add_refusals). */
     csr = kf_test_csr(KF_KEY_EC_P256, "fleet-ops-2");
     KF_OK_OR_FAIL(kf_services_add(f->d, KF_TEST_ACTOR, "fleet-ops-2", "reader", csr,
-                                  f->d->cfg.service_cert_days, &c));
+                                  f->d->cfg.ca.service_cert_days, &c));
     assert_int_equal(kf_cert_not_after(c) - kf_cert_not_before(c),
-                     f->d->cfg.service_cert_days * DAY + 60);
+                     f->d->cfg.ca.service_cert_days * DAY + 60);
     kf_cert_free(c);
     kf_csr_free(csr);
 }
@@ -433,10 +433,10 @@ static void test_add_refusals(void **state)
     snprintf(msg, sizeof(msg),
              "%d days is more than the %d days service certificates get (service_cert_days in "
              "keyfleet.conf)",
-             f->d->cfg.service_cert_days + 1, f->d->cfg.service_cert_days);
+             f->d->cfg.ca.service_cert_days + 1, f->d->cfg.ca.service_cert_days);
     EXPECT_REFUSED(f, KF_E_DENIED, msg,
                    kf_services_add(f->d, KF_TEST_ACTOR, "svc-r", "reader", csr,
-                                   f->d->cfg.service_cert_days + 1, &c));
+                                   f->d->cfg.ca.service_cert_days + 1, &c));
     EXPECT_REFUSED(f, KF_E_INVALID, "a certificate cannot last -1 days",
                    kf_services_add(f->d, KF_TEST_ACTOR, "svc-r", "reader", csr, -1, &c));
     assert_null(c);

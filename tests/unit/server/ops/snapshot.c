@@ -166,7 +166,7 @@ static void write_crl(struct kf_deploy *d, const struct kf_crl *crl)
     struct kf_buf pem;
     kf_buf_init(&pem, 1 << 20);
     KF_OK_OR_FAIL(kf_crl_pem(crl, &pem));
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.crl_file, path, sizeof(path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.ca.crl_file, path, sizeof(path)));
     KF_OK_OR_FAIL(kf_file_write(path, pem.data, pem.len, 0644, KF_FILE_REPLACE));
     kf_buf_free(&pem);
 }
@@ -268,10 +268,10 @@ static void test_groups_hubs_and_cas(void **state)
     assert_int_equal(h->enabled, 0);
 
     /* keyfleet's own CAs, as the deployment's files hold them. */
-    text = deploy_file(d, d->cfg.root_cert);
+    text = deploy_file(d, d->cfg.ca.root_cert);
     assert_string_equal(kf_buf_str(&r->root_pem), text);
     free(text);
-    text = deploy_file(d, d->cfg.issuing_cert);
+    text = deploy_file(d, d->cfg.ca.issuing_cert);
     assert_string_equal(kf_buf_str(&r->issuing_pem), text);
     free(text);
     assert_true(kf_cert_is_self_signed(r->root));
@@ -454,8 +454,8 @@ static void record_expired(struct kf_deploy *d, const char *id, char *serial)
     struct kf_cert_rec rec;
     time_t now = time(NULL);
 
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.issuing_cert, cert_path, sizeof(cert_path)));
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.issuing_key, key_path, sizeof(key_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.ca.issuing_cert, cert_path, sizeof(cert_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.ca.issuing_key, key_path, sizeof(key_path)));
     KF_OK_OR_FAIL(kf_cert_load_file(cert_path, &issuing));
     KF_OK_OR_FAIL(kf_key_load(key_path, NULL, &issuing_key));
     KF_OK_OR_FAIL(kf_key_generate(KF_KEY_EC_P256, &k));
@@ -489,7 +489,7 @@ static void test_cert_revoked(void **state)
     int reason = -1;
     (void)state;
 
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.crl_file, crl_path, sizeof(crl_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.ca.crl_file, crl_path, sizeof(crl_path)));
     c1 = issue(d, "dev-1", s1);
     c2 = issue(d, "dev-1", s2);
     r0 = load(d);
@@ -746,7 +746,7 @@ static void test_fresh_follows_the_crl_file(void **state)
     time_t now = time(NULL);
     (void)state;
 
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.crl_file, crl_path, sizeof(crl_path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.ca.crl_file, crl_path, sizeof(crl_path)));
     ours = issue(d, "dev-c", NULL);
     kf_snapshot_holder_init(&h, load(d));
     first = kf_snapshot_get(&h);
@@ -847,7 +847,7 @@ static void test_fresh_follows_a_version_that_went_back(void **state)
     assert_int_equal(kf_snapshot_blocked(a, 0, "dev-b"), KF_DEVICE_DISABLED);
 
     /* The older copy: the device active, the counter where it stood then. */
-    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.store_url, path, sizeof(path)));
+    KF_OK_OR_FAIL(kf_deploy_path(d, d->cfg.store.url, path, sizeof(path)));
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "UPDATE devices SET status = 'active' WHERE id = 'dev-b';"

@@ -299,11 +299,11 @@ static void expect_device_cert(struct fixture *f, const struct kf_prov_job *job,
     kf_cert_free(received);
 
     /* From a minute ago (clock skew) for device_cert_days; renewed at two thirds of that. */
-    assert_int_equal(f->d->cfg.device_cert_minutes, 0);
+    assert_int_equal(f->d->cfg.ca.device_cert_minutes, 0);
     nb = kf_cert_not_before(job->cert);
     na = kf_cert_not_after(job->cert);
     assert_true(nb >= t0 - 60 && nb <= time(NULL) - 60);
-    assert_int_equal(na - nb, (time_t)f->d->cfg.device_cert_days * DAY + 60);
+    assert_int_equal(na - nb, (time_t)f->d->cfg.ca.device_cert_days * DAY + 60);
     assert_int_equal(job->renew_after, nb + (na - nb) * 2 / 3);
 
     kf_cert_serial_hex(job->cert, serial);

@@ -6,6 +6,7 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,12 +168,118 @@ static void test_retention(void **state)
     kf_store_close(s);
 }
 
+/* One-off events: an invalid device id is left out, a claimed one kept apart and quoted. */
+static void test_submit_and_name_conflict(void **state)
+{
+    struct kf_store *s = open_store("submit.db");
+    struct seen got;
+    (void)state;
+
+    assert_int_equal(kf_events_submit(s, "hub.connected", "info", "dev-1", NULL, "server",
+                                      "192.0.2.9", detail(1)),
+                     1);
+    kf_events_submit(s, "hub.auth_failed", "warning", "bad id!", "bad id!", "server", NULL, NULL);
+    kf_events_name_conflict(s, "alice", "gw-1", "service", "gw-1 is a device's id");
+    KF_EXPECT_MSG("gw-1 is a device's id");
+    got = list(&s, "submit.db");
+    assert_int_equal(got.n, 3);
+    if (!strstr(got.text, "hub.connected|dev-1||192.0.2.9|{\"n\":1}"))
+        fail_msg("no hub.connected in:\n%s", got.text);
+    if (!strstr(got.text, "hub.auth_failed||bad id!||")) /* never recorded as a device */
+        fail_msg("an invalid id was recorded as a device:\n%s", got.text);
+    if (!strstr(got.text, "registry.name_conflict||||{\"actor\":\"alice\",\"message\":\"gw-1 "
+                          "is a device's id\",\"name\":\"gw-1\",\"wanted_as\":\"service\"}"))
+        fail_msg("no registry.name_conflict in:\n%s", got.text);
+    kf_store_close(s);
+}
+
+/* A reload's new budget applies at once; what was counted stays counted. */
+static void test_configure_keeps_counts(void **state)
+{
+    struct kf_store *s = open_store("conf.db");
+    struct kf_events_conf c;
+    struct kf_events *ev;
+    struct kf_events_stats st;
+    struct kf_event_who who = {"dev-1", NULL, "192.0.2.1"};
+    char ip[32];
+    (void)state;
+
+    kf_events_conf_default(&c);
+    KF_OK_OR_FAIL(kf_events_new(s, &c, &ev));
+    for (int i = 0; i < 3; i++)
+        kf_events_note(ev, "hub.acl_denied", "warning", "publish", &who, NULL);
+    c.rate = 1;
+    c.burst = 1; /* the bucket shrinks to one token */
+    kf_events_configure(ev, &c);
+    for (int i = 0; i < 10; i++) {
+        struct kf_event_who each = {NULL, NULL, ip};
+        snprintf(ip, sizeof(ip), "198.51.100.%d", i);
+        kf_events_note(ev, "hub.auth_failed", "warning", "expired", &each, NULL);
+    }
+    kf_events_stats(ev, &st);
+    assert_int_equal(st.aggregated, 2); /* from before the reload */
+    assert_true(st.recorded >= 1 && st.recorded <= 3);
+    assert_int_equal(st.recorded - 1 + st.suppressed, 10); /* every note counted somewhere */
+    kf_events_tick(ev, INT64_MAX);
+    kf_events_free(ev);
+    kf_store_close(s);
+}
+
+struct noter {
+    struct kf_events *ev;
+    int id;
+};
+
+static void *note_many(void *arg)
+{
+    struct noter *n = arg;
+    char ip[32];
+    for (int i = 0; i < 2000; i++) {
+        struct kf_event_who who = {NULL, NULL, ip};
+        snprintf(ip, sizeof(ip), "203.0.113.%d", (n->id * 7 + i) % 40);
+        kf_events_note(n->ev, "provisioning.denied", "warning", i % 2 ? "rate" : "handshakes", &who,
+                       NULL);
+    }
+    return NULL;
+}
+
+/* Notes from several threads at once: each one lands in exactly one count. */
+static void test_threads_share_one_sink(void **state)
+{
+    struct kf_store *s = open_store("threads.db");
+    struct kf_events_conf c;
+    struct kf_events *ev;
+    struct kf_events_stats st;
+    pthread_t t[4];
+    struct noter n[4];
+    (void)state;
+
+    kf_events_conf_default(&c);
+    c.max_kinds = 50;
+    KF_OK_OR_FAIL(kf_events_new(s, &c, &ev));
+    for (int i = 0; i < 4; i++) {
+        n[i] = (struct noter){ev, i};
+        assert_int_equal(pthread_create(&t[i], NULL, note_many, &n[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    kf_events_stats(ev, &st);
+    assert_int_equal(st.recorded + st.aggregated + st.suppressed, 4 * 2000);
+    assert_true(st.recorded <= 50); /* at most one first event per kind */
+    kf_events_tick(ev, INT64_MAX);
+    kf_events_free(ev);
+    kf_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repeats_are_one_event),
         cmocka_unit_test(test_budget_and_kinds_are_bounded),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_submit_and_name_conflict),
+        cmocka_unit_test(test_configure_keeps_counts),
+        cmocka_unit_test(test_threads_share_one_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
