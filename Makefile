@@ -22,6 +22,7 @@ all: build
 
 deps:
 	@sh scripts/deps.sh
+	@sh scripts/npm.sh
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

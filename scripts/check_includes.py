@@ -46,6 +46,7 @@ LAYERS = {
     "agent": ("agent", "device", "common", "keyfleet"),
     "sim": ("sim", "device", "common", "keyfleet"),
     "cli": ("cli",) + OPS,
+    "release": ("release", "common", "keyfleet"),
 }
 
 # Parts of one module, counted as one in the cycle check.

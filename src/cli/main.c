@@ -118,6 +118,30 @@ static const struct command commands[] = {
      "disable an enrollment (its devices can no longer provision)"},
     {"enrollment", "remove", kf_cmd_enrollment_remove, "enrollment remove ID",
      "remove an enrollment (its devices stay)"},
+    {"release", "keys", kf_cmd_release_keys,
+     "release keys [--json]\n"
+     "\n"
+     "Prints the public keys of the deployment's online TUF roles, timestamp and snapshot (made\n"
+     "on first use, kept in DIR/updates/keys, mode 0600). The vendor names them in the root:\n"
+     "save each line's object to a file for keyfleet-release init-root --timestamp/--snapshot.",
+     "the online keys the vendor's root must trust"},
+    {"release", "add", kf_cmd_release_add,
+     "release add --root ROOT.json --targets TARGETS.json [--image NAME=PATH]...\n"
+     "\n"
+     "Publishes a release made and signed offline with keyfleet-release: checks the root (the\n"
+     "published one, or version N+1 signed by a threshold of N's root keys and of its own; the\n"
+     "first time, signed by itself), the targets' signatures by the root's targets keys and a\n"
+     "version above the published one, each new target's image against the length and hashes the\n"
+     "vendor signed; then writes the repository (DIR/updates/repo) with a new snapshot and\n"
+     "timestamp signed by the online keys. Nothing is published when anything is refused.",
+     "publish a vendor-signed release"},
+    {"release", "list", kf_cmd_release_list, "release list [--json]", "list the published targets"},
+    {"release", "refresh", kf_cmd_release_refresh,
+     "release refresh\n"
+     "\n"
+     "Signs a new snapshot and timestamp now (keyfleetd renews them on its own before they\n"
+     "expire: the timestamp lives a day, the snapshot a week).",
+     "renew the online roles' metadata"},
     {"hub", "add", kf_cmd_hub_add,
      "hub add --name NAME --endpoint HOST:PORT [--weight N]\n"
      "\n"

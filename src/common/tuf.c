@@ -47,7 +47,16 @@ static enum kf_tuf_refusal refuse(enum kf_tuf_refusal r, const char *fmt, ...)
 
 /* ---- small helpers ---- */
 
-static void hex_of(const unsigned char *b, size_t n, char *out)
+int kf_tuf_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (!len || len >= KF_TUF_PATH_MAX || n[0] == '/' || n[len - 1] == '/' || strstr(n, "//") ||
+        strstr(n, ".."))
+        return 0;
+    return strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/+") == len;
+}
+
+void kf_tuf_hex(const unsigned char *b, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -439,6 +448,26 @@ enum kf_tuf_refusal kf_tuf_trusted_new(const uint8_t *root, size_t len, struct k
     return KF_TUF_OK;
 }
 
+enum kf_tuf_refusal kf_tuf_verify_role(const uint8_t *root, size_t root_len, enum kf_tuf_role role,
+                                       const uint8_t *b, size_t len, int64_t *version)
+{
+    struct root r;
+    json_t *rdoc = NULL, *doc = NULL;
+    int64_t rv;
+    enum kf_tuf_refusal v = kf_tuf_parse(root, root_len, KF_TUF_ROOT, &rdoc, &rv);
+    if (!v) v = root_read(rdoc, &r);
+    if (v) {
+        json_decref(rdoc);
+        return v;
+    }
+    v = kf_tuf_parse(b, len, role, &doc, version);
+    if (!v) v = verify_role(&r, role, doc, role_names[role]);
+    root_clear(&r);
+    json_decref(rdoc);
+    json_decref(doc);
+    return v;
+}
+
 enum kf_tuf_refusal kf_tuf_update_root(struct kf_tuf_trusted *t, const uint8_t *b, size_t len)
 {
     struct root next;
@@ -514,7 +543,7 @@ static enum kf_tuf_refusal check_file(const json_t *entry, const char *name, con
         char hex[129];
         if (!want) continue;
         sha(i ? EVP_sha512() : EVP_sha256(), b, len, got);
-        hex_of(got, algs[i].n, hex);
+        kf_tuf_hex(got, algs[i].n, hex);
         if (strcasecmp(want, hex) != 0)
             return refuse(KF_TUF_HASH, "%s: its %s is not the one the metadata gives", name,
                           algs[i].name);
@@ -693,7 +722,7 @@ enum kf_tuf_refusal kf_tuf_meta_of(const struct kf_tuf_trusted *t, enum kf_tuf_r
 
 /* ---- targets ---- */
 
-static enum kf_tuf_refusal target_read(const char *path, const json_t *e, struct kf_tuf_target *out)
+enum kf_tuf_refusal kf_tuf_target_of(const char *path, const json_t *e, struct kf_tuf_target *out)
 {
     const json_t *l = json_object_get(e, "length"), *h = json_object_get(e, "hashes"),
                  *c = json_object_get(e, "custom");
@@ -729,7 +758,7 @@ enum kf_tuf_refusal kf_tuf_target(const struct kf_tuf_trusted *t, const char *pa
     if (!t->held[KF_TUF_TARGETS].doc) return refuse(KF_TUF_ORDER, "no trusted targets metadata");
     e = json_object_get(json_object_get(signed_of(t->held[KF_TUF_TARGETS].doc), "targets"), path);
     if (!e) return refuse(KF_TUF_UNKNOWN, "no target %.80s", path);
-    return target_read(path, e, out);
+    return kf_tuf_target_of(path, e, out);
 }
 
 struct sorted {
@@ -759,7 +788,7 @@ void kf_tuf_targets_each(const struct kf_tuf_trusted *t,
     qsort(s, n, sizeof(*s), by_path);
     for (size_t i = 0; i < n; i++) {
         struct kf_tuf_target tg;
-        if (target_read(s[i].path, s[i].e, &tg) == KF_TUF_OK) cb(&tg, arg);
+        if (kf_tuf_target_of(s[i].path, s[i].e, &tg) == KF_TUF_OK) cb(&tg, arg);
     }
     kf_err_clear();
     free(s);
@@ -830,7 +859,7 @@ enum kf_err kf_tuf_keyid(const json_t *key, char keyid[KF_TUF_KEYID_HEX])
     kf_buf_init(&b, 64 * 1024);
     rc = kf_cjson_encode(key, &b);
     if (!rc && !sha(EVP_sha256(), b.data, b.len, h)) rc = kf_fail(KF_E_CRYPTO, "SHA-256 failed");
-    if (!rc) hex_of(h, sizeof(h), keyid);
+    if (!rc) kf_tuf_hex(h, sizeof(h), keyid);
     kf_buf_free(&b);
     return rc;
 }
@@ -844,7 +873,7 @@ enum kf_err kf_tuf_key_of(EVP_PKEY *pk, json_t **key, char keyid[KF_TUF_KEYID_HE
         size_t n = sizeof(raw);
         if (EVP_PKEY_get_raw_public_key(pk, raw, &n) != 1 || n != 32)
             return kf_fail(KF_E_CRYPTO, "cannot read the ed25519 public key");
-        hex_of(raw, 32, hex);
+        kf_tuf_hex(raw, 32, hex);
         *key = json_pack("{s:s, s:s, s:{s:s}}", "keytype", "ed25519", "scheme", "ed25519", "keyval",
                          "public", hex);
     } else if (EVP_PKEY_get_id(pk) == EVP_PKEY_EC) {
@@ -899,7 +928,7 @@ enum kf_err kf_tuf_sign_with(json_t *doc, const char *keyid, kf_tuf_sign_cb sign
     if (!rc) rc = sign(msg.data, msg.len, sig, &siglen, arg);
     kf_buf_free(&msg);
     if (rc) return rc;
-    hex_of(sig, siglen, hex);
+    kf_tuf_hex(sig, siglen, hex);
     json_array_foreach(sigs, i, s)
     {
         const char *has = json_string_value(json_object_get(s, "keyid"));

@@ -114,6 +114,14 @@ int kf_tuf_consistent_snapshot(const struct kf_tuf_trusted *t);
 enum kf_tuf_refusal kf_tuf_meta_of(const struct kf_tuf_trusted *t, enum kf_tuf_role role,
                                    int64_t *version, uint64_t *length);
 
+/*
+ * Whether `b[0..len)` is metadata of `role` signed by a threshold of that role's keys in root
+ * metadata `root` (itself checked only for form): what a vendor checks before publishing, and
+ * keyfleetd before it takes targets metadata. `*version` is the metadata's version.
+ */
+enum kf_tuf_refusal kf_tuf_verify_role(const uint8_t *root, size_t root_len, enum kf_tuf_role role,
+                                       const uint8_t *b, size_t len, int64_t *version);
+
 /* ---- targets ---- */
 
 struct kf_tuf_target {
@@ -123,6 +131,9 @@ struct kf_tuf_target {
     unsigned char sha256[32], sha512[64];
     const json_t *custom; /* borrowed from the trusted targets (NULL: none) */
 };
+
+/* Reads target `path`'s entry `e` of targets metadata (verified elsewhere) into `out`. */
+enum kf_tuf_refusal kf_tuf_target_of(const char *path, const json_t *e, struct kf_tuf_target *out);
 
 /* The target `path` in the trusted targets metadata: KF_TUF_UNKNOWN when there is none. */
 enum kf_tuf_refusal kf_tuf_target(const struct kf_tuf_trusted *t, const char *path,
@@ -172,6 +183,15 @@ enum kf_err kf_tuf_sign(json_t *doc, EVP_PKEY *key);
 /* Sign callback over an EVP_PKEY (`arg`): ed25519 raw, P-256 SHA-256 DER. */
 enum kf_err kf_tuf_sign_pkey(const uint8_t *msg, size_t len, uint8_t *sig, size_t *siglen,
                              void *arg);
+
+/*
+ * Whether `name` may name a target keyfleet publishes: a relative path of letters, digits and
+ * ._-+/, no empty level, no "..", shorter than KF_TUF_PATH_MAX (it becomes a file path).
+ */
+int kf_tuf_name_ok(const char *name);
+
+/* `n` bytes as lower-case hex into `out` (2n+1 bytes). */
+void kf_tuf_hex(const unsigned char *b, size_t n, char *out);
 
 /* "2026-12-07T10:00:00Z" for `when` (UTC) into `out` (at least 21 bytes). */
 void kf_tuf_time(time_t when, char *out, size_t cap);

@@ -14,6 +14,7 @@
 #include "server/ca/checkpoint.h"
 #include "server/hub/hub.h"
 #include "server/net/listen.h"
+#include "server/ops/updates.h"
 #include "server/worker.h"
 
 /* The commit hint: every open connection may be about to write an enrollment. */
@@ -241,6 +242,32 @@ static void audit_tick(struct kf_daemon *d, unsigned quarter)
     kf_snapshot_release(cur);
 }
 
+/*
+ * The signed-update repository's online roles: a timestamp lives a day and a snapshot a week, so
+ * keyfleetd signs new ones before half of that is gone, at start and then once a minute.
+ */
+static void updates_refresh(struct kf_daemon *d)
+{
+    int renewed = 0;
+    if (kf_updates_refresh(d->deploy, 0, &renewed) != KF_OK)
+        kf_log(KF_LOG_WARN, "updates", "cannot renew the repository's timestamp", "error",
+               kf_errmsg(), NULL);
+    else if (renewed)
+        kf_log(KF_LOG_INFO, "updates", "renewed the repository's timestamp", NULL);
+    kf_err_clear();
+}
+
+static enum kf_err updates_open(struct kf_daemon *d)
+{
+    updates_refresh(d);
+    return KF_OK;
+}
+
+static void updates_tick(struct kf_daemon *d, unsigned quarter)
+{
+    if (quarter % 240 == 0) updates_refresh(d);
+}
+
 /* A last checkpoint: what this run added to the audit log is vouched for. */
 static void audit_stop(struct kf_daemon *d)
 {
@@ -358,6 +385,7 @@ static const struct subsystem subsystems[] = {
     {"snapshot", snapshot_open, NULL, NULL, snapshot_tick, NULL, NULL, snapshot_free},
     {"hub", hub_open, NULL, hub_reload, hub_tick, NULL, NULL, hub_free},
     {"audit", NULL, NULL, NULL, audit_tick, NULL, audit_stop, NULL},
+    {"updates", updates_open, NULL, NULL, updates_tick, NULL, NULL, NULL},
     {"workers", workers_open, workers_start, NULL, NULL, workers_drain, workers_stop, workers_free},
 };
 #define N_SUBSYSTEMS (sizeof(subsystems) / sizeof(subsystems[0]))
