@@ -203,6 +203,37 @@ check "and said so" grep -q "renewed the repository's timestamp" "$T/kfd.log"
 stop_kfd
 mirror
 
+# ---- keyfleetd serves the repository over mutual TLS; tuf-js reads it as a device ----
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/gw-1.key" \
+    -out "$T/gw-1.csr" -subj "/CN=gw-1" 2>/dev/null
+ok "a device certificate" cert issue --device gw-1 --csr "$T/gw-1.csr" --out "$T/gw-1.pem"
+start_kfd
+DEV=(--cert "$T/gw-1.pem" --key "$T/gw-1.key" --cacert "$T/d/ca/root.crt")
+code=$(curl -s "${DEV[@]}" -o "$T/ts.got" -w '%{http_code} %{content_type}' "$URL/updates/metadata/timestamp.json")
+equals "timestamp.json over mTLS" "$code" "200 application/json"
+check "the published bytes" cmp "$T/ts.got" "$T/d/updates/repo/metadata/timestamp.json"
+curl -s "${DEV[@]}" -D "$T/hdr" -o /dev/null "$URL/updates/metadata/timestamp.json"
+check "metadata is not cached" grep -qi "^cache-control: no-store" "$T/hdr"
+TFILE=$(find "$T/d/updates/repo/targets/gw" -name "*.fw-2.0.bin" | head -1)
+TURL="$URL/updates/targets/gw/$(basename "$TFILE")"
+code=$(curl -s "${DEV[@]}" -o "$T/part1" -w '%{http_code}' -r 0-999999 "$TURL")
+equals "the first part: 206" "$code" 206
+code=$(curl -s "${DEV[@]}" -o "$T/part2" -w '%{http_code}' -r 1000000- "$TURL")
+equals "the rest, resumed: 206" "$code" 206
+cat "$T/part1" "$T/part2" >"$T/whole"
+check "the two parts are the image" cmp "$T/whole" "$T/fw-2.bin"
+curl -s "${DEV[@]}" -D "$T/hdr" -o /dev/null -r -1000 "$TURL"
+check "a suffix range names its bytes" grep -qi "^content-range: bytes 2499000-2499999/2500000" "$T/hdr"
+code=$(curl -s "${DEV[@]}" -o /dev/null -w '%{http_code}' "$TURL")
+equals "the whole image: 200" "$code" 200
+rm -rf "$T/dev3"
+mkdir -p "$T/dev3" && cp "$T/d/updates/repo/metadata/1.root.json" "$T/dev3/root.json"
+TUF=$(TUF_CERT="$T/gw-1.pem" TUF_KEY="$T/gw-1.key" TUF_CA="$T/d/ca/root.crt" \
+    node "$JS/tuf_client.mjs" "$T/dev3" "$URL/updates/metadata" "$URL/updates/targets" gw/fw-2.0.bin "$T/dev3.got" 2>&1)
+contains "tuf-js through keyfleetd's mTLS listener (root chain 1 -> 2)" "$TUF" "OK gw/fw-2.0.bin 2500000"
+check "its image" cmp "$T/dev3.got" "$T/fw-2.bin"
+stop_kfd
+
 # ---- a lying server or mirror: tuf-js refuses each ----
 tuf dev1 gw/fw-2.0.bin
 contains "dev1 is up to date before the attacks" "$TUF" "OK gw/fw-2.0.bin"

@@ -5,8 +5,38 @@
 //   node tuf_client.mjs METADATA_DIR METADATA_URL TARGETS_URL TARGET OUT
 //
 // Prints "OK <target> <length> <custom>" and exits 0, or "REFUSED <error class> <message>" and
-// exits 3.
-import { Updater } from 'tuf-js';
+// exits 3. With TUF_CERT, TUF_KEY and TUF_CA set it fetches over mutual TLS with that client
+// certificate, as a device does from keyfleetd (Node's https; the TLS trust is that CA only).
+import fs from 'node:fs';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import { BaseFetcher, Updater } from 'tuf-js';
+
+const require = createRequire(import.meta.url);
+const { DownloadHTTPError } = require('tuf-js/dist/error');
+
+class MutualTlsFetcher extends BaseFetcher {
+  constructor(cert, key, ca) {
+    super();
+    this.agent = new https.Agent({ cert, key, ca, keepAlive: true, minVersion: 'TLSv1.2' });
+  }
+
+  fetch(url) {
+    return new Promise((resolve, reject) => {
+      https
+        .get(url, { agent: this.agent }, (res) => {
+          if (res.statusCode !== 200) {
+            res.resume();
+            reject(new DownloadHTTPError(`Failed to download ${url}`, res.statusCode));
+            return;
+          }
+          resolve(Readable.toWeb(res));
+        })
+        .on('error', reject);
+    });
+  }
+}
 
 const [metadataDir, metadataBaseUrl, targetBaseUrl, name, out] = process.argv.slice(2);
 if (!out) {
@@ -20,6 +50,13 @@ try {
     targetBaseUrl,
     targetDir: metadataDir,
     config: { fetchRetries: 0 },
+    fetcher: process.env.TUF_CERT
+      ? new MutualTlsFetcher(
+          fs.readFileSync(process.env.TUF_CERT),
+          fs.readFileSync(process.env.TUF_KEY),
+          fs.readFileSync(process.env.TUF_CA),
+        )
+      : undefined,
   });
   await updater.refresh();
   const info = await updater.getTargetInfo(name);

@@ -25,6 +25,7 @@ struct kf_prov_conf {
     int drain_timeout_ms;              /* on SIGTERM, how long in-flight requests may take */
     int session_cache;                 /* TLS sessions kept for resumption (both listeners) */
     int commit_delay_us;               /* group commit: longest wait for more writers */
+    unsigned max_downloads;            /* signed-update files being sent at once, in all */
     struct kf_conf_nets metrics_allow; /* who may read /metrics by address */
     int metrics_certificate;           /* 1: a keyfleet service certificate may, from anywhere */
 };

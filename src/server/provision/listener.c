@@ -1,11 +1,14 @@
 #include "server/provision/listener.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -20,6 +23,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/est.h"
+#include "common/tuf.h"
 #include "server/net/accept.h"
 #include "server/provision/metrics.h"
 #include "server/provision/provision.h"
@@ -70,6 +74,9 @@ struct conn {
     char serial[KF_SERIAL_HEX_MAX]; /* the certificate the answer carries, if any */
     char hub[KF_ID_MAX + 1];        /* the hub it assigns, if any */
     const char *error;              /* the refusal's code, if it is one (static) */
+    /* a signed-update file being sent (dl_open): what is left of it, from dl_off */
+    int dl_open, dl_fd, dl_status;
+    uint64_t dl_off, dl_left;
 };
 
 /* ---- answering ---- */
@@ -82,6 +89,7 @@ static int64_t elapsed_us(const struct timespec *since)
 }
 
 static void conn_free(struct conn *c);
+static void conn_close(struct conn *c);
 static void process(struct conn *c);
 
 static void arm_deadline(struct conn *c)
@@ -446,33 +454,49 @@ static int label_known(struct kf_prov_service *svc, const char *label)
 }
 
 /*
+ * Whose operational certificate `c` presented, if it stands now: a device's (1) or a keyfleet
+ * service's (2), its name into `id`; 0 for none (no certificate, a factory one, one that does not
+ * verify, or a revoked or disabled identity).
+ */
+static int operational_peer(struct conn *c, const struct kf_snapshot *reg, char *id, size_t cap)
+{
+    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
+    char serial[KF_SERIAL_HEX_MAX];
+    size_t n = 0;
+    int kind = 0;
+
+    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX,
+                    &n) == KF_OK &&
+        leaf &&
+        kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT, NULL) ==
+            KF_OK) {
+        kf_cert_serial_hex(leaf, serial);
+        if (kf_cert_uri_san(leaf, KF_URN_DEVICE, id, cap) == KF_OK)
+            kind = 1;
+        else if (kf_cert_uri_san(leaf, KF_URN_SERVICE, id, cap) == KF_OK)
+            kind = 2;
+        if (kind &&
+            (kf_snapshot_blocked(reg, kind == 2, id) || kf_snapshot_cert_revoked(reg, serial)))
+            kind = 0;
+    }
+    kf_err_clear();
+    kf_cert_free(leaf);
+    for (size_t i = 0; i < n; i++)
+        kf_cert_free(chain[i]);
+    return kind;
+}
+
+/*
  * Whether `c` may read /metrics: from [provisioning] metrics_allow (default: loopback), or with a
  * keyfleet service certificate that stands (metrics_certificate). The metrics tell the fleet's
  * size and load, refusal counts, the CRL's age: not for anyone who can reach the port.
  */
 static int metrics_allowed(struct conn *c, const struct kf_snapshot *reg)
 {
-    struct kf_cert *leaf = NULL, *chain[KF_PROV_CHAIN_MAX];
-    size_t n = 0;
-    int ok = 0;
-
+    char name[KF_ID_MAX + 1];
     if (kf_conf_nets_match(&reg->cfg.provisioning.metrics_allow, c->head.ip_text, 0)) return 1;
-    if (!reg->cfg.provisioning.metrics_certificate) return 0;
-    if (kf_tls_peer(bufferevent_openssl_get_ssl(c->head.bev), &leaf, chain, KF_PROV_CHAIN_MAX,
-                    &n) == KF_OK &&
-        leaf) {
-        char name[KF_ID_MAX + 1], serial[KF_SERIAL_HEX_MAX];
-        kf_cert_serial_hex(leaf, serial);
-        ok = kf_trust_verify(reg->operational, leaf, chain, n, time(NULL), KF_PURPOSE_CLIENT,
-                             NULL) == KF_OK &&
-             kf_cert_uri_san(leaf, KF_URN_SERVICE, name, sizeof(name)) == KF_OK &&
-             !kf_snapshot_blocked(reg, 1, name) && !kf_snapshot_cert_revoked(reg, serial);
-    }
-    kf_err_clear();
-    kf_cert_free(leaf);
-    for (size_t i = 0; i < n; i++)
-        kf_cert_free(chain[i]);
-    return ok;
+    return reg->cfg.provisioning.metrics_certificate &&
+           operational_peer(c, reg, name, sizeof(name)) == 2;
 }
 
 static void serve_metrics(struct conn *c)
@@ -510,6 +534,210 @@ static void serve_metrics(struct conn *c)
     kf_buf_free(&out);
 }
 
+/* ---- signed updates: the repository's files, to devices and services ---- */
+
+#define DL_CHUNK 65536        /* read from the file at a time */
+#define DL_LOW   (256 * 1024) /* refilled when less than this is waiting to be sent */
+
+/* Gives back the download slot and the file. */
+static void dl_end(struct conn *c)
+{
+    if (!c->dl_open) return;
+    close(c->dl_fd);
+    c->dl_open = 0;
+    c->dl_fd = -1;
+    __atomic_fetch_sub(&c->l->svc->downloads, 1, __ATOMIC_RELAXED);
+    if (c->head.bev) bufferevent_setwatermark(c->head.bev, EV_WRITE, 0, 0);
+}
+
+/* Queues more of the file while little is waiting; the request ends with its last byte. */
+static void dl_refill(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->head.bev);
+    while (c->dl_left && evbuffer_get_length(out) < DL_LOW) {
+        struct evbuffer_iovec v;
+        size_t want = c->dl_left < DL_CHUNK ? (size_t)c->dl_left : DL_CHUNK;
+        ssize_t got;
+        if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) < 1) break;
+        got = pread(c->dl_fd, v.iov_base, want, (off_t)c->dl_off);
+        if (got <= 0) {
+            /* the file changed under us: the answer cannot be finished */
+            kf_log(KF_LOG_WARN, "http", "an update file could not be read", "path", c->path, NULL);
+            dl_end(c);
+            c->busy = 0;
+            c->closing = 1;
+            conn_close(c);
+            return;
+        }
+        v.iov_len = (size_t)got;
+        evbuffer_commit_space(out, &v, 1);
+        c->dl_off += (uint64_t)got;
+        c->dl_left -= (uint64_t)got;
+    }
+    if (c->dl_left) {
+        /* A reader too slow to take DL_LOW bytes within the request deadline holds no slot. */
+        arm_deadline(c);
+        return;
+    }
+    {
+        char ms[32], st[8];
+        dl_end(c);
+        evtimer_del(c->head.timer);
+        kf_metrics_request(&c->l->metrics, c->ep, c->dl_status,
+                           (double)elapsed_us(&c->started) / 1e6);
+        snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
+        snprintf(st, sizeof(st), "%d", c->dl_status);
+        kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st,
+               "ms", ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, NULL);
+        c->busy = 0;
+    }
+}
+
+/*
+ * A Range header (RFC 9110 14.2): one range, "bytes=first-last", "first-" or "-suffix". 1 with
+ * [*first, *last] (inclusive, within `size`); 0 when there is none or it is not one this
+ * server takes (then the whole file is sent, as the RFC allows); -1 when it cannot be satisfied.
+ */
+static int parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    unsigned long long a = 0, b = 0;
+    int has_a = 0, has_b = 0;
+    const char *p;
+    if (!v || strncmp(v, "bytes=", 6) != 0 || strchr(v, ',')) return 0;
+    p = v + 6;
+    for (; *p >= '0' && *p <= '9'; p++, has_a = 1) {
+        if (a > (~0ULL - 9) / 10) return 0;
+        a = a * 10 + (unsigned)(*p - '0');
+    }
+    if (*p++ != '-') return 0;
+    for (; *p >= '0' && *p <= '9'; p++, has_b = 1) {
+        if (b > (~0ULL - 9) / 10) return 0;
+        b = b * 10 + (unsigned)(*p - '0');
+    }
+    if (*p || (!has_a && !has_b) || (has_a && has_b && b < a)) return 0;
+    if (!has_a) { /* the last b bytes */
+        if (b == 0 || size == 0) return -1;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (a >= size) return -1;
+    *first = a;
+    *last = has_b && b < size ? b : size - 1;
+    return 1;
+}
+
+/* The file a /updates/ path names in the repository, or 0 (not a name the repository has). */
+static int update_file(const struct kf_prov_service *svc, const char *path, char *out, size_t cap,
+                       int *metadata)
+{
+    static const char meta[] = "/updates/metadata/", tgt[] = "/updates/targets/";
+    const char *name;
+    *metadata = strncmp(path, meta, sizeof(meta) - 1) == 0;
+    if (!*metadata && strncmp(path, tgt, sizeof(tgt) - 1) != 0) return 0;
+    name = path + (*metadata ? sizeof(meta) : sizeof(tgt)) - 1;
+    /* Metadata: root.json, timestamp.json, N.root|snapshot|targets.json; targets: TUF names. */
+    if (*metadata) {
+        size_t digits = strspn(name, "0123456789");
+        if (strcmp(name, "root.json") != 0 && strcmp(name, "timestamp.json") != 0 &&
+            !(digits > 0 && digits < 19 &&
+              (strcmp(name + digits, ".root.json") == 0 ||
+               strcmp(name + digits, ".snapshot.json") == 0 ||
+               strcmp(name + digits, ".targets.json") == 0)))
+            return 0;
+    } else if (!kf_tuf_name_ok(name)) {
+        return 0;
+    }
+    return (size_t)snprintf(out, cap, "%s/updates/repo/%s/%s", svc->deploy->dir,
+                            *metadata ? "metadata" : "targets", name) < cap;
+}
+
+static void serve_update(struct conn *c, const struct kf_http_request *req)
+{
+    struct kf_prov_service *svc = c->l->svc;
+    char path[KF_CONF_PATH_MAX + KF_HTTP_TARGET_MAX], head[512];
+    uint64_t first = 0, last = 0, size;
+    struct kf_snapshot *reg;
+    struct stat st;
+    int metadata, kind, fd, range, close_after;
+
+    if (strcmp(req->method, "GET") != 0) {
+        kf_metrics_refusal(&c->l->metrics, KF_REFUSAL_METHOD_NOT_ALLOWED);
+        c->error = kf_refusal_name(KF_REFUSAL_METHOD_NOT_ALLOWED);
+        send_json(c, 405,
+                  json_pack("{s:s, s:s}", "error", "method_not_allowed", "message", "use GET"),
+                  "Allow: GET\r\n");
+        return;
+    }
+    reg = kf_snapshot_get(svc->snapshot);
+    kind = operational_peer(c, reg, c->id, sizeof(c->id));
+    kf_snapshot_release(reg);
+    if (!kind) {
+        c->id[0] = '\0';
+        send_refusal(c, 403, KF_REFUSAL_FORBIDDEN,
+                     "signed updates are served to devices and services with a certificate of "
+                     "this deployment that stands",
+                     EVENT_CLAIMED);
+        return;
+    }
+    if (!update_file(svc, req->path, path, sizeof(path), &metadata)) {
+        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such update file", NO_EVENT);
+        return;
+    }
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        send_refusal(c, 404, KF_REFUSAL_NOT_FOUND, "no such update file", NO_EVENT);
+        return;
+    }
+    size = (uint64_t)st.st_size;
+    range = parse_range(kf_http_header(req, "Range"), size, &first, &last);
+    if (range < 0) {
+        char extra[64];
+        close(fd);
+        kf_metrics_refusal(&c->l->metrics, KF_REFUSAL_RANGE_NOT_SATISFIABLE);
+        c->error = kf_refusal_name(KF_REFUSAL_RANGE_NOT_SATISFIABLE);
+        snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n", (unsigned long long)size);
+        send_json(c, 416,
+                  json_pack("{s:s, s:s}", "error", "range_not_satisfiable", "message",
+                            "the range is beyond the file"),
+                  extra);
+        return;
+    }
+    if (!range && size) last = size - 1;
+    if (__atomic_fetch_add(&svc->downloads, 1, __ATOMIC_RELAXED) >= svc->conf.max_downloads) {
+        __atomic_fetch_sub(&svc->downloads, 1, __ATOMIC_RELAXED);
+        close(fd);
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED,
+                     "too many update downloads at once (provisioning.max_downloads); come back "
+                     "later",
+                     NO_EVENT);
+        return;
+    }
+    close_after = c->closing || c->l->draining || __atomic_load_n(svc->draining, __ATOMIC_RELAXED);
+    c->closing = close_after;
+    c->dl_status = range ? 206 : 200;
+    c->dl_fd = fd;
+    c->dl_open = 1;
+    c->dl_off = first;
+    c->dl_left = size ? last - first + 1 : 0;
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n"
+             "Accept-Ranges: bytes\r\n%s%s",
+             c->dl_status, kf_http_reason(c->dl_status),
+             metadata ? "application/json" : "application/octet-stream",
+             (unsigned long long)c->dl_left, metadata ? "Cache-Control: no-store\r\n" : "",
+             close_after ? "Connection: close\r\n" : "");
+    bufferevent_write(c->head.bev, head, strlen(head));
+    if (range)
+        evbuffer_add_printf(bufferevent_get_output(c->head.bev),
+                            "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+                            (unsigned long long)last, (unsigned long long)size);
+    bufferevent_write(c->head.bev, "\r\n", 2);
+    bufferevent_setwatermark(c->head.bev, EV_WRITE, DL_LOW, 0);
+    dl_refill(c);
+}
+
 static void dispatch(struct conn *c, const struct kf_http_request *req)
 {
     struct kf_prov_service *svc = c->l->svc;
@@ -521,6 +749,7 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
     c->label[0] = '\0';
     if (!r) r = labelled_route(req->path, c->label, sizeof(c->label));
     c->ep = r ? r->ep : KF_EP_OTHER;
+    if (!r && strncmp(req->path, "/updates/", 9) == 0) c->ep = KF_EP_UPDATES;
     if (c->l->draining || __atomic_load_n(svc->draining, __ATOMIC_RELAXED)) {
         c->closing = 1;
         send_refusal(c, 503, KF_REFUSAL_OVERLOADED, "keyfleetd is shutting down", 0);
@@ -536,6 +765,10 @@ static void dispatch(struct conn *c, const struct kf_http_request *req)
                   json_pack("{s:s, s:s}", "error", "rate_limited", "message",
                             "too many requests from this address; slow down"),
                   extra);
+        return;
+    }
+    if (c->ep == KF_EP_UPDATES) {
+        serve_update(c, req);
         return;
     }
     if (!r) {
@@ -670,6 +903,10 @@ static void conn_close(struct conn *c)
         c->head.bev = NULL;
     }
     if (c->head.timer) evtimer_del(c->head.timer);
+    if (c->dl_open) { /* a download has no job out: nothing to wait for */
+        dl_end(c);
+        c->busy = 0;
+    }
     if (c->busy) {
         c->dead = 1; /* wake_cb frees it */
         return;
@@ -690,6 +927,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
+    if (c->dl_open) {
+        dl_refill(c);
+        return;
+    }
     if (c->busy) return;
     if (c->closing) {
         conn_close(c);

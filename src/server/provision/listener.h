@@ -34,6 +34,7 @@ struct kf_prov_service {
     struct kf_events *events;            /* the sink refusals go through */
     struct kf_prov_conf conf;            /* [provisioning], as keyfleet.conf sets it */
     const int *draining;                 /* atomic: keyfleetd is stopping */
+    unsigned downloads;                  /* atomic: signed-update files being sent */
     struct kf_prov_listener **listeners; /* every worker's, for /metrics */
     size_t n_listeners;
     /* /metrics: the gauges of the rest of keyfleetd (the hub's), filled in by the daemon */

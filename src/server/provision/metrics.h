@@ -64,6 +64,7 @@
     X(REGISTER, "register")             \
     X(HEALTHZ, "healthz")               \
     X(METRICS, "metrics")               \
+    X(UPDATES, "updates")               \
     X(OTHER, "other")
 
 /* What a request asked for. */

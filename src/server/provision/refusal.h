@@ -37,7 +37,8 @@
     X(NAME_CONFLICT, "name_conflict")                             \
     X(FORBIDDEN, "forbidden")                                     \
     X(APPROVAL_REJECTED, "approval_rejected")                     \
-    X(APPROVAL_CONFLICT, "approval_conflict")
+    X(APPROVAL_CONFLICT, "approval_conflict")                     \
+    X(RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
 
 enum kf_refusal {
 #define KF_REFUSAL_ENUM_(name, label) KF_REFUSAL_##name,

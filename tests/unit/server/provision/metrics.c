@@ -48,6 +48,7 @@ static const char idle_text[] =
     "keyfleet_refusals_total{reason=\"forbidden\"} 0\n"
     "keyfleet_refusals_total{reason=\"approval_rejected\"} 0\n"
     "keyfleet_refusals_total{reason=\"approval_conflict\"} 0\n"
+    "keyfleet_refusals_total{reason=\"range_not_satisfiable\"} 0\n"
     "# HELP keyfleet_tls_handshakes_total TLS handshakes, by result.\n"
     "# TYPE keyfleet_tls_handshakes_total counter\n"
     "keyfleet_tls_handshakes_total{result=\"full\"} 0\n"
