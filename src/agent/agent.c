@@ -30,6 +30,7 @@
 #include "common/ini.h"
 #include "common/log.h"
 #include "keyfleet/device.h"
+#include "keyfleet/update.h"
 
 #define MAX_SOURCES    32
 #define MAX_HANDLERS   64
@@ -79,6 +80,10 @@ struct agent {
     off_t log_off;
     char line[4096];
     size_t line_len;
+    /* [update]: signed software updates */
+    char up_root[1024], up_hardware[72], up_handler[1024];
+    int up_interval_s;
+    uint64_t up_next_ms;
     struct kf_device *dev;
 };
 
@@ -123,10 +128,10 @@ static enum kf_err conf_cb(const char *section, const char *key, const char *val
     (void)line;
     if (!key) {
         if (strcmp(section, "device") && strcmp(section, "telemetry") &&
-            strcmp(section, "commands") && strcmp(section, "logwatch"))
+            strcmp(section, "commands") && strcmp(section, "logwatch") && strcmp(section, "update"))
             return kf_fail(KF_E_CONFIG,
                            "unknown section [%s] (device, telemetry, commands, "
-                           "logwatch)",
+                           "logwatch, update)",
                            section);
         return KF_OK;
     }
@@ -194,6 +199,29 @@ static enum kf_err conf_cb(const char *section, const char *key, const char *val
         snprintf(h->name, sizeof(h->name), "%s", key);
         return copy(h->path, sizeof(h->path), value, key);
     }
+    if (strcmp(section, "update") == 0) {
+        if (!strcmp(key, "root")) return copy(a->up_root, sizeof(a->up_root), value, key);
+        if (!strcmp(key, "hardware")) {
+            if (!valid_name(value))
+                return kf_fail(KF_E_CONFIG, "update hardware \"%s\": letters, digits, _ - .",
+                               value);
+            return copy(a->up_hardware, sizeof(a->up_hardware), value, key);
+        }
+        if (!strcmp(key, "handler")) {
+            if (value[0] != '/') return kf_fail(KF_E_CONFIG, "update handler: an absolute path");
+            return copy(a->up_handler, sizeof(a->up_handler), value, key);
+        }
+        if (!strcmp(key, "interval")) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            if (*end || v < 1 || v > 7 * 86400)
+                return kf_fail(KF_E_CONFIG, "update interval must be 1 to 604800 seconds");
+            a->up_interval_s = (int)v;
+            return KF_OK;
+        }
+        return kf_fail(KF_E_CONFIG,
+                       "unknown key %s in [update] (root, hardware, handler, interval)", key);
+    }
     /* logwatch */
     if (!strcmp(key, "file")) return copy(a->logfile, sizeof(a->logfile), value, key);
     if (!strcmp(key, "journal")) {
@@ -217,6 +245,10 @@ static enum kf_err read_config(const char *path, struct agent *a)
                        "%s: [device] needs provisioning_url, factory_cert, "
                        "factory_key, trust_anchor and data_dir",
                        path);
+    if ((a->up_root[0] || a->up_hardware[0] || a->up_handler[0]) &&
+        (!a->up_root[0] || !a->up_hardware[0] || !a->up_handler[0]))
+        return kf_fail(KF_E_CONFIG, "%s: [update] needs root, hardware and handler", path);
+    if (a->up_root[0] && !a->up_interval_s) a->up_interval_s = 3600;
     return KF_OK;
 }
 
@@ -294,6 +326,69 @@ static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t 
     }
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return KF_OK;
+}
+
+/* ---- signed updates ---- */
+
+static void update_event(struct agent *a, const char *type, const char *severity, json_t *detail)
+{
+    char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(detail);
+    if (text && kf_report_event(a->dev, type, severity, text))
+        kf_log(KF_LOG_WARN, "agent", "cannot queue an event", "type", type, NULL);
+    free(text);
+}
+
+/*
+ * Checks for a release for this hardware, downloads and verifies it, and hands it to the
+ * handler (HANDLER FILE VERSION NAME), which installs it; the installed version is recorded once
+ * the handler says it succeeded, and never goes down.
+ */
+static void poll_update(struct agent *a)
+{
+    struct kf_update_offer offer;
+    char file[1200], version[32];
+    struct kf_buf out;
+    int status = 0;
+
+    if (!a->up_root[0] || mono_ms() < a->up_next_ms) return;
+    a->up_next_ms = mono_ms() + (uint64_t)a->up_interval_s * 1000;
+    if (kf_update_check(a->dev, a->up_root, a->up_hardware, 0, &offer)) {
+        kf_log(KF_LOG_WARN, "agent", "update check failed", "error", kf_device_errmsg(), NULL);
+        return;
+    }
+    if (!offer.available) return;
+    snprintf(file, sizeof(file), "%s/update.img", a->data_dir);
+    kf_log(KF_LOG_INFO, "agent", "an update", "name", offer.name, NULL);
+    if (kf_update_download(a->dev, &offer, file)) {
+        kf_log(KF_LOG_WARN, "agent", "update download failed", "error", kf_device_errmsg(), NULL);
+        a->up_next_ms = mono_ms() + 2000; /* a broken download resumes soon */
+        return;
+    }
+    snprintf(version, sizeof(version), "%lld", (long long)offer.version);
+    update_event(a, "update.installing", "info",
+                 json_pack("{s:s, s:I}", "name", offer.name, "version", (json_int_t)offer.version));
+    {
+        char *argv[] = {a->up_handler, file, version, offer.name, NULL};
+        kf_buf_init(&out, OUTPUT_MAX);
+        if (run_program(argv, NULL, 0, &out, &status)) status = -1;
+        kf_buf_free(&out);
+    }
+    unlink(file);
+    if (status != 0) {
+        update_event(a, "update.failed", "critical",
+                     json_pack("{s:s, s:s, s:I, s:i}", "reason", "handler_failed", "name",
+                               offer.name, "version", (json_int_t)offer.version, "status", status));
+        return;
+    }
+    if (kf_update_installed(a->dev, offer.version)) {
+        kf_log(KF_LOG_ERROR, "agent", "cannot record the installed version", "error",
+               kf_device_errmsg(), NULL);
+        return;
+    }
+    update_event(a, "update.installed", "info",
+                 json_pack("{s:s, s:I}", "name", offer.name, "version", (json_int_t)offer.version));
+    kf_log(KF_LOG_INFO, "agent", "update installed", "name", offer.name, "version", version, NULL);
 }
 
 static void poll_sources(struct agent *a)
@@ -593,6 +688,7 @@ int main(int argc, char **argv)
         }
         kf_device_info(a->dev, &info);
         if (info.provisioned) poll_sources(a);
+        if (info.provisioned) poll_update(a);
         poll_log(a);
     }
     kf_log(KF_LOG_INFO, "agent", "stopping", NULL);

@@ -28,6 +28,7 @@
 #include "device/https_client.h"
 #include "device/keygen.h"
 #include "device/pkcs11_gen.h"
+#include "device/device_priv.h"
 #include "device/tls_client.h"
 #include "keyfleet/backoff.h"
 #include "keyfleet/mqtt_client.h"
@@ -107,10 +108,12 @@ static void state(struct kf_device *d, const char *what, const char *detail)
 
 /* ---- events ---- */
 
+/* "device.<name>", or "update.<name>" for the steps of a software update (keyfleet/update.h). */
 static int type_ok(const char *t)
 {
     size_t n = t ? strlen(t) : 0;
-    return n >= 8 && n <= 64 && strncmp(t, "device.", 7) == 0 &&
+    return n >= 8 && n <= 64 &&
+           (strncmp(t, "device.", 7) == 0 || (strncmp(t, "update.", 7) == 0)) &&
            strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._") == n;
 }
 
@@ -124,7 +127,8 @@ int kf_report_event(struct kf_device *d, const char *type, const char *severity,
 
     if (!type_ok(type))
         return kf_fail(KF_E_INVALID,
-                       "event type \"%s\" must be device.<name> (lower-case letters, "
+                       "event type \"%s\" must be device.<name> or update.<name> (lower-case "
+                       "letters, "
                        "digits, '.', '_'; at most 64 characters)",
                        type ? type : "");
     if (!severity) severity = "warning";
@@ -944,4 +948,18 @@ void kf_device_close(struct kf_device *d, int flush_ms)
     free(d->anchor);
     free(d->hub_override);
     free(d);
+}
+
+enum kf_err kf_device_link(struct kf_device *d, struct kf_device_link *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!d->have_id || !d->id.tls)
+        return kf_fail(KF_E_CONFLICT, "the device is not provisioned yet");
+    out->tls = d->id.tls;
+    out->host = d->prov_host;
+    out->port = d->prov_port;
+    out->prefix = d->prov_prefix;
+    out->dir = d->dir;
+    out->timeout_ms = d->cfg.io_timeout_ms;
+    return KF_OK;
 }

@@ -86,6 +86,72 @@ out:
     return rc;
 }
 
+enum kf_err kf_https_get(struct kf_tlsc *t, const char *host, int port, const char *path,
+                         uint64_t from, int timeout_ms,
+                         enum kf_err (*body_cb)(void *arg, const void *p, size_t n), void *arg,
+                         int *status, char *problem, size_t cap)
+{
+    struct kf_tlsc_conn *c = NULL;
+    struct kf_buf req, head_buf;
+    struct kf_http_head head;
+    uint64_t left = 0;
+    int have_head = 0;
+    enum kf_err rc;
+
+    *status = 0;
+    kf_buf_init(&req, 4096);
+    kf_buf_init(&head_buf, KF_HTTP_HEAD_MAX + 8192);
+    rc = kf_tlsc_connect(t, host, port, timeout_ms, &c, problem, cap);
+    if (!rc)
+        rc = kf_buf_appendf(&req,
+                            "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: libkeyfleet/" KF_VERSION
+                            "\r\nAccept: */*\r\nConnection: close\r\n",
+                            path, host, port);
+    if (!rc && from) rc = kf_buf_appendf(&req, "Range: bytes=%llu-\r\n", (unsigned long long)from);
+    if (!rc) rc = kf_buf_append_str(&req, "\r\n");
+    if (!rc) rc = kf_tlsc_write_all(c, req.data, req.len, timeout_ms);
+    while (!rc) {
+        char chunk[16384];
+        size_t got = 0;
+        rc = kf_tlsc_read_some(c, chunk, sizeof(chunk), &got, timeout_ms);
+        if (rc || got == 0) break;
+        if (!have_head) {
+            int hp;
+            if (kf_buf_append(&head_buf, chunk, got) != KF_OK) {
+                rc = kf_fail(KF_E_MALFORMED, "%s:%d: the answer's head is too long", host, port);
+                break;
+            }
+            hp = kf_http_head_parse((const char *)head_buf.data, head_buf.len, &head);
+            if (hp < 0 || (hp == 1 && (head.chunked || !head.has_length))) {
+                rc = kf_fail(KF_E_MALFORMED, "%s:%d did not answer in HTTP with a length", host,
+                             port);
+                break;
+            }
+            if (!hp) continue;
+            have_head = 1;
+            *status = head.status;
+            left = head.content_length;
+            if (head.status != 200 && head.status != 206) break;
+            got = head_buf.len - head.head_len;
+            if (got > left) got = (size_t)left;
+            if (got) rc = body_cb(arg, head_buf.data + head.head_len, got);
+            left -= got;
+        } else {
+            if (got > left) got = (size_t)left;
+            if (got) rc = body_cb(arg, chunk, got);
+            left -= got;
+        }
+        if (have_head && !left) break;
+    }
+    if (!rc && !have_head) rc = kf_fail(KF_E_MALFORMED, "%s:%d did not answer", host, port);
+    if (!rc && (*status == 200 || *status == 206) && left)
+        rc = kf_fail(KF_E_MALFORMED, "the answer from %s:%d was cut short", host, port);
+    kf_tlsc_close(c);
+    kf_buf_free(&req);
+    kf_buf_free(&head_buf);
+    return rc;
+}
+
 enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, int *port, char *prefix,
                                size_t xcap)
 {

@@ -6,6 +6,7 @@
 #define KF_DEVICE_HTTPS_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -30,6 +31,17 @@ enum kf_err kf_https_request(struct kf_tlsc *t, const char *host, int port, cons
                              const char *path, const char *content_type, const void *body,
                              size_t len, int timeout_ms, struct kf_https_response *resp,
                              char *problem, size_t cap);
+
+/*
+ * GET `path` from `host:port`, asking for the bytes from `from` on when it is not 0 (Range), and
+ * hands the body to `body_cb` as it arrives (a non-zero return stops the read and is returned).
+ * `*status` is the answer's status; the body of an answer other than 200 or 206 is not handed
+ * over. The answer must carry a Content-Length. Nothing is held but one chunk.
+ */
+enum kf_err kf_https_get(struct kf_tlsc *t, const char *host, int port, const char *path,
+                         uint64_t from, int timeout_ms,
+                         enum kf_err (*body_cb)(void *arg, const void *p, size_t n), void *arg,
+                         int *status, char *problem, size_t cap);
 
 /* Splits "https://host:port[/prefix]" into host, port (default 443) and a path prefix. */
 enum kf_err kf_https_url_split(const char *url, char *host, size_t hcap, int *port, char *prefix,

@@ -177,10 +177,11 @@ int kf_hub_parse_device_event(const uint8_t *payload, size_t len, struct kf_hub_
     t = json_string_value(json_object_get(j, "type"));
     s = json_object_get(j, "severity") ? json_string_value(json_object_get(j, "severity"))
                                        : "warning";
-    if (!t || strncmp(t, "device.", 7) != 0 || strlen(t) > 64 || strlen(t) < 8 ||
-        strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._") != strlen(t)) {
+    if (!t || (strncmp(t, "device.", 7) != 0 && strncmp(t, "update.", 7) != 0) || strlen(t) > 64 ||
+        strlen(t) < 8 || strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789._") != strlen(t)) {
         json_decref(j);
-        *why = "\"type\" must be \"device.<name>\" (lower-case letters, digits, '.', '_')";
+        *why = "\"type\" must be \"device.<name>\" or \"update.<name>\" (lower-case letters, "
+               "digits, '.', '_')";
         return 0;
     }
     if (!s || (strcmp(s, "info") != 0 && strcmp(s, "warning") != 0 && strcmp(s, "critical") != 0)) {

@@ -324,6 +324,14 @@ static void test_device_events(void **state)
             fail_msg("%s: accepted or \"%s\"", bad[i].body, why ? why : "");
         assert_null(e.detail);
     }
+    /* The steps of a software update are the device's own events too; the server's are not. */
+    {
+        static const char step[] = "{\"type\":\"update.verified\",\"severity\":\"info\"}";
+        assert_int_equal(
+            kf_hub_parse_device_event((const uint8_t *)step, strlen(step), &e, &why), 1);
+        assert_string_equal(e.type, "update.verified");
+        free(e.detail);
+    }
     big = calloc(1, KF_HUB_EVENT_BODY_MAX + 2);
     memset(big, ' ', KF_HUB_EVENT_BODY_MAX + 1);
     assert_int_equal(
