@@ -140,3 +140,11 @@ awk -v p="$pair_us" -v s="$sign" -v v="$verify" -v c="$cores" 'BEGIN {
 kill "$KFD_PID" 2>/dev/null || true
 sh "$(dirname "$0")/hub_vs_mosquitto.sh" "$BUILD" "$WORK"
 sh "$(dirname "$0")/fleet_sim.sh" "$BUILD" "$WORK"
+
+# ---- signed-update downloads beside nginx ----
+echo
+echo "### Update image downloads: 100 devices, a 16 MiB image each, mutual TLS 1.3, keyfleetd beside nginx"
+echo
+echo '```'
+bash "$(dirname "$0")/updates_vs_nginx.sh" "$BUILD"
+echo '```'

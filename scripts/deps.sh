@@ -10,7 +10,7 @@ libcmocka-dev
 curl ca-certificates
 swtpm swtpm-tools tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-dev dbus
 softhsm2 opensc libengine-pkcs11-openssl libp11-dev libp11-kit-dev
-mosquitto mosquitto-clients python3-paho-mqtt
+mosquitto mosquitto-clients python3-paho-mqtt nginx
 xxd procps iproute2 jq python3 sqlite3
 "
 
