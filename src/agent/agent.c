@@ -27,6 +27,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/ini.h"
 #include "common/log.h"
 #include "keyfleet/device.h"
@@ -82,7 +83,9 @@ struct agent {
     size_t line_len;
     /* [update]: signed software updates */
     char up_root[1024], up_hardware[72], up_handler[1024];
-    int up_interval_s;
+    char up_slot[2][1024], up_health[1024], up_restart[1024];
+    int up_interval_s, up_confirm_s;
+    uint64_t up_health_next_ms;
     uint64_t up_next_ms;
     struct kf_device *dev;
 };
@@ -211,16 +214,27 @@ static enum kf_err conf_cb(const char *section, const char *key, const char *val
             if (value[0] != '/') return kf_fail(KF_E_CONFIG, "update handler: an absolute path");
             return copy(a->up_handler, sizeof(a->up_handler), value, key);
         }
-        if (!strcmp(key, "interval")) {
+        if (!strcmp(key, "interval") || !strcmp(key, "confirm_within")) {
             char *end;
             long v = strtol(value, &end, 10);
             if (*end || v < 1 || v > 7 * 86400)
-                return kf_fail(KF_E_CONFIG, "update interval must be 1 to 604800 seconds");
-            a->up_interval_s = (int)v;
+                return kf_fail(KF_E_CONFIG, "update %s must be 1 to 604800 seconds", key);
+            *(key[0] == 'i' ? &a->up_interval_s : &a->up_confirm_s) = (int)v;
             return KF_OK;
         }
+        if (!strcmp(key, "slot_a") || !strcmp(key, "slot_b") || !strcmp(key, "health") ||
+            !strcmp(key, "restart")) {
+            char *dst = !strcmp(key, "slot_a")   ? a->up_slot[0]
+                        : !strcmp(key, "slot_b") ? a->up_slot[1]
+                        : key[0] == 'h'          ? a->up_health
+                                                 : a->up_restart;
+            if (value[0] != '/') return kf_fail(KF_E_CONFIG, "update %s: an absolute path", key);
+            return copy(dst, 1024, value, key);
+        }
         return kf_fail(KF_E_CONFIG,
-                       "unknown key %s in [update] (root, hardware, handler, interval)", key);
+                       "unknown key %s in [update] (root, hardware, handler, interval, slot_a, "
+                       "slot_b, health, confirm_within, restart)",
+                       key);
     }
     /* logwatch */
     if (!strcmp(key, "file")) return copy(a->logfile, sizeof(a->logfile), value, key);
@@ -249,6 +263,11 @@ static enum kf_err read_config(const char *path, struct agent *a)
         (!a->up_root[0] || !a->up_hardware[0] || !a->up_handler[0]))
         return kf_fail(KF_E_CONFIG, "%s: [update] needs root, hardware and handler", path);
     if (a->up_root[0] && !a->up_interval_s) a->up_interval_s = 3600;
+    if (!a->up_slot[0][0] != !a->up_slot[1][0] || (a->up_health[0] && !a->up_slot[0][0]))
+        return kf_fail(KF_E_CONFIG, "%s: [update] A/B needs slot_a, slot_b (and health)", path);
+    if (a->up_slot[0][0] && !a->up_health[0])
+        return kf_fail(KF_E_CONFIG, "%s: [update] slots need a health check", path);
+    if (!a->up_confirm_s) a->up_confirm_s = 300;
     return KF_OK;
 }
 
@@ -330,6 +349,82 @@ static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t 
 
 /* ---- signed updates ---- */
 
+/*
+ * A/B slots: update.slots in the data directory holds which slot is active, the release waiting
+ * for its health check (pending), and the versions that failed theirs (never offered again):
+ *   {"active": 0|1, "pending": {"version": V, "name": N, "since": T} | null, "failed": [V...]}
+ * The active slot's directory is also the target of the symlink "active-slot" there, for
+ * whatever starts the device's software.
+ */
+struct slots {
+    int active;
+    int pending;
+    int64_t version, since;
+    char name[256];
+    int64_t failed[16];
+    int n_failed;
+};
+
+static void slots_path(const struct agent *a, char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", a->data_dir, name);
+}
+
+static void slots_load(const struct agent *a, struct slots *st)
+{
+    char path[1200];
+    json_error_t e;
+    json_t *j, *p, *v;
+    size_t i;
+    memset(st, 0, sizeof(*st));
+    slots_path(a, path, sizeof(path), "update.slots");
+    j = json_load_file(path, 0, &e);
+    if (!j) return;
+    st->active = json_integer_value(json_object_get(j, "active")) == 1;
+    p = json_object_get(j, "pending");
+    if (json_is_object(p)) {
+        st->pending = 1;
+        st->version = json_integer_value(json_object_get(p, "version"));
+        st->since = json_integer_value(json_object_get(p, "since"));
+        const char *name = json_string_value(json_object_get(p, "name"));
+        snprintf(st->name, sizeof(st->name), "%s", name ? name : "");
+    }
+    json_array_foreach(json_object_get(j, "failed"), i, v)
+    {
+        if (st->n_failed < 16) st->failed[st->n_failed++] = json_integer_value(v);
+    }
+    json_decref(j);
+}
+
+static enum kf_err slots_save(const struct agent *a, const struct slots *st)
+{
+    char path[1200], link_path[1200], tmp[1300];
+    json_t *j =
+        json_pack("{s:i, s:o, s:[]}", "active", st->active, "pending",
+                  st->pending ? json_pack("{s:I, s:s, s:I}", "version", (json_int_t)st->version,
+                                          "name", st->name, "since", (json_int_t)st->since)
+                              : json_null(),
+                  "failed");
+    char *text;
+    enum kf_err rc;
+    for (int i = 0; i < st->n_failed; i++)
+        json_array_append_new(json_object_get(j, "failed"), json_integer(st->failed[i]));
+    text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text) return kf_fail(KF_E_NOMEM, "out of memory");
+    slots_path(a, path, sizeof(path), "update.slots");
+    rc = kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
+    free(text);
+    /* The symlink that names the active slot, replaced atomically. */
+    slots_path(a, link_path, sizeof(link_path), "active-slot");
+    snprintf(tmp, sizeof(tmp), "%s.new", link_path);
+    unlink(tmp);
+    if (!rc && (symlink(a->up_slot[st->active], tmp) != 0 || rename(tmp, link_path) != 0))
+        rc = kf_fail(KF_E_IO, "cannot point %s at %s: %s", link_path, a->up_slot[st->active],
+                     strerror(errno));
+    return rc;
+}
+
 static void update_event(struct agent *a, const char *type, const char *severity, json_t *detail)
 {
     char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
@@ -340,24 +435,84 @@ static void update_event(struct agent *a, const char *type, const char *severity
 }
 
 /*
+ * A release waiting in the active slot: its health check confirms it (the installed version
+ * rises); a check that has not passed within confirm_within, or an agent that comes back after
+ * that, reverts to the previous slot. Returns 1 while one is pending (no new update meanwhile).
+ */
+static int poll_pending(struct agent *a)
+{
+    struct slots st;
+    char version[32];
+    struct kf_buf out;
+    int status = -1;
+
+    if (!a->up_slot[0][0]) return 0;
+    slots_load(a, &st);
+    if (!st.pending) return 0;
+    snprintf(version, sizeof(version), "%lld", (long long)st.version);
+    if (time(NULL) >= st.since + a->up_confirm_s) goto revert; /* not confirmed in time */
+    if (mono_ms() < a->up_health_next_ms) return 1;
+    a->up_health_next_ms = mono_ms() + 1000;
+    {
+        char *argv[] = {a->up_health, a->up_slot[st.active], version, NULL};
+        kf_buf_init(&out, OUTPUT_MAX);
+        if (run_program(argv, NULL, 0, &out, &status)) status = -1;
+        kf_buf_free(&out);
+    }
+    if (status == 0) {
+        if (kf_update_installed(a->dev, st.version)) {
+            kf_log(KF_LOG_ERROR, "agent", "cannot record the installed version", "error",
+                   kf_device_errmsg(), NULL);
+            return 1;
+        }
+        st.pending = 0;
+        if (slots_save(a, &st) == KF_OK)
+            update_event(a, "update.confirmed", "info",
+                         json_pack("{s:s, s:I, s:s}", "name", st.name, "version",
+                                   (json_int_t)st.version, "slot", st.active ? "b" : "a"));
+        kf_log(KF_LOG_INFO, "agent", "update confirmed", "version", version, NULL);
+        return 0;
+    }
+    return 1; /* it may yet come up, until confirm_within */
+revert:
+    st.active = !st.active;
+    st.pending = 0;
+    if (st.n_failed < 16) st.failed[st.n_failed++] = st.version;
+    if (slots_save(a, &st) == KF_OK)
+        update_event(a, "update.reverted", "critical",
+                     json_pack("{s:s, s:I, s:s, s:s}", "name", st.name, "version",
+                               (json_int_t)st.version, "reason", "not_confirmed", "slot",
+                               st.active ? "b" : "a"));
+    kf_log(KF_LOG_WARN, "agent", "update reverted: not confirmed within confirm_within", "version",
+           version, NULL);
+    return 0;
+}
+
+/*
  * Checks for a release for this hardware, downloads and verifies it, and hands it to the
- * handler (HANDLER FILE VERSION NAME), which installs it; the installed version is recorded once
- * the handler says it succeeded, and never goes down.
+ * handler (HANDLER FILE VERSION NAME [SLOT_DIR]). Without slots, the installed version is
+ * recorded once the handler succeeds. With slots, the handler installs into the inactive slot,
+ * which becomes the active one (the restart command, if any, runs), and the release waits for
+ * its health check (poll_pending). The installed version never goes down.
  */
 static void poll_update(struct agent *a)
 {
     struct kf_update_offer offer;
     char file[1200], version[32];
     struct kf_buf out;
+    struct slots st;
     int status = 0;
 
-    if (!a->up_root[0] || mono_ms() < a->up_next_ms) return;
+    if (!a->up_root[0] || poll_pending(a) || mono_ms() < a->up_next_ms) return;
     a->up_next_ms = mono_ms() + (uint64_t)a->up_interval_s * 1000;
     if (kf_update_check(a->dev, a->up_root, a->up_hardware, 0, &offer)) {
         kf_log(KF_LOG_WARN, "agent", "update check failed", "error", kf_device_errmsg(), NULL);
         return;
     }
     if (!offer.available) return;
+    slots_load(a, &st);
+    for (int i = 0; i < st.n_failed; i++)
+        if (st.failed[i] == offer.version) return; /* it failed its health check here */
     snprintf(file, sizeof(file), "%s/update.img", a->data_dir);
     kf_log(KF_LOG_INFO, "agent", "an update", "name", offer.name, NULL);
     if (kf_update_download(a->dev, &offer, file)) {
@@ -369,7 +524,12 @@ static void poll_update(struct agent *a)
     update_event(a, "update.installing", "info",
                  json_pack("{s:s, s:I}", "name", offer.name, "version", (json_int_t)offer.version));
     {
-        char *argv[] = {a->up_handler, file, version, offer.name, NULL};
+        char *argv[] = {a->up_handler,
+                        file,
+                        version,
+                        offer.name,
+                        a->up_slot[0][0] ? a->up_slot[!st.active] : NULL,
+                        NULL};
         kf_buf_init(&out, OUTPUT_MAX);
         if (run_program(argv, NULL, 0, &out, &status)) status = -1;
         kf_buf_free(&out);
@@ -379,6 +539,29 @@ static void poll_update(struct agent *a)
         update_event(a, "update.failed", "critical",
                      json_pack("{s:s, s:s, s:I, s:i}", "reason", "handler_failed", "name",
                                offer.name, "version", (json_int_t)offer.version, "status", status));
+        return;
+    }
+    if (a->up_slot[0][0]) {
+        /* Switch: the new slot is active, its release pending until its health check passes. */
+        st.active = !st.active;
+        st.pending = 1;
+        st.version = offer.version;
+        st.since = time(NULL);
+        snprintf(st.name, sizeof(st.name), "%s", offer.name);
+        if (slots_save(a, &st)) {
+            kf_log(KF_LOG_ERROR, "agent", "cannot switch slots", "error", kf_errmsg(), NULL);
+            return;
+        }
+        update_event(a, "update.installed", "info",
+                     json_pack("{s:s, s:I, s:s}", "name", offer.name, "version",
+                               (json_int_t)offer.version, "slot", st.active ? "b" : "a"));
+        if (a->up_restart[0]) {
+            char *argv[] = {a->up_restart, a->up_slot[st.active], NULL};
+            kf_buf_init(&out, OUTPUT_MAX);
+            run_program(argv, NULL, 0, &out, &status);
+            kf_buf_free(&out);
+        }
+        a->up_health_next_ms = 0;
         return;
     }
     if (kf_update_installed(a->dev, offer.version)) {

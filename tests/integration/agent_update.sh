@@ -7,21 +7,11 @@
 # that is not the signed one is never handed to the handler (update.failed, reason hash).
 . "$(dirname "$0")/lib.sh"
 
-R="$KF_BIN_DIR/src/release/keyfleet-release"
 fleet_up || exit 1
 fdev dev-1 fca
 
 # ---- the vendor (keys in clear: the ceremony is update_release's subject) ----
-V=$T/vendor
-mkdir -p "$V"
-ok "online keys" release keys --json
-jq -c .timestamp <<<"$OUT" >"$V/ts.json"
-jq -c .snapshot <<<"$OUT" >"$V/sn.json"
-"$R" keygen --out "$V/root.key" --no-passphrase >/dev/null
-"$R" keygen --out "$V/tg.key" --no-passphrase --type p256 >/dev/null
-"$R" init-root --out "$V/root.json" --root "$V/root.key.pub" --root-threshold 1 \
-    --targets "$V/tg.key.pub" --targets-threshold 1 --timestamp "$V/ts.json" --snapshot "$V/sn.json" >/dev/null
-"$R" sign --key "$V/root.key" "$V/root.json" >/dev/null
+vendor_root
 for n in 1 2 3 5; do head -c $((1000000 + n * 100000)) /dev/urandom >"$T/fw-$n.bin"; done
 head -c 3000000 /dev/urandom >"$T/other.bin"
 # release N FROM IMAGE NAME VERSION [HARDWARE]: targets version N (from FROM's targets, or none)
@@ -29,9 +19,8 @@ head -c 3000000 /dev/urandom >"$T/other.bin"
 release() {
     local from=()
     [ "$2" = - ] || from=(--from "$V/t$2.json")
-    "$R" targets --out "$V/t$1.json" "${from[@]}" --image "$3" --name "$4" --hardware "${6:-gw-a}" \
-        --version "$5" >/dev/null || fail "targets $1"
-    "$R" sign --key "$V/tg.key" "$V/t$1.json" >/dev/null
+    vendor_targets "$V/t$1.json" "${from[@]}" --image "$3" --name "$4" --hardware "${6:-gw-a}" \
+        --version "$5"
     ok "release $1" release add --root "$V/root.json" --targets "$V/t$1.json" --image "$4=$3"
 }
 release 1 - "$T/fw-1.bin" gw/fw-1.bin 10000
@@ -40,22 +29,13 @@ release 2 1 "$T/other.bin" other/fw-9.bin 99999 gw-b # another device class, a h
 # ---- the device ----
 chmod 755 "$T"
 mkdir -m 777 "$T/slot"
-cp "$V/root.json" "$T/shipped-root.json"
-chmod 644 "$T/shipped-root.json"
 cat >"$T/install.sh" <<'EOF'
 #!/bin/sh
 # install FILE VERSION NAME: into the inactive slot (a directory here)
 cp "$1" "$(dirname "$0")/slot/image" && echo "$2 $3" >>"$(dirname "$0")/slot/installed"
 EOF
 chmod 755 "$T/install.sh"
-agent_conf a1 "$T/dev-1.pem" "$T/dev-1.key"
-cat >>"$T/a1.conf" <<EOF
-[update]
-root = $T/shipped-root.json
-hardware = gw-a
-handler = $T/install.sh
-interval = 1
-EOF
+update_agent a1 "$T/dev-1.pem" "$T/dev-1.key"
 start_agent a1
 check "the agent provisioned" wait_file "$T/a1.data/identity.json"
 # installed VERSION: waits until the handler installed VERSION
@@ -85,9 +65,9 @@ equals "the floor rose" "$(cat "$T/a1.data/update.floor")" 20000
 
 # ---- the server in an attacker's hands ----
 # An older signed release as the newest (the vendor's own version 10000 again): refused.
-"$R" targets --out "$V/t4.json" --from "$V/t3.json" >/dev/null
+"$REL" targets --out "$V/t4.json" --from "$V/t3.json" >/dev/null
 jq 'del(.signed.targets["gw/fw-2.bin"])' "$V/t4.json" >"$V/t4b.json" && mv "$V/t4b.json" "$V/t4.json"
-"$R" sign --key "$V/tg.key" "$V/t4.json" >/dev/null
+"$REL" sign --key "$V/tg.key" "$V/t4.json" >/dev/null
 ok "a release set without the newest" release add --root "$V/root.json" --targets "$V/t4.json"
 check "a downgrade offer is refused" event_with update.rollback_refused \
     '.detail.offered == 10000 and .detail.installed == 20000'

@@ -9,27 +9,18 @@
 #     the slot comes back.
 . "$(dirname "$0")/lib.sh"
 
-R="$KF_BIN_DIR/src/release/keyfleet-release"
 ok "init" init
 D=$T/d
 mkca fca
 group_enroll factory fca
 
 # A release to serve (vendor keys in clear: the vendor side is update_release's subject).
-ok "online keys" release keys --json
-jq -c .timestamp <<<"$OUT" >"$T/ts.json"
-jq -c .snapshot <<<"$OUT" >"$T/sn.json"
-"$R" keygen --out "$T/root.key" --no-passphrase >/dev/null
-"$R" keygen --out "$T/tg.key" --no-passphrase >/dev/null
-"$R" init-root --out "$T/root.json" --root "$T/root.key.pub" --root-threshold 1 \
-    --targets "$T/tg.key.pub" --targets-threshold 1 --timestamp "$T/ts.json" --snapshot "$T/sn.json" >/dev/null
-"$R" sign --key "$T/root.key" "$T/root.json" >/dev/null
+vendor_root
 # Larger than loopback's socket buffers, so that a slow reader really holds its download.
 SIZE=40000000
 head -c $SIZE /dev/urandom >"$T/fw.bin"
-"$R" targets --out "$T/t.json" --image "$T/fw.bin" --name fw.bin --hardware gw-a --version 1 >/dev/null
-"$R" sign --key "$T/tg.key" "$T/t.json" >/dev/null
-ok "release add" release add --root "$T/root.json" --targets "$T/t.json" --image "fw.bin=$T/fw.bin"
+vendor_targets "$T/t.json" --image "$T/fw.bin" --name fw.bin --hardware gw-a --version 1
+ok "release add" release add --root "$V/root.json" --targets "$T/t.json" --image "fw.bin=$T/fw.bin"
 H=$(sha256sum "$T/fw.bin" | cut -d' ' -f1)
 
 conf_set provisioning max_downloads 1

@@ -452,3 +452,52 @@ wait_log() {
     done
     return 1
 }
+
+# ---- signed updates ----
+
+REL="$KF_BIN_DIR/src/release/keyfleet-release"
+
+# vendor_root: a vendor in $V (keys in clear, one root and one targets key) and its root,
+# $V/root.json, signed, trusting this deployment's online keys (update_release.sh does the
+# ceremony with encrypted keys and thresholds).
+vendor_root() {
+    V=${V:-$T/vendor}
+    mkdir -p "$V"
+    ok "online keys" release keys --json
+    jq -c .timestamp <<<"$OUT" >"$V/ts.json"
+    jq -c .snapshot <<<"$OUT" >"$V/sn.json"
+    "$REL" keygen --out "$V/root.key" --no-passphrase >/dev/null
+    "$REL" keygen --out "$V/tg.key" --no-passphrase --type p256 >/dev/null
+    "$REL" init-root --out "$V/root.json" --root "$V/root.key.pub" --root-threshold 1 \
+        --targets "$V/tg.key.pub" --targets-threshold 1 --timestamp "$V/ts.json" \
+        --snapshot "$V/sn.json" >/dev/null
+    "$REL" sign --key "$V/root.key" "$V/root.json" >/dev/null
+}
+
+# vendor_targets OUT ARGS...: targets metadata made by keyfleet-release targets ARGS and signed
+# with the vendor's targets key.
+vendor_targets() {
+    local out=$1
+    shift
+    "$REL" targets --out "$out" "$@" >/dev/null || fail "keyfleet-release targets $*"
+    "$REL" sign --key "$V/tg.key" "$out" >/dev/null
+}
+
+# update_agent NAME FACTORY_CERT FACTORY_KEY [extra [update] lines]: $T/NAME.conf for an agent
+# that updates itself (hardware gw-a, handler $T/install.sh, checks every second) from the root
+# the vendor made (vendor_root), shipped as $T/shipped-root.json.
+update_agent() {
+    local name=$1 cert=$2 key=$3
+    shift 3
+    cp "$V/root.json" "$T/shipped-root.json"
+    chmod 644 "$T/shipped-root.json"
+    agent_conf "$name" "$cert" "$key"
+    {
+        echo "[update]"
+        echo "root = $T/shipped-root.json"
+        echo "hardware = gw-a"
+        echo "handler = $T/install.sh"
+        echo "interval = 1"
+        for line in "$@"; do echo "$line"; done
+    } >>"$T/$name.conf"
+}
