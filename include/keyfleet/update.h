@@ -11,11 +11,12 @@
  *   kf_update_installed() raises the installed version, which never goes down (anti-rollback)
  *
  * The data directory keeps `tuf/` (the metadata trusted so far, written atomically; its first
- * root is the one the device shipped with) and `update.floor` (the installed version). An offer
- * below the floor is refused and reported (`update.rollback_refused`); a target for other
- * hardware is never offered. Each step is an event, queued durably like the device's own:
- * `update.downloading`, `update.verified`, `update.failed` (with a reason), and the caller's
- * `update.installing`, `update.installed`, `update.confirmed`, `update.reverted`.
+ * root is the one the device shipped with) and `update.floor` (the installed version). When the
+ * newest release for the hardware is below the floor it is refused and reported
+ * (`update.rollback_refused`); a target for other hardware is never offered. Each step is an event,
+ * queued durably like the device's own: `update.downloading`, `update.verified`, `update.failed`
+ * (with a reason), and the caller's `update.installing`, `update.installed`, `update.confirmed`,
+ * `update.reverted`.
  *
  * Functions return 0 or a keyfleet error code (keyfleet/err.h); kf_device_errmsg() has the
  * sentence. They block for the network (each request bounded by the device's io_timeout_ms):

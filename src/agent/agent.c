@@ -647,10 +647,11 @@ static void command_cb(void *ctx, struct kf_device *dev, const char *name, const
 
 static void state_cb(void *ctx, struct kf_device *dev, const char *what, const char *detail)
 {
-    (void)ctx;
+    struct agent *a = ctx;
     (void)dev;
-    (void)what;
     (void)detail;
+    /* A device that was offline asks for updates as soon as it is back. */
+    if (a && strcmp(what, "connected") == 0) a->up_next_ms = 0;
 }
 
 /* ---- log watch ---- */
@@ -823,9 +824,9 @@ int main(int argc, char **argv)
     dc.use_est = a->use_est;
     dc.mqtt_version = a->mqtt_version;
     dc.keep_alive_s = a->keep_alive;
-    dc.ctx = a;
     dc.command_cb = command_cb;
     dc.state_cb = state_cb;
+    dc.ctx = a;
     if (getenv("KEYFLEET_AGENT_BACKOFF_MAX_MS"))
         dc.backoff_max_ms = (uint32_t)strtoul(getenv("KEYFLEET_AGENT_BACKOFF_MAX_MS"), NULL, 10);
     if (kf_device_open(&dc, &a->dev)) {

@@ -257,6 +257,15 @@ static int is_hex64(const char *s)
     return s && strlen(s) == 64 && hex_to(s, b, sizeof(b)) == 32;
 }
 
+/* Refuses with the message made while `d` is still alive (the message may quote it), then frees it.
+ */
+#define FAIL_DOC(...)                                 \
+    do {                                              \
+        enum kf_tuf_refusal r_ = refuse(__VA_ARGS__); \
+        json_decref(d);                               \
+        return r_;                                    \
+    } while (0)
+
 enum kf_tuf_refusal kf_tuf_parse(const uint8_t *b, size_t len, enum kf_tuf_role role, json_t **doc,
                                  int64_t *version)
 {
@@ -271,9 +280,8 @@ enum kf_tuf_refusal kf_tuf_parse(const uint8_t *b, size_t len, enum kf_tuf_role 
                       len, METADATA_MAX);
     d = json_loadb((const char *)b, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!d || !json_is_object(d)) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED, "%s metadata is not a JSON object (%s)", role_names[role],
-                      jerr.text);
+        FAIL_DOC(KF_TUF_MALFORMED, "%s metadata is not a JSON object (%s)", role_names[role],
+                 jerr.text);
     }
     s = json_object_get(d, "signed");
     sigs = json_object_get(d, "signatures");
@@ -282,40 +290,32 @@ enum kf_tuf_refusal kf_tuf_parse(const uint8_t *b, size_t len, enum kf_tuf_role 
     expires = json_string_value(json_object_get(s, "expires"));
     v = json_object_get(s, "version");
     if (json_object_size(d) != 2 || !json_is_object(s) || !json_is_array(sigs)) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED,
-                      "%s metadata must be {\"signed\": ..., \"signatures\": [...]}",
-                      role_names[role]);
+        FAIL_DOC(KF_TUF_MALFORMED, "%s metadata must be {\"signed\": ..., \"signatures\": [...]}",
+                 role_names[role]);
     }
     if (!type || strcmp(type, role_names[role]) != 0) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED, "expected %s metadata, got \"%.20s\"", role_names[role],
-                      type ? type : "");
+        FAIL_DOC(KF_TUF_MALFORMED, "expected %s metadata, got \"%.20s\"", role_names[role],
+                 type ? type : "");
     }
     if (!spec || strncmp(spec, "1.", 2) != 0) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED, "%s metadata: spec_version \"%.20s\" is not 1.x",
-                      role_names[role], spec ? spec : "");
+        FAIL_DOC(KF_TUF_MALFORMED, "%s metadata: spec_version \"%.20s\" is not 1.x",
+                 role_names[role], spec ? spec : "");
     }
     if (!json_is_integer(v) || json_integer_value(v) < 1) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED, "%s metadata: version must be a whole number from 1",
-                      role_names[role]);
+        FAIL_DOC(KF_TUF_MALFORMED, "%s metadata: version must be a whole number from 1",
+                 role_names[role]);
     }
     if (!expires || parse_time(expires) < 0) {
-        json_decref(d);
-        return refuse(KF_TUF_MALFORMED, "%s metadata: expires must be YYYY-MM-DDTHH:MM:SSZ",
-                      role_names[role]);
+        FAIL_DOC(KF_TUF_MALFORMED, "%s metadata: expires must be YYYY-MM-DDTHH:MM:SSZ",
+                 role_names[role]);
     }
     json_array_foreach(sigs, i, sig)
     {
         const char *keyid = json_string_value(json_object_get(sig, "keyid"));
         const char *hex = json_string_value(json_object_get(sig, "sig"));
         if (!is_hex64(keyid) || !hex || strlen(hex) > 2 * SIG_MAX) {
-            json_decref(d);
-            return refuse(KF_TUF_MALFORMED,
-                          "%s metadata: signature %zu is not {\"keyid\", \"sig\"}",
-                          role_names[role], i);
+            FAIL_DOC(KF_TUF_MALFORMED, "%s metadata: signature %zu is not {\"keyid\", \"sig\"}",
+                     role_names[role], i);
         }
     }
     *doc = d;

@@ -135,8 +135,8 @@ struct pick {
     const char *hardware;
     int64_t floor;
     struct kf_tuf_target best;
-    int64_t best_version, below_version;
-    int found, below;
+    int64_t best_version, below_version; /* below_version: the newest for this hardware */
+    int found, below;                    /* below: any for this hardware */
 };
 
 /* The newest target for this hardware; one for other hardware is never considered. */
@@ -148,11 +148,10 @@ static void pick_cb(const struct kf_tuf_target *t, void *arg)
     int64_t version;
     if (!hw || strcmp(hw, p->hardware) != 0 || !json_is_integer(v)) return;
     version = json_integer_value(v);
-    if (version < p->floor) {
-        p->below = 1;
-        if (version > p->below_version) p->below_version = version;
-        return;
-    }
+    /* The newest for this hardware: below the installed version, it is a rollback offered. */
+    if (!p->below || version > p->below_version) p->below_version = version;
+    p->below = 1;
+    if (version < p->floor) return;
     if (version > p->floor && (!p->found || version > p->best_version)) {
         p->best = *t;
         p->best_version = version;
@@ -277,9 +276,10 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
         snprintf(offer->name, sizeof(offer->name), "%s", p.best.path);
         offer->length = p.best.length;
         offer->version = p.best_version;
-    } else if (p.below) {
-        /* Nothing newer, and something older on offer: a rollback, refused; reported once per
-         * targets version, not at every check. */
+    } else if (p.below && p.below_version < offer->installed) {
+        /* The newest release for this hardware is older than the installed one: a rollback,
+         * refused; reported once per targets version, not at every check. (Older releases
+         * beside the current one are not: repositories keep them.) */
         char path[PATH_CAP], text[32];
         struct kf_buf seen;
         snprintf(text, sizeof(text), "%lld\n", (long long)kf_tuf_version(t, KF_TUF_TARGETS));

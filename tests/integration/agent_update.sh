@@ -109,6 +109,18 @@ check "release 6 installed" installed 50000
 check "resumed from byte 600000" event_with update.downloading '.detail.version == 50000 and .detail.from == 600000'
 check "the resumed image is whole and right" cmp "$T/slot/image" "$T/fw-5.bin"
 check "no part left behind" test ! -e "$T/a1.data/update.img.part"
+# A device that was offline learns at its next connect, not at its next poll (an hour away).
+stop_agents
+AGENT_PIDS=
+sed -i 's/^interval = 1$/interval = 3600/' "$T/a1.conf"
+start_agent a1
+sleep 2
+stop_kfd
+head -c 1234567 /dev/urandom >"$T/fw-7.bin"
+release 7 6 "$T/fw-7.bin" gw/fw-7.bin 70000
+REUSE_PORTS=1 start_kfd
+check "offline during the release, it installs it once it is back" installed 70000
+check "release 7's image" cmp "$T/slot/image" "$T/fw-7.bin"
 check "a downgrade was reported once, not at every check" \
     test "$(jq '[.[] | select(.type == "update.rollback_refused")] | length' <<<"$("$KF" --dir "$T/d" events list --json)")" -eq 1
 stop_agents
