@@ -537,6 +537,9 @@ static enum kf_tuf_refusal check_file(const json_t *entry, const char *name, con
     if (l && (uint64_t)json_integer_value(l) != len)
         return refuse(KF_TUF_HASH, "%s has %zu bytes, not the %lld the metadata gives", name, len,
                       (long long)json_integer_value(l));
+    if (h && !json_string_value(json_object_get(h, "sha256")) &&
+        !json_string_value(json_object_get(h, "sha512")))
+        return refuse(KF_TUF_HASH, "%s: hashes given, but no sha256 or sha512 to check", name);
     for (size_t i = 0; h && i < KF_ARRAY_LEN(algs); i++) {
         const char *want = json_string_value(json_object_get(h, algs[i].name));
         unsigned char got[64];
@@ -667,6 +670,14 @@ enum kf_tuf_refusal kf_tuf_update_targets(struct kf_tuf_trusted *t, const uint8_
 
     if (!t->held[KF_TUF_SNAPSHOT].doc)
         return refuse(KF_TUF_ORDER, "no trusted snapshot to check the targets against");
+    /* The snapshot held must be the one the timestamp names (one kept only to bound what comes
+     * next, refused as mix-and-match, does not count). */
+    r = meta_entry(t->held[KF_TUF_TIMESTAMP].doc, "timestamp", "snapshot.json", &want, &entry);
+    if (!r && want != t->held[KF_TUF_SNAPSHOT].version)
+        r = refuse(KF_TUF_MIX_AND_MATCH,
+                   "the trusted snapshot is version %lld, the timestamp names %lld",
+                   (long long)t->held[KF_TUF_SNAPSHOT].version, (long long)want);
+    if (r) return r;
     r = check_expiry(t, KF_TUF_SNAPSHOT, now);
     if (!r) r = meta_entry(t->held[KF_TUF_SNAPSHOT].doc, "snapshot", "targets.json", &want, &entry);
     if (!r && !local) r = check_file(entry, "targets.json", b, len);

@@ -339,6 +339,8 @@ int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offe
 
     if (rc) return rc;
     if (!offer || !offer->available) return kf_fail(KF_E_INVALID, "no update on offer");
+    if (!kf_tuf_name_ok(offer->name))
+        return kf_fail(KF_E_INVALID, "\"%.80s\" is not a target name", offer->name);
     /* The target as the trusted targets metadata has it (kept by kf_update_check). */
     kept(&l, KF_TUF_TARGETS, &b);
     if (!b.len || kf_tuf_parse(b.data, b.len, KF_TUF_TARGETS, &doc, &v) != KF_TUF_OK ||

@@ -76,6 +76,7 @@ struct conn {
     const char *error;              /* the refusal's code, if it is one (static) */
     /* a signed-update file being sent (dl_open): what is left of it, from dl_off */
     int dl_open, dl_fd, dl_status;
+    int abort; /* close at the next turn of the loop (set where the connection is still in use) */
     uint64_t dl_off, dl_left;
 };
 
@@ -561,12 +562,14 @@ static void dl_refill(struct conn *c)
         if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) < 1) break;
         got = pread(c->dl_fd, v.iov_base, want, (off_t)c->dl_off);
         if (got <= 0) {
-            /* the file changed under us: the answer cannot be finished */
+            /* The file changed under us: the answer cannot be finished. The connection is closed
+             * from the timer, not here: the caller may still be using it. */
             kf_log(KF_LOG_WARN, "http", "an update file could not be read", "path", c->path, NULL);
             dl_end(c);
             c->busy = 0;
             c->closing = 1;
-            conn_close(c);
+            c->abort = 1;
+            event_active(c->head.timer, EV_TIMEOUT, 0);
             return;
         }
         v.iov_len = (size_t)got;
@@ -582,7 +585,9 @@ static void dl_refill(struct conn *c)
     {
         char ms[32], st[8];
         dl_end(c);
-        evtimer_del(c->head.timer);
+        /* The last bytes may still wait in the output: a reader that never takes them is cut off
+         * at the deadline all the same (timeout_cb closes an idle connection). */
+        arm_deadline(c);
         kf_metrics_request(&c->l->metrics, c->ep, c->dl_status,
                            (double)elapsed_us(&c->started) / 1e6);
         snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
@@ -969,6 +974,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->abort) {
+        conn_close(c);
+        return;
+    }
     kf_metrics_refusal(&c->l->metrics, KF_REFUSAL_REQUEST_TIMEOUT);
     if (c->head.handshake_pending || c->busy) {
         conn_close(c);

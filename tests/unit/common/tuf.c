@@ -418,6 +418,8 @@ static void test_versions(void **state)
         assert_int_equal(feed(t, KF_TUF_TIMESTAMP, r.timestamp, NOW, 0), KF_TUF_OK);
         /* the kept copy is older than the timestamp names: held for the check, not used */
         assert_int_equal(feed(t, KF_TUF_SNAPSHOT, kept, NOW, 1), KF_TUF_MIX_AND_MATCH);
+        /* ... and is no ground for targets */
+        assert_int_equal(feed(t, KF_TUF_TARGETS, r.targets, NOW, 1), KF_TUF_MIX_AND_MATCH);
         assert_int_equal(feed(t, KF_TUF_SNAPSHOT, r.snapshot, NOW, 0), KF_TUF_ROLLBACK);
         kf_tuf_trusted_free(t);
         /* Targets other than the version the snapshot names. */
@@ -429,6 +431,16 @@ static void test_versions(void **state)
         kf_tuf_trusted_free(t);
         json_decref(kept);
     }
+    /* A timestamp that gives hashes for the snapshot, none of them one a client can check. */
+    publish(&r, 8, 5, 8);
+    json_object_set_new(json_object_get(json_object_get(S(r.timestamp), "meta"), "snapshot.json"),
+                        "hashes", json_pack("{s:s}", "md5", "00"));
+    json_array_clear(json_object_get(r.timestamp, "signatures"));
+    sign(r.timestamp, &r, 3);
+    t = trust(&r);
+    assert_int_equal(feed(t, KF_TUF_TIMESTAMP, r.timestamp, NOW, 0), KF_TUF_OK);
+    assert_int_equal(feed(t, KF_TUF_SNAPSHOT, r.snapshot, NOW, 0), KF_TUF_HASH);
+    kf_tuf_trusted_free(t);
     json_decref(old_ts);
     json_decref(old_snap);
     repo_free(&r);
