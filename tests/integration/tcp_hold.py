@@ -22,8 +22,31 @@ def main():
     port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     srcs = sys.argv[4:]
     sel = selectors.DefaultSelector()
-    opened = failed = closed = closed_1s = 0
+    opened = failed = 0
+    counts = {"closed": 0, "closed_1s": 0}
     started = {}
+    last = {"close": 0.0}
+
+    def reap(timeout, since):
+        """Counts the connections the server closed; called while opening too, so that a close
+        is timed when it happens, not when the opening is over."""
+        for key, _ in sel.select(timeout=timeout):
+            s = key.fileobj
+            try:
+                data = s.recv(1)
+            except OSError as e:
+                data = b"" if e.errno in (errno.ECONNRESET, errno.EPIPE) else None
+            if data == b"":
+                now = time.time()
+                counts["closed"] += 1
+                if now - started[s] <= 1.0:
+                    counts["closed_1s"] += 1
+                if since is not None:
+                    last["close"] = max(last["close"], now - since)
+                sel.unregister(s)
+                del started[s]
+                s.close()
+
     for i in range(count):
         s = socket.socket()
         s.bind((srcs[i % len(srcs)], 0))
@@ -38,27 +61,15 @@ def main():
         opened += 1
         started[s] = time.time()
         sel.register(s, selectors.EVENT_READ)
+        if opened % 32 == 0:
+            reap(0, None)
     all_open = time.time()
     if os.environ.get("READY"):
         open(os.environ["READY"], "w").close()
-    last_close = 0.0
     end = all_open + seconds
     while started and time.time() < end:
-        for key, _ in sel.select(timeout=0.1):
-            s = key.fileobj
-            try:
-                data = s.recv(1)
-            except OSError as e:
-                data = b"" if e.errno in (errno.ECONNRESET, errno.EPIPE) else None
-            if data == b"":
-                closed += 1
-                now = time.time()
-                if now - started[s] <= 1.0:
-                    closed_1s += 1
-                last_close = max(last_close, now - all_open)
-                sel.unregister(s)
-                del started[s]
-                s.close()
+        reap(0.1, all_open)
+    closed, closed_1s, last_close = counts["closed"], counts["closed_1s"], last["close"]
     print(f"opened={opened} failed={failed} closed_1s={closed_1s} closed={closed} "
           f"open_end={len(started)} last_close_s={last_close:.1f}", flush=True)
     for s in list(started):
