@@ -100,12 +100,25 @@ static void arm_deadline(struct conn *c)
     evtimer_add(c->head.timer, &tv);
 }
 
+/* The request is answered: counted, logged, and the connection free for the next one. */
+static void request_done(struct conn *c, int status)
+{
+    char ms[32], st[8];
+    kf_metrics_request(&c->l->metrics, c->ep, status, (double)elapsed_us(&c->started) / 1e6);
+    snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
+    snprintf(st, sizeof(st), "%d", status);
+    kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
+           ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, "serial",
+           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, "error", c->error,
+           NULL);
+    c->busy = 0;
+}
+
 /* Sends a whole response; the request ends when it has been written. */
 static void send_response(struct conn *c, int status, const char *type, const char *extra,
                           const void *body, size_t len)
 {
     struct kf_buf out;
-    char ms[32], st[8];
     int close =
         c->closing || c->l->draining || __atomic_load_n(c->l->svc->draining, __ATOMIC_RELAXED);
 
@@ -119,14 +132,7 @@ static void send_response(struct conn *c, int status, const char *type, const ch
     bufferevent_write(c->head.bev, out.data, out.len);
     kf_buf_free(&out);
     c->closing = close;
-    kf_metrics_request(&c->l->metrics, c->ep, status, (double)elapsed_us(&c->started) / 1e6);
-    snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
-    snprintf(st, sizeof(st), "%d", status);
-    kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st, "ms",
-           ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, "serial",
-           c->serial[0] ? c->serial : NULL, "hub", c->hub[0] ? c->hub : NULL, "error", c->error,
-           NULL);
-    c->busy = 0;
+    request_done(c, status);
 }
 
 static void send_json(struct conn *c, int status, json_t *j, const char *extra)
@@ -582,20 +588,11 @@ static void dl_refill(struct conn *c)
         arm_deadline(c);
         return;
     }
-    {
-        char ms[32], st[8];
-        dl_end(c);
-        /* The last bytes may still wait in the output: a reader that never takes them is cut off
-         * at the deadline all the same (timeout_cb closes an idle connection). */
-        arm_deadline(c);
-        kf_metrics_request(&c->l->metrics, c->ep, c->dl_status,
-                           (double)elapsed_us(&c->started) / 1e6);
-        snprintf(ms, sizeof(ms), "%.3f", (double)elapsed_us(&c->started) / 1000.0);
-        snprintf(st, sizeof(st), "%d", c->dl_status);
-        kf_log(KF_LOG_INFO, "http", "request", "method", c->method, "path", c->path, "status", st,
-               "ms", ms, "ip", c->head.ip_text, "id", c->id[0] ? c->id : NULL, NULL);
-        c->busy = 0;
-    }
+    dl_end(c);
+    /* The last bytes may still wait in the output: a reader that never takes them is cut off at
+     * the deadline all the same (timeout_cb closes an idle connection). */
+    arm_deadline(c);
+    request_done(c, c->dl_status);
 }
 
 /*

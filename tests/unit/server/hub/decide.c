@@ -327,8 +327,8 @@ static void test_device_events(void **state)
     /* The steps of a software update are the device's own events too; the server's are not. */
     {
         static const char step[] = "{\"type\":\"update.verified\",\"severity\":\"info\"}";
-        assert_int_equal(
-            kf_hub_parse_device_event((const uint8_t *)step, strlen(step), &e, &why), 1);
+        assert_int_equal(kf_hub_parse_device_event((const uint8_t *)step, strlen(step), &e, &why),
+                         1);
         assert_string_equal(e.type, "update.verified");
         free(e.detail);
     }
