@@ -650,8 +650,9 @@ static void state_cb(void *ctx, struct kf_device *dev, const char *what, const c
     struct agent *a = ctx;
     (void)dev;
     (void)detail;
-    /* A device that was offline asks for updates as soon as it is back. */
-    if (a && strcmp(what, "connected") == 0) a->up_next_ms = 0;
+    /* A device that was offline asks for updates as soon as it is back; one offered a release
+     * (devices/<id>/updates/available) asks at once. */
+    if (a && (strcmp(what, "connected") == 0 || strcmp(what, "update") == 0)) a->up_next_ms = 0;
 }
 
 /* ---- log watch ---- */

@@ -142,6 +142,38 @@ static const struct command commands[] = {
      "Signs a new snapshot and timestamp now (keyfleetd renews them on its own before they\n"
      "expire: the timestamp lives a day, the snapshot a week).",
      "renew the online roles' metadata"},
+    {"rollout", "create", kf_cmd_rollout_create,
+     "rollout create --release NAME (--all | --enrollment ID | --devices FILE)\n"
+     "               [--phases 1,10,50,100] [--soak 10m] [--max-failures 2%] [--json]\n"
+     "\n"
+     "Offers a published release (a target of keyfleet release list, for one hardware) to a set\n"
+     "of active devices in phases: cumulative percentages of the set, in a random order made now.\n"
+     "The first phase is offered at once; each next one once the phase before has run --soak\n"
+     "(30s, 10m, 2h, 1d) with at most --max-failures of its devices failed (failed, reverted,\n"
+     "or refused as a downgrade). Over that, the rollout pauses itself (update.rollout_paused).\n"
+     "FILE: one device id a line (# comments). Devices are told on devices/<id>/updates/available\n"
+     "and ask at every connect; each installs only a signed release for its hardware above its\n"
+     "installed version. Audited (rollout.create); keyfleetd's steps are audited too.",
+     "offer a release to devices in phases"},
+    {"rollout", "list", kf_cmd_rollout_list, "rollout list [--json]",
+     "list rollouts with their progress"},
+    {"rollout", "show", kf_cmd_rollout_show,
+     "rollout show ID [--json]\n"
+     "\n"
+     "The rollout's state and settings, and its devices counted per phase and per state:\n"
+     "pending, downloading, verified, installing, installed, confirmed, failed, reverted,\n"
+     "refused.",
+     "a rollout's phases and device counts"},
+    {"rollout", "pause", kf_cmd_rollout_pause, "rollout pause ID [--reason TEXT]",
+     "stop offering a running rollout to more devices (audited)"},
+    {"rollout", "resume", kf_cmd_rollout_resume,
+     "rollout resume ID\n"
+     "\n"
+     "Runs a paused rollout again: the failures its phase has so far are accepted (only new ones\n"
+     "count against --max-failures) and the phase soaks again from now. Audited.",
+     "run a paused rollout again (audited)"},
+    {"rollout", "abort", kf_cmd_rollout_abort, "rollout abort ID [--reason TEXT]",
+     "end a rollout: nothing more is offered (audited)"},
     {"hub", "add", kf_cmd_hub_add,
      "hub add --name NAME --endpoint HOST:PORT [--weight N]\n"
      "\n"

@@ -33,12 +33,13 @@
 #include "keyfleet/backoff.h"
 #include "keyfleet/mqtt_client.h"
 
-#define RX_BYTES     (64 * 1024)
-#define TX_BYTES     (64 * 1024)
-#define PEM_MAX      (64 * 1024)
-#define IDENTITY_MAX (256 * 1024)
-#define EVENT_TAG    0x80000000u
-#define URI_CAP      2048
+#define RX_BYTES        (64 * 1024)
+#define TX_BYTES        (64 * 1024)
+#define PEM_MAX         (64 * 1024)
+#define IDENTITY_MAX    (256 * 1024)
+#define UPDATE_NOTE_MAX 400
+#define EVENT_TAG       0x80000000u
+#define URI_CAP         2048
 
 struct identity {
     char device_id[128];
@@ -68,8 +69,8 @@ struct kf_device {
     struct kf_mqttc mqtt;
     uint8_t *rx, *tx, *q;
     struct kf_tlsc_conn *conn;
-    char topic_telemetry[200], topic_events[200], sub_commands[200];
-    const char *subs[1];
+    char topic_telemetry[200], topic_events[200], sub_commands[200], sub_updates[200];
+    const char *subs[2];
     struct kf_backoff prov_bo, conn_bo, renew_bo;
     uint64_t prov_at, connect_at, renew_retry_at;
     time_t renew_at;
@@ -333,6 +334,7 @@ static void topics(struct kf_device *d)
              d->id.device_id);
     snprintf(d->topic_events, sizeof(d->topic_events), "devices/%s/events", d->id.device_id);
     snprintf(d->sub_commands, sizeof(d->sub_commands), "devices/%s/commands/#", d->id.device_id);
+    snprintf(d->sub_updates, sizeof(d->sub_updates), "devices/%s/updates/#", d->id.device_id);
 }
 
 /* A refusal body {"error", "message"} into the detail. */
@@ -574,7 +576,20 @@ static void message_cb(void *ctx, const char *topic, size_t tlen, const uint8_t 
 {
     struct kf_device *d = ctx;
     size_t pl = strlen(d->sub_commands) - 1; /* "devices/<id>/commands/" */
+    size_t ul = strlen(d->sub_updates) - 1;  /* "devices/<id>/updates/" */
     char name[128];
+    if (tlen > ul && memcmp(topic, d->sub_updates, ul) == 0) {
+        /* keyfleetd offers a release: the caller checks (kf_update_check), which trusts only
+         * the signed metadata; the payload names the target, for logs */
+        char what[UPDATE_NOTE_MAX];
+        size_t n = len < sizeof(what) - 1 ? len : sizeof(what) - 1;
+        memcpy(what, payload, n);
+        what[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)what[i] < 0x20 || what[i] == 0x7f) what[i] = ' ';
+        state(d, "update", what);
+        return;
+    }
     if (tlen <= pl || memcmp(topic, d->sub_commands, pl) != 0 || tlen - pl >= sizeof(name)) return;
     memcpy(name, topic + pl, tlen - pl);
     name[tlen - pl] = 0;
@@ -809,10 +824,11 @@ int kf_device_open(const struct kf_device_config *cfg, struct kf_device **out)
     mo.clean_start = 0;
     mo.session_expiry_s = 3600;
     mo.subscriptions = d->subs;
-    mo.n_subscriptions = 1;
+    mo.n_subscriptions = 2;
     mo.sub_qos = 1;
     mo.client_id = d->id.device_id; /* filled in when the identity is known */
     d->subs[0] = d->sub_commands;
+    d->subs[1] = d->sub_updates;
     io.ctx = NULL;
     memset(&h, 0, sizeof(h));
     h.ctx = d;

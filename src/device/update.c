@@ -131,32 +131,70 @@ int kf_update_installed(struct kf_device *dev, int64_t version)
     return kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
 }
 
-struct pick {
-    const char *hardware;
-    int64_t floor;
-    struct kf_tuf_target best;
-    int64_t best_version, below_version; /* below_version: the newest for this hardware */
-    int found, below;                    /* below: any for this hardware */
-};
-
-/* The newest target for this hardware; one for other hardware is never considered. */
-static void pick_cb(const struct kf_tuf_target *t, void *arg)
+/*
+ * Reports a refused offer once per (event, target, targets version): a device that checks every
+ * few minutes must not repeat the same refusal all day.
+ */
+static void refuse_once(struct kf_device *dev, const struct kf_device_link *l,
+                        const struct kf_tuf_trusted *t, const char *type, const char *target,
+                        json_t *detail)
 {
-    struct pick *p = arg;
-    const char *hw = json_string_value(json_object_get(t->custom, "hardware"));
-    const json_t *v = json_object_get(t->custom, "version");
-    int64_t version;
-    if (!hw || strcmp(hw, p->hardware) != 0 || !json_is_integer(v)) return;
-    version = json_integer_value(v);
-    /* The newest for this hardware: below the installed version, it is a rollback offered. */
-    if (!p->below || version > p->below_version) p->below_version = version;
-    p->below = 1;
-    if (version < p->floor) return;
-    if (version > p->floor && (!p->found || version > p->best_version)) {
-        p->best = *t;
-        p->best_version = version;
-        p->found = 1;
+    char path[PATH_CAP], text[KF_TUF_PATH_MAX + 96];
+    struct kf_buf seen;
+    snprintf(text, sizeof(text), "%s %s %lld\n", type, target,
+             (long long)kf_tuf_version(t, KF_TUF_TARGETS));
+    tuf_path(l, "refused.reported", path);
+    kf_buf_init(&seen, sizeof(text));
+    if (!kf_file_exists(path) || kf_buf_read_file(&seen, path) != KF_OK ||
+        strcmp(kf_buf_str(&seen), text) != 0) {
+        json_object_set_new(detail, "target", json_string(target));
+        json_object_set_new(detail, "targets_version",
+                            json_integer(kf_tuf_version(t, KF_TUF_TARGETS)));
+        report(dev, type, "critical", detail);
+        kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
+    } else {
+        json_decref(detail);
     }
+    kf_buf_free(&seen);
+    kf_err_clear();
+}
+
+/* GET /updates/assigned: the target keyfleetd offers this device ("" for none). */
+static enum kf_err fetch_assigned(const struct kf_device_link *l, const char *hardware,
+                                  char *target, size_t cap)
+{
+    char path[800], problem[256] = "";
+    struct kf_buf b;
+    json_t *j;
+    const char *name;
+    int status = 0;
+    enum kf_err rc;
+
+    target[0] = '\0';
+    kf_buf_init(&b, 16384);
+    snprintf(path, sizeof(path), "%s/updates/assigned?hardware=%s", l->prefix, hardware);
+    rc = kf_https_get(l->tls, l->host, l->port, path, 0, l->timeout_ms, to_buf, &b, &status,
+                      problem, sizeof(problem));
+    if (!rc && status == 404) { /* a keyfleetd without rollouts offers nothing */
+        kf_buf_free(&b);
+        return KF_OK;
+    }
+    if (!rc && status != 200)
+        rc = kf_fail(KF_E_DENIED, "keyfleetd answered %d for the assigned release%s%s", status,
+                     problem[0] ? ": " : "", problem);
+    if (rc) {
+        kf_buf_free(&b);
+        return rc;
+    }
+    j = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+    kf_buf_free(&b);
+    name = json_string_value(json_object_get(j, "target"));
+    if (!json_is_object(j) || (name && (!kf_tuf_name_ok(name) || strlen(name) >= cap)))
+        rc = kf_fail(KF_E_MALFORMED, "keyfleetd's answer for the assigned release is not one");
+    else if (name)
+        snprintf(target, cap, "%s", name);
+    json_decref(j);
+    return rc;
 }
 
 int kf_update_check(struct kf_device *dev, const char *root_path, const char *hardware, time_t now,
@@ -166,13 +204,18 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
     struct kf_tuf_trusted *t = NULL;
     struct kf_buf b;
     enum kf_tuf_refusal r;
-    char dir[PATH_CAP], name[64];
-    struct pick p;
+    char dir[PATH_CAP], name[64], assigned[KF_TUF_PATH_MAX];
+    struct kf_tuf_target tg;
+    const json_t *v;
+    const char *hw;
     int status = 0;
     enum kf_err rc;
 
     memset(offer, 0, sizeof(*offer));
-    if (!hardware || !*hardware) return kf_fail(KF_E_INVALID, "no hardware id");
+    if (!hardware || !*hardware || strlen(hardware) > 127 ||
+        strspn(hardware, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+            strlen(hardware))
+        return kf_fail(KF_E_INVALID, "hardware id: 1 to 127 letters, digits, _ - .");
     rc = kf_device_link(dev, &l);
     if (!rc) rc = kf_update_floor(dev, &offer->installed);
     if (rc) return rc;
@@ -267,35 +310,35 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
         goto done;
     }
 
-    memset(&p, 0, sizeof(p));
-    p.hardware = hardware;
-    p.floor = offer->installed;
-    kf_tuf_targets_each(t, pick_cb, &p);
-    if (p.found) {
-        offer->available = 1;
-        snprintf(offer->name, sizeof(offer->name), "%s", p.best.path);
-        offer->length = p.best.length;
-        offer->version = p.best_version;
-    } else if (p.below && p.below_version < offer->installed) {
-        /* The newest release for this hardware is older than the installed one: a rollback,
-         * refused; reported once per targets version, not at every check. (Older releases
-         * beside the current one are not: repositories keep them.) */
-        char path[PATH_CAP], text[32];
-        struct kf_buf seen;
-        snprintf(text, sizeof(text), "%lld\n", (long long)kf_tuf_version(t, KF_TUF_TARGETS));
-        tuf_path(&l, "rollback.reported", path);
-        kf_buf_init(&seen, 64);
-        if (!kf_file_exists(path) || kf_buf_read_file(&seen, path) != KF_OK ||
-            strcmp(kf_buf_str(&seen), text) != 0) {
-            report(dev, "update.rollback_refused", "critical",
-                   json_pack("{s:I, s:I, s:I}", "offered", (json_int_t)p.below_version, "installed",
-                             (json_int_t)offer->installed, "targets_version",
-                             (json_int_t)kf_tuf_version(t, KF_TUF_TARGETS)));
-            kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
-        }
-        kf_buf_free(&seen);
+    /* What keyfleetd offers: installed only if it is signed, for this hardware, and newer. */
+    rc = fetch_assigned(&l, hardware, assigned, sizeof(assigned));
+    if (rc || !assigned[0]) goto done;
+    if (kf_tuf_target(t, assigned, &tg) != KF_TUF_OK) {
         kf_err_clear();
+        refuse_once(dev, &l, t, "update.failed", assigned,
+                    json_pack("{s:s}", "reason", "unsigned"));
+        goto done;
     }
+    hw = json_string_value(json_object_get(tg.custom, "hardware"));
+    v = json_object_get(tg.custom, "version");
+    if (!json_is_integer(v) || !hw || strcmp(hw, hardware) != 0) {
+        refuse_once(dev, &l, t, "update.failed", assigned,
+                    json_pack("{s:s, s:s?, s:I}", "reason", "hardware", "hardware", hw, "version",
+                              (json_int_t)json_integer_value(v)));
+        goto done;
+    }
+    if (json_integer_value(v) < offer->installed) {
+        /* an older signed release: a rollback, refused (the floor only goes up) */
+        refuse_once(dev, &l, t, "update.rollback_refused", assigned,
+                    json_pack("{s:I, s:I}", "offered", (json_int_t)json_integer_value(v),
+                              "installed", (json_int_t)offer->installed));
+        goto done;
+    }
+    if (json_integer_value(v) == offer->installed) goto done; /* installed already */
+    offer->available = 1;
+    snprintf(offer->name, sizeof(offer->name), "%s", tg.path);
+    offer->length = tg.length;
+    offer->version = json_integer_value(v);
 done:
     kf_tuf_trusted_free(t);
     return rc;

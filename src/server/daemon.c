@@ -14,6 +14,7 @@
 #include "server/ca/checkpoint.h"
 #include "server/hub/hub.h"
 #include "server/net/listen.h"
+#include "server/ops/rollout.h"
 #include "server/ops/updates.h"
 #include "server/worker.h"
 
@@ -260,12 +261,31 @@ static void updates_refresh(struct kf_daemon *d)
 static enum kf_err updates_open(struct kf_daemon *d)
 {
     updates_refresh(d);
-    return KF_OK;
+    return kf_rollout_engine_new(&d->rollouts);
+}
+
+/* A device offered a release hears it on devices/<id>/updates/available. */
+static void rollout_notify(void *arg, const char *device, const char *payload)
+{
+    struct kf_daemon *d = arg;
+    char topic[KF_ID_MAX + 40];
+    if (!d->hub) return;
+    snprintf(topic, sizeof(topic), "devices/%s/updates/available", device);
+    kf_hub_notify(d->hub, topic, payload, strlen(payload));
 }
 
 static void updates_tick(struct kf_daemon *d, unsigned quarter)
 {
     if (quarter % 240 == 0) updates_refresh(d);
+    /* rollouts: reports applied, phases paused or advanced, devices told, every second */
+    if (quarter % 4 == 0)
+        kf_rollout_tick(d->rollouts, d->deploy, (int64_t)time(NULL), rollout_notify, d);
+}
+
+static void updates_free(struct kf_daemon *d)
+{
+    kf_rollout_engine_free(d->rollouts);
+    d->rollouts = NULL;
 }
 
 /* A last checkpoint: what this run added to the audit log is vouched for. */
@@ -385,7 +405,7 @@ static const struct subsystem subsystems[] = {
     {"snapshot", snapshot_open, NULL, NULL, snapshot_tick, NULL, NULL, snapshot_free},
     {"hub", hub_open, NULL, hub_reload, hub_tick, NULL, NULL, hub_free},
     {"audit", NULL, NULL, NULL, audit_tick, NULL, audit_stop, NULL},
-    {"updates", updates_open, NULL, NULL, updates_tick, NULL, NULL, NULL},
+    {"updates", updates_open, NULL, NULL, updates_tick, NULL, NULL, updates_free},
     {"workers", workers_open, workers_start, NULL, NULL, workers_drain, workers_stop, workers_free},
 };
 #define N_SUBSYSTEMS (sizeof(subsystems) / sizeof(subsystems[0]))

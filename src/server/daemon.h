@@ -22,6 +22,8 @@ struct kf_worker;
 struct kf_hubd;
 
 /* What the workers share; read-mostly. Made by kf_daemon_open, freed by kf_daemon_close. */
+struct kf_rollout_engine;
+
 struct kf_daemon {
     struct kf_deploy *deploy; /* the store and the issuing CA's signer */
     struct kf_signer *signer; /* borrowed from deploy */
@@ -42,8 +44,9 @@ struct kf_daemon {
     const char *conf_path;  /* NULL: DIR/keyfleet.conf (borrowed) */
     uint64_t snapshot_seen; /* the snapshot generation the hub was told of */
     uint64_t conn_peak;     /* connections at their peak since the heap was last trimmed */
-    int checkpoint_s;       /* seconds since the last audit checkpoint */
-    size_t opened;          /* subsystems made, in table order */
+    struct kf_rollout_engine *rollouts; /* phased software rollouts */
+    int checkpoint_s;                   /* seconds since the last audit checkpoint */
+    size_t opened;                      /* subsystems made, in table order */
 };
 
 /*

@@ -16,6 +16,7 @@ release() { # release IMAGE NAME VERSION
     N=$((N + 1))
     vendor_targets "$V/t$N.json" "${from[@]}" --image "$1" --name "$2" --hardware gw-a --version "$3"
     ok "release $3" release add --root "$V/root.json" --targets "$V/t$N.json" --image "$2=$1"
+    offer_all "$2"
 }
 for n in 1 2 3 4; do echo "firmware $n" >"$T/fw-$n.bin"; done
 
@@ -46,8 +47,9 @@ wait_for_event() { # wait_for_event TYPE JQ-FILTER
 active() { readlink "$T/a1.data/active-slot"; }
 floor() { cat "$T/a1.data/update.floor" 2>/dev/null || echo 0; }
 
-release "$T/fw-1.bin" gw/fw-1.bin 10000
 start_agent a1
+check "the agent provisioned" wait_file "$T/a1.data/identity.json"
+release "$T/fw-1.bin" gw/fw-1.bin 10000
 check "release 1 confirmed" wait_for_event update.confirmed '.detail.version == 10000 and .detail.slot == "b"'
 equals "installed into the inactive slot, b" "$(cat "$T/slot-b/image")" "firmware 1"
 equals "slot a untouched" "$(cat "$T/slot-a/image")" "firmware 0"

@@ -483,6 +483,11 @@ vendor_targets() {
     "$REL" sign --key "$V/tg.key" "$out" >/dev/null
 }
 
+# offer_all TARGET: a rollout of the published TARGET to every active device, one phase, no soak.
+offer_all() {
+    ok "rollout of $1" rollout create --release "$1" --all --phases 100 --soak 0
+}
+
 # update_agent NAME FACTORY_CERT FACTORY_KEY [extra [update] lines]: $T/NAME.conf for an agent
 # that updates itself (hardware gw-a, handler $T/install.sh, checks every second) from the root
 # the vendor made (vendor_root), shipped as $T/shipped-root.json.

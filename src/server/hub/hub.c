@@ -282,6 +282,25 @@ void kf_hub_configure(struct kf_hubd *h, const struct kf_config *cfg)
     kf_limits_configure(h->limits, &hc.limits);
 }
 
+size_t kf_hub_notify(struct kf_hubd *h, const char *topic, const void *payload, size_t len)
+{
+    struct kf_mqtt_publish p;
+    struct kf_mqtt_str t = {(const uint8_t *)topic, (uint16_t)strlen(topic)};
+    struct kf_msg *m;
+    size_t n;
+    memset(&p, 0, sizeof(p));
+    p.qos = 1;
+    p.topic = t;
+    p.payload = payload;
+    p.payload_len = len;
+    /* "k:" names no session a client can have ("d:" devices, "s:" services) */
+    m = kf_msg_new(&p, t, "k:keyfleetd", kf_now_ms());
+    if (!m) return 0;
+    n = kf_broker_publish(h->broker, m, NULL, NULL);
+    kf_msg_release(m);
+    return n;
+}
+
 void kf_hub_sweep(struct kf_hubd *h)
 {
     int64_t now = kf_now_ms(), keep;

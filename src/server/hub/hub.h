@@ -69,6 +69,13 @@ void kf_hub_sweep(struct kf_hubd *h);
  */
 void kf_hub_registry_changed(struct kf_hubd *h);
 
+/*
+ * Publishes `payload` (len bytes, borrowed) from keyfleetd itself to `topic` at QoS 1, not
+ * retained: to the device's session if it has one (a persistent session keeps it while the
+ * device is away). Any thread. Returns the number of sessions it was queued for.
+ */
+size_t kf_hub_notify(struct kf_hubd *h, const char *topic, const void *payload, size_t len);
+
 /* Connections open on the hub's listeners now (TLS not done yet included). Any thread. */
 uint64_t kf_hub_connections_open(struct kf_hubd *h);
 

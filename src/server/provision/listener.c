@@ -25,6 +25,7 @@
 #include "common/est.h"
 #include "common/tuf.h"
 #include "server/net/accept.h"
+#include "server/ops/rollout.h"
 #include "server/provision/metrics.h"
 #include "server/provision/provision.h"
 
@@ -543,8 +544,9 @@ static void serve_metrics(struct conn *c)
 
 /* ---- signed updates: the repository's files, to devices and services ---- */
 
-#define DL_CHUNK 65536        /* read from the file at a time */
-#define DL_LOW   (256 * 1024) /* refilled when less than this is waiting to be sent */
+#define DL_CHUNK          65536 /* read from the file at a time */
+#define KF_HARDWARE_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+#define DL_LOW            (256 * 1024) /* refilled when less than this is waiting to be sent */
 
 /* Gives back the download slot and the file. */
 static void dl_end(struct conn *c)
@@ -654,6 +656,45 @@ static int update_file(const struct kf_prov_service *svc, const char *path, char
                             *metadata ? "metadata" : "targets", name) < cap;
 }
 
+/*
+ * GET /updates/assigned[?hardware=ID]: the release the device is offered by a rollout (or
+ * nulls). A device is told only what it may install; it checks the signed metadata before it
+ * trusts any of it. A service is offered nothing.
+ */
+static void serve_assigned(struct conn *c, const struct kf_http_request *req, int kind)
+{
+    char hardware[128] = "";
+    const char *q = req->query;
+    json_t *j = NULL;
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        if (n > 9 && strncmp(q, "hardware=", 9) == 0) {
+            if (n - 9 >= sizeof(hardware) || strspn(q + 9, KF_HARDWARE_CHARS) < n - 9) {
+                send_refusal(c, 400, KF_REFUSAL_BAD_REQUEST,
+                             "hardware: letters, digits, _ - . (at most 127)", NO_EVENT);
+                return;
+            }
+            memcpy(hardware, q + 9, n - 9);
+            hardware[n - 9] = '\0';
+        }
+        q += n + (q[n] == '&');
+    }
+    if (kind != 1) {
+        send_json(c, 200, json_pack("{s:n, s:n, s:n}", "rollout", "target", "version"),
+                  "Cache-Control: no-store\r\n");
+        return;
+    }
+    if (kf_rollout_assigned(c->l->svc->deploy->store, c->id, hardware, &j) != KF_OK) {
+        kf_log(KF_LOG_ERROR, "provisioning", "cannot read the rollouts", "error", kf_errmsg(),
+               NULL);
+        kf_err_clear();
+        send_refusal(c, 503, KF_REFUSAL_OVERLOADED, "the store cannot be read now; come back later",
+                     NO_EVENT);
+        return;
+    }
+    send_json(c, 200, j, "Cache-Control: no-store\r\n");
+}
+
 static void serve_update(struct conn *c, const struct kf_http_request *req)
 {
     struct kf_prov_service *svc = c->l->svc;
@@ -680,6 +721,10 @@ static void serve_update(struct conn *c, const struct kf_http_request *req)
                      "signed updates are served to devices and services with a certificate of "
                      "this deployment that stands",
                      EVENT_CLAIMED);
+        return;
+    }
+    if (strcmp(req->path, "/updates/assigned") == 0) {
+        serve_assigned(c, req, kind);
         return;
     }
     if (!update_file(svc, req->path, path, sizeof(path), &metadata)) {

@@ -47,6 +47,8 @@ typedef enum kf_err (*kf_checkpoint_cb)(const struct kf_checkpoint_rec *cp, void
 typedef enum kf_err (*kf_serial_cb)(const char *serial, void *arg);
 typedef enum kf_err (*kf_audit_cb)(const struct kf_audit_rec *r, void *arg);
 typedef enum kf_err (*kf_approval_cb)(const struct kf_approval_rec *a, void *arg);
+typedef enum kf_err (*kf_rollout_cb)(const struct kf_rollout_rec *r, void *arg);
+typedef enum kf_err (*kf_rollout_device_cb)(const struct kf_rollout_device_rec *d, void *arg);
 typedef enum kf_err (*kf_retained_cb)(const void *topic, size_t topic_len, const void *msg,
                                       size_t msg_len, void *arg);
 typedef enum kf_err (*kf_hub_state_cb)(const char *session, int kind, int64_t key,
@@ -163,6 +165,9 @@ struct kf_store_backend {
     enum kf_err (*event_insert)(struct kf_store_conn *c, const struct kf_event_rec *e, int64_t *id);
     enum kf_err (*event_list)(struct kf_store_conn *c, int64_t since_ms, const char *type,
                               const char *device, int64_t limit, kf_event_cb cb, void *arg);
+    /* type_lo <= type < type_hi (both NULL: any type) */
+    enum kf_err (*event_after)(struct kf_store_conn *c, int64_t after_id, const char *type_lo,
+                               const char *type_hi, int64_t limit, kf_event_cb cb, void *arg);
     /* Deletes at most `limit` events, oldest first: those before `before_ms` (> 0), then those
      * beyond the newest `keep_rows` (> 0); `*deleted` says how many. */
     enum kf_err (*event_prune)(struct kf_store_conn *c, int64_t before_ms, int64_t keep_rows,
@@ -184,6 +189,21 @@ struct kf_store_backend {
     enum kf_err (*checkpoint_list)(struct kf_store_conn *c, kf_checkpoint_cb cb, void *arg);
     enum kf_err (*audit_find_hash)(struct kf_store_conn *c, const char *hash, int64_t not_seq,
                                    int64_t *seq);
+
+    enum kf_err (*rollout_insert)(struct kf_store_conn *c, const struct kf_rollout_rec *r,
+                                  int64_t *id);
+    enum kf_err (*rollout_get)(struct kf_store_conn *c, int64_t id, struct kf_rollout_rec *out);
+    enum kf_err (*rollout_update)(struct kf_store_conn *c, const struct kf_rollout_rec *r);
+    enum kf_err (*rollout_list)(struct kf_store_conn *c, kf_rollout_cb cb, void *arg);
+    enum kf_err (*rollout_device_put)(struct kf_store_conn *c,
+                                      const struct kf_rollout_device_rec *d);
+    enum kf_err (*rollout_device_list)(struct kf_store_conn *c, int64_t rollout,
+                                       kf_rollout_device_cb cb, void *arg);
+    /* `hardware` "": any */
+    enum kf_err (*rollout_assigned)(struct kf_store_conn *c, const char *device,
+                                    const char *hardware, struct kf_rollout_rec *out);
+    enum kf_err (*rollout_device_find)(struct kf_store_conn *c, const char *device, int64_t version,
+                                       struct kf_rollout_device_rec *out);
 
     /*
      * The registry version (see kf_txn_registry_version). The back end keeps it in the database

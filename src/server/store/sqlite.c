@@ -288,6 +288,36 @@ static const char schema_v8[] =
     " PRIMARY KEY (session, kind, key)"
     ") STRICT, WITHOUT ROWID;"
     "PRAGMA user_version = 8;";
+/*
+ * Version 9: software rollouts. A rollout offers one signed release to a fixed set of devices in
+ * phases; `released` is how many of them (by `ord`, a shuffled order) have been offered it. Its
+ * settings (phases, soak, failure threshold, progress) are the JSON `doc`, which only
+ * server/ops/rollout reads. Each device's row follows what the device reports.
+ */
+static const char schema_v9[] =
+    "CREATE TABLE rollouts ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'aborted', 'completed')),"
+    " target TEXT NOT NULL CHECK (length(target) BETWEEN 1 AND 255),"
+    " hardware TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " released INTEGER NOT NULL CHECK (released >= 0),"
+    " doc TEXT NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE rollout_devices ("
+    " rollout INTEGER NOT NULL REFERENCES rollouts (id),"
+    " device TEXT NOT NULL REFERENCES devices (id),"
+    " ord INTEGER NOT NULL CHECK (ord >= 0),"
+    " state TEXT NOT NULL CHECK (length(state) BETWEEN 1 AND 15),"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " updated INTEGER NOT NULL,"
+    " PRIMARY KEY (rollout, device)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE INDEX rollout_devices_device ON rollout_devices (device, rollout);"
+    "CREATE UNIQUE INDEX rollout_devices_ord ON rollout_devices (rollout, ord);"
+    "PRAGMA user_version = 9;";
 /* clang-format on */
 #undef BUMP_VERSION
 
@@ -296,7 +326,8 @@ static const char schema_v8[] =
  * i + 1. Migrations run in order, all in one transaction, and are never edited once released.
  */
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+    schema_v6, schema_v7, schema_v8, schema_v9,
 };
 _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -319,6 +350,8 @@ _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
 #define HUB_COLS     "name, endpoint, weight, enabled, created"
 #define SERVICE_COLS "name, role, status, created, updated"
 #define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail, claimed"
+#define ROLLOUT_COLS "id, state, target, hardware, version, released, doc, created, updated"
+#define RDEV_COLS    "rollout, device, ord, state, reason, updated"
 #define AUDIT_COLS   "seq, time_ms, actor, action, object, detail, prev_hash, hash"
 #define CA_COLS \
     "name, serial, subject, cert_pem, key_uri, not_before, not_after, crl_number, created"
@@ -394,6 +427,16 @@ enum stmt_id {
     ST_EVENT_LIST_T,
     ST_EVENT_LIST_D,
     ST_EVENT_LIST_TD,
+    ST_EVENT_AFTER,
+    ST_EVENT_AFTER_T,
+    ST_ROLLOUT_INSERT,
+    ST_ROLLOUT_GET,
+    ST_ROLLOUT_UPDATE,
+    ST_ROLLOUT_LIST,
+    ST_RDEV_PUT,
+    ST_RDEV_LIST,
+    ST_ROLLOUT_ASSIGNED,
+    ST_RDEV_FIND,
     ST_AUDIT_LAST,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
@@ -527,6 +570,29 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "AND device = ?3 ORDER BY time_ms, id LIMIT ?4",
     [ST_EVENT_LIST_TD] = "SELECT " EVENT_COLS " FROM security_events WHERE time_ms >= ?1 "
                          "AND type = ?2 AND device = ?3 ORDER BY time_ms, id LIMIT ?4",
+
+    [ST_EVENT_AFTER] = "SELECT " EVENT_COLS " FROM security_events WHERE id > ?1 "
+                       "ORDER BY id LIMIT ?4",
+    [ST_EVENT_AFTER_T] = "SELECT " EVENT_COLS " FROM security_events WHERE id > ?1 "
+                         "AND type >= ?2 AND type < ?3 ORDER BY id LIMIT ?4",
+
+    [ST_ROLLOUT_INSERT] = "INSERT INTO rollouts (state, target, hardware, version, released, "
+                          "doc, created, updated) VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_ROLLOUT_GET] = "SELECT " ROLLOUT_COLS " FROM rollouts WHERE id = ?1",
+    [ST_ROLLOUT_UPDATE] = "UPDATE rollouts SET state = ?2, released = ?6, doc = ?7, updated = ?9 "
+                          "WHERE id = ?1",
+    [ST_ROLLOUT_LIST] = "SELECT " ROLLOUT_COLS " FROM rollouts ORDER BY id",
+    [ST_RDEV_PUT] = "INSERT OR REPLACE INTO rollout_devices (" RDEV_COLS ") "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_RDEV_LIST] = "SELECT " RDEV_COLS " FROM rollout_devices WHERE rollout = ?1 ORDER BY ord",
+    [ST_ROLLOUT_ASSIGNED] = "SELECT r.id, r.state, r.target, r.hardware, r.version, r.released, "
+                            "r.doc, r.created, r.updated FROM rollout_devices d "
+                            "JOIN rollouts r ON r.id = d.rollout WHERE d.device = ?1 "
+                            "AND (?2 = '' OR r.hardware = ?2) AND d.ord < r.released "
+                            "ORDER BY r.id DESC LIMIT 1",
+    [ST_RDEV_FIND] = "SELECT d.rollout, d.device, d.ord, d.state, d.reason, d.updated "
+                     "FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
+                     "WHERE d.device = ?1 AND r.version = ?2 ORDER BY r.id DESC LIMIT 1",
 
     [ST_AUDIT_LAST] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     [ST_AUDIT_INSERT] = "INSERT INTO audit (" AUDIT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -2266,22 +2332,13 @@ static enum kf_err row_event(struct sq_conn *c, sqlite3_stmt *st, struct kf_even
     return rc;
 }
 
-static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, const char *type,
-                                 const char *device, int64_t limit, kf_event_cb cb, void *arg)
+/* Steps the bound event list `st` (statement `id`), each event to `cb`, then releases it. */
+static enum kf_err events_each(struct sq_conn *c, enum stmt_id id, sqlite3_stmt *st, kf_event_cb cb,
+                               void *arg)
 {
-    enum stmt_id id = ST_EVENT_LIST + (type ? 1 : 0) + (device ? 2 : 0);
-    struct sq_conn *c = sq(kc);
-    sqlite3_stmt *st = NULL;
     struct kf_event_rec e;
-    enum kf_err rc = stmt(c, id, &st);
+    enum kf_err rc = KF_OK;
     int s;
-
-    if (rc) return rc;
-    if (bind_i(st, 1, since_ms) || (type && bind_s(st, 2, type)) ||
-        (device && bind_s(st, 3, device)) || bind_i(st, 4, limit == KF_LIST_ALL ? -1 : limit)) {
-        rc = bind_fail(c, "the event list");
-        goto out;
-    }
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         memset(&e, 0, sizeof(e));
         rc = row_event(c, st, &e);
@@ -2293,6 +2350,260 @@ static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, con
     if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list events");
 out:
     release(c, id, st);
+    return rc;
+}
+
+static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, const char *type,
+                                 const char *device, int64_t limit, kf_event_cb cb, void *arg)
+{
+    enum stmt_id id = ST_EVENT_LIST + (type ? 1 : 0) + (device ? 2 : 0);
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, id, &st);
+
+    if (rc) return rc;
+    if (bind_i(st, 1, since_ms) || (type && bind_s(st, 2, type)) ||
+        (device && bind_s(st, 3, device)) || bind_i(st, 4, limit == KF_LIST_ALL ? -1 : limit)) {
+        release(c, id, st);
+        return bind_fail(c, "the event list");
+    }
+    return events_each(c, id, st, cb, arg);
+}
+
+static enum kf_err sq_event_after(struct kf_store_conn *kc, int64_t after_id, const char *type_lo,
+                                  const char *type_hi, int64_t limit, kf_event_cb cb, void *arg)
+{
+    enum stmt_id id = type_lo ? ST_EVENT_AFTER_T : ST_EVENT_AFTER;
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, id, &st);
+
+    if (rc) return rc;
+    if (bind_i(st, 1, after_id) ||
+        (type_lo && (bind_s(st, 2, type_lo) || bind_s(st, 3, type_hi))) ||
+        bind_i(st, 4, limit == KF_LIST_ALL ? -1 : limit)) {
+        release(c, id, st);
+        return bind_fail(c, "the event list");
+    }
+    return events_each(c, id, st, cb, arg);
+}
+
+/* ---- rollouts ---- */
+
+static enum kf_err row_rollout(struct sq_conn *c, sqlite3_stmt *st, struct kf_rollout_rec *r)
+{
+    int f = 0;
+    enum kf_err rc;
+    r->id = col_i(st, 0);
+    f |= col_fixed(st, 1, r->state, sizeof(r->state));
+    f |= col_fixed(st, 2, r->target, sizeof(r->target));
+    f |= col_fixed(st, 3, r->hardware, sizeof(r->hardware));
+    r->version = col_i(st, 4);
+    r->released = col_i(st, 5);
+    f |= col_dup(st, 6, &r->doc);
+    r->created = col_i(st, 7);
+    r->updated = col_i(st, 8);
+    rc = col_result(c, f, "rollout");
+    if (rc) kf_rollout_rec_clear(r);
+    return rc;
+}
+
+static int bind_rollout(sqlite3_stmt *st, const struct kf_rollout_rec *r, int with_id)
+{
+    int f = with_id ? bind_i(st, 1, r->id) : 0;
+    return f | bind_s(st, 2, r->state) | bind_s(st, 3, r->target) | bind_s(st, 4, r->hardware) |
+           bind_i(st, 5, r->version) | bind_i(st, 6, r->released) | bind_s(st, 7, r->doc) |
+           bind_i(st, 8, r->created) | bind_i(st, 9, r->updated);
+}
+
+static enum kf_err sq_rollout_insert(struct kf_store_conn *kc, const struct kf_rollout_rec *r,
+                                     int64_t *id)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_ROLLOUT_INSERT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_rollout(st, r, 0)) {
+        rc = bind_fail(c, "a rollout");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot insert a rollout of %s", r->target);
+    else
+        *id = sqlite3_last_insert_rowid(c->h);
+out:
+    release(c, ST_ROLLOUT_INSERT, st);
+    return rc;
+}
+
+/* One-row SELECT of a rollout by `which` bound to `bind_id` or `bind_text` (and `bind_text2`). */
+static enum kf_err rollout_one(struct sq_conn *c, enum stmt_id which, int64_t bind_id,
+                               const char *bind_text, const char *bind_text2, const char *key,
+                               int quiet, struct kf_rollout_rec *out)
+{
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, which, &st);
+    int s;
+
+    if (rc) return rc;
+    if ((bind_text ? bind_s(st, 1, bind_text) : bind_i(st, 1, bind_id)) ||
+        (bind_text2 && bind_s(st, 2, bind_text2))) {
+        rc = bind_fail(c, "a rollout");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        rc = row_rollout(c, st, out);
+    else if (s == SQLITE_DONE)
+        rc = quiet ? KF_E_NOT_FOUND : kf_fail(KF_E_NOT_FOUND, "rollout %s not found", key);
+    else
+        rc = sq_fail(c, s, "cannot read rollout %s", key);
+out:
+    release(c, which, st);
+    return rc;
+}
+
+static enum kf_err sq_rollout_get(struct kf_store_conn *kc, int64_t id, struct kf_rollout_rec *out)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%" PRId64, id);
+    return rollout_one(sq(kc), ST_ROLLOUT_GET, id, NULL, NULL, key, 0, out);
+}
+
+static enum kf_err sq_rollout_assigned(struct kf_store_conn *kc, const char *device,
+                                       const char *hardware, struct kf_rollout_rec *out)
+{
+    return rollout_one(sq(kc), ST_ROLLOUT_ASSIGNED, 0, device, hardware, device, 1, out);
+}
+
+static enum kf_err sq_rollout_update(struct kf_store_conn *kc, const struct kf_rollout_rec *r)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_ROLLOUT_UPDATE, &st);
+    char key[24];
+
+    if (rc) return rc;
+    snprintf(key, sizeof(key), "%" PRId64, r->id);
+    if (bind_rollout(st, r, 1)) {
+        rc = bind_fail(c, "a rollout");
+        goto out;
+    }
+    rc = step_change(c, st, "update", "rollout", key);
+out:
+    release(c, ST_ROLLOUT_UPDATE, st);
+    return rc;
+}
+
+static enum kf_err sq_rollout_list(struct kf_store_conn *kc, kf_rollout_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    struct kf_rollout_rec r;
+    enum kf_err rc = stmt(c, ST_ROLLOUT_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&r, 0, sizeof(r));
+        rc = row_rollout(c, st, &r);
+        if (rc) goto out;
+        rc = cb(&r, arg);
+        kf_rollout_rec_clear(&r);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot list rollouts");
+out:
+    release(c, ST_ROLLOUT_LIST, st);
+    return rc;
+}
+
+static enum kf_err row_rdev(struct sq_conn *c, sqlite3_stmt *st, struct kf_rollout_device_rec *d)
+{
+    int f = 0;
+    d->rollout = col_i(st, 0);
+    f |= col_fixed(st, 1, d->device, sizeof(d->device));
+    d->ord = col_i(st, 2);
+    f |= col_fixed(st, 3, d->state, sizeof(d->state));
+    f |= col_fixed(st, 4, d->reason, sizeof(d->reason));
+    d->updated = col_i(st, 5);
+    return col_result(c, f, "rollout device");
+}
+
+static enum kf_err sq_rollout_device_put(struct kf_store_conn *kc,
+                                         const struct kf_rollout_device_rec *d)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_RDEV_PUT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_i(st, 1, d->rollout) | bind_s(st, 2, d->device) | bind_i(st, 3, d->ord) |
+        bind_s(st, 4, d->state) | bind_s(st, 5, d->reason) | bind_i(st, 6, d->updated)) {
+        rc = bind_fail(c, "a rollout device");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot record device %s in rollout %" PRId64, d->device, d->rollout);
+out:
+    release(c, ST_RDEV_PUT, st);
+    return rc;
+}
+
+static enum kf_err sq_rollout_device_list(struct kf_store_conn *kc, int64_t rollout,
+                                          kf_rollout_device_cb cb, void *arg)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    struct kf_rollout_device_rec d;
+    enum kf_err rc = stmt(c, ST_RDEV_LIST, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_i(st, 1, rollout)) {
+        rc = bind_fail(c, "a rollout");
+        goto out;
+    }
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        memset(&d, 0, sizeof(d));
+        rc = row_rdev(c, st, &d);
+        if (!rc) rc = cb(&d, arg);
+        if (rc) goto out;
+    }
+    if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot list the devices of rollout %" PRId64, rollout);
+out:
+    release(c, ST_RDEV_LIST, st);
+    return rc;
+}
+
+static enum kf_err sq_rollout_device_find(struct kf_store_conn *kc, const char *device,
+                                          int64_t version, struct kf_rollout_device_rec *out)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_RDEV_FIND, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, device) | bind_i(st, 2, version)) {
+        rc = bind_fail(c, "a rollout device");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        rc = row_rdev(c, st, out);
+    else if (s == SQLITE_DONE)
+        rc = KF_E_NOT_FOUND;
+    else
+        rc = sq_fail(c, s, "cannot read the rollouts of device %s", device);
+out:
+    release(c, ST_RDEV_FIND, st);
     return rc;
 }
 
@@ -2594,6 +2905,15 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .event_insert = sq_event_insert,
     .event_list = sq_event_list,
     .event_prune = sq_event_prune,
+    .event_after = sq_event_after,
+    .rollout_insert = sq_rollout_insert,
+    .rollout_get = sq_rollout_get,
+    .rollout_update = sq_rollout_update,
+    .rollout_list = sq_rollout_list,
+    .rollout_device_put = sq_rollout_device_put,
+    .rollout_device_list = sq_rollout_device_list,
+    .rollout_assigned = sq_rollout_assigned,
+    .rollout_device_find = sq_rollout_device_find,
     .audit_last = sq_audit_last,
     .audit_insert = sq_audit_insert,
     .audit_list = sq_audit_list,

@@ -1640,6 +1640,129 @@ enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *
     return txn->store->be->event_list(txn->conn, since_ms, type, device, limit, cb, arg);
 }
 
+enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, const char *type_prefix,
+                               int64_t limit,
+                               enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
+                               void *arg)
+{
+    char lo[KF_EVENT_TYPE_MAX], hi[KF_EVENT_TYPE_MAX];
+    size_t n;
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (!rc) rc = check_fixed("event type prefix", type_prefix ? type_prefix : "", sizeof(lo), 0);
+    if (!rc) rc = check_limit(limit);
+    if (rc) return rc;
+    n = type_prefix ? strlen(type_prefix) : 0;
+    if (!n) return txn->store->be->event_after(txn->conn, after_id, NULL, NULL, limit, cb, arg);
+    /* the types starting with the prefix: from it up to it with its last byte one higher */
+    memcpy(lo, type_prefix, n + 1);
+    memcpy(hi, type_prefix, n + 1);
+    if ((unsigned char)hi[n - 1] >= 0x7f)
+        return kf_fail(KF_E_INVALID, "event type prefix \"%s\" is not printable", type_prefix);
+    hi[n - 1]++;
+    return txn->store->be->event_after(txn->conn, after_id, lo, hi, limit, cb, arg);
+}
+
+/* ---- rollouts ---- */
+
+void kf_rollout_rec_clear(struct kf_rollout_rec *r)
+{
+    if (!r) return;
+    free(r->doc);
+    memset(r, 0, sizeof(*r));
+}
+
+static enum kf_err rollout_checked(const struct kf_rollout_rec *r)
+{
+    static const char *const states[] = {"running", "paused", "aborted", "completed"};
+    enum kf_err rc =
+        check_one_of("rollout state", r->state, sizeof(r->state), states, KF_ARRAY_LEN(states));
+    if (!rc) rc = check_fixed("rollout target", r->target, sizeof(r->target), 1);
+    if (!rc) rc = check_fixed("rollout hardware", r->hardware, sizeof(r->hardware), 1);
+    if (!rc && r->released < 0)
+        rc = kf_fail(KF_E_INVALID, "a rollout cannot have offered a negative count");
+    if (!rc) rc = check_text("rollout settings", r->doc, KF_ROLLOUT_DOC_MAX, 1);
+    if (!rc) rc = check_json_object("rollout settings", r->doc);
+    return rc;
+}
+
+enum kf_err kf_txn_rollout_insert(struct kf_txn *txn, const struct kf_rollout_rec *r, int64_t *id)
+{
+    enum kf_err rc = need_write(txn, r, "insert a rollout");
+    if (!rc && !id) rc = need_txn(txn, id);
+    if (!rc) rc = rollout_checked(r);
+    if (rc) return rc;
+    return txn->store->be->rollout_insert(txn->conn, r, id);
+}
+
+enum kf_err kf_txn_rollout_get(struct kf_txn *txn, int64_t id, struct kf_rollout_rec *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    memset(out, 0, sizeof(*out));
+    return txn->store->be->rollout_get(txn->conn, id, out);
+}
+
+enum kf_err kf_txn_rollout_update(struct kf_txn *txn, const struct kf_rollout_rec *r)
+{
+    enum kf_err rc = need_write(txn, r, "update a rollout");
+    if (!rc) rc = rollout_checked(r);
+    if (rc) return rc;
+    return txn->store->be->rollout_update(txn->conn, r);
+}
+
+enum kf_err kf_txn_rollout_list(struct kf_txn *txn,
+                                enum kf_err (*cb)(const struct kf_rollout_rec *r, void *arg),
+                                void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (rc) return rc;
+    return txn->store->be->rollout_list(txn->conn, cb, arg);
+}
+
+enum kf_err kf_txn_rollout_device_put(struct kf_txn *txn, const struct kf_rollout_device_rec *d)
+{
+    enum kf_err rc = need_write(txn, d, "record a rollout's device");
+    if (!rc) rc = check_id("rollout device", d->device, sizeof(d->device), 0);
+    if (!rc) rc = check_fixed("rollout device state", d->state, sizeof(d->state), 1);
+    if (!rc) rc = check_fixed("rollout device reason", d->reason, sizeof(d->reason), 0);
+    if (!rc && d->ord < 0) rc = kf_fail(KF_E_INVALID, "a rollout's device order is negative");
+    if (rc) return rc;
+    return txn->store->be->rollout_device_put(txn->conn, d);
+}
+
+enum kf_err kf_txn_rollout_device_list(struct kf_txn *txn, int64_t rollout,
+                                       enum kf_err (*cb)(const struct kf_rollout_device_rec *d,
+                                                         void *arg),
+                                       void *arg)
+{
+    enum kf_err rc = need_txn(txn, (const void *)cb);
+    if (rc) return rc;
+    return txn->store->be->rollout_device_list(txn->conn, rollout, cb, arg);
+}
+
+enum kf_err kf_txn_rollout_assigned(struct kf_txn *txn, const char *device, const char *hardware,
+                                    struct kf_rollout_rec *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    memset(out, 0, sizeof(*out));
+    rc = check_id("device id", device, KF_ID_MAX + 1, 0);
+    if (!rc) rc = check_fixed("hardware", hardware ? hardware : "", sizeof(out->hardware), 0);
+    if (rc) return rc;
+    return txn->store->be->rollout_assigned(txn->conn, device, hardware ? hardware : "", out);
+}
+
+enum kf_err kf_txn_rollout_device_find(struct kf_txn *txn, const char *device, int64_t version,
+                                       struct kf_rollout_device_rec *out)
+{
+    enum kf_err rc = need_txn(txn, out);
+    if (rc) return rc;
+    memset(out, 0, sizeof(*out));
+    rc = check_id("device id", device, KF_ID_MAX + 1, 0);
+    if (rc) return rc;
+    return txn->store->be->rollout_device_find(txn->conn, device, version, out);
+}
+
 /* ---- audit log ---- */
 
 /* Adds one field to the hash as an 8-byte big-endian length and the bytes. */

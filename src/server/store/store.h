@@ -34,7 +34,7 @@
 struct kf_store;
 struct kf_txn;
 
-#define KF_STORE_SCHEMA_VERSION 8
+#define KF_STORE_SCHEMA_VERSION 9
 #define KF_HASH_HEX             65 /* SHA-256 as lower-case hex, with the NUL */
 #define KF_CODE_MAX             65 /* a verification code, with the NUL */
 #define KF_IP_MAX               64 /* an IP address as text, with the NUL */
@@ -501,6 +501,72 @@ enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *
                               const char *device, int64_t limit,
                               enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
                               void *arg);
+
+/*
+ * Lists events with an id above `after_id`, in id order, at most `limit`, whose type starts with
+ * `type_prefix` ("update."; "" for all): a reader that keeps the last id it saw misses none.
+ */
+enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, const char *type_prefix,
+                               int64_t limit,
+                               enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
+                               void *arg);
+
+/* ---- software rollouts (server/ops/rollout) ---- */
+
+#define KF_ROLLOUT_TARGET_MAX 256 /* a TUF target path (KF_TUF_PATH_MAX) */
+#define KF_ROLLOUT_STATE_MAX  16
+#define KF_ROLLOUT_DOC_MAX    (64u * 1024)
+
+struct kf_rollout_rec {
+    int64_t id;                         /* assigned on insert */
+    char state[KF_ROLLOUT_STATE_MAX];   /* "running", "paused", "aborted", "completed" */
+    char target[KF_ROLLOUT_TARGET_MAX]; /* the release: a target in the signed metadata */
+    char hardware[128];                 /* its hardware id */
+    int64_t version;                    /* its version */
+    int64_t released;                   /* devices offered it: those with ord < released */
+    char *doc;                          /* JSON object: phases, soak, ... (owned) */
+    int64_t created, updated;           /* seconds */
+};
+void kf_rollout_rec_clear(struct kf_rollout_rec *r);
+
+struct kf_rollout_device_rec {
+    int64_t rollout;
+    char device[KF_ID_MAX + 1];
+    int64_t ord; /* its place in the rollout (0, 1, ...): phases take a prefix */
+    char state[KF_ROLLOUT_STATE_MAX]; /* "pending", "downloading", ..., "confirmed", "failed" */
+    char reason[64];                  /* why it failed ("" otherwise) */
+    int64_t updated;
+};
+
+/* Inserts `r` (its id is ignored) and sets `*id`. */
+enum kf_err kf_txn_rollout_insert(struct kf_txn *txn, const struct kf_rollout_rec *r, int64_t *id);
+/* `out` owned by the caller (kf_rollout_rec_clear); KF_E_NOT_FOUND naming it. */
+enum kf_err kf_txn_rollout_get(struct kf_txn *txn, int64_t id, struct kf_rollout_rec *out);
+/* Writes state, released, doc and updated of rollout `r->id`. */
+enum kf_err kf_txn_rollout_update(struct kf_txn *txn, const struct kf_rollout_rec *r);
+/* Every rollout, oldest first (records borrowed for the call). */
+enum kf_err kf_txn_rollout_list(struct kf_txn *txn,
+                                enum kf_err (*cb)(const struct kf_rollout_rec *r, void *arg),
+                                void *arg);
+/* Inserts or replaces the row (rollout, device). */
+enum kf_err kf_txn_rollout_device_put(struct kf_txn *txn, const struct kf_rollout_device_rec *d);
+/* The devices of `rollout` in ord order. */
+enum kf_err kf_txn_rollout_device_list(struct kf_txn *txn, int64_t rollout,
+                                       enum kf_err (*cb)(const struct kf_rollout_device_rec *d,
+                                                         void *arg),
+                                       void *arg);
+/*
+ * The newest rollout of a release for `hardware` ("" or NULL: any) that has offered it to
+ * `device`, whatever its state (KF_E_NOT_FOUND, without a message, when none).
+ */
+enum kf_err kf_txn_rollout_assigned(struct kf_txn *txn, const char *device, const char *hardware,
+                                    struct kf_rollout_rec *out);
+/*
+ * The device's row in the newest rollout of version `version` that holds it (KF_E_NOT_FOUND,
+ * without a message, when none): where its reports about that version count.
+ */
+enum kf_err kf_txn_rollout_device_find(struct kf_txn *txn, const char *device, int64_t version,
+                                       struct kf_rollout_device_rec *out);
 
 /* ---- audit log ---- */
 

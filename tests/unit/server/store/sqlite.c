@@ -175,7 +175,7 @@ static void test_schema_and_file(void **state)
              tables, sizeof(tables));
     assert_string_equal(tables, "approvals,audit,audit_checkpoints,cas,certificates,devices,"
                                 "enrollments,hub_retained,hub_state,hubs,meta,"
-                                "registrations,security_events,services");
+                                "registrations,rollout_devices,rollouts,security_events,services");
 
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
