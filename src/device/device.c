@@ -966,6 +966,11 @@ void kf_device_close(struct kf_device *d, int flush_ms)
     free(d);
 }
 
+static int link_report(void *ctx, const char *type, const char *severity, const char *detail)
+{
+    return kf_report_event(ctx, type, severity, detail);
+}
+
 enum kf_err kf_device_link(struct kf_device *d, struct kf_device_link *out)
 {
     memset(out, 0, sizeof(*out));
@@ -977,5 +982,7 @@ enum kf_err kf_device_link(struct kf_device *d, struct kf_device_link *out)
     out->prefix = d->prov_prefix;
     out->dir = d->dir;
     out->timeout_ms = d->cfg.io_timeout_ms;
+    out->report = link_report;
+    out->report_ctx = d;
     return KF_OK;
 }

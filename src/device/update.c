@@ -26,11 +26,12 @@
 static const char *const files[KF_TUF_ROLES] = {"root.json", "timestamp.json", "snapshot.json",
                                                 "targets.json"};
 
-static void report(struct kf_device *dev, const char *type, const char *severity, json_t *detail)
+static void report(const struct kf_device_link *l, const char *type, const char *severity,
+                   json_t *detail)
 {
     char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(detail);
-    if (text && kf_report_event(dev, type, severity, text) != 0)
+    if (text && l->report && l->report(l->report_ctx, type, severity, text) != 0)
         kf_log(KF_LOG_WARN, "update", "cannot queue an event", "type", type, NULL);
     kf_err_clear();
     free(text);
@@ -80,26 +81,24 @@ static enum kf_err fetch_meta(const struct kf_device_link *l, const char *name, 
 }
 
 /* The refusal as the error, and an update.failed event naming it. */
-static enum kf_err refused(struct kf_device *dev, enum kf_tuf_refusal r, const char *what)
+static enum kf_err refused(const struct kf_device_link *l, enum kf_tuf_refusal r, const char *what)
 {
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", kf_errmsg());
-    report(dev, "update.failed", "critical",
+    report(l, "update.failed", "critical",
            json_pack("{s:s, s:s, s:s}", "reason", kf_tuf_refusal_name(r), "metadata", what,
                      "message", msg));
     return kf_fail(r == KF_TUF_MALFORMED ? KF_E_MALFORMED : KF_E_DENIED, "%s refused (%s): %s",
                    what, kf_tuf_refusal_name(r), msg);
 }
 
-int kf_update_floor(struct kf_device *dev, int64_t *version)
+enum kf_err kf_update_floor_at(const struct kf_device_link *l, int64_t *version)
 {
-    struct kf_device_link l;
     char path[PATH_CAP];
     struct kf_buf b;
-    enum kf_err rc = kf_device_link(dev, &l);
+    enum kf_err rc;
     *version = 0;
-    if (rc) return rc;
-    snprintf(path, sizeof(path), "%s/update.floor", l.dir);
+    snprintf(path, sizeof(path), "%s/update.floor", l->dir);
     if (!kf_file_exists(path)) return KF_OK;
     kf_buf_init(&b, 64);
     rc = kf_buf_read_file(&b, path);
@@ -115,29 +114,41 @@ int kf_update_floor(struct kf_device *dev, int64_t *version)
     return rc;
 }
 
-int kf_update_installed(struct kf_device *dev, int64_t version)
+int kf_update_floor(struct kf_device *dev, int64_t *version)
 {
     struct kf_device_link l;
+    enum kf_err rc = kf_device_link(dev, &l);
+    *version = 0;
+    return rc ? rc : kf_update_floor_at(&l, version);
+}
+
+enum kf_err kf_update_installed_at(const struct kf_device_link *l, int64_t version)
+{
     char path[PATH_CAP], text[32];
     int64_t floor = 0;
-    enum kf_err rc = kf_update_floor(dev, &floor);
+    enum kf_err rc = kf_update_floor_at(l, &floor);
     if (rc) return rc;
     if (version < floor)
         return kf_fail(KF_E_DENIED, "version %lld is below the installed %lld: never downgraded",
                        (long long)version, (long long)floor);
-    kf_device_link(dev, &l);
-    snprintf(path, sizeof(path), "%s/update.floor", l.dir);
+    snprintf(path, sizeof(path), "%s/update.floor", l->dir);
     snprintf(text, sizeof(text), "%lld\n", (long long)version);
     return kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
 }
 
+int kf_update_installed(struct kf_device *dev, int64_t version)
+{
+    struct kf_device_link l;
+    enum kf_err rc = kf_device_link(dev, &l);
+    return rc ? rc : kf_update_installed_at(&l, version);
+}
+
 /*
- * Reports a refused offer once per (event, target, targets version): a device that checks every
- * few minutes must not repeat the same refusal all day.
+ * Reports an answer to an offer once per (event, target, targets version): a device that checks
+ * every few minutes must not repeat the same refusal all day.
  */
-static void refuse_once(struct kf_device *dev, const struct kf_device_link *l,
-                        const struct kf_tuf_trusted *t, const char *type, const char *target,
-                        json_t *detail)
+static void report_once(const struct kf_device_link *l, const struct kf_tuf_trusted *t,
+                        const char *type, const char *severity, const char *target, json_t *detail)
 {
     char path[PATH_CAP], text[KF_TUF_PATH_MAX + 96];
     struct kf_buf seen;
@@ -150,7 +161,7 @@ static void refuse_once(struct kf_device *dev, const struct kf_device_link *l,
         json_object_set_new(detail, "target", json_string(target));
         json_object_set_new(detail, "targets_version",
                             json_integer(kf_tuf_version(t, KF_TUF_TARGETS)));
-        report(dev, type, "critical", detail);
+        report(l, type, severity, detail);
         kf_file_write(path, text, strlen(text), 0600, KF_FILE_REPLACE);
     } else {
         json_decref(detail);
@@ -197,10 +208,10 @@ static enum kf_err fetch_assigned(const struct kf_device_link *l, const char *ha
     return rc;
 }
 
-int kf_update_check(struct kf_device *dev, const char *root_path, const char *hardware, time_t now,
-                    struct kf_update_offer *offer)
+enum kf_err kf_update_check_at(const struct kf_device_link *lp, const char *root_path,
+                               const char *hardware, time_t now, struct kf_update_offer *offer)
 {
-    struct kf_device_link l;
+    struct kf_device_link l = *lp;
     struct kf_tuf_trusted *t = NULL;
     struct kf_buf b;
     enum kf_tuf_refusal r;
@@ -216,8 +227,7 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
         strspn(hardware, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
             strlen(hardware))
         return kf_fail(KF_E_INVALID, "hardware id: 1 to 127 letters, digits, _ - .");
-    rc = kf_device_link(dev, &l);
-    if (!rc) rc = kf_update_floor(dev, &offer->installed);
+    rc = kf_update_floor_at(&l, &offer->installed);
     if (rc) return rc;
     if (!now) now = time(NULL);
     snprintf(dir, sizeof(dir), "%s/tuf", l.dir);
@@ -240,7 +250,7 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
     r = kf_tuf_trusted_new(b.data, b.len, &t);
     if (!r) rc = keep(&l, KF_TUF_ROOT, &b);
     kf_buf_free(&b);
-    if (r) return refused(dev, r, "the trusted root");
+    if (r) return refused(&l, r, "the trusted root");
     if (rc) goto done;
 
     /* Each next root (N+1, N+2, ...) until there is none. */
@@ -257,7 +267,7 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
     }
     if (!rc && !r) r = kf_tuf_root_done(t, now);
     if (r) {
-        rc = refused(dev, r, "the root");
+        rc = refused(&l, r, "the root");
         goto done;
     }
     if (rc) goto done;
@@ -275,7 +285,7 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
         if (r == KF_TUF_UNCHANGED) r = KF_TUF_OK;
     }
     kf_buf_free(&b);
-    if (!rc && r) rc = refused(dev, r, "timestamp.json");
+    if (!rc && r) rc = refused(&l, r, "timestamp.json");
     if (rc) goto done;
 
     /* The snapshot and the targets: the kept copies when they are the versions named. */
@@ -301,12 +311,12 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
         }
         kf_buf_free(&b);
         if (rc || r) {
-            if (!rc) rc = refused(dev, r, name);
+            if (!rc) rc = refused(&l, r, name);
             goto done;
         }
     }
     if (r) {
-        rc = refused(dev, r, "the update metadata");
+        rc = refused(&l, r, "the update metadata");
         goto done;
     }
 
@@ -315,26 +325,31 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
     if (rc || !assigned[0]) goto done;
     if (kf_tuf_target(t, assigned, &tg) != KF_TUF_OK) {
         kf_err_clear();
-        refuse_once(dev, &l, t, "update.failed", assigned,
+        report_once(&l, t, "update.failed", "critical", assigned,
                     json_pack("{s:s}", "reason", "unsigned"));
         goto done;
     }
     hw = json_string_value(json_object_get(tg.custom, "hardware"));
     v = json_object_get(tg.custom, "version");
     if (!json_is_integer(v) || !hw || strcmp(hw, hardware) != 0) {
-        refuse_once(dev, &l, t, "update.failed", assigned,
+        report_once(&l, t, "update.failed", "critical", assigned,
                     json_pack("{s:s, s:s?, s:I}", "reason", "hardware", "hardware", hw, "version",
                               (json_int_t)json_integer_value(v)));
         goto done;
     }
     if (json_integer_value(v) < offer->installed) {
         /* an older signed release: a rollback, refused (the floor only goes up) */
-        refuse_once(dev, &l, t, "update.rollback_refused", assigned,
+        report_once(&l, t, "update.rollback_refused", "critical", assigned,
                     json_pack("{s:I, s:I}", "offered", (json_int_t)json_integer_value(v),
                               "installed", (json_int_t)offer->installed));
         goto done;
     }
-    if (json_integer_value(v) == offer->installed) goto done; /* installed already */
+    if (json_integer_value(v) == offer->installed) {
+        /* installed already: said once, so that the rollout counts this device as done */
+        report_once(&l, t, "update.current", "info", assigned,
+                    json_pack("{s:I}", "version", (json_int_t)offer->installed));
+        goto done;
+    }
     offer->available = 1;
     snprintf(offer->name, sizeof(offer->name), "%s", tg.path);
     offer->length = tg.length;
@@ -342,6 +357,16 @@ int kf_update_check(struct kf_device *dev, const char *root_path, const char *ha
 done:
     kf_tuf_trusted_free(t);
     return rc;
+}
+
+int kf_update_check(struct kf_device *dev, const char *root_path, const char *hardware, time_t now,
+                    struct kf_update_offer *offer)
+{
+    struct kf_device_link l;
+    enum kf_err rc;
+    memset(offer, 0, sizeof(*offer));
+    rc = kf_device_link(dev, &l);
+    return rc ? rc : kf_update_check_at(&l, root_path, hardware, now, offer);
 }
 
 struct sink {
@@ -366,9 +391,10 @@ static enum kf_err to_part(void *arg, const void *p, size_t n)
     return KF_OK;
 }
 
-int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offer, const char *path)
+enum kf_err kf_update_download_at(const struct kf_device_link *lp,
+                                  const struct kf_update_offer *offer, const char *path)
 {
-    struct kf_device_link l;
+    struct kf_device_link l = *lp;
     struct kf_tuf_target tg;
     char part[PATH_CAP], url[PATH_CAP + 600], tpath[PATH_CAP], hex[65], problem[256] = "";
     struct kf_buf b;
@@ -378,9 +404,8 @@ int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offe
     int64_t v;
     uint64_t have = 0;
     int status = 0;
-    enum kf_err rc = kf_device_link(dev, &l);
+    enum kf_err rc;
 
-    if (rc) return rc;
     if (!offer || !offer->available) return kf_fail(KF_E_INVALID, "no update on offer");
     if (!kf_tuf_name_ok(offer->name))
         return kf_fail(KF_E_INVALID, "\"%.80s\" is not a target name", offer->name);
@@ -428,7 +453,7 @@ int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offe
             }
         }
     }
-    report(dev, "update.downloading", "info",
+    report(&l, "update.downloading", "info",
            json_pack("{s:s, s:I, s:I, s:I}", "name", offer->name, "version",
                      (json_int_t)offer->version, "length", (json_int_t)tg.length, "from",
                      (json_int_t)have));
@@ -462,7 +487,7 @@ int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offe
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", kf_errmsg());
         unlink(part);
-        report(dev, "update.failed", "critical",
+        report(&l, "update.failed", "critical",
                json_pack("{s:s, s:s, s:I, s:s}", "reason", kf_tuf_refusal_name(k.r), "name",
                          offer->name, "version", (json_int_t)offer->version, "message", msg));
         return kf_fail(KF_E_TAMPERED, "%s refused (%s): %s", offer->name, kf_tuf_refusal_name(k.r),
@@ -471,8 +496,15 @@ int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offe
     if (rc) return rc; /* a broken connection: the part stays, to resume */
     if (rename(part, path) != 0)
         return kf_fail(KF_E_IO, "cannot rename %s: %s", part, strerror(errno));
-    report(dev, "update.verified", "info",
+    report(&l, "update.verified", "info",
            json_pack("{s:s, s:I, s:I}", "name", offer->name, "version", (json_int_t)offer->version,
                      "length", (json_int_t)tg.length));
     return KF_OK;
+}
+
+int kf_update_download(struct kf_device *dev, const struct kf_update_offer *offer, const char *path)
+{
+    struct kf_device_link l;
+    enum kf_err rc = kf_device_link(dev, &l);
+    return rc ? rc : kf_update_download_at(&l, offer, path);
 }

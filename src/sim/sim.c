@@ -42,9 +42,11 @@
 #include "common/pki_key.h"
 #include "common/timefmt.h"
 #include "common/est.h"
+#include "device/device_priv.h"
 #include "device/https_client.h"
 #include "device/tls_client.h"
 #include "keyfleet/mqtt_client.h"
+#include "keyfleet/update.h"
 
 #define RX_CAP  4096
 #define TX_CAP  4096
@@ -56,7 +58,8 @@ static const char usage[] =
     "\n"
     "Runs N virtual devices through keyfleet's real protocols: a factory identity each,\n"
     "provisioning (POST /api/v1/register over mutual TLS), the assigned hub (MQTT over mutual\n"
-    "TLS), telemetry, security events and renewal. Prints a progress line and a summary.\n"
+    "TLS), telemetry, security events, renewal, and signed updates offered by rollouts. Prints\n"
+    "a progress line and a summary.\n"
     "\n"
     "  --devices N          virtual devices (default 100)\n"
     "  --provisioning URL   keyfleetd's provisioning endpoint (https://host:port)\n"
@@ -65,7 +68,8 @@ static const char usage[] =
     "  --factory-ca FILE    the factory CA certificate (with --factory-ca-key); without it a\n"
     "                       factory CA is made in --dir and must be enrolled as a group\n"
     "  --factory-ca-key FILE\n"
-    "  --dir DIR            where a made factory CA is kept (default ./keyfleet-sim)\n"
+    "  --dir DIR            where a made factory CA is kept, and the devices' update state\n"
+    "                       (DIR/devices/ID) (default ./keyfleet-sim)\n"
     "  --prefix TEXT        device ids are PREFIX-0001, ... (default sim)\n"
     "  --duration SECONDS   how long devices stay connected (default 10)\n"
     "  --rate MSGS          telemetry messages per second per device (default 0.5)\n"
@@ -76,21 +80,31 @@ static const char usage[] =
     "                       (default: never)\n"
     "  --threads N          worker threads (default 8)\n"
     "  --mqtt 4|5           MQTT 3.1.1 or 5 (default 4)\n"
+    "  --update-root FILE   take part in rollouts: the vendor's TUF root the devices ship\n"
+    "                       with; each verifies what it is offered (keyfleet/update.h),\n"
+    "                       downloads it, \"installs\" it and confirms it, reporting each step\n"
+    "  --hardware ID        the devices' hardware id (default sim)\n"
+    "  --update-fail PCT    share of devices whose install fails (update.failed; default 0)\n"
+    "  --update-unconfirmed PCT\n"
+    "                       share that install but never confirm (update.reverted; default 0)\n"
+    "  --confirm-within S   seconds from installed to confirmed or reverted (default 1)\n"
     "  --json               the summary as JSON\n"
     "  --quiet              no progress line\n"
     "  --make-factory-ca    only make the factory CA in --dir, print its paths, and exit\n";
 
 static struct {
     long devices, threads;
-    const char *url, *trust, *hub, *ca_cert, *ca_key, *dir, *prefix;
-    double duration, rate, event_every, renew_after;
+    const char *url, *trust, *hub, *ca_cert, *ca_key, *dir, *prefix, *update_root, *hardware;
+    double duration, rate, event_every, renew_after, update_fail, update_unconfirmed,
+        confirm_within;
     int qos, mqtt, json, quiet, make_ca;
-} o = {100, 8, NULL, NULL, NULL, NULL, NULL, "keyfleet-sim", "sim", 10, 0.5, 30, -1, 1, 4, 0, 0, 0};
+} o = {100, 8, NULL, NULL, NULL, NULL, NULL, "keyfleet-sim", "sim", NULL, "sim", 10, 0.5, 30, -1, 0,
+       0,   1, 1,    4,    0,    0,    0};
 
 /* counters shared by the threads */
 static atomic_long n_identities, n_provisioned, n_prov_refused, n_prov_failed, n_connected,
     n_connect_failed, n_published, n_acked, n_events, n_renewed, n_renew_failed, n_disconnects,
-    n_throttled;
+    n_throttled, n_up_confirmed, n_up_failed, n_up_reverted, n_up_checks, n_up_errors;
 static atomic_int stop_flag;
 static volatile sig_atomic_t interrupted;
 
@@ -156,11 +170,18 @@ struct vdev {
     struct kf_mqttc m;
     uint8_t rx[RX_CAP], tx[TX_CAP], q[Q_CAP];
     char topic_tel[128], topic_ev[128], sub[128];
-    const char *subs[1];
+    const char *subs[2];
     double next_pub, next_event, renew_at;
     double sent_at[64]; /* by tag % 64: when a QoS 1 message was queued */
     uint32_t seq;
     int up, dead;
+    /* signed updates (--update-root) */
+    char sub_up[128], dir[1100];
+    int check;         /* to ask keyfleetd what it is offered */
+    double check_at;   /* not before */
+    double confirm_at; /* an installed release is confirmed (or reverted) then; 0: none */
+    int64_t pending, failed_version;
+    char pending_name[256];
 };
 
 static void delivered_cb(void *ctx, uint32_t tag, uint8_t reason)
@@ -177,7 +198,25 @@ static void delivered_cb(void *ctx, uint32_t tag, uint8_t reason)
 static void connected_cb(void *ctx, int sp)
 {
     struct vdev *v = ctx;
+    (void)sp;
     v->up = 1;
+    /* a device that was away asks what it is offered as soon as it is back */
+    v->check = o.update_root != NULL;
+    v->check_at = 0;
+}
+
+/* devices/<id>/updates/available: keyfleetd offers a release; the device asks (and checks). */
+static void message_cb(void *ctx, const char *topic, size_t tlen, const uint8_t *payload,
+                       size_t len)
+{
+    struct vdev *v = ctx;
+    size_t n = strlen(v->sub_up) - 1;
+    (void)payload;
+    (void)len;
+    if (o.update_root && tlen > n && memcmp(topic, v->sub_up, n) == 0) {
+        v->check = 1;
+        v->check_at = 0;
+    }
 }
 
 /* A factory identity: a P-256 key and a certificate under the factory CA, CN = the id. */
@@ -306,7 +345,7 @@ static int connect_dev(struct vdev *v)
 {
     struct kf_mqttc_options mo;
     struct kf_mqttc_transport io = {NULL, kf_tlsc_send, kf_tlsc_recv};
-    struct kf_mqttc_handlers h = {v, connected_cb, NULL, delivered_cb, NULL};
+    struct kf_mqttc_handlers h = {v, connected_cb, message_cb, delivered_cb, NULL};
     char problem[256];
     double start = now_s();
 
@@ -324,9 +363,11 @@ static int connect_dev(struct vdev *v)
         mo.clean_start = 0;
         mo.session_expiry_s = 600;
         snprintf(v->sub, sizeof(v->sub), "devices/%s/commands/#", v->id);
+        snprintf(v->sub_up, sizeof(v->sub_up), "devices/%s/updates/#", v->id);
         v->subs[0] = v->sub;
+        v->subs[1] = v->sub_up;
         mo.subscriptions = v->subs;
-        mo.n_subscriptions = 1;
+        mo.n_subscriptions = o.update_root ? 2 : 1;
         mo.sub_qos = 1;
         kf_mqttc_init(&v->m, &mo, &io, &h, v->rx, sizeof(v->rx), v->tx, sizeof(v->tx), v->q,
                       sizeof(v->q));
@@ -347,6 +388,124 @@ static int connect_dev(struct vdev *v)
     }
     lat_add(&lat_connect, (now_s() - start) * 1000.0);
     return 1;
+}
+
+/* ---- signed updates ---- */
+
+/* An event of the update, queued on the device's MQTT session like its others. */
+static int up_report(void *ctx, const char *type, const char *severity, const char *detail)
+{
+    struct vdev *v = ctx;
+    char ev[2048];
+    int n = snprintf(ev, sizeof(ev), "{\"type\":\"%s\",\"severity\":\"%s\",\"detail\":%s}", type,
+                     severity, detail ? detail : "{}");
+    if (n < 0 || (size_t)n >= sizeof(ev)) return -1;
+    return kf_mqttc_publish(&v->m, v->topic_ev, ev, (size_t)n, 1, 0x80000000u) == KF_MQTTC_OK ? 0
+                                                                                              : -1;
+}
+
+static void up_event(struct vdev *v, const char *type, const char *severity, json_t *detail)
+{
+    char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(detail);
+    if (text) up_report(v, type, severity, text);
+    free(text);
+}
+
+/* Whether device `v` is among the `pct` percent that `salt` picks (the same ones every run). */
+static int picked(const struct vdev *v, const char *salt, double pct)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = v->id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = salt; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (double)(h % 10000) < pct * 100.0;
+}
+
+static void up_link(struct vdev *v, struct kf_device_link *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->tls = v->tls;
+    l->host = prov_host;
+    l->port = prov_port;
+    l->prefix = prov_prefix;
+    l->dir = v->dir;
+    l->timeout_ms = 15000;
+    l->report = up_report;
+    l->report_ctx = v;
+}
+
+/* Asks what it is offered; verifies, downloads and "installs" it; the confirmation comes later. */
+static void up_check(struct vdev *v, double now)
+{
+    struct kf_device_link l;
+    struct kf_update_offer offer;
+    char path[1200];
+    up_link(v, &l);
+    atomic_fetch_add(&n_up_checks, 1);
+    if (kf_update_check_at(&l, o.update_root, o.hardware, 0, &offer)) {
+        kf_log(KF_LOG_WARN, "sim", "update check failed", "device", v->id, "error", kf_errmsg(),
+               NULL);
+        kf_err_clear();
+        atomic_fetch_add(&n_up_errors, 1);
+        v->check = 1;
+        v->check_at = now + 5 + (double)(rand() % 1000) / 200.0;
+        return;
+    }
+    if (!offer.available || offer.version == v->failed_version || v->confirm_at > 0) return;
+    snprintf(path, sizeof(path), "%s/update.img", v->dir);
+    if (kf_update_download_at(&l, &offer, path)) {
+        kf_log(KF_LOG_WARN, "sim", "update download failed", "device", v->id, "error", kf_errmsg(),
+               NULL);
+        kf_err_clear();
+        atomic_fetch_add(&n_up_errors, 1);
+        v->check = 1; /* a broken download resumes */
+        v->check_at = now + 2;
+        return;
+    }
+    unlink(path); /* what a handler would have written to the other slot */
+    up_event(v, "update.installing", "info",
+             json_pack("{s:s, s:I}", "name", offer.name, "version", (json_int_t)offer.version));
+    if (picked(v, "fail", o.update_fail)) {
+        up_event(v, "update.failed", "critical",
+                 json_pack("{s:s, s:s, s:I, s:i}", "reason", "install", "name", offer.name,
+                           "version", (json_int_t)offer.version, "simulated", 1));
+        v->failed_version = offer.version;
+        atomic_fetch_add(&n_up_failed, 1);
+        return;
+    }
+    up_event(v, "update.installed", "info",
+             json_pack("{s:s, s:I, s:s}", "name", offer.name, "version", (json_int_t)offer.version,
+                       "slot", "b"));
+    v->pending = offer.version;
+    snprintf(v->pending_name, sizeof(v->pending_name), "%s", offer.name);
+    v->confirm_at = now + o.confirm_within;
+}
+
+/* The health check after the "restart": confirmed (the floor rises), or reverted. */
+static void up_confirm(struct vdev *v)
+{
+    struct kf_device_link l;
+    up_link(v, &l);
+    v->confirm_at = 0;
+    if (picked(v, "unconfirmed", o.update_unconfirmed)) {
+        up_event(v, "update.reverted", "critical",
+                 json_pack("{s:s, s:I, s:s, s:s}", "name", v->pending_name, "version",
+                           (json_int_t)v->pending, "reason", "not_confirmed", "slot", "a"));
+        v->failed_version = v->pending;
+        atomic_fetch_add(&n_up_reverted, 1);
+        return;
+    }
+    if (kf_update_installed_at(&l, v->pending)) {
+        kf_err_clear();
+        atomic_fetch_add(&n_up_errors, 1);
+        return;
+    }
+    up_event(v, "update.confirmed", "info",
+             json_pack("{s:s, s:I, s:s}", "name", v->pending_name, "version",
+                       (json_int_t)v->pending, "slot", "b"));
+    atomic_fetch_add(&n_up_confirmed, 1);
 }
 
 struct worker {
@@ -399,6 +558,14 @@ static void *worker_run(void *arg)
     for (i = 0; i < w->count && !atomic_load(&stop_flag); i++) {
         struct vdev *v = &w->devs[i];
         if (!v->dead && !enroll(v, 0)) v->dead = 1;
+        if (!v->dead && o.update_root) {
+            snprintf(v->dir, sizeof(v->dir), "%s/devices/%s", o.dir, v->id);
+            if (mkdir(v->dir, 0700) != 0 && errno != EEXIST) {
+                kf_log(KF_LOG_ERROR, "sim", "cannot make the device's directory", "dir", v->dir,
+                       NULL);
+                v->dead = 1;
+            }
+        }
     }
     for (i = 0; i < w->count && !atomic_load(&stop_flag); i++) {
         struct vdev *v = &w->devs[i];
@@ -441,6 +608,11 @@ static void *worker_run(void *arg)
                 }
             }
             traffic(w, v, now);
+            if (v->check && now >= v->check_at && v->up) {
+                v->check = 0;
+                up_check(v, now);
+            }
+            if (v->confirm_at > 0 && now >= v->confirm_at) up_confirm(v);
             if (kf_mqttc_step(&v->m, now_ms(), NULL) != KF_MQTTC_OK) {
                 atomic_fetch_add(&n_disconnects, 1);
                 kf_tlsc_close(v->conn);
@@ -522,7 +694,7 @@ static enum kf_err make_factory_ca(char *cert_path, size_t ccap, char *key_path,
 
 static void progress(int final)
 {
-    char line[256];
+    char line[320];
     snprintf(line, sizeof(line),
              "%5.1fs  identities %ld/%ld  provisioned %ld  connected %ld  messages %ld (acked %ld)"
              "  events %ld  renewed %ld  refused %ld  failed %ld",
@@ -531,6 +703,12 @@ static void progress(int final)
              atomic_load(&n_events), atomic_load(&n_renewed), atomic_load(&n_prov_refused),
              atomic_load(&n_prov_failed) + atomic_load(&n_connect_failed) +
                  atomic_load(&n_renew_failed));
+    if (o.update_root) {
+        size_t n = strlen(line);
+        snprintf(line + n, sizeof(line) - n, "  updated %ld (failed %ld, reverted %ld)",
+                 atomic_load(&n_up_confirmed), atomic_load(&n_up_failed),
+                 atomic_load(&n_up_reverted));
+    }
     if (isatty(2))
         fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
     else
@@ -567,19 +745,39 @@ int main(int argc, char **argv)
         O_JSON,
         O_QUIET,
         O_MAKECA,
+        O_UPROOT,
+        O_HARDWARE,
+        O_UPFAIL,
+        O_UPUNCONF,
+        O_CONFIRM,
         O_HELP,
     };
     static const struct option opts[] = {
-        {"devices", 1, NULL, O_DEVICES},   {"provisioning", 1, NULL, O_URL},
-        {"trust", 1, NULL, O_TRUST},       {"hub", 1, NULL, O_HUB},
-        {"factory-ca", 1, NULL, O_CA},     {"factory-ca-key", 1, NULL, O_CAKEY},
-        {"dir", 1, NULL, O_DIR},           {"prefix", 1, NULL, O_PREFIX},
-        {"duration", 1, NULL, O_DURATION}, {"rate", 1, NULL, O_RATE},
-        {"qos", 1, NULL, O_QOS},           {"event-every", 1, NULL, O_EVENT},
-        {"renew-after", 1, NULL, O_RENEW}, {"threads", 1, NULL, O_THREADS},
-        {"mqtt", 1, NULL, O_MQTT},         {"json", 0, NULL, O_JSON},
-        {"quiet", 0, NULL, O_QUIET},       {"make-factory-ca", 0, NULL, O_MAKECA},
-        {"help", 0, NULL, O_HELP},         {NULL, 0, NULL, 0},
+        {"devices", 1, NULL, O_DEVICES},
+        {"provisioning", 1, NULL, O_URL},
+        {"trust", 1, NULL, O_TRUST},
+        {"hub", 1, NULL, O_HUB},
+        {"factory-ca", 1, NULL, O_CA},
+        {"factory-ca-key", 1, NULL, O_CAKEY},
+        {"dir", 1, NULL, O_DIR},
+        {"prefix", 1, NULL, O_PREFIX},
+        {"duration", 1, NULL, O_DURATION},
+        {"rate", 1, NULL, O_RATE},
+        {"qos", 1, NULL, O_QOS},
+        {"event-every", 1, NULL, O_EVENT},
+        {"renew-after", 1, NULL, O_RENEW},
+        {"threads", 1, NULL, O_THREADS},
+        {"mqtt", 1, NULL, O_MQTT},
+        {"json", 0, NULL, O_JSON},
+        {"quiet", 0, NULL, O_QUIET},
+        {"make-factory-ca", 0, NULL, O_MAKECA},
+        {"update-root", 1, NULL, O_UPROOT},
+        {"hardware", 1, NULL, O_HARDWARE},
+        {"update-fail", 1, NULL, O_UPFAIL},
+        {"update-unconfirmed", 1, NULL, O_UPUNCONF},
+        {"confirm-within", 1, NULL, O_CONFIRM},
+        {"help", 0, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
     };
     char ca_cert[1200], ca_key[1200];
     struct worker *workers;
@@ -637,6 +835,25 @@ int main(int argc, char **argv)
         case O_JSON: o.json = 1; break;
         case O_QUIET: o.quiet = 1; break;
         case O_MAKECA: o.make_ca = 1; break;
+        case O_UPROOT: o.update_root = optarg; break;
+        case O_HARDWARE:
+            o.hardware = optarg;
+            if (!*optarg || strlen(optarg) > 127 ||
+                strspn(optarg,
+                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                    strlen(optarg))
+                bad = "--hardware: letters, digits, _ - . (at most 127)";
+            break;
+        case O_UPFAIL:
+            if (parse_num(optarg, 0, 100, &o.update_fail)) bad = "--update-fail: 0 to 100 (%)";
+            break;
+        case O_UPUNCONF:
+            if (parse_num(optarg, 0, 100, &o.update_unconfirmed))
+                bad = "--update-unconfirmed: 0 to 100 (%)";
+            break;
+        case O_CONFIRM:
+            if (parse_num(optarg, 0, 3600, &o.confirm_within)) bad = "--confirm-within: seconds";
+            break;
         case O_HELP: fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -675,6 +892,17 @@ int main(int argc, char **argv)
                            sizeof(prov_prefix))) {
         fprintf(stderr, "keyfleet-sim: %s\n", kf_errmsg());
         return 1;
+    }
+    if (o.update_root) {
+        char d[1100];
+        snprintf(d, sizeof(d), "%s/devices", o.dir);
+        if ((mkdir(o.dir, 0700) != 0 && errno != EEXIST) ||
+            (mkdir(d, 0700) != 0 && errno != EEXIST) || !kf_file_exists(o.update_root)) {
+            fprintf(stderr, "keyfleet-sim: cannot use %s and %s for updates: %s\n", d,
+                    o.update_root,
+                    kf_file_exists(o.update_root) ? strerror(errno) : "no such root");
+            return 1;
+        }
     }
     lat_prov.v = calloc(LAT_MAX, sizeof(double));
     lat_connect.v = calloc(LAT_MAX, sizeof(double));
@@ -725,7 +953,7 @@ int main(int argc, char **argv)
     if (o.json) {
         json_t *j = json_pack(
             "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f}, "
-            "s:{s:f, s:f}, s:{s:f, s:f}, s:f}",
+            "s:{s:f, s:f}, s:{s:f, s:f}, s:f, s:{s:I, s:I, s:I, s:I, s:I}}",
             "devices", (json_int_t)o.devices, "provisioned",
             (json_int_t)atomic_load(&n_provisioned), "refused",
             (json_int_t)atomic_load(&n_prov_refused), "provisioning_failed",
@@ -740,7 +968,11 @@ int main(int argc, char **argv)
             (json_int_t)atomic_load(&n_throttled), "provisioning_ms", "p50", pct(&lat_prov, 0.5),
             "p99", pct(&lat_prov, 0.99), "connect_ms", "p50", pct(&lat_connect, 0.5), "p99",
             pct(&lat_connect, 0.99), "puback_ms", "p50", pct(&lat_ack, 0.5), "p99",
-            pct(&lat_ack, 0.99), "seconds", now_s() - t0);
+            pct(&lat_ack, 0.99), "seconds", now_s() - t0, "updates", "confirmed",
+            (json_int_t)atomic_load(&n_up_confirmed), "failed",
+            (json_int_t)atomic_load(&n_up_failed), "reverted",
+            (json_int_t)atomic_load(&n_up_reverted), "checks",
+            (json_int_t)atomic_load(&n_up_checks), "errors", (json_int_t)atomic_load(&n_up_errors));
         char *text = json_dumps(j, JSON_INDENT(2));
         puts(text);
         free(text);
@@ -763,6 +995,12 @@ int main(int argc, char **argv)
         if (o.renew_after >= 0)
             printf("  renewed       %ld (failed %ld)\n", atomic_load(&n_renewed),
                    atomic_load(&n_renew_failed));
+        if (o.update_root)
+            printf("  updates       %ld confirmed, %ld failed, %ld reverted (%ld checks, %ld "
+                   "errors)\n",
+                   atomic_load(&n_up_confirmed), atomic_load(&n_up_failed),
+                   atomic_load(&n_up_reverted), atomic_load(&n_up_checks),
+                   atomic_load(&n_up_errors));
     }
     kf_cert_free(factory_ca);
     kf_key_free(factory_ca_key);

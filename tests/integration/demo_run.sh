@@ -2,7 +2,8 @@
 # scripts/run.sh, what `make run` runs after building: on a deployment of its own (free ports),
 # it enrolls the simulator's factory CA with proof of possession, starts keyfleetd, brings a
 # simulated fleet to life with a progress line and a summary, prints what to explore, and keeps
-# keyfleetd serving until it is told to stop.
+# keyfleetd serving until it is told to stop; and a vendor-signed release rolled out to the fleet
+# in phases, pausing itself on the devices that fail to install it, resumed, completed.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -29,6 +30,13 @@ contains "shows progress" "$OUT" "provisioned 60"
 contains "and a summary" "$OUT" "keyfleet-sim: 60 devices"
 contains "every device provisioned" "$OUT" "provisioned   60 (refused 0, failed 0"
 contains "and connected" "$OUT" "connected     60 (failed 0"
+contains "the vendor signs a release" "$OUT" "The demo vendor signed release sim/fw-2.0.bin"
+contains "a phased rollout" "$OUT" "rollout 1: sim/fw-2.0.bin to 60 devices in 4 phases"
+contains "with its progress line" "$OUT" "rollout 1: phase 2 of 4, offered 6 of 60"
+# sim-0001..0060: 2 fail to install (the share is picked by the device id), 2 of 60 is over 2%
+contains "it pauses itself on failures" "$OUT" "rollout 1 paused itself:"
+contains "and completes once resumed" "$OUT" "[completed]"
+contains "the devices' summary" "$OUT" "updates       58 confirmed, 2 failed, 0 reverted"
 contains "what to explore" "$OUT" "device list"
 contains "audit verify too" "$OUT" "audit verify"
 check "keyfleetd still serves" curl -s -o /dev/null --cacert "$DEMO/ca/root.crt" "https://127.0.0.1:$PP/healthz"

@@ -94,8 +94,14 @@ equals "nobody else is told" "$(for d in $DEVS; do [ -s "$T/$d.note" ] && echo "
 equals "another hardware is offered nothing" "$(curl -s --cacert "$T/d/ca/root.crt" \
     --cert "$T/dev-01.op.pem" --key "$T/dev-01.op.key" "$URL/updates/assigned?hardware=gw-b" | jq -c .)" \
     '{"rollout":null,"target":null,"version":null}'
-HTTP=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/d/ca/root.crt" "$URL/updates/assigned")
+HTTP=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/d/ca/root.crt" "$URL/updates/assigned?hardware=gw-a")
 equals "without a device certificate: 403" "$HTTP" 403
+HTTP=$(curl -s -o "$T/body" -w '%{http_code}' --cacert "$T/d/ca/root.crt" --cert "$T/dev-01.op.pem" \
+    --key "$T/dev-01.op.key" "$URL/updates/assigned")
+equals "without its hardware: 400" "$HTTP" 400
+HTTP=$(curl -s -o "$T/body" -w '%{http_code}' --cacert "$T/d/ca/root.crt" --cert "$T/dev-01.op.pem" \
+    --key "$T/dev-01.op.key" "$URL/updates/assigned?hardware=gw%2Fa")
+equals "a hardware id that is not one: 400" "$HTTP" 400
 
 for d in $P1; do
     report "$d" update.downloading
@@ -157,15 +163,20 @@ equals "the others keep the first" "$(assigned dev-04)" gw/fw-2.0.bin
 kf rollout list
 contains "rollout list" "$OUT" "rollout 2  gw/fw-2.0.bin (version 20000, gw-a)  aborted"
 
-# A device cannot pause a rollout by raising the server's event.
+# A device cannot pause a rollout by raising the server's event: the hub refuses it.
 ok "a third rollout" rollout create --release gw/fw-2.0.bin --devices "$T/list" --phases 100 --soak 1h
 report dev-01 update.rollout_paused 20000 '"rollout":3'
 sleep 1.5
 check "a device's update.rollout_paused pauses nothing" wait_state 3 '.state == "running"'
+kf events list --type update.rollout_paused --json
+equals "and is not recorded as one" "$(jq '[.[] | select(.source == "device")] | length' <<<"$OUT")" 0
+# A fourth for the same hardware supersedes the third (the newest decides what is offered).
+ok "a fourth rollout" rollout create --release gw/fw-2.0.bin --devices "$T/list" --phases 100 --soak 1h
+check "the third is aborted, superseded" wait_state 3 '.state == "aborted" and .reason == "superseded by rollout 4"'
 
 kf audit list --json
 equals "every change audited, in order" \
     "$(jq -r '[.[] | select(.action | startswith("rollout.")) | .action] | join(",")' <<<"$OUT")" \
-    "rollout.create,rollout.advance,rollout.pause,rollout.resume,rollout.advance,rollout.complete,rollout.create,rollout.abort,rollout.create"
+    "rollout.create,rollout.advance,rollout.pause,rollout.resume,rollout.advance,rollout.complete,rollout.create,rollout.abort,rollout.create,rollout.create,rollout.abort"
 ok "the audit chain holds" audit verify
 finish

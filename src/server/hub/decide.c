@@ -184,6 +184,12 @@ int kf_hub_parse_device_event(const uint8_t *payload, size_t len, struct kf_hub_
                "digits, '.', '_')";
         return 0;
     }
+    if (strncmp(t, "update.rollout_", 15) == 0) {
+        /* keyfleetd's own (update.rollout_paused): a device cannot raise them */
+        json_decref(j);
+        *why = "\"update.rollout_*\" events are keyfleetd's";
+        return 0;
+    }
     if (!s || (strcmp(s, "info") != 0 && strcmp(s, "warning") != 0 && strcmp(s, "critical") != 0)) {
         json_decref(j);
         *why = "\"severity\" must be info, warning or critical";

@@ -17,8 +17,11 @@
 #include "server/store/events.h"
 
 #define ENGINE_ACTOR  "keyfleetd"
-#define EVENTS_A_TICK 1000 /* device reports applied in one step */
-#define NOTIFY_A_TICK 5000 /* devices told in one step */
+#define EVENTS_A_TICK 5000 /* events read in one step (in id order: the primary key) */
+/* devices told in one step: each is a store job for a persistent session, well below the
+ * store's queue, so that enrollments never wait behind a phase's notifications */
+#define NOTIFY_A_TICK 500
+#define CURSOR_KEY    "rollout_cursor"
 
 /* ---- device states ---- */
 
@@ -49,6 +52,7 @@ static const struct {
     {"update.installing", D_INSTALLING},   {"update.installed", D_INSTALLED},
     {"update.confirmed", D_CONFIRMED},     {"update.failed", D_FAILED},
     {"update.reverted", D_REVERTED},       {"update.rollback_refused", D_REFUSED},
+    {"update.current", D_CONFIRMED}, /* it runs that version already */
 };
 
 static int dstate_of(const char *name)
@@ -80,7 +84,7 @@ static int moves(int from, int to)
 struct settings {
     int phases[KF_ROLLOUT_PHASES_MAX];
     size_t n_phases;
-    int64_t soak, devices, phase, phase_started, accepted, accepted_all;
+    int64_t soak, devices, phase, phase_started;
     int max_bp;
 };
 
@@ -103,8 +107,6 @@ static enum kf_err settings_of(const struct kf_rollout_rec *r, struct settings *
     s->devices = json_integer_value(json_object_get(j, "devices"));
     s->phase = json_integer_value(json_object_get(j, "phase"));
     s->phase_started = json_integer_value(json_object_get(j, "phase_started"));
-    s->accepted = json_integer_value(json_object_get(j, "accepted"));
-    s->accepted_all = json_integer_value(json_object_get(j, "accepted_all"));
     if (s->phase < 0 || (size_t)s->phase >= s->n_phases) s->phase = (int64_t)s->n_phases - 1;
     if (doc)
         *doc = j;
@@ -332,6 +334,61 @@ static enum kf_err audit(struct kf_txn *txn, const char *actor, const char *acti
     return rc;
 }
 
+struct supersede {
+    const char *hardware;
+    int64_t ids[64], n, newest;
+};
+
+static enum kf_err older_cb(const struct kf_rollout_rec *r, void *arg)
+{
+    struct supersede *w = arg;
+    if (r->id != w->newest && strcmp(r->hardware, w->hardware) == 0 &&
+        (strcmp(r->state, "running") == 0 || strcmp(r->state, "paused") == 0) &&
+        w->n < (int64_t)KF_ARRAY_LEN(w->ids))
+        w->ids[w->n++] = r->id;
+    return KF_OK;
+}
+
+/*
+ * A new rollout for a hardware ends the running or paused ones for it (the newest decides what
+ * a device is offered: an older one would go on counting devices that no longer hear of it).
+ */
+static enum kf_err supersede(struct kf_txn *txn, const char *actor, const char *hardware,
+                             int64_t newest, int64_t now)
+{
+    struct supersede w;
+    enum kf_err rc;
+    memset(&w, 0, sizeof(w));
+    w.hardware = hardware;
+    w.newest = newest;
+    rc = kf_txn_rollout_list(txn, older_cb, &w);
+    for (int64_t i = 0; i < w.n && !rc; i++) {
+        struct kf_rollout_rec r;
+        json_t *doc = NULL;
+        char why[64];
+        rc = kf_txn_rollout_get(txn, w.ids[i], &r);
+        if (!rc) doc = json_loads(r.doc ? r.doc : "{}", 0, NULL);
+        if (!rc && !doc)
+            rc = kf_fail(KF_E_MALFORMED, "rollout %" PRId64 " does not read back", r.id);
+        if (!rc) {
+            snprintf(why, sizeof(why), "superseded by rollout %" PRId64, newest);
+            snprintf(r.state, sizeof(r.state), "aborted");
+            json_object_set_new(doc, "reason", json_string(why));
+            free(r.doc);
+            r.doc = dump(json_incref(doc));
+            r.updated = now;
+            rc = r.doc ? kf_txn_rollout_update(txn, &r) : kf_fail(KF_E_NOMEM, "out of memory");
+        }
+        if (!rc)
+            rc = audit(txn, actor, "rollout.abort", r.id,
+                       json_pack("{s:s, s:s, s:I}", "release", r.target, "reason", why,
+                                 "superseded_by", (json_int_t)newest));
+        json_decref(doc);
+        kf_rollout_rec_clear(&r);
+    }
+    return rc;
+}
+
 static enum kf_err create_cb(struct kf_txn *txn, void *arg)
 {
     struct create *c = arg;
@@ -350,10 +407,10 @@ static enum kf_err create_cb(struct kf_txn *txn, void *arg)
     }
     for (size_t i = 0; i < s->n_phases; i++)
         json_array_append_new(phases, json_integer(s->phases[i]));
-    doc = json_pack("{s:o, s:I, s:i, s:I, s:i, s:I, s:i, s:o, s:s}", "phases", phases, "soak",
+    doc = json_pack("{s:o, s:I, s:i, s:I, s:i, s:I, s:o, s:s}", "phases", phases, "soak",
                     (json_int_t)s->soak_s, "max_failures_bp", s->max_failures_bp, "devices",
                     (json_int_t)c->ids.n, "phase", 0, "phase_started", (json_int_t)c->now,
-                    "accepted", 0, "selector", selector_of(s, c->ids.n), "by", c->actor);
+                    "selector", selector_of(s, c->ids.n), "by", c->actor);
     memset(&r, 0, sizeof(r));
     snprintf(r.state, sizeof(r.state), "running");
     snprintf(r.target, sizeof(r.target), "%s", s->release);
@@ -383,10 +440,10 @@ static enum kf_err create_cb(struct kf_txn *txn, void *arg)
         json_object_set_new(doc, "hardware", json_string(r.hardware));
         json_object_del(doc, "by");
         json_object_del(doc, "phase_started");
-        json_object_del(doc, "accepted");
         json_object_del(doc, "phase");
         rc = audit(txn, c->actor, "rollout.create", c->id, json_incref(doc));
     }
+    if (!rc) rc = supersede(txn, c->actor, r.hardware, c->id, c->now);
     c->n = (int64_t)c->ids.n;
     json_decref(doc);
     free(r.doc);
@@ -445,9 +502,13 @@ struct tally {
     const struct settings *s;
     int64_t (*phase)[D_COUNT]; /* per phase */
     int64_t all[D_COUNT];
-    int64_t cur_failed;     /* failures among the current phase's devices */
-    int64_t offered_failed; /* failures among all the devices offered it so far */
-    int64_t released;       /* how many were offered it */
+    int64_t cur_failed;     /* failures among the current phase's devices (not accepted) */
+    int64_t offered_failed; /* failures among all the devices offered it so far (same) */
+    int64_t accepted;       /* failures an operator accepted */
+    /* the failed rows, for resume to accept them */
+    struct kf_rollout_device_rec *accept;
+    size_t n_accept, cap_accept;
+    int64_t released; /* how many were offered it */
     /* the devices from `from` up to `to` (by ord), for telling them */
     int64_t from, to;
     char (*tell)[KF_ID_MAX + 1];
@@ -469,8 +530,12 @@ static enum kf_err tally_cb(const struct kf_rollout_device_rec *d, void *arg)
     if (st < 0) st = D_PENDING;
     t->all[st]++;
     if (t->phase) t->phase[k][st]++;
-    if (k == t->s->phase && failure(st)) t->cur_failed++;
-    if (d->ord < t->released && failure(st)) t->offered_failed++;
+    if (failure(st) && d->accepted) t->accepted++;
+    if (failure(st) && !d->accepted) {
+        if (k == t->s->phase) t->cur_failed++;
+        if (d->ord < t->released) t->offered_failed++;
+        if (t->accept && t->n_accept < t->cap_accept) t->accept[t->n_accept++] = *d;
+    }
     if (t->tell && d->ord >= t->from && d->ord < t->to)
         snprintf(t->tell[t->n_tell++], KF_ID_MAX + 1, "%s", d->device);
     return KF_OK;
@@ -505,7 +570,7 @@ static json_t *show_json(const struct kf_rollout_rec *r, const struct settings *
         "version", (json_int_t)r->version, "devices", (json_int_t)s->devices, "offered",
         (json_int_t)r->released, "phase", (json_int_t)s->phase + 1, "phases", phases, "counts",
         counts_json(t->all), "soak", (json_int_t)s->soak, "max_failures", pct, "accepted",
-        (json_int_t)s->accepted, "selector", json_object_get(doc, "selector"), "reason",
+        (json_int_t)t->accepted, "selector", json_object_get(doc, "selector"), "reason",
         json_object_get(doc, "reason"), "by", json_string_value(json_object_get(doc, "by")),
         "created", (json_int_t)r->created, "updated", (json_int_t)r->updated);
 }
@@ -613,6 +678,28 @@ struct act {
 
 static const char *const act_names[] = {"", "pause", "resume", "abort"};
 
+/* Marks every failed device of `r` accepted; `*n` says how many. */
+static enum kf_err accept_failures(struct kf_txn *txn, const struct kf_rollout_rec *r, int64_t *n)
+{
+    struct kf_rollout_device_rec batch[512];
+    enum kf_err rc = KF_OK;
+    *n = 0;
+    for (;;) {
+        struct settings s;
+        struct tally t;
+        memset(&t, 0, sizeof(t));
+        t.accept = batch;
+        t.cap_accept = KF_ARRAY_LEN(batch);
+        rc = tally_of(txn, r, &s, &t, NULL);
+        for (size_t i = 0; i < t.n_accept && !rc; i++) {
+            batch[i].accepted = 1;
+            rc = kf_txn_rollout_device_put(txn, &batch[i]);
+        }
+        *n += (int64_t)t.n_accept;
+        if (rc || t.n_accept < t.cap_accept) return rc;
+    }
+}
+
 static enum kf_err act_cb(struct kf_txn *txn, void *arg)
 {
     struct act *a = arg;
@@ -621,6 +708,7 @@ static enum kf_err act_cb(struct kf_txn *txn, void *arg)
     struct tally t;
     json_t *doc = NULL;
     char action[32];
+    int64_t accepted = 0;
     enum kf_err rc = kf_txn_rollout_get(txn, a->id, &r);
     if (rc) return rc;
     memset(&t, 0, sizeof(t));
@@ -642,9 +730,10 @@ static enum kf_err act_cb(struct kf_txn *txn, void *arg)
              : a->a == KF_ROLLOUT_RESUME ? "running"
                                          : "aborted");
     if (a->a == KF_ROLLOUT_RESUME) {
-        /* the failures seen so far are accepted; the phase soaks again from now */
-        json_object_set_new(doc, "accepted", json_integer(t.cur_failed));
-        json_object_set_new(doc, "accepted_all", json_integer(t.offered_failed));
+        /* the failures seen so far are accepted (those devices, not a count: one that
+         * recovers does not hide a new one); the phase soaks again from now */
+        rc = accept_failures(txn, &r, &accepted);
+        if (rc) goto out;
         json_object_set_new(doc, "phase_started", json_integer(a->now));
         json_object_del(doc, "reason");
     } else if (a->reason) {
@@ -660,9 +749,8 @@ static enum kf_err act_cb(struct kf_txn *txn, void *arg)
     if (!rc)
         rc = audit(txn, a->actor, action, r.id,
                    json_pack("{s:s, s:I, s:I, s:s?}", "release", r.target, "phase",
-                             (json_int_t)s.phase + 1, "accepted_failures",
-                             (json_int_t)(a->a == KF_ROLLOUT_RESUME ? t.cur_failed : 0), "reason",
-                             a->reason));
+                             (json_int_t)s.phase + 1, "accepted_failures", (json_int_t)accepted,
+                             "reason", a->reason));
 out:
     json_decref(doc);
     kf_rollout_rec_clear(&r);
@@ -728,7 +816,8 @@ struct note {
 struct step {
     struct kf_rollout_engine *e;
     struct kf_txn *txn;
-    int64_t now, cursor;
+    int64_t now, cursor, stored; /* the last event read; the cursor the store keeps */
+    int64_t scanned;             /* events read this step */
     int write, changed;
     /* what to do once committed */
     json_t *paused; /* details of update.rollout_paused events */
@@ -737,7 +826,11 @@ struct step {
     int64_t budget;
 };
 
-/* A device's report about a version: its row in the rollout of that version moves. */
+/*
+ * A device's report about a release: its row in the newest rollout that offered it that release
+ * moves. The report names the release ("name", or "target" for a refusal) and its version
+ * ("version", "offered" for a refusal); a report naming neither is about nothing of ours.
+ */
 static enum kf_err report_cb(const struct kf_event_rec *ev, void *arg)
 {
     struct step *st = arg;
@@ -745,23 +838,28 @@ static enum kf_err report_cb(const struct kf_event_rec *ev, void *arg)
     struct kf_rollout_rec r;
     json_t *detail;
     const json_t *v;
-    const char *why;
+    const char *why, *name;
     int to = -1, from;
     enum kf_err rc;
 
     st->cursor = ev->id;
-    if (strcmp(ev->source, "device") != 0 || !ev->device[0]) return KF_OK;
+    st->scanned++;
+    if (strncmp(ev->type, "update.", 7) != 0 || strcmp(ev->source, "device") != 0 || !ev->device[0])
+        return KF_OK;
     for (size_t i = 0; i < KF_ARRAY_LEN(reports); i++)
         if (strcmp(ev->type, reports[i].type) == 0) to = (int)reports[i].state;
     if (to < 0) return KF_OK;
     detail = json_loads(ev->detail ? ev->detail : "{}", 0, NULL);
     v = json_object_get(detail, to == D_REFUSED ? "offered" : "version");
-    if (!json_is_integer(v)) {
+    name = json_string_value(json_object_get(detail, "name"));
+    if (!name) name = json_string_value(json_object_get(detail, "target"));
+    if ((!json_is_integer(v) && !name) || (name && strlen(name) >= KF_ROLLOUT_TARGET_MAX)) {
         json_decref(detail);
         return KF_OK;
     }
     memset(&r, 0, sizeof(r));
-    rc = kf_txn_rollout_device_find(st->txn, ev->device, json_integer_value(v), &d);
+    rc = kf_txn_rollout_device_find(st->txn, ev->device,
+                                    json_is_integer(v) ? json_integer_value(v) : -1, name, &d);
     if (!rc) rc = kf_txn_rollout_get(st->txn, d.rollout, &r);
     if (rc == KF_E_NOT_FOUND) { /* not part of a rollout of that version */
         kf_err_clear();
@@ -774,6 +872,7 @@ static enum kf_err report_cb(const struct kf_event_rec *ev, void *arg)
     st->changed = 1;
     if (!st->write) goto out;
     snprintf(d.state, sizeof(d.state), "%s", dnames[to]);
+    if (failure(to)) d.accepted = 0; /* a new failure counts, whatever was accepted before */
     why = json_string_value(json_object_get(detail, "reason"));
     snprintf(d.reason, sizeof(d.reason), "%s",
              to == D_REFUSED    ? "rollback"
@@ -837,8 +936,8 @@ static enum kf_err eval(struct step *st, struct kf_rollout_rec *r)
     start = phase_end(&s, s.phase - 1);
     end = phase_end(&s, s.phase);
     size = end - start;
-    failed = t.cur_failed - s.accepted;
-    all_failed = t.offered_failed - s.accepted_all;
+    failed = t.cur_failed;
+    all_failed = t.offered_failed;
     /* over the threshold in the phase, or among all offered it so far (late failures of an
      * earlier phase count too) */
     if ((size > 0 && failed * 10000 > (int64_t)s.max_bp * size) ||
@@ -870,7 +969,6 @@ static enum kf_err eval(struct step *st, struct kf_rollout_rec *r)
             action = "rollout.advance";
             json_object_set_new(doc, "phase", json_integer(s.phase));
             json_object_set_new(doc, "phase_started", json_integer(st->now));
-            json_object_set_new(doc, "accepted", json_integer(0)); /* a new phase's own */
             detail = json_pack("{s:s, s:I, s:i, s:I}", "release", r->target, "phase",
                                (json_int_t)s.phase + 1, "percent", s.phases[s.phase], "offered",
                                (json_int_t)r->released);
@@ -910,16 +1008,27 @@ static enum kf_err pass(struct kf_txn *txn, struct step *st)
     struct recs l;
     enum kf_err rc;
     st->txn = txn;
-    st->cursor = st->e->cursor;
     st->changed = 0;
+    st->scanned = 0;
     st->n_notes = 0;
     st->budget = NOTIFY_A_TICK;
     json_array_clear(st->paused);
     memset(&l, 0, sizeof(l));
-    rc = kf_txn_event_after(txn, st->e->cursor, "update.", EVENTS_A_TICK, report_cb, st);
+    /* where the last step that wrote left off (another keyfleetd run, say), or further */
+    rc = kf_txn_counter_get(txn, CURSOR_KEY, &st->stored);
+    st->cursor = st->stored > st->e->cursor ? st->stored : st->e->cursor;
+    /* every event in id order (the primary key), the reports picked out here */
+    if (!rc) rc = kf_txn_event_after(txn, st->cursor, EVENTS_A_TICK, report_cb, st);
+    /* catching up on a backlog (after a restart): no rollout is judged on half of it */
+    if (!rc && st->scanned >= EVENTS_A_TICK) goto out;
     if (!rc) rc = kf_txn_rollout_list(txn, running_cb, &l);
     for (size_t i = 0; i < l.n && !rc; i++)
         rc = eval(st, &l.r[i]);
+out:
+    /* the cursor is kept once it is well ahead of what the store has */
+    if (!rc && st->cursor - st->stored >= EVENTS_A_TICK) st->changed = 1;
+    if (!rc && st->write && st->cursor != st->stored)
+        rc = kf_txn_counter_put(txn, CURSOR_KEY, st->cursor);
     recs_free(&l);
     return rc;
 }
@@ -954,8 +1063,9 @@ static void tell(struct step *st, struct kf_deploy *d, kf_rollout_notify_cb noti
         t.from = n->from;
         t.to = n->to;
         t.tell = calloc((size_t)(n->to - n->from), sizeof(*t.tell));
+        /* paused or aborted since the step decided: told when it runs again */
         if (t.tell && kf_txn_rollout_get(txn, n->rollout, &r) == KF_OK &&
-            tally_of(txn, &r, &s, &t, NULL) == KF_OK)
+            strcmp(r.state, "running") == 0 && tally_of(txn, &r, &s, &t, NULL) == KF_OK)
             payload = dump(json_pack("{s:I, s:s, s:I}", "rollout", (json_int_t)r.id, "target",
                                      r.target, "version", (json_int_t)r.version));
         if (payload) {

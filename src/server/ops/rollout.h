@@ -34,7 +34,7 @@
 
 #define KF_ROLLOUT_PHASES_MAX  20
 #define KF_ROLLOUT_SOAK_MAX    (30L * 86400) /* 30 days */
-#define KF_ROLLOUT_DEVICES_MAX 10000000
+#define KF_ROLLOUT_DEVICES_MAX 1000000 /* each rollout's devices are written in one transaction */
 
 struct kf_rollout_spec {
     const char *release; /* a target path of the published targets metadata */
@@ -59,8 +59,9 @@ enum kf_err kf_rollout_parse_duration(const char *text, int64_t *seconds);
 /*
  * Makes a rollout and offers its first phase at once: the release must be published (with its
  * hardware and version), the devices must exist and be active (a list names the first that is
- * not). Audited "rollout.create". `*id` is the new rollout's, `*n_devices` (may be NULL) how many
- * devices it holds.
+ * not). Running or paused rollouts for the same hardware are aborted (superseded: the newest
+ * decides what a device is offered). Audited "rollout.create" (and "rollout.abort"). `*id` is
+ * the new rollout's, `*n_devices` (may be NULL) how many devices it holds.
  */
 enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                               const struct kf_rollout_spec *s, int64_t *id, int64_t *n_devices);
@@ -86,8 +87,8 @@ enum kf_err kf_rollout_list(struct kf_store *store, json_t **out);
 
 /*
  * What `device` is offered: {"rollout": id, "target": path, "version": v} from the newest
- * rollout for `hardware` (NULL or "": any) that offered it one if that one is running or
- * completed, else all three null.
+ * rollout for `hardware` that offered it one if that one is running or completed, else all
+ * three null.
  */
 enum kf_err kf_rollout_assigned(struct kf_store *store, const char *device, const char *hardware,
                                 json_t **out);

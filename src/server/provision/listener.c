@@ -657,9 +657,9 @@ static int update_file(const struct kf_prov_service *svc, const char *path, char
 }
 
 /*
- * GET /updates/assigned[?hardware=ID]: the release the device is offered by a rollout (or
- * nulls). A device is told only what it may install; it checks the signed metadata before it
- * trusts any of it. A service is offered nothing.
+ * GET /updates/assigned?hardware=ID: the release the device is offered by a rollout for its
+ * hardware (or nulls). A device is told only what it may install; it checks the signed metadata
+ * before it trusts any of it. A service is offered nothing.
  */
 static void serve_assigned(struct conn *c, const struct kf_http_request *req, int kind)
 {
@@ -678,6 +678,11 @@ static void serve_assigned(struct conn *c, const struct kf_http_request *req, in
             hardware[n - 9] = '\0';
         }
         q += n + (q[n] == '&');
+    }
+    if (!hardware[0]) {
+        send_refusal(c, 400, KF_REFUSAL_BAD_REQUEST,
+                     "say the device's hardware: /updates/assigned?hardware=ID", NO_EVENT);
+        return;
     }
     if (kind != 1) {
         send_json(c, 200, json_pack("{s:n, s:n, s:n}", "rollout", "target", "version"),

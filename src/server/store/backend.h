@@ -165,9 +165,8 @@ struct kf_store_backend {
     enum kf_err (*event_insert)(struct kf_store_conn *c, const struct kf_event_rec *e, int64_t *id);
     enum kf_err (*event_list)(struct kf_store_conn *c, int64_t since_ms, const char *type,
                               const char *device, int64_t limit, kf_event_cb cb, void *arg);
-    /* type_lo <= type < type_hi (both NULL: any type) */
-    enum kf_err (*event_after)(struct kf_store_conn *c, int64_t after_id, const char *type_lo,
-                               const char *type_hi, int64_t limit, kf_event_cb cb, void *arg);
+    enum kf_err (*event_after)(struct kf_store_conn *c, int64_t after_id, int64_t limit,
+                               kf_event_cb cb, void *arg);
     /* Deletes at most `limit` events, oldest first: those before `before_ms` (> 0), then those
      * beyond the newest `keep_rows` (> 0); `*deleted` says how many. */
     enum kf_err (*event_prune)(struct kf_store_conn *c, int64_t before_ms, int64_t keep_rows,
@@ -202,8 +201,12 @@ struct kf_store_backend {
     /* `hardware` "": any */
     enum kf_err (*rollout_assigned)(struct kf_store_conn *c, const char *device,
                                     const char *hardware, struct kf_rollout_rec *out);
+    /* `version` < 0: any; `target` "": any */
     enum kf_err (*rollout_device_find)(struct kf_store_conn *c, const char *device, int64_t version,
-                                       struct kf_rollout_device_rec *out);
+                                       const char *target, struct kf_rollout_device_rec *out);
+    /* Counters in the meta table (KF_OK and 0 when there is none). */
+    enum kf_err (*meta_get)(struct kf_store_conn *c, const char *key, int64_t *value);
+    enum kf_err (*meta_put)(struct kf_store_conn *c, const char *key, int64_t value);
 
     /*
      * The registry version (see kf_txn_registry_version). The back end keeps it in the database

@@ -313,6 +313,7 @@ static const char schema_v9[] =
     " state TEXT NOT NULL CHECK (length(state) BETWEEN 1 AND 15),"
     " reason TEXT NOT NULL DEFAULT '',"
     " updated INTEGER NOT NULL,"
+    " accepted INTEGER NOT NULL DEFAULT 0 CHECK (accepted IN (0, 1)),"
     " PRIMARY KEY (rollout, device)"
     ") STRICT, WITHOUT ROWID;"
     "CREATE INDEX rollout_devices_device ON rollout_devices (device, rollout);"
@@ -351,7 +352,7 @@ _Static_assert(KF_ARRAY_LEN(migrations) == KF_STORE_SCHEMA_VERSION,
 #define SERVICE_COLS "name, role, status, created, updated"
 #define EVENT_COLS   "id, time_ms, type, severity, device, source, ip, detail, claimed"
 #define ROLLOUT_COLS "id, state, target, hardware, version, released, doc, created, updated"
-#define RDEV_COLS    "rollout, device, ord, state, reason, updated"
+#define RDEV_COLS    "rollout, device, ord, state, reason, updated, accepted"
 #define AUDIT_COLS   "seq, time_ms, actor, action, object, detail, prev_hash, hash"
 #define CA_COLS \
     "name, serial, subject, cert_pem, key_uri, not_before, not_after, crl_number, created"
@@ -428,7 +429,6 @@ enum stmt_id {
     ST_EVENT_LIST_D,
     ST_EVENT_LIST_TD,
     ST_EVENT_AFTER,
-    ST_EVENT_AFTER_T,
     ST_ROLLOUT_INSERT,
     ST_ROLLOUT_GET,
     ST_ROLLOUT_UPDATE,
@@ -437,6 +437,8 @@ enum stmt_id {
     ST_RDEV_LIST,
     ST_ROLLOUT_ASSIGNED,
     ST_RDEV_FIND,
+    ST_META_GET,
+    ST_META_PUT,
     ST_AUDIT_LAST,
     ST_AUDIT_INSERT,
     ST_AUDIT_LIST,
@@ -572,9 +574,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                          "AND type = ?2 AND device = ?3 ORDER BY time_ms, id LIMIT ?4",
 
     [ST_EVENT_AFTER] = "SELECT " EVENT_COLS " FROM security_events WHERE id > ?1 "
-                       "ORDER BY id LIMIT ?4",
-    [ST_EVENT_AFTER_T] = "SELECT " EVENT_COLS " FROM security_events WHERE id > ?1 "
-                         "AND type >= ?2 AND type < ?3 ORDER BY id LIMIT ?4",
+                       "ORDER BY id LIMIT ?2",
 
     [ST_ROLLOUT_INSERT] = "INSERT INTO rollouts (state, target, hardware, version, released, "
                           "doc, created, updated) VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -583,16 +583,21 @@ static const char *const stmt_sql[ST_COUNT] = {
                           "WHERE id = ?1",
     [ST_ROLLOUT_LIST] = "SELECT " ROLLOUT_COLS " FROM rollouts ORDER BY id",
     [ST_RDEV_PUT] = "INSERT OR REPLACE INTO rollout_devices (" RDEV_COLS ") "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_RDEV_LIST] = "SELECT " RDEV_COLS " FROM rollout_devices WHERE rollout = ?1 ORDER BY ord",
     [ST_ROLLOUT_ASSIGNED] = "SELECT r.id, r.state, r.target, r.hardware, r.version, r.released, "
                             "r.doc, r.created, r.updated FROM rollout_devices d "
                             "JOIN rollouts r ON r.id = d.rollout WHERE d.device = ?1 "
                             "AND (?2 = '' OR r.hardware = ?2) AND d.ord < r.released "
                             "ORDER BY r.id DESC LIMIT 1",
-    [ST_RDEV_FIND] = "SELECT d.rollout, d.device, d.ord, d.state, d.reason, d.updated "
-                     "FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
-                     "WHERE d.device = ?1 AND r.version = ?2 ORDER BY r.id DESC LIMIT 1",
+    [ST_RDEV_FIND] = "SELECT d.rollout, d.device, d.ord, d.state, d.reason, d.updated, "
+                     "d.accepted FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
+                     "WHERE d.device = ?1 AND (?2 < 0 OR r.version = ?2) "
+                     "AND (?3 = '' OR r.target = ?3) AND d.ord < r.released "
+                     "ORDER BY r.id DESC LIMIT 1",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [ST_META_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 
     [ST_AUDIT_LAST] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
     [ST_AUDIT_INSERT] = "INSERT INTO audit (" AUDIT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -2370,22 +2375,19 @@ static enum kf_err sq_event_list(struct kf_store_conn *kc, int64_t since_ms, con
     return events_each(c, id, st, cb, arg);
 }
 
-static enum kf_err sq_event_after(struct kf_store_conn *kc, int64_t after_id, const char *type_lo,
-                                  const char *type_hi, int64_t limit, kf_event_cb cb, void *arg)
+static enum kf_err sq_event_after(struct kf_store_conn *kc, int64_t after_id, int64_t limit,
+                                  kf_event_cb cb, void *arg)
 {
-    enum stmt_id id = type_lo ? ST_EVENT_AFTER_T : ST_EVENT_AFTER;
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
-    enum kf_err rc = stmt(c, id, &st);
+    enum kf_err rc = stmt(c, ST_EVENT_AFTER, &st);
 
     if (rc) return rc;
-    if (bind_i(st, 1, after_id) ||
-        (type_lo && (bind_s(st, 2, type_lo) || bind_s(st, 3, type_hi))) ||
-        bind_i(st, 4, limit == KF_LIST_ALL ? -1 : limit)) {
-        release(c, id, st);
+    if (bind_i(st, 1, after_id) || bind_i(st, 2, limit == KF_LIST_ALL ? -1 : limit)) {
+        release(c, ST_EVENT_AFTER, st);
         return bind_fail(c, "the event list");
     }
-    return events_each(c, id, st, cb, arg);
+    return events_each(c, ST_EVENT_AFTER, st, cb, arg);
 }
 
 /* ---- rollouts ---- */
@@ -2530,6 +2532,7 @@ static enum kf_err row_rdev(struct sq_conn *c, sqlite3_stmt *st, struct kf_rollo
     f |= col_fixed(st, 3, d->state, sizeof(d->state));
     f |= col_fixed(st, 4, d->reason, sizeof(d->reason));
     d->updated = col_i(st, 5);
+    d->accepted = (int)col_i(st, 6);
     return col_result(c, f, "rollout device");
 }
 
@@ -2543,7 +2546,8 @@ static enum kf_err sq_rollout_device_put(struct kf_store_conn *kc,
 
     if (rc) return rc;
     if (bind_i(st, 1, d->rollout) | bind_s(st, 2, d->device) | bind_i(st, 3, d->ord) |
-        bind_s(st, 4, d->state) | bind_s(st, 5, d->reason) | bind_i(st, 6, d->updated)) {
+        bind_s(st, 4, d->state) | bind_s(st, 5, d->reason) | bind_i(st, 6, d->updated) |
+        bind_i(st, 7, d->accepted ? 1 : 0)) {
         rc = bind_fail(c, "a rollout device");
         goto out;
     }
@@ -2583,7 +2587,8 @@ out:
 }
 
 static enum kf_err sq_rollout_device_find(struct kf_store_conn *kc, const char *device,
-                                          int64_t version, struct kf_rollout_device_rec *out)
+                                          int64_t version, const char *target,
+                                          struct kf_rollout_device_rec *out)
 {
     struct sq_conn *c = sq(kc);
     sqlite3_stmt *st = NULL;
@@ -2591,7 +2596,7 @@ static enum kf_err sq_rollout_device_find(struct kf_store_conn *kc, const char *
     int s;
 
     if (rc) return rc;
-    if (bind_s(st, 1, device) | bind_i(st, 2, version)) {
+    if (bind_s(st, 1, device) | bind_i(st, 2, version) | bind_s(st, 3, target)) {
         rc = bind_fail(c, "a rollout device");
         goto out;
     }
@@ -2604,6 +2609,48 @@ static enum kf_err sq_rollout_device_find(struct kf_store_conn *kc, const char *
         rc = sq_fail(c, s, "cannot read the rollouts of device %s", device);
 out:
     release(c, ST_RDEV_FIND, st);
+    return rc;
+}
+
+static enum kf_err sq_meta_get(struct kf_store_conn *kc, const char *key, int64_t *value)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_META_GET, &st);
+    int s;
+
+    *value = 0;
+    if (rc) return rc;
+    if (bind_s(st, 1, key)) {
+        rc = bind_fail(c, "a counter");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *value = col_i(st, 0);
+    else if (s != SQLITE_DONE)
+        rc = sq_fail(c, s, "cannot read counter %s", key);
+out:
+    release(c, ST_META_GET, st);
+    return rc;
+}
+
+static enum kf_err sq_meta_put(struct kf_store_conn *kc, const char *key, int64_t value)
+{
+    struct sq_conn *c = sq(kc);
+    sqlite3_stmt *st = NULL;
+    enum kf_err rc = stmt(c, ST_META_PUT, &st);
+    int s;
+
+    if (rc) return rc;
+    if (bind_s(st, 1, key) | bind_i(st, 2, value)) {
+        rc = bind_fail(c, "a counter");
+        goto out;
+    }
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE) rc = sq_fail(c, s, "cannot write counter %s", key);
+out:
+    release(c, ST_META_PUT, st);
     return rc;
 }
 
@@ -2914,6 +2961,8 @@ const struct kf_store_backend kf_store_sqlite_backend = {
     .rollout_device_list = sq_rollout_device_list,
     .rollout_assigned = sq_rollout_assigned,
     .rollout_device_find = sq_rollout_device_find,
+    .meta_get = sq_meta_get,
+    .meta_put = sq_meta_put,
     .audit_last = sq_audit_last,
     .audit_insert = sq_audit_insert,
     .audit_list = sq_audit_list,

@@ -1640,26 +1640,14 @@ enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *
     return txn->store->be->event_list(txn->conn, since_ms, type, device, limit, cb, arg);
 }
 
-enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, const char *type_prefix,
-                               int64_t limit,
+enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, int64_t limit,
                                enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
                                void *arg)
 {
-    char lo[KF_EVENT_TYPE_MAX], hi[KF_EVENT_TYPE_MAX];
-    size_t n;
     enum kf_err rc = need_txn(txn, (const void *)cb);
-    if (!rc) rc = check_fixed("event type prefix", type_prefix ? type_prefix : "", sizeof(lo), 0);
     if (!rc) rc = check_limit(limit);
     if (rc) return rc;
-    n = type_prefix ? strlen(type_prefix) : 0;
-    if (!n) return txn->store->be->event_after(txn->conn, after_id, NULL, NULL, limit, cb, arg);
-    /* the types starting with the prefix: from it up to it with its last byte one higher */
-    memcpy(lo, type_prefix, n + 1);
-    memcpy(hi, type_prefix, n + 1);
-    if ((unsigned char)hi[n - 1] >= 0x7f)
-        return kf_fail(KF_E_INVALID, "event type prefix \"%s\" is not printable", type_prefix);
-    hi[n - 1]++;
-    return txn->store->be->event_after(txn->conn, after_id, lo, hi, limit, cb, arg);
+    return txn->store->be->event_after(txn->conn, after_id, limit, cb, arg);
 }
 
 /* ---- rollouts ---- */
@@ -1753,14 +1741,40 @@ enum kf_err kf_txn_rollout_assigned(struct kf_txn *txn, const char *device, cons
 }
 
 enum kf_err kf_txn_rollout_device_find(struct kf_txn *txn, const char *device, int64_t version,
-                                       struct kf_rollout_device_rec *out)
+                                       const char *target, struct kf_rollout_device_rec *out)
 {
     enum kf_err rc = need_txn(txn, out);
     if (rc) return rc;
     memset(out, 0, sizeof(*out));
     rc = check_id("device id", device, KF_ID_MAX + 1, 0);
+    if (!rc) rc = check_fixed("target", target ? target : "", KF_ROLLOUT_TARGET_MAX, 0);
     if (rc) return rc;
-    return txn->store->be->rollout_device_find(txn->conn, device, version, out);
+    return txn->store->be->rollout_device_find(txn->conn, device, version, target ? target : "",
+                                               out);
+}
+
+/* The counters a caller may keep (the registry version is the triggers'). */
+static enum kf_err check_counter(const char *key)
+{
+    if (!key || strcmp(key, "rollout_cursor") != 0)
+        return kf_fail(KF_E_INVALID, "no counter named \"%s\"", key ? key : "");
+    return KF_OK;
+}
+
+enum kf_err kf_txn_counter_get(struct kf_txn *txn, const char *key, int64_t *value)
+{
+    enum kf_err rc = need_txn(txn, value);
+    if (!rc) rc = check_counter(key);
+    if (rc) return rc;
+    return txn->store->be->meta_get(txn->conn, key, value);
+}
+
+enum kf_err kf_txn_counter_put(struct kf_txn *txn, const char *key, int64_t value)
+{
+    enum kf_err rc = need_write(txn, key, "write a counter");
+    if (!rc) rc = check_counter(key);
+    if (rc) return rc;
+    return txn->store->be->meta_put(txn->conn, key, value);
 }
 
 /* ---- audit log ---- */

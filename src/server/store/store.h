@@ -503,11 +503,10 @@ enum kf_err kf_txn_event_list(struct kf_txn *txn, int64_t since_ms, const char *
                               void *arg);
 
 /*
- * Lists events with an id above `after_id`, in id order, at most `limit`, whose type starts with
- * `type_prefix` ("update."; "" for all): a reader that keeps the last id it saw misses none.
+ * Lists events with an id above `after_id`, in id order, at most `limit` (a walk of the primary
+ * key: a reader that keeps the last id it saw misses none and reads each once).
  */
-enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, const char *type_prefix,
-                               int64_t limit,
+enum kf_err kf_txn_event_after(struct kf_txn *txn, int64_t after_id, int64_t limit,
                                enum kf_err (*cb)(const struct kf_event_rec *e, void *arg),
                                void *arg);
 
@@ -536,6 +535,7 @@ struct kf_rollout_device_rec {
     char state[KF_ROLLOUT_STATE_MAX]; /* "pending", "downloading", ..., "confirmed", "failed" */
     char reason[64];                  /* why it failed ("" otherwise) */
     int64_t updated;
+    int accepted; /* a failure an operator accepted (rollout resume): no longer counted */
 };
 
 /* Inserts `r` (its id is ignored) and sets `*id`. */
@@ -562,11 +562,19 @@ enum kf_err kf_txn_rollout_device_list(struct kf_txn *txn, int64_t rollout,
 enum kf_err kf_txn_rollout_assigned(struct kf_txn *txn, const char *device, const char *hardware,
                                     struct kf_rollout_rec *out);
 /*
- * The device's row in the newest rollout of version `version` that holds it (KF_E_NOT_FOUND,
- * without a message, when none): where its reports about that version count.
+ * The device's row in the newest rollout that has offered it release `target` ("" or NULL: any)
+ * of version `version` (< 0: any), KF_E_NOT_FOUND without a message when none: where its report
+ * about that release counts.
  */
 enum kf_err kf_txn_rollout_device_find(struct kf_txn *txn, const char *device, int64_t version,
-                                       struct kf_rollout_device_rec *out);
+                                       const char *target, struct kf_rollout_device_rec *out);
+
+/*
+ * A counter kept in the store ("rollout_cursor": the last event the rollout engine read): 0 when
+ * it was never written. The registry version is not one of them.
+ */
+enum kf_err kf_txn_counter_get(struct kf_txn *txn, const char *key, int64_t *value);
+enum kf_err kf_txn_counter_put(struct kf_txn *txn, const char *key, int64_t value);
 
 /* ---- audit log ---- */
 

@@ -94,11 +94,11 @@ static enum kf_err make_cb(struct kf_txn *txn, void *arg)
     return rc;
 }
 
-static int64_t make(struct fixture *f, const char *phases_json, int soak, int max_bp,
-                    int64_t released)
+static int64_t make_for(struct fixture *f, const char *hardware, const char *phases_json, int soak,
+                        int max_bp, int64_t released)
 {
     char doc[512];
-    struct make m = {doc, released, 0, NULL};
+    struct make m = {doc, released, 0, hardware};
     snprintf(doc, sizeof(doc),
              "{\"phases\":%s,\"soak\":%d,\"max_failures_bp\":%d,\"devices\":%d,\"phase\":0,"
              "\"phase_started\":%d,\"accepted\":0,\"selector\":{\"all\":true},\"by\":\"t\"}",
@@ -107,9 +107,16 @@ static int64_t make(struct fixture *f, const char *phases_json, int soak, int ma
     return m.id;
 }
 
+static int64_t make(struct fixture *f, const char *phases_json, int soak, int max_bp,
+                    int64_t released)
+{
+    return make_for(f, NULL, phases_json, soak, max_bp, released);
+}
+
 struct ev {
     const char *device, *type, *source;
     int64_t version, time_ms;
+    const char *name; /* the release the report names (NULL: none) */
 };
 
 static enum kf_err ev_cb(struct kf_txn *txn, void *arg)
@@ -123,8 +130,9 @@ static enum kf_err ev_cb(struct kf_txn *txn, void *arg)
     snprintf(e.severity, sizeof(e.severity), "info");
     snprintf(e.device, sizeof(e.device), "%s", v->device);
     snprintf(e.source, sizeof(e.source), "%s", v->source ? v->source : "device");
-    snprintf(detail, sizeof(detail), "{\"%s\":%" PRId64 ",\"reason\":\"hash\"}",
-             strcmp(v->type, "update.rollback_refused") == 0 ? "offered" : "version", v->version);
+    snprintf(detail, sizeof(detail), "{\"%s\":%" PRId64 ",\"reason\":\"hash\"%s%s%s}",
+             strcmp(v->type, "update.rollback_refused") == 0 ? "offered" : "version", v->version,
+             v->name ? ",\"name\":\"" : "", v->name ? v->name : "", v->name ? "\"" : "");
     e.detail = detail;
     return kf_txn_event_insert(txn, &e, NULL);
 }
@@ -132,7 +140,7 @@ static enum kf_err ev_cb(struct kf_txn *txn, void *arg)
 /* A report `type` by `device` about `version`. */
 static void report(struct fixture *f, const char *device, const char *type, int64_t version)
 {
-    struct ev v = {device, type, NULL, version, 0};
+    struct ev v = {device, type, NULL, version, 0, NULL};
     KF_OK_OR_FAIL(kf_store_write(f->d->store, ev_cb, &v));
 }
 
@@ -290,20 +298,21 @@ static void test_reports(void **state)
     report(f, "dev-4", "update.rollback_refused", 20000);
     report(f, "dev-5", "update.reverted", 20000);
     report(f, "dev-6", "device.login_failed", 20000); /* not a report */
+    report(f, "dev-9", "update.current", 20000);      /* runs it already: done */
     {
-        struct ev old = {"dev-7", "update.failed", NULL, 20000, (int64_t)(T0 - 10) * 1000};
-        struct ev server = {"dev-8", "update.failed", "server", 20000, 0};
+        struct ev old = {"dev-7", "update.failed", NULL, 20000, (int64_t)(T0 - 10) * 1000, NULL};
+        struct ev server = {"dev-8", "update.failed", "server", 20000, 0, NULL};
         KF_OK_OR_FAIL(kf_store_write(f->d->store, ev_cb, &old));    /* before it was made */
         KF_OK_OR_FAIL(kf_store_write(f->d->store, ev_cb, &server)); /* not the device's */
     }
     kf_rollout_tick(f->e, f->d, T0 + 1, NULL, NULL);
     j = show(f, id);
     assert_int_equal(count(j, "installed"), 2);
-    assert_int_equal(count(j, "confirmed"), 1);
+    assert_int_equal(count(j, "confirmed"), 2);
     assert_int_equal(count(j, "failed"), 0);
     assert_int_equal(count(j, "refused"), 1);
     assert_int_equal(count(j, "reverted"), 1);
-    assert_int_equal(count(j, "pending"), 5);
+    assert_int_equal(count(j, "pending"), 4);
     /* 100% allowed: it never pauses */
     assert_string_equal(state_of(j), "running");
     json_decref(j);
@@ -382,6 +391,102 @@ static void test_newest_decides(void **state)
     assert_string_equal(offered(f, "dev-3", "gw-a"), "null");
 }
 
+/* A report counts only in the rollout of the release it names, and only once offered. */
+static void test_reports_find_their_rollout(void **state)
+{
+    struct fixture *f = *state;
+    int64_t a = make_for(f, "gw-a", "[10,100]", 3600, 10000, 1);
+    int64_t b = make_for(f, "gw-b", "[100]", 3600, 10000, N_DEV); /* same version, newer */
+    struct ev named = {"dev-0", "update.failed", NULL, 20000, 0, "gw/fw-2.bin"};
+    struct ev other = {"dev-1", "update.failed", NULL, 20000, 0, "gw/fw-9.bin"};
+    json_t *ja, *jb;
+    (void)a;
+    KF_OK_OR_FAIL(kf_store_write(f->d->store, ev_cb, &named));
+    KF_OK_OR_FAIL(kf_store_write(f->d->store, ev_cb, &other)); /* no rollout of that release */
+    kf_rollout_tick(f->e, f->d, T0 + 1, NULL, NULL);
+    ja = show(f, a);
+    jb = show(f, b);
+    /* both rollouts release gw/fw-2.bin 20000: the newest that offered it to dev-0 is b */
+    assert_int_equal(count(jb, "failed"), 1);
+    assert_int_equal(count(ja, "failed"), 0);
+    json_decref(ja);
+    json_decref(jb);
+}
+
+static void test_not_offered_yet(void **state)
+{
+    struct fixture *f = *state;
+    int64_t id = make(f, "[10,100]", 60, 2000, 1);
+    json_t *j;
+    /* dev-5 is in phase 2, not offered yet: its "failure" is not the rollout's */
+    report(f, "dev-5", "update.failed", 20000);
+    report(f, "dev-6", "update.failed", 20000);
+    kf_rollout_tick(f->e, f->d, T0 + 61, NULL, NULL);
+    j = show(f, id);
+    assert_string_equal(state_of(j), "running");
+    assert_int_equal(json_integer_value(json_object_get(j, "phase")), 2);
+    assert_int_equal(count(j, "failed"), 0);
+    json_decref(j);
+}
+
+/* What resume accepts are those devices: one that recovers does not hide a new failure. */
+static void test_accepted_are_devices(void **state)
+{
+    struct fixture *f = *state;
+    int64_t id = make(f, "[100]", 3600, 1000, N_DEV); /* 10%: one device of ten */
+    json_t *j;
+    report(f, "dev-0", "update.failed", 20000);
+    report(f, "dev-1", "update.failed", 20000);
+    kf_rollout_tick(f->e, f->d, T0 + 1, NULL, NULL);
+    j = show(f, id);
+    assert_string_equal(state_of(j), "paused");
+    json_decref(j);
+    KF_OK_OR_FAIL(kf_rollout_act(f->d, KF_TEST_ACTOR, id, KF_ROLLOUT_RESUME, NULL));
+    j = show(f, id);
+    assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 2);
+    json_decref(j);
+    /* both recover, one new failure: 1 of 10 is not over 10% */
+    report(f, "dev-0", "update.installed", 20000);
+    report(f, "dev-1", "update.installed", 20000);
+    report(f, "dev-2", "update.failed", 20000);
+    kf_rollout_tick(f->e, f->d, time(NULL) + 1, NULL, NULL); /* resumed now */
+    j = show(f, id);
+    assert_string_equal(state_of(j), "running");
+    json_decref(j);
+    /* a second new one is: paused again */
+    report(f, "dev-3", "update.failed", 20000);
+    kf_rollout_tick(f->e, f->d, time(NULL) + 2, NULL, NULL);
+    j = show(f, id);
+    assert_string_equal(state_of(j), "paused");
+    json_decref(j);
+}
+
+/* The engine's place in the events is kept: a restarted keyfleetd reads on from there. */
+static void test_cursor_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct kf_rollout_engine *again = NULL;
+    struct kf_txn *txn = NULL;
+    int64_t id = make(f, "[100]", 3600, 10000, N_DEV), cursor = 0;
+    json_t *j;
+    report(f, "dev-0", "update.failed", 20000);
+    kf_rollout_tick(f->e, f->d, T0 + 1, NULL, NULL);
+    KF_OK_OR_FAIL(kf_store_read(f->d->store, &txn));
+    KF_OK_OR_FAIL(kf_txn_counter_get(txn, "rollout_cursor", &cursor));
+    kf_txn_end(txn);
+    assert_true(cursor > 0);
+    /* dev-0 recovers after a restart; its old failure is not read again */
+    KF_OK_OR_FAIL(kf_rollout_engine_new(&again));
+    report(f, "dev-0", "update.installed", 20000);
+    kf_rollout_tick(again, f->d, T0 + 2, NULL, NULL);
+    j = show(f, id);
+    assert_int_equal(count(j, "installed"), 1);
+    assert_int_equal(count(j, "failed"), 0);
+    json_decref(j);
+    kf_rollout_engine_free(again);
+    KF_EXPECT_ERR(KF_E_INVALID, kf_txn_counter_get(NULL, "registry_version", &cursor));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +495,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_decides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reports_find_their_rollout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_offered_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accepted_are_devices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_kept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
