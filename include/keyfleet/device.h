@@ -54,7 +54,9 @@ struct kf_device_config {
     /* A message on devices/<id>/commands/<name>; `name` is NUL-terminated. */
     void (*command_cb)(void *ctx, struct kf_device *dev, const char *name, const uint8_t *payload,
                        size_t len);
-    /* "provisioned", "connected", "disconnected", "renewed": for logs and progress lines. */
+    /* "provisioned", "connected", "disconnected", "renewed": for logs and progress lines;
+     * "update": keyfleetd offers the device a release (detail: its notice), time to call
+     * kf_update_check() (keyfleet/update.h). */
     void (*state_cb)(void *ctx, struct kf_device *dev, const char *what, const char *detail);
 };
 

@@ -4,16 +4,18 @@
  *   kf_update_check()     refreshes the update metadata from keyfleetd over the device's mutual
  *                         TLS, verifying it the way TUF's client workflow says (root chain,
  *                         timestamp, snapshot, targets: signatures, thresholds, versions, expiry,
- *                         hashes), keeps what it trusts, and says whether a newer release for
- *                         this hardware is there
+ *                         hashes), keeps what it trusts, asks keyfleetd which release a rollout
+ *                         offers this device, and offers it only if it is signed, for this
+ *                         hardware and newer than the installed one
  *   kf_update_download()  fetches it, resuming a broken download, refusing any byte beyond the
  *                         signed length and any content whose hashes are not the signed ones
  *   kf_update_installed() raises the installed version, which never goes down (anti-rollback)
  *
  * The data directory keeps `tuf/` (the metadata trusted so far, written atomically; its first
- * root is the one the device shipped with) and `update.floor` (the installed version). When the
- * newest release for the hardware is below the floor it is refused and reported
- * (`update.rollback_refused`); a target for other hardware is never offered. Each step is an event,
+ * root is the one the device shipped with) and `update.floor` (the installed version). A release
+ * offered below the floor is refused and reported (`update.rollback_refused`); one for other
+ * hardware or not signed is `update.failed`; the installed one again is `update.current` (each
+ * once per targets version). Each step is an event,
  * queued durably like the device's own: `update.downloading`, `update.verified`, `update.failed`
  * (with a reason), and the caller's `update.installing`, `update.installed`, `update.confirmed`,
  * `update.reverted`.
