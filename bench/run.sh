@@ -148,3 +148,6 @@ echo
 echo '```'
 bash "$(dirname "$0")/updates_vs_nginx.sh" "$BUILD"
 echo '```'
+
+# ---- a rollout across a simulated fleet ----
+sh "$(dirname "$0")/rollout_sim.sh" "$BUILD" "$WORK"

@@ -903,7 +903,8 @@ static void recs_free(struct recs *l)
 static enum kf_err running_cb(const struct kf_rollout_rec *r, void *arg)
 {
     struct recs *l = arg;
-    if (strcmp(r->state, "running") != 0) return KF_OK;
+    /* running ones are judged; completed ones may still have devices to tell */
+    if (strcmp(r->state, "running") != 0 && strcmp(r->state, "completed") != 0) return KF_OK;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         void *p = realloc(l->r, cap * sizeof(*l->r));
@@ -927,8 +928,9 @@ static enum kf_err eval(struct step *st, struct kf_rollout_rec *r)
     struct settings s;
     struct tally t;
     int64_t start, end, size, failed, all_failed;
-    enum kf_err rc;
+    enum kf_err rc = KF_OK;
 
+    if (strcmp(r->state, "completed") == 0) goto tell; /* (completed in a step before) */
     memset(&t, 0, sizeof(t));
     rc = tally_of(st->txn, r, &s, &t, NULL);
     if (!rc) rc = settings_of(r, &s, &doc);
@@ -993,8 +995,10 @@ static enum kf_err eval(struct step *st, struct kf_rollout_rec *r)
     }
     json_decref(detail);
     json_decref(doc);
-    if (!rc && told && strcmp(r->state, "running") == 0 && told->upto < r->released &&
-        st->budget > 0 && st->n_notes < KF_ARRAY_LEN(st->notes)) {
+tell:
+    /* a rollout offered (running, or completed: perhaps in this very step) is told about */
+    if (!rc && told && strcmp(r->state, "paused") != 0 && strcmp(r->state, "aborted") != 0 &&
+        told->upto < r->released && st->budget > 0 && st->n_notes < KF_ARRAY_LEN(st->notes)) {
         int64_t to = r->released - told->upto > st->budget ? told->upto + st->budget : r->released;
         st->notes[st->n_notes++] = (struct note){r->id, told->upto, to};
         st->budget -= to - told->upto;
@@ -1065,7 +1069,8 @@ static void tell(struct step *st, struct kf_deploy *d, kf_rollout_notify_cb noti
         t.tell = calloc((size_t)(n->to - n->from), sizeof(*t.tell));
         /* paused or aborted since the step decided: told when it runs again */
         if (t.tell && kf_txn_rollout_get(txn, n->rollout, &r) == KF_OK &&
-            strcmp(r.state, "running") == 0 && tally_of(txn, &r, &s, &t, NULL) == KF_OK)
+            (strcmp(r.state, "running") == 0 || strcmp(r.state, "completed") == 0) &&
+            tally_of(txn, &r, &s, &t, NULL) == KF_OK)
             payload = dump(json_pack("{s:I, s:s, s:I}", "rollout", (json_int_t)r.id, "target",
                                      r.target, "version", (json_int_t)r.version));
         if (payload) {

@@ -391,6 +391,23 @@ static void test_newest_decides(void **state)
     assert_string_equal(offered(f, "dev-3", "gw-a"), "null");
 }
 
+/* A rollout that completes in the step that first sees it still tells its devices. */
+static void test_told_when_completed_at_once(void **state)
+{
+    struct fixture *f = *state;
+    int64_t id;
+    json_t *j;
+    kf_rollout_tick(f->e, f->d, T0, notify_cb, f); /* keyfleetd running before it is made */
+    id = make(f, "[100]", 0, 10000, N_DEV);
+    kf_rollout_tick(f->e, f->d, T0 + 1, notify_cb, f);
+    j = show(f, id);
+    assert_string_equal(state_of(j), "completed");
+    json_decref(j);
+    assert_int_equal(f->n_told, N_DEV);
+    kf_rollout_tick(f->e, f->d, T0 + 2, notify_cb, f);
+    assert_int_equal(f->n_told, N_DEV);
+}
+
 /* A report counts only in the rollout of the release it names, and only once offered. */
 static void test_reports_find_their_rollout(void **state)
 {
@@ -495,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_decides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_told_when_completed_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_find_their_rollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_offered_yet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accepted_are_devices, setup, teardown),
