@@ -148,6 +148,8 @@ int kf_cmd_release_keys(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_release_add(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_release_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_release_refresh(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv);
+int kf_cmd_release_revoke(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_rollout_create(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_rollout_list(struct kf_cli *c, int argc, char **argv);
 int kf_cmd_rollout_show(struct kf_cli *c, int argc, char **argv);

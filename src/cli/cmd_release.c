@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "server/ops/rollout.h"
 #include "server/ops/updates.h"
 
 #define IMAGES_MAX 64
@@ -157,5 +158,147 @@ int kf_cmd_release_refresh(struct kf_cli *c, int argc, char **argv)
     rc = kf_updates_refresh(c->deploy, 1, &renewed);
     if (rc) return kf_cli_fail(c, rc);
     printf(renewed ? "snapshot and timestamp renewed\n" : "nothing published\n");
+    return KF_EXIT_OK;
+}
+
+struct one {
+    const char *name;
+    json_t *target;
+};
+
+static void one_cb(const struct kf_tuf_target *t, void *arg)
+{
+    struct one *o = arg;
+    char h256[65], h512[129];
+    if (strcmp(t->path, o->name) != 0) return;
+    kf_tuf_hex(t->sha256, 32, h256);
+    kf_tuf_hex(t->sha512, 64, h512);
+    o->target = json_pack("{s:s, s:I, s:s, s:s, s:O?}", "name", t->path, "length",
+                          (json_int_t)t->length, "sha256", t->has_sha256 ? h256 : "", "sha512",
+                          t->has_sha512 ? h512 : "", "custom", t->custom);
+}
+
+/* The release NAME of the arguments (one), or a usage error. */
+static const char *one_name(struct kf_cli *c, int argc, char **argv, const char **reason)
+{
+    static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
+                                         {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = kf_cli_getopt(c, argc, argv, "", reason ? opts : opts + 1)) != -1) {
+        if (opt == 'r' && reason)
+            *reason = optarg;
+        else
+            return opt == 'h' ? "" : NULL; /* "": help was printed */
+    }
+    if (optind + 1 != argc) {
+        kf_cli_usage(c, "give one release name (keyfleet release list)");
+        return NULL;
+    }
+    return argv[optind];
+}
+
+int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
+{
+    const char *name = one_name(c, argc, argv, NULL);
+    struct kf_updates_result res;
+    struct one o = {name, NULL};
+    json_t *revoked = NULL, *rollouts = NULL, *mine;
+    size_t i;
+    int yes = 0;
+    enum kf_err rc;
+
+    if (!name || !*name) return name ? KF_EXIT_OK : KF_EXIT_USAGE;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_updates_list(c->deploy, one_cb, &o, &res);
+    if (!rc) rc = kf_updates_revoked(c->deploy, name, &yes, &revoked);
+    if (!rc && !o.target && !yes)
+        rc = kf_fail(KF_E_NOT_FOUND, "no release %s (keyfleet release list)", name);
+    if (!rc) rc = kf_rollout_list(c->deploy->store, &rollouts);
+    if (rc) {
+        json_decref(o.target);
+        json_decref(revoked);
+        return kf_cli_fail(c, rc);
+    }
+    mine = json_array();
+    for (i = 0; i < json_array_size(rollouts); i++) {
+        json_t *r = json_array_get(rollouts, i);
+        if (strcmp(json_string_value(json_object_get(r, "release")), name) == 0)
+            json_array_append_new(mine,
+                                  json_pack("{s:O, s:O, s:O, s:O}", "id", json_object_get(r, "id"),
+                                            "state", json_object_get(r, "state"), "devices",
+                                            json_object_get(r, "devices"), "counts",
+                                            json_object_get(r, "counts")));
+    }
+    json_decref(rollouts);
+    if (c->json) {
+        kf_cli_print_json(json_pack("{s:s, s:O?, s:b, s:O?, s:I, s:o}", "name", name, "target",
+                                    o.target, "published", o.target != NULL, "revoked", revoked,
+                                    "targets_version", (json_int_t)res.targets_version, "rollouts",
+                                    mine));
+    } else {
+        const json_t *custom = json_object_get(o.target, "custom");
+        printf("release %s\n", name);
+        if (o.target) {
+            printf("  in targets version %lld: %lld bytes, hardware %s, version %lld\n",
+                   (long long)res.targets_version,
+                   (long long)json_integer_value(json_object_get(o.target, "length")),
+                   json_string_value(json_object_get(custom, "hardware"))
+                       ? json_string_value(json_object_get(custom, "hardware"))
+                       : "-",
+                   (long long)json_integer_value(json_object_get(custom, "version")));
+            printf("  sha256 %s\n  sha512 %s\n",
+                   json_string_value(json_object_get(o.target, "sha256")),
+                   json_string_value(json_object_get(o.target, "sha512")));
+        } else {
+            printf("  no longer in the signed targets (version %lld)\n",
+                   (long long)res.targets_version);
+        }
+        if (revoked)
+            printf("  REVOKED %s by %s%s%s\n",
+                   json_string_value(json_object_get(revoked, "revoked")),
+                   json_string_value(json_object_get(revoked, "by")),
+                   json_object_get(revoked, "reason") ? ": " : "",
+                   json_object_get(revoked, "reason")
+                       ? json_string_value(json_object_get(revoked, "reason"))
+                       : "");
+        if (!json_array_size(mine)) printf("  no rollouts\n");
+        for (i = 0; i < json_array_size(mine); i++) {
+            json_t *r = json_array_get(mine, i), *n = json_object_get(r, "counts");
+            printf("  rollout %lld %s: %lld devices, %lld confirmed, %lld installed, %lld "
+                   "failed\n",
+                   (long long)json_integer_value(json_object_get(r, "id")),
+                   json_string_value(json_object_get(r, "state")),
+                   (long long)json_integer_value(json_object_get(r, "devices")),
+                   (long long)json_integer_value(json_object_get(n, "confirmed")),
+                   (long long)json_integer_value(json_object_get(n, "installed")),
+                   (long long)(json_integer_value(json_object_get(n, "failed")) +
+                               json_integer_value(json_object_get(n, "reverted")) +
+                               json_integer_value(json_object_get(n, "refused"))));
+        }
+        json_decref(mine);
+    }
+    json_decref(o.target);
+    json_decref(revoked);
+    return KF_EXIT_OK;
+}
+
+int kf_cmd_release_revoke(struct kf_cli *c, int argc, char **argv)
+{
+    const char *reason = NULL;
+    const char *name = one_name(c, argc, argv, &reason);
+    int64_t n = 0;
+    int was = 0;
+    enum kf_err rc;
+
+    if (!name || !*name) return name ? KF_EXIT_OK : KF_EXIT_USAGE;
+    if (kf_cli_open(c)) return KF_EXIT_FAIL;
+    rc = kf_updates_revoke(c->deploy, c->actor, name, reason, &was);
+    if (!rc) rc = kf_rollout_end_release(c->deploy, c->actor, name, reason, &n);
+    if (rc) return kf_cli_fail(c, rc);
+    printf("%s %s; %lld rollout%s of it aborted. To take it out of the signed metadata too:\n"
+           "  keyfleet-release targets --from CURRENT-targets.json --remove %s --out t.json\n"
+           "  (sign it with the targets keys) and keyfleet release add --root ROOT --targets "
+           "t.json\n",
+           name, was ? "was revoked already" : "revoked", (long long)n, n == 1 ? "" : "s", name);
     return KF_EXIT_OK;
 }

@@ -136,6 +136,21 @@ static const struct command commands[] = {
      "timestamp signed by the online keys. Nothing is published when anything is refused.",
      "publish a vendor-signed release"},
     {"release", "list", kf_cmd_release_list, "release list [--json]", "list the published targets"},
+    {"release", "show", kf_cmd_release_show,
+     "release show NAME [--json]\n"
+     "\n"
+     "A published release: its length, SHA-256 and SHA-512, hardware and version as the vendor\n"
+     "signed them, whether it is revoked, and its rollouts with their counts.",
+     "one release, its hashes and its rollouts"},
+    {"release", "revoke", kf_cmd_release_revoke,
+     "release revoke NAME [--reason TEXT]\n"
+     "\n"
+     "Withdraws a release on the server: no rollout may offer it again (rollout create refuses\n"
+     "it) and its rollouts (completed ones too) are aborted, so no device is offered it. Devices\n"
+     "that installed it keep it (nothing goes down). The signed targets still list it until the\n"
+     "vendor publishes targets without it (keyfleet-release targets --remove NAME). Audited\n"
+     "(release.revoke, rollout.abort).",
+     "withdraw a release: no rollout offers it again"},
     {"release", "refresh", kf_cmd_release_refresh,
      "release refresh\n"
      "\n"

@@ -18,10 +18,12 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/buffer.h>
 #include <openssl/pem.h>
 
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/pki_key.h"
 #include "common/tuf.h"
 
 #define EXIT_USAGE 2
@@ -47,11 +49,17 @@ static const char usage_text[] =
     "      root (a rotation) must then be signed by a threshold of the old root's keys and of\n"
     "      its own\n"
     "  targets --out FILE [--from FILE] [--image PATH --name NAME --hardware ID --version N]\n"
-    "          [--expires DAYS]\n"
+    "          [--remove NAME]... [--expires DAYS]\n"
     "      targets metadata, unsigned: the targets of --from (its version + 1) and the image\n"
-    "      (length, sha256, sha512, hardware id, version); --from alone renews them\n"
+    "      (length, sha256, sha512, hardware id, version), without the targets --remove names\n"
+    "      (a release withdrawn); --from alone renews them\n"
     "  sign --key KEY [--passphrase-file F] FILE...\n"
-    "      adds KEY's signature to each metadata file, in place\n"
+    "      adds KEY's signature to each metadata file, in place. KEY is a key file, or a key\n"
+    "      in a PKCS#11 token (pkcs11:token=T;object=O;type=private, RFC 7512, P-256; the\n"
+    "      module and PIN from KEYFLEET_PKCS11_MODULE and KEYFLEET_PKCS11_PIN, or the URI)\n"
+    "  pub --key KEY --out PUB\n"
+    "      the public half of KEY (a key file or a PKCS#11 token key) as PUB, for init-root;\n"
+    "      prints its key id\n"
     "  combine --out FILE FILE...\n"
     "      one file with the signatures of copies signed apart (their signed parts must be the\n"
     "      same)\n"
@@ -448,11 +456,13 @@ static enum kf_err hash_file(const char *path, char *h256, char *h512, uint64_t 
 
 static int cmd_targets(int argc, char **argv)
 {
-    static const struct option opts[] = {{"out", 1, 0, 'o'},      {"from", 1, 0, 'f'},
-                                         {"image", 1, 0, 'i'},    {"name", 1, 0, 'n'},
-                                         {"hardware", 1, 0, 'w'}, {"version", 1, 0, 'v'},
-                                         {"expires", 1, 0, 'e'},  {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"out", 1, 0, 'o'},     {"from", 1, 0, 'f'},     {"image", 1, 0, 'i'},
+        {"name", 1, 0, 'n'},    {"hardware", 1, 0, 'w'}, {"version", 1, 0, 'v'},
+        {"expires", 1, 0, 'e'}, {"remove", 1, 0, 'r'},   {0, 0, 0, 0}};
     const char *out = NULL, *from = NULL, *image = NULL, *name = NULL, *hw = NULL;
+    const char *removes[64];
+    size_t n_removes = 0;
     long version = -1, days = 90, c, mdv = 1;
     char h256[129], h512[129];
     uint64_t len;
@@ -471,10 +481,16 @@ static int cmd_targets(int argc, char **argv)
         case 'e':
             if ((days = number("expires", optarg, 1, 3650)) < 0) return EXIT_USAGE;
             break;
+        case 'r':
+            if (n_removes == sizeof(removes) / sizeof(removes[0]))
+                return usage_error("at most %zu --remove", n_removes);
+            removes[n_removes++] = optarg;
+            break;
         default: return usage_error("%s: unknown option", argv[optind - 1]);
         }
     }
     if (!out) return usage_error("%s needs --out FILE", "targets");
+    if (n_removes && !from) return usage_error("%s --remove needs --from", "targets");
     if (!image && !from)
         return usage_error("%s needs --image (or --from alone, to sign the same targets again)",
                            "targets");
@@ -507,6 +523,14 @@ static int cmd_targets(int argc, char **argv)
         fprintf(stderr, "keyfleet-release: %s has no targets\n", from);
         return 1;
     }
+    for (size_t i = 0; i < n_removes; i++) {
+        if (!json_object_get(targets, removes[i])) {
+            json_decref(targets);
+            fprintf(stderr, "keyfleet-release: %s has no target %s to remove\n", from, removes[i]);
+            return 1;
+        }
+        json_object_del(targets, removes[i]);
+    }
     if (image)
         json_object_set_new(targets, name,
                             json_pack("{s:I, s:{s:s, s:s}, s:{s:s, s:I}}", "length",
@@ -523,8 +547,126 @@ static int cmd_targets(int argc, char **argv)
         printf("%s: targets version %ld with %s (%llu bytes, hardware %s, version %ld), "
                "unsigned\n",
                out, mdv, name, (unsigned long long)len, hw, version);
+    else if (n_removes)
+        printf("%s: targets version %ld without %zu target%s, unsigned\n", out, mdv, n_removes,
+               n_removes == 1 ? "" : "s");
     else
         printf("%s: targets version %ld, the same targets, unsigned\n", out, mdv);
+    return 0;
+}
+
+/*
+ * A signing key: a PEM key file (EVP_PKEY) or a key in a PKCS#11 token (struct kf_key, through
+ * the libp11 engine), with its TUF key object and key id.
+ */
+struct signer {
+    EVP_PKEY *pk;       /* a file's */
+    struct kf_key *tok; /* a token's */
+    json_t *kobj;
+    char keyid[KF_TUF_KEYID_HEX];
+};
+
+static void signer_free(struct signer *g)
+{
+    EVP_PKEY_free(g->pk);
+    kf_key_free(g->tok);
+    json_decref(g->kobj);
+    memset(g, 0, sizeof(*g));
+}
+
+static enum kf_err token_sign_cb(const uint8_t *msg, size_t len, uint8_t *sig, size_t *siglen,
+                                 void *arg)
+{
+    struct kf_buf b;
+    enum kf_err rc;
+    kf_buf_init(&b, 1024);
+    rc = kf_key_sign(arg, msg, len, &b); /* P-256: SHA-256, DER, as TUF's ecdsa-sha2-nistp256 */
+    if (!rc && b.len > *siglen) rc = kf_fail(KF_E_OVERSIZE, "the token's signature is too long");
+    if (!rc) {
+        memcpy(sig, b.data, b.len);
+        *siglen = b.len;
+    }
+    kf_buf_free(&b);
+    return rc;
+}
+
+static enum kf_err signer_open(const char *uri, const char *pfile, struct signer *g)
+{
+    enum kf_err rc;
+    memset(g, 0, sizeof(*g));
+    if (strncmp(uri, "pkcs11:", 7) == 0) {
+        struct kf_buf pem;
+        BIO *bio;
+        rc = kf_key_load(uri, NULL, &g->tok);
+        if (rc) return rc;
+        if (kf_key_type(g->tok) != KF_KEY_EC_P256 && kf_key_type(g->tok) != KF_KEY_ED25519)
+            return kf_fail(KF_E_INVALID, "the token key is %s: TUF keys are P-256 or ed25519",
+                           kf_key_type_name(kf_key_type(g->tok)));
+        kf_buf_init(&pem, 16384);
+        rc = kf_key_public_pem(g->tok, &pem);
+        bio = rc ? NULL : BIO_new_mem_buf(pem.data, (int)pem.len);
+        g->pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        kf_buf_free(&pem);
+        if (!rc && !g->pk) rc = kf_fail(KF_E_CRYPTO, "cannot read the token key's public half");
+    } else {
+        struct pass p;
+        rc = pass_read(&p, pfile);
+        if (!rc) rc = key_load(uri, &p, &g->pk);
+        pass_wipe(&p);
+    }
+    if (!rc) rc = kf_tuf_key_of(g->pk, &g->kobj, g->keyid);
+    return rc;
+}
+
+static enum kf_err signer_sign(struct signer *g, json_t *doc)
+{
+    return g->tok ? kf_tuf_sign_with(doc, g->keyid, token_sign_cb, g->tok)
+                  : kf_tuf_sign(doc, g->pk);
+}
+
+static int cmd_pub(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"key", 1, 0, 'k'}, {"out", 1, 0, 'o'}, {"passphrase-file", 1, 0, 'p'}, {0, 0, 0, 0}};
+    const char *keypath = NULL, *out = NULL, *pfile = NULL;
+    struct signer g;
+    struct kf_buf pem;
+    BIO *bio;
+    BUF_MEM *mem = NULL;
+    int c, ok;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'k')
+            keypath = optarg;
+        else if (c == 'o')
+            out = optarg;
+        else if (c == 'p')
+            pfile = optarg;
+        else
+            return usage_error("%s: unknown option", argv[optind - 1]);
+    }
+    if (!keypath || !out || optind != argc)
+        return usage_error("%s needs --key KEY --out PUB", "pub");
+    if (signer_open(keypath, pfile, &g)) {
+        signer_free(&g);
+        return fail();
+    }
+    bio = BIO_new(BIO_s_mem());
+    ok = bio && PEM_write_bio_PUBKEY(bio, g.pk) == 1 && BIO_get_mem_ptr(bio, &mem) == 1;
+    kf_buf_init(&pem, 16384);
+    if (!ok || kf_buf_append(&pem, mem->data, mem->length) ||
+        kf_file_write(out, pem.data, pem.len, 0644, 0)) {
+        if (!ok) kf_fail(KF_E_CRYPTO, "cannot write the public key");
+        BIO_free(bio);
+        kf_buf_free(&pem);
+        signer_free(&g);
+        return fail();
+    }
+    BIO_free(bio);
+    kf_buf_free(&pem);
+    printf("%s: public key %s\n", out, g.keyid);
+    signer_free(&g);
     return 0;
 }
 
@@ -533,10 +675,7 @@ static int cmd_sign(int argc, char **argv)
     static const struct option opts[] = {
         {"key", 1, 0, 'k'}, {"passphrase-file", 1, 0, 'p'}, {0, 0, 0, 0}};
     const char *keypath = NULL, *pfile = NULL;
-    char keyid[KF_TUF_KEYID_HEX];
-    EVP_PKEY *pk = NULL;
-    json_t *kobj = NULL;
-    struct pass p;
+    struct signer g;
     int c, rcode = 0;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -548,24 +687,21 @@ static int cmd_sign(int argc, char **argv)
             return usage_error("%s: unknown option", argv[optind - 1]);
     }
     if (!keypath || optind >= argc) return usage_error("%s needs --key KEY and FILE...", "sign");
-    if (pass_read(&p, pfile) || key_load(keypath, &p, &pk) || kf_tuf_key_of(pk, &kobj, keyid)) {
-        pass_wipe(&p);
-        EVP_PKEY_free(pk);
+    if (signer_open(keypath, pfile, &g)) {
+        signer_free(&g);
         return fail();
     }
-    pass_wipe(&p);
-    json_decref(kobj);
     for (int i = optind; i < argc; i++) {
         json_t *doc = NULL;
-        if (doc_load(argv[i], &doc) || kf_tuf_sign(doc, pk) || doc_write(argv[i], doc, 1)) {
+        if (doc_load(argv[i], &doc) || signer_sign(&g, doc) || doc_write(argv[i], doc, 1)) {
             fail();
             rcode = 1;
         } else {
-            printf("%s: signed by %s\n", argv[i], keyid);
+            printf("%s: signed by %s\n", argv[i], g.keyid);
         }
         json_decref(doc);
     }
-    EVP_PKEY_free(pk);
+    signer_free(&g);
     return rcode;
 }
 
@@ -686,7 +822,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"keygen", cmd_keygen}, {"init-root", cmd_init_root}, {"targets", cmd_targets},
-                {"sign", cmd_sign},     {"combine", cmd_combine},     {"verify", cmd_verify}};
+                {"sign", cmd_sign},     {"combine", cmd_combine},     {"verify", cmd_verify},
+                {"pub", cmd_pub}};
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);

@@ -174,9 +174,33 @@ equals "and is not recorded as one" "$(jq '[.[] | select(.source == "device")] |
 ok "a fourth rollout" rollout create --release gw/fw-2.0.bin --devices "$T/list" --phases 100 --soak 1h
 check "the third is aborted, superseded" wait_state 3 '.state == "aborted" and .reason == "superseded by rollout 4"'
 
+# ---- release show and revoke ----
+kf release show gw/fw-2.0.bin --json
+equals "release show: the signed SHA-256" "$(jq -r .target.sha256 <<<"$OUT")" "$(sha256sum "$T/fw.bin" | cut -d' ' -f1)"
+equals "its hardware and version" "$(jq -c '[.target.custom.hardware, .target.custom.version]' <<<"$OUT")" '["gw-a",20000]'
+equals "its rollouts" "$(jq -c '[.rollouts[] | .id]' <<<"$OUT")" "[1,2,3,4]"
+refused "release show of no release" 1 "no release gw/none.bin" release show gw/none.bin
+ok "release revoke" release revoke gw/fw-2.0.bin --reason "a bad build"
+contains "says what it ended" "$OUT" "revoked; 2 rollouts of it aborted"
+equals "revoked: offered to nobody (rollout 1 was completed)" "$(offered | wc -l)" 0
+check "rollout 1 is aborted, with the reason" wait_state 1 '.state == "aborted" and .reason == "release revoked: a bad build"'
+refused "no rollout of a revoked release" 1 "gw/fw-2.0.bin is revoked" \
+    rollout create --release gw/fw-2.0.bin --all
+kf release show gw/fw-2.0.bin
+contains "release show says it is revoked" "$OUT" "REVOKED"
+# the vendor takes it out of the signed targets too
+vendor_targets "$V/t2.json" --from "$V/t1.json" --remove gw/fw-2.0.bin
+ok "targets without it" release add --root "$V/root.json" --targets "$V/t2.json"
+kf release show gw/fw-2.0.bin
+contains "no longer signed" "$OUT" "no longer in the signed targets (version 2)"
+kf release list --json
+equals "release list has it no more" "$(jq '.targets | length' <<<"$OUT")" 0
+
 kf audit list --json
 equals "every change audited, in order" \
     "$(jq -r '[.[] | select(.action | startswith("rollout.")) | .action] | join(",")' <<<"$OUT")" \
-    "rollout.create,rollout.advance,rollout.pause,rollout.resume,rollout.advance,rollout.complete,rollout.create,rollout.abort,rollout.create,rollout.create,rollout.abort"
+    "rollout.create,rollout.advance,rollout.pause,rollout.resume,rollout.advance,rollout.complete,rollout.create,rollout.abort,rollout.create,rollout.create,rollout.abort,rollout.abort,rollout.abort"
+equals "release.revoke audited" \
+    "$(jq '[.[] | select(.action == "release.revoke" and .object == "release:gw/fw-2.0.bin")] | length' <<<"$OUT")" 1
 ok "the audit chain holds" audit verify
 finish

@@ -335,15 +335,18 @@ static enum kf_err audit(struct kf_txn *txn, const char *actor, const char *acti
 }
 
 struct supersede {
-    const char *hardware;
+    const char *hardware, *target; /* the rollouts for this hardware, or of this release */
     int64_t ids[64], n, newest;
 };
 
 static enum kf_err older_cb(const struct kf_rollout_rec *r, void *arg)
 {
     struct supersede *w = arg;
-    if (r->id != w->newest && strcmp(r->hardware, w->hardware) == 0 &&
-        (strcmp(r->state, "running") == 0 || strcmp(r->state, "paused") == 0) &&
+    if (r->id != w->newest &&
+        (w->hardware ? strcmp(r->hardware, w->hardware) : strcmp(r->target, w->target)) == 0 &&
+        (strcmp(r->state, "running") == 0 || strcmp(r->state, "paused") == 0 ||
+         /* a completed rollout offers its release still: not a revoked one */
+         (w->target && strcmp(r->state, "completed") == 0)) &&
         w->n < (int64_t)KF_ARRAY_LEN(w->ids))
         w->ids[w->n++] = r->id;
     return KF_OK;
@@ -353,25 +356,36 @@ static enum kf_err older_cb(const struct kf_rollout_rec *r, void *arg)
  * A new rollout for a hardware ends the running or paused ones for it (the newest decides what
  * a device is offered: an older one would go on counting devices that no longer hear of it).
  */
+static enum kf_err end_rollouts(struct kf_txn *txn, const char *actor, struct supersede *w,
+                                int64_t now, const char *why_text);
+
 static enum kf_err supersede(struct kf_txn *txn, const char *actor, const char *hardware,
                              int64_t newest, int64_t now)
 {
     struct supersede w;
-    enum kf_err rc;
+    char why[64];
     memset(&w, 0, sizeof(w));
     w.hardware = hardware;
     w.newest = newest;
-    rc = kf_txn_rollout_list(txn, older_cb, &w);
-    for (int64_t i = 0; i < w.n && !rc; i++) {
+    snprintf(why, sizeof(why), "superseded by rollout %" PRId64, newest);
+    return end_rollouts(txn, actor, &w, now, why);
+}
+
+/* Aborts the running or paused rollouts `w` matches, each audited with `why_text`. */
+static enum kf_err end_rollouts(struct kf_txn *txn, const char *actor, struct supersede *w,
+                                int64_t now, const char *why_text)
+{
+    enum kf_err rc = kf_txn_rollout_list(txn, older_cb, w);
+    int64_t newest = w->newest;
+    for (int64_t i = 0; i < w->n && !rc; i++) {
         struct kf_rollout_rec r;
         json_t *doc = NULL;
-        char why[64];
-        rc = kf_txn_rollout_get(txn, w.ids[i], &r);
+        const char *why = why_text;
+        rc = kf_txn_rollout_get(txn, w->ids[i], &r);
         if (!rc) doc = json_loads(r.doc ? r.doc : "{}", 0, NULL);
         if (!rc && !doc)
             rc = kf_fail(KF_E_MALFORMED, "rollout %" PRId64 " does not read back", r.id);
         if (!rc) {
-            snprintf(why, sizeof(why), "superseded by rollout %" PRId64, newest);
             snprintf(r.state, sizeof(r.state), "aborted");
             json_object_set_new(doc, "reason", json_string(why));
             free(r.doc);
@@ -381,8 +395,9 @@ static enum kf_err supersede(struct kf_txn *txn, const char *actor, const char *
         }
         if (!rc)
             rc = audit(txn, actor, "rollout.abort", r.id,
-                       json_pack("{s:s, s:s, s:I}", "release", r.target, "reason", why,
-                                 "superseded_by", (json_int_t)newest));
+                       newest ? json_pack("{s:s, s:s, s:I}", "release", r.target, "reason", why,
+                                          "superseded_by", (json_int_t)newest)
+                              : json_pack("{s:s, s:s}", "release", r.target, "reason", why));
         json_decref(doc);
         kf_rollout_rec_clear(&r);
     }
@@ -450,6 +465,37 @@ static enum kf_err create_cb(struct kf_txn *txn, void *arg)
     return rc;
 }
 
+struct end_release {
+    const char *actor, *name, *reason;
+    int64_t now, n;
+};
+
+static enum kf_err end_release_cb(struct kf_txn *txn, void *arg)
+{
+    struct end_release *e = arg;
+    struct supersede w;
+    char why[600];
+    memset(&w, 0, sizeof(w));
+    w.target = e->name;
+    snprintf(why, sizeof(why), "release revoked%s%s", e->reason ? ": " : "",
+             e->reason ? e->reason : "");
+    e->n = 0;
+    {
+        enum kf_err rc = end_rollouts(txn, e->actor, &w, e->now, why);
+        e->n = w.n;
+        return rc;
+    }
+}
+
+enum kf_err kf_rollout_end_release(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *reason, int64_t *n)
+{
+    struct end_release e = {actor, name, reason, (int64_t)time(NULL), 0};
+    enum kf_err rc = kf_store_write(d->store, end_release_cb, &e);
+    if (n) *n = rc ? 0 : e.n;
+    return rc;
+}
+
 enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                               const struct kf_rollout_spec *s, int64_t *id, int64_t *n_devices)
 {
@@ -482,6 +528,15 @@ enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                        "%s is not in the published targets (targets version %" PRId64
                        "): keyfleet release list",
                        s->release, cur.targets_version);
+    {
+        int revoked = 0;
+        rc = kf_updates_revoked(d, s->release, &revoked, NULL);
+        if (rc) return rc;
+        if (revoked)
+            return kf_fail(KF_E_DENIED,
+                           "%s is revoked (keyfleet release show %s): it is offered to nobody",
+                           s->release, s->release);
+    }
     if (c.rel.found != 2)
         return kf_fail(KF_E_INVALID,
                        "%s has no hardware or no version in its signed custom data: devices "

@@ -58,13 +58,20 @@ enum kf_err kf_rollout_parse_duration(const char *text, int64_t *seconds);
 
 /*
  * Makes a rollout and offers its first phase at once: the release must be published (with its
- * hardware and version), the devices must exist and be active (a list names the first that is
- * not). Running or paused rollouts for the same hardware are aborted (superseded: the newest
+ * hardware and version) and not revoked, the devices must exist and be active (a list names the
+ * first that is not). Running or paused rollouts for the same hardware are aborted (superseded: the newest
  * decides what a device is offered). Audited "rollout.create" (and "rollout.abort"). `*id` is
  * the new rollout's, `*n_devices` (may be NULL) how many devices it holds.
  */
 enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                               const struct kf_rollout_spec *s, int64_t *id, int64_t *n_devices);
+
+/*
+ * Aborts the running, paused or completed rollouts of release `name` (a release revoked:
+ * keyfleet release revoke), each audited "rollout.abort"; `*n` (may be NULL) says how many.
+ */
+enum kf_err kf_rollout_end_release(struct kf_deploy *d, const char *actor, const char *name,
+                                   const char *reason, int64_t *n);
 
 enum kf_rollout_action { KF_ROLLOUT_PAUSE = 1, KF_ROLLOUT_RESUME, KF_ROLLOUT_ABORT };
 

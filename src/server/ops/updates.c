@@ -598,3 +598,100 @@ enum kf_err kf_updates_list(struct kf_deploy *d,
     json_decref(doc);
     return KF_OK;
 }
+
+/* ---- revoked releases ---- */
+
+static enum kf_err revoked_read(struct kf_deploy *d, json_t **out)
+{
+    char path[PATH_CAP];
+    struct kf_buf b;
+    enum kf_err rc = upath(d, "revoked.json", path);
+    *out = NULL;
+    if (rc) return rc;
+    if (!kf_file_exists(path)) {
+        *out = json_object();
+        return *out ? KF_OK : kf_fail(KF_E_NOMEM, "out of memory");
+    }
+    rc = read_all(path, &b);
+    if (!rc) {
+        *out = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            rc = kf_fail(KF_E_MALFORMED, "%s is not the list of revoked releases", path);
+        }
+    }
+    kf_buf_free(&b);
+    return rc;
+}
+
+struct find_target {
+    const char *name;
+    int found;
+};
+
+static void find_cb(const struct kf_tuf_target *t, void *arg)
+{
+    struct find_target *f = arg;
+    if (strcmp(t->path, f->name) == 0) f->found = 1;
+}
+
+enum kf_err kf_updates_revoke(struct kf_deploy *d, const char *actor, const char *name,
+                              const char *reason, int *was)
+{
+    struct find_target f = {name, 0};
+    struct kf_updates_result cur;
+    char path[PATH_CAP], object[KF_TUF_PATH_MAX + 16], when[32];
+    json_t *all = NULL;
+    struct kf_buf out;
+    enum kf_err rc;
+
+    if (was) *was = 0;
+    if (!name || !kf_tuf_name_ok(name)) return kf_fail(KF_E_INVALID, "not a release name");
+    if (reason && strlen(reason) > 500) return kf_fail(KF_E_OVERSIZE, "the reason is too long");
+    rc = revoked_read(d, &all);
+    if (rc) return rc;
+    if (json_object_get(all, name)) {
+        if (was) *was = 1;
+        json_decref(all);
+        return KF_OK;
+    }
+    rc = kf_updates_list(d, find_cb, &f, &cur);
+    if (!rc && !f.found)
+        rc = kf_fail(KF_E_NOT_FOUND, "%s is not in the published targets (keyfleet release list)",
+                     name);
+    if (rc) {
+        json_decref(all);
+        return rc;
+    }
+    kf_tuf_time(time(NULL), when, sizeof(when));
+    json_object_set_new(
+        all, name, json_pack("{s:s, s:s, s:s?}", "revoked", when, "by", actor, "reason", reason));
+    kf_buf_init(&out, META_MAX);
+    rc = upath(d, "revoked.json", path);
+    if (!rc) rc = kf_tuf_text(all, &out);
+    if (!rc) rc = kf_file_write(path, out.data, out.len, 0644, KF_FILE_REPLACE);
+    kf_buf_free(&out);
+    json_decref(all);
+    if (rc) return rc;
+    snprintf(object, sizeof(object), "release:%s", name);
+    all = json_pack("{s:s?}", "reason", reason);
+    rc = audit(d, actor, "release.revoke", object,
+               all ? json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS) : NULL);
+    json_decref(all);
+    return rc;
+}
+
+enum kf_err kf_updates_revoked(struct kf_deploy *d, const char *name, int *yes, json_t **why)
+{
+    json_t *all = NULL, *r;
+    enum kf_err rc = revoked_read(d, &all);
+    *yes = 0;
+    if (why) *why = NULL;
+    if (rc) return rc;
+    r = json_object_get(all, name);
+    *yes = r != NULL;
+    if (why && r) *why = json_incref(r);
+    json_decref(all);
+    return KF_OK;
+}

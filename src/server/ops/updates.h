@@ -74,4 +74,17 @@ enum kf_err kf_updates_list(struct kf_deploy *d,
                             void (*cb)(const struct kf_tuf_target *t, void *arg), void *arg,
                             struct kf_updates_result *out);
 
+/*
+ * Revokes release `name` on the server (a target of the published targets, or one revoked
+ * already: KF_E_NOT_FOUND otherwise): kept in DIR/updates/revoked.json, which
+ * kf_rollout_create reads, so that no rollout offers it again. The signed metadata still lists
+ * it until the vendor publishes targets without it (keyfleet-release targets --remove).
+ * Audited "release.revoke". `*was` (may be NULL) says whether it was revoked already.
+ */
+enum kf_err kf_updates_revoke(struct kf_deploy *d, const char *actor, const char *name,
+                              const char *reason, int *was);
+
+/* Whether `name` is revoked; `*why` (may be NULL, owned by the caller) the record. */
+enum kf_err kf_updates_revoked(struct kf_deploy *d, const char *name, int *yes, json_t **why);
+
 #endif
