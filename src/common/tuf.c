@@ -10,7 +10,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/buf.h"
 #include "common/cjson.h"
+#include "common/pki_key.h"
 
 #define METADATA_MAX (4u << 20) /* no metadata file of keyfleet's comes near this */
 #define KEYS_MAX     64         /* keys a root may list */
@@ -921,6 +923,21 @@ enum kf_err kf_tuf_sign_pkey(const uint8_t *msg, size_t len, uint8_t *sig, size_
              EVP_DigestSign(ctx, sig, siglen, msg, len) == 1;
     EVP_MD_CTX_free(ctx);
     return ok ? KF_OK : kf_fail(KF_E_CRYPTO, "cannot sign the metadata");
+}
+
+enum kf_err kf_tuf_sign_key(const uint8_t *msg, size_t len, uint8_t *sig, size_t *siglen, void *arg)
+{
+    struct kf_buf b;
+    enum kf_err rc;
+    kf_buf_init(&b, SIG_MAX);
+    rc = kf_key_sign(arg, msg, len, &b);
+    if (!rc && b.len > *siglen) rc = kf_fail(KF_E_OVERSIZE, "the signature is too long");
+    if (!rc) {
+        memcpy(sig, b.data, b.len);
+        *siglen = b.len;
+    }
+    kf_buf_free(&b);
+    return rc;
 }
 
 enum kf_err kf_tuf_sign_with(json_t *doc, const char *keyid, kf_tuf_sign_cb sign, void *arg)

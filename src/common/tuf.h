@@ -185,6 +185,13 @@ enum kf_err kf_tuf_sign_pkey(const uint8_t *msg, size_t len, uint8_t *sig, size_
                              void *arg);
 
 /*
+ * Sign callback over a `struct kf_key` (`arg`, common/pki_key: a key file, or one in a PKCS#11
+ * token or a TPM): ed25519 raw, P-256 SHA-256 DER, as TUF's schemes want.
+ */
+enum kf_err kf_tuf_sign_key(const uint8_t *msg, size_t len, uint8_t *sig, size_t *siglen,
+                            void *arg);
+
+/*
  * Whether `name` may name a target keyfleet publishes: a relative path of letters, digits and
  * ._-+/, no empty level, no "..", shorter than KF_TUF_PATH_MAX (it becomes a file path).
  */

@@ -574,22 +574,6 @@ static void signer_free(struct signer *g)
     memset(g, 0, sizeof(*g));
 }
 
-static enum kf_err token_sign_cb(const uint8_t *msg, size_t len, uint8_t *sig, size_t *siglen,
-                                 void *arg)
-{
-    struct kf_buf b;
-    enum kf_err rc;
-    kf_buf_init(&b, 1024);
-    rc = kf_key_sign(arg, msg, len, &b); /* P-256: SHA-256, DER, as TUF's ecdsa-sha2-nistp256 */
-    if (!rc && b.len > *siglen) rc = kf_fail(KF_E_OVERSIZE, "the token's signature is too long");
-    if (!rc) {
-        memcpy(sig, b.data, b.len);
-        *siglen = b.len;
-    }
-    kf_buf_free(&b);
-    return rc;
-}
-
 static enum kf_err signer_open(const char *uri, const char *pfile, struct signer *g)
 {
     enum kf_err rc;
@@ -621,7 +605,7 @@ static enum kf_err signer_open(const char *uri, const char *pfile, struct signer
 
 static enum kf_err signer_sign(struct signer *g, json_t *doc)
 {
-    return g->tok ? kf_tuf_sign_with(doc, g->keyid, token_sign_cb, g->tok)
+    return g->tok ? kf_tuf_sign_with(doc, g->keyid, kf_tuf_sign_key, g->tok)
                   : kf_tuf_sign(doc, g->pk);
 }
 

@@ -338,6 +338,7 @@ static enum kf_err workers_open(struct kf_daemon *d)
     d->prov.draining = &d->draining;
     d->prov.gauges_cb = hub_gauges;
     d->prov.gauges_arg = d;
+    if (kf_prov_service_init(&d->prov)) return KF_E_NOMEM;
     for (size_t i = 0; i < d->n_workers; i++) {
         enum kf_err rc = kf_worker_new(d, (int)i, &d->workers[i]);
         if (rc) return rc;
@@ -379,6 +380,7 @@ static void workers_free(struct kf_daemon *d)
     free(d->prov.listeners);
     d->prov.listeners = NULL;
     d->prov.n_listeners = 0;
+    kf_prov_service_free(&d->prov);
 }
 
 /*

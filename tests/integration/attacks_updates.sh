@@ -5,6 +5,8 @@
 #   - reaching outside the repository (the online keys!) with ../ and other paths: 404;
 #   - ranges beyond the file: 416 with the file's length, never bytes from elsewhere;
 #   - taking every download slot: beyond [provisioning] max_downloads, 503 with Retry-After;
+#   - one device taking them all: beyond max_downloads_per_identity, 429 (and an event) for it,
+#     while another device still downloads;
 #   - holding a slot by never reading: the connection is closed after the request deadline and
 #     the slot comes back.
 . "$(dirname "$0")/lib.sh"
@@ -23,12 +25,14 @@ vendor_targets "$T/t.json" --image "$T/fw.bin" --name fw.bin --hardware gw-a --v
 ok "release add" release add --root "$V/root.json" --targets "$T/t.json" --image "fw.bin=$T/fw.bin"
 H=$(sha256sum "$T/fw.bin" | cut -d' ' -f1)
 
-conf_set provisioning max_downloads 1
+conf_set provisioning max_downloads 2
+conf_set provisioning max_downloads_per_identity 1
 conf_set provisioning request_timeout_ms 1500
 start_kfd || exit 1
 provision dev-1
 provision dev-2
 provision dev-3
+provision dev-4
 ok "a service" service add --name mirror --role reader --key-out "$T/svc.key" --out "$T/svc.pem"
 CA=(--cacert "$D/ca/root.crt")
 get() { # get PATH [curl args...]: the status in HTTP, the body in $T/body
@@ -87,16 +91,27 @@ equals "several ranges: the whole file" "$HTTP" 200
 get "/updates/targets/$H.fw.bin" "${DEV1[@]}" -H "Range: bytes=99999999999999999999999-"
 equals "an overflowing range is ignored" "$HTTP" 200
 
-# ---- download slots (max_downloads 1) ----
+# ---- download slots (max_downloads 2, max_downloads_per_identity 1) ----
+DEV4=(--cert "$T/dev-4.op.pem" --key "$T/dev-4.op.key")
 curl -s "${CA[@]}" "${DEV1[@]}" --limit-rate 100k -o "$T/slow" "$URL/updates/targets/$H.fw.bin" &
 SLOW=$!
 sleep 0.5
 get "/updates/targets/$H.fw.bin" "${DEV1[@]}"
-equals "the only slot is taken: 503" "$HTTP" 503
-curl -s "${CA[@]}" "${DEV1[@]}" -D "$T/hdr" -o /dev/null "$URL/updates/metadata/timestamp.json"
+equals "one device holds its share: 429 for it" "$HTTP" 429
+contains "... rate_limited, naming the setting" "$(cat "$T/body")" "max_downloads_per_identity"
+check "... and an event naming the device" event_with provisioning.denied \
+    '.device == "dev-1" and .detail.reason == "rate_limited" and .detail.status == 429'
+get /updates/metadata/timestamp.json "${DEV4[@]}"
+equals "another device is not starved" "$HTTP" 200
+curl -s "${CA[@]}" "${DEV4[@]}" --limit-rate 100k -o "$T/slow4" "$URL/updates/targets/$H.fw.bin" &
+SLOW4=$!
+sleep 0.5
+get /updates/metadata/timestamp.json --cert "$T/svc.pem" --key "$T/svc.key"
+equals "every slot taken: 503 for anyone" "$HTTP" 503
+curl -s "${CA[@]}" --cert "$T/svc.pem" --key "$T/svc.key" -D "$T/hdr" -o /dev/null "$URL/updates/metadata/timestamp.json"
 check "... with Retry-After" grep -qi "^retry-after:" "$T/hdr"
-kill "$SLOW" 2>/dev/null
-wait "$SLOW" 2>/dev/null
+kill "$SLOW" "$SLOW4" 2>/dev/null
+wait "$SLOW" "$SLOW4" 2>/dev/null
 sleep 0.3
 get "/updates/targets/$H.fw.bin" "${DEV1[@]}"
 equals "a client that went gives its slot back" "$HTTP" 200
@@ -127,7 +142,7 @@ EOF
 STALL=$!
 sleep 0.5
 get "/updates/targets/$H.fw.bin" "${DEV1[@]}"
-equals "while the staller holds the slot: 503" "$HTTP" 503
+equals "while the staller holds its device's slot: 429" "$HTTP" 429
 ok=0
 for _ in $(seq 1 40); do
     get /updates/metadata/timestamp.json "${DEV1[@]}"

@@ -55,6 +55,13 @@ static const struct kf_conf_key ca_keys[] = {
     KF_CONF_NUM_KEY(C, "server_cert_days", server_cert_days, 1, 3650, 365, NULL),
     KF_CONF_NUM_KEY(C, "crl_hours", crl_hours, 1, 8784, 24,
                     "How long each CRL is valid, in hours."),
+    KF_CONF_TEXT_KEY(C, "update_timestamp_key", update_timestamp_key, "updates/keys/timestamp.key",
+                     "The signed-update repository's online keys (docs/updates.md): files made on "
+                     "first use\n(ed25519) by `keyfleet release keys`, or keys in hardware like "
+                     "issuing_key (P-256).",
+                     KF_CONF_SECRET),
+    KF_CONF_TEXT_KEY(C, "update_snapshot_key", update_snapshot_key, "updates/keys/snapshot.key",
+                     NULL, KF_CONF_SECRET),
 };
 #undef C
 

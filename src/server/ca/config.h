@@ -43,6 +43,9 @@ struct kf_ca_conf {
     int service_cert_days;
     int server_cert_days;
     int crl_hours;
+    /* the signed-update repository's online keys: files (made on first use), or in hardware */
+    char update_timestamp_key[KF_CONF_PATH_MAX];
+    char update_snapshot_key[KF_CONF_PATH_MAX];
 };
 
 /* [server]: keyfleetd's own TLS certificate */

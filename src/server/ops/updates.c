@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/file.h"
 #include "common/jsontext.h"
+#include "server/ca/tufsign.h"
 
 #define PATH_CAP  (KF_CONF_PATH_MAX + KF_TUF_PATH_MAX + 256)
 #define META_MAX  (4u << 20)
@@ -52,19 +53,60 @@ static enum kf_err read_all(const char *path, struct kf_buf *b)
 
 /* ---- the online keys ---- */
 
-static enum kf_err key_load(const struct kf_deploy *d, const char *role, EVP_PKEY **out)
+/* Where [ca] keeps online key `i` (0 timestamp, 1 snapshot): a path or a pkcs11: / tpm2: URI. */
+static enum kf_err key_uri(const struct kf_deploy *d, int i, char *out)
 {
-    char path[PATH_CAP], rest[64];
-    FILE *f;
-    snprintf(rest, sizeof(rest), "keys/%s.key", role);
-    if (upath(d, rest, path)) return KF_E_OVERSIZE;
-    f = fopen(path, "r");
-    if (!f)
+    return kf_deploy_path(
+        d, i == 0 ? d->cfg.ca.update_timestamp_key : d->cfg.ca.update_snapshot_key, out, PATH_CAP);
+}
+
+static int is_file(const char *uri)
+{
+    return strncmp(uri, "pkcs11:", 7) != 0 && strncmp(uri, "tpm2:", 5) != 0;
+}
+
+/* The signer of online key `i` (server/ca/tufsign: it checks what it signs). */
+static enum kf_err signer_of(const struct kf_deploy *d, int i, struct kf_tuf_signer **out)
+{
+    char uri[PATH_CAP];
+    enum kf_err rc = key_uri(d, i, uri);
+    *out = NULL;
+    if (rc) return rc;
+    if (is_file(uri) && !kf_file_exists(uri))
         return kf_fail(KF_E_NOT_FOUND,
-                       "no %s key (%s): `keyfleet release keys` makes the online keys", role, path);
-    *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    return *out ? KF_OK : kf_fail(KF_E_CRYPTO, "cannot read the %s key %s", role, path);
+                       "no %s key (%s): `keyfleet release keys` makes the online keys", online[i],
+                       uri);
+    return kf_tuf_signer_open(i == 0 ? KF_TUF_TIMESTAMP : KF_TUF_SNAPSHOT, uri, out);
+}
+
+/* A new ed25519 key in file `path` (0600, in a directory of its own made 0700). */
+static enum kf_err key_make(const char *path, const char *role)
+{
+    char dir[PATH_CAP];
+    BIO *bio = BIO_new(BIO_s_secmem());
+    EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    char *pem, *slash;
+    long n;
+    struct stat st;
+    int existed;
+    enum kf_err rc;
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    existed = slash && stat(dir, &st) == 0;
+    rc = mkdirs_for(path);
+    /* a directory made here holds only keys: owner only (one that was there is left alone) */
+    if (!rc && slash && !existed && chmod(dir, 0700) != 0)
+        rc = kf_fail(KF_E_IO, "cannot make %s private: %s", dir, strerror(errno));
+    if (!rc && (!pk || !bio || PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL) != 1))
+        rc = kf_fail(KF_E_CRYPTO, "cannot make the %s key", role);
+    if (!rc) {
+        n = BIO_get_mem_data(bio, &pem);
+        rc = kf_file_write(path, pem, (size_t)n, 0600, 0);
+    }
+    BIO_free(bio);
+    EVP_PKEY_free(pk);
+    return rc;
 }
 
 static enum kf_err audit_cb(struct kf_txn *txn, void *arg)
@@ -84,42 +126,22 @@ static enum kf_err audit(struct kf_deploy *d, const char *actor, const char *act
 
 enum kf_err kf_updates_keys(struct kf_deploy *d, const char *actor, json_t **out)
 {
-    char path[PATH_CAP];
     int made = 0;
-    enum kf_err rc;
+    enum kf_err rc = KF_OK;
 
     *out = json_object();
     if (!*out) return kf_fail(KF_E_NOMEM, "out of memory");
-    rc = upath(d, "keys/x", path);
-    if (!rc) rc = mkdirs_for(path);
-    if (!rc) rc = upath(d, "keys", path);
-    if (!rc && chmod(path, 0700) != 0)
-        rc = kf_fail(KF_E_IO, "cannot make %s private: %s", path, strerror(errno));
     for (int i = 0; !rc && i < 2; i++) {
-        char rest[64], keyid[KF_TUF_KEYID_HEX];
-        EVP_PKEY *pk = NULL;
-        json_t *k = NULL;
-        snprintf(rest, sizeof(rest), "keys/%s.key", online[i]);
-        rc = upath(d, rest, path);
-        if (!rc && !kf_file_exists(path)) {
-            BIO *bio = BIO_new(BIO_s_secmem());
-            char *pem;
-            long n;
-            pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-            if (!pk || !bio || PEM_write_bio_PrivateKey(bio, pk, NULL, NULL, 0, NULL, NULL) != 1)
-                rc = kf_fail(KF_E_CRYPTO, "cannot make the %s key", online[i]);
-            if (!rc) {
-                n = BIO_get_mem_data(bio, &pem);
-                rc = kf_file_write(path, pem, (size_t)n, 0600, 0);
-            }
-            BIO_free(bio);
+        char uri[PATH_CAP];
+        struct kf_tuf_signer *sg = NULL;
+        rc = key_uri(d, i, uri);
+        if (!rc && is_file(uri) && !kf_file_exists(uri)) {
+            rc = key_make(uri, online[i]);
             made = 1;
-        } else if (!rc) {
-            rc = key_load(d, online[i], &pk);
         }
-        if (!rc) rc = kf_tuf_key_of(pk, &k, keyid);
-        if (!rc) json_object_set_new(*out, online[i], k);
-        EVP_PKEY_free(pk);
+        if (!rc) rc = signer_of(d, i, &sg);
+        if (!rc) json_object_set_new(*out, online[i], json_deep_copy(kf_tuf_signer_key(sg)));
+        kf_tuf_signer_free(sg);
     }
     if (!rc && made)
         rc = audit(d, actor, "release.keys", "updates", kf_jsontext_pack("{s:O}", "keys", *out));
@@ -201,15 +223,18 @@ static json_t *meta_of(int64_t version, const struct kf_buf *b)
                      (json_int_t)b->len, "hashes", "sha256", hex);
 }
 
-/* Signs `doc` with the online key of `role` and writes it to repo/metadata/NAME. */
-static enum kf_err publish_doc(const struct kf_deploy *d, const char *role, json_t *doc,
-                               const char *name, struct kf_buf *out)
+/* Signs `doc` with the online key of `role` (0 timestamp, 1 snapshot) and writes it to
+ * repo/metadata/NAME. */
+static enum kf_err publish_doc(const struct kf_deploy *d, int role, json_t *doc, const char *name,
+                               time_t now, struct kf_buf *out)
 {
     char path[PATH_CAP], rest[128];
-    EVP_PKEY *pk = NULL;
-    enum kf_err rc = key_load(d, role, &pk);
-    if (!rc) rc = kf_tuf_sign(doc, pk);
-    EVP_PKEY_free(pk);
+    struct kf_tuf_signer *sg = NULL;
+    enum kf_err rc = signer_of(d, role, &sg);
+    if (!rc)
+        rc = kf_tuf_signer_sign(sg, doc, now,
+                                role == 0 ? KF_UPDATES_TIMESTAMP_DAYS : KF_UPDATES_SNAPSHOT_DAYS);
+    kf_tuf_signer_free(sg);
     kf_buf_init(out, META_MAX);
     if (!rc) rc = kf_tuf_text(doc, out);
     snprintf(rest, sizeof(rest), "repo/metadata/%s", name);
@@ -249,7 +274,7 @@ static enum kf_err publish_online(const struct kf_deploy *d, struct state *st, i
                                 "targets.json", meta_of(st->targets, &tb));
         snprintf(rest, sizeof(rest), "%lld.snapshot.json", (long long)st->snapshot + 1);
         kf_buf_free(&sb);
-        if (!rc) rc = publish_doc(d, "snapshot", doc, rest, &sb);
+        if (!rc) rc = publish_doc(d, 1, doc, rest, now, &sb);
         json_decref(doc);
         if (!rc) st->snapshot++;
     } else {
@@ -263,7 +288,7 @@ static enum kf_err publish_online(const struct kf_deploy *d, struct state *st, i
         doc = new_doc("timestamp", st->timestamp + 1, KF_UPDATES_TIMESTAMP_DAYS, now);
         json_object_set_new(json_object_get(json_object_get(doc, "signed"), "meta"),
                             "snapshot.json", meta_of(st->snapshot, &sb));
-        rc = publish_doc(d, "timestamp", doc, "timestamp.json", &out);
+        rc = publish_doc(d, 0, doc, "timestamp.json", now, &out);
         kf_buf_free(&out);
         json_decref(doc);
         if (!rc) st->timestamp++;

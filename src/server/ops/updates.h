@@ -2,8 +2,10 @@
  * updates: the deployment's TUF repository of signed software (updates/ in the deployment).
  *
  * The vendor signs root and targets metadata offline (keyfleet-release); keyfleet never holds
- * their keys. What it holds are the two online roles' keys (updates/keys/, mode 0600): it makes
- * and signs snapshot and timestamp metadata, which say which targets metadata is current and
+ * their keys. What it holds are the two online roles' keys ([ca] update_timestamp_key and
+ * update_snapshot_key: files in updates/keys/, mode 0600, or keys in hardware; each used
+ * through server/ca/tufsign, which checks what it signs): it makes and signs snapshot and
+ * timestamp metadata, which say which targets metadata is current and
  * that the repository is fresh. Everything it publishes goes to updates/repo/:
  *
  *   metadata/N.root.json  every root version (a client walks the chain from the one it has)
@@ -32,8 +34,8 @@
 #define KF_UPDATES_SNAPSHOT_DAYS  7
 
 /*
- * The online keys' public TUF key objects, {"timestamp": {...}, "snapshot": {...}}, made on the
- * first call (ed25519, audited "release.keys"). The vendor names them in the root
+ * The online keys' public TUF key objects, {"timestamp": {...}, "snapshot": {...}}; a key file
+ * that is not there yet is made (ed25519, audited "release.keys"), a key in hardware must be. The vendor names them in the root
  * (keyfleet-release init-root --timestamp --snapshot). `*out` owned by the caller.
  */
 enum kf_err kf_updates_keys(struct kf_deploy *d, const char *actor, json_t **out);

@@ -48,6 +48,10 @@ static const struct kf_conf_key keys[] = {
     KF_CONF_NUM_KEY(P, "max_downloads", max_downloads, 1, 100000, 256,
                     "Signed-update files (metadata and images under /updates/) sent at once, in "
                     "all;\nbeyond: 503 with Retry-After. Each holds at most 320 KiB of buffers."),
+    KF_CONF_NUM_KEY(P, "max_downloads_per_identity", max_downloads_per_identity, 1, 100000, 4,
+                    "Of those, at most this many to one device or service at once (beyond: 429\n"
+                    "with Retry-After), so that one identity cannot take the slots of the "
+                    "others."),
     KF_CONF_NETS_KEY(P, "metrics_allow", metrics_allow, "127.0.0.0/8,::1/128",
                      "Who may read /metrics: these source networks (\"any\", \"none\"), and "
                      "with\nmetrics_certificate = 1 a client with a keyfleet service certificate, "

@@ -20,14 +20,15 @@ struct kf_prov_conf {
     /* hello and handshake deadlines; first_deadline_ms is request_timeout_ms, the deadline of a
      * whole request, TLS handshake included */
     struct kf_accept_conf accept;
-    unsigned retry_after;              /* seconds, in 429 and 503 answers */
-    unsigned approval_retry_after;     /* seconds, in 202 answers (awaiting approval) */
-    int drain_timeout_ms;              /* on SIGTERM, how long in-flight requests may take */
-    int session_cache;                 /* TLS sessions kept for resumption (both listeners) */
-    int commit_delay_us;               /* group commit: longest wait for more writers */
-    unsigned max_downloads;            /* signed-update files being sent at once, in all */
-    struct kf_conf_nets metrics_allow; /* who may read /metrics by address */
-    int metrics_certificate;           /* 1: a keyfleet service certificate may, from anywhere */
+    unsigned retry_after;                /* seconds, in 429 and 503 answers */
+    unsigned approval_retry_after;       /* seconds, in 202 answers (awaiting approval) */
+    int drain_timeout_ms;                /* on SIGTERM, how long in-flight requests may take */
+    int session_cache;                   /* TLS sessions kept for resumption (both listeners) */
+    int commit_delay_us;                 /* group commit: longest wait for more writers */
+    unsigned max_downloads;              /* signed-update files being sent at once, in all */
+    unsigned max_downloads_per_identity; /* ... to one device or service at once */
+    struct kf_conf_nets metrics_allow;   /* who may read /metrics by address */
+    int metrics_certificate;             /* 1: a keyfleet service certificate may, from anywhere */
 };
 
 extern const struct kf_conf_section kf_prov_section;

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/timefmt.h"
 #include "common/est.h"
+#include "common/htab.h"
 #include "common/tuf.h"
 #include "server/net/accept.h"
 #include "server/ops/rollout.h"
@@ -75,8 +76,10 @@ struct conn {
     char serial[KF_SERIAL_HEX_MAX]; /* the certificate the answer carries, if any */
     char hub[KF_ID_MAX + 1];        /* the hub it assigns, if any */
     const char *error;              /* the refusal's code, if it is one (static) */
-    /* a signed-update file being sent (dl_open): what is left of it, from dl_off */
+    /* a signed-update file being sent (dl_open): what is left of it, from dl_off, and to whom
+     * (the key it counts under in the per-identity counts) */
     int dl_open, dl_fd, dl_status;
+    char dl_key[KF_ID_MAX + 3];
     int abort; /* close at the next turn of the loop (set where the connection is still in use) */
     uint64_t dl_off, dl_left;
 };
@@ -549,6 +552,92 @@ static void serve_metrics(struct conn *c)
 #define DL_LOW            (256 * 1024) /* refilled when less than this is waiting to be sent */
 
 /* Gives back the download slot and the file. */
+/* ---- downloads per identity ---- */
+
+struct dl_rec {
+    struct kf_hnode node;
+    unsigned n;
+    char key[KF_ID_MAX + 3]; /* "d:" device, "s:" service */
+};
+
+struct kf_prov_dl_ids {
+    pthread_mutex_t lock;
+    struct kf_htab t;
+};
+
+enum kf_err kf_prov_service_init(struct kf_prov_service *svc)
+{
+    svc->dl_ids = calloc(1, sizeof(*svc->dl_ids));
+    if (!svc->dl_ids) return kf_fail(KF_E_NOMEM, "out of memory");
+    pthread_mutex_init(&svc->dl_ids->lock, NULL);
+    return KF_OK;
+}
+
+void kf_prov_service_free(struct kf_prov_service *svc)
+{
+    struct kf_prov_dl_ids *ids = svc->dl_ids;
+    if (!ids) return;
+    for (size_t i = 0; i < ids->t.n_slots; i++)
+        while (ids->t.slots[i]) {
+            struct kf_hnode *n = ids->t.slots[i];
+            kf_htab_remove(&ids->t, n);
+            free(n);
+        }
+    kf_htab_free(&ids->t);
+    pthread_mutex_destroy(&ids->lock);
+    free(ids);
+    svc->dl_ids = NULL;
+}
+
+/* One more download to `key`: 1, or 0 when it has `cap` going already (or memory is out). */
+static int dl_id_take(struct kf_prov_service *svc, const char *key, unsigned cap)
+{
+    struct kf_prov_dl_ids *ids = svc->dl_ids;
+    size_t len = strlen(key);
+    uint64_t h = kf_hash_bytes((const uint8_t *)key, len);
+    struct dl_rec *r;
+    int ok = 0;
+    if (!ids) return 1; /* no accounting (a listener made without kf_prov_service_init) */
+    pthread_mutex_lock(&ids->lock);
+    r = (struct dl_rec *)kf_htab_find(&ids->t, (const uint8_t *)key, len, h);
+    if (!r && (r = calloc(1, sizeof(*r))) != NULL) {
+        snprintf(r->key, sizeof(r->key), "%s", key);
+        r->node.key = (const uint8_t *)r->key;
+        r->node.klen = len;
+        r->node.hash = h;
+        if (kf_htab_insert(&ids->t, &r->node) != 0) {
+            free(r);
+            r = NULL;
+        }
+    }
+    if (r && r->n < cap) {
+        r->n++;
+        ok = 1;
+    }
+    if (r && !r->n) { /* made for nothing */
+        kf_htab_remove(&ids->t, &r->node);
+        free(r);
+    }
+    pthread_mutex_unlock(&ids->lock);
+    return ok;
+}
+
+static void dl_id_give(struct kf_prov_service *svc, const char *key)
+{
+    struct kf_prov_dl_ids *ids = svc->dl_ids;
+    size_t len = strlen(key);
+    struct dl_rec *r;
+    if (!ids) return;
+    pthread_mutex_lock(&ids->lock);
+    r = (struct dl_rec *)kf_htab_find(&ids->t, (const uint8_t *)key, len,
+                                      kf_hash_bytes((const uint8_t *)key, len));
+    if (r && r->n && --r->n == 0) {
+        kf_htab_remove(&ids->t, &r->node);
+        free(r);
+    }
+    pthread_mutex_unlock(&ids->lock);
+}
+
 static void dl_end(struct conn *c)
 {
     if (!c->dl_open) return;
@@ -556,6 +645,7 @@ static void dl_end(struct conn *c)
     c->dl_open = 0;
     c->dl_fd = -1;
     __atomic_fetch_sub(&c->l->svc->downloads, 1, __ATOMIC_RELAXED);
+    dl_id_give(c->l->svc, c->dl_key);
     if (c->head.bev) bufferevent_setwatermark(c->head.bev, EV_WRITE, 0, 0);
 }
 
@@ -757,7 +847,20 @@ static void serve_update(struct conn *c, const struct kf_http_request *req)
         return;
     }
     if (!range && size) last = size - 1;
+    /* one identity's share first: it cannot take the slots of the others */
+    snprintf(c->dl_key, sizeof(c->dl_key), "%s:%s", kind == 2 ? "s" : "d", c->id);
+    if (!dl_id_take(svc, c->dl_key, svc->conf.max_downloads_per_identity)) {
+        char msg[160];
+        close(fd);
+        snprintf(msg, sizeof(msg),
+                 "this %s has %u update downloads going already "
+                 "(provisioning.max_downloads_per_identity); come back later",
+                 kind == 2 ? "service" : "device", svc->conf.max_downloads_per_identity);
+        send_refusal(c, 429, KF_REFUSAL_RATE_LIMITED, msg, EVENT_VERIFIED);
+        return;
+    }
     if (__atomic_fetch_add(&svc->downloads, 1, __ATOMIC_RELAXED) >= svc->conf.max_downloads) {
+        dl_id_give(svc, c->dl_key);
         __atomic_fetch_sub(&svc->downloads, 1, __ATOMIC_RELAXED);
         close(fd);
         send_refusal(c, 503, KF_REFUSAL_OVERLOADED,

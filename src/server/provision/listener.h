@@ -23,6 +23,7 @@
 #include "server/store/events.h"
 
 struct kf_prov_listener;
+struct kf_prov_dl_ids; /* per-identity download counts */
 
 /* What every provisioning listener shares; read-mostly, owned by keyfleetd's daemon. */
 struct kf_prov_service {
@@ -35,12 +36,17 @@ struct kf_prov_service {
     struct kf_prov_conf conf;            /* [provisioning], as keyfleet.conf sets it */
     const int *draining;                 /* atomic: keyfleetd is stopping */
     unsigned downloads;                  /* atomic: signed-update files being sent */
+    struct kf_prov_dl_ids *dl_ids;       /* ... to each identity (kf_prov_service_init) */
     struct kf_prov_listener **listeners; /* every worker's, for /metrics */
     size_t n_listeners;
     /* /metrics: the gauges of the rest of keyfleetd (the hub's), filled in by the daemon */
     void (*gauges_cb)(void *arg, struct kf_metrics_gauges *g);
     void *gauges_arg;
 };
+
+/* Makes and frees what the listeners of `svc` share beyond the fields the daemon fills in. */
+enum kf_err kf_prov_service_init(struct kf_prov_service *svc);
+void kf_prov_service_free(struct kf_prov_service *svc);
 
 /*
  * A provisioning listener on `base` over the listening socket `fd` (taken: closed on failure
