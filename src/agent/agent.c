@@ -84,7 +84,7 @@ struct agent {
     /* [update]: signed software updates */
     char up_root[1024], up_hardware[72], up_handler[1024];
     char up_slot[2][1024], up_health[1024], up_restart[1024];
-    int up_interval_s, up_confirm_s;
+    int up_interval_s, up_confirm_s, up_handler_s;
     uint64_t up_health_next_ms;
     uint64_t up_next_ms;
     struct kf_device *dev;
@@ -214,12 +214,15 @@ static enum kf_err conf_cb(const char *section, const char *key, const char *val
             if (value[0] != '/') return kf_fail(KF_E_CONFIG, "update handler: an absolute path");
             return copy(a->up_handler, sizeof(a->up_handler), value, key);
         }
-        if (!strcmp(key, "interval") || !strcmp(key, "confirm_within")) {
+        if (!strcmp(key, "interval") || !strcmp(key, "confirm_within") ||
+            !strcmp(key, "handler_timeout")) {
             char *end;
             long v = strtol(value, &end, 10);
             if (*end || v < 1 || v > 7 * 86400)
                 return kf_fail(KF_E_CONFIG, "update %s must be 1 to 604800 seconds", key);
-            *(key[0] == 'i' ? &a->up_interval_s : &a->up_confirm_s) = (int)v;
+            *(key[0] == 'i'   ? &a->up_interval_s
+              : key[0] == 'c' ? &a->up_confirm_s
+                              : &a->up_handler_s) = (int)v;
             return KF_OK;
         }
         if (!strcmp(key, "slot_a") || !strcmp(key, "slot_b") || !strcmp(key, "health") ||
@@ -232,8 +235,8 @@ static enum kf_err conf_cb(const char *section, const char *key, const char *val
             return copy(dst, 1024, value, key);
         }
         return kf_fail(KF_E_CONFIG,
-                       "unknown key %s in [update] (root, hardware, handler, interval, slot_a, "
-                       "slot_b, health, confirm_within, restart)",
+                       "unknown key %s in [update] (root, hardware, handler, handler_timeout, "
+                       "interval, slot_a, slot_b, health, confirm_within, restart)",
                        key);
     }
     /* logwatch */
@@ -268,6 +271,7 @@ static enum kf_err read_config(const char *path, struct agent *a)
     if (a->up_slot[0][0] && !a->up_health[0])
         return kf_fail(KF_E_CONFIG, "%s: [update] slots need a health check", path);
     if (!a->up_confirm_s) a->up_confirm_s = 300;
+    if (!a->up_handler_s) a->up_handler_s = 600; /* writing a slot takes longer than a command */
     return KF_OK;
 }
 
@@ -275,14 +279,14 @@ static enum kf_err read_config(const char *path, struct agent *a)
 
 /*
  * Runs `argv` with `input` on its stdin, collecting at most OUTPUT_MAX bytes of stdout within
- * RUN_TIMEOUT_MS (then it is killed). `*status` is the exit status, or -1 when killed.
+ * `timeout_ms` (then it is killed). `*status` is the exit status, or -1 when killed.
  */
-static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t in_len,
-                               struct kf_buf *out, int *status)
+static enum kf_err run_program_for(char *const argv[], const uint8_t *input, size_t in_len,
+                                   struct kf_buf *out, int *status, uint64_t timeout_ms)
 {
     int in[2], outp[2], st = 0;
     pid_t pid;
-    uint64_t end = mono_ms() + RUN_TIMEOUT_MS;
+    uint64_t end = mono_ms() + timeout_ms;
     size_t written = 0;
 
     if (pipe2(in, O_CLOEXEC) != 0) return kf_fail(KF_E_IO, "pipe: %s", strerror(errno));
@@ -345,6 +349,13 @@ static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t 
     }
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return KF_OK;
+}
+
+/* run_program_for within RUN_TIMEOUT_MS: commands, telemetry sources, health checks. */
+static enum kf_err run_program(char *const argv[], const uint8_t *input, size_t in_len,
+                               struct kf_buf *out, int *status)
+{
+    return run_program_for(argv, input, in_len, out, status, RUN_TIMEOUT_MS);
 }
 
 /* ---- signed updates ---- */
@@ -531,7 +542,8 @@ static void poll_update(struct agent *a)
                         a->up_slot[0][0] ? a->up_slot[!st.active] : NULL,
                         NULL};
         kf_buf_init(&out, OUTPUT_MAX);
-        if (run_program(argv, NULL, 0, &out, &status)) status = -1;
+        if (run_program_for(argv, NULL, 0, &out, &status, (uint64_t)a->up_handler_s * 1000))
+            status = -1;
         kf_buf_free(&out);
     }
     unlink(file);
@@ -558,7 +570,7 @@ static void poll_update(struct agent *a)
         if (a->up_restart[0]) {
             char *argv[] = {a->up_restart, a->up_slot[st.active], NULL};
             kf_buf_init(&out, OUTPUT_MAX);
-            run_program(argv, NULL, 0, &out, &status);
+            run_program_for(argv, NULL, 0, &out, &status, (uint64_t)a->up_handler_s * 1000);
             kf_buf_free(&out);
         }
         a->up_health_next_ms = 0;

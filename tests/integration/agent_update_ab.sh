@@ -93,4 +93,19 @@ equals "release 4's steps in order" \
     "update.downloading,update.verified,update.installing,update.installed,update.confirmed"
 stop_agents
 AGENT_PIDS=
+
+# A handler that takes longer than handler_timeout is killed: update.failed, nothing switched.
+sed -i 's/^confirm_within = 3$/confirm_within = 3\nhandler_timeout = 1/' "$T/a1.conf"
+cat >"$T/install.sh" <<'EOF'
+#!/bin/sh
+sleep 5
+EOF
+start_agent a1
+release "$T/fw-1.bin" gw/fw-5.bin 50000
+check "a handler past handler_timeout is killed: update.failed" wait_for_event update.failed \
+    '.detail.version == 50000 and .detail.reason == "handler_failed" and .detail.status == -1'
+equals "slot a still active" "$(active)" "$T/slot-a"
+equals "the installed version stays 40000" "$(floor)" 40000
+stop_agents
+AGENT_PIDS=
 finish
