@@ -305,6 +305,7 @@ static enum kf_err run_program_for(char *const argv[], const uint8_t *input, siz
     }
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
+        setpgid(0, 0); /* a group of its own: killed with whatever it started */
         dup2(in[0], 0);
         dup2(outp[1], 1);
         if (devnull >= 0) dup2(devnull, 2);
@@ -322,11 +323,13 @@ static enum kf_err run_program_for(char *const argv[], const uint8_t *input, siz
         struct pollfd p[2] = {{outp[0], POLLIN, 0}, {in[1], POLLOUT, 0}};
         uint64_t now = mono_ms();
         int r;
-        if (now >= end) {
+        /* past its time, or the agent is told to stop: the program and its children go */
+        if (now >= end || stop_flag) {
+            kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
             break;
         }
-        r = poll(p, in[1] >= 0 ? 2 : 1, (int)(end - now));
+        r = poll(p, in[1] >= 0 ? 2 : 1, end - now > 1000 ? 1000 : (int)(end - now));
         if (r < 0 && errno == EINTR) continue;
         if (in[1] >= 0 && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t n = write(in[1], input + written, in_len - written);
@@ -572,6 +575,11 @@ static void poll_update(struct agent *a)
             kf_buf_init(&out, OUTPUT_MAX);
             run_program_for(argv, NULL, 0, &out, &status, (uint64_t)a->up_handler_s * 1000);
             kf_buf_free(&out);
+            /* confirm_within counts from when the new slot runs, not from before a restart */
+            st.since = time(NULL);
+            if (slots_save(a, &st))
+                kf_log(KF_LOG_ERROR, "agent", "cannot record the switch", "error", kf_errmsg(),
+                       NULL);
         }
         a->up_health_next_ms = 0;
         return;

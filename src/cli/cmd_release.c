@@ -197,6 +197,20 @@ static const char *one_name(struct kf_cli *c, int argc, char **argv, const char 
     return argv[optind];
 }
 
+/* Whether release `name` has rollouts (1), none (0), or -1 on an error. */
+static int has_rollouts(struct kf_cli *c, const char *name)
+{
+    json_t *all = NULL;
+    int found = 0;
+    if (kf_rollout_list(c->deploy->store, &all)) return -1;
+    for (size_t i = 0; i < json_array_size(all); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(all, i), "release")), name) ==
+            0)
+            found = 1;
+    json_decref(all);
+    return found;
+}
+
 int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
 {
     const char *name = one_name(c, argc, argv, NULL);
@@ -211,12 +225,13 @@ int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_updates_list(c->deploy, one_cb, &o, &res);
     if (!rc) rc = kf_updates_revoked(c->deploy, name, &yes, &revoked);
-    if (!rc && !o.target && !yes)
-        rc = kf_fail(KF_E_NOT_FOUND, "no release %s (keyfleet release list)", name);
     if (!rc) rc = kf_rollout_list(c->deploy->store, &rollouts);
+    if (!rc && !o.target && !yes && has_rollouts(c, name) != 1)
+        rc = kf_fail(KF_E_NOT_FOUND, "no release %s (keyfleet release list)", name);
     if (rc) {
         json_decref(o.target);
         json_decref(revoked);
+        json_decref(rollouts);
         return kf_cli_fail(c, rc);
     }
     mine = json_array();
@@ -292,7 +307,11 @@ int kf_cmd_release_revoke(struct kf_cli *c, int argc, char **argv)
 
     if (!name || !*name) return name ? KF_EXIT_OK : KF_EXIT_USAGE;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
-    rc = kf_updates_revoke(c->deploy, c->actor, name, reason, &was);
+    {
+        int known = has_rollouts(c, name);
+        if (known < 0) return kf_cli_fail(c, KF_E_IO);
+        rc = kf_updates_revoke(c->deploy, c->actor, name, reason, known, &was);
+    }
     if (!rc) rc = kf_rollout_end_release(c->deploy, c->actor, name, reason, &n);
     if (rc) return kf_cli_fail(c, rc);
     printf("%s %s; %lld rollout%s of it aborted. To take it out of the signed metadata too:\n"

@@ -188,6 +188,7 @@ refused "no rollout of a revoked release" 1 "gw/fw-2.0.bin is revoked" \
     rollout create --release gw/fw-2.0.bin --all
 kf release show gw/fw-2.0.bin
 contains "release show says it is revoked" "$OUT" "REVOKED"
+equals "the revocations are kept owner-only" "$(stat -c %a "$T/d/updates/revoked.json")" 600
 # the vendor takes it out of the signed targets too
 vendor_targets "$V/t2.json" --from "$V/t1.json" --remove gw/fw-2.0.bin
 ok "targets without it" release add --root "$V/root.json" --targets "$V/t2.json"
@@ -195,6 +196,11 @@ kf release show gw/fw-2.0.bin
 contains "no longer signed" "$OUT" "no longer in the signed targets (version 2)"
 kf release list --json
 equals "release list has it no more" "$(jq '.targets | length' <<<"$OUT")" 0
+# An online key others can read is not used.
+chmod 644 "$T/d/updates/keys/timestamp.key"
+refused "an online key readable by others" 1 "can be read by others (mode 0644): chmod 600 it" release refresh
+chmod 600 "$T/d/updates/keys/timestamp.key"
+ok "owner-only again: renewed" release refresh
 
 kf audit list --json
 equals "every change audited, in order" \

@@ -73,48 +73,61 @@ const char *kf_tuf_signer_keyid(const struct kf_tuf_signer *s)
     return s->keyid;
 }
 
-/* What the role's meta may name, each {"version": N, ...}. */
-static enum kf_err meta_ok(enum kf_tuf_role role, const json_t *meta)
+/* What the role's meta may name, each {"version": N, ...} with N from 1 to `max`. */
+static enum kf_err meta_ok(enum kf_tuf_role role, const json_t *meta, int64_t max)
 {
     const char *want = role == KF_TUF_TIMESTAMP ? "snapshot.json" : "targets.json";
-    const char *name;
-    json_t *e;
-    if (!json_is_object(meta) || json_object_size(meta) != 1 || !json_object_get(meta, want))
+    const json_t *e = json_object_get(meta, want), *v = json_object_get(e, "version");
+    if (!json_is_object(meta) || json_object_size(meta) != 1 || !json_is_object(e))
         return kf_fail(KF_E_DENIED, "%s metadata must name %s alone in its meta", role_name(role),
                        want);
-    json_object_foreach((json_t *)meta, name, e)
-    {
-        if (!json_is_integer(json_object_get(e, "version")) ||
-            json_integer_value(json_object_get(e, "version")) < 1)
-            return kf_fail(KF_E_DENIED, "%s metadata: %s without a version", role_name(role), name);
-    }
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max)
+        return kf_fail(KF_E_DENIED, "%s metadata: %s version must be 1 to %lld (published)",
+                       role_name(role), want, (long long)max);
     return KF_OK;
 }
 
-enum kf_err kf_tuf_signer_sign(struct kf_tuf_signer *s, json_t *doc, time_t now, long max_days)
+enum kf_err kf_tuf_signer_sign(struct kf_tuf_signer *s, json_t *doc, int64_t published,
+                               int64_t meta_max)
 {
     const json_t *sg = json_object_get(doc, "signed");
     const char *type = json_string_value(json_object_get(sg, "_type"));
-    const char *spec = json_string_value(json_object_get(sg, "spec_version"));
     const char *exp = json_string_value(json_object_get(sg, "expires"));
-    time_t expires = 0;
+    long days = s->role == KF_TUF_TIMESTAMP ? KF_TUF_TIMESTAMP_DAYS : KF_TUF_SNAPSHOT_DAYS;
+    time_t now = time(NULL), expires = 0;
+    json_t *parsed = NULL;
+    struct kf_buf text;
+    char canon[32];
+    int64_t version = 0;
+    enum kf_tuf_refusal r;
     enum kf_err rc;
 
     if (!type || strcmp(type, role_name(s->role)) != 0)
         return kf_fail(KF_E_DENIED, "the %s key signs %s metadata only, not %s", role_name(s->role),
                        role_name(s->role), type ? type : "this");
-    if (!spec || strncmp(spec, "1.", 2) != 0)
-        return kf_fail(KF_E_DENIED, "%s metadata: spec_version 1.x", type);
-    if (!json_is_integer(json_object_get(sg, "version")) ||
-        json_integer_value(json_object_get(sg, "version")) < 1)
-        return kf_fail(KF_E_DENIED, "%s metadata: a version of at least 1", type);
-    if (!exp || kf_time_parse(exp, &expires) != KF_OK || expires <= now ||
-        expires > now + max_days * 86400L + 60) {
+    /* as every client will read it: the fields, their types, the expiry's exact form */
+    kf_buf_init(&text, 1u << 20);
+    rc = kf_tuf_text(doc, &text);
+    r = rc ? KF_TUF_MALFORMED : kf_tuf_parse(text.data, text.len, s->role, &parsed, &version);
+    kf_buf_free(&text);
+    json_decref(parsed);
+    if (rc || r) {
         kf_err_clear();
-        return kf_fail(KF_E_DENIED, "%s metadata must expire within %ld days, not at %s", type,
-                       max_days, exp ? exp : "no time");
+        return kf_fail(KF_E_DENIED, "%s metadata a client would refuse (%s)", type,
+                       kf_tuf_refusal_name(r ? r : KF_TUF_MALFORMED));
     }
-    rc = meta_ok(s->role, json_object_get(sg, "meta"));
+    if (published < 0 || version != published + 1)
+        return kf_fail(KF_E_DENIED, "%s metadata version %lld: the next is %lld", type,
+                       (long long)version, (long long)published + 1);
+    if (!exp || kf_time_parse(exp, &expires) != KF_OK) {
+        kf_err_clear();
+        return kf_fail(KF_E_DENIED, "%s metadata without an expiry", type);
+    }
+    kf_tuf_time(expires, canon, sizeof(canon));
+    if (strcmp(canon, exp) != 0 || expires <= now || expires > now + days * 86400L + 60)
+        return kf_fail(KF_E_DENIED, "%s metadata must expire within %ld day%s, at %s", type, days,
+                       days == 1 ? "" : "s", canon);
+    rc = meta_ok(s->role, json_object_get(sg, "meta"), meta_max);
     if (rc) return rc;
     return kf_tuf_sign_with(doc, s->keyid, kf_tuf_sign_key, s->key);
 }

@@ -31,13 +31,20 @@ enum kf_err kf_tuf_signer_open(enum kf_tuf_role role, const char *key_uri,
 const json_t *kf_tuf_signer_key(const struct kf_tuf_signer *s);
 const char *kf_tuf_signer_keyid(const struct kf_tuf_signer *s);
 
+/* How long the metadata of each online role may live (the signer refuses longer). */
+#define KF_TUF_TIMESTAMP_DAYS 1
+#define KF_TUF_SNAPSHOT_DAYS  7
+
 /*
  * Adds the signer's signature to `doc` ({"signed": ..., "signatures": [...]}) once it has
- * checked it: of the signer's role, spec 1.x, version at least 1, expiring after `now` and no
- * later than `now` + `max_days` days, its meta naming only "snapshot.json" (timestamp) or
- * "targets.json" (snapshot) with a version each. KF_E_DENIED naming what is wrong otherwise.
+ * checked it: of the signer's role, well formed as clients read it (kf_tuf_parse), version
+ * `published` + 1 (the version published before: never a jump that would freeze devices),
+ * expiring after now (the signer's own clock) and within the role's lifetime, its meta naming
+ * only "snapshot.json" (timestamp) or "targets.json" (snapshot) with a version no higher than
+ * `meta_max` (what is published). KF_E_DENIED naming what is wrong otherwise.
  */
-enum kf_err kf_tuf_signer_sign(struct kf_tuf_signer *s, json_t *doc, time_t now, long max_days);
+enum kf_err kf_tuf_signer_sign(struct kf_tuf_signer *s, json_t *doc, int64_t published,
+                               int64_t meta_max);
 
 void kf_tuf_signer_free(struct kf_tuf_signer *s);
 

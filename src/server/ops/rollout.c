@@ -247,6 +247,7 @@ static enum kf_err active_cb(const struct kf_device_rec *dev, void *arg)
 }
 
 struct create {
+    struct kf_deploy *d;
     const struct kf_rollout_spec *s;
     const char *actor;
     struct release_find rel;
@@ -358,6 +359,8 @@ static enum kf_err older_cb(const struct kf_rollout_rec *r, void *arg)
  */
 static enum kf_err end_rollouts(struct kf_txn *txn, const char *actor, struct supersede *w,
                                 int64_t now, const char *why_text);
+static enum kf_err end_batch(struct kf_txn *txn, const char *actor, struct supersede *w,
+                             int64_t now, const char *why_text, int64_t newest);
 
 static enum kf_err supersede(struct kf_txn *txn, const char *actor, const char *hardware,
                              int64_t newest, int64_t now)
@@ -375,8 +378,23 @@ static enum kf_err supersede(struct kf_txn *txn, const char *actor, const char *
 static enum kf_err end_rollouts(struct kf_txn *txn, const char *actor, struct supersede *w,
                                 int64_t now, const char *why_text)
 {
-    enum kf_err rc = kf_txn_rollout_list(txn, older_cb, w);
-    int64_t newest = w->newest;
+    int64_t newest = w->newest, total = 0;
+    enum kf_err rc = KF_OK;
+    /* in batches until none is left (each batch aborted no longer matches) */
+    do {
+        w->n = 0;
+        rc = kf_txn_rollout_list(txn, older_cb, w);
+        if (!rc) rc = end_batch(txn, actor, w, now, why_text, newest);
+        total += w->n;
+    } while (!rc && w->n == (int64_t)KF_ARRAY_LEN(w->ids));
+    w->n = total;
+    return rc;
+}
+
+static enum kf_err end_batch(struct kf_txn *txn, const char *actor, struct supersede *w,
+                             int64_t now, const char *why_text, int64_t newest)
+{
+    enum kf_err rc = KF_OK;
     for (int64_t i = 0; i < w->n && !rc; i++) {
         struct kf_rollout_rec r;
         json_t *doc = NULL;
@@ -387,7 +405,8 @@ static enum kf_err end_rollouts(struct kf_txn *txn, const char *actor, struct su
             rc = kf_fail(KF_E_MALFORMED, "rollout %" PRId64 " does not read back", r.id);
         if (!rc) {
             snprintf(r.state, sizeof(r.state), "aborted");
-            json_object_set_new(doc, "reason", json_string(why));
+            if (json_object_set_new(doc, "reason", json_string(why)) != 0)
+                rc = kf_fail(KF_E_INVALID, "the reason is not UTF-8 text");
             free(r.doc);
             r.doc = dump(json_incref(doc));
             r.updated = now;
@@ -411,7 +430,15 @@ static enum kf_err create_cb(struct kf_txn *txn, void *arg)
     struct kf_rollout_rec r;
     struct settings st;
     json_t *phases = json_array(), *doc;
-    enum kf_err rc = gather(txn, c);
+    int revoked = 0;
+    /* checked here, in the transaction: a revoke that writes its file before this commits finds
+     * this rollout and ends it; one after sees the file (kf_updates_revoke writes it first) */
+    enum kf_err rc = kf_updates_revoked(c->d, s->release, &revoked, NULL);
+    if (!rc && revoked)
+        rc = kf_fail(KF_E_DENIED,
+                     "%s is revoked (keyfleet release show %s): it is offered to nobody",
+                     s->release, s->release);
+    if (!rc) rc = gather(txn, c);
     if (!rc && c->ids.n == 0)
         rc = kf_fail(KF_E_INVALID, "no active device to roll out to%s%s",
                      s->enrollment ? " in enrollment " : "", s->enrollment ? s->enrollment : "");
@@ -516,6 +543,7 @@ enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
         s->max_failures_bp > 10000)
         return kf_fail(KF_E_INVALID, "soak or failure threshold out of range");
     memset(&c, 0, sizeof(c));
+    c.d = d;
     c.s = s;
     c.actor = actor;
     c.rel.name = s->release;
@@ -528,15 +556,6 @@ enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                        "%s is not in the published targets (targets version %" PRId64
                        "): keyfleet release list",
                        s->release, cur.targets_version);
-    {
-        int revoked = 0;
-        rc = kf_updates_revoked(d, s->release, &revoked, NULL);
-        if (rc) return rc;
-        if (revoked)
-            return kf_fail(KF_E_DENIED,
-                           "%s is revoked (keyfleet release show %s): it is offered to nobody",
-                           s->release, s->release);
-    }
     if (c.rel.found != 2)
         return kf_fail(KF_E_INVALID,
                        "%s has no hardware or no version in its signed custom data: devices "

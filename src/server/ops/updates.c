@@ -72,10 +72,17 @@ static enum kf_err signer_of(const struct kf_deploy *d, int i, struct kf_tuf_sig
     enum kf_err rc = key_uri(d, i, uri);
     *out = NULL;
     if (rc) return rc;
-    if (is_file(uri) && !kf_file_exists(uri))
-        return kf_fail(KF_E_NOT_FOUND,
-                       "no %s key (%s): `keyfleet release keys` makes the online keys", online[i],
-                       uri);
+    if (is_file(uri)) {
+        struct stat st;
+        if (stat(uri, &st) != 0)
+            return kf_fail(KF_E_NOT_FOUND,
+                           "no %s key (%s): `keyfleet release keys` makes the online keys",
+                           online[i], uri);
+        if (st.st_mode & 077)
+            return kf_fail(KF_E_DENIED,
+                           "the %s key %s can be read by others (mode %04o): chmod 600 it",
+                           online[i], uri, (unsigned)(st.st_mode & 07777));
+    }
     return kf_tuf_signer_open(i == 0 ? KF_TUF_TIMESTAMP : KF_TUF_SNAPSHOT, uri, out);
 }
 
@@ -226,14 +233,13 @@ static json_t *meta_of(int64_t version, const struct kf_buf *b)
 /* Signs `doc` with the online key of `role` (0 timestamp, 1 snapshot) and writes it to
  * repo/metadata/NAME. */
 static enum kf_err publish_doc(const struct kf_deploy *d, int role, json_t *doc, const char *name,
-                               time_t now, struct kf_buf *out)
+                               int64_t published, int64_t meta_max, struct kf_buf *out)
 {
     char path[PATH_CAP], rest[128];
     struct kf_tuf_signer *sg = NULL;
     enum kf_err rc = signer_of(d, role, &sg);
-    if (!rc)
-        rc = kf_tuf_signer_sign(sg, doc, now,
-                                role == 0 ? KF_UPDATES_TIMESTAMP_DAYS : KF_UPDATES_SNAPSHOT_DAYS);
+    if (!rc) rc = kf_tuf_signer_sign(sg, doc, published, meta_max);
+
     kf_tuf_signer_free(sg);
     kf_buf_init(out, META_MAX);
     if (!rc) rc = kf_tuf_text(doc, out);
@@ -274,7 +280,7 @@ static enum kf_err publish_online(const struct kf_deploy *d, struct state *st, i
                                 "targets.json", meta_of(st->targets, &tb));
         snprintf(rest, sizeof(rest), "%lld.snapshot.json", (long long)st->snapshot + 1);
         kf_buf_free(&sb);
-        if (!rc) rc = publish_doc(d, 1, doc, rest, now, &sb);
+        if (!rc) rc = publish_doc(d, 1, doc, rest, st->snapshot, st->targets, &sb);
         json_decref(doc);
         if (!rc) st->snapshot++;
     } else {
@@ -288,7 +294,7 @@ static enum kf_err publish_online(const struct kf_deploy *d, struct state *st, i
         doc = new_doc("timestamp", st->timestamp + 1, KF_UPDATES_TIMESTAMP_DAYS, now);
         json_object_set_new(json_object_get(json_object_get(doc, "signed"), "meta"),
                             "snapshot.json", meta_of(st->snapshot, &sb));
-        rc = publish_doc(d, 0, doc, "timestamp.json", now, &out);
+        rc = publish_doc(d, 0, doc, "timestamp.json", st->timestamp, st->snapshot, &out);
         kf_buf_free(&out);
         json_decref(doc);
         if (!rc) st->timestamp++;
@@ -662,12 +668,12 @@ static void find_cb(const struct kf_tuf_target *t, void *arg)
 }
 
 enum kf_err kf_updates_revoke(struct kf_deploy *d, const char *actor, const char *name,
-                              const char *reason, int *was)
+                              const char *reason, int known, int *was)
 {
     struct find_target f = {name, 0};
     struct kf_updates_result cur;
     char path[PATH_CAP], object[KF_TUF_PATH_MAX + 16], when[32];
-    json_t *all = NULL;
+    json_t *all = NULL, *rec = NULL, *detail = NULL;
     struct kf_buf out;
     enum kf_err rc;
 
@@ -682,27 +688,29 @@ enum kf_err kf_updates_revoke(struct kf_deploy *d, const char *actor, const char
         return KF_OK;
     }
     rc = kf_updates_list(d, find_cb, &f, &cur);
-    if (!rc && !f.found)
+    /* one the vendor took out of the targets already may still have rollouts to end */
+    if (!rc && !f.found && !known)
         rc = kf_fail(KF_E_NOT_FOUND, "%s is not in the published targets (keyfleet release list)",
                      name);
-    if (rc) {
-        json_decref(all);
-        return rc;
-    }
     kf_tuf_time(time(NULL), when, sizeof(when));
-    json_object_set_new(
-        all, name, json_pack("{s:s, s:s, s:s?}", "revoked", when, "by", actor, "reason", reason));
-    kf_buf_init(&out, META_MAX);
-    rc = upath(d, "revoked.json", path);
-    if (!rc) rc = kf_tuf_text(all, &out);
-    if (!rc) rc = kf_file_write(path, out.data, out.len, 0644, KF_FILE_REPLACE);
-    kf_buf_free(&out);
-    json_decref(all);
-    if (rc) return rc;
+    if (!rc) {
+        rec = json_pack("{s:s, s:s, s:s?}", "revoked", when, "by", actor, "reason", reason);
+        detail = json_pack("{s:s?}", "reason", reason);
+        if (!rec || !detail || json_object_set(all, name, rec) != 0)
+            rc = kf_fail(KF_E_INVALID, "the reason is not UTF-8 text");
+    }
+    /* audited first: a revocation that is in effect is always in the audit log */
     snprintf(object, sizeof(object), "release:%s", name);
-    all = json_pack("{s:s?}", "reason", reason);
-    rc = audit(d, actor, "release.revoke", object,
-               all ? json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS) : NULL);
+    if (!rc)
+        rc = audit(d, actor, "release.revoke", object,
+                   json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS));
+    kf_buf_init(&out, META_MAX);
+    if (!rc) rc = upath(d, "revoked.json", path);
+    if (!rc) rc = kf_tuf_text(all, &out);
+    if (!rc) rc = kf_file_write(path, out.data, out.len, 0600, KF_FILE_REPLACE);
+    kf_buf_free(&out);
+    json_decref(rec);
+    json_decref(detail);
     json_decref(all);
     return rc;
 }

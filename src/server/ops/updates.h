@@ -29,14 +29,18 @@
 #include "common/err.h"
 #include "common/tuf.h"
 #include "server/ca/deploy.h"
+#include "server/ca/tufsign.h"
 
-#define KF_UPDATES_TIMESTAMP_DAYS 1 /* a timestamp expires after a day: keyfleetd renews it */
-#define KF_UPDATES_SNAPSHOT_DAYS  7
+/* a timestamp expires after a day, a snapshot after a week (the signer refuses longer): keyfleetd
+ * renews them */
+#define KF_UPDATES_TIMESTAMP_DAYS KF_TUF_TIMESTAMP_DAYS
+#define KF_UPDATES_SNAPSHOT_DAYS  KF_TUF_SNAPSHOT_DAYS
 
 /*
  * The online keys' public TUF key objects, {"timestamp": {...}, "snapshot": {...}}; a key file
- * that is not there yet is made (ed25519, audited "release.keys"), a key in hardware must be. The vendor names them in the root
- * (keyfleet-release init-root --timestamp --snapshot). `*out` owned by the caller.
+ * that is not there yet is made (ed25519, audited "release.keys"), a key in hardware must be. The
+ * vendor names them in the root (keyfleet-release init-root --timestamp --snapshot). `*out` owned
+ * by the caller.
  */
 enum kf_err kf_updates_keys(struct kf_deploy *d, const char *actor, json_t **out);
 
@@ -77,14 +81,16 @@ enum kf_err kf_updates_list(struct kf_deploy *d,
                             struct kf_updates_result *out);
 
 /*
- * Revokes release `name` on the server (a target of the published targets, or one revoked
- * already: KF_E_NOT_FOUND otherwise): kept in DIR/updates/revoked.json, which
- * kf_rollout_create reads, so that no rollout offers it again. The signed metadata still lists
- * it until the vendor publishes targets without it (keyfleet-release targets --remove).
- * Audited "release.revoke". `*was` (may be NULL) says whether it was revoked already.
+ * Revokes release `name` on the server (a target of the published targets, or, with `known`,
+ * a name the caller knows from elsewhere, such as a rollout of a release the vendor took out
+ * already; KF_E_NOT_FOUND otherwise): audited "release.revoke", then kept in
+ * DIR/updates/revoked.json (0600), which kf_rollout_create reads in its transaction, so that no
+ * rollout offers it again. The signed metadata still lists it until the vendor publishes
+ * targets without it (keyfleet-release targets --remove). `*was` (may be NULL) says whether it
+ * was revoked already.
  */
 enum kf_err kf_updates_revoke(struct kf_deploy *d, const char *actor, const char *name,
-                              const char *reason, int *was);
+                              const char *reason, int known, int *was);
 
 /* Whether `name` is revoked; `*why` (may be NULL, owned by the caller) the record. */
 enum kf_err kf_updates_revoked(struct kf_deploy *d, const char *name, int *yes, json_t **why);

@@ -1,8 +1,9 @@
 /*
  * tufsign: the online keys sign only what they are for. A timestamp key refuses snapshot or
- * targets metadata, an expiry beyond the role's lifetime or in the past, a version below 1, meta
- * naming anything but the snapshot (or, for the snapshot key, the targets); what it signs
- * verifies under a root that names it (kf_tuf_verify_role), for ed25519 and P-256 keys.
+ * targets metadata, an expiry beyond the role's lifetime, in the past or in a form clients
+ * refuse, a version other than the next one (a jump would freeze devices), meta naming anything
+ * but the snapshot (or, for the snapshot key, the targets) or a version above the published one;
+ * what it signs verifies under a root that names it (kf_tuf_verify_role), ed25519 and P-256.
  */
 #include "testutil.h"
 
@@ -15,7 +16,7 @@
 #include "common/pki_key.h"
 #include "server/ca/tufsign.h"
 
-#define NOW 1800000000L
+#define NOW ((long)time(NULL))
 
 static struct kf_tuf_signer *open_new(enum kf_tuf_role role, enum kf_key_type type,
                                       const char *name)
@@ -76,35 +77,45 @@ static void test_timestamp(void **state)
                         "ed25519");
 
     d = doc_of("snapshot", 7, 1, "targets.json");
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     KF_EXPECT_MSG("signs timestamp metadata only, not snapshot");
     json_decref(d);
     d = doc_of("targets", 7, 1, "snapshot.json");
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     json_decref(d);
     d = doc_of("timestamp", 7, 30, "snapshot.json"); /* a freeze: a month */
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
-    KF_EXPECT_MSG("must expire within 1 days");
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
+    KF_EXPECT_MSG("must expire within 1 day");
     json_decref(d);
     d = doc_of("timestamp", 7, -1, "snapshot.json"); /* expired */
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     json_decref(d);
     d = doc_of("timestamp", 0, 1, "snapshot.json");
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
+    json_decref(d);
+    d = doc_of("timestamp", 7, 1, "snapshot.json"); /* a jump past the next version: a freeze */
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 3, 3));
+    KF_EXPECT_MSG("the next is 4");
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 2)); /* naming a snapshot not out */
+    KF_EXPECT_MSG("snapshot.json version must be 1 to 2");
+    json_object_set_new(json_object_get(d, "signed"), "expires",
+                        json_string("2099-01-01T00:00:00+00:00")); /* a form clients refuse */
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
+    KF_EXPECT_MSG("a client would refuse");
     json_decref(d);
     d = doc_of("timestamp", 7, 1, "targets.json"); /* naming what it may not */
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     KF_EXPECT_MSG("must name snapshot.json alone");
     json_decref(d);
     d = doc_of("timestamp", 7, 1, "snapshot.json");
     json_object_set_new(json_object_get(json_object_get(d, "signed"), "meta"), "evil.json",
                         json_pack("{s:i}", "version", 1));
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     assert_int_equal(json_array_size(json_object_get(d, "signatures")), 0);
     json_decref(d);
 
     d = doc_of("timestamp", 7, 1, "snapshot.json");
-    KF_OK_OR_FAIL(kf_tuf_signer_sign(s, d, NOW, 1));
+    KF_OK_OR_FAIL(kf_tuf_signer_sign(s, d, 6, 3));
     assert_int_equal(json_array_size(json_object_get(d, "signatures")), 1);
     verify(s, KF_TUF_TIMESTAMP, d);
     json_decref(d);
@@ -119,11 +130,11 @@ static void test_snapshot_p256(void **state)
     assert_string_equal(json_string_value(json_object_get(kf_tuf_signer_key(s), "scheme")),
                         "ecdsa-sha2-nistp256");
     d = doc_of("snapshot", 7, 7, "snapshot.json");
-    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, NOW, 7));
+    KF_EXPECT_ERR(KF_E_DENIED, kf_tuf_signer_sign(s, d, 6, 3));
     KF_EXPECT_MSG("must name targets.json alone");
     json_decref(d);
     d = doc_of("snapshot", 7, 7, "targets.json");
-    KF_OK_OR_FAIL(kf_tuf_signer_sign(s, d, NOW, 7));
+    KF_OK_OR_FAIL(kf_tuf_signer_sign(s, d, 6, 3));
     verify(s, KF_TUF_SNAPSHOT, d);
     json_decref(d);
     kf_tuf_signer_free(s);
