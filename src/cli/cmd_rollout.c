@@ -79,9 +79,10 @@ int kf_cmd_rollout_create(struct kf_cli *c, int argc, char **argv)
                                          {"phases", required_argument, NULL, 'p'},
                                          {"soak", required_argument, NULL, 's'},
                                          {"max-failures", required_argument, NULL, 'm'},
+                                         {"min-done", required_argument, NULL, 'n'},
                                          {NULL, 0, NULL, 0}};
     struct kf_rollout_spec s;
-    const char *file = NULL, *phases = "1,10,50,100", *soak = "10m", *maxf = "2%";
+    const char *file = NULL, *phases = "1,10,50,100", *soak = "10m", *maxf = "2%", *mind = "0%";
     char **ids = NULL;
     size_t n_ids = 0;
     int64_t id = 0, n = 0;
@@ -98,6 +99,7 @@ int kf_cmd_rollout_create(struct kf_cli *c, int argc, char **argv)
         case 'p': phases = optarg; break;
         case 's': soak = optarg; break;
         case 'm': maxf = optarg; break;
+        case 'n': mind = optarg; break;
         case 'h': return KF_EXIT_OK;
         default: return KF_EXIT_USAGE;
         }
@@ -107,9 +109,12 @@ int kf_cmd_rollout_create(struct kf_cli *c, int argc, char **argv)
     if (!!s.all + !!s.enrollment + !!file != 1)
         return kf_cli_usage(c,
                             "name the devices one way: --all, --enrollment ID or --devices FILE");
-    if (kf_rollout_parse_phases(phases, &s) || kf_rollout_parse_duration(soak, &s.soak_s) ||
-        kf_rollout_parse_percent(maxf, &s.max_failures_bp))
+    if (kf_rollout_parse_phases(phases, &s) || kf_rollout_parse_duration(soak, &s.soak_s))
         return kf_cli_usage(c, "%s", kf_errmsg());
+    if (kf_rollout_parse_percent(maxf, &s.max_failures_bp))
+        return kf_cli_usage(c, "--max-failures %s", kf_errmsg());
+    if (kf_rollout_parse_percent(mind, &s.min_done_bp))
+        return kf_cli_usage(c, "--min-done %s", kf_errmsg());
     if (file) {
         rc = read_devices(file, &ids, &n_ids);
         if (rc) {
@@ -183,9 +188,10 @@ static void print_rollout(const json_t *j, int phases)
            (long long)failed);
     if (!phases) return;
     if (json_is_string(reason)) printf("  why: %s\n", json_string_value(reason));
-    printf("  soak %llds, pauses over %s failures of a phase\n",
+    printf("  soak %llds, pauses over %s failures of a phase, advances once %s of it is done\n",
            (long long)json_integer_value(json_object_get(j, "soak")),
-           json_string_value(json_object_get(j, "max_failures")));
+           json_string_value(json_object_get(j, "max_failures")),
+           json_string_value(json_object_get(j, "min_done")));
     printf("  %-6s %-8s %-8s %-8s", "PHASE", "PERCENT", "DEVICES", "OFFERED");
     for (size_t i = 0; i < KF_ARRAY_LEN(shown_states); i++)
         printf(" %-11s", shown_states[i]);

@@ -159,13 +159,16 @@ static const struct command commands[] = {
      "renew the online roles' metadata"},
     {"rollout", "create", kf_cmd_rollout_create,
      "rollout create --release NAME (--all | --enrollment ID | --devices FILE)\n"
-     "               [--phases 1,10,50,100] [--soak 10m] [--max-failures 2%] [--json]\n"
+     "               [--phases 1,10,50,100] [--soak 10m] [--max-failures 2%] [--min-done 0%]\n"
+     "               [--json]\n"
      "\n"
      "Offers a published release (a target of keyfleet release list, for one hardware) to a set\n"
      "of active devices in phases: cumulative percentages of the set, in a random order made now.\n"
      "The first phase is offered at once; each next one once the phase before has run --soak\n"
      "(30s, 10m, 2h, 1d) with at most --max-failures of its devices failed (failed, reverted,\n"
      "or refused as a downgrade). Over that, the rollout pauses itself (update.rollout_paused).\n"
+     "With --min-done, a phase also waits until that share of its devices has installed the\n"
+     "release or failed (devices that never report then hold it).\n"
      "FILE: one device id a line (# comments). Devices are told on devices/<id>/updates/available\n"
      "and ask at every connect; each installs only a signed release for its hardware above its\n"
      "installed version. Audited (rollout.create); keyfleetd's steps are audited too.",

@@ -58,8 +58,10 @@ refused "phases that go down" 2 "each above the one before" \
     rollout create --release gw/fw-2.0.bin --all --phases 50,10,100
 refused "a soak that is not a duration" 2 "a duration such as 30s" \
     rollout create --release gw/fw-2.0.bin --all --soak 10x
-refused "a failure threshold over 100%" 2 "from 0% to 100%" \
+refused "a failure threshold over 100%" 2 "--max-failures \"200%\": a percentage from 0% to 100%" \
     rollout create --release gw/fw-2.0.bin --all --max-failures 200%
+refused "a min-done over 100%" 2 "--min-done \"150%\": a percentage" \
+    rollout create --release gw/fw-2.0.bin --all --min-done 150%
 refused "two ways of naming devices" 2 "name the devices one way" \
     rollout create --release gw/fw-2.0.bin --all --enrollment factory
 printf 'dev-01\nnobody-here\n' >"$T/list"

@@ -85,7 +85,7 @@ struct settings {
     int phases[KF_ROLLOUT_PHASES_MAX];
     size_t n_phases;
     int64_t soak, devices, phase, phase_started;
-    int max_bp;
+    int max_bp, min_done_bp;
 };
 
 static enum kf_err settings_of(const struct kf_rollout_rec *r, struct settings *s, json_t **doc)
@@ -104,6 +104,7 @@ static enum kf_err settings_of(const struct kf_rollout_rec *r, struct settings *
         s->phases[i] = (int)json_integer_value(json_array_get(p, i));
     s->soak = json_integer_value(json_object_get(j, "soak"));
     s->max_bp = (int)json_integer_value(json_object_get(j, "max_failures_bp"));
+    s->min_done_bp = (int)json_integer_value(json_object_get(j, "min_done_bp"));
     s->devices = json_integer_value(json_object_get(j, "devices"));
     s->phase = json_integer_value(json_object_get(j, "phase"));
     s->phase_started = json_integer_value(json_object_get(j, "phase_started"));
@@ -162,11 +163,11 @@ enum kf_err kf_rollout_parse_percent(const char *text, int *bp)
 {
     char *end;
     double v;
-    if (!text || !*text) return kf_fail(KF_E_INVALID, "--max-failures: give a percentage, \"2%%\"");
+    if (!text || !*text) return kf_fail(KF_E_INVALID, "give a percentage, \"2%%\"");
     errno = 0;
     v = strtod(text, &end);
     if (end == text || errno || (*end && strcmp(end, "%") != 0) || !(v >= 0 && v <= 100))
-        return kf_fail(KF_E_INVALID, "--max-failures \"%s\": a percentage from 0%% to 100%%", text);
+        return kf_fail(KF_E_INVALID, "\"%s\": a percentage from 0%% to 100%%", text);
     *bp = (int)(v * 100 + 0.5);
     return KF_OK;
 }
@@ -449,10 +450,10 @@ static enum kf_err create_cb(struct kf_txn *txn, void *arg)
     }
     for (size_t i = 0; i < s->n_phases; i++)
         json_array_append_new(phases, json_integer(s->phases[i]));
-    doc = json_pack("{s:o, s:I, s:i, s:I, s:i, s:I, s:o, s:s}", "phases", phases, "soak",
-                    (json_int_t)s->soak_s, "max_failures_bp", s->max_failures_bp, "devices",
-                    (json_int_t)c->ids.n, "phase", 0, "phase_started", (json_int_t)c->now,
-                    "selector", selector_of(s, c->ids.n), "by", c->actor);
+    doc = json_pack("{s:o, s:I, s:i, s:i, s:I, s:i, s:I, s:o, s:s}", "phases", phases, "soak",
+                    (json_int_t)s->soak_s, "max_failures_bp", s->max_failures_bp, "min_done_bp",
+                    s->min_done_bp, "devices", (json_int_t)c->ids.n, "phase", 0, "phase_started",
+                    (json_int_t)c->now, "selector", selector_of(s, c->ids.n), "by", c->actor);
     memset(&r, 0, sizeof(r));
     snprintf(r.state, sizeof(r.state), "running");
     snprintf(r.target, sizeof(r.target), "%s", s->release);
@@ -540,7 +541,7 @@ enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
     if (s->n_phases < 1 || s->phases[s->n_phases - 1] != 100)
         return kf_fail(KF_E_INVALID, "the last phase must be 100%%");
     if (s->soak_s < 0 || s->soak_s > KF_ROLLOUT_SOAK_MAX || s->max_failures_bp < 0 ||
-        s->max_failures_bp > 10000)
+        s->max_failures_bp > 10000 || s->min_done_bp < 0 || s->min_done_bp > 10000)
         return kf_fail(KF_E_INVALID, "soak or failure threshold out of range");
     memset(&c, 0, sizeof(c));
     c.d = d;
@@ -577,6 +578,7 @@ struct tally {
     int64_t (*phase)[D_COUNT]; /* per phase */
     int64_t all[D_COUNT];
     int64_t cur_failed;     /* failures among the current phase's devices (not accepted) */
+    int64_t cur_done;       /* the current phase's devices installed, confirmed or failed */
     int64_t offered_failed; /* failures among all the devices offered it so far (same) */
     int64_t accepted;       /* failures an operator accepted */
     /* the failed rows, for resume to accept them */
@@ -605,6 +607,7 @@ static enum kf_err tally_cb(const struct kf_rollout_device_rec *d, void *arg)
     t->all[st]++;
     if (t->phase) t->phase[k][st]++;
     if (failure(st) && d->accepted) t->accepted++;
+    if (k == t->s->phase && (st == D_INSTALLED || st == D_CONFIRMED || failure(st))) t->cur_done++;
     if (failure(st) && !d->accepted) {
         if (k == t->s->phase) t->cur_failed++;
         if (d->ord < t->released) t->offered_failed++;
@@ -627,7 +630,7 @@ static json_t *show_json(const struct kf_rollout_rec *r, const struct settings *
                          const struct tally *t, json_t *doc)
 {
     json_t *phases = json_array();
-    char pct[32];
+    char pct[32], done[32];
     for (size_t k = 0; k < s->n_phases; k++) {
         int64_t end = phase_end(s, (int64_t)k), start = phase_end(s, (int64_t)k - 1);
         json_array_append_new(phases, json_pack("{s:I, s:i, s:I, s:b, s:o}", "phase",
@@ -637,14 +640,15 @@ static json_t *show_json(const struct kf_rollout_rec *r, const struct settings *
                                                 counts_json(t->phase[k])));
     }
     snprintf(pct, sizeof(pct), "%g%%", s->max_bp / 100.0);
+    snprintf(done, sizeof(done), "%g%%", s->min_done_bp / 100.0);
     return json_pack(
-        "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:s, s:I, s:O?, "
+        "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:s, s:s, s:I, s:O?, "
         "s:O?, s:s?, s:I, s:I}",
         "id", (json_int_t)r->id, "state", r->state, "release", r->target, "hardware", r->hardware,
         "version", (json_int_t)r->version, "devices", (json_int_t)s->devices, "offered",
         (json_int_t)r->released, "phase", (json_int_t)s->phase + 1, "phases", phases, "counts",
-        counts_json(t->all), "soak", (json_int_t)s->soak, "max_failures", pct, "accepted",
-        (json_int_t)t->accepted, "selector", json_object_get(doc, "selector"), "reason",
+        counts_json(t->all), "soak", (json_int_t)s->soak, "max_failures", pct, "min_done", done,
+        "accepted", (json_int_t)t->accepted, "selector", json_object_get(doc, "selector"), "reason",
         json_object_get(doc, "reason"), "by", json_string_value(json_object_get(doc, "by")),
         "created", (json_int_t)r->created, "updated", (json_int_t)r->updated);
 }
@@ -1038,7 +1042,8 @@ static enum kf_err eval(struct step *st, struct kf_rollout_rec *r)
         detail = json_pack("{s:I, s:s, s:I, s:I, s:I, s:s}", "rollout", (json_int_t)r->id,
                            "release", r->target, "phase", (json_int_t)s.phase + 1, "failed",
                            (json_int_t)failed, "devices", (json_int_t)size, "reason", why);
-    } else if (st->now >= s.phase_started + s.soak) {
+    } else if (st->now >= s.phase_started + s.soak &&
+               t.cur_done * 10000 >= (int64_t)s.min_done_bp * size) {
         if ((size_t)s.phase + 1 < s.n_phases) {
             s.phase++;
             r->released = phase_end(&s, s.phase);

@@ -19,7 +19,9 @@
  * devices offered it so far (beyond failures an operator accepted by resuming), it pauses the
  * rollout and raises `update.rollout_paused`; else,
  * once the phase has soaked, it offers the next phase, and after the last one the rollout is
- * completed. Every change, the engine's too, is in the audit log.
+ * completed (with --min-done, only once that share of the phase's devices has installed it or
+ * failed: devices that never report then hold the rollout instead of letting it run on). Every
+ * change, the engine's too, is in the audit log.
  */
 #ifndef KF_SERVER_OPS_ROLLOUT_H
 #define KF_SERVER_OPS_ROLLOUT_H
@@ -47,6 +49,8 @@ struct kf_rollout_spec {
     size_t n_phases;
     int64_t soak_s;      /* how long a phase runs before the next one */
     int max_failures_bp; /* failures of a phase's devices that pause it, in 1/10,000 */
+    int min_done_bp;     /* a phase advances only once this share of its devices is done
+                            (installed, confirmed or failed), in 1/10,000; 0: on its soak */
 };
 
 /* "1,10,50,100" into `s->phases` (errors name the bad part). */
@@ -59,9 +63,9 @@ enum kf_err kf_rollout_parse_duration(const char *text, int64_t *seconds);
 /*
  * Makes a rollout and offers its first phase at once: the release must be published (with its
  * hardware and version) and not revoked, the devices must exist and be active (a list names the
- * first that is not). Running or paused rollouts for the same hardware are aborted (superseded: the newest
- * decides what a device is offered). Audited "rollout.create" (and "rollout.abort"). `*id` is
- * the new rollout's, `*n_devices` (may be NULL) how many devices it holds.
+ * first that is not). Running or paused rollouts for the same hardware are aborted (superseded: the
+ * newest decides what a device is offered). Audited "rollout.create" (and "rollout.abort"). `*id`
+ * is the new rollout's, `*n_devices` (may be NULL) how many devices it holds.
  */
 enum kf_err kf_rollout_create(struct kf_deploy *d, const char *actor,
                               const struct kf_rollout_spec *s, int64_t *id, int64_t *n_devices);

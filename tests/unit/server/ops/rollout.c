@@ -391,6 +391,36 @@ static void test_newest_decides(void **state)
     assert_string_equal(offered(f, "dev-3", "gw-a"), "null");
 }
 
+/* With min_done, a phase waits for its devices to have installed it (or failed), soak or not. */
+static void test_min_done(void **state)
+{
+    struct fixture *f = *state;
+    char doc[512];
+    struct make m = {doc, 1, 0, NULL};
+    json_t *j;
+    snprintf(doc, sizeof(doc),
+             "{\"phases\":[10,100],\"soak\":0,\"max_failures_bp\":10000,\"min_done_bp\":5000,"
+             "\"devices\":%d,\"phase\":0,\"phase_started\":%d,\"selector\":{\"all\":true},"
+             "\"by\":\"t\"}",
+             N_DEV, T0);
+    KF_OK_OR_FAIL(kf_store_write(f->d->store, make_cb, &m));
+    kf_rollout_tick(f->e, f->d, T0 + 5, NULL, NULL);
+    j = show(f, m.id);
+    assert_int_equal(json_integer_value(json_object_get(j, "phase")), 1); /* dev-0 said nothing */
+    assert_string_equal(json_string_value(json_object_get(j, "min_done")), "50%");
+    json_decref(j);
+    report(f, "dev-0", "update.downloading", 20000);
+    kf_rollout_tick(f->e, f->d, T0 + 6, NULL, NULL);
+    j = show(f, m.id);
+    assert_int_equal(json_integer_value(json_object_get(j, "phase")), 1); /* not done yet */
+    json_decref(j);
+    report(f, "dev-0", "update.installed", 20000);
+    kf_rollout_tick(f->e, f->d, T0 + 7, NULL, NULL);
+    j = show(f, m.id);
+    assert_int_equal(json_integer_value(json_object_get(j, "phase")), 2);
+    json_decref(j);
+}
+
 /* A rollout that completes in the step that first sees it still tells its devices. */
 static void test_told_when_completed_at_once(void **state)
 {
@@ -513,6 +543,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_decides, setup, teardown),
         cmocka_unit_test_setup_teardown(test_told_when_completed_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_find_their_rollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_offered_yet, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accepted_are_devices, setup, teardown),
