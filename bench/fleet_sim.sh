@@ -11,26 +11,8 @@ KFD="$BUILD/src/server/keyfleetd"
 SIM="$BUILD/src/sim/keyfleet-sim"
 FD="$WORK/fleet"
 mkdir -p "$FD"
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-PP=$(free_port)
-HP=$(free_port)
-"$KF" --dir "$FD/d" init >/dev/null
-"$KF" --dir "$FD/d" hub add --name hub-1 --endpoint "127.0.0.1:$HP" >/dev/null
-# One address sends the whole fleet: no per-address limits for it (a real fleet has many).
-sed -i "/^\[provisioning\]/,/^\[/ s/^listen = .*/listen = 127.0.0.1:$PP/; \
-/^\[hub\]/,\$ s/^listen = .*/listen = 127.0.0.1:$HP/; s/^rate_per_ip = .*/rate_per_ip = 0/; \
-s/^max_handshakes_per_ip = .*/max_handshakes_per_ip = 1000000/; s/^max_handshakes_per_net = .*/max_handshakes_per_net = 1000000/; \
-s/^max_connections_per_net = .*/max_connections_per_net = 1000000/; s/^connect_rate_per_ip = .*/connect_rate_per_ip = 0/; s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/; s/^flap_connects = .*/flap_connects = 1000000/; \
-s/^msg_rate = .*/msg_rate = 0/; s/^byte_rate = .*/byte_rate = 0/" "$FD/d/keyfleet.conf"
-"$SIM" --make-factory-ca --dir "$FD/sim" >/dev/null
-code=$("$KF" --dir "$FD/d" --json enrollment group create --name sim --ca "$FD/sim/factory-ca.pem" |
-    sed -n 's/.*"verification_code": *"\([^"]*\)".*/\1/p')
-openssl req -new -key "$FD/sim/factory-ca.key" -subj "/CN=$code" -out "$FD/v.csr" 2>/dev/null
-openssl x509 -req -in "$FD/v.csr" -CA "$FD/sim/factory-ca.pem" -CAkey "$FD/sim/factory-ca.key" \
-    -days 1 -out "$FD/v.pem" 2>/dev/null
-"$KF" --dir "$FD/d" enrollment group verify --name sim --cert "$FD/v.pem" >/dev/null
+. "$(dirname "$0")/sim_deployment.sh"
+sim_deployment "$FD"
 KEYFLEET_LOG=warn "$KFD" --dir "$FD/d" >"$FD/kfd.log" 2>&1 &
 KFD_PID=$!
 trap 'kill $KFD_PID 2>/dev/null || true' EXIT

@@ -314,6 +314,14 @@ int kf_cli_parse_name(struct kf_cli *c, int argc, char **argv, const struct opti
     return 0;
 }
 
+int kf_cli_reason_text(struct kf_cli *c, int opt, void *arg)
+{
+    (void)c;
+    if (opt != 'r') return 1;
+    *(const char **)arg = optarg;
+    return 0;
+}
+
 int kf_cli_reason_opt(struct kf_cli *c, int opt, void *arg)
 {
     int *reason = arg;

@@ -125,6 +125,9 @@ int kf_cli_parse_name(struct kf_cli *c, int argc, char **argv, const struct opti
 
 /* An `extra` for kf_cli_parse_name: --reason (option 'r') into the int at `arg`. */
 int kf_cli_reason_opt(struct kf_cli *c, int opt, void *arg);
+/* An `extra` for kf_cli_parse_name: --reason (option 'r') as free text into the `const char *`
+ * at `arg` (an audit record's reason). */
+int kf_cli_reason_text(struct kf_cli *c, int opt, void *arg);
 
 /* A certificate record as JSON (new reference). */
 json_t *kf_cli_cert_json(const struct kf_cert_rec *r);

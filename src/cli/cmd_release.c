@@ -178,24 +178,8 @@ static void one_cb(const struct kf_tuf_target *t, void *arg)
                           t->has_sha512 ? h512 : "", "custom", t->custom);
 }
 
-/* The release NAME of the arguments (one), or a usage error. */
-static const char *one_name(struct kf_cli *c, int argc, char **argv, const char **reason)
-{
-    static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = kf_cli_getopt(c, argc, argv, "", reason ? opts : opts + 1)) != -1) {
-        if (opt == 'r' && reason)
-            *reason = optarg;
-        else
-            return opt == 'h' ? "" : NULL; /* "": help was printed */
-    }
-    if (optind + 1 != argc) {
-        kf_cli_usage(c, "give one release name (keyfleet release list)");
-        return NULL;
-    }
-    return argv[optind];
-}
+static const struct option reason_opts[] = {{"reason", required_argument, NULL, 'r'},
+                                            {NULL, 0, NULL, 0}};
 
 /* Whether release `name` has rollouts (1), none (0), or -1 on an error. */
 static int has_rollouts(struct kf_cli *c, const char *name)
@@ -213,7 +197,8 @@ static int has_rollouts(struct kf_cli *c, const char *name)
 
 int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
 {
-    const char *name = one_name(c, argc, argv, NULL);
+    const char *name = NULL;
+    int parsed = kf_cli_parse_name(c, argc, argv, NULL, NULL, NULL, "release", &name);
     struct kf_updates_result res;
     struct one o = {name, NULL};
     json_t *revoked = NULL, *rollouts = NULL, *mine;
@@ -221,13 +206,11 @@ int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
     int yes = 0;
     enum kf_err rc;
 
-    if (!name || !*name) return name ? KF_EXIT_OK : KF_EXIT_USAGE;
+    if (parsed) return parsed < 0 ? KF_EXIT_OK : parsed;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     rc = kf_updates_list(c->deploy, one_cb, &o, &res);
     if (!rc) rc = kf_updates_revoked(c->deploy, name, &yes, &revoked);
     if (!rc) rc = kf_rollout_list(c->deploy->store, &rollouts);
-    if (!rc && !o.target && !yes && has_rollouts(c, name) != 1)
-        rc = kf_fail(KF_E_NOT_FOUND, "no release %s (keyfleet release list)", name);
     if (rc) {
         json_decref(o.target);
         json_decref(revoked);
@@ -245,6 +228,11 @@ int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
                                             json_object_get(r, "counts")));
     }
     json_decref(rollouts);
+    if (!o.target && !yes && !json_array_size(mine)) {
+        json_decref(mine);
+        return kf_cli_fail(c,
+                           kf_fail(KF_E_NOT_FOUND, "no release %s (keyfleet release list)", name));
+    }
     if (c->json) {
         kf_cli_print_json(json_pack("{s:s, s:O?, s:b, s:O?, s:I, s:o}", "name", name, "target",
                                     o.target, "published", o.target != NULL, "revoked", revoked,
@@ -299,13 +287,14 @@ int kf_cmd_release_show(struct kf_cli *c, int argc, char **argv)
 
 int kf_cmd_release_revoke(struct kf_cli *c, int argc, char **argv)
 {
-    const char *reason = NULL;
-    const char *name = one_name(c, argc, argv, &reason);
+    const char *reason = NULL, *name = NULL;
+    int r = kf_cli_parse_name(c, argc, argv, reason_opts, kf_cli_reason_text, &reason, "release",
+                              &name);
     int64_t n = 0;
     int was = 0;
     enum kf_err rc;
 
-    if (!name || !*name) return name ? KF_EXIT_OK : KF_EXIT_USAGE;
+    if (r) return r < 0 ? KF_EXIT_OK : r;
     if (kf_cli_open(c)) return KF_EXIT_FAIL;
     {
         int known = has_rollouts(c, name);

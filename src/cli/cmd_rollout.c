@@ -144,22 +144,18 @@ int kf_cmd_rollout_create(struct kf_cli *c, int argc, char **argv)
     return KF_EXIT_OK;
 }
 
+/* The rollout id of the arguments: > 0, 0 when help was printed, or -(exit code). */
 static long rollout_id(struct kf_cli *c, int argc, char **argv, const char **reason)
 {
     static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
                                          {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = kf_cli_getopt(c, argc, argv, "", reason ? opts : opts + 1)) != -1) {
-        if (opt == 'r' && reason)
-            *reason = optarg;
-        else
-            return opt == 'h' ? 0 : -KF_EXIT_USAGE;
-    }
-    if (optind + 1 != argc) return -kf_cli_usage(c, "give one rollout id");
-    {
-        long id = kf_cli_number(c, "rollout id", argv[optind], 1, 0x7fffffffL);
-        return id < 0 ? -KF_EXIT_USAGE : id;
-    }
+    const char *text = NULL;
+    long id;
+    int r = kf_cli_parse_name(c, argc, argv, reason ? opts : NULL,
+                              reason ? kf_cli_reason_text : NULL, reason, "rollout", &text);
+    if (r) return r < 0 ? 0 : -r;
+    id = kf_cli_number(c, "rollout id", text, 1, 0x7fffffffL);
+    return id < 0 ? -KF_EXIT_USAGE : id;
 }
 
 static const char *const shown_states[] = {"pending",    "downloading", "verified",
