@@ -15,7 +15,7 @@
  * root is the one the device shipped with) and `update.floor` (the installed version). A release
  * offered below the floor is refused and reported (`update.rollback_refused`); one for other
  * hardware or not signed is `update.failed`; the installed one again is `update.current` (each
- * once per targets version). Each step is an event,
+ * once per release offered). Each step is an event,
  * queued durably like the device's own: `update.downloading`, `update.verified`, `update.failed`
  * (with a reason), and the caller's `update.installing`, `update.installed`, `update.confirmed`,
  * `update.reverted`.

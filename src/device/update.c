@@ -144,16 +144,23 @@ int kf_update_installed(struct kf_device *dev, int64_t version)
 }
 
 /*
- * Reports an answer to an offer once per (event, target, targets version): a device that checks
- * every few minutes must not repeat the same refusal all day.
+ * Reports an answer to an offer once per (event, target, its signed version): a device that
+ * checks every few minutes must not repeat the same refusal all day.
  */
 static void report_once(const struct kf_device_link *l, const struct kf_tuf_trusted *t,
                         const char *type, const char *severity, const char *target, json_t *detail)
 {
     char path[PATH_CAP], text[KF_TUF_PATH_MAX + 96];
+    struct kf_tuf_target tg;
     struct kf_buf seen;
-    snprintf(text, sizeof(text), "%s %s %lld\n", type, target,
-             (long long)kf_tuf_version(t, KF_TUF_TARGETS));
+    /* the same answer to the same signed release is said once, whatever metadata comes after
+     * (a new targets version around it is not a new offer); one not signed, per targets version */
+    const json_t *v =
+        kf_tuf_target(t, target, &tg) == KF_TUF_OK ? json_object_get(tg.custom, "version") : NULL;
+    kf_err_clear();
+    snprintf(text, sizeof(text), "%s %s %s%lld\n", type, target, json_is_integer(v) ? "v" : "t",
+             (long long)(json_is_integer(v) ? json_integer_value(v)
+                                            : kf_tuf_version(t, KF_TUF_TARGETS)));
     tuf_path(l, "refused.reported", path);
     kf_buf_init(&seen, sizeof(text));
     if (!kf_file_exists(path) || kf_buf_read_file(&seen, path) != KF_OK ||
